@@ -1,0 +1,3 @@
+module github.com/samlha/samlha
+
+go 1.26.0

@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Opener opens a store from a parsed URL. Backends register one per scheme.
+type Opener func(ctx context.Context, u *url.URL, logger *slog.Logger) (Store, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Opener{}
+)
+
+// Register makes a backend available to Open under scheme. It is meant to be
+// called from a backend's init function, and panics if scheme is taken.
+func Register(scheme string, open Opener) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[scheme]; dup {
+		panic("store: Register called twice for scheme " + scheme)
+	}
+	registry[scheme] = open
+}
+
+// Schemes lists the registered URL schemes, sorted.
+func Schemes() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	s := make([]string, 0, len(registry))
+	for k := range registry {
+		s = append(s, k)
+	}
+	slices.Sort(s)
+	return s
+}
+
+// Open opens the store that rawURL names, choosing the backend by the URL's
+// scheme. The backend's package must be imported (for its init function),
+// as with database/sql drivers. Errors never contain the URL's password.
+func Open(ctx context.Context, rawURL string, logger *slog.Logger) (Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the URL, password included: don't wrap it.
+		return nil, fmt.Errorf("store: cannot parse store URL %q", Redact(rawURL))
+	}
+	registryMu.RLock()
+	open, ok := registry[u.Scheme]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("store: unknown scheme %q in store URL %q (known: %s)",
+			u.Scheme, Redact(rawURL), strings.Join(Schemes(), ", "))
+	}
+	s, err := open(ctx, u, logger)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", Redact(rawURL), err)
+	}
+	return s, nil
+}
+
+// Redact returns rawURL with any password replaced by "xxxxx", and any
+// query parameter named password likewise. A URL that does not parse is
+// reduced to its scheme, so that nothing secret leaks through it.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		if i := strings.Index(rawURL, "://"); i > 0 {
+			return rawURL[:i] + "://(unparsable)"
+		}
+		return "(unparsable)"
+	}
+	q := u.Query()
+	for _, k := range []string{"password", "sentinel_password"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+		}
+	}
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
