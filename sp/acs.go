@@ -1,0 +1,271 @@
+package sp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+
+	"github.com/samlha/samlha/store"
+)
+
+// maxACSBody bounds the ACS form: SAML responses are kilobytes, not
+// megabytes.
+const maxACSBody = 1 << 20
+
+// serveACS finishes a login. Unlike crewjam's ServeACS it consumes the
+// tracked request first, in one atomic store operation, so that every way a
+// login can fail is told apart and named: the state is elsewhere, expired,
+// used, unknown, or not this browser's; the store is down; the response is
+// invalid or replayed.
+func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		s.fail(w, r, &Failure{Cause: CauseRequestMalformed, Detail: "ACS called with " + r.Method})
+		return
+	}
+	rt := s.rt.Load()
+	if rt == nil {
+		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxACSBody)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, &Failure{Cause: CauseRequestMalformed, Detail: "cannot parse form: " + err.Error(), Err: err})
+		return
+	}
+	if r.PostForm.Get("SAMLResponse") == "" {
+		s.fail(w, r, &Failure{Cause: CauseRequestMalformed, Detail: "no SAMLResponse in the form"})
+		return
+	}
+	rs := r.PostForm.Get("RelayState")
+	if rs == "" {
+		s.fail(w, r, &Failure{Cause: CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"})
+		return
+	}
+
+	tr, f := rt.state.finish(w, r, rs)
+	if f != nil {
+		s.fail(w, r, f)
+		s.m.acsDuration.WithLabelValues(string(f.Cause)).Observe(time.Since(start).Seconds())
+		return
+	}
+
+	assertion, err := rt.mw.ServiceProvider.ParseResponse(r, []string{tr.RequestID})
+	if err != nil {
+		f := classifyResponseError(err)
+		f.Origin, f.RequestID = tr.Origin, tr.RequestID
+		s.fail(w, r, f)
+		s.m.acsDuration.WithLabelValues(string(f.Cause)).Observe(time.Since(start).Seconds())
+		return
+	}
+
+	ctx := context.WithValue(r.Context(), loginInfoKey{}, loginInfo{loginInstance: tr.Origin})
+	if err := rt.mw.Session.CreateSession(w, r.WithContext(ctx), assertion); err != nil {
+		f := &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err,
+			Origin: tr.Origin, RequestID: tr.RequestID}
+		if store.IsUnavailable(err) || errors.Is(err, store.ErrFull) {
+			f = storeFailure(err, tr.Origin)
+			f.RequestID = tr.RequestID
+		}
+		s.fail(w, r, f)
+		s.m.acsDuration.WithLabelValues(string(f.Cause)).Observe(time.Since(start).Seconds())
+		return
+	}
+	s.m.loginsSucceeded.Inc()
+	s.m.acsDuration.WithLabelValues("success").Observe(time.Since(start).Seconds())
+	s.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
+		"cross_instance", tr.Origin != s.cfg.InstanceID, "duration", time.Since(start))
+	http.Redirect(w, r, localURI(tr.URI), http.StatusFound)
+}
+
+// classifyResponseError turns crewjam's error into a Failure. The reason
+// is one of a fixed set, for the metric label; the private detail goes to
+// the log only (crewjam's InvalidResponseError.Response, the raw XML, is
+// never logged).
+func classifyResponseError(err error) *Failure {
+	f := &Failure{Cause: CauseResponseInvalid, Err: err}
+	var ire *saml.InvalidResponseError
+	if errors.As(err, &ire) && ire.PrivateErr != nil {
+		f.Detail = ire.PrivateErr.Error()
+	} else {
+		f.Detail = err.Error()
+	}
+	var badStatus saml.ErrBadStatus
+	switch {
+	case errors.Is(err, store.ErrFull):
+		f.Cause = CauseStoreFull
+	case store.IsUnavailable(err):
+		f.Cause = CauseStoreUnavailable
+	case errors.Is(err, saml.ErrAssertionReplayed):
+		f.Cause = CauseAssertionReplayed
+	case errors.Is(err, saml.ErrUntrustedCertificate):
+		f.Reason = "untrusted-certificate"
+	case errors.Is(err, saml.ErrCertificateNotValidNow):
+		f.Reason = "certificate-not-valid-now"
+	case errors.Is(err, saml.ErrDecryptionFailed):
+		f.Reason = "decryption"
+	case errors.Is(err, saml.ErrInvalidSignature):
+		f.Reason = "signature"
+	case errors.Is(err, saml.ErrExpired):
+		f.Reason = "expired"
+	case errors.Is(err, saml.ErrNotYetValid):
+		f.Reason = "not-yet-valid"
+	case errors.Is(err, saml.ErrIssuerMismatch):
+		f.Reason = "issuer"
+	case errors.Is(err, saml.ErrDestinationMismatch):
+		f.Reason = "destination"
+	case errors.Is(err, saml.ErrRequestIDMismatch):
+		f.Reason = "in-response-to"
+	case errors.Is(err, saml.ErrAudienceMismatch):
+		f.Reason = "audience"
+	case errors.As(err, &badStatus):
+		f.Reason = "status"
+	case errors.Is(err, saml.ErrMalformedMessage):
+		f.Reason = "malformed"
+	case errors.Is(err, saml.ErrMissingElement):
+		f.Reason = "missing-element"
+	case errors.Is(err, saml.ErrUnsupported):
+		f.Reason = "unsupported"
+	default:
+		f.Reason = "other"
+	}
+	return f
+}
+
+// fail logs, counts and renders f.
+func (s *SP) fail(w http.ResponseWriter, r *http.Request, f *Failure) {
+	s.m.failures.WithLabelValues(string(f.Cause), f.Reason).Inc()
+	level := slog.LevelWarn
+	if f.Cause == CauseStoreUnavailable || f.Cause == CauseStoreFull {
+		level = slog.LevelError
+	}
+	s.log.Log(r.Context(), level, "login failed",
+		"cause", string(f.Cause), "reason", f.Reason, "status", f.Cause.Status(),
+		"origin", f.Origin, "request_id", f.RequestID, "path", r.URL.Path, "detail", f.Detail)
+	s.renderFailure(w, r, f)
+}
+
+// startLogin sends the browser to the IdP with a new AuthnRequest tracked in
+// the login state. Unlike crewjam's HandleStartAuthFlow, a store failure is
+// a 503 with its cause, not a 500 with the error text.
+func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *runtime) {
+	sp := &rt.mw.ServiceProvider
+	binding := saml.HTTPRedirectBinding
+	loc := sp.GetSSOBindingLocation(binding)
+	if loc == "" {
+		binding = saml.HTTPPostBinding
+		loc = sp.GetSSOBindingLocation(binding)
+	}
+	if loc == "" {
+		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata lists no SSO endpoint for HTTP-Redirect or HTTP-POST"})
+		return
+	}
+	authReq, err := sp.MakeAuthenticationRequest(loc, binding, saml.HTTPPostBinding)
+	if err != nil {
+		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "cannot make AuthnRequest: " + err.Error(), Err: err})
+		return
+	}
+	rs, err := rt.state.begin(w, r, authReq.ID, r.URL.RequestURI())
+	if err != nil {
+		s.fail(w, r, storeFailure(err, s.cfg.InstanceID))
+		return
+	}
+	s.m.loginsStarted.Inc()
+	s.log.Debug("login started", "request_id", authReq.ID, "return_to", r.URL.Path)
+	w.Header().Set("Cache-Control", "no-cache, no-store")
+	w.Header().Set("Pragma", "no-cache")
+	if binding == saml.HTTPRedirectBinding {
+		u, err := authReq.Redirect(rs, sp)
+		if err != nil {
+			s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "cannot encode AuthnRequest: " + err.Error(), Err: err})
+			return
+		}
+		http.Redirect(w, r, u.String(), http.StatusFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(`<!DOCTYPE html><html><head><title>Continue</title></head><body>`))
+	_, _ = w.Write(authReq.Post(rs))
+	_, _ = w.Write([]byte(`</body></html>`))
+}
+
+// reloginCookie counts how often this browser was sent to log in again
+// because its session cookie named a session this replica could not use.
+const reloginCookie = "samlha_relogin"
+
+// requireAccount serves next if the request has a session, and starts a
+// login otherwise. A browser whose session cookie names a session this
+// replica cannot use (it lives on another replica, or is signed with
+// another key) is sent to log in again at most MaxRelogins times in a row;
+// after that the SP explains instead of looping.
+func (s *SP) requireAccount(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt := s.rt.Load()
+		if rt == nil {
+			s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
+			return
+		}
+		session, err := rt.mw.Session.GetSession(r)
+		if err == nil && session != nil {
+			if _, err := r.Cookie(reloginCookie); err == nil {
+				http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cookies.secure, SameSite: http.SameSiteLaxMode})
+			}
+			next.ServeHTTP(w, r.WithContext(samlsp.ContextWithSession(r.Context(), session)))
+			return
+		}
+		if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
+			s.fail(w, r, storeFailure(err, ""))
+			return
+		}
+		if _, ckErr := r.Cookie(sessionCookieName); ckErr != nil {
+			s.startLogin(w, r, rt) // no session cookie at all: an ordinary first login
+			return
+		}
+		miss := &sessionMiss{kind: "invalid", detail: "session cookie does not verify: " + errString(err)}
+		if !errors.As(err, &miss) && s.cfg.Store == nil {
+			miss.origin = "another replica"
+		}
+		s.m.sessionMisses.WithLabelValues(miss.kind).Inc()
+		n := 0
+		if ck, err := r.Cookie(reloginCookie); err == nil {
+			n, _ = strconv.Atoi(ck.Value)
+		}
+		if n >= s.cfg.MaxRelogins && (miss.kind == "cross-instance" || miss.kind == "invalid" || miss.kind == "not-found") {
+			c := CauseSessionInvalid
+			if miss.kind == "cross-instance" {
+				c = CauseSessionCrossInstance
+			}
+			s.fail(w, r, &Failure{Cause: c, Origin: miss.origin,
+				Detail: miss.detail + "; gave up after " + strconv.Itoa(n) + " re-logins"})
+			return
+		}
+		s.log.Info("session unusable, logging in again", "kind", miss.kind, "origin", miss.origin, "attempt", n+1, "detail", miss.detail)
+		http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: strconv.Itoa(n + 1), Path: "/", MaxAge: 600,
+			HttpOnly: true, Secure: s.cookies.secure, SameSite: http.SameSiteLaxMode})
+		s.startLogin(w, r, rt)
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// onLibraryError is crewjam's OnError, for the flows it still runs
+// (logout): log the private cause, never the XML, and explain.
+func (s *SP) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
+	f := classifyResponseError(err)
+	if f.Cause == CauseResponseInvalid {
+		f.Reason = "logout-" + f.Reason
+	}
+	s.fail(w, r, f)
+}

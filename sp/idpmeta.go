@@ -1,0 +1,132 @@
+package sp
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+)
+
+// IDPMetadata says where the IdP's metadata comes from: exactly one of URL,
+// File or Static.
+type IDPMetadata struct {
+	URL    *url.URL
+	File   string
+	Static *saml.EntityDescriptor
+	// Refresh is how often URL or File is read again; default 10m. A failed
+	// refresh keeps the metadata in use.
+	Refresh time.Duration
+	// HTTPClient fetches URL; default a client with a 10s timeout.
+	HTTPClient *http.Client
+}
+
+func (m *IDPMetadata) validate() error {
+	n := 0
+	for _, set := range []bool{m.URL != nil, m.File != "", m.Static != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one IdP metadata source: a URL or a file")
+	}
+	return nil
+}
+
+func (m *IDPMetadata) load(ctx context.Context) (*saml.EntityDescriptor, error) {
+	switch {
+	case m.Static != nil:
+		return m.Static, nil
+	case m.File != "":
+		b, err := os.ReadFile(m.File)
+		if err != nil {
+			return nil, err
+		}
+		return samlsp.ParseMetadata(b)
+	default:
+		c := m.HTTPClient
+		if c == nil {
+			c = &http.Client{Timeout: 10 * time.Second}
+		}
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return samlsp.FetchMetadata(ctx, c, *m.URL)
+	}
+}
+
+func (m *IDPMetadata) source() string {
+	switch {
+	case m.Static != nil:
+		return "static"
+	case m.File != "":
+		return m.File
+	default:
+		return m.URL.String()
+	}
+}
+
+// Run loads the IdP metadata, retrying with backoff until it succeeds, and
+// then refreshes it until ctx is done. The SP serves its own metadata and
+// health endpoints meanwhile; logins answer idp-metadata-unavailable until
+// the first load. Run returns nil when ctx is done.
+func (s *SP) Run(ctx context.Context) error {
+	src := s.cfg.IDP
+	if err := src.validate(); err != nil {
+		return err
+	}
+	refresh := src.Refresh
+	if refresh <= 0 {
+		refresh = 10 * time.Minute
+	}
+	var current []byte
+	backoff := 250 * time.Millisecond
+	for {
+		md, err := src.load(ctx)
+		if err == nil {
+			b, _ := xml.Marshal(md)
+			if !bytes.Equal(b, current) {
+				if err = s.setIDPMetadata(md); err == nil {
+					current = b
+					s.log.Info("IdP metadata loaded", "source", src.source(), "entity_id", md.EntityID)
+				}
+			}
+		}
+		wait := refresh
+		if err != nil {
+			s.m.idpRefreshErrs.Inc()
+			if s.rt.Load() == nil {
+				s.log.Warn("IdP metadata not available yet; retrying", "source", src.source(), "err", err, "retry_in", backoff)
+				wait, backoff = backoff, min(backoff*2, 10*time.Second)
+			} else {
+				s.log.Warn("IdP metadata refresh failed; keeping the metadata in use", "source", src.source(), "err", err)
+			}
+		}
+		if src.Static != nil && err == nil {
+			<-ctx.Done()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// LoadIDPMetadata loads the IdP metadata once, for callers that want to
+// fail fast instead of running Run in the background.
+func (s *SP) LoadIDPMetadata(ctx context.Context) error {
+	md, err := s.cfg.IDP.load(ctx)
+	if err != nil {
+		return fmt.Errorf("load IdP metadata from %s: %w", s.cfg.IDP.source(), err)
+	}
+	return s.setIDPMetadata(md)
+}

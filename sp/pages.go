@@ -1,0 +1,267 @@
+package sp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/crewjam/saml/samlsp"
+)
+
+type nameValue struct {
+	Name  string
+	Value string
+}
+
+type attribute struct {
+	Name   string
+	Values []string
+}
+
+// page is the data every template gets.
+type page struct {
+	Title, Instance, StoreKind, StoreLocation, Now string
+}
+
+func (s *SP) page(title string) page {
+	return page{Title: title, Instance: s.cfg.InstanceID, StoreKind: s.storeKind, StoreLocation: s.storeLoc,
+		Now: s.now().UTC().Format(time.RFC3339)}
+}
+
+func (s *SP) render(w http.ResponseWriter, status int, name string, data any) {
+	var buf bytes.Buffer
+	if err := s.pages.ExecuteTemplate(&buf, name, data); err != nil {
+		s.log.Error("cannot render page", "template", name, "err", err)
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// renderFailure answers with f's status, cause header and explanation page.
+// A client that asks for JSON gets the same as JSON.
+func (s *SP) renderFailure(w http.ResponseWriter, r *http.Request, f *Failure) {
+	status := f.Cause.Status()
+	w.Header().Set(HeaderCause, string(f.Cause))
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	ex := explain(f, s.cfg.InstanceID, s.storeKind)
+	details := []nameValue{{"cause", string(f.Cause)}, {"this instance", s.cfg.InstanceID}, {"store", s.storeKind}}
+	if f.Reason != "" {
+		details = append(details, nameValue{"reason", f.Reason})
+	}
+	if f.Origin != "" {
+		details = append(details, nameValue{"login began on", f.Origin})
+	}
+	if f.RequestID != "" {
+		details = append(details, nameValue{"AuthnRequest ID", f.RequestID})
+	}
+	if wantsJSON(r) {
+		writeJSON(w, status, map[string]any{"error": string(f.Cause), "reason": f.Reason, "title": ex.Title,
+			"what": ex.What, "fixes": ex.Fixes, "instance": s.cfg.InstanceID, "origin": f.Origin})
+		return
+	}
+	retry := ""
+	if f.Cause != CauseStoreUnavailable && f.Cause != CauseIdPMetadataUnavailable {
+		retry = "/app"
+	}
+	s.render(w, status, "error.html", struct {
+		page
+		Cause    string
+		Status   int
+		What     string
+		Fixes    []string
+		Details  []nameValue
+		RetryURL string
+	}{s.page(ex.Title), string(f.Cause), status, ex.What, ex.Fixes, details, retry})
+}
+
+func wantsJSON(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	return a == "application/json" || r.URL.Path == "/whoami"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *SP) serveIndex(w http.ResponseWriter, r *http.Request) {
+	expl := "Logins can only be finished by the replica that began them, so the load balancer must pin browsers to replicas (sticky sessions)."
+	switch {
+	case s.cfg.Store == nil:
+		expl = "Login state travels in cookies signed with the SP key: any replica with the same key can finish any login."
+	case s.storeKind != "memory":
+		expl = "Login state is shared: any replica using the same store can finish any login."
+	}
+	s.render(w, http.StatusOK, "index.html", struct {
+		page
+		StoreExplanation string
+	}{s.page("Home"), expl})
+}
+
+// sessionView is what /app and /whoami show of a session.
+type sessionView struct {
+	User          string      `json:"user"`
+	NameID        string      `json:"name_id"`
+	Instance      string      `json:"instance"`
+	LoginInstance string      `json:"login_instance"`
+	ACSInstance   string      `json:"acs_instance"`
+	Store         string      `json:"store"`
+	Expires       time.Time   `json:"expires"`
+	Attributes    []attribute `json:"attributes"`
+}
+
+func (s *SP) view(sess samlsp.Session) sessionView {
+	v := sessionView{Instance: s.cfg.InstanceID, Store: s.storeKind,
+		LoginInstance: "(not recorded in stateless mode)", ACSInstance: "(not recorded in stateless mode)"}
+	var attrs samlsp.Attributes
+	switch t := sess.(type) {
+	case *Session:
+		v.NameID = t.GetNameID()
+		v.LoginInstance, v.ACSInstance, v.Expires = t.LoginInstance, t.ACSInstance, t.Expires
+		attrs = t.GetAttributes()
+	case samlsp.JWTSessionClaims:
+		v.NameID = t.GetNameID()
+		if t.ExpiresAt != nil {
+			v.Expires = t.ExpiresAt.Time
+		}
+		attrs = t.GetAttributes()
+	}
+	v.User = userName(v.NameID, attrs)
+	for name, vals := range attrs {
+		v.Attributes = append(v.Attributes, attribute{Name: name, Values: vals})
+	}
+	slices.SortFunc(v.Attributes, func(a, b attribute) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return v
+}
+
+// userName is the user's short name: the uid attribute the IdP sends, or
+// the NameID.
+func userName(nameID string, attrs samlsp.Attributes) string {
+	for _, k := range []string{"uid", "urn:oid:0.9.2342.19200300.100.1.1", "eduPersonPrincipalName"} {
+		if v := attrs.Get(k); v != "" {
+			return v
+		}
+	}
+	return nameID
+}
+
+func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
+	v := s.view(samlsp.SessionFromContext(r.Context()))
+	w.Header().Set(HeaderUser, v.User)
+	s.render(w, http.StatusOK, "app.html", struct {
+		page
+		sessionView
+		Expires string
+	}{s.page("App"), v, v.Expires.UTC().Format(time.RFC3339)})
+}
+
+// serveWhoami answers with the session as JSON, or 401 without starting a
+// login: it is for scripts checking whether a session holds on a replica.
+func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
+	rt := s.rt.Load()
+	if rt == nil {
+		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
+		return
+	}
+	sess, err := rt.mw.Session.GetSession(r)
+	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
+		s.fail(w, r, storeFailure(err, ""))
+		return
+	}
+	if sess == nil {
+		body := map[string]any{"error": "no-session", "instance": s.cfg.InstanceID}
+		var miss *sessionMiss
+		if errors.As(err, &miss) {
+			body["miss"], body["origin"], body["detail"] = miss.kind, miss.origin, miss.detail
+		}
+		writeJSON(w, http.StatusUnauthorized, body)
+		return
+	}
+	v := s.view(sess)
+	w.Header().Set(HeaderUser, v.User)
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
+	rt := s.rt.Load()
+	if rt == nil {
+		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
+		return
+	}
+	rt.mw.HandleStartLogout(w, r)
+}
+
+func (s *SP) serveSLO(w http.ResponseWriter, r *http.Request) {
+	rt := s.rt.Load()
+	if rt == nil {
+		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
+		return
+	}
+	rt.mw.ServeSLO(w, r)
+}
+
+// serveMetadata serves the SP metadata. It does not need the IdP's, so the
+// IdP can register this SP before the SP has loaded the IdP metadata.
+func (s *SP) serveMetadata(w http.ResponseWriter, r *http.Request) {
+	if rt := s.rt.Load(); rt != nil {
+		rt.mw.ServeMetadata(w, r)
+		return
+	}
+	mw, err := samlsp.New(samlsp.Options{URL: *s.cfg.RootURL, Key: s.cfg.Key, Certificate: s.cfg.Certificate,
+		LogoutBindings: []string{"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST", "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"}})
+	if err != nil {
+		http.Error(w, "cannot build metadata", http.StatusInternalServerError)
+		return
+	}
+	mw.ServeMetadata(w, r)
+}
+
+func (s *SP) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "alive", "instance": s.cfg.InstanceID})
+}
+
+// serveReadyz is ready when the IdP metadata is loaded and the store
+// answers a real round trip.
+func (s *SP) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	checks := map[string]string{"idp_metadata": "ok", "store": "ok"}
+	ready := true
+	if s.rt.Load() == nil {
+		checks["idp_metadata"], ready = "not loaded", false
+	}
+	if s.cfg.Store != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+		defer cancel()
+		if err := s.cfg.Store.Ping(ctx); err != nil {
+			checks["store"], ready = err.Error(), false
+		}
+	} else {
+		checks["store"] = "stateless (none)"
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "instance": s.cfg.InstanceID, "store": s.storeKind, "checks": checks})
+}

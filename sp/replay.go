@@ -1,0 +1,83 @@
+package sp
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+
+	"github.com/samlha/samlha/store"
+)
+
+// replayCache is crewjam's saml.AssertionReplayCache over a store: an
+// assertion ID is recorded with put-if-absent until the assertion expires,
+// so an assertion is accepted once across every replica that shares the
+// store. crewjam also records LogoutRequest IDs and artifacts in it.
+type replayCache struct {
+	store   store.Store
+	timeout time.Duration
+	now     func() time.Time
+	onErr   func(op string, err error)
+}
+
+var _ saml.AssertionReplayCache = (*replayCache)(nil)
+
+// Consume implements saml.AssertionReplayCache.
+func (c *replayCache) Consume(assertionID string, expiresAt time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	err := c.store.PutIfAbsent(ctx, keyReplay+assertionID, []byte{1}, replayTTL(expiresAt, c.now()))
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return saml.ErrAssertionReplayed
+	case err != nil:
+		c.onErr("put-if-absent", err)
+	}
+	return err
+}
+
+// replayTTL keeps a replay record until the assertion expires, and at least
+// a second, so that clock rounding never records it for nothing.
+func replayTTL(expiresAt, now time.Time) time.Duration {
+	return max(expiresAt.Sub(now), time.Second)
+}
+
+// revocations is crewjam's samlsp.SessionRevocationStore over a store.
+type revocations struct {
+	store   store.Store
+	timeout time.Duration
+	now     func() time.Time
+}
+
+var _ samlsp.SessionRevocationStore = (*revocations)(nil)
+
+// Revoke implements samlsp.SessionRevocationStore. Two concurrent revokes of
+// one key can race (read, then write); both record "now", so the loser's
+// time differs from the winner's by the length of the race, never more.
+func (v *revocations) Revoke(ctx context.Context, key string, revokedAt, expiresAt time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+	if prev, err := v.RevokedAt(ctx, key); err != nil {
+		return err
+	} else if prev.After(revokedAt) {
+		revokedAt = prev
+	}
+	b := []byte(revokedAt.UTC().Format(time.RFC3339Nano))
+	return v.store.Put(ctx, keyRevoked+key, b, replayTTL(expiresAt, v.now()))
+}
+
+// RevokedAt implements samlsp.SessionRevocationStore.
+func (v *revocations) RevokedAt(ctx context.Context, key string) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+	b, err := v.store.Get(ctx, keyRevoked+key)
+	if errors.Is(err, store.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Parse(time.RFC3339Nano, string(b))
+}

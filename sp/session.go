@@ -1,0 +1,290 @@
+package sp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+
+	"github.com/samlha/samlha/store"
+)
+
+// sessionCookieName holds the opaque session ID in store mode, and crewjam's
+// signed session JWT in stateless mode.
+const sessionCookieName = "samlha_session"
+
+// Session is a logged-in user's server-side session. It embeds crewjam's
+// claims (made by its JWTSessionCodec.New from the assertion, so attributes,
+// NameID and SessionIndex follow the library's rules exactly), so it
+// satisfies samlsp.SessionWithAttributes, SessionWithNameID,
+// SessionWithSAMLNameID and RevocableSession, and crewjam's logout works
+// with it unchanged.
+type Session struct {
+	samlsp.JWTSessionClaims `json:"c"`
+	// LoginInstance began the login; ACSInstance finished it.
+	LoginInstance string    `json:"l,omitempty"`
+	ACSInstance   string    `json:"a,omitempty"`
+	Created       time.Time `json:"t"`
+	Touched       time.Time `json:"u"`
+	// Expires is the absolute end: the SP's maximum session lifetime,
+	// capped by the IdP's SessionNotOnOrAfter.
+	Expires time.Time `json:"x"`
+}
+
+// GetSessionIssuedAt implements samlsp.RevocableSession with millisecond
+// precision (the JWT claim has only seconds).
+func (s *Session) GetSessionIssuedAt() time.Time { return s.Created }
+
+// sessionMiss is wrapped, with samlsp.ErrNoSession, in the error GetSession
+// returns when the browser presents a session cookie whose session cannot be
+// used. It tells requireAccount whether a re-login can help.
+type sessionMiss struct {
+	kind   string // cross-instance, not-found, invalid, revoked, expired
+	origin string
+	detail string
+}
+
+func (m *sessionMiss) Error() string { return "session " + m.kind + ": " + m.detail }
+
+// storeSessions is a samlsp.SessionProvider whose sessions live in a
+// store.Store: the cookie holds only an opaque random ID, new at each login,
+// prefixed by the instance that made it (for diagnosis). The store key is a
+// hash of the ID, so the store holds no value usable as a cookie.
+type storeSessions struct {
+	store     store.Store
+	storeKind string
+	instance  string
+	idle      time.Duration
+	absolute  time.Duration
+	timeout   time.Duration
+	now       func() time.Time
+	codec     samlsp.JWTSessionCodec // only its New: claims from an assertion
+	revoked   *revocations
+	cookie    cookieSettings
+	onErr     func(op string, err error)
+}
+
+var (
+	_ samlsp.SessionProvider   = (*storeSessions)(nil)
+	_ samlsp.SessionTerminator = (*storeSessions)(nil)
+)
+
+func sessionKeyFor(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return keySession + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// loginInfoKey carries the tracked request's origin into CreateSession.
+type loginInfoKey struct{}
+
+type loginInfo struct{ loginInstance string }
+
+// newSession builds the session record and its ID for assertion; it writes
+// nothing. The ACS stores it together with the replay record.
+func (p *storeSessions) newSession(r *http.Request, assertion *saml.Assertion) (string, *Session, error) {
+	claims, err := p.codec.New(assertion)
+	if err != nil {
+		return "", nil, err
+	}
+	c := claims.(samlsp.JWTSessionClaims)
+	now := p.now()
+	s := &Session{JWTSessionClaims: c, ACSInstance: p.instance, Created: now, Touched: now, Expires: c.ExpiresAt.Time}
+	if li, ok := r.Context().Value(loginInfoKey{}).(loginInfo); ok {
+		s.LoginInstance = li.loginInstance
+	}
+	return p.instance + relayStateSep + randomToken(sessionIDRandLen), s, nil
+}
+
+// ttl is how long the record lives from now: the idle timeout, capped by the
+// absolute expiry.
+func (p *storeSessions) ttl(s *Session, now time.Time) time.Duration {
+	return min(p.idle, s.Expires.Sub(now))
+}
+
+// CreateSession implements samlsp.SessionProvider.
+func (p *storeSessions) CreateSession(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) error {
+	id, s, err := p.newSession(r, assertion)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	if err := p.store.Put(ctx, sessionKeyFor(id), b, p.ttl(s, s.Created)); err != nil {
+		p.onErr("put", err)
+		return err
+	}
+	p.replaceCookie(w, r, id, s)
+	return nil
+}
+
+// replaceCookie sets the session cookie for a new session and deletes the
+// session the browser held before, if any (a new ID at every login).
+func (p *storeSessions) replaceCookie(w http.ResponseWriter, r *http.Request, id string, s *Session) {
+	if old, err := r.Cookie(sessionCookieName); err == nil && old.Value != id {
+		ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+		_ = p.store.Delete(ctx, sessionKeyFor(old.Value))
+		cancel()
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     sessionCookieName,
+		Value:    id,
+		Path:     "/",
+		Domain:   p.cookie.domain,
+		Expires:  s.Expires,
+		HttpOnly: true,
+		Secure:   p.cookie.secure,
+		// The session cookie need not survive the IdP's cross-site POST
+		// (it is set by the ACS response), so it is Lax.
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// DeleteSession implements samlsp.SessionProvider.
+func (p *storeSessions) DeleteSession(w http.ResponseWriter, r *http.Request) error {
+	ck, err := r.Cookie(sessionCookieName)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+		defer cancel()
+		if err := p.store.Delete(ctx, sessionKeyFor(ck.Value)); err != nil {
+			p.onErr("delete", err)
+			return err
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookieName, Value: "", Path: "/", Domain: p.cookie.domain,
+		MaxAge: -1, HttpOnly: true, Secure: p.cookie.secure, SameSite: http.SameSiteLaxMode})
+	return nil
+}
+
+// GetSession implements samlsp.SessionProvider. A missing or unusable
+// session is an error matching samlsp.ErrNoSession (and, when the browser
+// did present a cookie, wrapping a *sessionMiss); a store failure is an
+// error that does not match it, so no login is started on a guess.
+func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
+	ck, err := r.Cookie(sessionCookieName)
+	if err != nil {
+		return nil, samlsp.ErrNoSession
+	}
+	origin, _, ok := strings.Cut(ck.Value, relayStateSep)
+	if !ok || !ValidInstanceID(origin) || !validToken(ck.Value[len(origin)+1:], sessionIDRandLen) {
+		return nil, missErr(&sessionMiss{kind: "invalid", detail: "session cookie is not a samlha session ID"})
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	key := sessionKeyFor(ck.Value)
+	b, err := p.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		m := &sessionMiss{kind: "not-found", origin: origin, detail: "no such session (expired, logged out, or never existed)"}
+		if origin != p.instance && !store.Shared(p.storeKind) {
+			m.kind = "cross-instance"
+			m.detail = fmt.Sprintf("session was created on %s; this is %s and the %s store is per instance", origin, p.instance, p.storeKind)
+		}
+		return nil, missErr(m)
+	}
+	if err != nil {
+		p.onErr("get", err)
+		return nil, err
+	}
+	s := &Session{}
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, missErr(&sessionMiss{kind: "invalid", origin: origin, detail: "stored session is corrupt: " + err.Error()})
+	}
+	now := p.now()
+	if !now.Before(s.Expires) {
+		_ = p.store.Delete(ctx, key)
+		return nil, missErr(&sessionMiss{kind: "expired", origin: origin, detail: "session reached its absolute expiry"})
+	}
+	if err := p.checkRevoked(ctx, s); err != nil {
+		return nil, err
+	}
+	// Slide the idle timeout, but write at most once per quarter of it.
+	if now.Sub(s.Touched) > p.idle/4 {
+		s.Touched = now
+		if nb, err := json.Marshal(s); err == nil {
+			if err := p.store.Put(ctx, key, nb, p.ttl(s, now)); err != nil {
+				p.onErr("put", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+func missErr(m *sessionMiss) error { return fmt.Errorf("%w: %w", samlsp.ErrNoSession, m) }
+
+// TerminateSessions implements samlsp.SessionTerminator, for logout
+// requests from the IdP: the sessions it names are recorded as revoked and
+// refused by GetSession on every replica that shares the store.
+func (p *storeSessions) TerminateSessions(ctx context.Context, req *saml.LogoutRequest) error {
+	if req.NameID == nil || req.NameID.Value == "" {
+		return fmt.Errorf("%w: the LogoutRequest has no NameID", saml.ErrUnsupported)
+	}
+	nameID := req.NameID.Value
+	now := p.now()
+	until := now.Add(p.absolute)
+	indexes := req.AllSessionIndexes()
+	if len(indexes) == 0 {
+		return p.revoked.Revoke(ctx, nameIDRevocationKey(nameID), now, until)
+	}
+	for _, idx := range append(indexes, saml.SessionIndex{}) {
+		if err := p.revoked.Revoke(ctx, sessionIndexRevocationKey(nameID, idx.Value), now, until); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
+	nameID := s.GetNameID()
+	if nameID == "" {
+		return nil
+	}
+	indexes := s.GetAttributes()["SessionIndex"]
+	if len(indexes) == 0 {
+		indexes = []string{""}
+	}
+	keys := append([]string{nameIDRevocationKey(nameID)}, make([]string, 0, len(indexes))...)
+	for _, idx := range indexes {
+		keys = append(keys, sessionIndexRevocationKey(nameID, idx))
+	}
+	for _, k := range keys {
+		at, err := p.revoked.RevokedAt(ctx, k)
+		if err != nil {
+			p.onErr("get", err)
+			return fmt.Errorf("cannot check whether the session is revoked: %w", err)
+		}
+		if !at.IsZero() && !s.Created.After(at) {
+			return missErr(&sessionMiss{kind: "revoked", detail: "session ended by single logout"})
+		}
+	}
+	return nil
+}
+
+// Revocation keys: every session of a NameID, or those of a NameID with one
+// SessionIndex (the length prefix keeps the two parts apart).
+func nameIDRevocationKey(nameID string) string {
+	sum := sha256.Sum256([]byte(nameID))
+	return "nameid:" + hex.EncodeToString(sum[:])
+}
+
+func sessionIndexRevocationKey(nameID, sessionIndex string) string {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(nameID)))
+	h.Write(n[:])
+	h.Write([]byte(nameID))
+	h.Write([]byte(sessionIndex))
+	return "sessionindex:" + hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,354 @@
+// Package sp is samlha's SAML service provider: crewjam/saml's samlsp
+// middleware with its hooks (RequestTracker, SessionProvider,
+// AssertionReplayCache, SessionRevocationStore) filled by adapters over a
+// store.Store, an ACS that names the cause of every failure, and the pages
+// and endpoints an operator needs to see which replica did what.
+//
+// Three strategies run from the same code (DESIGN.md section 1):
+//
+//   - store mode with a memory store: state in each replica's memory (the
+//     affinity strategy, which needs a sticky balancer);
+//   - store mode with a shared store (Redis): any replica finishes any login;
+//   - stateless mode: crewjam's signed cookies, unchanged.
+package sp
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/web"
+)
+
+// Header names every reply carries.
+const (
+	HeaderInstance = "X-Samlha-Instance" // the replica that served the reply
+	HeaderCause    = "X-Samlha-Cause"    // on failures: the Cause
+	HeaderUser     = "X-Samlha-User"     // on /app and /whoami: the logged-in user
+)
+
+// Config configures an SP. Zero durations take the defaults shown.
+type Config struct {
+	// InstanceID names this replica in headers, logs, RelayStates and
+	// session IDs ([A-Za-z0-9._-]{1,40}).
+	InstanceID string
+	// RootURL is the public URL of the service, the same on every replica
+	// (the load balancer's URL): entity ID, ACS and SLO URLs derive from it.
+	RootURL *url.URL
+
+	// Store holds login state; nil selects stateless mode (crewjam's signed
+	// cookies).
+	Store store.Store
+
+	// Key and Certificate sign SAML requests, decrypt assertions and, in
+	// stateless mode, sign the cookies. Every replica must have the same.
+	Key         crypto.Signer
+	Certificate *x509.Certificate
+
+	// IDP provides the IdP's metadata (see IDPMetadata).
+	IDP *IDPMetadata
+
+	RequestTTL     time.Duration // how long a login may take at the IdP; default 10m
+	TombstoneTTL   time.Duration // how long "already used"/"expired" is remembered; default 15m
+	SessionIdleTTL time.Duration // default 30m
+	SessionMaxTTL  time.Duration // default 8h, capped by the IdP's SessionNotOnOrAfter
+	StoreTimeout   time.Duration // per store call; default 2s
+
+	// BindingSameSite is the SameSite attribute of the cookie that binds a
+	// login to its browser (and of crewjam's tracking cookie in stateless
+	// mode). It must reach the ACS on the IdP's cross-site POST. Default:
+	// None on https, Lax on http (None needs Secure).
+	BindingSameSite http.SameSite
+	// MaxRelogins caps how often a browser whose session cookie names a
+	// session this replica cannot use is sent to log in again before the
+	// SP stops and explains; default 2.
+	MaxRelogins int
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Clock is the time source of the SP and of crewjam; nil is the real
+	// clock.
+	Clock *dsig.Clock
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.RequestTTL, 10*time.Minute)
+	def(&c.TombstoneTTL, 15*time.Minute)
+	def(&c.SessionIdleTTL, 30*time.Minute)
+	def(&c.SessionMaxTTL, 8*time.Hour)
+	def(&c.StoreTimeout, 2*time.Second)
+	if c.MaxRelogins == 0 {
+		c.MaxRelogins = 2
+	}
+	if c.BindingSameSite == 0 {
+		if c.RootURL != nil && c.RootURL.Scheme == "https" {
+			c.BindingSameSite = http.SameSiteNoneMode
+		} else {
+			c.BindingSameSite = http.SameSiteLaxMode
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if !ValidInstanceID(c.InstanceID) {
+		errs = append(errs, fmt.Errorf("instance ID %q must be 1 to 40 characters of A-Z a-z 0-9 . _ -", c.InstanceID))
+	}
+	if c.RootURL == nil || c.RootURL.Host == "" || (c.RootURL.Scheme != "http" && c.RootURL.Scheme != "https") {
+		errs = append(errs, errors.New("root URL must be an absolute http or https URL"))
+	}
+	if c.Key == nil || c.Certificate == nil {
+		errs = append(errs, errors.New("a key and certificate are required, the same on every replica"))
+	}
+	if c.IDP == nil {
+		errs = append(errs, errors.New("IdP metadata source is required"))
+	}
+	if c.BindingSameSite == http.SameSiteNoneMode && c.RootURL != nil && c.RootURL.Scheme != "https" {
+		errs = append(errs, errors.New("SameSite=None cookies need https: browsers refuse them without Secure"))
+	}
+	for name, d := range map[string]time.Duration{"request TTL": c.RequestTTL, "tombstone TTL": c.TombstoneTTL,
+		"session idle TTL": c.SessionIdleTTL, "session max TTL": c.SessionMaxTTL, "store timeout": c.StoreTimeout} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", name, d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SP is a SAML service provider. It is an http.Handler.
+type SP struct {
+	cfg       Config
+	log       *slog.Logger
+	m         *metrics
+	storeKind string
+	storeLoc  string
+	cookies   cookieSettings
+	pages     *template.Template
+	handler   http.Handler
+
+	tracker  *storeTracker  // store mode
+	sessions *storeSessions // store mode
+	replay   saml.AssertionReplayCache
+	revoked  samlsp.SessionRevocationStore
+
+	rt atomic.Pointer[runtime] // nil until the IdP metadata is loaded
+}
+
+// runtime is what depends on the IdP metadata; it is rebuilt, and swapped
+// in atomically, each time the metadata changes.
+type runtime struct {
+	mw    *samlsp.Middleware
+	state loginState
+}
+
+// New returns an SP. Call Run to load (and refresh) the IdP metadata.
+func New(cfg Config) (*SP, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &SP{cfg: cfg, storeKind: "stateless"}
+	if cfg.Store != nil {
+		s.storeKind, s.storeLoc = "unknown", ""
+		if d, ok := cfg.Store.(store.Describer); ok {
+			s.storeKind, s.storeLoc = d.Kind(), d.Location()
+		}
+	}
+	s.log = cfg.Logger.With("instance", cfg.InstanceID, "store", s.storeKind)
+	s.m = newMetrics(cfg.Registry, cfg.InstanceID, s.storeKind)
+	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite}
+	pages, err := web.SPTemplates(template.FuncMap{})
+	if err != nil {
+		return nil, fmt.Errorf("parse templates: %w", err)
+	}
+	s.pages = pages
+
+	if cfg.Store != nil {
+		onErr := s.storeError
+		s.tracker = &storeTracker{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
+			ttl: cfg.RequestTTL, tombstone: cfg.TombstoneTTL, opTimeout: cfg.StoreTimeout, now: s.now,
+			cookie: s.cookies, onStoreErr: onErr}
+		rev := &revocations{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now}
+		s.revoked = rev
+		s.replay = &replayCache{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now, onErr: onErr}
+		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
+			idle: cfg.SessionIdleTTL, absolute: cfg.SessionMaxTTL, timeout: cfg.StoreTimeout, now: s.now,
+			revoked: rev, cookie: s.cookies, onErr: onErr}
+	} else {
+		// Stateless: crewjam's own in-process stores, as they are. They
+		// protect one replica only; that is the point of this mode.
+		rc := samlsp.NewMemoryReplayCache(100000)
+		rc.Clock = cfg.Clock
+		s.replay = rc
+		rv := samlsp.NewMemorySessionRevocationStore(samlsp.DefaultMaxSessionRevocations)
+		rv.Clock = cfg.Clock
+		s.revoked = rv
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+func (s *SP) now() time.Time {
+	if s.cfg.Clock != nil {
+		return s.cfg.Clock.Now()
+	}
+	return time.Now()
+}
+
+func (s *SP) storeError(op string, err error) {
+	s.m.storeErrors.WithLabelValues(op).Inc()
+	s.log.Warn("store operation failed", "op", op, "err", err)
+}
+
+// Ready reports whether the SP can serve logins: the IdP metadata is loaded.
+// (The store is checked by /readyz with a real round trip.)
+func (s *SP) Ready() bool { return s.rt.Load() != nil }
+
+// setIDPMetadata builds the crewjam middleware for md and swaps it in.
+func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
+	opts := samlsp.Options{
+		URL:                  *s.cfg.RootURL,
+		Key:                  s.cfg.Key,
+		Certificate:          s.cfg.Certificate,
+		IDPMetadata:          md,
+		CookieName:           sessionCookieName,
+		CookieSameSite:       s.cfg.BindingSameSite,
+		TrackedRequestMaxAge: s.cfg.RequestTTL,
+		ReplayCache:          s.replay,
+		SessionRevocations:   s.revoked,
+		Clock:                s.cfg.Clock,
+		RelayStateFunc: func(http.ResponseWriter, *http.Request) string {
+			return newRelayState(s.cfg.InstanceID)
+		},
+		LogoutBindings: []string{saml.HTTPPostBinding, saml.HTTPRedirectBinding},
+	}
+	mw, err := samlsp.New(opts)
+	if err != nil {
+		return fmt.Errorf("configure SAML middleware: %w", err)
+	}
+	mw.OnError = s.onLibraryError
+	rt := &runtime{mw: mw}
+	if s.cfg.Store != nil {
+		mw.RequestTracker = s.tracker
+		mw.Session = s.sessions
+		rt.state = s.tracker
+	} else {
+		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
+		tr.SameSite = s.cfg.BindingSameSite
+		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID}
+		mw.RequestTracker = tr
+		cp := mw.Session.(samlsp.CookieSessionProvider)
+		cp.MaxAge = s.cfg.SessionMaxTTL
+		codec := cp.Codec.(samlsp.JWTSessionCodec)
+		codec.MaxAge = s.cfg.SessionMaxTTL
+		cp.Codec = codec
+		cp.SameSite = http.SameSiteLaxMode
+		mw.Session = cp
+	}
+	if s.sessions != nil {
+		s.sessions.codec = samlsp.JWTSessionCodec{MaxAge: s.cfg.SessionMaxTTL, Clock: s.cfg.Clock,
+			Audience: s.cfg.RootURL.String(), Issuer: s.cfg.RootURL.String()}
+	}
+	s.rt.Store(rt)
+	s.m.idpMetadata.Set(1)
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *SP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+func (s *SP) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.instanceHeader, s.countRequests)
+	r.Get("/", s.serveIndex)
+	r.Handle("/app", s.requireAccount(http.HandlerFunc(s.serveApp)))
+	r.Get("/whoami", s.serveWhoami)
+	r.HandleFunc("/logout", s.serveLogout)
+	r.Get("/saml/metadata", s.serveMetadata)
+	r.HandleFunc("/saml/acs", s.serveACS)
+	r.HandleFunc("/saml/slo", s.serveSLO)
+	r.Get("/healthz", s.serveHealthz)
+	r.Get("/readyz", s.serveReadyz)
+	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	r.Handle("/static/*", http.StripPrefix("/static/", http.FileServerFS(web.Static())))
+	return r
+}
+
+func (s *SP) instanceHeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderInstance, s.cfg.InstanceID)
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *SP) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := "other"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		s.m.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
+	})
+}
+
+// localURI returns uri if it is a path on this site, else "/app".
+func localURI(uri string) string {
+	if !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") || strings.ContainsAny(uri, "\\\r\n\t") {
+		return "/app"
+	}
+	return uri
+}
