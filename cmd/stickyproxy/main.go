@@ -1,0 +1,294 @@
+// Command stickyproxy is a cookie-affinity reverse proxy with AWS ALB and
+// HAProxy semantics that says, on every response, which target served it
+// and why. See stickyproxy/README.md.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/samlha/samlha/cmd/internal/cli"
+	"github.com/samlha/samlha/stickyproxy"
+	"github.com/samlha/samlha/stickyproxy/affinity"
+)
+
+const summary = `stickyproxy: a cookie-affinity reverse proxy (AWS ALB and HAProxy semantics)
+that names, on every response, the target that served it (X-Stickyproxy-Target)
+and why (X-Stickyproxy-Decision).
+
+Example:
+  stickyproxy --target sp-1=http://127.0.0.1:8081 --target sp-2=http://127.0.0.1:8082 \
+      --stickiness duration --saml-aware --cookie-key "$(cat key)"
+`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "stickyproxy:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+type options struct {
+	listen, adminListen, tlsCert, tlsKey string
+	targets                              cli.StringList
+	targetsFile                          string
+	keys                                 cli.StringList
+	keyFile                              string
+	sameSite                             string
+	trusted                              cli.StringList
+	peek                                 size
+	logFormat, logLevel                  string
+	grace                                time.Duration
+	pprof                                bool
+	cfg                                  stickyproxy.Config
+}
+
+func flags(fs *flag.FlagSet) *options {
+	o := &options{peek: 64 << 10}
+	c := &o.cfg
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "public `address` to listen on")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8090", "admin API, /healthz and /metrics `address`; empty disables")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve the public listener over TLS with this certificate `file` (PEM); needs --tls-key")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) for --tls-cert")
+	fs.Var(&o.targets, "target", "a target as `name=URL` or name=URL;weight=N (repeatable; in the environment, comma-separated).\nThe name is the SP replica's --instance-id, e.g. sp-1=http://127.0.0.1:8081")
+	fs.StringVar(&o.targetsFile, "targets-file", "", "`file` with one target (as --target) per line; lines starting with # are comments")
+	fs.StringVar((*string)(&c.Balance), "balance", "round-robin", "balancing for requests that are not pinned: round-robin or least-outstanding")
+	fs.StringVar((*string)(&c.Stickiness), "stickiness", "duration", "off (balance every request), duration (the proxy's cookie, ALB AWSALB) or app (follow --app-cookie, ALB AWSALBAPP)")
+	fs.DurationVar(&c.Duration, "cookie-duration", 24*time.Hour, "affinity cookie lifetime, refreshed on every response: 1s to 168h")
+	fs.StringVar(&c.CookieName, "cookie-name", "", "the proxy's affinity cookie (default AWSALB, or AWSALBAPP with --stickiness app); the twin is <name>CORS")
+	fs.StringVar(&c.AppCookie, "app-cookie", "", "with --stickiness app: the application's cookie to follow (e.g. the SP's session cookie)")
+	fs.BoolVar(&c.CookieTwin, "cookie-twin", false, "also set <cookie-name>CORS with SameSite=None; Secure (ALB's AWSALBCORS), so cross-site POSTs keep affinity")
+	fs.StringVar(&c.CookiePath, "cookie-path", "/", "affinity cookie Path")
+	fs.StringVar(&c.CookieDomain, "cookie-domain", "", "affinity cookie Domain (empty: host-only)")
+	fs.BoolVar(&c.CookieSecure, "cookie-secure", false, "mark the affinity cookie Secure")
+	fs.BoolVar(&c.CookieHTTPOnly, "cookie-httponly", false, "mark the affinity cookie HttpOnly")
+	fs.StringVar(&o.sameSite, "cookie-samesite", "lax", "affinity cookie SameSite: lax, strict, none (needs --cookie-secure) or default (attribute omitted)")
+	fs.Var(&o.keys, "cookie-key", "`secret` that seals and opens the affinity cookie (repeatable; the first seals, all open).\n32 bytes as base64 or hex, or any string of 16+ bytes. Proxies that share keys accept each other's cookies.\nWithout any key a random one is made, and other proxy instances will not accept its cookies")
+	fs.StringVar(&o.keyFile, "cookie-key-file", "", "`file` with cookie keys, one per line, first seals (added after --cookie-key)")
+	fs.BoolVar(&c.SAMLAware, "saml-aware", false, "route a POST to --acs-path without a valid affinity cookie to the instance named in its RelayState (<instance>~<nonce>)")
+	fs.StringVar(&c.ACSPath, "acs-path", "/saml/acs", "the SP's Assertion Consumer Service path, for --saml-aware")
+	fs.Var(&o.peek, "relaystate-peek", "read at most this much of an ACS POST body to find RelayState (`size`: 64KiB, 1MiB, ...)")
+	fs.StringVar(&c.HealthPath, "health-path", "/healthz", "path of each target's liveness check")
+	fs.DurationVar(&c.HealthInterval, "health-interval", 2*time.Second, "interval of active health checks; 0 disables them")
+	fs.DurationVar(&c.HealthTimeout, "health-timeout", time.Second, "timeout of one health check")
+	fs.IntVar(&c.HealthRise, "health-rise", 2, "consecutive passing checks that mark a down target up")
+	fs.IntVar(&c.HealthFall, "health-fall", 2, "consecutive failing checks that mark an up target down")
+	fs.IntVar(&c.PassiveFall, "passive-fall", 3, "consecutive failed forwards (connect or transport errors) that mark a target down; 0 disables")
+	fs.DurationVar(&c.PassiveCooldown, "passive-cooldown", 10*time.Second, "with --health-interval 0: how long a passively failed target is left alone before it is tried again")
+	fs.StringVar((*string)(&c.DrainMode), "drain-mode", "alb", "what a draining target still gets: alb (nothing, pinned clients are re-pinned) or haproxy (its pinned clients, no new ones)")
+	fs.StringVar((*string)(&c.OnPinnedDown), "on-pinned-down", "repin", "when the pinned target is down: repin (as ALB and HAProxy) or strict (503, as Envoy's strict mode)")
+	fs.StringVar((*string)(&c.AllDown), "all-down", "fail-open", "when no target is healthy: fail-open (route anyway, as ALB) or 503")
+	fs.Var(&o.trusted, "trusted-proxies", "`CIDRs` of peers whose X-Forwarded-For/-Proto/-Host are kept (comma-separated or repeated); others' are dropped")
+	fs.StringVar((*string)(&c.AccessLog), "access-log", "all", "access log: all, anomalies (decisions other than new/pinned/balanced, and 5xx) or off")
+	fs.DurationVar(&c.ImbalanceWindow, "imbalance-window", time.Minute, "sliding window of the load-imbalance gauge")
+	fs.StringVar((*string)(&c.Engine), "engine", "fast", "forwarding path: fast (own HTTP/1.1 client; upgrades and large or chunked bodies still use ReverseProxy) or reverseproxy (httputil.ReverseProxy for everything)")
+	fs.IntVar(&c.MaxIdleConnsPerHost, "max-idle-conns-per-target", 1024, "idle upstream connections kept per target (size it for the concurrency)")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to a target")
+	fs.DurationVar(&c.ResponseHeaderTimeout, "response-header-timeout", 60*time.Second, "timeout for a target's response headers; 0 waits forever")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (the access log is at info)")
+	fs.DurationVar(&o.grace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.BoolVar(&o.pprof, "admin-pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin listener")
+	return o
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("stickyproxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := flags(fs)
+	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
+		return err
+	}
+	logger, err := cli.NewLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, problems := o.config()
+	if len(problems) == 0 && len(cfg.Keys) == 0 && cfg.Stickiness != stickyproxy.StickinessOff {
+		k, _ := affinity.DeriveKey(affinity.NewKey())
+		cfg.Keys = [][32]byte{k}
+		logger.Warn("no --cookie-key given: using a random key; cookies will not survive a restart and other proxy instances will not accept them")
+	}
+	cfg.Logger = logger
+	if len(problems) == 0 {
+		cfg.Defaults()
+		problems = append(problems, cfg.Validate()...)
+	}
+	if err := problems.Err(); err != nil {
+		return err
+	}
+	p, err := stickyproxy.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	var servers []*cli.Server
+	pub, err := cli.Listen("public", o.listen, &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	})
+	if err != nil {
+		return err
+	}
+	pub.CertFile, pub.KeyFile = o.tlsCert, o.tlsKey
+	servers = append(servers, pub)
+	if o.adminListen != "" {
+		h := p.Admin()
+		if o.pprof {
+			mux := http.NewServeMux()
+			mux.Handle("/", h)
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			h = mux
+		}
+		adm, err := cli.Listen("admin", o.adminListen, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second})
+		if err != nil {
+			pub.Listener.Close()
+			return err
+		}
+		servers = append(servers, adm)
+	}
+	names := make([]string, 0, len(cfg.Targets))
+	for _, t := range cfg.Targets {
+		names = append(names, t.Name+"="+t.URL.String())
+	}
+	logger.Info("stickyproxy starting", "targets", strings.Join(names, ","), "stickiness", string(cfg.Stickiness),
+		"balance", string(cfg.Balance), "saml_aware", cfg.SAMLAware, "drain_mode", string(cfg.DrainMode),
+		"on_pinned_down", string(cfg.OnPinnedDown), "all_down", string(cfg.AllDown), "engine", string(cfg.Engine))
+
+	ctx, stop := cli.SignalContext(ctx)
+	defer stop()
+	go p.Run(ctx)
+	return cli.Serve(ctx, logger, o.grace, servers...)
+}
+
+// config turns the parsed flags into a Config, collecting every problem.
+func (o *options) config() (stickyproxy.Config, cli.Problems) {
+	var probs cli.Problems
+	cfg := o.cfg
+	lines := append([]string(nil), o.targets...)
+	if o.targetsFile != "" {
+		fl, err := readLines(o.targetsFile)
+		if err != nil {
+			probs.Addf("--targets-file: %v", err)
+		}
+		lines = append(lines, fl...)
+	}
+	for _, l := range lines {
+		t, err := stickyproxy.ParseTarget(l)
+		if err != nil {
+			probs.Addf("--target: %v", err)
+			continue
+		}
+		cfg.Targets = append(cfg.Targets, t)
+	}
+	secrets := append([]string(nil), o.keys...)
+	if o.keyFile != "" {
+		fl, err := readLines(o.keyFile)
+		if err != nil {
+			probs.Addf("--cookie-key-file: %v", err)
+		}
+		secrets = append(secrets, fl...)
+	}
+	for i, s := range secrets {
+		k, err := affinity.DeriveKey(s)
+		if err != nil {
+			probs.Addf("--cookie-key #%d: %v", i+1, err) // never print the secret
+			continue
+		}
+		cfg.Keys = append(cfg.Keys, k)
+	}
+	ss, err := stickyproxy.ParseSameSite(o.sameSite)
+	if err != nil {
+		probs.Addf("--cookie-samesite: %v", err)
+	}
+	cfg.CookieSameSite = ss
+	cfg.RelayStatePeek = int64(o.peek)
+	for _, s := range o.trusted {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				probs.Addf("--trusted-proxies: %q is not a CIDR or an address", s)
+				continue
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx.Masked())
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		probs.Addf("--tls-cert and --tls-key: give both or neither")
+	}
+	return cfg, probs
+}
+
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, sc.Err()
+}
+
+// size is a byte count flag with an optional unit: B, KiB, MiB, GiB (or KB,
+// MB, GB as powers of 1000).
+type size int64
+
+func (s *size) String() string { return formatSize(int64(*s)) }
+
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
+
+func (s *size) Set(v string) error {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 {
+		return fmt.Errorf("%q: want a size such as 64KiB", v)
+	}
+	mult := map[string]float64{"": 1, "b": 1, "kib": 1 << 10, "k": 1 << 10, "mib": 1 << 20, "m": 1 << 20, "gib": 1 << 30,
+		"kb": 1e3, "mb": 1e6, "gb": 1e9}[strings.ToLower(unit)]
+	if mult == 0 {
+		return fmt.Errorf("%q: unknown unit %q (B, KiB, MiB, GiB, KB, MB, GB)", v, unit)
+	}
+	*s = size(f * mult)
+	return nil
+}

@@ -1,0 +1,414 @@
+package stickyproxy
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stickiness selects how a client is pinned to a target.
+type Stickiness string
+
+const (
+	// StickinessOff balances every request anew: the broken setup from the
+	// field, for comparison.
+	StickinessOff Stickiness = "off"
+	// StickinessDuration pins by the proxy's own cookie, refreshed on every
+	// response (AWS ALB's duration-based AWSALB model, HAProxy's
+	// "cookie insert").
+	StickinessDuration Stickiness = "duration"
+	// StickinessApp pins while the application's own cookie exists: the proxy
+	// issues its cookie when the application sets its cookie, honours it only
+	// alongside the application's cookie, and drops it when the application
+	// deletes its cookie (ALB's application-based AWSALBAPP model).
+	StickinessApp Stickiness = "app"
+)
+
+// Balance selects the balancing algorithm for requests that are not pinned.
+type Balance string
+
+const (
+	// RoundRobin cycles through the targets, in proportion to their weights.
+	RoundRobin Balance = "round-robin"
+	// LeastOutstanding picks the target with the fewest in-flight requests
+	// relative to its weight (ALB's least_outstanding_requests).
+	LeastOutstanding Balance = "least-outstanding"
+)
+
+// DrainMode selects what a draining target still receives.
+type DrainMode string
+
+const (
+	// DrainALB: a draining target receives no new requests, sticky ones
+	// included; they are re-pinned elsewhere (AWS ALB deregistration).
+	DrainALB DrainMode = "alb"
+	// DrainHAProxy: a draining target keeps serving clients pinned to it but
+	// gets no new ones (HAProxy's "drain" state, weight 0).
+	DrainHAProxy DrainMode = "haproxy"
+)
+
+// PinnedDown selects what happens when the pinned target is unhealthy.
+type PinnedDown string
+
+const (
+	// PinnedDownRepin sends the request to another target and re-pins the
+	// client there (ALB and HAProxy).
+	PinnedDownRepin PinnedDown = "repin"
+	// PinnedDownStrict refuses the request with 503 and a clear body
+	// (Envoy's strict stateful sessions).
+	PinnedDownStrict PinnedDown = "strict"
+)
+
+// AllDown selects what happens when no target is healthy.
+type AllDown string
+
+const (
+	// AllDownFailOpen routes among all targets as if they were healthy
+	// (ALB's fail-open).
+	AllDownFailOpen AllDown = "fail-open"
+	// AllDown503 answers 503.
+	AllDown503 AllDown = "503"
+)
+
+// AccessLog selects which requests the access log records.
+type AccessLog string
+
+const (
+	// AccessLogAll logs every request.
+	AccessLogAll AccessLog = "all"
+	// AccessLogAnomalies logs requests whose decision is anything but new,
+	// pinned or balanced, or whose status is 5xx: what a person looks for.
+	AccessLogAnomalies AccessLog = "anomalies"
+	// AccessLogOff logs no requests.
+	AccessLogOff AccessLog = "off"
+)
+
+// Engine selects the forwarding path.
+type Engine string
+
+const (
+	// EngineFast is stickyproxy's own HTTP/1.1 forwarding path: a pool of
+	// upstream connections driven from the request's goroutine. Upgrades
+	// (WebSocket) still go through EngineReverseProxy.
+	EngineFast Engine = "fast"
+	// EngineReverseProxy is net/http/httputil.ReverseProxy with Rewrite over
+	// one shared http.Transport.
+	EngineReverseProxy Engine = "reverseproxy"
+)
+
+// Target is a named upstream. The name is what the affinity cookie (sealed)
+// and the X-Stickyproxy-Target header carry; for samlha it is the SP
+// replica's instance ID.
+type Target struct {
+	Name   string
+	URL    *url.URL
+	Weight int // relative share of new clients; 0 means 1
+}
+
+// targetName is the form of a target name, the same as the instance part of
+// the SAML RelayState (see package doc).
+var targetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,40}$`)
+
+// ParseTarget parses "name=URL" or "name=URL;weight=N" (the --target flag).
+func ParseTarget(s string) (Target, error) {
+	name, rest, ok := strings.Cut(strings.TrimSpace(s), "=")
+	if !ok {
+		return Target{}, fmt.Errorf("target %q: want name=URL", s)
+	}
+	if !targetName.MatchString(name) {
+		return Target{}, fmt.Errorf("target %q: name must match %s", s, targetName)
+	}
+	raw, opts, _ := strings.Cut(rest, ";")
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Target{}, fmt.Errorf("target %q: want an http:// or https:// URL with a host", s)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return Target{}, fmt.Errorf("target %q: URL must not have a path or query", s)
+	}
+	u.Path = ""
+	t := Target{Name: name, URL: u, Weight: 1}
+	if opts != "" {
+		k, v, _ := strings.Cut(opts, "=")
+		w, err := strconv.Atoi(v)
+		if k != "weight" || err != nil || w < 1 || w > 1000 {
+			return Target{}, fmt.Errorf("target %q: option %q: want weight=N with N in 1..1000", s, opts)
+		}
+		t.Weight = w
+	}
+	return t, nil
+}
+
+// Config is everything New needs. Zero values take the documented defaults
+// (see Defaults); Validate lists every problem.
+type Config struct {
+	Targets []Target
+	Balance Balance
+
+	Stickiness Stickiness
+	// Duration is the affinity cookie's lifetime, refreshed on every
+	// response: 1s to 7 days.
+	Duration time.Duration
+	// CookieName is the proxy's cookie: AWSALB for duration stickiness,
+	// AWSALBAPP for app stickiness, unless set.
+	CookieName string
+	// AppCookie is the application's cookie that app stickiness follows.
+	AppCookie string
+	// CookieTwin also sets <CookieName>CORS with SameSite=None; Secure, as
+	// ALB does, so that cross-site POSTs carry affinity.
+	CookieTwin     bool
+	CookiePath     string
+	CookieDomain   string
+	CookieSecure   bool
+	CookieHTTPOnly bool
+	CookieSameSite http.SameSite
+	// Keys seal (the first) and open (all) the affinity cookie.
+	Keys [][32]byte
+
+	// SAMLAware routes a POST to ACSPath without a valid affinity cookie to
+	// the target named in its RelayState.
+	SAMLAware      bool
+	ACSPath        string
+	RelayStatePeek int64 // bytes of body read at most to find RelayState
+
+	HealthPath      string
+	HealthInterval  time.Duration // 0 disables active checks
+	HealthTimeout   time.Duration
+	HealthRise      int // consecutive successes to mark a target up
+	HealthFall      int // consecutive failures to mark a target down
+	PassiveFall     int // consecutive proxy errors to mark a target down; 0 disables
+	PassiveCooldown time.Duration
+
+	DrainMode    DrainMode
+	OnPinnedDown PinnedDown
+	AllDown      AllDown
+
+	// TrustedProxies are the peers whose X-Forwarded-* headers are kept.
+	TrustedProxies []netip.Prefix
+
+	AccessLog       AccessLog
+	ImbalanceWindow time.Duration
+	Engine          Engine
+
+	// Transport tuning.
+	MaxIdleConnsPerHost   int
+	DialTimeout           time.Duration
+	ResponseHeaderTimeout time.Duration
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults fills zero fields with the defaults.
+func (c *Config) Defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def((*string)(&c.Balance), string(RoundRobin))
+	def((*string)(&c.Stickiness), string(StickinessDuration))
+	if c.Duration == 0 {
+		c.Duration = 24 * time.Hour
+	}
+	if c.Stickiness == StickinessApp {
+		def(&c.CookieName, "AWSALBAPP")
+	}
+	def(&c.CookieName, "AWSALB")
+	def(&c.CookiePath, "/")
+	if c.CookieSameSite == 0 {
+		c.CookieSameSite = http.SameSiteLaxMode
+	}
+	def(&c.ACSPath, "/saml/acs")
+	if c.RelayStatePeek == 0 {
+		c.RelayStatePeek = 64 << 10
+	}
+	def(&c.HealthPath, "/healthz")
+	if c.HealthTimeout == 0 {
+		c.HealthTimeout = time.Second
+	}
+	if c.HealthRise == 0 {
+		c.HealthRise = 2
+	}
+	if c.HealthFall == 0 {
+		c.HealthFall = 2
+	}
+	if c.PassiveCooldown == 0 {
+		c.PassiveCooldown = 10 * time.Second
+	}
+	def((*string)(&c.DrainMode), string(DrainALB))
+	def((*string)(&c.OnPinnedDown), string(PinnedDownRepin))
+	def((*string)(&c.AllDown), string(AllDownFailOpen))
+	def((*string)(&c.AccessLog), string(AccessLogAll))
+	if c.ImbalanceWindow == 0 {
+		c.ImbalanceWindow = time.Minute
+	}
+	def((*string)(&c.Engine), string(EngineFast))
+	if c.MaxIdleConnsPerHost == 0 {
+		c.MaxIdleConnsPerHost = 1024
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.ResponseHeaderTimeout == 0 {
+		c.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate returns every problem with c (after Defaults), each naming the
+// flag that sets the field.
+func (c *Config) Validate() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if len(c.Targets) == 0 {
+		add("--target: at least one target is needed")
+	}
+	seen := map[string]bool{}
+	for _, t := range c.Targets {
+		if seen[t.Name] {
+			add("--target: name %q given twice", t.Name)
+		}
+		seen[t.Name] = true
+		if !targetName.MatchString(t.Name) {
+			add("--target: name %q must match %s", t.Name, targetName)
+		}
+		if t.URL == nil {
+			add("--target %s: no URL", t.Name)
+		}
+	}
+	switch c.Balance {
+	case RoundRobin, LeastOutstanding:
+	default:
+		add("--balance: %q, want round-robin or least-outstanding", c.Balance)
+	}
+	switch c.Stickiness {
+	case StickinessOff, StickinessDuration:
+	case StickinessApp:
+		if c.AppCookie == "" {
+			add("--app-cookie: app stickiness needs the name of the application's cookie")
+		}
+	default:
+		add("--stickiness: %q, want off, duration or app", c.Stickiness)
+	}
+	if c.Duration < time.Second || c.Duration > 7*24*time.Hour {
+		add("--cookie-duration: %v, want 1s to 168h (7 days)", c.Duration)
+	}
+	if c.Stickiness != StickinessOff && len(c.Keys) == 0 {
+		add("--cookie-key: no key (New generates one only through the command)")
+	}
+	if !validCookieName(c.CookieName) {
+		add("--cookie-name: %q is not a valid cookie name", c.CookieName)
+	}
+	if c.AppCookie != "" && !validCookieName(c.AppCookie) {
+		add("--app-cookie: %q is not a valid cookie name", c.AppCookie)
+	}
+	if c.AppCookie != "" && c.AppCookie == c.CookieName {
+		add("--app-cookie: must differ from --cookie-name %q", c.CookieName)
+	}
+	if !strings.HasPrefix(c.CookiePath, "/") || strings.ContainsAny(c.CookiePath, ";\r\n") {
+		add("--cookie-path: %q, want an absolute path", c.CookiePath)
+	}
+	if strings.ContainsAny(c.CookieDomain, "; \r\n") {
+		add("--cookie-domain: %q is not a domain", c.CookieDomain)
+	}
+	if c.CookieSameSite == http.SameSiteNoneMode && !c.CookieSecure {
+		add("--cookie-samesite none needs --cookie-secure (browsers drop SameSite=None cookies that are not Secure)")
+	}
+	if !strings.HasPrefix(c.ACSPath, "/") {
+		add("--acs-path: %q, want an absolute path", c.ACSPath)
+	}
+	if c.RelayStatePeek < 1<<10 || c.RelayStatePeek > 16<<20 {
+		add("--relaystate-peek: %d bytes, want 1KiB to 16MiB", c.RelayStatePeek)
+	}
+	if !strings.HasPrefix(c.HealthPath, "/") {
+		add("--health-path: %q, want an absolute path", c.HealthPath)
+	}
+	if c.HealthInterval < 0 || c.HealthInterval > 0 && c.HealthInterval < 10*time.Millisecond {
+		add("--health-interval: %v, want 0 (off) or at least 10ms", c.HealthInterval)
+	}
+	if c.HealthTimeout <= 0 {
+		add("--health-timeout: %v, want > 0", c.HealthTimeout)
+	}
+	if c.HealthRise < 1 || c.HealthFall < 1 {
+		add("--health-rise, --health-fall: want at least 1 (got %d, %d)", c.HealthRise, c.HealthFall)
+	}
+	if c.PassiveFall < 0 {
+		add("--passive-fall: %d, want 0 (off) or more", c.PassiveFall)
+	}
+	switch c.DrainMode {
+	case DrainALB, DrainHAProxy:
+	default:
+		add("--drain-mode: %q, want alb or haproxy", c.DrainMode)
+	}
+	switch c.OnPinnedDown {
+	case PinnedDownRepin, PinnedDownStrict:
+	default:
+		add("--on-pinned-down: %q, want repin or strict", c.OnPinnedDown)
+	}
+	switch c.AllDown {
+	case AllDownFailOpen, AllDown503:
+	default:
+		add("--all-down: %q, want fail-open or 503", c.AllDown)
+	}
+	switch c.AccessLog {
+	case AccessLogAll, AccessLogAnomalies, AccessLogOff:
+	default:
+		add("--access-log: %q, want all, anomalies or off", c.AccessLog)
+	}
+	switch c.Engine {
+	case EngineFast, EngineReverseProxy:
+	default:
+		add("--engine: %q, want fast or reverseproxy", c.Engine)
+	}
+	if c.ImbalanceWindow < time.Second {
+		add("--imbalance-window: %v, want at least 1s", c.ImbalanceWindow)
+	}
+	if c.MaxIdleConnsPerHost < 1 {
+		add("--max-idle-conns-per-target: %d, want at least 1", c.MaxIdleConnsPerHost)
+	}
+	return p
+}
+
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseSameSite parses lax, strict, none or default.
+func ParseSameSite(s string) (http.SameSite, error) {
+	switch strings.ToLower(s) {
+	case "lax":
+		return http.SameSiteLaxMode, nil
+	case "strict":
+		return http.SameSiteStrictMode, nil
+	case "none":
+		return http.SameSiteNoneMode, nil
+	case "default", "":
+		return http.SameSiteDefaultMode, nil
+	}
+	return 0, fmt.Errorf("%q: want lax, strict, none or default", s)
+}

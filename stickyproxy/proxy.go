@@ -1,0 +1,582 @@
+package stickyproxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/samlha/samlha/stickyproxy/affinity"
+)
+
+// Response headers set on every reply.
+const (
+	HeaderTarget   = "X-Stickyproxy-Target"
+	HeaderDecision = "X-Stickyproxy-Decision"
+)
+
+// Proxy is the sticky reverse proxy. It is an http.Handler for the public
+// listener; Admin returns the handler for the admin listener and Run the
+// active health checks.
+type Proxy struct {
+	cfg     Config
+	targets []*target
+	byName  map[string]*target
+	rr      *roundRobin
+	lo      *leastOutstanding
+	codec   *affinity.Codec
+	m       *metrics
+	reg     *prometheus.Registry
+	log     *slog.Logger
+	now     func() time.Time
+	imb     *imbalance
+
+	inflight atomic.Int64
+
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+	bufs      sync.Pool // *[]byte, 32 KiB copy buffers
+	openBufs  sync.Pool // *affinity.Buffer
+	exchanges sync.Pool // *exchange
+
+	durSec       int64
+	cookieAttrs  string // "; Path=/; ..." after Expires
+	twinName     string
+	twinAttrs    string
+	deleteCookie []string // Set-Cookie values that delete the cookie (and twin)
+
+	checkMu sync.Mutex // guards targets' rise/fall counters
+}
+
+// New builds a Proxy from cfg (after cfg.Defaults and cfg.Validate).
+func New(cfg Config) (*Proxy, error) {
+	cfg.Defaults()
+	if probs := cfg.Validate(); len(probs) > 0 {
+		return nil, fmt.Errorf("stickyproxy: invalid configuration:\n  - %s", strings.Join(probs, "\n  - "))
+	}
+	p := &Proxy{
+		cfg:    cfg,
+		byName: map[string]*target{},
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		durSec: int64(cfg.Duration / time.Second),
+	}
+	for i, tc := range cfg.Targets {
+		u := *tc.URL
+		t := &target{name: tc.Name, url: &u, weight: max(tc.Weight, 1), idx: i, hdrName: []string{tc.Name}}
+		t.healthy.Store(true)
+		t.pool.init(&u, cfg.MaxIdleConnsPerHost)
+		p.targets = append(p.targets, t)
+		p.byName[t.name] = t
+	}
+	p.rr = newRoundRobin(p.targets)
+	if cfg.Balance == LeastOutstanding {
+		p.lo = &leastOutstanding{targets: p.targets}
+	}
+	if cfg.Stickiness != StickinessOff {
+		c, err := affinity.New(cfg.CookieName, cfg.Keys...)
+		if err != nil {
+			return nil, err
+		}
+		p.codec = c
+	}
+	p.reg = cfg.Registry
+	if p.reg == nil {
+		p.reg = prometheus.NewRegistry()
+	}
+	p.imb = newImbalance(cfg.ImbalanceWindow, len(p.targets))
+	p.m = newMetrics(p, p.reg)
+	p.buildCookieAttrs()
+	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	p.openBufs.New = func() any { return new(affinity.Buffer) }
+	p.exchanges.New = func() any { return &exchange{p: p} }
+	p.transport = &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          cfg.MaxIdleConnsPerHost * len(p.targets),
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+		DisableCompression:    true,
+		WriteBufferSize:       16 << 10,
+		ReadBufferSize:        16 << 10,
+	}
+	p.rp = p.newReverseProxy()
+	return p, nil
+}
+
+// Registry is the Prometheus registry the proxy's metrics are in.
+func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
+
+// Close releases idle upstream connections.
+func (p *Proxy) Close() {
+	p.transport.CloseIdleConnections()
+	for _, t := range p.targets {
+		t.pool.closeIdle()
+	}
+}
+
+func (p *Proxy) buildCookieAttrs() {
+	attrs := func(sameSite http.SameSite, secure bool) string {
+		var b strings.Builder
+		b.WriteString("; Path=")
+		b.WriteString(p.cfg.CookiePath)
+		if p.cfg.CookieDomain != "" {
+			b.WriteString("; Domain=")
+			b.WriteString(p.cfg.CookieDomain)
+		}
+		if p.cfg.CookieHTTPOnly {
+			b.WriteString("; HttpOnly")
+		}
+		if secure {
+			b.WriteString("; Secure")
+		}
+		switch sameSite {
+		case http.SameSiteLaxMode:
+			b.WriteString("; SameSite=Lax")
+		case http.SameSiteStrictMode:
+			b.WriteString("; SameSite=Strict")
+		case http.SameSiteNoneMode:
+			b.WriteString("; SameSite=None")
+		}
+		return b.String()
+	}
+	p.cookieAttrs = attrs(p.cfg.CookieSameSite, p.cfg.CookieSecure)
+	del := []string{p.cfg.CookieName + "=" + p.cookieAttrs + "; Max-Age=0"}
+	if p.cfg.CookieTwin {
+		p.twinName = p.cfg.CookieName + "CORS"
+		p.twinAttrs = attrs(http.SameSiteNoneMode, true)
+		del = append(del, p.twinName+"="+p.twinAttrs+"; Max-Age=0")
+	}
+	p.deleteCookie = del[:len(del):len(del)]
+}
+
+// sealed returns t's Set-Cookie values for a response at now, sealing them
+// at most once per target per second.
+func (p *Proxy) sealed(t *target, now time.Time) *sealedCookie {
+	exp := now.Unix() + p.durSec
+	if c := t.cookie.Load(); c != nil && c.expires == exp {
+		return c
+	}
+	v, err := p.codec.Seal(t.name, time.Unix(exp, 0))
+	if err != nil { // only on a broken random source
+		p.log.Error("sealing affinity cookie", "target", t.name, "err", err)
+		return nil
+	}
+	expires := "; Expires=" + time.Unix(exp, 0).UTC().Format(http.TimeFormat)
+	c := &sealedCookie{expires: exp, value: v}
+	c.values = append(c.values, p.cfg.CookieName+"="+v+expires+p.cookieAttrs)
+	if p.cfg.CookieTwin {
+		c.values = append(c.values, p.twinName+"="+v+expires+p.twinAttrs)
+	}
+	c.values = c.values[:len(c.values):len(c.values)] // appends elsewhere must copy
+	t.cookie.Store(c)
+	return c
+}
+
+// exchange is the state of one request, pooled.
+type exchange struct {
+	p          *Proxy
+	t          *target
+	d          Decision
+	first      *target // the target that could not be reached, if retried
+	tried      []*target
+	cookieErr  string // why a cookie was treated as absent
+	hadApp     bool   // app stickiness: the request carried the app cookie
+	start      time.Time
+	sent       time.Time
+	upstream   time.Duration
+	status     int
+	wroteHead  bool
+	abort      bool
+	err        error
+	body       retryBody
+	relayState string // instance read from RelayState, for the log
+}
+
+func (x *exchange) reset() {
+	p, tried := x.p, x.tried[:0]
+	*x = exchange{p: p, tried: tried}
+}
+
+// retryBody wraps a request body so that a failed dial neither closes it
+// nor hides that it was never read, which makes a retry safe.
+type retryBody struct {
+	rc   io.ReadCloser
+	read bool
+}
+
+func (b *retryBody) Read(p []byte) (int, error) {
+	b.read = true
+	return b.rc.Read(p)
+}
+
+// Close is a no-op: the server closes the real body after the handler.
+func (b *retryBody) Close() error { return nil }
+
+// filter says which targets a pick may return.
+type filter struct {
+	now          int64 // unix nanoseconds
+	sticky       bool  // for a pinned client: a draining target may still do (haproxy drain)
+	ignoreHealth bool  // fail-open
+	tried        []*target
+}
+
+func (p *Proxy) ok(t *target, f *filter) bool {
+	if !f.ignoreHealth && !t.up(f.now) {
+		return false
+	}
+	if t.draining.Load() && !(f.sticky && p.cfg.DrainMode == DrainHAProxy) {
+		return false
+	}
+	for _, u := range f.tried {
+		if u == t {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Proxy) pick(f *filter) *target {
+	if p.lo != nil {
+		return p.lo.pick(p, f)
+	}
+	return p.rr.pick(p, f)
+}
+
+// ServeHTTP routes and forwards one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.inflight.Add(1)
+	defer p.inflight.Add(-1)
+	x := p.exchanges.Get().(*exchange)
+	defer func() {
+		p.account(r, x)
+		abort := x.abort
+		x.reset()
+		p.exchanges.Put(x)
+		if abort {
+			// The reply was cut short after its head went out: make the
+			// server drop the connection rather than end it as if complete.
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	x.start = p.now()
+	p.route(x, r)
+
+	switch x.d {
+	case DecisionStrictRefused:
+		p.refuse(w, x, fmt.Sprintf("stickyproxy: this client is pinned to target %s, which is down, and --on-pinned-down=strict refuses to move it.\nRetry later, or delete the %s cookie to be balanced anew.\n", x.t.name, p.cfg.CookieName))
+	case DecisionNoTarget:
+		p.refuse(w, x, "stickyproxy: no target is available (all are down or draining) and --all-down=503.\n")
+	default:
+		if r.Body != nil && r.Body != http.NoBody {
+			x.body.rc = r.Body
+			r.Body = &x.body
+		}
+		p.forward(w, r, x)
+	}
+}
+
+// forward sends r to x.t, retrying on another target when the connection
+// could not be established.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
+	for {
+		x.t.inflight.Add(1)
+		x.err = nil
+		if p.cfg.Engine == EngineFast && fastOK(r, x.t) {
+			x.err = p.forwardFast(w, r, x)
+		} else {
+			p.forwardRP(w, r, x)
+		}
+		x.t.inflight.Add(-1)
+		if x.err == nil {
+			p.passiveOK(x.t)
+			return
+		}
+		if r.Context().Err() != nil {
+			// The client went away: not the target's fault.
+			x.status = 0
+			return
+		}
+		if !isDialError(x.err) || x.wroteHead || x.body.read {
+			p.m.upstreamErrors.WithLabelValues(x.t.name, "transport").Inc()
+			p.passiveFail(x.t, x.err)
+			if x.wroteHead {
+				x.abort = true // the reply is under way; all we can do is cut it
+				return
+			}
+			x.d = DecisionUpstreamError
+			p.bad(w, x, http.StatusBadGateway, "stickyproxy: target "+x.t.name+" failed: "+x.err.Error()+"\n")
+			return
+		}
+		p.m.upstreamErrors.WithLabelValues(x.t.name, "dial").Inc()
+		p.passiveFail(x.t, x.err)
+		x.tried = append(x.tried, x.t)
+		f := filter{now: p.now().UnixNano(), tried: x.tried}
+		next := p.pick(&f)
+		if next == nil && p.cfg.AllDown == AllDownFailOpen {
+			f.ignoreHealth = true
+			next = p.pick(&f)
+		}
+		if next == nil {
+			x.d = DecisionUpstreamError
+			p.bad(w, x, http.StatusBadGateway, "stickyproxy: no target could be reached; last: "+x.t.name+": "+x.err.Error()+"\n")
+			return
+		}
+		if x.first == nil {
+			x.first = x.t
+		}
+		x.t, x.d = next, DecisionRetried
+	}
+}
+
+// decorate adds the proxy's headers to a reply from x.t about to be
+// written: target, decision and the affinity cookie.
+func (x *exchange) decorate(h http.Header, status int) {
+	p := x.p
+	x.wroteHead = true
+	x.status = status
+	h[HeaderTarget] = x.t.hdrName
+	h[HeaderDecision] = decisionHeader[x.d]
+	if p.codec == nil || status == http.StatusSwitchingProtocols && p.cfg.Stickiness == StickinessApp {
+		return
+	}
+	set := x.d.pinsClient() || x.d == DecisionPinned // refresh the expiry on every reply
+	if p.cfg.Stickiness == StickinessApp {
+		switch appCookieSet(h["Set-Cookie"], p.cfg.AppCookie) {
+		case appDeleted:
+			h["Set-Cookie"] = appendHeader(h["Set-Cookie"], p.deleteCookie)
+			return
+		case appSet:
+			set = true
+		default:
+			set = set && x.hadApp
+		}
+	}
+	if !set {
+		return
+	}
+	c := p.sealed(x.t, x.start)
+	if c == nil {
+		return
+	}
+	h["Set-Cookie"] = appendHeader(h["Set-Cookie"], c.values)
+	if x.d != DecisionPinned {
+		x.t.pinsIssued.Add(1)
+	}
+}
+
+func appendHeader(have, add []string) []string {
+	if len(have) == 0 {
+		return add
+	}
+	return append(have[:len(have):len(have)], add...)
+}
+
+const (
+	appUntouched = iota
+	appSet
+	appDeleted
+)
+
+// appCookieSet says whether the reply sets or deletes the app cookie.
+func appCookieSet(setCookies []string, name string) int {
+	for _, sc := range setCookies {
+		if len(sc) <= len(name) || sc[len(name)] != '=' || !strings.EqualFold(sc[:len(name)], name) {
+			continue
+		}
+		c, err := http.ParseSetCookie(sc)
+		if err != nil || c.Name != name {
+			continue
+		}
+		if c.MaxAge < 0 || c.Value == "" || !c.Expires.IsZero() && c.Expires.Before(time.Now()) {
+			return appDeleted
+		}
+		return appSet
+	}
+	return appUntouched
+}
+
+// refuse writes a 503 decided by the proxy (strict, no target).
+func (p *Proxy) refuse(w http.ResponseWriter, x *exchange, msg string) {
+	if x.t == nil {
+		w.Header()[HeaderTarget] = []string{"none"}
+		w.Header()[HeaderDecision] = decisionHeader[x.d]
+		x.status = http.StatusServiceUnavailable
+	} else {
+		x.decorate(w.Header(), http.StatusServiceUnavailable)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", "5")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = io.WriteString(w, msg)
+}
+
+// bad writes a 502 after an upstream failure.
+func (p *Proxy) bad(w http.ResponseWriter, x *exchange, status int, msg string) {
+	h := w.Header()
+	h[HeaderTarget] = x.t.hdrName
+	h[HeaderDecision] = decisionHeader[x.d]
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	x.status = status
+	x.wroteHead = true
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg)
+}
+
+// account counts the request in metrics and the access log.
+func (p *Proxy) account(r *http.Request, x *exchange) {
+	now := p.now()
+	if x.t != nil {
+		x.t.requests.Add(1)
+		if x.d == DecisionPinned {
+			x.t.pinnedRequests.Add(1)
+		}
+		x.t.mRequests[x.d].Inc()
+		p.imb.add(now.UnixNano(), x.t.idx)
+		if x.upstream > 0 {
+			x.t.mLatency.Observe(x.upstream.Seconds())
+		}
+	} else {
+		p.m.requests.WithLabelValues("none", x.d.String()).Inc()
+	}
+	switch p.cfg.AccessLog {
+	case AccessLogOff:
+		return
+	case AccessLogAnomalies:
+		if !x.d.anomaly() && x.status < 500 && x.status != 0 {
+			return
+		}
+	}
+	if !p.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	target := "none"
+	if x.t != nil {
+		target = x.t.name
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", x.status),
+		slog.String("target", target),
+		slog.String("decision", x.d.String()),
+		slog.Duration("latency", now.Sub(x.start)),
+		slog.Duration("upstream_latency", x.upstream),
+		slog.String("client", clientIP(r.RemoteAddr)),
+	)
+	if x.cookieErr != "" {
+		attrs = append(attrs, slog.String("cookie", x.cookieErr))
+	}
+	if x.first != nil {
+		attrs = append(attrs, slog.String("retried_from", x.first.name))
+	}
+	if x.relayState != "" {
+		attrs = append(attrs, slog.String("relaystate_instance", x.relayState))
+	}
+	if x.err != nil {
+		attrs = append(attrs, slog.String("err", x.err.Error()))
+	}
+	p.log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
+}
+
+func clientIP(remoteAddr string) string {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	return host
+}
+
+// isDialError says whether err means the connection to the target was never
+// established, so that nothing was sent and a retry elsewhere is safe.
+func isDialError(err error) bool {
+	var d *dialError
+	if errors.As(err, &d) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// dialError marks a failure to connect in the fast engine.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func isUpgrade(r *http.Request) bool {
+	return r.Header["Upgrade"] != nil && headerHasToken(r.Header["Connection"], "upgrade")
+}
+
+func headerHasToken(vals []string, token string) bool {
+	for _, v := range vals {
+		for v != "" {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(item), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// passiveFail counts a failed forward against t.
+func (p *Proxy) passiveFail(t *target, err error) {
+	if p.cfg.PassiveFall == 0 {
+		return
+	}
+	if int(t.passiveFails.Add(1)) >= p.cfg.PassiveFall {
+		p.markDown(t, "passive", err.Error())
+	}
+}
+
+// passiveOK clears t's passive failure count after a successful forward.
+func (p *Proxy) passiveOK(t *target) {
+	if t.passiveFails.Load() != 0 {
+		t.passiveFails.Store(0)
+	}
+	if !t.healthy.Load() && p.cfg.HealthInterval == 0 && t.up(p.now().UnixNano()) {
+		// The cool-down let a request through and it worked: back up.
+		p.markUp(t, "passive")
+	}
+}
+
+func (p *Proxy) markDown(t *target, cause, why string) {
+	p.checkMu.Lock()
+	defer p.checkMu.Unlock()
+	t.rise = 0
+	if p.cfg.HealthInterval == 0 {
+		t.downUntil.Store(p.now().Add(p.cfg.PassiveCooldown).UnixNano())
+	}
+	if t.healthy.Swap(false) {
+		p.m.transitions.WithLabelValues(t.name, "down", cause).Inc()
+		p.log.Warn("target down", "target", t.name, "cause", cause, "why", why)
+	}
+}
+
+func (p *Proxy) markUp(t *target, cause string) {
+	p.checkMu.Lock()
+	defer p.checkMu.Unlock()
+	t.downUntil.Store(0)
+	t.passiveFails.Store(0)
+	if !t.healthy.Swap(true) {
+		p.m.transitions.WithLabelValues(t.name, "up", cause).Inc()
+		p.log.Info("target up", "target", t.name, "cause", cause)
+	}
+}
