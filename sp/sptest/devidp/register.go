@@ -1,0 +1,199 @@
+package devidp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crewjam/saml"
+)
+
+// maxMetadataSize bounds an SP metadata document.
+const maxMetadataSize = 1 << 20
+
+// RegisterSPMetadata registers the SP whose metadata document is xmlDoc
+// under id (any name without '/'; registering the same id again replaces
+// it). It goes through samlidp's own PUT /services/{id} handler, in
+// process.
+func (s *Server) RegisterSPMetadata(id string, xmlDoc []byte) error {
+	if id == "" || strings.ContainsAny(id, "/?#") {
+		return fmt.Errorf("SP id %q: want a non-empty name without '/', '?' or '#'", id)
+	}
+	entityID, err := spEntityID(xmlDoc)
+	if err != nil {
+		return fmt.Errorf("SP %s: metadata: %w", id, err)
+	}
+	req := httptest.NewRequestWithContext(context.WithValue(context.Background(), inProcess{}, true),
+		http.MethodPut, "/services/"+url.PathEscape(id), bytes.NewReader(xmlDoc))
+	rec := httptest.NewRecorder()
+	s.idp.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		return fmt.Errorf("SP %s (entity %s): samlidp refused the metadata: %d %s", id, entityID, rec.Code, strings.TrimSpace(rec.Body.String()))
+	}
+	s.countRegistered()
+	s.log.Info("registered SP", "id", id, "entity_id", entityID)
+	return nil
+}
+
+// countRegistered updates the gauge of registered SPs.
+func (s *Server) countRegistered() {
+	req := httptest.NewRequestWithContext(context.WithValue(context.Background(), inProcess{}, true),
+		http.MethodGet, "/services/", nil)
+	rec := httptest.NewRecorder()
+	s.idp.ServeHTTP(rec, req)
+	var list struct {
+		Services []string `json:"services"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err == nil {
+		s.metrics.spsRegistered.Set(float64(len(list.Services)))
+	}
+}
+
+// spEntityID returns the entity ID of an SP metadata document: an
+// EntityDescriptor with an SPSSODescriptor (or an EntitiesDescriptor
+// holding one, which samlidp also takes).
+func spEntityID(doc []byte) (string, error) {
+	var ed saml.EntityDescriptor
+	err := xml.Unmarshal(doc, &ed)
+	if err == nil {
+		if len(ed.SPSSODescriptors) == 0 {
+			return "", fmt.Errorf("entity %s has no SPSSODescriptor", ed.EntityID)
+		}
+		return ed.EntityID, nil
+	}
+	var eds saml.EntitiesDescriptor
+	if xml.Unmarshal(doc, &eds) == nil {
+		for _, e := range eds.EntityDescriptors {
+			if len(e.SPSSODescriptors) > 0 {
+				return e.EntityID, nil
+			}
+		}
+		return "", errors.New("no entity with an SPSSODescriptor")
+	}
+	return "", err
+}
+
+// SPID is the id under which RegisterSPs registers the SP whose metadata
+// is at metadataURL: its host, port and path, such as
+// "127.0.0.1:8081-saml-metadata".
+func SPID(metadataURL string) string {
+	u, err := url.Parse(metadataURL)
+	if err != nil {
+		return strings.NewReplacer("/", "-", "?", "-", "#", "-").Replace(metadataURL)
+	}
+	id := u.Host + strings.ReplaceAll(u.EscapedPath(), "/", "-")
+	return strings.NewReplacer("?", "-", "#", "-", "%", "-").Replace(strings.TrimSuffix(id, "-"))
+}
+
+// RegisterSPs fetches the metadata of every SP in Config.SPMetadataURLs and
+// registers it (under SPID(url)), retrying each with exponential backoff
+// (Config.RetryMin to RetryMax, with jitter) until it answers with metadata
+// samlidp accepts: the SPs may start after the IdP. It returns nil once all
+// are registered, or, when ctx ends first, an error naming each SP that was
+// not, with its last error. The server turns ready (/readyz) when all are.
+func (s *Server) RegisterSPs(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.cfg.SPMetadataURLs))
+	for i, u := range s.cfg.SPMetadataURLs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.registerFromURL(ctx, u)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// registerFromURL fetches and registers one SP until it succeeds or ctx
+// ends.
+func (s *Server) registerFromURL(ctx context.Context, metadataURL string) error {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		doc, err := s.fetchMetadata(ctx, metadataURL)
+		if err == nil {
+			err = s.RegisterSPMetadata(SPID(metadataURL), doc)
+		}
+		if err == nil {
+			s.metrics.spFetches.WithLabelValues("registered").Inc()
+			s.mu.Lock()
+			delete(s.pending, metadataURL)
+			ready := len(s.pending) == 0
+			s.mu.Unlock()
+			s.log.Info("SP metadata fetched", "url", metadataURL, "attempts", attempt, "waited", time.Since(start).Round(time.Millisecond))
+			if ready {
+				s.log.Info("every configured SP is registered: ready")
+			}
+			return nil
+		}
+		s.metrics.spFetches.WithLabelValues("error").Inc()
+		s.mu.Lock()
+		s.pending[metadataURL] = err
+		s.mu.Unlock()
+		if ctx.Err() != nil {
+			return fmt.Errorf("SP metadata %s: not registered after %d attempts in %s: %w", metadataURL, attempt, time.Since(start).Round(time.Millisecond), err)
+		}
+		wait := s.backoff(attempt)
+		// The first failure and then one in ten are worth an info line;
+		// the SPs commonly start a little after the IdP.
+		level := s.log.Debug
+		if attempt == 1 || attempt%10 == 0 {
+			level = s.log.Info
+		}
+		level("SP metadata not available yet, retrying", "url", metadataURL, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("SP metadata %s: not registered after %d attempts in %s: %w", metadataURL, attempt, time.Since(start).Round(time.Millisecond), err)
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the wait after the attempt-th failure: RetryMin doubled per
+// attempt up to RetryMax, less up to 20% jitter.
+func (s *Server) backoff(attempt int) time.Duration {
+	d := s.cfg.RetryMin
+	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.RetryMax)
+	return d - time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// fetchMetadata GETs an SP's metadata document.
+func (s *Server) fetchMetadata(ctx context.Context, metadataURL string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metadataURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/samlmetadata+xml, application/xml, text/xml")
+	resp, err := s.cfg.MetadataClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	if len(body) > maxMetadataSize {
+		return nil, fmt.Errorf("metadata larger than %d bytes", maxMetadataSize)
+	}
+	return body, nil
+}

@@ -1,0 +1,111 @@
+package devidp
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testKeys is one key pair per test process: generating an RSA key takes a
+// noticeable fraction of a second.
+var testKeys struct {
+	once sync.Once
+	key  *rsa.PrivateKey
+	cert *x509.Certificate
+	err  error
+}
+
+// TestKeyPair returns a key pair generated once per process, for tests.
+func TestKeyPair(tb testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
+	tb.Helper()
+	testKeys.once.Do(func() {
+		testKeys.key, testKeys.cert, testKeys.err = GenerateKeyPair("devidp-test", time.Now())
+	})
+	if testKeys.err != nil {
+		tb.Fatalf("generating the test key pair: %v", testKeys.err)
+	}
+	return testKeys.key, testKeys.cert
+}
+
+// TestIdP is a development IdP served on loopback for one test.
+type TestIdP struct {
+	*Server
+	// URL is the IdP's public base URL (Config.PublicURL).
+	URL string
+	// Addr is the address it listens on, "127.0.0.1:port": the address to
+	// resolve the host of URL to when it is a name (sptest.Options.Resolve).
+	Addr string
+}
+
+// StartTest serves a development IdP made from cfg on an httptest server on
+// 127.0.0.1 until the test ends. Defaults for a test: PublicURL is
+// "http://127.0.0.1:<port>"; a PublicURL without a port, such as
+// "http://idp.samlha-idp.test", gets the listener's port (resolve the name
+// to Addr in the browser); Key and Certificate are TestKeyPair's; Logger
+// writes to the test log at debug level.
+func StartTest(tb testing.TB, cfg Config) *TestIdP {
+	tb.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	addr := srv.Listener.Addr().(*net.TCPAddr)
+	switch {
+	case cfg.PublicURL == "":
+		cfg.PublicURL = fmt.Sprintf("http://127.0.0.1:%d", addr.Port)
+	default:
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil {
+			tb.Fatalf("public URL: %v", err)
+		}
+		if u.Port() == "" {
+			u.Host = net.JoinHostPort(u.Hostname(), fmt.Sprint(addr.Port))
+			cfg.PublicURL = u.String()
+		}
+	}
+	if cfg.Key == nil && cfg.Certificate == nil && cfg.DataDir == "" {
+		cfg.Key, cfg.Certificate = TestKeyPair(tb)
+	}
+	if cfg.Logger == nil {
+		w := &tbWriter{tb: tb}
+		tb.Cleanup(w.stop) // registered first, so it runs after the server closed
+		cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s, err := New(cfg)
+	if err != nil {
+		srv.Close()
+		tb.Fatalf("devidp.New: %v", err)
+	}
+	srv.Config.Handler = s
+	srv.Start()
+	tb.Cleanup(srv.Close)
+	return &TestIdP{Server: s, URL: cfg.PublicURL, Addr: addr.String()}
+}
+
+// tbWriter writes log lines to the test log, and drops them once the test
+// is over (a goroutine such as RegisterSPs may outlive it).
+type tbWriter struct {
+	tb      testing.TB
+	mu      sync.Mutex
+	stopped bool
+}
+
+func (w *tbWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.tb.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *tbWriter) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+}
