@@ -152,7 +152,7 @@ func (p *Proxy) forwardFast(w http.ResponseWriter, r *http.Request, x *exchange)
 
 func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange) error {
 	t := x.t
-	x.sent = p.now()
+	x.sent = time.Now()
 	uc, reused, err := t.pool.get(r.Context(), x.sent, !replayable(r))
 	if err != nil {
 		return err
@@ -190,7 +190,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange) er
 	if p.cfg.ResponseHeaderTimeout > 0 {
 		uc.c.SetReadDeadline(time.Time{})
 	}
-	x.upstream = p.now().Sub(x.sent)
+	x.upstream = time.Since(x.sent)
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		uc.c.Close()
 		return errors.New("target switched protocols on a request that did not ask to upgrade")
@@ -235,7 +235,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange) er
 	if resp.Close || r.Close {
 		uc.c.Close()
 	} else {
-		t.pool.put(uc, p.now())
+		t.pool.put(uc, time.Now())
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"time"
 )
 
 type exchangeKey struct{}
@@ -25,13 +26,13 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 			pr.SetURL(x.t.url)
 			pr.Out.Host = pr.In.Host // the application sees the public host, as behind ALB or HAProxy
 			p.setForwarded(pr.In, pr.Out.Header)
-			x.sent = p.now()
+			x.sent = time.Now()
 		},
 		Transport:  p.transport,
 		BufferPool: bufferPool{p},
 		ModifyResponse: func(resp *http.Response) error {
 			x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
-			x.upstream = p.now().Sub(x.sent)
+			x.upstream = time.Since(x.sent)
 			x.decorate(resp.Header, resp.StatusCode)
 			return nil
 		},
@@ -49,7 +50,7 @@ func (p *Proxy) forwardRP(w http.ResponseWriter, r *http.Request, x *exchange) {
 	ctx := context.WithValue(r.Context(), exchangeKey{}, x)
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 	if x.err == nil && x.status == http.StatusSwitchingProtocols {
-		x.upstream = p.now().Sub(x.sent)
+		x.upstream = time.Since(x.sent)
 	}
 }
 

@@ -54,21 +54,24 @@ type Proxy struct {
 	twinAttrs    string
 	deleteCookie []string // Set-Cookie values that delete the cookie (and twin)
 
-	checkMu sync.Mutex // guards targets' rise/fall counters
+	checkMu   sync.Mutex // guards targets' rise/fall counters
+	realClock bool       // Config.Now was nil: start and began are one reading
 }
 
 // New builds a Proxy from cfg (after cfg.Defaults and cfg.Validate).
 func New(cfg Config) (*Proxy, error) {
+	realClock := cfg.Now == nil
 	cfg.Defaults()
 	if probs := cfg.Validate(); len(probs) > 0 {
 		return nil, fmt.Errorf("stickyproxy: invalid configuration:\n  - %s", strings.Join(probs, "\n  - "))
 	}
 	p := &Proxy{
-		cfg:    cfg,
-		byName: map[string]*target{},
-		log:    cfg.Logger,
-		now:    cfg.Now,
-		durSec: int64(cfg.Duration / time.Second),
+		cfg:       cfg,
+		byName:    map[string]*target{},
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		durSec:    int64(cfg.Duration / time.Second),
+		realClock: realClock,
 	}
 	for i, tc := range cfg.Targets {
 		u := *tc.URL
@@ -192,9 +195,10 @@ type exchange struct {
 	d          Decision
 	first      *target // the target that could not be reached, if retried
 	tried      []*target
-	cookieErr  string // why a cookie was treated as absent
-	hadApp     bool   // app stickiness: the request carried the app cookie
-	start      time.Time
+	cookieErr  string    // why a cookie was treated as absent
+	hadApp     bool      // app stickiness: the request carried the app cookie
+	start      time.Time // by the proxy's clock, for cookies
+	began      time.Time // by the real clock, for latency
 	sent       time.Time
 	upstream   time.Duration
 	status     int
@@ -271,7 +275,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}()
-	x.start = p.now()
+	x.began = time.Now()
+	x.start = x.began
+	if !p.realClock {
+		x.start = p.now()
+	}
 	p.route(x, r)
 
 	switch x.d {
@@ -475,7 +483,7 @@ func (p *Proxy) account(r *http.Request, x *exchange) {
 		slog.Int("status", x.status),
 		slog.String("target", target),
 		slog.String("decision", x.d.String()),
-		slog.Duration("latency", now.Sub(x.start)),
+		slog.Duration("latency", time.Since(x.began)),
 		slog.Duration("upstream_latency", x.upstream),
 		slog.String("client", clientIP(r.RemoteAddr)),
 	)
