@@ -1,0 +1,359 @@
+package stickyproxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var internalKey = [32]byte{1, 2, 3}
+
+func testProxy(t testing.TB, now time.Time, edit func(*Config)) *Proxy {
+	t.Helper()
+	cfg := Config{Keys: [][32]byte{internalKey}, Duration: time.Hour, Now: func() time.Time { return now }}
+	for i, n := range []string{"sp-1", "sp-2", "sp-3"} {
+		u, _ := url.Parse("http://127.0.0.1:" + string(rune('1'+i)) + "0001")
+		cfg.Targets = append(cfg.Targets, Target{Name: n, URL: u})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRouteDecisions(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	seal := func(p *Proxy, id string, exp time.Time) string {
+		v, err := p.codec.Seal(id, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.cfg.CookieName + "=" + v
+	}
+	type want struct{ Target, Decision string }
+	tests := []struct {
+		name   string
+		edit   func(*Config)
+		state  func(p *Proxy) // target states before routing
+		method string
+		path   string
+		body   string
+		cookie func(p *Proxy) string
+		want   want
+	}{
+		{name: "stickiness off", edit: func(c *Config) { c.Stickiness = StickinessOff }, want: want{"sp-1", "balanced"}},
+		{name: "no cookie", want: want{"sp-1", "new"}},
+		{name: "valid cookie", cookie: func(p *Proxy) string { return seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-2", "pinned"}},
+		{name: "pinned target down, repin",
+			state:  func(p *Proxy) { p.byName["sp-2"].healthy.Store(false) },
+			cookie: func(p *Proxy) string { return seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-1", "repinned-unhealthy"}},
+		{name: "pinned target down, strict", edit: func(c *Config) { c.OnPinnedDown = PinnedDownStrict },
+			state:  func(p *Proxy) { p.byName["sp-2"].healthy.Store(false) },
+			cookie: func(p *Proxy) string { return seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-2", "strict-refused"}},
+		{name: "pinned target draining, alb",
+			state:  func(p *Proxy) { p.byName["sp-2"].draining.Store(true) },
+			cookie: func(p *Proxy) string { return seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-1", "repinned-draining"}},
+		{name: "pinned target draining, haproxy", edit: func(c *Config) { c.DrainMode = DrainHAProxy },
+			state:  func(p *Proxy) { p.byName["sp-2"].draining.Store(true) },
+			cookie: func(p *Proxy) string { return seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-2", "pinned"}},
+		{name: "draining and down, strict: refused", edit: func(c *Config) { c.OnPinnedDown, c.DrainMode = PinnedDownStrict, DrainHAProxy },
+			state:  func(p *Proxy) { p.byName["sp-2"].draining.Store(true); p.byName["sp-2"].healthy.Store(false) },
+			cookie: func(p *Proxy) string { return seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-2", "strict-refused"}},
+		{name: "forged cookie", cookie: func(p *Proxy) string { return "AWSALB=" + strings.Repeat("A", 60) }, want: want{"sp-1", "invalid-cookie"}},
+		{name: "unknown target", cookie: func(p *Proxy) string { return seal(p, "gone", now.Add(time.Minute)) }, want: want{"sp-1", "invalid-cookie"}},
+		{name: "expired cookie", cookie: func(p *Proxy) string { return seal(p, "sp-2", now) }, want: want{"sp-1", "expired"}},
+		{name: "relaystate", edit: func(c *Config) { c.SAMLAware = true }, method: "POST", path: "/saml/acs",
+			body: "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-3", "relaystate"}},
+		{name: "relaystate names a down target", edit: func(c *Config) { c.SAMLAware = true }, method: "POST", path: "/saml/acs",
+			state: func(p *Proxy) { p.byName["sp-3"].healthy.Store(false) },
+			body:  "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-1", "new"}},
+		{name: "relaystate off", method: "POST", path: "/saml/acs", body: "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-1", "new"}},
+		{name: "expired cookie on ACS: relaystate", edit: func(c *Config) { c.SAMLAware = true }, method: "POST", path: "/saml/acs",
+			cookie: func(p *Proxy) string { return seal(p, "sp-2", now) },
+			body:   "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-3", "relaystate"}},
+		{name: "all down, 503", edit: func(c *Config) { c.AllDown = AllDown503 },
+			state: func(p *Proxy) {
+				for _, t := range p.targets {
+					t.healthy.Store(false)
+				}
+			}, want: want{"", "no-target"}},
+		{name: "all down, fail-open",
+			state: func(p *Proxy) {
+				for _, t := range p.targets {
+					t.healthy.Store(false)
+				}
+			}, want: want{"sp-2", "fail-open"}},
+		{name: "app stickiness without the app cookie", edit: func(c *Config) { c.Stickiness, c.AppCookie = StickinessApp, "sid" },
+			cookie: func(p *Proxy) string { return seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-1", "new"}},
+		{name: "app stickiness with the app cookie", edit: func(c *Config) { c.Stickiness, c.AppCookie = StickinessApp, "sid" },
+			cookie: func(p *Proxy) string { return "sid=1; " + seal(p, "sp-2", now.Add(time.Minute)) }, want: want{"sp-2", "pinned"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := testProxy(t, now, tt.edit)
+			if tt.state != nil {
+				tt.state(p)
+			}
+			method, path := tt.method, tt.path
+			if method == "" {
+				method, path = "GET", "/"
+			}
+			r := httptest.NewRequest(method, path, strings.NewReader(tt.body))
+			if tt.body != "" {
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			if tt.cookie != nil {
+				r.Header.Set("Cookie", tt.cookie(p))
+			}
+			x := &exchange{p: p, start: now}
+			p.route(x, r)
+			got := want{Decision: x.d.String()}
+			if x.t != nil {
+				got.Target = x.t.name
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if body, _ := io.ReadAll(r.Body); string(body) != tt.body {
+				t.Errorf("body after routing %q, want %q", body, tt.body)
+			}
+		})
+	}
+}
+
+func names(ts []*target) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.name)
+	}
+	return out
+}
+
+func TestRoundRobin(t *testing.T) {
+	t.Parallel()
+	p := testProxy(t, time.Now(), func(c *Config) { c.Targets[1].Weight = 3 })
+	if diff := cmp.Diff([]string{"sp-2", "sp-1", "sp-2", "sp-3", "sp-2"}, names(p.rr.schedule)); diff != "" {
+		t.Errorf("smooth weighted schedule (-want +got):\n%s", diff)
+	}
+	f := filter{now: time.Now().UnixNano()}
+	var got []*target
+	for range 10 {
+		got = append(got, p.pick(&f))
+	}
+	want := []string{"sp-2", "sp-1", "sp-2", "sp-3", "sp-2", "sp-2", "sp-1", "sp-2", "sp-3", "sp-2"}
+	if diff := cmp.Diff(want, names(got)); diff != "" {
+		t.Errorf("picks (-want +got):\n%s", diff)
+	}
+	// An unusable target's turn goes to the next in the schedule.
+	p.byName["sp-2"].healthy.Store(false)
+	got = got[:0]
+	for range 4 {
+		got = append(got, p.pick(&f))
+	}
+	if diff := cmp.Diff([]string{"sp-1", "sp-1", "sp-3", "sp-3"}, names(got)); diff != "" {
+		t.Errorf("picks with sp-2 down (-want +got):\n%s", diff)
+	}
+	f.tried = []*target{p.byName["sp-1"], p.byName["sp-3"]}
+	if tg := p.pick(&f); tg != nil {
+		t.Errorf("every target tried or down, got %s", tg.name)
+	}
+}
+
+func TestLeastOutstanding(t *testing.T) {
+	t.Parallel()
+	p := testProxy(t, time.Now(), func(c *Config) { c.Balance = LeastOutstanding; c.Targets[2].Weight = 2 })
+	f := filter{now: time.Now().UnixNano()}
+	set := func(a, b, c int64) {
+		p.targets[0].inflight.Store(a)
+		p.targets[1].inflight.Store(b)
+		p.targets[2].inflight.Store(c)
+	}
+	tests := []struct {
+		a, b, c int64
+		want    string
+	}{
+		{5, 1, 9, "sp-2"},
+		{5, 4, 7, "sp-3"}, // 7/2 < 4/1
+		{0, 9, 9, "sp-1"},
+	}
+	for _, tt := range tests {
+		set(tt.a, tt.b, tt.c)
+		if got := p.pick(&f); got.name != tt.want {
+			t.Errorf("in flight %d,%d,%d: picked %s, want %s", tt.a, tt.b, tt.c, got.name, tt.want)
+		}
+	}
+	// Ties rotate.
+	set(0, 0, 0)
+	p.targets[2].weight = 1
+	seen := map[string]bool{}
+	for range 3 {
+		seen[p.pick(&f).name] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("ties always went to %v", seen)
+	}
+}
+
+func TestCookieValue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		lines []string
+		name  string
+		want  string
+		found bool
+	}{
+		{[]string{"a=1; AWSALB=xyz; b=2"}, "AWSALB", "xyz", true},
+		{[]string{"a=1", "AWSALB=\"q\""}, "AWSALB", "q", true},
+		{[]string{"AWSALBCORS=1"}, "AWSALB", "", false},
+		{[]string{"XAWSALB=1;AWSALB=2"}, "AWSALB", "2", true},
+		{[]string{"AWSALB="}, "AWSALB", "", true},
+		{nil, "AWSALB", "", false},
+	}
+	for _, tt := range tests {
+		got, found := cookieValue(tt.lines, tt.name)
+		if got != tt.want || found != tt.found {
+			t.Errorf("cookieValue(%q) = %q, %v; want %q, %v", tt.lines, got, found, tt.want, tt.found)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	cfg := Config{
+		Stickiness: "sometimes", Balance: "random", Duration: 8 * 24 * time.Hour, DrainMode: "x", OnPinnedDown: "y",
+		AllDown: "z", AccessLog: "loud", Engine: "v8", CookieName: "bad name", CookieSameSite: http.SameSiteNoneMode,
+	}
+	cfg.Defaults()
+	probs := cfg.Validate()
+	for _, flag := range []string{"--target", "--stickiness", "--balance", "--cookie-duration", "--drain-mode", "--on-pinned-down",
+		"--all-down", "--access-log", "--engine", "--cookie-name", "--cookie-samesite"} {
+		found := false
+		for _, p := range probs {
+			found = found || strings.HasPrefix(p, flag)
+		}
+		if !found {
+			t.Errorf("no problem reported for %s in %q", flag, probs)
+		}
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps nothing, for benchmarks.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// BenchmarkRoute is the decision alone for a pinned client: open the cookie,
+// find the target, check it.
+func BenchmarkRoute(b *testing.B) {
+	now := time.Now()
+	p := testProxy(b, now, nil)
+	v, _ := p.codec.Seal("sp-2", now.Add(time.Hour))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Cookie", "session=abc; AWSALB="+v)
+	x := &exchange{p: p, start: now}
+	b.ReportAllocs()
+	for b.Loop() {
+		x.reset()
+		x.start = now
+		p.route(x, r)
+		if x.d != DecisionPinned {
+			b.Fatal(x.d)
+		}
+	}
+}
+
+// rawBackend is an upstream that allocates almost nothing per request, so
+// that a benchmark's allocations are the proxy's: it reads a request head
+// (GET, no body) and writes a fixed reply.
+func rawBackend(b *testing.B) *url.URL {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	reply := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n\r\nhello from the backend")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) <= 2 { // end of the head
+						if _, err := c.Write(reply); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+}
+
+// BenchmarkServeHTTP is the whole per-request path of each engine against a
+// real upstream over loopback, for a new client (cookie sealed, from the
+// per-second cache) and a pinned one (cookie opened and refreshed). The
+// allocations are the proxy's and its upstream client's; the server side of
+// the client's connection (net/http's) is not in it.
+func BenchmarkServeHTTP(b *testing.B) {
+	u := rawBackend(b)
+	for _, engine := range []Engine{EngineFast, EngineReverseProxy} {
+		for _, pinned := range []bool{false, true} {
+			name := string(engine) + "/new"
+			if pinned {
+				name = string(engine) + "/pinned"
+			}
+			b.Run(name, func(b *testing.B) {
+				p, err := New(Config{Targets: []Target{{Name: "sp-1", URL: u}}, Keys: [][32]byte{internalKey}, Engine: engine, AccessLog: AccessLogOff})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				r := httptest.NewRequest("GET", "/path?q=1", nil)
+				r.RemoteAddr = "192.0.2.1:1234"
+				r.Header.Set("User-Agent", "bench")
+				r.Header.Set("Accept", "*/*")
+				if pinned {
+					v, _ := p.codec.Seal("sp-1", time.Now().Add(time.Hour))
+					r.Header.Set("Cookie", "AWSALB="+v)
+				}
+				w := &discardWriter{h: http.Header{}}
+				b.ReportAllocs()
+				for b.Loop() {
+					clear(w.h)
+					p.ServeHTTP(w, r)
+					if w.code != 200 {
+						b.Fatal(w.code)
+					}
+				}
+			})
+		}
+	}
+}
