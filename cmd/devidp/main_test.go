@@ -105,7 +105,7 @@ func start(t *testing.T, args ...string) *instance {
 	args = append([]string{"--listen", ln.Addr().String(), "--public-url", base, "--log-level", "debug"}, args...)
 	ctx, cancel := context.WithCancel(t.Context())
 	inst := &instance{url: base, done: make(chan error, 1)}
-	w := &logWriter{t: t}
+	w := devidp.TestLogWriter(t)
 	go func() { inst.done <- run(ctx, args, w, ln) }()
 	var once sync.Once
 	var runErr error
@@ -113,7 +113,6 @@ func start(t *testing.T, args ...string) *instance {
 		once.Do(func() {
 			cancel()
 			runErr = <-inst.done
-			w.close()
 		})
 		return runErr
 	}
@@ -273,26 +272,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// logWriter sends devidp's log to the test log until closed.
-type logWriter struct {
-	t      *testing.T
-	mu     sync.Mutex
-	closed bool
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *logWriter) close() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
 }

@@ -333,14 +333,20 @@ func (fl *flow) run(ctx context.Context, rq navigation, creds *credentials, stop
 			fl.fail(CauseHTTP(page.Status), fmt.Errorf("%s %s answered %d", rq.method, page.URL, page.Status))
 			return nil
 		}
-		if page.Status == http.StatusOK && page.URL.Path == b.opts.SuccessPath {
-			if got := page.Header.Get(HeaderUser); got != res.User {
+		atSuccess := page.Status == http.StatusOK && page.URL.Path == b.opts.SuccessPath
+		if atSuccess {
+			// A page at SuccessPath without a user is not a landing if it
+			// has a form to go on with: crewjam serves its HTTP-POST
+			// AuthnRequest form at the protected URL itself.
+			switch got := page.Header.Get(HeaderUser); {
+			case got == res.User:
+				res.OK = true
+				fl.finish()
+				return nil
+			case got != "":
 				fl.fail(CauseWrongUser, fmt.Errorf("%s shows user %q (header %s), want %q", page.URL, got, HeaderUser, res.User))
 				return nil
 			}
-			res.OK = true
-			fl.finish()
-			return nil
 		}
 		forms := parseForms(page.URL, page.Body)
 		if lf := findForm(forms, func(f *form) bool { return f.password }); lf != nil {
@@ -370,6 +376,10 @@ func (fl *flow) run(ctx context.Context, rq navigation, creds *credentials, stop
 			}
 			rq = navigation{method: af.method, u: af.action, body: af.fields, initiator: page.URL, form: kind}
 			continue
+		}
+		if atSuccess {
+			fl.fail(CauseWrongUser, fmt.Errorf("%s shows no user (no header %s), want %q", page.URL, HeaderUser, res.User))
+			return nil
 		}
 		fl.fail(CauseUnexpectedPage, fmt.Errorf("%s (status %d) has no redirect and no form to submit", page.URL, page.Status))
 		return nil

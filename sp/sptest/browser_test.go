@@ -218,6 +218,7 @@ func TestLoginFailures(t *testing.T) {
 		{path: "/login-form", want: sptest.CauseIdPLoginFailed, wantHops: 2},
 		{path: "/slow", opts: sptest.Options{RequestTimeout: 50 * time.Millisecond}, want: sptest.CauseTimeout, wantHops: 1},
 		{path: "/app", base: closed.URL, want: sptest.CauseTransport, wantHops: 1},
+		{path: "/app", base: "http://unresolved.samlha.test", want: sptest.CauseTransport, wantHops: 1}, // never asks DNS
 	}
 	for _, tc := range cases {
 		t.Run(tc.path+"/"+tc.want, func(t *testing.T) {

@@ -55,6 +55,7 @@ type spSetup struct {
 	host     string // "" for 127.0.0.1
 	instance string
 	tls      *tls.Config // serve https with it
+	binding  string      // how the SP sends its AuthnRequest; "" for crewjam's default (HTTP-Redirect)
 }
 
 func startSP(t *testing.T, idp *devidp.TestIdP, setup spSetup) *testSP {
@@ -79,6 +80,7 @@ func startSP(t *testing.T, idp *devidp.TestIdP, setup spSetup) *testSP {
 		Key:         key,
 		Certificate: cert,
 		IDPMetadata: idp.Metadata(),
+		Binding:     setup.binding,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -243,6 +245,47 @@ func TestLoginCrossSiteHTTPSSucceeds(t *testing.T) {
 	acs := acsHop(t, res)
 	if !acs.CrossSite || !hasTrackingCookie(acs) {
 		t.Errorf("ACS hop: cross-site=%v cookies=%v, want cross-site with the SameSite=None tracking cookie", acs.CrossSite, acs.CookiesSent)
+	}
+}
+
+// A second SP reuses the browser's IdP session when its AuthnRequest comes
+// by a cross-site GET (HTTP-Redirect binding): the IdP's session cookie
+// (SameSite unset, so Lax) goes along. By a cross-site POST (HTTP-POST
+// binding) it does not, and the IdP asks for the password again.
+func TestIdPSessionAcrossSPs(t *testing.T) {
+	t.Parallel()
+	// Three hosts of one site: cookies do not isolate ports, so SPs on one
+	// host would share crewjam's session cookie.
+	hosts := []string{"sp1.samlha-sp.test", "sp2.samlha-sp.test", "sp3.samlha-sp.test"}
+	tlsConfig, pool := testTLS(t, hosts...)
+	idp := devidp.StartTest(t, devidp.Config{PublicURL: "http://" + idpHost})
+	sp1 := startSP(t, idp, spSetup{host: hosts[0], instance: "sp-1", tls: tlsConfig})
+	sp2 := startSP(t, idp, spSetup{host: hosts[1], instance: "sp-2", tls: tlsConfig})
+	sp3 := startSP(t, idp, spSetup{host: hosts[2], instance: "sp-3", tls: tlsConfig, binding: saml.HTTPPostBinding})
+
+	b := sptest.NewBrowser(sptest.Options{Resolve: map[string]string{idpHost: "127.0.0.1", hosts[0]: "127.0.0.1", hosts[1]: "127.0.0.1", hosts[2]: "127.0.0.1"}, RootCAs: pool})
+	defer b.CloseIdleConnections()
+	for _, tc := range []struct {
+		sp        *testSP
+		wantForms []string
+	}{
+		{sp1, []string{sptest.FormLogin, sptest.FormSAMLResponse}},
+		{sp2, []string{sptest.FormSAMLResponse}},
+		{sp3, []string{sptest.FormSAMLRequest, sptest.FormLogin, sptest.FormSAMLResponse}},
+	} {
+		res := b.Login(ctxFor(t), tc.sp.URL+"/app", "alice", "alice-password")
+		if !res.OK {
+			t.Fatalf("%s: cause %q err %v%s", tc.sp.URL, res.Cause, res.Err, describe(res.Hops))
+		}
+		var forms []string
+		for _, h := range res.Hops {
+			if h.Form != "" {
+				forms = append(forms, h.Form)
+			}
+		}
+		if !slices.Equal(forms, tc.wantForms) {
+			t.Errorf("%s: forms submitted %q, want %q%s", res.FinishInstance, forms, tc.wantForms, describe(res.Hops))
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -20,7 +21,9 @@ import (
 // and an SP live on different sites, such as idp.samlha-idp.test and
 // sp.samlha-sp.test, while both listen on loopback: URLs, Host headers,
 // cookies, origins and TLS server names keep the names, only the dial goes
-// to the mapped address. Names not in resolve are looked up as usual.
+// to the mapped address. Names not in resolve are looked up as usual,
+// except the reserved ".test", ".invalid" and ".example" names, which fail
+// at once instead of reaching a DNS server.
 func NewTransport(resolve map[string]string, rootCAs *x509.CertPool) *http.Transport {
 	r := make(map[string]string, len(resolve))
 	for k, v := range resolve {
@@ -30,7 +33,12 @@ func NewTransport(resolve map[string]string, rootCAs *x509.CertPool) *http.Trans
 	return &http.Transport{
 		Proxy: nil, // the lab talks to its own loopback servers only
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, resolveAddr(r, addr))
+			to := resolveAddr(r, addr)
+			if host, _, err := net.SplitHostPort(to); err == nil && isReservedName(host) {
+				// Never ask DNS for the lab's made-up names.
+				return nil, fmt.Errorf("sptest: %s is a reserved name (RFC 6761) with no Resolve entry", host)
+			}
+			return dialer.DialContext(ctx, network, to)
 		},
 		TLSClientConfig:       &tls.Config{RootCAs: rootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   5 * time.Second,
@@ -63,4 +71,16 @@ func resolveAddr(resolve map[string]string, addr string) string {
 		return net.JoinHostPort(strings.Trim(to, "[]"), port)
 	}
 	return to
+}
+
+// isReservedName reports whether host is under a top-level domain reserved
+// for tests (RFC 6761), which no DNS server should be asked about.
+func isReservedName(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, tld := range []string{"test", "invalid", "example"} {
+		if host == tld || strings.HasSuffix(host, "."+tld) {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -72,9 +73,8 @@ func StartTest(tb testing.TB, cfg Config) *TestIdP {
 		cfg.Key, cfg.Certificate = TestKeyPair(tb)
 	}
 	if cfg.Logger == nil {
-		w := &tbWriter{tb: tb}
-		tb.Cleanup(w.stop) // registered first, so it runs after the server closed
-		cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		// The writer is made first, so it stops after the server closed.
+		cfg.Logger = slog.New(slog.NewTextHandler(TestLogWriter(tb), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	s, err := New(cfg)
 	if err != nil {
@@ -87,8 +87,16 @@ func StartTest(tb testing.TB, cfg Config) *TestIdP {
 	return &TestIdP{Server: s, URL: cfg.PublicURL, Addr: addr.String()}
 }
 
-// tbWriter writes log lines to the test log, and drops them once the test
-// is over (a goroutine such as RegisterSPs may outlive it).
+// TestLogWriter returns a writer that sends each write to the test log
+// until the test's cleanups run, and drops writes after that (a goroutine
+// such as RegisterSPs may outlive the test). Create it before the servers
+// that write to it, so that its cleanup runs after theirs.
+func TestLogWriter(tb testing.TB) io.Writer {
+	w := &tbWriter{tb: tb}
+	tb.Cleanup(w.stop)
+	return w
+}
+
 type tbWriter struct {
 	tb      testing.TB
 	mu      sync.Mutex
