@@ -10,6 +10,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/big"
 	"net"
@@ -58,7 +59,7 @@ type spSetup struct {
 	binding  string      // how the SP sends its AuthnRequest; "" for crewjam's default (HTTP-Redirect)
 }
 
-func startSP(t *testing.T, idp *devidp.TestIdP, setup spSetup) *testSP {
+func startSP(t testing.TB, idp *devidp.TestIdP, setup spSetup) *testSP {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
@@ -423,4 +424,24 @@ func testTLS(t *testing.T, names ...string) (*tls.Config, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+}
+
+// BenchmarkLogin measures whole logins (browser, devidp, crewjam's SP, all
+// in this process), in parallel over one shared transport.
+func BenchmarkLogin(b *testing.B) {
+	idp := devidp.StartTest(b, devidp.Config{Logger: slog.New(slog.DiscardHandler)})
+	sp := startSP(b, idp, spSetup{instance: "sp-1"})
+	tr := sptest.NewTransport(nil, nil)
+	defer tr.CloseIdleConnections()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			br := sptest.NewBrowser(sptest.Options{Transport: tr})
+			if res := br.Login(context.Background(), sp.URL+"/app", "alice", "alice-password"); !res.OK {
+				b.Errorf("login: %s %v", res.Cause, res.Err)
+				return
+			}
+		}
+	})
 }
