@@ -262,7 +262,7 @@ func (b *Browser) Get(ctx context.Context, rawURL string) (*Page, error) {
 		return nil, err
 	}
 	fl := &flow{b: b, res: &Result{}, start: time.Now()}
-	page, err := fl.navigate(ctx, navigation{method: http.MethodGet, u: u})
+	page, err := fl.navigate(ctx, navigation{method: http.MethodGet, u: u, userActivated: true})
 	if page != nil {
 		page.Hops = fl.res.Hops
 	}
