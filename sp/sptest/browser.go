@@ -330,7 +330,11 @@ func (fl *flow) run(ctx context.Context, rq navigation, creds *credentials, stop
 		}
 		res.Final = page
 		if page.Status >= 400 {
-			fl.fail(CauseHTTP(page.Status), fmt.Errorf("%s %s answered %d", rq.method, page.URL, page.Status))
+			method := rq.method
+			if n := len(res.Hops); n > 0 {
+				method = res.Hops[n-1].Method // after redirects, the last request's
+			}
+			fl.fail(CauseHTTP(page.Status), fmt.Errorf("%s %s answered %d", method, page.URL, page.Status))
 			return nil
 		}
 		atSuccess := page.Status == http.StatusOK && page.URL.Path == b.opts.SuccessPath

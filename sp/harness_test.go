@@ -1,0 +1,184 @@
+package sp_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/store"
+)
+
+// picker chooses the replica for the n-th request through the test proxy.
+type picker func(n int64, r *http.Request) int
+
+func roundRobin(replicas int) picker {
+	return func(n int64, _ *http.Request) int { return int(n % int64(replicas)) }
+}
+
+// replica is one SP replica served on loopback.
+type replica struct {
+	ID  string
+	SP  *sp.SP
+	URL string
+	Reg *prometheus.Registry
+}
+
+// topology is a devidp, N SP replicas and a reverse proxy in front, all real
+// HTTP servers on 127.0.0.1.
+type topology struct {
+	IdP      *devidp.TestIdP
+	Replicas []*replica
+	ProxyURL string
+	requests atomic.Int64
+}
+
+type topologyConfig struct {
+	Replicas int
+	// Store returns replica i's store; nil for stateless.
+	Store func(t *testing.T, i int) store.Store
+	// Keys returns replica i's key pair; default: one pair for all.
+	Keys        func(t *testing.T, i int) (crypto.Signer, *x509.Certificate)
+	Pick        picker
+	MaxRelogins int
+	Clock       func(*sp.Config)
+}
+
+func startTopology(t *testing.T, cfg topologyConfig) *topology {
+	t.Helper()
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 3
+	}
+	if cfg.Pick == nil {
+		cfg.Pick = roundRobin(cfg.Replicas)
+	}
+	if cfg.Keys == nil {
+		k, c := spKeyPair(t)
+		cfg.Keys = func(*testing.T, int) (crypto.Signer, *x509.Certificate) { return k, c }
+	}
+	top := &topology{}
+	top.IdP = devidp.StartTest(t, devidp.Config{})
+
+	proxy := httptest.NewUnstartedServer(nil)
+	top.ProxyURL = "http://" + proxy.Listener.Addr().String()
+	root, _ := url.Parse(top.ProxyURL)
+
+	logw := devidp.TestLogWriter(t)
+	var targets []*url.URL
+	for i := range cfg.Replicas {
+		id := fmt.Sprintf("sp-%d", i+1)
+		key, cert := cfg.Keys(t, i)
+		var st store.Store
+		if cfg.Store != nil {
+			st = cfg.Store(t, i)
+		}
+		reg := prometheus.NewRegistry()
+		c := sp.Config{
+			InstanceID: id, RootURL: root, Store: st, Key: key, Certificate: cert,
+			IDP:         &sp.IDPMetadata{Static: top.IdP.Metadata()},
+			MaxRelogins: cfg.MaxRelogins, StoreTimeout: 500 * time.Millisecond,
+			Logger:   slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_replica", id),
+			Registry: reg,
+		}
+		if cfg.Clock != nil {
+			cfg.Clock(&c)
+		}
+		s, err := sp.New(c)
+		if err != nil {
+			t.Fatalf("sp.New(%s): %v", id, err)
+		}
+		if err := s.LoadIDPMetadata(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		u, _ := url.Parse(srv.URL)
+		targets = append(targets, u)
+		top.Replicas = append(top.Replicas, &replica{ID: id, SP: s, URL: srv.URL, Reg: reg})
+	}
+	proxy.Config.Handler = &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		n := top.requests.Add(1) - 1
+		pr.SetURL(targets[cfg.Pick(n, pr.In)])
+		pr.Out.Host = pr.In.Host
+	}}
+	proxy.Start()
+	t.Cleanup(proxy.Close)
+
+	// The IdP knows the service by the metadata it serves through the proxy.
+	resp, err := http.Get(top.ProxyURL + "/saml/metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	top.requests.Store(0)
+	if resp.StatusCode != 200 {
+		t.Fatalf("SP metadata: HTTP %d", resp.StatusCode)
+	}
+	if err := top.IdP.RegisterSPMetadata("samlha", md); err != nil {
+		t.Fatal(err)
+	}
+	return top
+}
+
+var spKeys struct {
+	key  crypto.Signer
+	cert *x509.Certificate
+}
+
+// spKeyPair is one SP key pair per test process (RSA generation is slow).
+func spKeyPair(t *testing.T) (crypto.Signer, *x509.Certificate) {
+	t.Helper()
+	if spKeys.key == nil {
+		k, c := newKeyPair(t)
+		spKeys.key, spKeys.cert = k, c
+	}
+	return spKeys.key, spKeys.cert
+}
+
+func newKeyPair(t *testing.T) (crypto.Signer, *x509.Certificate) {
+	t.Helper()
+	keyPEM, certPEM, err := sp.GenerateKeyPair("samlha-test-sp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, c, err := sp.ParseKeyPair(keyPEM, certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, c
+}
+
+func (top *topology) browser() *sptest.Browser {
+	return sptest.NewBrowser(sptest.Options{RequestTimeout: 10 * time.Second})
+}
+
+func (top *topology) login(t *testing.T, b *sptest.Browser, user string) *sptest.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return b.Login(ctx, top.ProxyURL+"/app", user, user+"-password")
+}
+
+// describe renders a result's hops for failure messages.
+func describe(r *sptest.Result) string {
+	s := fmt.Sprintf("ok=%v cause=%q err=%v start=%s acs=%s finish=%s\n", r.OK, r.Cause, r.Err, r.StartInstance, r.ACSInstance, r.FinishInstance)
+	for _, h := range r.Hops {
+		s += fmt.Sprintf("  %s %s -> %d instance=%s cause=%s\n", h.Method, h.URL, h.Status, h.Instance, h.Cause)
+	}
+	return s
+}
