@@ -72,9 +72,10 @@ func (cp *connPool) init(u *url.URL, max int) {
 
 // get returns an idle connection (reused true) or a new one. A dial
 // failure is returned as *dialError. check asks to check any idle connection
-// for a close by the target, however briefly it was idle.
-func (cp *connPool) get(ctx context.Context, now time.Time, check bool) (*upConn, bool, error) {
-	for {
+// for a close by the target, however briefly it was idle; fresh asks for a
+// new connection.
+func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (*upConn, bool, error) {
+	for !fresh {
 		cp.mu.Lock()
 		n := len(cp.idle)
 		if n == 0 {
@@ -141,23 +142,24 @@ var errStaleConn = errors.New("reused connection closed by target")
 
 // forwardFast forwards r to x.t over the target's connection pool.
 func (p *Proxy) forwardFast(w http.ResponseWriter, r *http.Request, x *exchange) error {
-	for attempt := 0; ; attempt++ {
-		err := p.fastOnce(w, r, x)
-		if err == errStaleConn && attempt < 2 && r.Context().Err() == nil {
-			continue
-		}
-		return err
+	err := p.fastOnce(w, r, x, false)
+	if err == errStaleConn && r.Context().Err() == nil {
+		// Once more, on a new connection.
+		err = p.fastOnce(w, r, x, true)
 	}
+	return err
 }
 
-func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange) error {
+func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fresh bool) error {
 	t := x.t
 	x.sent = time.Now()
-	uc, reused, err := t.pool.get(r.Context(), x.sent, !replayable(r))
+	uc, reused, err := t.pool.get(r.Context(), x.sent, !replayable(r), fresh)
 	if err != nil {
 		return err
 	}
-	// Abort the exchange if the client goes away.
+	// Abort the exchange if the client goes away. stop must run before the
+	// connection goes back to the pool, and a connection whose abort ran is
+	// not pooled: its deadline is in the past.
 	stop := context.AfterFunc(r.Context(), func() { uc.c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
@@ -232,7 +234,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange) er
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
-	if resp.Close || r.Close {
+	if !stop() || resp.Close || r.Close {
 		uc.c.Close()
 	} else {
 		t.pool.put(uc, time.Now())

@@ -313,8 +313,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 			return
 		}
 		if r.Context().Err() != nil {
-			// The client went away: not the target's fault.
-			x.status = 0
+			// The client went away: not the target's fault. 499 is for the
+			// log only (nginx's "client closed request").
+			x.status, x.abort = 499, x.wroteHead
 			return
 		}
 		if !isDialError(x.err) || x.wroteHead || x.body.read {

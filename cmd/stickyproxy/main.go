@@ -52,7 +52,7 @@ type options struct {
 	trusted                              cli.StringList
 	peek                                 size
 	logFormat, logLevel                  string
-	grace                                time.Duration
+	grace, logFlush                      time.Duration
 	pprof                                bool
 	cfg                                  stickyproxy.Config
 }
@@ -101,6 +101,7 @@ func flags(fs *flag.FlagSet) *options {
 	fs.DurationVar(&c.ResponseHeaderTimeout, "response-header-timeout", 60*time.Second, "timeout for a target's response headers; 0 waits forever")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (the access log is at info)")
+	fs.DurationVar(&o.logFlush, "log-flush", 100*time.Millisecond, "write logs in batches at this interval (one system call per batch, not per line); 0 writes each line at once")
 	fs.DurationVar(&o.grace, "shutdown-grace", 15*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.BoolVar(&o.pprof, "admin-pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin listener")
 	return o
@@ -113,7 +114,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
 		return err
 	}
-	logger, err := cli.NewLogger(stderr, o.logFormat, o.logLevel)
+	// Logs (the access log above all) are written in batches, at most
+	// o.logFlush late; everything is flushed on exit.
+	var logOut io.Writer = stderr
+	if o.logFlush > 0 {
+		fw := newFlushWriter(stderr, o.logFlush)
+		defer fw.Close()
+		logOut = fw
+	}
+	logger, err := cli.NewLogger(logOut, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Benchmark: stickyproxy against HAProxy and Caddy, on this machine, in one run.
+#
+# Measures with wrk (loopback, bounded duration, fixed connections) requests/s,
+# p50 and p99 latency and errors for:
+#   direct                 wrk -> backend sp-1
+#   stickyproxy            --stickiness duration, access log off (the default engine "fast")
+#   stickyproxy+log        the same with --access-log all, written to a file
+#   stickyproxy-rp         --engine reverseproxy: a tuned httputil.ReverseProxy, for comparison
+#   haproxy                cookie SRV insert indirect nocache (deploy/bench/haproxy.cfg)
+#   caddy                  lb_policy cookie (deploy/bench/Caddyfile)
+# and prints each as a ratio to HAProxy. Each contender runs ROUNDS times,
+# interleaved with the others, and the median round is reported.
+#
+# CPU pinning (2 cores): every proxy runs alone on core $PROXY_CPU (Go
+# proxies with GOMAXPROCS=1, HAProxy with nbthread 1), the two backends and wrk
+# (one thread) share core $LOAD_CPU. The proxy's core is the one measured; the
+# other core is the same for every contender.
+#
+# Installs haproxy, caddy and wrk from Debian's packages if missing.
+# Usage: deploy/bench/run.sh            (DURATION=10s CONNS=256 ROUNDS=3)
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNS=${CONNS:-256}
+ROUNDS=${ROUNDS:-3}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+CONTENDERS=${CONTENDERS:-"direct stickyproxy stickyproxy+log stickyproxy-rp haproxy caddy"}
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+missing=()
+for tool in haproxy caddy wrk taskset; do
+	command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing ${missing[*]} from Debian's packages" >&2
+	pkgs=("${missing[@]/taskset/util-linux}")
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+for port in 9101 9102 18080 18081 18082; do
+	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+		echo "port $port is in use; the benchmark needs 9101, 9102, 18080-18082" >&2
+		exit 1
+	fi
+done
+
+echo "building stickyproxy and the backend" >&2
+(cd "$top" && go build -o "$work/stickyproxy" ./cmd/stickyproxy && go build -o "$work/backend" ./deploy/bench/backend)
+
+wait_port() {
+	for _ in $(seq 100); do
+		(exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "nothing listens on $1" >&2
+	return 1
+}
+
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:9101 --instance-id sp-1 & pids+=($!)
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:9102 --instance-id sp-2 & pids+=($!)
+wait_port 9101
+wait_port 9102
+
+key=$(head -c 32 /dev/urandom | base64)
+start_proxy() { # name -> url, starts the process, records its pid in proxy_pid
+	case "$1" in
+	direct) proxy_pid=""; url=http://127.0.0.1:9101/ ;;
+	stickyproxy | stickyproxy+log | stickyproxy-rp)
+		local extra=(--access-log off) log=/dev/null
+		[ "$1" = stickyproxy+log ] && extra=(--access-log all) && log="$out/access.log"
+		[ "$1" = stickyproxy-rp ] && extra=(--access-log off --engine reverseproxy)
+		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$work/stickyproxy" --listen 127.0.0.1:18080 --admin-listen "" \
+			--target sp-1=http://127.0.0.1:9101 --target sp-2=http://127.0.0.1:9102 \
+			--stickiness duration --cookie-key "$key" --log-format json "${extra[@]}" 2>"$log" &
+		proxy_pid=$!
+		url=http://127.0.0.1:18080/
+		wait_port 18080 ;;
+	haproxy)
+		taskset -c "$PROXY_CPU" haproxy -f "$here/haproxy.cfg" >/dev/null 2>&1 &
+		proxy_pid=$!
+		url=http://127.0.0.1:18081/
+		wait_port 18081 ;;
+	caddy)
+		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 HOME="$work" XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" \
+			caddy run --config "$here/Caddyfile" --adapter caddyfile >/dev/null 2>&1 &
+		proxy_pid=$!
+		url=http://127.0.0.1:18082/
+		wait_port 18082 ;;
+	esac
+}
+
+stop_proxy() {
+	if [ -n "$proxy_pid" ]; then
+		kill "$proxy_pid" 2>/dev/null || true
+		wait "$proxy_pid" 2>/dev/null || true
+	fi
+}
+
+# to_ms 1.23ms|456.00us|1.2s -> milliseconds
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+		else printf "%s", v }'
+}
+
+run_wrk() { # name round
+	local f="$out/$1.$2.txt"
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$f" 2>&1
+	local rps p50 p99 errs
+	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
+	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
+	errs=$(awk '/Socket errors:/ {gsub(",", ""); s += $4 + $6 + $8 + $10} /Non-2xx/ {s += $NF} END {print s + 0}' "$f")
+	echo "$1 $2 $rps $p50 $p99 $errs" >>"$out/rounds.txt"
+}
+
+echo "wrk: $CONNS connections, ${DURATION} per round after ${WARMUP} warm-up, $ROUNDS rounds; proxy on CPU $PROXY_CPU, backends and wrk on CPU $LOAD_CPU" >&2
+for round in $(seq "$ROUNDS"); do
+	for c in $CONTENDERS; do
+		echo "round $round: $c" >&2
+		start_proxy "$c"
+		run_wrk "$c" "$round"
+		stop_proxy
+	done
+done
+
+# Median round (by requests/s) of each contender, then ratios to HAProxy.
+summary=$(for c in $CONTENDERS; do
+	awk -v c="$c" '$1 == c' "$out/rounds.txt" | sort -k3,3n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'
+done)
+echo "$summary" >"$out/summary.txt"
+h_rps=$(awk '$1 == "haproxy" {print $3}' <<<"$summary")
+h_p99=$(awk '$1 == "haproxy" {print $5}' <<<"$summary")
+echo
+echo "stickyproxy benchmark, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), Caddy $(caddy version | awk '{print $1}')"
+echo "wrk -t1 -c$CONNS -d$DURATION, median of $ROUNDS rounds; proxy pinned to CPU $PROXY_CPU, backends and wrk to CPU $LOAD_CPU"
+printf '%-16s %10s %9s %9s %7s %10s %10s\n' contender "req/s" "p50 ms" "p99 ms" errors "rps/HAP" "p99/HAP"
+while read -r name _ rps p50 p99 errs; do
+	awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v e="$errs" -v hr="${h_rps:-0}" -v hp="${h_p99:-0}" 'BEGIN {
+		rr = hr > 0 ? sprintf("%.2fx", r / hr) : "-"; pr = hp > 0 ? sprintf("%.2fx", b / hp) : "-"
+		printf "%-16s %10.0f %9.2f %9.2f %7d %10s %10s\n", n, r, a, b, e, rr, pr }'
+done <<<"$summary"
+echo
+echo "raw wrk output and every round: $out" >&2
