@@ -155,7 +155,7 @@ func (s *SP) fail(w http.ResponseWriter, r *http.Request, f *Failure) {
 // startLogin sends the browser to the IdP with a new AuthnRequest tracked in
 // the login state. Unlike crewjam's HandleStartAuthFlow, a store failure is
 // a 503 with its cause, not a 500 with the error text.
-func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *runtime) {
+func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConfig) {
 	sp := &rt.mw.ServiceProvider
 	binding := saml.HTTPRedirectBinding
 	loc := sp.GetSSOBindingLocation(binding)

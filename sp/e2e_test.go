@@ -17,7 +17,7 @@ import (
 	"github.com/samlha/samlha/store/memory"
 )
 
-func memoryStores(t *testing.T, _ int) store.Store {
+func memoryStores(t testing.TB, _ int) store.Store {
 	st := memory.New(memory.Options{})
 	t.Cleanup(func() { st.Close() })
 	return st
@@ -84,7 +84,7 @@ func TestE2EStatelessKeyMismatch(t *testing.T) {
 		k crypto.Signer
 		c *x509.Certificate
 	}, 3)
-	top := startTopology(t, topologyConfig{Keys: func(t *testing.T, i int) (crypto.Signer, *x509.Certificate) {
+	top := startTopology(t, topologyConfig{Keys: func(t testing.TB, i int) (crypto.Signer, *x509.Certificate) {
 		keys[i].k, keys[i].c = newKeyPair(t)
 		return keys[i].k, keys[i].c
 	}})
@@ -159,7 +159,7 @@ func TestE2ESessionCrossInstanceDoesNotLoop(t *testing.T) {
 func TestE2EStoreDown(t *testing.T) {
 	t.Parallel()
 	var stores []store.Store
-	top := startTopology(t, topologyConfig{Replicas: 1, Store: func(t *testing.T, i int) store.Store {
+	top := startTopology(t, topologyConfig{Replicas: 1, Store: func(t testing.TB, i int) store.Store {
 		st := memoryStores(t, i)
 		stores = append(stores, st)
 		return st

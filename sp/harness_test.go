@@ -50,15 +50,18 @@ type topology struct {
 type topologyConfig struct {
 	Replicas int
 	// Store returns replica i's store; nil for stateless.
-	Store func(t *testing.T, i int) store.Store
+	Store func(t testing.TB, i int) store.Store
 	// Keys returns replica i's key pair; default: one pair for all.
-	Keys        func(t *testing.T, i int) (crypto.Signer, *x509.Certificate)
+	Keys        func(t testing.TB, i int) (crypto.Signer, *x509.Certificate)
 	Pick        picker
 	MaxRelogins int
 	Clock       func(*sp.Config)
+	// Quiet discards the SPs' logs (benchmarks: a production logger, not
+	// the test log, is what they should pay for).
+	Quiet bool
 }
 
-func startTopology(t *testing.T, cfg topologyConfig) *topology {
+func startTopology(t testing.TB, cfg topologyConfig) *topology {
 	t.Helper()
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 3
@@ -68,7 +71,7 @@ func startTopology(t *testing.T, cfg topologyConfig) *topology {
 	}
 	if cfg.Keys == nil {
 		k, c := spKeyPair(t)
-		cfg.Keys = func(*testing.T, int) (crypto.Signer, *x509.Certificate) { return k, c }
+		cfg.Keys = func(testing.TB, int) (crypto.Signer, *x509.Certificate) { return k, c }
 	}
 	top := &topology{}
 	top.IdP = devidp.StartTest(t, devidp.Config{})
@@ -93,6 +96,9 @@ func startTopology(t *testing.T, cfg topologyConfig) *topology {
 			MaxRelogins: cfg.MaxRelogins, StoreTimeout: 500 * time.Millisecond,
 			Logger:   slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_replica", id),
 			Registry: reg,
+		}
+		if cfg.Quiet {
+			c.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 		}
 		if cfg.Clock != nil {
 			cfg.Clock(&c)
@@ -141,7 +147,7 @@ var spKeys struct {
 }
 
 // spKeyPair is one SP key pair per test process (RSA generation is slow).
-func spKeyPair(t *testing.T) (crypto.Signer, *x509.Certificate) {
+func spKeyPair(t testing.TB) (crypto.Signer, *x509.Certificate) {
 	t.Helper()
 	if spKeys.key == nil {
 		k, c := newKeyPair(t)
@@ -150,7 +156,7 @@ func spKeyPair(t *testing.T) (crypto.Signer, *x509.Certificate) {
 	return spKeys.key, spKeys.cert
 }
 
-func newKeyPair(t *testing.T) (crypto.Signer, *x509.Certificate) {
+func newKeyPair(t testing.TB) (crypto.Signer, *x509.Certificate) {
 	t.Helper()
 	keyPEM, certPEM, err := sp.GenerateKeyPair("samlha-test-sp")
 	if err != nil {
@@ -167,7 +173,7 @@ func (top *topology) browser() *sptest.Browser {
 	return sptest.NewBrowser(sptest.Options{RequestTimeout: 10 * time.Second})
 }
 
-func (top *topology) login(t *testing.T, b *sptest.Browser, user string) *sptest.Result {
+func (top *topology) login(t testing.TB, b *sptest.Browser, user string) *sptest.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

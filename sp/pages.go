@@ -116,7 +116,7 @@ func (s *SP) serveIndex(w http.ResponseWriter, r *http.Request) {
 type sessionView struct {
 	User          string      `json:"user"`
 	NameID        string      `json:"name_id"`
-	Instance      string      `json:"instance"`
+	Serving       string      `json:"instance"`
 	LoginInstance string      `json:"login_instance"`
 	ACSInstance   string      `json:"acs_instance"`
 	Store         string      `json:"store"`
@@ -125,7 +125,7 @@ type sessionView struct {
 }
 
 func (s *SP) view(sess samlsp.Session) sessionView {
-	v := sessionView{Instance: s.cfg.InstanceID, Store: s.storeKind,
+	v := sessionView{Serving: s.cfg.InstanceID, Store: s.storeKind,
 		LoginInstance: "(not recorded in stateless mode)", ACSInstance: "(not recorded in stateless mode)"}
 	var attrs samlsp.Attributes
 	switch t := sess.(type) {

@@ -159,12 +159,12 @@ type SP struct {
 	replay   saml.AssertionReplayCache
 	revoked  samlsp.SessionRevocationStore
 
-	rt atomic.Pointer[runtime] // nil until the IdP metadata is loaded
+	rt atomic.Pointer[liveConfig] // nil until the IdP metadata is loaded
 }
 
-// runtime is what depends on the IdP metadata; it is rebuilt, and swapped
+// liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
 // in atomically, each time the metadata changes.
-type runtime struct {
+type liveConfig struct {
 	mw    *samlsp.Middleware
 	state loginState
 }
@@ -255,7 +255,7 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		return fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	mw.OnError = s.onLibraryError
-	rt := &runtime{mw: mw}
+	rt := &liveConfig{mw: mw}
 	if s.cfg.Store != nil {
 		mw.RequestTracker = s.tracker
 		mw.Session = s.sessions
