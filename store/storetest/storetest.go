@@ -378,9 +378,18 @@ func testTakeExactlyOnce(t *testing.T, s store.Store, k keys) {
 	for i := range nkeys {
 		mustPut(t, s, k.key(fmt.Sprint(i)), fmt.Sprintf("value-%d", i), longTTL)
 	}
+	// Half the workers go through the keys in one order, so that they
+	// collide on each key together; the others in random orders.
 	orders := make([][]int, workers)
 	for w := range orders {
-		orders[w] = perm(t, nkeys)
+		if w%2 == 0 {
+			orders[w] = make([]int, nkeys)
+			for i := range orders[w] {
+				orders[w][i] = i
+			}
+		} else {
+			orders[w] = perm(t, nkeys)
+		}
 	}
 	var (
 		mu      sync.Mutex

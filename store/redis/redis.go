@@ -1,0 +1,449 @@
+// Package redis is the Redis backend of store.Store, on go-redis's
+// UniversalClient: a standalone server (redis://, rediss:// with TLS), a
+// master found through Sentinel (redis-sentinel://) or a Redis Cluster
+// (redis-cluster://). See ParseURL for the URL forms and their parameters.
+//
+// Each operation is one Redis command on one key, so every replica sees
+// the same state and no operation spans two keys:
+//
+//	Put          SET k v PX ttl
+//	PutIfAbsent  SET k v NX PX ttl          (nil reply: ErrExists)
+//	Get          GET k                      (nil reply: ErrNotFound)
+//	Take         GETDEL k                   (Redis ≥ 6.2)
+//	Swap         SET k v XX GET PX ttl      (Redis ≥ 7.0; nil reply: ErrNotFound, nothing written)
+//	Delete       DEL k
+//	PutBatch     the writes above in one pipeline (split by node on a Cluster)
+//	Ping         SET of a short-lived random key and DEL of it, pipelined
+//
+// Keys are the prefix followed by the caller's key, byte for byte. Since no
+// operation touches two keys, a Cluster needs no hash tags: each key lives
+// in whatever slot it hashes to, and a "{" in a caller's key is harmless.
+// TTLs are rounded up to whole milliseconds.
+//
+// The commands that must not run twice (PutIfAbsent, Take, Swap, and a
+// batch holding an IfAbsent write) are never retried by the client after a
+// connection fails mid-call: a retry could report the command's own effect
+// (the key it set, the value it took) as somebody else's. They fail with
+// ErrUnavailable instead, and the operation may or may not have happened.
+//
+// Errors are classified at this boundary: a nil reply becomes ErrNotFound
+// or ErrExists; an error of the caller's context matches that error; a
+// refused or lost connection, a timeout of our own per-call deadline, a pool
+// timeout, LOADING, READONLY, CLUSTERDOWN, MASTERDOWN, a closed client and
+// any other failure to perform the command match ErrUnavailable; Redis's OOM
+// refusal (maxmemory with the noeviction policy) matches ErrFull. No error
+// contains the password.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/samlha/samlha/store"
+)
+
+// MaxValueLen is the largest value Put accepts: Redis's default
+// proto-max-bulk-len.
+const MaxValueLen = 512 << 20
+
+// Options configure a Store around its client.
+type Options struct {
+	// Prefix is prepended to every key. Empty means no prefix (ParseURL
+	// sets DefaultPrefix unless the URL says otherwise).
+	Prefix string
+	// Timeout bounds every call. Zero means DefaultTimeout.
+	Timeout time.Duration
+	// Kind and Location describe the store (store.Describer). Location
+	// must not hold a password: use store.Redact.
+	Kind, Location string
+	// Logger receives the store's reports. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is a store.Store on Redis. Create it with Open, store.Open or New.
+type Store struct {
+	client   goredis.UniversalClient
+	prefix   string
+	timeout  time.Duration
+	kind     string
+	location string
+	logger   *slog.Logger
+	closed   atomic.Bool
+}
+
+var (
+	_ store.Store     = (*Store)(nil)
+	_ store.Describer = (*Store)(nil)
+)
+
+func init() {
+	opener := func(ctx context.Context, u *url.URL, logger *slog.Logger) (store.Store, error) {
+		return open(ctx, u, logger)
+	}
+	for _, scheme := range []string{"redis", "rediss", "redis-sentinel", "redis-cluster"} {
+		store.Register(scheme, opener)
+	}
+}
+
+// New returns a store on client, which it owns: Close closes the client.
+// New does no I/O.
+func New(client goredis.UniversalClient, opts Options) *Store {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Kind == "" {
+		opts.Kind = "redis"
+	}
+	if opts.Location == "" {
+		opts.Location = opts.Kind + "://(client)"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{
+		client:   client,
+		prefix:   opts.Prefix,
+		timeout:  opts.Timeout,
+		kind:     opts.Kind,
+		location: opts.Location,
+		logger:   opts.Logger,
+	}
+}
+
+// Open opens the store that rawURL names (see ParseURL). Unless the URL
+// says verify=false it makes a round trip first, and fails with an error
+// naming the URL (without its password) if the round trip fails.
+func Open(ctx context.Context, rawURL string, logger *slog.Logger) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis: cannot parse store URL %q", store.Redact(rawURL))
+	}
+	s, err := open(ctx, u, logger)
+	if err != nil {
+		return nil, fmt.Errorf("redis: open %s: %w", store.Redact(rawURL), err)
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) {
+	cfg, err := ParseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Options.Logger = logger
+	s := New(goredis.NewUniversalClient(&cfg.Client), cfg.Options)
+	if cfg.Verify {
+		// A first round trip also dials (and may do a TLS handshake).
+		vctx, cancel := context.WithTimeout(ctx, cfg.Client.DialTimeout+s.timeout)
+		err := s.ping(vctx, "verify")
+		cancel()
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("no round trip to %s (add verify=false to the URL to start without one, and let readiness report it): %w", s.kind, err)
+		}
+	}
+	logger.Info("store opened", "kind", s.kind, "location", s.location, "prefix", s.prefix,
+		"timeout", s.timeout, "verified", cfg.Verify)
+	return s, nil
+}
+
+// Kind implements store.Describer: redis, redis-sentinel or redis-cluster.
+func (s *Store) Kind() string { return s.kind }
+
+// Location implements store.Describer: the URL without its password.
+func (s *Store) Location() string { return s.location }
+
+// Client returns the store's go-redis client, for diagnostics.
+func (s *Store) Client() goredis.UniversalClient { return s.client }
+
+// once marks a command that must not be sent twice: go-redis retries a
+// command whose connection failed, which for these could report the
+// command's own effect as another caller's.
+type once struct{ goredis.Cmder }
+
+func (once) NoRetry() bool { return true }
+
+// call bounds ctx by the store's timeout, after checking that the store is
+// open and ctx is not done.
+func (s *Store) call(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
+	if s.closed.Load() {
+		return nil, nil, fmt.Errorf("redis %s: %w", op, store.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("redis %s: %w", op, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return cctx, cancel, nil
+}
+
+// fail classifies err, returned by op under cctx, a child of the caller's
+// ctx bounded by the store's timeout. redis.Nil is the caller's to handle.
+func (s *Store) fail(ctx, cctx context.Context, op string, err error) error {
+	if cerr := ctxErr(ctx); cerr != nil {
+		return fmt.Errorf("redis %s: %w", op, cerr)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("redis %s: %w", op, store.ErrClosed)
+	}
+	if goredis.IsOOMError(err) {
+		return fmt.Errorf("redis %s: %w: %w", op, store.ErrFull, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || ctxErr(cctx) != nil {
+		// Our own deadline, not the caller's: describe it without wrapping
+		// the context error, which the caller would take for its own.
+		err = fmt.Errorf("no reply within the store's timeout of %v (%v)", s.timeout, err)
+	}
+	return store.Unavailable("redis "+op, err)
+}
+
+// ctxErr returns ctx's error, or context.DeadlineExceeded if its deadline
+// has passed though its timer has not fired yet: a socket deadline set
+// from the context can fire first, and the failure is still the
+// deadline's.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// ttlArg returns ttl in whole milliseconds, rounded up.
+func ttlArg(ttl time.Duration) int64 {
+	ms := int64(ttl / time.Millisecond)
+	if ttl%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
+}
+
+func checkWrite(key string, value []byte, ttl time.Duration) error {
+	if err := store.CheckKey(key); err != nil {
+		return err
+	}
+	if err := store.CheckTTL(ttl); err != nil {
+		return err
+	}
+	return store.CheckValue(value, MaxValueLen)
+}
+
+// setCmd is SET key value PX ttl with extra arguments (NX, XX GET).
+func (s *Store) setCmd(key string, value []byte, ttl time.Duration, extra ...any) []any {
+	args := make([]any, 0, 5+len(extra))
+	args = append(args, "set", s.prefix+key, value, "px", ttlArg(ttl))
+	return append(args, extra...)
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	const op = "put"
+	if err := checkWrite(key, value, ttl); err != nil {
+		return err
+	}
+	cctx, cancel, err := s.call(ctx, op)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...)
+	if err := s.client.Process(cctx, cmd); err != nil {
+		return s.fail(ctx, cctx, op, err)
+	}
+	return nil
+}
+
+// PutIfAbsent implements store.Store.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	const op = "put-if-absent"
+	if err := checkWrite(key, value, ttl); err != nil {
+		return err
+	}
+	cctx, cancel, err := s.call(ctx, op)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl, "nx")...)
+	switch err := s.client.Process(cctx, once{cmd}); {
+	case err == nil:
+		return nil
+	case errors.Is(err, goredis.Nil):
+		return store.ErrExists
+	default:
+		return s.fail(ctx, cctx, op, err)
+	}
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	return s.read(ctx, "get", key, false)
+}
+
+// Take implements store.Store, with GETDEL.
+func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
+	return s.read(ctx, "take", key, true)
+}
+
+func (s *Store) read(ctx context.Context, op, key string, take bool) ([]byte, error) {
+	if err := store.CheckKey(key); err != nil {
+		return nil, err
+	}
+	cctx, cancel, err := s.call(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	var cmd *goredis.StringCmd
+	if take {
+		cmd = goredis.NewStringCmd(cctx, "getdel", s.prefix+key)
+		err = s.client.Process(cctx, once{cmd})
+	} else {
+		cmd = goredis.NewStringCmd(cctx, "get", s.prefix+key)
+		err = s.client.Process(cctx, cmd)
+	}
+	return s.value(ctx, cctx, op, cmd, err)
+}
+
+// value returns a copy of cmd's reply, or its error classified.
+func (s *Store) value(ctx, cctx context.Context, op string, cmd *goredis.StringCmd, err error) ([]byte, error) {
+	switch {
+	case err == nil:
+		// StringCmd.Bytes would share the reply's memory; the caller owns
+		// what we return.
+		return []byte(cmd.Val()), nil
+	case errors.Is(err, goredis.Nil):
+		return nil, store.ErrNotFound
+	default:
+		return nil, s.fail(ctx, cctx, op, err)
+	}
+}
+
+// Swap implements store.Store, with SET XX GET.
+func (s *Store) Swap(ctx context.Context, key string, value []byte, ttl time.Duration) ([]byte, error) {
+	const op = "swap"
+	if err := checkWrite(key, value, ttl); err != nil {
+		return nil, err
+	}
+	cctx, cancel, err := s.call(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	cmd := goredis.NewStringCmd(cctx, s.setCmd(key, value, ttl, "xx", "get")...)
+	return s.value(ctx, cctx, op, cmd, s.client.Process(cctx, once{cmd}))
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	const op = "delete"
+	if err := store.CheckKey(key); err != nil {
+		return err
+	}
+	cctx, cancel, err := s.call(ctx, op)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := s.client.Process(cctx, goredis.NewIntCmd(cctx, "del", s.prefix+key)); err != nil {
+		return s.fail(ctx, cctx, op, err)
+	}
+	return nil
+}
+
+// PutBatch implements store.Store: the valid writes go in one pipeline.
+func (s *Store) PutBatch(ctx context.Context, writes []store.Write) []error {
+	const op = "put-batch"
+	errs := make([]error, len(writes))
+	if len(writes) == 0 {
+		return errs
+	}
+	cctx, cancel, err := s.call(ctx, op)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	defer cancel()
+	pipe := s.client.Pipeline()
+	cmds := make([]*goredis.StatusCmd, len(writes))
+	for i, w := range writes {
+		if errs[i] = checkWrite(w.Key, w.Value, w.TTL); errs[i] != nil {
+			continue
+		}
+		if w.IfAbsent {
+			cmds[i] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL, "nx")...)
+			pipe.Process(cctx, once{cmds[i]})
+		} else {
+			cmds[i] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL)...)
+			pipe.Process(cctx, cmds[i])
+		}
+	}
+	if pipe.Len() == 0 {
+		return errs
+	}
+	pipe.Exec(cctx) // each command carries its own error
+	for i, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
+		switch err := cmd.Err(); {
+		case err == nil:
+		case writes[i].IfAbsent && errors.Is(err, goredis.Nil):
+			errs[i] = store.ErrExists
+		default:
+			errs[i] = s.fail(ctx, cctx, op, err)
+		}
+	}
+	return errs
+}
+
+// Ping implements store.Store, as a health check that does real work: it
+// writes a short-lived random key and deletes it, so that a server that
+// answers PING but cannot write (a read-only replica after a failover, a
+// full server) is reported.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.ping(ctx, "ping")
+}
+
+func (s *Store) ping(ctx context.Context, op string) error {
+	cctx, cancel, err := s.call(ctx, op)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	key := s.prefix + "health:" + rand.Text()
+	pipe := s.client.Pipeline()
+	set := goredis.NewStatusCmd(cctx, "set", key, "1", "px", int64(10_000))
+	pipe.Process(cctx, set)
+	pipe.Process(cctx, goredis.NewIntCmd(cctx, "del", key))
+	if _, err := pipe.Exec(cctx); err != nil {
+		return s.fail(ctx, cctx, op, err)
+	}
+	return nil
+}
+
+// Close implements store.Store: it closes the client. Calls after it fail
+// with ErrClosed; Close itself is idempotent.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := s.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
+		return fmt.Errorf("redis: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,354 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/store/redis"
+	"github.com/samlha/samlha/store/redis/redistest"
+	"github.com/samlha/samlha/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	// go-redis logs dial failures itself; the outage tests cause many.
+	goredis.SetLogger(redis.LibraryLogger(slog.New(slog.DiscardHandler)))
+	os.Exit(m.Run())
+}
+
+// password is the password of the servers that have one. The tests check
+// that it never appears in an error.
+const password = "pw-6f1c2e-must-not-leak"
+
+// open opens the store at url through store.Open, closing it when the test
+// ends.
+func open(t *testing.T, url string) store.Store {
+	t.Helper()
+	s, err := store.Open(t.Context(), url, nil)
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// opener returns an open function for storetest.Run on the store at url.
+func opener(url string) func(t *testing.T) store.Store {
+	return func(t *testing.T) store.Store { return open(t, url) }
+}
+
+// with adds query parameters to url.
+func with(url, params string) string {
+	if strings.Contains(url, "?") {
+		return url + "&" + params
+	}
+	return url + "?" + params
+}
+
+// suiteParams keep a loaded test machine (the race detector, parallel
+// subtests, 64 goroutines at once) from turning slowness into failures;
+// the outage tests check the timeout itself.
+const suiteParams = "timeout=5s&pool_size=64"
+
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	storetest.Run(t, opener(with(srv.URL(), suiteParams)))
+}
+
+func TestConformanceWithPassword(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithPassword(password))
+	storetest.Run(t, opener(with(srv.URL(), suiteParams+"&prefix=")))
+}
+
+func TestConformanceCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	storetest.Run(t, opener(with(c.URL(), suiteParams)))
+}
+
+func TestConformanceSentinel(t *testing.T) {
+	master := redistest.Start(t, redistest.WithPassword(password))
+	sentinel := redistest.StartSentinel(t, master, "samlha-master")
+	storetest.Run(t, opener(with(sentinel.URL(), suiteParams)))
+}
+
+// calls returns one call of each method that reaches the server.
+func calls(s store.Store) []struct {
+	name string
+	do   func(ctx context.Context) error
+} {
+	v := []byte("v")
+	return []struct {
+		name string
+		do   func(ctx context.Context) error
+	}{
+		{"Put", func(ctx context.Context) error { return s.Put(ctx, "k", v, time.Minute) }},
+		{"PutIfAbsent", func(ctx context.Context) error { return s.PutIfAbsent(ctx, "k2", v, time.Minute) }},
+		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err }},
+		{"Take", func(ctx context.Context) error { _, err := s.Take(ctx, "k"); return err }},
+		{"Swap", func(ctx context.Context) error { _, err := s.Swap(ctx, "k", v, time.Minute); return err }},
+		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "k") }},
+		{"PutBatch", func(ctx context.Context) error {
+			// Both results must say the same.
+			errs := s.PutBatch(ctx, []store.Write{{Key: "a", Value: v, TTL: time.Minute}, {Key: "b", Value: v, TTL: time.Minute, IfAbsent: true}})
+			if len(errs) != 2 || fmt.Sprint(errs[0]) != fmt.Sprint(errs[1]) {
+				return fmt.Errorf("PutBatch of 2 writes returned differing results %v", errs)
+			}
+			return errs[1]
+		}},
+		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
+	}
+}
+
+// wantUnavailable checks that err says the store is unavailable, and
+// nothing about the data, within bound, without the password.
+func wantUnavailable(t *testing.T, what string, err error, took, bound time.Duration) {
+	t.Helper()
+	t.Logf("%s: %v after %v", what, err, took.Round(time.Millisecond))
+	switch {
+	case !errors.Is(err, store.ErrUnavailable):
+		t.Errorf("%s: %v, want an error matching ErrUnavailable", what, err)
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists):
+		t.Errorf("%s: %v also matches ErrNotFound or ErrExists", what, err)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		t.Errorf("%s: %v matches a context error, though the caller's context is live", what, err)
+	case strings.Contains(err.Error(), password):
+		t.Errorf("%s: error %q contains the password", what, err)
+	case took > bound:
+		t.Errorf("%s: took %v, more than %v", what, took, bound)
+	}
+}
+
+// waitPing waits until s answers Ping, after an outage.
+func waitPing(t *testing.T, s store.Store) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.Ping(t.Context())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ping still fails 10s after the server came back: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStoppedServerIsUnavailable(t *testing.T) {
+	t.Parallel()
+	const timeout = 200 * time.Millisecond
+	srv := redistest.Start(t, redistest.WithPassword(password))
+	s := open(t, with(srv.URL(), "timeout="+timeout.String()))
+	if err := s.Put(t.Context(), "k", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("Put before the outage: %v", err)
+	}
+	srv.Stop()
+	// Bounded by the timeout, with room for a loaded machine.
+	bound := timeout + time.Second
+	for _, c := range calls(s) {
+		start := time.Now()
+		err := c.do(t.Context())
+		wantUnavailable(t, c.name+" with the server stopped", err, time.Since(start), bound)
+	}
+	srv.Restart()
+	waitPing(t, s)
+	if err := s.Put(t.Context(), "k", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("Put after the server came back: %v", err)
+	}
+}
+
+func TestHungServerTimesOut(t *testing.T) {
+	t.Parallel()
+	const timeout = 200 * time.Millisecond
+	srv := redistest.Start(t, redistest.WithPassword(password))
+	s := open(t, with(srv.URL(), "timeout="+timeout.String()))
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	bound := timeout + time.Second
+	for _, c := range calls(s) {
+		start := time.Now()
+		err := c.do(t.Context())
+		took := time.Since(start)
+		wantUnavailable(t, c.name+" with the server hung", err, took, bound)
+		if err != nil && !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("%s with the server hung: %q does not say it timed out", c.name, err)
+		}
+	}
+	srv.Resume()
+	waitPing(t, s)
+}
+
+func TestCallerDeadlineIsTheCallers(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := open(t, with(srv.URL(), "timeout=10s"))
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	for _, c := range calls(s) {
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		start := time.Now()
+		err := c.do(ctx)
+		took := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s past the caller's deadline: %v, want an error matching context.DeadlineExceeded", c.name, err)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s past the caller's deadline: %v matches ErrNotFound", c.name, err)
+		}
+		if took > 5*time.Second {
+			t.Errorf("%s past the caller's 50ms deadline took %v", c.name, took)
+		}
+	}
+}
+
+func TestOpenVerifies(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithPassword(password))
+	url := with(srv.URL(), "timeout=200ms&dial_timeout=200ms")
+	srv.Stop()
+
+	start := time.Now()
+	_, err := store.Open(t.Context(), url, nil)
+	took := time.Since(start)
+	switch {
+	case err == nil:
+		t.Fatal("store.Open with the server stopped succeeded; want it to fail")
+	case strings.Contains(err.Error(), password):
+		t.Fatalf("store.Open error %q contains the password", err)
+	case !strings.Contains(err.Error(), store.Redact(url)):
+		t.Fatalf("store.Open error %q does not name the URL %q", err, store.Redact(url))
+	case !strings.Contains(err.Error(), "verify=false"):
+		t.Fatalf("store.Open error %q does not say how to start without the check", err)
+	case !errors.Is(err, store.ErrUnavailable):
+		t.Fatalf("store.Open error %v does not match ErrUnavailable", err)
+	case took > 2*time.Second:
+		t.Fatalf("store.Open with the server stopped took %v", took)
+	}
+
+	// redis.Open says the same.
+	if _, err := redis.Open(t.Context(), url, nil); err == nil || strings.Contains(err.Error(), password) ||
+		!strings.Contains(err.Error(), store.Redact(url)) {
+		t.Fatalf("redis.Open with the server stopped: %v; want an error naming the URL without its password", err)
+	}
+
+	// verify=false starts anyway, and the store reports itself unavailable.
+	s := open(t, with(url, "verify=false"))
+	start = time.Now()
+	err = s.Ping(t.Context())
+	wantUnavailable(t, "Ping of a store opened with verify=false", err, time.Since(start), 2*time.Second)
+	srv.Restart()
+	waitPing(t, s)
+}
+
+func TestWrongPassword(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithPassword("the-right-one"))
+	url := "redis://:" + password + "@" + srv.Addr()
+	_, err := store.Open(t.Context(), url, nil)
+	if err == nil || strings.Contains(err.Error(), password) || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("store.Open with a wrong password: %v; want an unavailable error without the password", err)
+	}
+	s := open(t, with(url, "verify=false"))
+	start := time.Now()
+	_, err = s.Get(t.Context(), "k")
+	wantUnavailable(t, "Get with a wrong password", err, time.Since(start), 2*time.Second)
+}
+
+func TestReadOnlyReplicaIsUnavailable(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	host, port, _ := strings.Cut(master.Addr(), ":")
+	replica := redistest.Start(t, redistest.WithArgs("--replicaof", host, port))
+	s := open(t, with(replica.URL(), "verify=false"))
+	err := s.Put(t.Context(), "k", []byte("v"), time.Minute)
+	wantUnavailable(t, "Put to a read-only replica", err, 0, time.Hour)
+	if err != nil && !strings.Contains(err.Error(), "READONLY") {
+		t.Errorf("Put to a read-only replica: %q does not carry the server's READONLY", err)
+	}
+	err = s.Ping(t.Context())
+	wantUnavailable(t, "Ping of a read-only replica", err, 0, time.Hour)
+}
+
+func TestOutOfMemoryIsFull(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithArgs("--maxmemory", "4mb", "--maxmemory-policy", "noeviction"))
+	s := open(t, srv.URL())
+	value := make([]byte, 512<<10)
+	const maxWrites = 64 // 32 MiB: far past the limit
+	for i := range maxWrites {
+		err := s.Put(t.Context(), fmt.Sprint("k", i), value, time.Minute)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, store.ErrFull) || store.IsUnavailable(err) {
+			t.Fatalf("Put %d into a server at its maxmemory: %v, want ErrFull (and not ErrUnavailable)", i, err)
+		}
+		// Existing keys can still be taken and deleted.
+		if _, err := s.Take(t.Context(), "k0"); err != nil {
+			t.Fatalf("Take from a full server: %v", err)
+		}
+		return
+	}
+	t.Fatalf("%d writes of %d bytes into a 4mb server all succeeded", maxWrites, len(value))
+}
+
+func TestKeysAndTTLOnTheServer(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	raw := srv.Client()
+	ctx := t.Context()
+	tests := []struct {
+		url, key, rawKey string
+	}{
+		{srv.URL(), "k", "samlha:k"},
+		{with(srv.URL(), "prefix=app%3A"), "k", "app:k"},
+		{with(srv.URL(), "prefix="), "{k}", "{k}"},
+	}
+	for _, tc := range tests {
+		s := open(t, tc.url)
+		if err := s.Put(ctx, tc.key, []byte("v"), time.Minute); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+		pttl, err := raw.PTTL(ctx, tc.rawKey).Result()
+		if err != nil || pttl <= time.Minute-10*time.Second || pttl > time.Minute {
+			t.Fatalf("%s: PTTL %q = %v, %v; want the key under its prefix, with a TTL of about a minute", store.Redact(tc.url), tc.rawKey, pttl, err)
+		}
+	}
+	// A TTL under a millisecond is one millisecond, not zero (which Redis
+	// would refuse) and not forever.
+	s := open(t, srv.URL())
+	if err := s.Put(ctx, "tiny", []byte("v"), time.Nanosecond); err != nil {
+		t.Fatalf("Put with a TTL of 1ns: %v", err)
+	}
+	if pttl, err := raw.PTTL(ctx, "samlha:tiny").Result(); err != nil || pttl > time.Millisecond {
+		t.Fatalf("PTTL after Put with a TTL of 1ns = %v, %v; want at most 1ms (or gone)", pttl, err)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithPassword(password))
+	c := redistest.StartCluster(t, 1)
+	tests := []struct{ url, kind, location string }{
+		{srv.URL(), "redis", "redis://:xxxxx@" + srv.Addr()},
+		{c.URL() + "?timeout=1s", "redis-cluster", c.URL() + "?timeout=1s"},
+	}
+	for _, tc := range tests {
+		d := open(t, tc.url).(store.Describer)
+		if d.Kind() != tc.kind || d.Location() != tc.location {
+			t.Errorf("store.Open(%s): Kind() = %q, Location() = %q; want %q, %q", store.Redact(tc.url), d.Kind(), d.Location(), tc.kind, tc.location)
+		}
+		if !store.Shared(d.Kind()) {
+			t.Errorf("store.Shared(%q) = false", d.Kind())
+		}
+	}
+}

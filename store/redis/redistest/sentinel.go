@@ -1,0 +1,65 @@
+package redistest
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sentinelConf is what a Sentinel is told to monitor.
+type sentinelConf struct {
+	master     *Server
+	masterName string
+}
+
+// write writes the Sentinel's configuration file (Sentinel insists on one
+// it can rewrite) into dir and returns its path.
+func (c *sentinelConf) write(dir string) (string, error) {
+	host, port, _ := strings.Cut(c.master.Addr(), ":")
+	conf := fmt.Sprintf("sentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 1000\n",
+		c.masterName, host, port, c.masterName)
+	if pw := c.master.password; pw != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", c.masterName, pw)
+	}
+	path := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return "", fmt.Errorf("write sentinel configuration: %w", err)
+	}
+	return path, nil
+}
+
+// Sentinel is a private Redis Sentinel that monitors one master.
+type Sentinel struct {
+	*Server
+	master     *Server
+	masterName string
+}
+
+// StartSentinel starts a private Redis Sentinel (redis-server --sentinel)
+// on a free loopback port that monitors master under masterName, with a
+// quorum of one. It stops when the test ends. Without redis-server on PATH
+// it skips the test (fails it under CI=true).
+func StartSentinel(tb testing.TB, master *Server, masterName string) *Sentinel {
+	tb.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil || master.external != "" {
+		unavailable(tb, "a Sentinel needs redis-server on PATH")
+	}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), sentinel: &sentinelConf{master: master, masterName: masterName}}
+	s.launch()
+	return &Sentinel{Server: s, master: master, masterName: masterName}
+}
+
+// URL returns a redis-sentinel:// URL that finds the master through this
+// Sentinel, with the master's password if it has one.
+func (s *Sentinel) URL() string {
+	u := url.URL{Scheme: "redis-sentinel", Host: s.Addr(), Path: "/" + s.masterName}
+	if pw := s.master.password; pw != "" {
+		u.User = url.UserPassword("", pw)
+	}
+	return u.String()
+}
