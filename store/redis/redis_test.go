@@ -352,3 +352,37 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 }
+
+func TestConformanceTLS(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithTLS(), redistest.WithPassword(password))
+	storetest.Run(t, opener(with(srv.URL(), suiteParams)))
+}
+
+func TestTLSVerifiesTheServer(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithTLS())
+	plain := "rediss://" + srv.Addr() + "?timeout=1s"
+	tests := []struct {
+		name, url string
+		ok        bool
+	}{
+		{"our CA", srv.URL(), true},
+		{"system roots", plain, false},
+		{"no verification", with(plain, "tls_insecure_skip_verify=true"), true},
+		{"our CA, wrong name", with(srv.URL(), "tls_server_name=elsewhere.example"), false},
+		{"our CA, name in the certificate", with(srv.URL(), "tls_server_name=localhost"), true},
+		{"plain text to a TLS port", "redis://" + srv.Addr() + "?timeout=300ms", false},
+	}
+	for _, tc := range tests {
+		s, err := store.Open(t.Context(), tc.url, nil)
+		if tc.ok != (err == nil) {
+			t.Errorf("%s: store.Open: %v; want success %v", tc.name, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s: store.Open: %v does not match ErrUnavailable", tc.name, err)
+		}
+		if s != nil {
+			s.Close()
+		}
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,6 +57,7 @@ type Server struct {
 	password string
 	external string // REDIS_URL fallback: its URL, with a prefix of our own
 	sentinel *sentinelConf
+	tls      bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -67,6 +70,7 @@ type Option func(*config)
 type config struct {
 	password string
 	args     []string
+	tls      bool
 }
 
 // WithPassword starts the server with requirepass, so that clients must
@@ -94,7 +98,12 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	if err != nil {
 		return external(tb, c)
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), password: c.password, args: c.args}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), password: c.password, args: c.args, tls: c.tls}
+	if c.tls {
+		if err := writeTLSFiles(s.dir); err != nil {
+			tb.Fatalf("redistest: TLS files: %v", err)
+		}
+	}
 	s.launch()
 	return s
 }
@@ -123,7 +132,7 @@ func external(tb testing.TB, c config) *Server {
 	if raw == "" {
 		unavailable(tb, "redis-server is not on PATH and REDIS_URL is not set")
 	}
-	if c.password != "" || len(c.args) > 0 {
+	if c.password != "" || len(c.args) > 0 || c.tls {
 		unavailable(tb, "this test needs a private redis-server (it sets a password or server arguments), and redis-server is not on PATH")
 	}
 	u, err := url.Parse(raw)
@@ -184,6 +193,10 @@ func (s *Server) URL() string {
 	if s.password != "" {
 		u.User = url.UserPassword("", s.password)
 	}
+	if s.tls {
+		u.Scheme = "rediss"
+		u.RawQuery = url.Values{"tls_ca_file": {s.CAFile()}}.Encode()
+	}
 	return u.String()
 }
 
@@ -212,8 +225,19 @@ func (s *Server) start() error {
 		}
 		args = append(args, conf, "--sentinel")
 	}
+	port := []string{"--port", strconv.Itoa(s.port)}
+	if s.tls {
+		port = []string{
+			"--port", "0",
+			"--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", filepath.Join(s.dir, "server.pem"),
+			"--tls-key-file", filepath.Join(s.dir, "server-key.pem"),
+			"--tls-ca-cert-file", s.CAFile(),
+			"--tls-auth-clients", "no",
+		}
+	}
+	args = append(args, port...)
 	args = append(args,
-		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--logfile", s.logPath(),
@@ -242,7 +266,7 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
-	if err := waitAnswer(s.Addr(), done); err != nil {
+	if err := waitAnswer(s.Addr(), s.tls, done); err != nil {
 		s.kill()
 		return fmt.Errorf("redis-server on port %d: %w\n%s%s", s.port, err, stderr.Bytes(), tail(s.logPath()))
 	}
@@ -251,10 +275,10 @@ func (s *Server) start() error {
 
 // waitAnswer polls addr with PING until the server answers (any reply,
 // NOAUTH included), the process exits, or startTimeout passes.
-func waitAnswer(addr string, exited <-chan struct{}) error {
+func waitAnswer(addr string, useTLS bool, exited <-chan struct{}) error {
 	deadline := time.Now().Add(startTimeout)
 	for {
-		err := ping(addr)
+		err := ping(addr, useTLS)
 		if err == nil {
 			return nil
 		}
@@ -271,8 +295,16 @@ func waitAnswer(addr string, exited <-chan struct{}) error {
 }
 
 // ping sends one inline PING and reads one reply line.
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func ping(addr string, useTLS bool) error {
+	var c net.Conn
+	var err error
+	d := &net.Dialer{Timeout: time.Second}
+	if useTLS {
+		// Only to see that it answers: the certificate is our own.
+		c, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return err
 	}
@@ -393,7 +425,17 @@ func (s *Server) Client() *goredis.Client {
 	if s.external != "" {
 		unavailable(s.tb, "Client needs a private redis-server, and redis-server is not on PATH")
 	}
-	c := goredis.NewClient(&goredis.Options{Addr: s.Addr(), Password: s.password, DisableIdentity: true})
+	opts := &goredis.Options{Addr: s.Addr(), Password: s.password, DisableIdentity: true}
+	if s.tls {
+		pem, err := os.ReadFile(s.CAFile())
+		if err != nil {
+			s.tb.Fatalf("redistest: %v", err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		opts.TLSConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	c := goredis.NewClient(opts)
 	s.tb.Cleanup(func() { c.Close() })
 	return c
 }
