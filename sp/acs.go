@@ -2,6 +2,7 @@ package sp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -57,7 +58,7 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	assertion, err := rt.mw.ServiceProvider.ParseResponse(r, []string{tr.RequestID})
+	assertion, err := rt.parser.ParseResponse(r, []string{tr.RequestID})
 	if err != nil {
 		f := classifyResponseError(err)
 		f.Origin, f.RequestID = tr.Origin, tr.RequestID
@@ -67,13 +68,13 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := context.WithValue(r.Context(), loginInfoKey{}, loginInfo{loginInstance: tr.Origin})
-	if err := rt.mw.Session.CreateSession(w, r.WithContext(ctx), assertion); err != nil {
-		f := &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err,
-			Origin: tr.Origin, RequestID: tr.RequestID}
-		if store.IsUnavailable(err) || errors.Is(err, store.ErrFull) {
-			f = storeFailure(err, tr.Origin)
-			f.RequestID = tr.RequestID
-		}
+	if s.sessions != nil {
+		f = s.commitLogin(w, r.WithContext(ctx), assertion)
+	} else if err := rt.mw.Session.CreateSession(w, r.WithContext(ctx), assertion); err != nil {
+		f = &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+	}
+	if f != nil {
+		f.Origin, f.RequestID = tr.Origin, tr.RequestID
 		s.fail(w, r, f)
 		s.m.acsDuration.WithLabelValues(string(f.Cause)).Observe(time.Since(start).Seconds())
 		return
@@ -268,4 +269,47 @@ func (s *SP) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
 		f.Reason = "logout-" + f.Reason
 	}
 	s.fail(w, r, f)
+}
+
+// commitLogin records the assertion as used and stores the new session in
+// one round trip (a pipelined PutBatch): the replay record is put-if-absent
+// and, if it already existed, the session just written is deleted and the
+// login refused. This is crewjam's AssertionReplayCache contract (the same
+// key as replayCache.Consume), batched with the session write.
+func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) *Failure {
+	if assertion.ID == "" {
+		return &Failure{Cause: CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
+	}
+	id, sess, err := s.sessions.newSession(r, assertion)
+	if err != nil {
+		return &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+	}
+	value, err := json.Marshal(sess)
+	if err != nil {
+		return &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
+	}
+	now := s.now()
+	// An assertion is never accepted after IssueInstant + MaxIssueDelay
+	// (+ skew), so its record is kept that long.
+	until := assertion.IssueInstant.Add(saml.MaxIssueDelay + saml.MaxClockSkew)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+	defer cancel()
+	sessKey := sessionKeyFor(id)
+	res := s.cfg.Store.PutBatch(ctx, []store.Write{
+		{Key: keyReplay + assertion.ID, Value: []byte{1}, TTL: replayTTL(until, now), IfAbsent: true},
+		{Key: sessKey, Value: value, TTL: s.sessions.ttl(sess, now)},
+	})
+	if res[0] != nil || res[1] != nil {
+		if res[1] == nil {
+			_ = s.cfg.Store.Delete(ctx, sessKey)
+		}
+		if errors.Is(res[0], store.ErrExists) {
+			return &Failure{Cause: CauseAssertionReplayed, Detail: "assertion " + assertion.ID + " was accepted before"}
+		}
+		err := errors.Join(res[0], res[1])
+		s.storeError("put-batch", err)
+		return storeFailure(err, "")
+	}
+	s.sessions.replaceCookie(w, r, id, sess)
+	return nil
 }

@@ -167,6 +167,12 @@ type SP struct {
 type liveConfig struct {
 	mw    *samlsp.Middleware
 	state loginState
+	// parser is the ServiceProvider the ACS parses responses with. In
+	// store mode it is mw.ServiceProvider without its ReplayCache: the ACS
+	// records the assertion together with the session, in one round trip
+	// (see commitLogin). crewjam's other flows (logout requests,
+	// artifacts) still use mw.ServiceProvider and its ReplayCache.
+	parser *saml.ServiceProvider
 }
 
 // New returns an SP. Call Run to load (and refresh) the IdP metadata.
@@ -255,8 +261,11 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		return fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	mw.OnError = s.onLibraryError
-	rt := &liveConfig{mw: mw}
+	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
 	if s.cfg.Store != nil {
+		parser := mw.ServiceProvider
+		parser.ReplayCache = nil
+		rt.parser = &parser
 		mw.RequestTracker = s.tracker
 		mw.Session = s.sessions
 		rt.state = s.tracker
