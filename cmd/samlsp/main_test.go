@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/store/redis/redistest"
+)
+
+func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, want := range []string{"--store", "$SAMLHA_STORE", "--store-url", "$SAMLHA_STORE_URL", "--sp-key", "--instance-id",
+		"--idp-metadata-url", "--root-url", "redis-sentinel://", "samlsp keygen", "stateless"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+func TestProblemsReportedAtOnce(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--store", "mongodb", "--instance-id", "bad id!", "--root-url", "ftp://x"}, &out, &out)
+	if err == nil {
+		t.Fatal("bad flags accepted")
+	}
+	for _, want := range []string{"--sp-key", "--idp-metadata-url", "--store \"mongodb\"", "--instance-id", "--root-url"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestStoreURLMustMatchStore(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--store", "memory", "--store-url", "redis://:hunter2@127.0.0.1:6379/0"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "--store memory takes a memory://") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("the password leaked into the error: %v", err)
+	}
+}
+
+func TestKeygen(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen", "--dir", dir}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"sp.key", "sp.crt"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "sp.key")); st.Mode().Perm() != 0o600 {
+		t.Errorf("sp.key mode %v, want 0600", st.Mode().Perm())
+	}
+	err := run(context.Background(), []string{"keygen", "--dir", dir}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("keygen over existing files: %v", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %d in time (last: %v %v)", url, want, resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The binary's wiring, end to end: flags and their environment twins, a
+// real store, the IdP metadata fetched over HTTP, a login, graceful stop.
+func TestServeLoginAndShutdown(t *testing.T) {
+	keys := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	srv := redistest.Start(t)
+	addr := freeAddr(t)
+	idp := devidp.StartTest(t, devidp.Config{})
+	root := "http://" + addr
+	t.Setenv("SAMLHA_STORE", "redis")
+	t.Setenv("SAMLHA_STORE_URL", srv.URL())
+	t.Setenv("SAMLHA_INSTANCE_ID", "sp-env")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"--listen", addr, "--root-url", root, "--idp-metadata-url", idp.URL + "/metadata",
+			"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--log-format", "json"},
+			&out, &logs)
+	}()
+	waitStatus(t, root+"/readyz", 200)
+
+	resp, err := http.Get(root + "/saml/metadata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	_, _ = md.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err := idp.RegisterSPMetadata("samlsp", md.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	b := sptest.NewBrowser(sptest.Options{})
+	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer lcancel()
+	res := b.Login(lctx, root+"/app", "alice", "alice-password")
+	if !res.OK || res.FinishInstance != "sp-env" {
+		t.Fatalf("login through the binary: %+v", res)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v after a graceful stop", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no shutdown within 15s")
+	}
+	if !strings.Contains(logs.String(), `"msg":"samlsp starting"`) || strings.Contains(logs.String(), "SAMLResponse") {
+		t.Errorf("logs: want JSON start line and no SAML payloads:\n%s", logs.String())
+	}
+}
+
+func TestStoreWaitGivesUp(t *testing.T) {
+	keys := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	dead := freeAddr(t) // nothing listens there
+	start := time.Now()
+	err := run(context.Background(), []string{"--store", "redis", "--store-url", fmt.Sprintf("redis://:secret@%s/0", dead),
+		"--store-wait", "1s", "--idp-metadata-url", "http://127.0.0.1:1/metadata",
+		"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--listen", freeAddr(t)}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "did not answer within --store-wait") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Fatalf("password leaked: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("took %v to give up after --store-wait 1s", time.Since(start))
+	}
+}
