@@ -87,5 +87,10 @@ func Redact(rawURL string) string {
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
 	}
-	return u.Redacted()
+	out := u.Redacted()
+	// net/url drops an empty authority ("memory://?x" prints "memory:?x").
+	if pre := u.Scheme + "://"; strings.HasPrefix(rawURL, pre) && !strings.HasPrefix(out, pre) {
+		out = pre + strings.TrimPrefix(out, u.Scheme+":")
+	}
+	return out
 }
