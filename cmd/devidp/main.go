@@ -92,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.sessionLifetime, "session-lifetime", devidp.DefaultSessionLifetime, "how long a login at the IdP lasts (the browser is not asked for its\npassword again meanwhile)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
+	if err := cli.Parse(fs, args, "SAMLHA_IDP", summary); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {

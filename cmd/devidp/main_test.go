@@ -34,9 +34,9 @@ func TestHelp(t *testing.T) {
 	}
 	for _, want := range []string{
 		"alice / alice-password", "bob   / bob-password", "groups: staff, admins",
-		"--listen", "$SAMLHA_LISTEN", "default 127.0.0.1:9000",
+		"--listen", "$SAMLHA_IDP_LISTEN", "default 127.0.0.1:9000",
 		"--public-url", "default http://127.0.0.1:9000", "--data-dir", "default ./devidp-data",
-		"--users", "--users-file", "--bcrypt-cost", "default 4", "--sp-metadata", "$SAMLHA_SP_METADATA",
+		"--users", "--users-file", "--bcrypt-cost", "default 4", "--sp-metadata", "$SAMLHA_IDP_SP_METADATA",
 		"--register-timeout", "--session-lifetime", "--log-format", "--log-level",
 	} {
 		if !strings.Contains(out.String(), want) {
@@ -48,11 +48,11 @@ func TestHelp(t *testing.T) {
 // Environment twins fill what the command line leaves out; the command
 // line wins.
 func TestFlagsFromEnvironment(t *testing.T) {
-	t.Setenv("SAMLHA_PUBLIC_URL", "http://idp.samlha-idp.test:9000")
-	t.Setenv("SAMLHA_SP_METADATA", "http://127.0.0.1:8081/saml/metadata,http://127.0.0.1:8082/saml/metadata")
-	t.Setenv("SAMLHA_SESSION_LIFETIME", "5m")
-	t.Setenv("SAMLHA_USERS", "carol:carol-pw:carol@example.com:staff")
-	t.Setenv("SAMLHA_LISTEN", "127.0.0.1:1")
+	t.Setenv("SAMLHA_IDP_PUBLIC_URL", "http://idp.samlha-idp.test:9000")
+	t.Setenv("SAMLHA_IDP_SP_METADATA", "http://127.0.0.1:8081/saml/metadata,http://127.0.0.1:8082/saml/metadata")
+	t.Setenv("SAMLHA_IDP_SESSION_LIFETIME", "5m")
+	t.Setenv("SAMLHA_IDP_USERS", "carol:carol-pw:carol@example.com:staff")
+	t.Setenv("SAMLHA_IDP_LISTEN", "127.0.0.1:1")
 	o, err := parseFlags([]string{"--listen", "127.0.0.1:9100", "--sp-metadata", "http://127.0.0.1:8083/saml/metadata"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
