@@ -37,19 +37,25 @@ type Config struct {
 	Verify bool
 }
 
-// Parameters each scheme accepts, beyond its user, password, host and path.
-var (
-	commonParams = []string{
+// knownParams returns the query parameters scheme accepts, sorted, and
+// false for a scheme of another backend.
+func knownParams(scheme string) ([]string, bool) {
+	known := []string{
 		"prefix", "timeout", "dial_timeout", "pool_size", "min_idle", "verify",
 		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure_skip_verify",
 	}
-	schemeParams = map[string][]string{
-		"redis":          nil,
-		"rediss":         nil,
-		"redis-sentinel": {"db", "sentinel_username", "sentinel_password", "tls"},
-		"redis-cluster":  {"tls"},
+	switch scheme {
+	case "redis", "rediss":
+	case "redis-sentinel":
+		known = append(known, "db", "sentinel_username", "sentinel_password", "tls")
+	case "redis-cluster":
+		known = append(known, "tls")
+	default:
+		return nil, false
 	}
-)
+	slices.Sort(known)
+	return known, true
+}
 
 // ParseURL reads a store URL. The forms are:
 //
@@ -78,7 +84,7 @@ var (
 // Unknown parameters are an error. Errors never contain the password.
 // Hosts lists do not take bracketed IPv6 addresses.
 func ParseURL(u *url.URL) (*Config, error) {
-	extra, ok := schemeParams[u.Scheme]
+	known, ok := knownParams(u.Scheme)
 	if !ok {
 		return nil, fmt.Errorf("redis: unknown scheme %q (known: redis, rediss, redis-sentinel, redis-cluster)", u.Scheme)
 	}
@@ -119,10 +125,8 @@ func ParseURL(u *url.URL) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: the URL's query does not parse")
 	}
-	known := append(slices.Clone(commonParams), extra...)
 	for k := range q {
 		if !slices.Contains(known, k) {
-			slices.Sort(known)
 			return nil, fmt.Errorf("redis: unknown parameter %q for %s:// (known: %s)", k, u.Scheme, strings.Join(known, ", "))
 		}
 	}
