@@ -296,24 +296,22 @@ func pack(key string, value []byte) (k, v string) {
 
 // Put implements store.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := s.begin(ctx, "put"); err != nil {
-		return err
-	}
-	if err := s.checkWrite(key, value, ttl); err != nil {
-		return err
-	}
-	return s.write("put", key, value, ttl, false)
+	return s.put(ctx, "put", key, value, ttl, false)
 }
 
 // PutIfAbsent implements store.Store.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := s.begin(ctx, "put-if-absent"); err != nil {
+	return s.put(ctx, "put-if-absent", key, value, ttl, true)
+}
+
+func (s *Store) put(ctx context.Context, op, key string, value []byte, ttl time.Duration, ifAbsent bool) error {
+	if err := s.begin(ctx, op); err != nil {
 		return err
 	}
 	if err := s.checkWrite(key, value, ttl); err != nil {
 		return err
 	}
-	return s.write("put-if-absent", key, value, ttl, true)
+	return s.write(op, key, value, ttl, ifAbsent)
 }
 
 // write stores value under key, or with ifAbsent only where key holds no
@@ -372,7 +370,17 @@ func (s *Store) reserve(sh *shard, now int64) bool {
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := s.begin(ctx, "get"); err != nil {
+	return s.read(ctx, "get", key, false)
+}
+
+// Take implements store.Store: the read and the delete happen under one
+// lock.
+func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
+	return s.read(ctx, "take", key, true)
+}
+
+func (s *Store) read(ctx context.Context, op, key string, take bool) ([]byte, error) {
+	if err := s.begin(ctx, op); err != nil {
 		return nil, err
 	}
 	if err := store.CheckKey(key); err != nil {
@@ -382,9 +390,13 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	sh.mu.Lock()
 	if sh.m == nil {
 		sh.mu.Unlock()
-		return nil, closedErr("get")
+		return nil, closedErr(op)
 	}
 	e, ok := s.live(sh, key, s.now().UnixNano())
+	if ok && take {
+		delete(sh.m, key)
+		s.count.Add(-1)
+	}
 	sh.mu.Unlock()
 	if !ok {
 		return nil, store.ErrNotFound
@@ -405,32 +417,6 @@ func (s *Store) live(sh *shard, key string, now int64) (entry, bool) {
 		return entry{}, false
 	}
 	return e, true
-}
-
-// Take implements store.Store.
-func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
-	if err := s.begin(ctx, "take"); err != nil {
-		return nil, err
-	}
-	if err := store.CheckKey(key); err != nil {
-		return nil, err
-	}
-	sh := s.shardOf(key)
-	sh.mu.Lock()
-	if sh.m == nil {
-		sh.mu.Unlock()
-		return nil, closedErr("take")
-	}
-	e, ok := s.live(sh, key, s.now().UnixNano())
-	if ok {
-		delete(sh.m, key)
-		s.count.Add(-1)
-	}
-	sh.mu.Unlock()
-	if !ok {
-		return nil, store.ErrNotFound
-	}
-	return []byte(e.val), nil
 }
 
 // Swap implements store.Store.

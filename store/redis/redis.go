@@ -249,25 +249,15 @@ func (s *Store) setCmd(key string, value []byte, ttl time.Duration, extra ...any
 
 // Put implements store.Store.
 func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	const op = "put"
-	if err := checkWrite(key, value, ttl); err != nil {
-		return err
-	}
-	cctx, cancel, err := s.call(ctx, op)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...)
-	if err := s.client.Process(cctx, cmd); err != nil {
-		return s.fail(ctx, cctx, op, err)
-	}
-	return nil
+	return s.write(ctx, "put", key, value, ttl, false)
 }
 
 // PutIfAbsent implements store.Store.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	const op = "put-if-absent"
+	return s.write(ctx, "put-if-absent", key, value, ttl, true)
+}
+
+func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl time.Duration, ifAbsent bool) error {
 	if err := checkWrite(key, value, ttl); err != nil {
 		return err
 	}
@@ -276,11 +266,16 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 		return err
 	}
 	defer cancel()
-	cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl, "nx")...)
-	switch err := s.client.Process(cctx, once{cmd}); {
+	if ifAbsent {
+		cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl, "nx")...)
+		err = s.client.Process(cctx, once{cmd})
+	} else {
+		err = s.client.Process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
+	}
+	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, goredis.Nil):
+	case ifAbsent && errors.Is(err, goredis.Nil):
 		return store.ErrExists
 	default:
 		return s.fail(ctx, cctx, op, err)
