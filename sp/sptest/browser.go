@@ -168,9 +168,12 @@ type Result struct {
 
 // Hop is one HTTP request of a flow and what came back.
 type Hop struct {
-	Method   string
-	URL      string
-	Status   int // 0 if no response came back
+	Method string
+	URL    string
+	Status int // 0 if no response came back
+	// Start is when the request was sent; Duration how long until its
+	// body was read.
+	Start    time.Time
 	Duration time.Duration
 	// Instance and Cause are the headers X-Samlha-Instance and
 	// X-Samlha-Cause of the response.
@@ -426,6 +429,7 @@ func (fl *flow) navigate(ctx context.Context, rq navigation) (*Page, error) {
 		}
 
 		t0 := time.Now()
+		hop.Start = t0
 		resp, err := b.client.Do(req)
 		var respBody []byte
 		if err == nil {

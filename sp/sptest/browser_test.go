@@ -119,7 +119,7 @@ func newFakeFlow(t *testing.T) *fakeFlow {
 
 var resolveFake = map[string]string{"sp.samlha-sp.test": "127.0.0.1", "idp.samlha-idp.test": "127.0.0.1"}
 
-var ignoreDuration = cmpopts.IgnoreFields(sptest.Hop{}, "Duration")
+var ignoreDuration = cmpopts.IgnoreFields(sptest.Hop{}, "Start", "Duration")
 
 func TestLoginRecordsHopsAndHeaders(t *testing.T) {
 	t.Parallel()
