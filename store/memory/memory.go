@@ -354,18 +354,27 @@ func (s *Store) write(op, key string, value []byte, ttl time.Duration, ifAbsent 
 // reserve counts one more entry if there is room, sweeping sh (whose lock
 // the caller holds) if that makes room.
 func (s *Store) reserve(sh *shard, now int64) bool {
-	if s.count.Add(1) <= s.maxEntries {
+	if s.tryReserve() {
 		return true
 	}
-	s.count.Add(-1)
 	if sh.minExp.Load() > now || s.sweepLocked(sh, now) == 0 {
 		return false
 	}
-	if s.count.Add(1) <= s.maxEntries {
-		return true
+	return s.tryReserve()
+}
+
+// tryReserve counts one more entry if that keeps the count within
+// maxEntries. The count never passes it, not even for a moment.
+func (s *Store) tryReserve() bool {
+	for {
+		n := s.count.Load()
+		if n >= s.maxEntries {
+			return false
+		}
+		if s.count.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
-	s.count.Add(-1)
-	return false
 }
 
 // Get implements store.Store.

@@ -3,8 +3,10 @@ package memory_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -314,5 +316,60 @@ func TestOpenDescribes(t *testing.T) {
 	}
 	if _, err := store.Open(context.Background(), "memory://?shards=x", nil); err == nil || !strings.Contains(err.Error(), "shards") {
 		t.Errorf("store.Open with a bad parameter: %v, want an error naming it", err)
+	}
+}
+
+// TestCountStaysExact checks the entry count under concurrent writes,
+// takes, swaps and deletes against a small cap: it never passes the cap,
+// and in the end it equals the entries that are there.
+func TestCountStaysExact(t *testing.T) {
+	t.Parallel()
+	const maxEntries, nkeys, workers, ops = 100, 300, 8, 2000
+	ctx := t.Context()
+	s := newStore(t, memory.Options{MaxEntries: maxEntries, Shards: 8, JanitorInterval: -1})
+	key := func(i int) string { return "k" + strconv.Itoa(i%nkeys) }
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range ops {
+				k := key(i*7 + w*13)
+				var err error
+				switch (i + w) % 5 {
+				case 0:
+					err = s.Put(ctx, k, []byte("v"), time.Hour)
+				case 1:
+					err = s.PutIfAbsent(ctx, k, []byte("v"), time.Hour)
+				case 2:
+					_, err = s.Take(ctx, k)
+				case 3:
+					_, err = s.Swap(ctx, k, []byte("w"), time.Hour)
+				case 4:
+					err = s.Delete(ctx, k)
+				}
+				if err != nil && !errors.Is(err, store.ErrFull) && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrNotFound) {
+					errs <- err
+					return
+				}
+				if n := s.Len(); n > maxEntries {
+					errs <- fmt.Errorf("Len() = %d, above max_entries %d", n, maxEntries)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	present := 0
+	for i := range nkeys {
+		if _, err := s.Get(ctx, key(i)); err == nil {
+			present++
+		}
+	}
+	if s.Len() != present {
+		t.Fatalf("Len() = %d, but %d keys are present", s.Len(), present)
 	}
 }
