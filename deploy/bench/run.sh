@@ -35,8 +35,9 @@ out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 work=$(mktemp -d)
 pids=()
+proxy_pid=""
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}" $proxy_pid; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$work"
 }
@@ -120,16 +121,34 @@ to_ms() {
 		else printf "%s", v }'
 }
 
+# cpu_busy CPU SECONDS: how busy (percent) CPU was over the next SECONDS.
+cpu_busy() {
+	local a b
+	a=$(grep "^cpu$1 " /proc/stat)
+	sleep "$2"
+	b=$(grep "^cpu$1 " /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN {
+		n = split(a, x); split(b, y); t = 0
+		for (i = 2; i <= n; i++) t += y[i] - x[i]
+		idle = (y[5] - x[5]) + (y[6] - x[6])
+		printf "%.0f", (t > 0 ? 100 * (1 - idle / t) : 0) }'
+}
+
 run_wrk() { # name round
 	local f="$out/$1.$2.txt"
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
-	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$f" 2>&1
+	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$f" 2>&1 &
+	local wrk_pid=$! secs=${DURATION%s}
+	local busy
+	sleep 1
+	busy=$(cpu_busy "$PROXY_CPU" $((secs > 3 ? secs - 2 : 1)))
+	wait "$wrk_pid"
 	local rps p50 p99 errs
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
 	errs=$(awk '/Socket errors:/ {gsub(",", ""); s += $4 + $6 + $8 + $10} /Non-2xx/ {s += $NF} END {print s + 0}' "$f")
-	echo "$1 $2 $rps $p50 $p99 $errs" >>"$out/rounds.txt"
+	echo "$1 $2 $rps $p50 $p99 $errs $busy" >>"$out/rounds.txt"
 }
 
 echo "wrk: $CONNS connections, ${DURATION} per round after ${WARMUP} warm-up, $ROUNDS rounds; proxy on CPU $PROXY_CPU, backends and wrk on CPU $LOAD_CPU" >&2
@@ -142,21 +161,36 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 
-# Median round (by requests/s) of each contender, then ratios to HAProxy.
-summary=$(for c in $CONTENDERS; do
-	awk -v c="$c" '$1 == c' "$out/rounds.txt" | sort -k3,3n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2)'
-done)
+# Per contender: the median over rounds of requests/s, p50, p99 and proxy-CPU
+# busy, the sum of errors, and the median over rounds of the ratio to HAProxy
+# in the same round (rounds are interleaved, so a ratio compares runs made
+# under the same background load).
+summary=$(awk -v order="$CONTENDERS" '
+	function median(arr, n,    i, j, t) {
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && arr[j - 1] > arr[j]; j--) { t = arr[j]; arr[j] = arr[j - 1]; arr[j - 1] = t }
+		return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
+	}
+	{ rps[$1, $2] = $3; p50[$1, $2] = $4; p99[$1, $2] = $5; err[$1] += $6; busy[$1, $2] = $7; rounds[$2] = 1 }
+	END {
+		nc = split(order, cs, " ")
+		for (c = 1; c <= nc; c++) {
+			name = cs[c]; n = 0
+			for (r in rounds) {
+				n++; a[n] = rps[name, r]; b[n] = p50[name, r]; d[n] = p99[name, r]; u[n] = busy[name, r]
+				rr[n] = rps["haproxy", r] > 0 ? rps[name, r] / rps["haproxy", r] : 0
+				pr[n] = p99["haproxy", r] > 0 ? p99[name, r] / p99["haproxy", r] : 0
+			}
+			printf "%s %.0f %.2f %.2f %d %.0f %.2f %.2f\n", name, median(a, n), median(b, n), median(d, n), err[name] + 0, median(u, n), median(rr, n), median(pr, n)
+		}
+	}' "$out/rounds.txt")
 echo "$summary" >"$out/summary.txt"
-h_rps=$(awk '$1 == "haproxy" {print $3}' <<<"$summary")
-h_p99=$(awk '$1 == "haproxy" {print $5}' <<<"$summary")
 echo
 echo "stickyproxy benchmark, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), Caddy $(caddy version | awk '{print $1}')"
-echo "wrk -t1 -c$CONNS -d$DURATION, median of $ROUNDS rounds; proxy pinned to CPU $PROXY_CPU, backends and wrk to CPU $LOAD_CPU"
-printf '%-16s %10s %9s %9s %7s %10s %10s\n' contender "req/s" "p50 ms" "p99 ms" errors "rps/HAP" "p99/HAP"
-while read -r name _ rps p50 p99 errs; do
-	awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v e="$errs" -v hr="${h_rps:-0}" -v hp="${h_p99:-0}" 'BEGIN {
-		rr = hr > 0 ? sprintf("%.2fx", r / hr) : "-"; pr = hp > 0 ? sprintf("%.2fx", b / hp) : "-"
-		printf "%-16s %10.0f %9.2f %9.2f %7d %10s %10s\n", n, r, a, b, e, rr, pr }'
+echo "wrk -t1 -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, medians; proxy pinned to CPU $PROXY_CPU, backends and wrk to CPU $LOAD_CPU"
+echo "cpu$PROXY_CPU% is how busy the proxy's CPU was (for direct: nothing of ours runs there); ratios are per round, to HAProxy"
+printf '%-16s %9s %8s %8s %7s %6s %8s %8s\n' contender "req/s" "p50 ms" "p99 ms" errors "cpu${PROXY_CPU}%" "rps/HAP" "p99/HAP"
+while read -r name rps p50 p99 errs busy rr pr; do
+	printf '%-16s %9s %8s %8s %7s %6s %7sx %7sx\n' "$name" "$rps" "$p50" "$p99" "$errs" "$busy" "$rr" "$pr"
 done <<<"$summary"
 echo
 echo "raw wrk output and every round: $out" >&2

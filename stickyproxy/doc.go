@@ -1,0 +1,83 @@
+// Package stickyproxy is a cookie-affinity reverse proxy with the semantics
+// of AWS ALB and HAProxy, which says on every response which target served
+// it and why.
+//
+// # Routing
+//
+// Targets are named (for samlha, the name is the SP replica's instance ID).
+// Requests that are not pinned are balanced by round robin (smooth weighted)
+// or least outstanding requests. With duration stickiness the proxy pins a
+// client with its own cookie (AWSALB by default), whose value is sealed with
+// AES-256-GCM (package affinity): it names the target by name, never by
+// address, carries an expiry, and is refreshed on every response, the expiry
+// computed per response. A cookie that is malformed, forged, sealed under a
+// key not in the ring, names an unknown target or has expired counts as no
+// cookie: it is counted and the client is re-pinned. With app stickiness the
+// proxy's cookie (AWSALBAPP) is issued when the application sets its own
+// cookie, honoured only alongside it, and deleted with it.
+//
+// Every reply carries X-Stickyproxy-Target (the target's name, "none" if
+// none) and X-Stickyproxy-Decision, one of:
+//
+//	balanced            stickiness off; the balancer chose
+//	new                 no affinity cookie; balanced and pinned
+//	pinned              a valid cookie named a usable target
+//	repinned-unhealthy  the pinned target is down; re-pinned elsewhere
+//	repinned-draining   the pinned target is draining (ALB semantics); re-pinned
+//	invalid-cookie      malformed, forged, old key or unknown target; re-pinned
+//	expired             authentic but expired; re-pinned
+//	relaystate          ACS POST without a valid cookie, routed by its RelayState
+//	strict-refused      the pinned target is down and --on-pinned-down=strict: 503
+//	no-target           nothing usable and --all-down=503: 503
+//	fail-open           nothing healthy and --all-down=fail-open: balanced over all
+//	retried             the chosen target could not be connected to; sent elsewhere and re-pinned
+//	upstream-error      the target failed after the connection was made: 502, not retried
+//
+// The same names are the "decision" label of stickyproxy_requests_total and
+// the access log's "decision" field.
+//
+// # RelayState (format v1, agreed with package sp)
+//
+// With SAML-aware routing on, a POST to the ACS path (default /saml/acs)
+// that carries no valid affinity cookie is routed by its RelayState form
+// field. The SP-initiated login's RelayState is
+//
+//	<instance>~<nonce>
+//
+// where <instance> matches [A-Za-z0-9._-]{1,40} and is the SP replica's
+// instance ID (the proxy's target name), and <nonce> is 32 characters of
+// base64url (24 random bytes); the whole is at most 80 bytes, SAML's limit.
+// The proxy reads at most a bounded prefix of an
+// application/x-www-form-urlencoded body (RelayStatePeek, 64 KiB by
+// default; SAMLResponse, usually 5-20 KB of base64, tends to come first),
+// finds RelayState, takes the part before the first "~" and, if a target of
+// that name exists and would accept a pinned client, routes there with
+// decision relaystate; otherwise it balances as usual. A field cut off at the
+// end of the prefix is not trusted. The peeked prefix and the rest of the
+// body are put back together, so the target receives the body unchanged,
+// with the same Content-Length.
+//
+// # Health, draining and failure
+//
+// Active checks GET each target's health path every interval (2xx and 3xx
+// pass) with rise and fall thresholds; passive checks mark a target down
+// after consecutive failed forwards. Draining (admin API) has ALB semantics
+// (nothing more goes to the target, pinned clients are re-pinned) or
+// HAProxy's (pinned clients still go there, new ones do not). A request whose
+// connection to the target could not be established is retried on another
+// target, POST included, since nothing was sent; nothing else is retried. A
+// reused idle connection that the target had closed is replaced by a new one
+// for idempotent requests without a body, as http.Transport does.
+//
+// # Forwarding
+//
+// The default "fast" engine is an HTTP/1.1 client driven from the request's
+// goroutine over a per-target pool of connections; requests it does not take
+// (upgrades such as WebSocket, bodies of unknown length or over 1 MiB,
+// request trailers, https targets) and the whole of the "reverseproxy" engine
+// go through httputil.ReverseProxy with Rewrite over one shared, tuned
+// http.Transport. Both remove hop-by-hop headers, pass trailers, flush
+// streamed replies, keep the client's Host, and set X-Forwarded-For, -Proto
+// and -Host from the real connection, keeping a client's own values only
+// when its address is in TrustedProxies.
+package stickyproxy
