@@ -4,17 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
-// LibraryLogger adapts logger to go-redis's logging interface, for main to
-// pass to go-redis's SetLogger once at startup (go-redis's logger is
-// global to the process, so this package never sets it). go-redis logs
-// such things as repeated dial failures; its messages name addresses,
-// never passwords.
-func LibraryLogger(logger *slog.Logger) interface {
-	Printf(ctx context.Context, format string, v ...any)
-} {
-	return libraryLogger{logger}
+// SetLibraryLogger sends go-redis's own log lines (such as repeated dial
+// failures) to logger, at level Warn. go-redis's logger is global to the
+// process, so this package never sets it by itself: main calls this once
+// at startup. go-redis's messages name addresses, never passwords.
+func SetLibraryLogger(logger *slog.Logger) {
+	goredis.SetLogger(libraryLogger{logger})
 }
 
 type libraryLogger struct{ l *slog.Logger }

@@ -144,11 +144,8 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 	cfg.Options.Logger = logger
 	s := New(goredis.NewUniversalClient(&cfg.Client), cfg.Options)
 	if cfg.Verify {
-		// A first round trip also dials (and may do a TLS handshake).
-		vctx, cancel := context.WithTimeout(ctx, cfg.Client.DialTimeout+s.timeout)
-		err := s.ping(vctx, "verify")
-		cancel()
-		if err != nil {
+		// The first round trip also dials (and may do a TLS handshake).
+		if err := s.ping(ctx, "verify", cfg.Client.DialTimeout+s.timeout); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("no round trip to %s (add verify=false to the URL to start without one, and let readiness report it): %w", s.kind, err)
 		}
@@ -177,13 +174,17 @@ func (once) NoRetry() bool { return true }
 // call bounds ctx by the store's timeout, after checking that the store is
 // open and ctx is not done.
 func (s *Store) call(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
+	return s.callWithin(ctx, op, s.timeout)
+}
+
+func (s *Store) callWithin(ctx context.Context, op string, timeout time.Duration) (context.Context, context.CancelFunc, error) {
 	if s.closed.Load() {
 		return nil, nil, fmt.Errorf("redis %s: %w", op, store.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("redis %s: %w", op, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	return cctx, cancel, nil
 }
 
@@ -411,11 +412,11 @@ func (s *Store) PutBatch(ctx context.Context, writes []store.Write) []error {
 // answers PING but cannot write (a read-only replica after a failover, a
 // full server) is reported.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.ping(ctx, "ping")
+	return s.ping(ctx, "ping", s.timeout)
 }
 
-func (s *Store) ping(ctx context.Context, op string) error {
-	cctx, cancel, err := s.call(ctx, op)
+func (s *Store) ping(ctx context.Context, op string, timeout time.Duration) error {
+	cctx, cancel, err := s.callWithin(ctx, op, timeout)
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/redis"
 	"github.com/samlha/samlha/store/redis/redistest"
@@ -20,7 +18,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// go-redis logs dial failures itself; the outage tests cause many.
-	goredis.SetLogger(redis.LibraryLogger(slog.New(slog.DiscardHandler)))
+	redis.SetLibraryLogger(slog.New(slog.DiscardHandler))
 	os.Exit(m.Run())
 }
 
