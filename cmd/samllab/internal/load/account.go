@@ -1,0 +1,160 @@
+package load
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/samlha/samlha/cmd/samllab/internal/results"
+	"github.com/samlha/samlha/sp/sptest"
+)
+
+// LatencyBuckets are the upper bounds, in milliseconds, of the latency
+// histogram.
+var LatencyBuckets = []float64{10, 20, 50, 100, 200, 500, 1000, 2000, 5000}
+
+// Summarize fills the measured parts of sc from what the browsers saw.
+// replicas lists the replica IDs in order (so a replica that served nothing
+// still appears); faulted maps a replica ID to the fault that hit it.
+func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []string, faulted map[string]string) {
+	opts.defaults()
+	sc.Load = results.Load{Logins: opts.Logins, Concurrency: opts.Concurrency,
+		ThinkTime: results.Duration(opts.ThinkTime), FollowUps: opts.FollowUps}
+	sc.Started = out.Start
+	sc.Duration = results.Duration(out.Duration)
+	sc.Logins = results.Logins{Failed: map[string]int{}}
+	sc.Sessions = results.Sessions{LostBy: map[string]int{}}
+
+	reqs := map[string]int{}
+	acs := map[string]int{}
+	decisions := map[string]int{}
+	type point struct {
+		at       time.Duration
+		instance string
+	}
+	var points []point
+	var latencies []float64
+	countHops := func(hops []sptest.Hop) {
+		for _, h := range hops {
+			if h.ProxyDecision != "" {
+				decisions[h.ProxyDecision]++
+			}
+			if h.Instance == "" {
+				continue
+			}
+			reqs[h.Instance]++
+			if h.Form == sptest.FormSAMLResponse {
+				acs[h.Instance]++
+			}
+			points = append(points, point{h.Start.Sub(out.Start), h.Instance})
+		}
+	}
+	for _, rec := range out.Records {
+		r := rec.Login
+		sc.Logins.Tried++
+		countHops(r.Hops)
+		if r.StartInstance != "" && r.ACSInstance != "" && r.StartInstance != r.ACSInstance {
+			sc.Logins.Crossed++
+		}
+		if r.OK {
+			sc.Logins.Succeeded++
+			latencies = append(latencies, float64((r.Duration-rec.Think).Microseconds())/1000)
+		} else {
+			cause := r.Cause
+			if cause == "" {
+				cause = "unknown"
+			}
+			sc.Logins.Failed[cause]++
+		}
+		for _, f := range rec.FollowUps {
+			countHops(f.Hops)
+			sc.Sessions.Checked++
+			if f.Held {
+				sc.Sessions.Held++
+			} else {
+				sc.Sessions.Lost++
+				sc.Sessions.LostBy[f.Cause]++
+			}
+		}
+	}
+	if out.NotTried > 0 {
+		sc.Notes = append(sc.Notes, fmt.Sprintf("%d logins were not tried: the run's deadline passed", out.NotTried))
+	}
+	sc.Latency = latencySummary(latencies)
+
+	// Replicas, in the order given, then any other instance seen.
+	ids := slices.Clone(replicas)
+	for id := range reqs {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids[len(replicas):])
+	sc.Replicas = nil
+	total := 0
+	for _, id := range ids {
+		sc.Replicas = append(sc.Replicas, results.Replica{ID: id, Requests: reqs[id], ACS: acs[id], Fault: faulted[id]})
+		total += reqs[id]
+	}
+	sc.Imbalance = 0
+	if len(ids) > 0 && total > 0 {
+		busiest := 0
+		for _, id := range ids {
+			busiest = max(busiest, reqs[id])
+		}
+		mean := float64(total) / float64(len(ids))
+		sc.Imbalance = math.Round(float64(busiest)/mean*100) / 100
+	}
+
+	// Timeline: about 60 buckets over the run, at least 100 ms each.
+	bucket := max(100*time.Millisecond, (out.Duration/60).Round(100*time.Millisecond))
+	n := int(out.Duration/bucket) + 1
+	sc.Timeline = results.Timeline{Bucket: results.Duration(bucket), Series: map[string][]int{}}
+	for _, id := range ids {
+		sc.Timeline.Series[id] = make([]int, n)
+	}
+	for _, p := range points {
+		i := min(max(int(p.at/bucket), 0), n-1)
+		sc.Timeline.Series[p.instance][i]++
+	}
+
+	sc.Faults = nil
+	for _, f := range out.Faults {
+		sc.Faults = append(sc.Faults, results.Fault{Kind: f.Kind, Target: f.Target, At: results.Duration(f.At)})
+		if f.Err != nil {
+			sc.Notes = append(sc.Notes, fmt.Sprintf("fault %s %s failed: %v", f.Kind, f.Target, f.Err))
+		} else {
+			sc.Notes = append(sc.Notes, fmt.Sprintf("%s %s at %.1fs", f.Kind, f.Target, f.At.Seconds()))
+		}
+	}
+	if len(decisions) > 0 {
+		var parts []string
+		for d, c := range decisions {
+			parts = append(parts, fmt.Sprintf("%s %d", d, c))
+		}
+		slices.Sort(parts)
+		sc.Notes = append(sc.Notes, "proxy decisions: "+strings.Join(parts, ", "))
+	}
+}
+
+func latencySummary(ms []float64) results.Latency {
+	l := results.Latency{Buckets: LatencyBuckets, Counts: make([]int, len(LatencyBuckets)+1)}
+	if len(ms) == 0 {
+		return l
+	}
+	slices.Sort(ms)
+	l.P50, l.P95, l.P99, l.Max = percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), ms[len(ms)-1]
+	for _, v := range ms {
+		i, _ := slices.BinarySearch(LatencyBuckets, v)
+		l.Counts[i]++
+	}
+	return l
+}
+
+// percentile is the nearest-rank percentile of sorted values.
+func percentile(sorted []float64, p float64) float64 {
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return math.Round(sorted[max(rank-1, 0)]*10) / 10
+}

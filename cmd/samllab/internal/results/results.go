@@ -1,0 +1,235 @@
+// Package results is the lab's record of a run: what each scenario did to
+// logins, written as results.json and rendered as the terminal table and
+// report.html. It is plain data with JSON tags; the lab fills it, the
+// report reads it, and a results.json from an earlier run can be rendered
+// again.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// Version of the results.json layout.
+const Version = 1
+
+// Run is one invocation of samllab run.
+type Run struct {
+	Version  int       `json:"version"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Host describes the machine: CPU count, OS, Go version, samlha commit.
+	Host map[string]string `json:"host"`
+	// Target is the URL driven with --target (empty when the lab started
+	// its own topology).
+	Target string `json:"target,omitempty"`
+	// Dir is the run directory holding this file, the report and the
+	// children's logs.
+	Dir       string     `json:"dir"`
+	Scenarios []Scenario `json:"scenarios"`
+}
+
+// Scenario is one scenario of the matrix (or one phase of a two-phase
+// scenario, such as sticky-lax-cookie's "lax" and "twin").
+type Scenario struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Strategy is affinity, shared or stateless (DESIGN.md section 1).
+	Strategy string `json:"strategy"`
+	// Topology in words: "3 x samlsp (memory) behind stickyproxy (sticky, duration, twin), TLS".
+	Topology string `json:"topology"`
+	// Expect says what the scenario is meant to show, for the reader.
+	Expect string `json:"expect"`
+	// Skipped, when set, says why the scenario did not run (e.g. no
+	// redis-server and no --redis-url).
+	Skipped string `json:"skipped,omitempty"`
+
+	Load     Load      `json:"load"`
+	Started  time.Time `json:"started"`
+	Duration Duration  `json:"duration"`
+
+	Logins   Logins   `json:"logins"`
+	Sessions Sessions `json:"sessions"`
+	// Latency of successful logins, think time excluded.
+	Latency Latency `json:"latency"`
+	// Replicas are the SP replicas by instance ID, in order.
+	Replicas []Replica `json:"replicas"`
+	// Imbalance is the busiest replica's share of SP requests divided by
+	// the mean share (1.0 is perfectly even; N means one of N replicas took
+	// everything).
+	Imbalance float64 `json:"imbalance"`
+	// Timeline is SP requests per replica per second, for the load chart.
+	Timeline Timeline `json:"timeline"`
+	// Faults are the faults injected, with when they happened.
+	Faults []Fault `json:"faults,omitempty"`
+	// Logs names each child process's log file, relative to Run.Dir.
+	Logs map[string]string `json:"logs,omitempty"`
+	// Notes are observations the lab made (e.g. "sp-2 was killed at 3.1s").
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Load is how the scenario was driven.
+type Load struct {
+	Logins      int      `json:"logins"`
+	Concurrency int      `json:"concurrency"`
+	ThinkTime   Duration `json:"think_time"`
+	// FollowUps is how many requests to /app each user makes after
+	// logging in, to see whether the session holds.
+	FollowUps int `json:"follow_ups"`
+}
+
+// Logins counts login attempts by outcome.
+type Logins struct {
+	Tried     int `json:"tried"`
+	Succeeded int `json:"succeeded"`
+	// Failed counts failed logins by cause: the SP's named cause
+	// (X-Samlha-Cause) or the browser's own (transport-error, ...).
+	Failed map[string]int `json:"failed"`
+	// Crossed counts logins whose ACS POST reached a replica other than
+	// the one that began the login.
+	Crossed int `json:"crossed"`
+}
+
+// FailedTotal is the number of failed logins.
+func (l Logins) FailedTotal() int {
+	n := 0
+	for _, v := range l.Failed {
+		n += v
+	}
+	return n
+}
+
+// Causes lists the failure causes, most frequent first (ties by name).
+func (l Logins) Causes() []string {
+	var cs []string
+	for c := range l.Failed {
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b string) int {
+		if l.Failed[a] != l.Failed[b] {
+			return l.Failed[b] - l.Failed[a]
+		}
+		if a < b {
+			return -1
+		}
+		return 1
+	})
+	return cs
+}
+
+// SuccessRate is Succeeded / Tried (0 when nothing was tried).
+func (l Logins) SuccessRate() float64 {
+	if l.Tried == 0 {
+		return 0
+	}
+	return float64(l.Succeeded) / float64(l.Tried)
+}
+
+// Sessions counts what happened to sessions after login.
+type Sessions struct {
+	// Checked is the number of follow-up requests made by logged-in users.
+	Checked int `json:"checked"`
+	// Held is how many of them were served with the session.
+	Held int `json:"held"`
+	// Lost is how many found no session (sent to log in again, or an
+	// error): the user's session was gone.
+	Lost int `json:"lost"`
+	// LostBy counts lost follow-ups by cause (the SP's or the browser's).
+	LostBy map[string]int `json:"lost_by,omitempty"`
+}
+
+// Latency holds percentiles in milliseconds and a histogram of login
+// latencies for the distribution chart.
+type Latency struct {
+	P50 float64 `json:"p50_ms"`
+	P95 float64 `json:"p95_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+	// Buckets are histogram bucket upper bounds in milliseconds, and
+	// Counts how many successful logins fell in each (len(Counts) ==
+	// len(Buckets)+1: the last counts those above the last bound).
+	Buckets []float64 `json:"buckets_ms"`
+	Counts  []int     `json:"counts"`
+}
+
+// Replica is one SP replica's share of the scenario.
+type Replica struct {
+	ID string `json:"id"`
+	// Requests is the number of SP requests (any path) it served.
+	Requests int `json:"requests"`
+	// ACS is the number of ACS POSTs it received.
+	ACS int `json:"acs"`
+	// Fault is set if a fault hit this replica ("killed", "drained").
+	Fault string `json:"fault,omitempty"`
+}
+
+// Timeline is SP requests per replica per time bucket.
+type Timeline struct {
+	Bucket Duration `json:"bucket"`
+	// Series maps replica ID to counts per bucket, from the scenario's
+	// start.
+	Series map[string][]int `json:"series"`
+}
+
+// Fault is an injected fault.
+type Fault struct {
+	// Kind: kill-replica, drain-replica, stop-redis, start-redis,
+	// restart-proxy, ...
+	Kind string `json:"kind"`
+	// Target names what it hit: "sp-2", "redis".
+	Target string `json:"target"`
+	// At is the time since the scenario's start.
+	At Duration `json:"at"`
+}
+
+// Duration is a time.Duration that reads and writes as a string ("1.5s")
+// in JSON.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Seconds is d in seconds.
+func (d Duration) Seconds() float64 { return time.Duration(d).Seconds() }
+
+// Write writes r as indented JSON to path.
+func Write(path string, r *Run) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Read reads a results.json.
+func Read(path string) (*Run, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r := &Run{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Version != Version {
+		return nil, fmt.Errorf("%s: results version %d, this samllab reads %d", path, r.Version, Version)
+	}
+	return r, nil
+}
