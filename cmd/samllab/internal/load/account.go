@@ -109,7 +109,7 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 	}
 
 	// Timeline: about 60 buckets over the run, at least 100 ms each.
-	bucket := max(100*time.Millisecond, (out.Duration/60).Round(100*time.Millisecond))
+	bucket := max(100*time.Millisecond, (out.Duration / 60).Round(100*time.Millisecond))
 	n := int(out.Duration/bucket) + 1
 	sc.Timeline = results.Timeline{Bucket: results.Duration(bucket), Series: map[string][]int{}}
 	for _, id := range ids {
