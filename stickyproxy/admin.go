@@ -91,7 +91,11 @@ func (p *Proxy) Admin() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		f := filter{now: p.now().UnixNano()}
-		if p.pick(&f) == nil {
+		usable := false
+		for _, t := range p.targets {
+			usable = usable || p.ok(t, &f)
+		}
+		if !usable {
 			http.Error(w, "no target is usable", http.StatusServiceUnavailable)
 			return
 		}

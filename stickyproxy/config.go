@@ -310,7 +310,7 @@ func (c *Config) Validate() []string {
 		add("--cookie-duration: %v, want 1s to 168h (7 days)", c.Duration)
 	}
 	if c.Stickiness != StickinessOff && len(c.Keys) == 0 {
-		add("--cookie-key: no key (New generates one only through the command)")
+		add("--cookie-key: no key given (the command makes a random one; a library caller must set Keys)")
 	}
 	if !validCookieName(c.CookieName) {
 		add("--cookie-name: %q is not a valid cookie name", c.CookieName)

@@ -986,3 +986,31 @@ func TestLoadImbalanceGauge(t *testing.T) {
 		t.Errorf("imbalance after the window = %v, want 0", got)
 	}
 }
+
+func TestCrossSitePOSTWithoutCookieCounted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stickyproxy.EngineFast, nil)
+	_, resp := e.get("/")
+	cookie := affinityCookie(resp, "AWSALB")
+	post := func(cookie string, headers ...string) {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/form", strings.NewReader("a=1"))
+		req.Host = "sp.example"
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		e.do(req)
+	}
+	post("", "Sec-Fetch-Site", "cross-site")            // counted
+	post("", "Origin", "https://idp.example")           // counted
+	post("", "Origin", "null")                          // counted
+	post(cookie, "Sec-Fetch-Site", "cross-site")        // valid cookie: not counted
+	post("", "Origin", "https://sp.example")            // same origin: not counted
+	post("", "Sec-Fetch-Site", "same-origin")           // not counted
+	post("AWSALB=junk", "Sec-Fetch-Site", "cross-site") // counted: invalid cookie
+	if n := metricValue(t, e.proxy.Registry(), "stickyproxy_cross_site_post_without_cookie_total", "acs", "false"); n != 4 {
+		t.Errorf("cross-site POSTs without a valid cookie = %v, want 4", n)
+	}
+}

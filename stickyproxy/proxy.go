@@ -358,12 +358,12 @@ func (x *exchange) decorate(h http.Header, status int) {
 	x.status = status
 	h[HeaderTarget] = x.t.hdrName
 	h[HeaderDecision] = decisionHeader[x.d]
-	if p.codec == nil || status == http.StatusSwitchingProtocols && p.cfg.Stickiness == StickinessApp {
+	if p.codec == nil {
 		return
 	}
 	set := x.d.pinsClient() || x.d == DecisionPinned // refresh the expiry on every reply
 	if p.cfg.Stickiness == StickinessApp {
-		switch appCookieSet(h["Set-Cookie"], p.cfg.AppCookie) {
+		switch appCookieSet(h["Set-Cookie"], p.cfg.AppCookie, x.start) {
 		case appDeleted:
 			h["Set-Cookie"] = appendHeader(h["Set-Cookie"], p.deleteCookie)
 			return
@@ -400,7 +400,7 @@ const (
 )
 
 // appCookieSet says whether the reply sets or deletes the app cookie.
-func appCookieSet(setCookies []string, name string) int {
+func appCookieSet(setCookies []string, name string, now time.Time) int {
 	for _, sc := range setCookies {
 		if len(sc) <= len(name) || sc[len(name)] != '=' || !strings.EqualFold(sc[:len(name)], name) {
 			continue
@@ -409,7 +409,7 @@ func appCookieSet(setCookies []string, name string) int {
 		if err != nil || c.Name != name {
 			continue
 		}
-		if c.MaxAge < 0 || c.Value == "" || !c.Expires.IsZero() && c.Expires.Before(time.Now()) {
+		if c.MaxAge < 0 || c.Value == "" || !c.Expires.IsZero() && c.Expires.Before(now) {
 			return appDeleted
 		}
 		return appSet

@@ -30,6 +30,7 @@ func (p *Proxy) route(x *exchange, r *http.Request) {
 		// The proxy's cookie counts only alongside the application's.
 		found = found && x.hadApp
 	}
+	valid := false // an authentic, unexpired cookie naming a known target
 	if found {
 		var pinned *target
 		buf := p.openBufs.Get().(*affinity.Buffer)
@@ -51,6 +52,7 @@ func (p *Proxy) route(x *exchange, r *http.Request) {
 			p.m.invalidCookies.WithLabelValues(x.cookieErr).Inc()
 		}
 		if pinned != nil {
+			valid = true
 			f.sticky = true
 			if p.ok(pinned, &f) {
 				x.t, x.d = pinned, DecisionPinned
@@ -70,7 +72,7 @@ func (p *Proxy) route(x *exchange, r *http.Request) {
 	}
 	if r.Method == http.MethodPost {
 		acs := r.URL.Path == p.cfg.ACSPath
-		if crossSite(r) {
+		if !valid && crossSite(r) {
 			p.crossSitePOST(r, acs, found)
 		}
 		if acs && p.cfg.SAMLAware {
