@@ -165,7 +165,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 
 	if err := p.writeRequest(uc.bw, r); err != nil {
 		uc.c.Close()
-		if reused && !x.body.read && replayable(r) {
+		if reused && !x.bodyRead() && replayable(r) {
 			return errStaleConn
 		}
 		return fmt.Errorf("writing request: %w", err)
@@ -178,7 +178,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 		resp, err = http.ReadResponse(uc.br, r)
 		if err != nil {
 			uc.c.Close()
-			if reused && !x.body.read && replayable(r) && (errors.Is(err, io.EOF) || isReset(err)) {
+			if reused && !x.bodyRead() && replayable(r) && (errors.Is(err, io.EOF) || isReset(err)) {
 				return errStaleConn
 			}
 			return fmt.Errorf("reading response: %w", err)

@@ -205,7 +205,7 @@ type exchange struct {
 	wroteHead  bool
 	abort      bool
 	err        error
-	body       retryBody
+	body       *retryBody // nil without a request body
 	relayState string // instance read from RelayState, for the log
 }
 
@@ -228,6 +228,9 @@ func (b *retryBody) Read(p []byte) (int, error) {
 
 // Close is a no-op: the server closes the real body after the handler.
 func (b *retryBody) Close() error { return nil }
+
+// bodyRead says whether any of the request body has been read.
+func (x *exchange) bodyRead() bool { return x.body != nil && x.body.read }
 
 // filter says which targets a pick may return.
 type filter struct {
@@ -289,8 +292,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, x, "stickyproxy: no target is available (all are down or draining) and --all-down=503.\n")
 	default:
 		if r.Body != nil && r.Body != http.NoBody {
-			x.body.rc = r.Body
-			r.Body = &x.body
+			// Not pooled with x: http.Transport may still read a body after
+			// RoundTrip has returned.
+			x.body = &retryBody{rc: r.Body}
+			r.Body = x.body
 		}
 		p.forward(w, r, x)
 	}
@@ -318,7 +323,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 			x.status, x.abort = 499, x.wroteHead
 			return
 		}
-		if !isDialError(x.err) || x.wroteHead || x.body.read {
+		if !isDialError(x.err) || x.wroteHead || x.bodyRead() {
 			p.m.upstreamErrors.WithLabelValues(x.t.name, "transport").Inc()
 			p.passiveFail(x.t, x.err)
 			if x.wroteHead {
