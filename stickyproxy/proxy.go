@@ -206,7 +206,7 @@ type exchange struct {
 	abort      bool
 	err        error
 	body       *retryBody // nil without a request body
-	relayState string // instance read from RelayState, for the log
+	relayState string     // instance read from RelayState, for the log
 }
 
 func (x *exchange) reset() {
