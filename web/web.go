@@ -9,7 +9,8 @@ import (
 	"io/fs"
 )
 
-// FS holds templates/*.html and static/*.
+// FS holds templates/*.html and static/* (static/vendor holds third-party
+// files, see its README.md).
 //
 //go:embed templates static
 var FS embed.FS
@@ -28,4 +29,19 @@ func Static() fs.FS {
 func SPTemplates(funcs template.FuncMap) (*template.Template, error) {
 	return template.New("sp").Funcs(funcs).ParseFS(FS,
 		"templates/layout.html", "templates/index.html", "templates/app.html", "templates/error.html")
+}
+
+// ReportTemplate parses the lab's report page, templates/report.html. The
+// page is self-contained: it loads nothing from elsewhere, and the caller
+// inlines the script it needs (ChartJS) and the run's data. Execute it as
+// "report.html".
+func ReportTemplate(funcs template.FuncMap) (*template.Template, error) {
+	return template.New("report.html").Funcs(funcs).ParseFS(FS, "templates/report.html")
+}
+
+// ChartJS is the vendored Chart.js UMD build, static/vendor/chart.umd.min.js
+// (version and origin in static/vendor/README.md), for a page that inlines
+// it so it opens offline.
+func ChartJS() ([]byte, error) {
+	return FS.ReadFile("static/vendor/chart.umd.min.js")
 }
