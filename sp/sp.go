@@ -307,7 +307,11 @@ func (s *SP) routes() http.Handler {
 	r.Get("/healthz", s.serveHealthz)
 	r.Get("/readyz", s.serveReadyz)
 	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
-	r.Handle("/static/*", http.StripPrefix("/static/", http.FileServerFS(web.Static())))
+	// The SP's pages need only the style sheet; the lab's vendored chart
+	// library, also under static/, is not served.
+	r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, web.Static(), "style.css")
+	})
 	return r
 }
 

@@ -25,7 +25,7 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 	sc.Started = out.Start
 	sc.Duration = results.Duration(out.Duration)
 	sc.Logins = results.Logins{Failed: map[string]int{}}
-	sc.Sessions = results.Sessions{LostBy: map[string]int{}}
+	sc.Sessions = results.Sessions{LostBy: map[string]int{}, RevisitLostBy: map[string]int{}}
 
 	reqs := map[string]int{}
 	acs := map[string]int{}
@@ -67,6 +67,15 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 				cause = "unknown"
 			}
 			sc.Logins.Failed[cause]++
+		}
+		if f := rec.Revisit; f != nil {
+			countHops(f.Hops)
+			sc.Sessions.Revisited++
+			if f.Held {
+				sc.Sessions.Survived++
+			} else {
+				sc.Sessions.RevisitLostBy[f.Cause]++
+			}
 		}
 		for _, f := range rec.FollowUps {
 			countHops(f.Hops)
@@ -129,6 +138,9 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 			sc.Notes = append(sc.Notes, fmt.Sprintf("%s %s at %.1fs", f.Kind, f.Target, f.At.Seconds()))
 		}
 	}
+	if n := len(out.Faults); n > 0 {
+		sc.Notes = append(sc.Notes, recoveryNote(out, out.Faults[n-1]))
+	}
 	if len(decisions) > 0 {
 		var parts []string
 		for d, c := range decisions {
@@ -157,4 +169,38 @@ func latencySummary(ms []float64) results.Latency {
 func percentile(sorted []float64, p float64) float64 {
 	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
 	return math.Round(sorted[max(rank-1, 0)]*10) / 10
+}
+
+// recoveryNote says how the logins that began after the last fault fared:
+// how long until the first succeeded, and how many failed after that.
+func recoveryNote(out *Outcome, f AppliedFault) string {
+	at := out.Start.Add(f.At)
+	var after []*Record
+	for _, r := range out.Records {
+		if !r.Start.Before(at) {
+			after = append(after, r)
+		}
+	}
+	slices.SortFunc(after, func(a, b *Record) int { return a.Start.Compare(b.Start) })
+	first := -1
+	for i, r := range after {
+		if r.Login.OK {
+			first = i
+			break
+		}
+	}
+	switch {
+	case len(after) == 0:
+		return fmt.Sprintf("after %s %s: no login began", f.Kind, f.Target)
+	case first < 0:
+		return fmt.Sprintf("after %s %s: none of the %d logins that began succeeded", f.Kind, f.Target, len(after))
+	}
+	failedLater := 0
+	for _, r := range after[first:] {
+		if !r.Login.OK {
+			failedLater++
+		}
+	}
+	return fmt.Sprintf("after %s %s: %d logins began; %d failed before the first success (%.2fs after the fault), %d failed after it",
+		f.Kind, f.Target, len(after), first, after[first].Start.Sub(at).Seconds(), failedLater)
 }

@@ -25,6 +25,8 @@ func TestSummarize(t *testing.T) {
 			Think: 20 * time.Millisecond,
 			FollowUps: []FollowUp{{Held: true, Hops: []sptest.Hop{hop(t0, 1000, "sp-1", "", "pinned")}},
 				{Held: true, Hops: []sptest.Hop{hop(t0, 1100, "sp-1", "", "pinned")}}},
+			Revisit: &FollowUp{Cause: "relogin"},
+			Start:   t0,
 		},
 		{ // began on sp-1, ACS on sp-2: cross-instance failure
 			Login: &sptest.Result{Cause: "state-not-found-cross-instance", Duration: 90 * time.Millisecond, StartInstance: "sp-1", ACSInstance: "sp-2",
@@ -34,9 +36,12 @@ func TestSummarize(t *testing.T) {
 			Login: &sptest.Result{OK: true, Duration: 300 * time.Millisecond, StartInstance: "sp-2", ACSInstance: "sp-3",
 				Hops: []sptest.Hop{hop(t0, 1500, "sp-2", "", ""), hop(t0, 1600, "sp-3", sptest.FormSAMLResponse, ""), hop(t0, 1650, "sp-3", "", "")}},
 			FollowUps: []FollowUp{{Cause: "relogin", Hops: []sptest.Hop{hop(t0, 1900, "sp-1", "", "")}}},
+			Revisit:   &FollowUp{Held: true},
+			Start:     t0.Add(1500 * time.Millisecond),
 		},
 		{ // a transport failure without a named cause
 			Login: &sptest.Result{Cause: "", Duration: time.Second},
+			Start: t0.Add(1600 * time.Millisecond),
 		},
 	}, Faults: []AppliedFault{{Kind: "kill", Target: "sp-2", At: 1500 * time.Millisecond}}}
 
@@ -48,7 +53,8 @@ func TestSummarize(t *testing.T) {
 	if diff := cmp.Diff(wantLogins, sc.Logins); diff != "" {
 		t.Errorf("logins (-want +got):\n%s", diff)
 	}
-	wantSessions := results.Sessions{Checked: 3, Held: 2, Lost: 1, LostBy: map[string]int{"relogin": 1}}
+	wantSessions := results.Sessions{Checked: 3, Held: 2, Lost: 1, LostBy: map[string]int{"relogin": 1},
+		Revisited: 2, Survived: 1, RevisitLostBy: map[string]int{"relogin": 1}}
 	if diff := cmp.Diff(wantSessions, sc.Sessions); diff != "" {
 		t.Errorf("sessions (-want +got):\n%s", diff)
 	}
@@ -96,7 +102,8 @@ func TestSummarize(t *testing.T) {
 		notes[n] = true
 	}
 	for _, want := range []string{"1 logins were not tried: the run's deadline passed", "kill sp-2 at 1.5s",
-		"proxy decisions: balanced 1, new 2, pinned 4"} {
+		"proxy decisions: balanced 1, new 2, pinned 4",
+		"after kill sp-2: 2 logins began; 0 failed before the first success (0.00s after the fault), 1 failed after it"} {
 		if !notes[want] {
 			t.Errorf("notes %q lack %q", sc.Notes, want)
 		}

@@ -41,6 +41,13 @@ type Options struct {
 	// Deadline bounds the whole run (default 5m); logins not started by
 	// then are not tried.
 	Deadline time.Duration
+	// Pace, if set, is the shortest time a worker spends on one user: a
+	// login that fails fast does not make the next one start sooner. It
+	// keeps the arrival of users steady through an outage.
+	Pace time.Duration
+	// Revisit: once every login is done (and every fault injected), each
+	// user who logged in requests /app once more.
+	Revisit bool
 	// OnDone is called after each login (from several goroutines).
 	OnDone func(r *Record)
 }
@@ -65,6 +72,11 @@ type Record struct {
 	// Think is the think time actually spent in the login (0 if the IdP
 	// did not show its form).
 	Think time.Duration
+	// Revisit is the request to /app at the end of the run (nil if the
+	// login failed or Options.Revisit is off).
+	Revisit *FollowUp
+
+	browser *sptest.Browser
 }
 
 // FollowUp is one request to /app after login.
@@ -161,6 +173,7 @@ func Drive(ctx context.Context, t Target, opts Options, faults []Fault) *Outcome
 				if i >= opts.Logins || ctx.Err() != nil {
 					return
 				}
+				began := time.Now()
 				rec := runOne(ctx, t, opts, transport, i)
 				mu.Lock()
 				out.Records = append(out.Records, rec)
@@ -173,12 +186,23 @@ func Drive(ctx context.Context, t Target, opts Options, faults []Fault) *Outcome
 				if opts.OnDone != nil {
 					opts.OnDone(rec)
 				}
+				if wait := opts.Pace - time.Since(began); wait > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(wait):
+					}
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	// Faults not yet reached (the deadline cut the run short) are dropped;
+	// a fault under way finishes first, so the revisit sees its effect.
 	stopFaults()
 	faultWG.Wait()
+	if opts.Revisit {
+		revisit(ctx, out.Records, t, opts)
+	}
 	out.Duration = time.Since(out.Start)
 	out.NotTried = opts.Logins - len(out.Records)
 	return out
@@ -189,7 +213,7 @@ func runOne(ctx context.Context, t Target, opts Options, transport http.RoundTri
 	ctx, cancel := context.WithTimeout(ctx, opts.LoginTimeout)
 	defer cancel()
 	b := sptest.NewBrowser(sptest.Options{Transport: transport, ThinkTime: opts.ThinkTime, RequestTimeout: 10 * time.Second})
-	rec := &Record{Index: i, User: user[0], Start: time.Now()}
+	rec := &Record{Index: i, User: user[0], Start: time.Now(), browser: b}
 	rec.Login = b.Login(ctx, t.PublicURL+"/app", user[0], user[1])
 	for _, h := range rec.Login.Hops {
 		if h.Form == sptest.FormLogin {
@@ -235,4 +259,29 @@ func followUp(ctx context.Context, b *sptest.Browser, u, user string) FollowUp {
 		f.Cause = sptest.CauseHTTP(page.Status)
 	}
 	return f
+}
+
+// revisit sends every user who logged in back to /app once, C at a time.
+func revisit(ctx context.Context, recs []*Record, t Target, opts Options) {
+	work := make(chan *Record)
+	var wg sync.WaitGroup
+	for range opts.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rec := range work {
+				rctx, cancel := context.WithTimeout(ctx, opts.LoginTimeout)
+				f := followUp(rctx, rec.browser, t.PublicURL+"/app", rec.User)
+				cancel()
+				rec.Revisit = &f
+			}
+		}()
+	}
+	for _, rec := range recs {
+		if rec.Login.OK && rec.browser != nil {
+			work <- rec
+		}
+	}
+	close(work)
+	wg.Wait()
 }

@@ -93,6 +93,14 @@ func lost(s results.Sessions) string {
 	return fmt.Sprintf("%d/%d", s.Lost, s.Checked)
 }
 
+// endLost is the end-of-scenario revisit as "gone/revisited", or "-".
+func endLost(s results.Sessions) string {
+	if s.Revisited == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", s.Revisited-s.Survived, s.Revisited)
+}
+
 // faultLabel names a fault for a chart marker: the kind's verb and the
 // target, "kill sp-2" for kill-replica on sp-2, "stop redis" for stop-redis.
 func faultLabel(f results.Fault) string {

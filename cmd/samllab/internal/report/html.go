@@ -139,6 +139,10 @@ type scenarioView struct {
 	HeldPct    string
 	LostCell   string // "lost/checked"
 	LostCauses []causeRow
+	// The end-of-scenario revisit.
+	EndLostCell   string // "gone/revisited"
+	SurvivedPct   string
+	EndLostCauses []causeRow
 
 	P50, P95, P99, Max string
 	HasHistogram       bool
@@ -296,6 +300,11 @@ func newScenarioView(i int, s results.Scenario) scenarioView {
 	v.Sessions = s.Sessions
 	v.HeldPct = percent(s.Sessions.Held, s.Sessions.Checked)
 	v.LostCell = lost(s.Sessions)
+	v.EndLostCell = endLost(s.Sessions)
+	v.SurvivedPct = percent(s.Sessions.Survived, s.Sessions.Revisited)
+	for _, c := range byCause(s.Sessions.RevisitLostBy) {
+		v.EndLostCauses = append(v.EndLostCauses, causeRow{c.Cause, c.N, percent(c.N, s.Sessions.Revisited)})
+	}
 	for _, c := range byCause(s.Sessions.LostBy) {
 		v.LostCauses = append(v.LostCauses, causeRow{c.Cause, c.N, percent(c.N, s.Sessions.Checked)})
 	}

@@ -113,7 +113,7 @@ func TestTableLayout(t *testing.T) {
 	}, {
 		name: "nothing measured shows dashes, not zeros",
 		s:    results.Scenario{Name: "idle"},
-		want: []string{"\nidle          0          0  -       -       -       -      -          -\n"},
+		want: []string{"\nidle          0          0  -       -       -       -      -     -     -\n"},
 	}, {
 		name: "a skipped scenario shows its reason",
 		s:    results.Scenario{Name: "needs-redis", Skipped: "no redis-server"},

@@ -37,14 +37,16 @@ var columns = []column{
 	{"P95 ms", true},
 	{"P99 ms", true},
 	{"IMBAL", true},
-	{"SESS LOST", true},
-	{"REQUESTS PER REPLICA", false},
+	{"LOST", true},
+	{"GONE", true},
+	{"REQUESTS", false},
 }
 
 // legend explains the table's abbreviations below it.
 var legend = []string{
 	"P50/P95/P99: latency of successful logins. IMBAL: the busiest replica's requests over the mean (1.00 is even).",
-	"SESS LOST: follow-up requests that found no session, of those made. " + faultSign + ": a replica hit by a fault.",
+	"LOST: follow-up requests right after login that found no session, of those made. REQUESTS: SP requests per replica.",
+	"GONE: users whose session was gone when they came back after the faults, of those who logged in. " + faultSign + ": faulted.",
 }
 
 // tableRow is one scenario: its cells, or the reason it was skipped, and
@@ -142,6 +144,7 @@ func newTableRow(s results.Scenario) tableRow {
 		millis(s.Latency.P99, l.Succeeded),
 		imbalance(s.Imbalance),
 		lost(s.Sessions),
+		endLost(s.Sessions),
 		strings.Join(replicaTokens(s.Replicas), " "),
 	}}
 	if n := l.FailedTotal(); n > 0 {
@@ -149,6 +152,9 @@ func newTableRow(s results.Scenario) tableRow {
 	}
 	if len(s.Sessions.LostBy) > 0 {
 		r.more = append(r.more, continuation{fmt.Sprintf("sessions lost %d", s.Sessions.Lost), causeTokens(s.Sessions.LostBy)})
+	}
+	if gone := s.Sessions.Revisited - s.Sessions.Survived; gone > 0 && len(s.Sessions.RevisitLostBy) > 0 {
+		r.more = append(r.more, continuation{fmt.Sprintf("gone at end %d", gone), causeTokens(s.Sessions.RevisitLostBy)})
 	}
 	if len(s.Faults) > 0 {
 		var fs []string

@@ -139,6 +139,14 @@ type Sessions struct {
 	Lost int `json:"lost"`
 	// LostBy counts lost follow-ups by cause (the SP's or the browser's).
 	LostBy map[string]int `json:"lost_by,omitempty"`
+
+	// At the end of the scenario, after every fault, each user who logged
+	// in asks for /app once more: Revisited users, of whom Survived still
+	// had their session. This is where a fault's toll on sessions shows.
+	Revisited int `json:"revisited"`
+	Survived  int `json:"survived"`
+	// RevisitLostBy counts the sessions gone at the end, by cause.
+	RevisitLostBy map[string]int `json:"revisit_lost_by,omitempty"`
 }
 
 // Latency holds percentiles in milliseconds and a histogram of login

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
 )
@@ -24,6 +25,11 @@ type Scenario struct {
 	// NeedsPrivateRedis: the scenario stops and starts Redis, so an
 	// external --redis-url will not do.
 	NeedsPrivateRedis bool
+	// Pace, if set, is the least time a simulated user takes (see
+	// load.Options.Pace): it keeps users arriving at a steady rate while
+	// logins fail fast, so an outage lasts long enough to see, and so
+	// does the recovery after it.
+	Pace time.Duration
 }
 
 // FaultPlan is a fault to inject once a fraction of the logins is done.
@@ -143,7 +149,8 @@ func All() []Scenario {
 		{
 			Name: "roundrobin-redis-outage", Strategy: "shared",
 			Description: "Shared state, and Redis stopped a third of the way through, restarted at two thirds.",
-			Expect:      "During the outage logins fail cleanly with store-unavailable (503) and readiness fails; after the restart every login succeeds again. (Sessions made before the outage are gone: this Redis keeps nothing on disk.)",
+			Expect:      "During the outage logins fail cleanly with store-unavailable (503) and readiness fails; within about a second of Redis answering again (go-redis's dial circuit breaker probes once a second) every login succeeds. Sessions made before the outage are gone at the end: this Redis keeps nothing on disk.",
+			Pace:        500 * time.Millisecond,
 			Spec:        base("roundrobin-redis-outage", "redis"),
 			Faults: func(t *topo.Topology) []FaultPlan {
 				return []FaultPlan{
@@ -177,7 +184,7 @@ func All() []Scenario {
 		{
 			Name: "stateless-key-mismatch", Strategy: "stateless",
 			Description: "Stateless mode with a different SP key on each replica, behind round robin.",
-			Expect:      "Logins finished by a replica other than the one that began them fail with state-signature-invalid; the page tells the operator to share --sp-key.",
+			Expect:      "Logins finished by a replica other than the one that began them fail with state-signature-invalid, and the page tells the operator to share --sp-key. Those that come back to their own replica mostly fail too, as response-invalid (decryption): the IdP encrypted the assertion for the one key in the metadata it fetched (sp-1's).",
 			Spec: func() topo.Spec {
 				s := base("stateless-key-mismatch", "stateless")
 				s.DistinctKeys = true

@@ -171,3 +171,13 @@ func (p *Proc) LogTail(n int64) string {
 	}
 	return string(b)
 }
+
+// Pid is the process's ID (0 if it was never started).
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}

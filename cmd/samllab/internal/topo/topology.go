@@ -176,8 +176,27 @@ type Topology struct {
 
 // Start starts a topology and waits until every part of it is ready. On
 // failure it stops what it started and says which part failed, with the
-// end of its log.
-func Start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) {
+// end of its log. Free ports are found by binding and releasing them, so
+// another process can take one in between: a start that fails with
+// "address already in use" is tried again, up to three times, on new
+// ports.
+func Start(ctx context.Context, env *Env, spec Spec) (*Topology, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var top *Topology
+		top, err = start(ctx, env, spec)
+		if err == nil {
+			return top, nil
+		}
+		if spec.FixedPorts || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		env.Logger.Warn("a port was taken before a child could bind it; starting again on new ports", "topology", spec.Name, "attempt", attempt)
+	}
+	return nil, err
+}
+
+func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) {
 	if spec.Replicas <= 0 {
 		spec.Replicas = 3
 	}

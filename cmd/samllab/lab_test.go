@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/samlha/samlha/cmd/samllab/internal/results"
+	"github.com/samlha/samlha/cmd/samllab/internal/topo"
+	"github.com/samlha/samlha/sp/sptest"
+)
+
+// A topology starts every part, serves a login through the proxy, and
+// leaves no process behind when stopped.
+func TestTopologyStartStop(t *testing.T) {
+	env := newEnv(t)
+	top, err := topo.Start(context.Background(), env, topo.Spec{Name: "startstop", Replicas: 2, Store: "redis",
+		Stickiness: "duration", Twin: true, TLS: true, CrossSite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{top.IdP.Pid(), top.Proxy.Pid(), top.Redis.Pid()}
+	for _, r := range top.Replicas {
+		pids = append(pids, r.Proc.Pid())
+	}
+	b := sptest.NewBrowser(sptest.Options{Resolve: top.Resolve, RootCAs: top.RootCAs})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if res := b.Login(ctx, top.PublicURL+"/app", "bob", "bob-password"); !res.OK {
+		t.Fatalf("login through the lab topology: %s %v", res.Cause, res.Err)
+	}
+	for name, rel := range top.Logs() {
+		if st, err := os.Stat(filepath.Join(env.Dir, rel)); err != nil || st.Size() == 0 {
+			t.Errorf("log of %s (%s) missing or empty: %v", name, rel, err)
+		}
+	}
+	top.Stop()
+	for _, pid := range pids {
+		if pid == 0 {
+			t.Fatal("a process was never started")
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still exists after Stop (kill -0: %v)", pid, err)
+		}
+	}
+	top.Stop() // idempotent
+}
+
+// Faults: a killed replica stops answering; a drained one leaves the
+// proxy's rotation; Redis stops and comes back on its port.
+func TestTopologyFaults(t *testing.T) {
+	env := newEnv(t)
+	top, err := topo.Start(context.Background(), env, topo.Spec{Name: "faults", Replicas: 3, Store: "redis"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Stop()
+	ctx := context.Background()
+	if err := top.KillReplica("sp-3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(top.Replicas[2].URL + "/healthz"); err == nil {
+		t.Error("sp-3 still answers after the kill")
+	}
+	if err := top.DrainReplica(ctx, "sp-2"); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := top.Targets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ts {
+		if s.Name == "sp-2" && !s.Draining {
+			t.Error("sp-2 not draining after DrainReplica")
+		}
+	}
+	if err := top.DrainReplica(ctx, "sp-9"); err == nil {
+		t.Error("draining an unknown target succeeded")
+	}
+	if err := top.StopRedis(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(top.Replicas[0].URL + "/readyz")
+	if err != nil || resp.StatusCode != 503 {
+		t.Errorf("/readyz with Redis stopped: %v %v, want 503", resp, err)
+	}
+	if err := top.StartRedis(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(top.Replicas[0].URL + "/readyz")
+		if err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sp-1 not ready again after Redis restarted: %v %v", resp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runLab runs samllab with args into a fresh run directory and returns the
+// results and the printed output.
+func runLab(t *testing.T, args ...string) (*results.Run, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "run")
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"run", "--out", out, "--bin-dir", filepath.Dir(testBins.SP), "--progress", "off"}, args...)
+	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("samllab %s: %v\n%s\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	r, err := results.Read(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(out, "report.html")); err != nil || st.Size() == 0 {
+		t.Fatalf("report.html: %v", err)
+	}
+	return r, stdout.String()
+}
+
+func scenarioByName(t *testing.T, r *results.Run, name string) results.Scenario {
+	t.Helper()
+	for _, s := range r.Scenarios {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no scenario %q in the results", name)
+	return results.Scenario{}
+}
+
+// The scenarios show what they are meant to, with the accounting adding up.
+func TestScenarioOutcomes(t *testing.T) {
+	r, printed := runLab(t, "--scenarios", "roundrobin-memory,sticky-lax-cookie,roundrobin-redis-outage,sticky-memory-kill",
+		"--logins", "30", "--concurrency", "4", "--follow-ups", "2")
+	for _, s := range r.Scenarios {
+		if s.Skipped != "" {
+			t.Fatalf("%s skipped: %s", s.Name, s.Skipped)
+		}
+		if s.Logins.Tried != 30 || s.Logins.Succeeded+s.Logins.FailedTotal() != s.Logins.Tried {
+			t.Errorf("%s: tried %d, succeeded %d, failed %d: does not add up to 30", s.Name, s.Logins.Tried, s.Logins.Succeeded, s.Logins.FailedTotal())
+		}
+		total := 0
+		for _, rep := range s.Replicas {
+			total += rep.Requests
+		}
+		if total == 0 || len(s.Replicas) != 3 {
+			t.Errorf("%s: replicas %+v", s.Name, s.Replicas)
+		}
+		if !strings.Contains(printed, s.Name) {
+			t.Errorf("the table does not show %s", s.Name)
+		}
+	}
+	rr := scenarioByName(t, r, "roundrobin-memory")
+	if rr.Logins.Failed["state-not-found-cross-instance"] == 0 || rr.Logins.Succeeded > rr.Logins.Tried/2 {
+		t.Errorf("roundrobin-memory: %+v; want mostly cross-instance failures", rr.Logins)
+	}
+	// The SameSite trap, with the browser's emulation of Chrome's rules.
+	lax := scenarioByName(t, r, "sticky-lax-cookie/lax")
+	if lax.Logins.Failed["state-not-found-cross-instance"] == 0 {
+		t.Errorf("sticky-lax-cookie/lax: %+v; want cross-instance failures (the Lax cookie withheld from the ACS POST)", lax.Logins)
+	}
+	twin := scenarioByName(t, r, "sticky-lax-cookie/twin")
+	if twin.Logins.Succeeded != twin.Logins.Tried || twin.Sessions.Lost != 0 {
+		t.Errorf("sticky-lax-cookie/twin: %+v %+v; want every login to succeed and every session to hold", twin.Logins, twin.Sessions)
+	}
+	out := scenarioByName(t, r, "roundrobin-redis-outage")
+	if out.Logins.Failed["store-unavailable"] == 0 || len(out.Faults) != 2 {
+		t.Errorf("roundrobin-redis-outage: %+v faults %+v; want store-unavailable failures and two faults", out.Logins, out.Faults)
+	}
+	for c := range out.Logins.Failed {
+		if c != "store-unavailable" {
+			t.Errorf("roundrobin-redis-outage: a failure other than store-unavailable: %s (%d)", c, out.Logins.Failed[c])
+		}
+	}
+	kill := scenarioByName(t, r, "sticky-memory-kill")
+	if len(kill.Faults) != 1 || kill.Faults[0].Target != "sp-2" || kill.Replicas[1].Fault != "kill" {
+		t.Errorf("sticky-memory-kill faults %+v replicas %+v", kill.Faults, kill.Replicas)
+	}
+}

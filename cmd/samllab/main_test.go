@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/samlha/samlha/cmd/samllab/internal/topo"
+)
+
+// testBins are the binaries built once for this package's tests.
+var testBins topo.Binaries
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "samllab-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testBins, err = topo.Build(context.Background(), dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "building the binaries for the lab's tests:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newEnv is a lab environment in the test's temporary directory.
+func newEnv(t *testing.T) *topo.Env {
+	t.Helper()
+	env, err := topo.NewEnv(filepath.Join(t.TempDir(), "run"), testBins, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// requireCI fails the test under CI=true and skips it otherwise.
+func requireCI(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/samlha/samlha/cmd/internal/cli"
+	"github.com/samlha/samlha/cmd/samllab/internal/load"
+	"github.com/samlha/samlha/cmd/samllab/internal/report"
+	"github.com/samlha/samlha/cmd/samllab/internal/results"
+	"github.com/samlha/samlha/cmd/samllab/internal/scenario"
+	"github.com/samlha/samlha/cmd/samllab/internal/topo"
+)
+
+type runOptions struct {
+	scenarios   cli.StringList
+	logins      int
+	concurrency int
+	think       time.Duration
+	followUps   int
+	followGap   time.Duration
+	revisit     bool
+	out         string
+	binDir      string
+	redisURL    string
+	target      string
+	caFile      string
+	deadline    time.Duration
+	progress    string
+	logLevel    string
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
+	o := &runOptions{}
+	fs := flag.NewFlagSet("samllab run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&o.scenarios, "scenarios", "scenarios to run, comma-separated (default: all; see samllab scenarios);\na name selects all its phases, name/phase one of them")
+	fs.IntVar(&o.logins, "logins", 150, "logins per scenario (M)")
+	fs.IntVar(&o.concurrency, "concurrency", 16, "logins in flight at once (C)")
+	fs.DurationVar(&o.think, "think", 250*time.Millisecond, "think time at the IdP's login form (a person takes seconds; this is scaled down)")
+	fs.IntVar(&o.followUps, "follow-ups", 2, "requests to /app each user makes right after logging in, to see whether the session holds")
+	fs.DurationVar(&o.followGap, "follow-up-gap", 50*time.Millisecond, "pause before each follow-up request")
+	fs.BoolVar(&o.revisit, "revisit", true, "at the end of each scenario, after its faults, send every logged-in user to /app once more")
+	fs.StringVar(&o.out, "out", "", "run directory for results.json, report.html and the children's logs\n(default: a new timestamped directory under ./samllab-runs/)")
+	fs.StringVar(&o.binDir, "bin-dir", "", "directory with prebuilt samlsp, stickyproxy and devidp (default: build them with the go command)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "use this Redis instead of starting a private redis-server (keys get a per-scenario prefix;\nthe outage scenario still needs redis-server)")
+	fs.StringVar(&o.target, "target", "", "drive this URL (a topology samllab did not start, e.g. http://localhost:8080) instead of the matrix")
+	fs.StringVar(&o.caFile, "ca-file", "", "with --target: PEM CA to trust for https")
+	fs.DurationVar(&o.deadline, "deadline", 3*time.Minute, "upper bound on each scenario's load")
+	fs.StringVar(&o.progress, "progress", "auto", "progress bars: auto (on a terminal), on or off")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "samllab's own log level (the children log to files in the run directory)")
+	if err := cli.Parse(fs, args, "SAMLLAB", summary); err != nil {
+		return nil, err
+	}
+	var p cli.Problems
+	if fs.NArg() > 0 {
+		p.Addf("unexpected arguments %q", fs.Args())
+	}
+	if o.logins < 1 {
+		p.Addf("--logins must be at least 1")
+	}
+	if o.concurrency < 1 {
+		p.Addf("--concurrency must be at least 1")
+	}
+	if o.think < 0 || o.followUps < 0 || o.followGap < 0 {
+		p.Addf("--think, --follow-ups and --follow-up-gap must not be negative")
+	}
+	if o.target != "" {
+		if u, err := url.Parse(o.target); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			p.Addf("--target %q must be an http or https URL", o.target)
+		}
+		if len(o.scenarios) > 0 {
+			p.Addf("--target drives one topology; --scenarios does not apply")
+		}
+	}
+	if _, err := scenario.Select(o.scenarios); err != nil {
+		p.Addf("--scenarios: %v", err)
+	}
+	switch o.progress {
+	case "auto", "on", "off":
+	default:
+		p.Addf("--progress %q: want auto, on or off", o.progress)
+	}
+	return o, p.Err()
+}
+
+func runMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	o, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := cli.NewLogger(stderr, "text", o.logLevel)
+	if err != nil {
+		return err
+	}
+	ctx, stop := cli.SignalContext(ctx)
+	defer stop()
+
+	if o.out == "" {
+		o.out = filepath.Join("samllab-runs", time.Now().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	absOut, _ := filepath.Abs(o.out)
+	run := &results.Run{Version: results.Version, Started: time.Now(), Dir: absOut, Host: hostInfo(), Target: o.target}
+
+	lo := load.Options{Logins: o.logins, Concurrency: o.concurrency, ThinkTime: o.think,
+		FollowUps: o.followUps, FollowUpGap: o.followGap, Deadline: o.deadline, Revisit: o.revisit}
+	bars := newProgress(stdout, o.progress)
+
+	if o.target != "" {
+		if err := driveTarget(ctx, o, lo, bars, run); err != nil {
+			return err
+		}
+	} else if err := runScenarios(ctx, o, lo, bars, run, logger, stdout); err != nil {
+		return err
+	}
+	bars.Wait()
+	run.Finished = time.Now()
+	return writeOutputs(run, absOut, stdout)
+}
+
+func writeOutputs(run *results.Run, dir string, stdout io.Writer) error {
+	if err := results.Write(filepath.Join(dir, "results.json"), run); err != nil {
+		return err
+	}
+	if err := writeReport(filepath.Join(dir, "report.html"), run); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	report.Table(stdout, run)
+	fmt.Fprintf(stdout, "\nresults: %s\nreport:  %s\n", filepath.Join(dir, "results.json"), filepath.Join(dir, "report.html"))
+	return nil
+}
+
+// writeReport renders the report in memory and writes it only if that
+// worked, so a failed render leaves no empty file behind.
+func writeReport(path string, run *results.Run) error {
+	var buf bytes.Buffer
+	if err := report.HTML(&buf, run); err != nil {
+		return fmt.Errorf("render report: %w", err)
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+func runScenarios(ctx context.Context, o *runOptions, lo load.Options, bars *progress, run *results.Run, logger *slog.Logger, stdout io.Writer) (err error) {
+	scs, _ := scenario.Select(o.scenarios)
+	var bins topo.Binaries
+	if o.binDir != "" {
+		bins, err = topo.Find(o.binDir)
+	} else {
+		fmt.Fprintln(stdout, "building samlsp, stickyproxy and devidp ...")
+		bins, err = topo.Build(ctx, filepath.Join(run.Dir, "bin"))
+	}
+	if err != nil {
+		return err
+	}
+	env, err := topo.NewEnv(run.Dir, bins, o.redisURL, logger)
+	if err != nil {
+		return err
+	}
+	if bins.Redis == "" && o.redisURL == "" {
+		fmt.Fprintln(stdout, "note: redis-server is not installed and no --redis-url was given: the Redis scenarios will be skipped (apt-get install redis-server)")
+	}
+
+	// Whatever happens (error, Ctrl-C, panic), no child outlives the run.
+	var current *topo.Topology
+	defer func() {
+		if p := recover(); p != nil {
+			current.Stop()
+			panic(p)
+		}
+		current.Stop()
+	}()
+
+	for _, s := range scs {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %w", ctx.Err())
+		}
+		rs := results.Scenario{Name: s.ID(), Description: s.Description, Strategy: s.Strategy, Topology: s.Topology(), Expect: s.Expect}
+		if reason := skipReason(s, bins, o.redisURL); reason != "" {
+			rs.Skipped = reason
+			run.Scenarios = append(run.Scenarios, rs)
+			bars.Skip(s.ID(), reason)
+			continue
+		}
+		bar := bars.Add(s.ID(), o.logins)
+		current, err = topo.Start(ctx, env, s.Spec)
+		if err != nil {
+			bar.Abort()
+			return fmt.Errorf("scenario %s: start topology: %w", s.ID(), err)
+		}
+		var faults []load.Fault
+		faulted := map[string]string{}
+		if s.Faults != nil {
+			for _, f := range s.Faults(current) {
+				faults = append(faults, load.Fault{Kind: f.Kind, Target: f.Target, After: f.After, Do: f.Do})
+				if f.Target != "redis" {
+					faulted[f.Target] = f.Kind
+				}
+			}
+		}
+		slo := lo
+		slo.OnDone = bar.Done
+		slo.Pace = s.Pace
+		out := load.Drive(ctx, load.Target{PublicURL: current.PublicURL, Resolve: current.Resolve, RootCAs: current.RootCAs}, slo, faults)
+		var ids []string
+		for _, r := range current.Replicas {
+			ids = append(ids, r.ID)
+		}
+		load.Summarize(&rs, out, slo, ids, faulted)
+		rs.Logs = current.Logs()
+		current.Stop()
+		current = nil
+		bar.Finish(rs.Logins)
+		run.Scenarios = append(run.Scenarios, rs)
+	}
+	return nil
+}
+
+func skipReason(s scenario.Scenario, bins topo.Binaries, redisURL string) string {
+	switch {
+	case s.NeedsPrivateRedis && bins.Redis == "":
+		return "needs redis-server on PATH (it stops and restarts Redis); install it: apt-get install redis-server"
+	case s.NeedsRedis() && bins.Redis == "" && redisURL == "":
+		return "needs redis-server on PATH or --redis-url"
+	}
+	return ""
+}
+
+// driveTarget runs the load against a topology the lab did not start.
+func driveTarget(ctx context.Context, o *runOptions, lo load.Options, bars *progress, run *results.Run) error {
+	t := load.Target{PublicURL: strings.TrimSuffix(o.target, "/")}
+	if o.caFile != "" {
+		pool, err := loadCAFile(o.caFile)
+		if err != nil {
+			return err
+		}
+		t.RootCAs = pool
+	}
+	rs := results.Scenario{Name: "target", Description: "Logins driven at " + o.target + ", a topology samllab did not start.",
+		Strategy: "as deployed", Topology: "as deployed at " + o.target + "; replicas are named by their X-Samlha-Instance header",
+		Expect: "Whatever the deployment does: compare with the matrix."}
+	bar := bars.Add("target", o.logins)
+	lo.OnDone = bar.Done
+	out := load.Drive(ctx, t, lo, nil)
+	load.Summarize(&rs, out, lo, nil, nil)
+	bar.Finish(rs.Logins)
+	run.Scenarios = append(run.Scenarios, rs)
+	if rs.Logins.Tried > 0 && rs.Logins.Succeeded == 0 && rs.Logins.Failed["transport-error"] == rs.Logins.Tried {
+		return fmt.Errorf("no login reached %s (transport errors only): is the topology up?", o.target)
+	}
+	return nil
+}
+
+func hostInfo() map[string]string {
+	h := map[string]string{"cpus": fmt.Sprint(runtime.NumCPU()), "os": runtime.GOOS + "/" + runtime.GOARCH, "go": runtime.Version()}
+	if name, err := os.Hostname(); err == nil {
+		h["hostname"] = name
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				h["commit"] = s.Value
+			}
+		}
+	}
+	if _, ok := h["commit"]; !ok {
+		if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+			h["commit"] = strings.TrimSpace(string(out))
+		}
+	}
+	return h
+}
+
+var errNoScenarios = errors.New("no scenarios")
