@@ -137,18 +137,25 @@ cpu_busy() {
 run_wrk() { # name round
 	local f="$out/$1.$2.txt"
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
+	local ticks0=0 ticks1=0
+	[ -n "$proxy_pid" ] && ticks0=$(awk '{print $14 + $15}' "/proc/$proxy_pid/stat")
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$f" 2>&1 &
 	local wrk_pid=$! secs=${DURATION%s}
 	local busy
 	sleep 1
 	busy=$(cpu_busy "$PROXY_CPU" $((secs > 3 ? secs - 2 : 1)))
 	wait "$wrk_pid"
-	local rps p50 p99 errs
+	[ -n "$proxy_pid" ] && ticks1=$(awk '{print $14 + $15}' "/proc/$proxy_pid/stat")
+	local rps p50 p99 errs reqs us
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
 	errs=$(awk '/Socket errors:/ {gsub(",", ""); s += $4 + $6 + $8 + $10} /Non-2xx/ {s += $NF} END {print s + 0}' "$f")
-	echo "$1 $2 $rps $p50 $p99 $errs $busy" >>"$out/rounds.txt"
+	# CPU time the proxy process used per request (user + system, all
+	# threads): its cost, whatever else runs on the machine.
+	reqs=$(awk '/requests in/ {print $1}' "$f")
+	us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n="${reqs:-0}" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+	echo "$1 $2 $rps $p50 $p99 $errs $busy $us" >>"$out/rounds.txt"
 }
 
 echo "wrk: $CONNS connections, ${DURATION} per round after ${WARMUP} warm-up, $ROUNDS rounds; proxy on CPU $PROXY_CPU, backends and wrk on CPU $LOAD_CPU" >&2
@@ -170,27 +177,31 @@ summary=$(awk -v order="$CONTENDERS" '
 		for (i = 2; i <= n; i++) for (j = i; j > 1 && arr[j - 1] > arr[j]; j--) { t = arr[j]; arr[j] = arr[j - 1]; arr[j - 1] = t }
 		return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
 	}
-	{ rps[$1, $2] = $3; p50[$1, $2] = $4; p99[$1, $2] = $5; err[$1] += $6; busy[$1, $2] = $7; rounds[$2] = 1 }
+	{ rps[$1, $2] = $3; p50[$1, $2] = $4; p99[$1, $2] = $5; err[$1] += $6; busy[$1, $2] = $7; us[$1, $2] = $8; rounds[$2] = 1 }
 	END {
 		nc = split(order, cs, " ")
 		for (c = 1; c <= nc; c++) {
 			name = cs[c]; n = 0
 			for (r in rounds) {
-				n++; a[n] = rps[name, r]; b[n] = p50[name, r]; d[n] = p99[name, r]; u[n] = busy[name, r]
+				n++; a[n] = rps[name, r]; b[n] = p50[name, r]; d[n] = p99[name, r]; u[n] = busy[name, r]; cu[n] = us[name, r]
+				er[n] = us[name, r] > 0 ? us["haproxy", r] / us[name, r] : 0
 				rr[n] = rps["haproxy", r] > 0 ? rps[name, r] / rps["haproxy", r] : 0
 				pr[n] = p99["haproxy", r] > 0 ? p99[name, r] / p99["haproxy", r] : 0
 			}
-			printf "%s %.0f %.2f %.2f %d %.0f %.2f %.2f\n", name, median(a, n), median(b, n), median(d, n), err[name] + 0, median(u, n), median(rr, n), median(pr, n)
+			printf "%s %.0f %.2f %.2f %d %.0f %.2f %.2f %.1f %.2f\n", name, median(a, n), median(b, n), median(d, n), err[name] + 0, median(u, n), median(rr, n), median(pr, n), median(cu, n), median(er, n)
 		}
 	}' "$out/rounds.txt")
 echo "$summary" >"$out/summary.txt"
 echo
 echo "stickyproxy benchmark, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), Caddy $(caddy version | awk '{print $1}')"
 echo "wrk -t1 -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, medians; proxy pinned to CPU $PROXY_CPU, backends and wrk to CPU $LOAD_CPU"
-echo "cpu$PROXY_CPU% is how busy the proxy's CPU was (for direct: nothing of ours runs there); ratios are per round, to HAProxy"
-printf '%-16s %9s %8s %8s %7s %6s %8s %8s\n' contender "req/s" "p50 ms" "p99 ms" errors "cpu${PROXY_CPU}%" "rps/HAP" "p99/HAP"
-while read -r name rps p50 p99 errs busy rr pr; do
-	printf '%-16s %9s %8s %8s %7s %6s %7sx %7sx\n' "$name" "$rps" "$p50" "$p99" "$errs" "$busy" "$rr" "$pr"
+echo "cpu$PROXY_CPU%: how busy the proxy's CPU was (for direct nothing of ours runs there); us/req: the proxy process's CPU time per request;"
+echo "ratios are per round, to HAProxy; eff/HAP is HAProxy's CPU per request over the contender's (1.00x = as frugal as HAProxy)"
+printf '%-16s %9s %8s %8s %7s %6s %8s %8s %8s %8s\n' contender "req/s" "p50 ms" "p99 ms" errors "cpu${PROXY_CPU}%" "rps/HAP" "p99/HAP" "us/req" "eff/HAP"
+while read -r name rps p50 p99 errs busy rr pr cu er; do
+	er="${er}x"
+	[ "$name" = direct ] && cu=- && er=-
+	printf '%-16s %9s %8s %8s %7s %6s %7sx %7sx %8s %8s\n' "$name" "$rps" "$p50" "$p99" "$errs" "$busy" "$rr" "$pr" "$cu" "$er"
 done <<<"$summary"
 echo
 echo "raw wrk output and every round: $out" >&2
