@@ -1014,3 +1014,78 @@ func TestCrossSitePOSTWithoutCookieCounted(t *testing.T) {
 		t.Errorf("cross-site POSTs without a valid cookie = %v, want 4", n)
 	}
 }
+
+func TestBodiesAndHead(t *testing.T) {
+	t.Parallel()
+	big := make([]byte, 3<<20) // over the fast engine's body limit and the copy buffer
+	rand.Read(big)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sum := sha256.Sum256(body)
+		w.Header().Set("X-Body-SHA", hex.EncodeToString(sum[:]))
+		switch r.URL.Path {
+		case "/big":
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+			w.Write(big)
+		case "/chunked":
+			for i := 0; i < len(big); i += 1 << 20 {
+				w.Write(big[i : i+1<<20])
+				http.NewResponseController(w).Flush()
+			}
+		default:
+			io.WriteString(w, "small")
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	u, _ := url.Parse(upstream.URL)
+	forEngine(t, func(t *testing.T, engine stickyproxy.Engine) {
+		p, err := stickyproxy.New(stickyproxy.Config{Targets: []stickyproxy.Target{{Name: "a", URL: u}}, Keys: [][32]byte{testKey}, Engine: engine})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(p)
+		t.Cleanup(srv.Close)
+		bigSum := sha256.Sum256(big)
+		for _, tt := range []struct {
+			method, path string
+			body         []byte
+			chunked      bool
+		}{
+			{"GET", "/big", nil, false},
+			{"GET", "/chunked", nil, false},
+			{"POST", "/small", big[:1000], false},
+			{"POST", "/small", big, false},      // over 1 MiB: the ReverseProxy path
+			{"PUT", "/small", big[:5000], true}, // unknown length
+		} {
+			var body io.Reader
+			if tt.body != nil {
+				body = bytes.NewReader(tt.body)
+				if tt.chunked {
+					body = io.MultiReader(body) // hides the length
+				}
+			}
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, body)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tt.method, tt.path, err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			sent := sha256.Sum256(tt.body)
+			if resp.Header.Get("X-Body-SHA") != hex.EncodeToString(sent[:]) {
+				t.Errorf("%s %s (%d bytes): target got a different body", tt.method, tt.path, len(tt.body))
+			}
+			if tt.path != "/small" && sha256.Sum256(got) != bigSum {
+				t.Errorf("%s %s: client got %d bytes, not the %d sent", tt.method, tt.path, len(got), len(big))
+			}
+		}
+		resp, err := http.Head(srv.URL + "/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ContentLength != int64(len(big)) {
+			t.Errorf("HEAD: status %d, length %d", resp.StatusCode, resp.ContentLength)
+		}
+	})
+}
