@@ -106,38 +106,39 @@ func classifyResponseError(err error) *Failure {
 		f.Cause = CauseStoreUnavailable
 	case errors.Is(err, saml.ErrAssertionReplayed):
 		f.Cause = CauseAssertionReplayed
-	case errors.Is(err, saml.ErrUntrustedCertificate):
-		f.Reason = "untrusted-certificate"
-	case errors.Is(err, saml.ErrCertificateNotValidNow):
-		f.Reason = "certificate-not-valid-now"
-	case errors.Is(err, saml.ErrDecryptionFailed):
-		f.Reason = "decryption"
-	case errors.Is(err, saml.ErrInvalidSignature):
-		f.Reason = "signature"
-	case errors.Is(err, saml.ErrExpired):
-		f.Reason = "expired"
-	case errors.Is(err, saml.ErrNotYetValid):
-		f.Reason = "not-yet-valid"
-	case errors.Is(err, saml.ErrIssuerMismatch):
-		f.Reason = "issuer"
-	case errors.Is(err, saml.ErrDestinationMismatch):
-		f.Reason = "destination"
-	case errors.Is(err, saml.ErrRequestIDMismatch):
-		f.Reason = "in-response-to"
-	case errors.Is(err, saml.ErrAudienceMismatch):
-		f.Reason = "audience"
 	case errors.As(err, &badStatus):
 		f.Reason = "status"
-	case errors.Is(err, saml.ErrMalformedMessage):
-		f.Reason = "malformed"
-	case errors.Is(err, saml.ErrMissingElement):
-		f.Reason = "missing-element"
-	case errors.Is(err, saml.ErrUnsupported):
-		f.Reason = "unsupported"
 	default:
 		f.Reason = "other"
+		for _, r := range responseReasons {
+			if errors.Is(err, r.sentinel) {
+				f.Reason = r.reason
+				break
+			}
+		}
 	}
 	return f
+}
+
+// responseReasons maps crewjam's sentinels to the reason label, most
+// specific first: an untrusted certificate is also an invalid signature.
+var responseReasons = []struct {
+	sentinel error
+	reason   string
+}{
+	{saml.ErrUntrustedCertificate, "untrusted-certificate"},
+	{saml.ErrCertificateNotValidNow, "certificate-not-valid-now"},
+	{saml.ErrDecryptionFailed, "decryption"},
+	{saml.ErrInvalidSignature, "signature"},
+	{saml.ErrExpired, "expired"},
+	{saml.ErrNotYetValid, "not-yet-valid"},
+	{saml.ErrIssuerMismatch, "issuer"},
+	{saml.ErrDestinationMismatch, "destination"},
+	{saml.ErrRequestIDMismatch, "in-response-to"},
+	{saml.ErrAudienceMismatch, "audience"},
+	{saml.ErrMalformedMessage, "malformed"},
+	{saml.ErrMissingElement, "missing-element"},
+	{saml.ErrUnsupported, "unsupported"},
 }
 
 // fail logs, counts and renders f.
