@@ -2,6 +2,7 @@ package stickyproxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -158,18 +159,46 @@ func TestRoundRobin(t *testing.T) {
 	if diff := cmp.Diff(want, names(got)); diff != "" {
 		t.Errorf("picks (-want +got):\n%s", diff)
 	}
-	// An unusable target's turn goes to the next in the schedule.
+	// An unusable target's turns are dealt evenly among the others, not
+	// all handed to its successor in the schedule.
 	p.byName["sp-2"].healthy.Store(false)
-	got = got[:0]
-	for range 4 {
-		got = append(got, p.pick(&f))
+	count := map[string]int{}
+	for range 1000 {
+		count[p.pick(&f).name]++
 	}
-	if diff := cmp.Diff([]string{"sp-1", "sp-1", "sp-3", "sp-3"}, names(got)); diff != "" {
-		t.Errorf("picks with sp-2 down (-want +got):\n%s", diff)
+	if count["sp-2"] != 0 || count["sp-1"] < 450 || count["sp-3"] < 450 {
+		t.Errorf("picks with sp-2 down: %v, want sp-1 and sp-3 about even", count)
 	}
 	f.tried = []*target{p.byName["sp-1"], p.byName["sp-3"]}
 	if tg := p.pick(&f); tg != nil {
 		t.Errorf("every target tried or down, got %s", tg.name)
+	}
+}
+
+// With equal weights and one target down, the survivors share its load
+// evenly (a skip-to-next round robin gives one of them twice the other's).
+func TestRoundRobinEvenAfterFailure(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{3, 4, 5} {
+		p := testProxy(t, time.Now(), func(c *Config) {
+			for len(c.Targets) < n {
+				c.Targets = append(c.Targets, Target{Name: fmt.Sprintf("sp-%d", len(c.Targets)+1), URL: c.Targets[0].URL, Weight: 1})
+			}
+		})
+		p.byName["sp-2"].healthy.Store(false)
+		f := filter{now: time.Now().UnixNano()}
+		count := map[string]int{}
+		const picks = 1200
+		for range picks {
+			count[p.pick(&f).name]++
+		}
+		even := picks / (n - 1)
+		for name, c := range count {
+			if name == "sp-2" || c < even*9/10 || c > even*11/10 {
+				t.Errorf("%d targets, sp-2 down: %v, want about %d each for the others", n, count, even)
+				break
+			}
+		}
 	}
 }
 

@@ -66,6 +66,7 @@ func (t *target) up(now int64) bool {
 // spread out (smooth weighted round robin, computed once).
 type roundRobin struct {
 	schedule []*target
+	distinct []*target // each target once, in order
 	next     atomic.Uint64
 }
 
@@ -76,7 +77,7 @@ func newRoundRobin(ts []*target) *roundRobin {
 		total += t.weight
 	}
 	cur := make([]int, len(ts))
-	rr := &roundRobin{}
+	rr := &roundRobin{distinct: ts}
 	for range total {
 		best := -1
 		for i, t := range ts {
@@ -92,15 +93,31 @@ func newRoundRobin(ts []*target) *roundRobin {
 }
 
 // pick returns the next target that f allows, or nil.
+//
+// When the scheduled target is not allowed (down, draining, already
+// tried), its turn is dealt among the allowed targets by the same counter,
+// not handed to the next one in the schedule: otherwise a dead target's
+// whole share would fall on its successor, which would then carry twice
+// the load of the others.
 func (rr *roundRobin) pick(p *Proxy, f *filter) *target {
 	n := uint64(len(rr.schedule))
 	start := rr.next.Add(1) - 1
-	for i := range n {
-		if t := rr.schedule[(start+i)%n]; p.ok(t, f) {
-			return t
+	if t := rr.schedule[start%n]; p.ok(t, f) {
+		return t
+	}
+	var allowed [16]*target
+	ok := allowed[:0]
+	for _, t := range rr.distinct {
+		if p.ok(t, f) {
+			ok = append(ok, t)
 		}
 	}
-	return nil
+	if len(ok) == 0 {
+		return nil
+	}
+	// The cycle number spreads successive misses of one slot over the
+	// allowed targets whatever the schedule's length.
+	return ok[(start/n+start%n)%uint64(len(ok))]
 }
 
 // leastOutstanding picks the target with the fewest in-flight requests per
