@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stickyproxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := flags(fs)
-	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
+	if err := cli.Parse(fs, args, "SAMLHA_PROXY", summary); err != nil {
 		return err
 	}
 	// Logs (the access log above all) are written in batches, at most

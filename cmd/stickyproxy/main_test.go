@@ -174,7 +174,7 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 }
 
 func TestEveryProblemReported(t *testing.T) {
-	t.Setenv("SAMLHA_DRAIN_MODE", "sometimes")
+	t.Setenv("SAMLHA_PROXY_DRAIN_MODE", "sometimes")
 	err := run(context.Background(), []string{"--target", "bad target", "--stickiness", "maybe", "--cookie-key", "short",
 		"--cookie-samesite", "loose", "--tls-cert", "x.pem", "--relaystate-peek", "1B"}, io.Discard)
 	if err == nil {
