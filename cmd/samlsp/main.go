@@ -23,7 +23,7 @@ import (
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/store"
 	_ "github.com/samlha/samlha/store/memory" // memory:// stores
-	_ "github.com/samlha/samlha/store/redis"  // redis://, rediss://, redis-sentinel://, redis-cluster:// stores
+	"github.com/samlha/samlha/store/redis"    // redis://, rediss://, redis-sentinel://, redis-cluster:// stores
 )
 
 const summary = `samlsp: a SAML service provider replica whose login state lives where --store says.
@@ -190,6 +190,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// go-redis's own messages (dial failures during an outage) go to the
+	// same structured log, not to stderr.
+	redis.SetLibraryLogger(logger)
 	ctx, stop := cli.SignalContext(ctx)
 	defer stop()
 
