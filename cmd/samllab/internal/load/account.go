@@ -36,7 +36,7 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 	}
 	var points []point
 	var latencies []float64
-	countHops := func(hops []sptest.Hop) {
+	countHops := func(hops []sptest.Hop, timeline bool) {
 		for _, h := range hops {
 			if h.ProxyDecision != "" {
 				decisions[h.ProxyDecision]++
@@ -48,13 +48,15 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 			if h.Form == sptest.FormSAMLResponse {
 				acs[h.Instance]++
 			}
-			points = append(points, point{h.Start.Sub(out.Start), h.Instance})
+			if timeline {
+				points = append(points, point{h.Start.Sub(out.Start), h.Instance})
+			}
 		}
 	}
 	for _, rec := range out.Records {
 		r := rec.Login
 		sc.Logins.Tried++
-		countHops(r.Hops)
+		countHops(r.Hops, true)
 		if r.StartInstance != "" && r.ACSInstance != "" && r.StartInstance != r.ACSInstance {
 			sc.Logins.Crossed++
 		}
@@ -69,7 +71,9 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 			sc.Logins.Failed[cause]++
 		}
 		if f := rec.Revisit; f != nil {
-			countHops(f.Hops)
+			// Counted per replica, but kept off the timeline: the revisit
+			// is a burst after the run, not part of its load over time.
+			countHops(f.Hops, false)
 			sc.Sessions.Revisited++
 			if f.Held {
 				sc.Sessions.Survived++
@@ -78,7 +82,7 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 			}
 		}
 		for _, f := range rec.FollowUps {
-			countHops(f.Hops)
+			countHops(f.Hops, true)
 			sc.Sessions.Checked++
 			if f.Held {
 				sc.Sessions.Held++

@@ -174,7 +174,8 @@ type Replica struct {
 	Fault string `json:"fault,omitempty"`
 }
 
-// Timeline is SP requests per replica per time bucket.
+// Timeline is SP requests per replica per time bucket, during the run (the
+// end-of-scenario revisit is left out of it).
 type Timeline struct {
 	Bucket Duration `json:"bucket"`
 	// Series maps replica ID to counts per bucket, from the scenario's
