@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 )
 
@@ -229,8 +230,10 @@ func (s *SP) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		rt.mw.ServeMetadata(w, r)
 		return
 	}
+	// The same options as setIDPMetadata's, so the metadata is the same
+	// before and after the IdP's is loaded.
 	mw, err := samlsp.New(samlsp.Options{URL: *s.cfg.RootURL, Key: s.cfg.Key, Certificate: s.cfg.Certificate,
-		LogoutBindings: []string{"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST", "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"}})
+		LogoutBindings: []string{saml.HTTPPostBinding, saml.HTTPRedirectBinding}, SignLogout: true})
 	if err != nil {
 		http.Error(w, "cannot build metadata", http.StatusInternalServerError)
 		return

@@ -14,7 +14,7 @@ import (
 
 func TestReplayCache(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock := newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
 	var storeErrs int
@@ -46,7 +46,7 @@ func TestReplayCache(t *testing.T) {
 
 func TestRevocationsKeepLaterTime(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock := newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
 	v := &revocations{store: st, timeout: time.Second, now: clock.Now}

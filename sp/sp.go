@@ -255,6 +255,10 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 			return newRelayState(s.cfg.InstanceID)
 		},
 		LogoutBindings: []string{saml.HTTPPostBinding, saml.HTTPRedirectBinding},
+		// The single logout profile requires signed logout messages over
+		// the front-channel bindings, and IdPs (samlidp among them) refuse
+		// unsigned ones; it also puts the signing key in our metadata.
+		SignLogout: true,
 	}
 	mw, err := samlsp.New(opts)
 	if err != nil {

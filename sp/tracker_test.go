@@ -3,6 +3,8 @@ package sp
 import (
 	"context"
 	"errors"
+	"github.com/jonboulle/clockwork"
+	dsig "github.com/russellhaering/goxmldsig"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,17 +18,18 @@ import (
 	"github.com/samlha/samlha/store/memory"
 )
 
-// fakeClock is a settable clock for unit tests.
+// fakeClock is a settable clock for unit tests, shared with crewjam
+// through dsig (see dsigClock).
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	fc *clockwork.FakeClock
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newFakeClock(t time.Time) *fakeClock { return &fakeClock{fc: clockwork.NewFakeClockAt(t)} }
+
+func (c *fakeClock) Now() time.Time      { return c.fc.Now() }
+func (c *fakeClock) Add(d time.Duration) { c.fc.Advance(d) }
+func (c *fakeClock) dsigClock() *dsig.Clock {
+	return dsig.NewFakeClock(c.fc)
 }
 
 type trackerFixture struct {
@@ -39,7 +42,7 @@ type trackerFixture struct {
 
 func newTrackerFixture(t *testing.T, shared bool) *trackerFixture {
 	t.Helper()
-	f := &trackerFixture{clock: &fakeClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
+	f := &trackerFixture{clock: newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))}
 	st := memory.New(memory.Options{Now: f.clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
 	f.store = st
@@ -271,7 +274,7 @@ func TestTrackerStoreDown(t *testing.T) {
 
 func TestTrackerStoreFull(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Now()}
+	clock := newFakeClock(time.Now())
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1, MaxEntries: 2, Shards: 1})
 	t.Cleanup(func() { st.Close() })
 	tr := &storeTracker{store: st, storeKind: "memory", instance: "sp-1", ttl: time.Minute, tombstone: time.Minute,

@@ -187,3 +187,39 @@ func TestScenarioOutcomes(t *testing.T) {
 		t.Errorf("sticky-memory-kill faults %+v replicas %+v", kill.Faults, kill.Replicas)
 	}
 }
+
+// --target drives a topology the lab did not start, naming its replicas
+// from their X-Samlha-Instance headers.
+func TestRunAgainstTarget(t *testing.T) {
+	env := newEnv(t)
+	top, err := topo.Start(context.Background(), env, topo.Spec{Name: "target", Replicas: 2, Store: "redis"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Stop()
+	r, printed := runLab(t, "--target", top.PublicURL, "--logins", "12", "--concurrency", "3")
+	if len(r.Scenarios) != 1 || r.Target != top.PublicURL {
+		t.Fatalf("scenarios %+v target %q", r.Scenarios, r.Target)
+	}
+	s := r.Scenarios[0]
+	if s.Name != "target" || s.Logins.Tried != 12 || s.Logins.Succeeded != 12 {
+		t.Errorf("target run: %+v", s.Logins)
+	}
+	var ids []string
+	for _, rep := range s.Replicas {
+		ids = append(ids, rep.ID)
+	}
+	if strings.Join(ids, ",") != "sp-1,sp-2" {
+		t.Errorf("replicas %v, want sp-1 and sp-2 from the instance header", ids)
+	}
+	if !strings.Contains(printed, "target") {
+		t.Error("the table does not show the target run")
+	}
+	// Nothing listening: a clear error, not an empty report.
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"run", "--target", "http://127.0.0.1:1", "--logins", "2", "--progress", "off",
+		"--out", filepath.Join(t.TempDir(), "dead")}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "is the topology up") {
+		t.Errorf("a dead target: %v", err)
+	}
+}

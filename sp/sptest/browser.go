@@ -272,6 +272,34 @@ func (b *Browser) Get(ctx context.Context, rawURL string) (*Page, error) {
 	return page, err
 }
 
+// Browse navigates to rawURL as Get does, and also submits the
+// auto-submitting forms it lands on (SAML's HTTP-POST binding), as the
+// pages' scripts would, until it reaches a page with neither a redirect nor
+// such a form, or an error status. It is for flows other than login, such as
+// single logout through the IdP.
+func (b *Browser) Browse(ctx context.Context, rawURL string) (*Page, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	fl := &flow{b: b, res: &Result{}, start: time.Now()}
+	rq := navigation{method: http.MethodGet, u: u, userActivated: true}
+	for {
+		page, err := fl.navigate(ctx, rq)
+		if page != nil {
+			page.Hops = fl.res.Hops
+		}
+		if err != nil || page.Status >= 400 {
+			return page, err
+		}
+		af := findForm(parseForms(page.URL, page.Body), func(f *form) bool { return f.autoSubmits })
+		if af == nil {
+			return page, nil
+		}
+		rq = navigation{method: af.method, u: af.action, body: af.fields, initiator: page.URL, form: formKind(af.fields)}
+	}
+}
+
 // Cookies returns the cookies the browser would send to u on a same-site
 // GET (SameSite does not hold any back), without their attributes other
 // than Domain (empty for a host-only cookie), Path, Secure, HttpOnly,

@@ -1,0 +1,181 @@
+package sp
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+
+	"github.com/samlha/samlha/store/memory"
+)
+
+type sessionFixture struct {
+	clock *fakeClock
+	p     *storeSessions
+}
+
+func newSessionFixture(t *testing.T, instance, kind string) *sessionFixture {
+	t.Helper()
+	clock := newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
+	t.Cleanup(func() { st.Close() })
+	f := &sessionFixture{clock: clock}
+	f.p = &storeSessions{store: st, storeKind: kind, instance: instance, idle: 30 * time.Minute, absolute: 8 * time.Hour,
+		timeout: time.Second, now: clock.Now, onErr: func(string, error) {},
+		revoked: &revocations{store: st, timeout: time.Second, now: clock.Now},
+		codec:   samlsp.JWTSessionCodec{MaxAge: 8 * time.Hour, Clock: clock.dsigClock()}}
+	return f
+}
+
+func assertionFor(nameID, sessionIndex string, notOnOrAfter *time.Time) *saml.Assertion {
+	return &saml.Assertion{
+		ID:              "id-assertion",
+		Subject:         &saml.Subject{NameID: &saml.NameID{Value: nameID}},
+		AuthnStatements: []saml.AuthnStatement{{SessionIndex: sessionIndex, SessionNotOnOrAfter: notOnOrAfter}},
+		AttributeStatements: []saml.AttributeStatement{{Attributes: []saml.Attribute{
+			{FriendlyName: "uid", Name: "urn:oid:0.9.2342.19200300.100.1.1", Values: []saml.AttributeValue{{Value: "alice"}}},
+		}}},
+	}
+}
+
+// login creates a session and returns the cookie the browser got.
+func (f *sessionFixture) login(t *testing.T, a *saml.Assertion) *http.Cookie {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if err := f.p.CreateSession(rec, httptest.NewRequest("POST", "/saml/acs", nil), a); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == sessionCookieName {
+			return c
+		}
+	}
+	t.Fatal("no session cookie")
+	return nil
+}
+
+func (f *sessionFixture) get(c *http.Cookie) (samlsp.Session, error) {
+	r := httptest.NewRequest("GET", "/app", nil)
+	r.AddCookie(c)
+	return f.p.GetSession(r)
+}
+
+func wantMiss(t *testing.T, err error, kind string) {
+	t.Helper()
+	var m *sessionMiss
+	if !errors.Is(err, samlsp.ErrNoSession) || !errors.As(err, &m) || m.kind != kind {
+		t.Fatalf("err = %v, want a %q session miss", err, kind)
+	}
+}
+
+func TestSessionIdleAndAbsoluteExpiry(t *testing.T) {
+	t.Parallel()
+	f := newSessionFixture(t, "sp-1", "memory")
+	c := f.login(t, assertionFor("alice@example.com", "idx-1", nil))
+	s, err := f.get(c)
+	if err != nil || s.(*Session).GetAttributes().Get("uid") != "alice" {
+		t.Fatalf("fresh session: %v %v", s, err)
+	}
+	// Activity every 20 minutes keeps a 30-minute idle timeout alive...
+	for range 5 {
+		f.clock.Add(20 * time.Minute)
+		if _, err := f.get(c); err != nil {
+			t.Fatalf("active session expired at %v: %v", f.clock.Now(), err)
+		}
+	}
+	// ...but not 31 minutes of silence.
+	f.clock.Add(31 * time.Minute)
+	wantMiss(t, func() error { _, err := f.get(c); return err }(), "not-found")
+
+	// The absolute limit ends even an active session.
+	c = f.login(t, assertionFor("alice@example.com", "idx-2", nil))
+	for range 8*3 - 1 {
+		f.clock.Add(20 * time.Minute)
+		if _, err := f.get(c); err != nil {
+			t.Fatalf("session ended early at %v: %v", f.clock.Now(), err)
+		}
+	}
+	f.clock.Add(21 * time.Minute)
+	_, err = f.get(c)
+	if !errors.Is(err, samlsp.ErrNoSession) {
+		t.Fatalf("after 8h: %v, want no session", err)
+	}
+}
+
+func TestSessionCappedBySessionNotOnOrAfter(t *testing.T) {
+	t.Parallel()
+	f := newSessionFixture(t, "sp-1", "memory")
+	end := f.clock.Now().Add(10 * time.Minute)
+	c := f.login(t, assertionFor("bob@example.com", "idx", &end))
+	f.clock.Add(9 * time.Minute)
+	if _, err := f.get(c); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(2*time.Minute + saml.MaxClockSkew)
+	if _, err := f.get(c); !errors.Is(err, samlsp.ErrNoSession) {
+		t.Fatalf("past the IdP's SessionNotOnOrAfter: %v", err)
+	}
+}
+
+func TestSessionRevokedByIdPLogout(t *testing.T) {
+	t.Parallel()
+	f := newSessionFixture(t, "sp-1", "redis")
+	c1 := f.login(t, assertionFor("alice@example.com", "idx-1", nil))
+	c2 := f.login(t, assertionFor("alice@example.com", "idx-2", nil))
+	other := f.login(t, assertionFor("bob@example.com", "idx-9", nil))
+	f.clock.Add(time.Second)
+	req := &saml.LogoutRequest{NameID: &saml.NameID{Value: "alice@example.com"}, SessionIndex: &saml.SessionIndex{Value: "idx-1"}}
+	if err := f.p.TerminateSessions(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	wantMiss(t, func() error { _, err := f.get(c1); return err }(), "revoked")
+	if _, err := f.get(c2); err != nil {
+		t.Errorf("another session of the same user (another SessionIndex) was ended: %v", err)
+	}
+	if _, err := f.get(other); err != nil {
+		t.Errorf("another user's session was ended: %v", err)
+	}
+	// Without a SessionIndex, every session of the user goes; a login after
+	// the revocation is not affected.
+	if err := f.p.TerminateSessions(context.Background(), &saml.LogoutRequest{NameID: &saml.NameID{Value: "alice@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	wantMiss(t, func() error { _, err := f.get(c2); return err }(), "revoked")
+	f.clock.Add(time.Second)
+	if _, err := f.get(f.login(t, assertionFor("alice@example.com", "idx-3", nil))); err != nil {
+		t.Errorf("a session made after the revocation was refused: %v", err)
+	}
+}
+
+func TestSessionCrossInstanceAndForgedCookies(t *testing.T) {
+	t.Parallel()
+	sp1 := newSessionFixture(t, "sp-1", "memory")
+	sp2 := newSessionFixture(t, "sp-2", "memory")
+	c := sp1.login(t, assertionFor("alice@example.com", "idx", nil))
+	_, err := sp2.get(c)
+	wantMiss(t, err, "cross-instance")
+	var m *sessionMiss
+	errors.As(err, &m)
+	if m.origin != "sp-1" {
+		t.Errorf("origin %q, want sp-1", m.origin)
+	}
+	for _, v := range []string{"", "garbage", "sp-1~short", "bad id!~" + randomToken(sessionIDRandLen)} {
+		_, err := sp1.get(&http.Cookie{Name: sessionCookieName, Value: v})
+		if !errors.Is(err, samlsp.ErrNoSession) {
+			t.Errorf("cookie %q: %v, want no session", v, err)
+		}
+	}
+	// A new login replaces (and deletes) the browser's previous session.
+	r := httptest.NewRequest("POST", "/saml/acs", nil)
+	r.AddCookie(c)
+	rec := httptest.NewRecorder()
+	if err := sp1.p.CreateSession(rec, r, assertionFor("alice@example.com", "idx-new", nil)); err != nil {
+		t.Fatal(err)
+	}
+	wantMiss(t, func() error { _, err := sp1.get(c); return err }(), "not-found")
+}
