@@ -31,9 +31,8 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &Failure{Cause: CauseRequestMalformed, Detail: "ACS called with " + r.Method})
 		return
 	}
-	rt := s.rt.Load()
+	rt := s.live(w, r)
 	if rt == nil {
-		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxACSBody)
@@ -209,9 +208,8 @@ const reloginCookie = "samlha_relogin"
 // after that the SP explains instead of looping.
 func (s *SP) requireAccount(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rt := s.rt.Load()
+		rt := s.live(w, r)
 		if rt == nil {
-			s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
 			return
 		}
 		session, err := rt.mw.Session.GetSession(r)

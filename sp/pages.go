@@ -181,9 +181,8 @@ func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
 // serveWhoami answers with the session as JSON, or 401 without starting a
 // login: it is for scripts checking whether a session holds on a replica.
 func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
-	rt := s.rt.Load()
+	rt := s.live(w, r)
 	if rt == nil {
-		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
 		return
 	}
 	sess, err := rt.mw.Session.GetSession(r)
@@ -206,18 +205,16 @@ func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
-	rt := s.rt.Load()
+	rt := s.live(w, r)
 	if rt == nil {
-		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
 		return
 	}
 	rt.mw.HandleStartLogout(w, r)
 }
 
 func (s *SP) serveSLO(w http.ResponseWriter, r *http.Request) {
-	rt := s.rt.Load()
+	rt := s.live(w, r)
 	if rt == nil {
-		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
 		return
 	}
 	rt.mw.ServeSLO(w, r)

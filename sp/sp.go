@@ -295,6 +295,16 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 	return nil
 }
 
+// live returns the configuration that depends on the IdP metadata or, if
+// it is not loaded yet, answers idp-metadata-unavailable and returns nil.
+func (s *SP) live(w http.ResponseWriter, r *http.Request) *liveConfig {
+	rt := s.rt.Load()
+	if rt == nil {
+		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
+	}
+	return rt
+}
+
 // ServeHTTP implements http.Handler.
 func (s *SP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 

@@ -54,14 +54,9 @@ const shutdownGrace = 5 * time.Second
 
 func main() {
 	ctx, stop := cli.SignalContext(context.Background())
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "devidp:", err)
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	stop()
+	cli.Exit("devidp", err)
 }
 
 // options are the parsed flags.

@@ -6,12 +6,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/samlha/samlha/cmd/internal/cli"
 )
 
 const summary = `samllab: reproduce and compare what load balancers do to SAML logins, on real processes.
@@ -30,13 +30,7 @@ Examples:
 `
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "samllab:", err)
-		os.Exit(1)
-	}
+	cli.Exit("samllab", run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

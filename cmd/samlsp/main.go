@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -45,13 +44,7 @@ Stores (--store):
 `
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintln(os.Stderr, "samlsp:", err)
-		os.Exit(1)
-	}
+	cli.Exit("samlsp", run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 type options struct {

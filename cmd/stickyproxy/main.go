@@ -6,7 +6,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,12 +33,7 @@ Example:
 `
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "stickyproxy:", err)
-			os.Exit(1)
-		}
-	}
+	cli.Exit("stickyproxy", run(context.Background(), os.Args[1:], os.Stderr))
 }
 
 type options struct {

@@ -106,3 +106,14 @@ func (p Problems) Err() error {
 	}
 	return fmt.Errorf("invalid configuration:\n  - %s", strings.Join(p, "\n  - "))
 }
+
+// Exit ends a program whose run returned err: status 0 for nil and for
+// --help (flag.ErrHelp), otherwise the error on stderr prefixed by the
+// program's name, and status 1.
+func Exit(program string, err error) {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	fmt.Fprintln(os.Stderr, program+":", err)
+	os.Exit(1)
+}
