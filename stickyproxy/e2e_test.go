@@ -400,6 +400,14 @@ func TestFailoverWhenTargetKilled(t *testing.T) {
 		_, resp := e.get("/")
 		cookie := affinityCookie(resp, "AWSALB") // sp-1
 		e.backend("sp-1").srv.Close()
+		// Drop the proxy's idle connection to sp-1 from the first request,
+		// so that this test is about a connection that cannot be made. (A
+		// POST on a pooled connection the dead target had closed is another
+		// case: the fast engine resends it on a new connection, but Go's
+		// Transport, under the reverseproxy engine, does not resend a
+		// non-replayable request, and which of the two happens first
+		// depends on when the Transport notices the close.)
+		e.proxy.Close()
 		// The connection to sp-1 cannot be made: retried on another target,
 		// and the client is pinned there.
 		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/form", strings.NewReader("a=1&b=2"))
