@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidp"
 	"github.com/samlha/samlha/store"
@@ -158,11 +159,7 @@ func spKeyPair(t testing.TB) (crypto.Signer, *x509.Certificate) {
 
 func newKeyPair(t testing.TB) (crypto.Signer, *x509.Certificate) {
 	t.Helper()
-	keyPEM, certPEM, err := sp.GenerateKeyPair("samlha-test-sp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, c, err := sp.ParseKeyPair(keyPEM, certPEM)
+	k, c, err := keypair.Generate("samlha-test-sp", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/store"
 	_ "github.com/samlha/samlha/store/memory" // memory:// stores
 	"github.com/samlha/samlha/store/redis"    // redis://, rediss://, redis-sentinel://, redis-cluster:// stores
@@ -189,7 +190,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := cli.SignalContext(ctx)
 	defer stop()
 
-	key, cert, err := sp.LoadKeyPair(o.spKey, o.spCert)
+	key, cert, err := keypair.Load(o.spKey, o.spCert)
 	if err != nil {
 		return fmt.Errorf("--sp-key/--sp-cert: %w", err)
 	}
@@ -219,7 +220,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger.Info("samlsp starting", "instance", o.instanceID, "root_url", o.rootURL, "store", o.storeMode,
-		"store_url", store.Redact(o.storeURL), "key_fingerprint", sp.Fingerprint(cert))
+		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert))
 
 	srv, err := cli.Listen("public", o.listen, &http.Server{
 		Handler:           s,
@@ -286,17 +287,11 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	keyPEM, certPEM, err := sp.GenerateKeyPair(*cn)
+	key, cert, err := keypair.Generate(*cn, time.Now())
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+	if err := keypair.Write(keyPath, certPath, key, cert); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s\n", keyPath, certPath)

@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/keypair"
 )
 
 // Host names of the lab's two sites. Their registrable domains differ
@@ -77,18 +77,12 @@ func NewEnv(dir string, bins Binaries, redisURL string, logger *slog.Logger) (*E
 }
 
 func writeKeyPair(dir string) (key, cert string, err error) {
-	keyPEM, certPEM, err := sp.GenerateKeyPair("samllab-sp")
+	k, c, err := keypair.Generate("samllab-sp", time.Now())
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
-	}
 	key, cert = filepath.Join(dir, "sp.key"), filepath.Join(dir, "sp.crt")
-	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
-		return "", "", err
-	}
-	return key, cert, os.WriteFile(cert, certPEM, 0o644)
+	return key, cert, keypair.Write(key, cert, k, c)
 }
 
 // keyPair returns replica i's key pair: the shared one, or one of its own.
