@@ -23,66 +23,64 @@ const maxACSBody = 1 << 20
 // tracked request first, in one atomic store operation, so that every way a
 // login can fail is told apart and named: the state is elsewhere, expired,
 // used, unknown, or not this browser's; the store is down; the response is
-// invalid or replayed.
+// invalid or replayed. Every outcome is logged, counted and timed here.
 func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	tr, f := s.finishLogin(w, r)
+	result := "success"
+	if f != nil {
+		if tr != nil {
+			f.Origin, f.RequestID = tr.Origin, tr.RequestID
+		}
+		result = string(f.Cause)
+		s.fail(w, r, f)
+	} else {
+		s.m.loginsSucceeded.Inc()
+		s.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
+			"cross_instance", tr.Origin != s.cfg.InstanceID, "duration", time.Since(start))
+		http.Redirect(w, r, localURI(tr.URI), http.StatusFound)
+	}
+	s.m.acsDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+}
+
+// finishLogin does the ACS's work: it returns the tracked request it
+// consumed (once it has one) and the failure, if any. On success it has set
+// the session cookie on w.
+func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedRequest, *Failure) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		s.fail(w, r, &Failure{Cause: CauseRequestMalformed, Detail: "ACS called with " + r.Method})
-		return
+		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "ACS called with " + r.Method}
 	}
-	rt := s.live(w, r)
+	rt := s.rt.Load()
 	if rt == nil {
-		return
+		return nil, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxACSBody)
 	if err := r.ParseForm(); err != nil {
-		s.fail(w, r, &Failure{Cause: CauseRequestMalformed, Detail: "cannot parse form: " + err.Error(), Err: err})
-		return
+		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "cannot parse form: " + err.Error(), Err: err}
 	}
 	if r.PostForm.Get("SAMLResponse") == "" {
-		s.fail(w, r, &Failure{Cause: CauseRequestMalformed, Detail: "no SAMLResponse in the form"})
-		return
+		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "no SAMLResponse in the form"}
 	}
 	rs := r.PostForm.Get("RelayState")
 	if rs == "" {
-		s.fail(w, r, &Failure{Cause: CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"})
-		return
+		return nil, &Failure{Cause: CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"}
 	}
-
 	tr, f := rt.state.finish(w, r, rs)
 	if f != nil {
-		s.fail(w, r, f)
-		s.m.acsDuration.WithLabelValues(string(f.Cause)).Observe(time.Since(start).Seconds())
-		return
+		return nil, f
 	}
-
 	assertion, err := rt.parser.ParseResponse(r, []string{tr.RequestID})
 	if err != nil {
-		f := classifyResponseError(err)
-		f.Origin, f.RequestID = tr.Origin, tr.RequestID
-		s.fail(w, r, f)
-		s.m.acsDuration.WithLabelValues(string(f.Cause)).Observe(time.Since(start).Seconds())
-		return
+		return tr, classifyResponseError(err)
 	}
-
-	ctx := context.WithValue(r.Context(), loginInfoKey{}, loginInfo{loginInstance: tr.Origin})
 	if s.sessions != nil {
-		f = s.commitLogin(w, r.WithContext(ctx), assertion)
-	} else if err := rt.mw.Session.CreateSession(w, r.WithContext(ctx), assertion); err != nil {
-		f = &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+		return tr, s.commitLogin(w, r, assertion, tr.Origin)
 	}
-	if f != nil {
-		f.Origin, f.RequestID = tr.Origin, tr.RequestID
-		s.fail(w, r, f)
-		s.m.acsDuration.WithLabelValues(string(f.Cause)).Observe(time.Since(start).Seconds())
-		return
+	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {
+		return tr, &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
-	s.m.loginsSucceeded.Inc()
-	s.m.acsDuration.WithLabelValues("success").Observe(time.Since(start).Seconds())
-	s.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
-		"cross_instance", tr.Origin != s.cfg.InstanceID, "duration", time.Since(start))
-	http.Redirect(w, r, localURI(tr.URI), http.StatusFound)
+	return tr, nil
 }
 
 // classifyResponseError turns crewjam's error into a Failure. The reason
@@ -144,8 +142,8 @@ var responseReasons = []struct {
 func (s *SP) fail(w http.ResponseWriter, r *http.Request, f *Failure) {
 	s.m.failures.WithLabelValues(string(f.Cause), f.Reason).Inc()
 	level := slog.LevelWarn
-	if f.Cause == CauseStoreUnavailable || f.Cause == CauseStoreFull {
-		level = slog.LevelError
+	if f.Cause.Status() >= 500 && f.Cause != CauseIdPMetadataUnavailable {
+		level = slog.LevelError // the replica's or the store's fault, not the request's
 	}
 	s.log.Log(r.Context(), level, "login failed",
 		"cause", string(f.Cause), "reason", f.Reason, "status", f.Cause.Status(),
@@ -275,11 +273,11 @@ func (s *SP) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
 // and, if it already existed, the session just written is deleted and the
 // login refused. This is crewjam's AssertionReplayCache contract (the same
 // key as replayCache.Consume), batched with the session write.
-func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) *Failure {
+func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *Failure {
 	if assertion.ID == "" {
 		return &Failure{Cause: CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
 	}
-	id, sess, err := s.sessions.newSession(r, assertion)
+	id, sess, err := s.sessions.newSession(assertion, loginInstance)
 	if err != nil {
 		return &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}

@@ -48,6 +48,9 @@ const (
 	CauseRequestMalformed Cause = "request-malformed"
 	// This replica has not (yet) loaded the IdP's metadata.
 	CauseIdPMetadataUnavailable Cause = "idp-metadata-unavailable"
+	// Something failed that is neither the request, the store nor the IdP:
+	// a bug or a broken configuration. The log has the error.
+	CauseInternal Cause = "internal-error"
 )
 
 // AllCauses lists every cause, for documentation and for pre-registering
@@ -57,6 +60,7 @@ var AllCauses = []Cause{
 	CauseStateSignatureInvalid, CauseBindingCookieMissing, CauseBindingMismatch,
 	CauseStoreUnavailable, CauseStoreFull, CauseResponseInvalid, CauseAssertionReplayed,
 	CauseSessionCrossInstance, CauseSessionInvalid, CauseRequestMalformed, CauseIdPMetadataUnavailable,
+	CauseInternal,
 }
 
 // Status is the HTTP status the SP answers a failure of this cause with.
@@ -71,6 +75,8 @@ func (c Cause) Status() int {
 		return http.StatusForbidden
 	case CauseStoreUnavailable, CauseStoreFull, CauseIdPMetadataUnavailable:
 		return http.StatusServiceUnavailable
+	case CauseInternal:
+		return http.StatusInternalServerError
 	default:
 		return http.StatusBadRequest
 	}
@@ -213,6 +219,12 @@ func explain(f *Failure, self, storeKind string) explanation {
 			Title: "The identity provider is not configured yet",
 			What:  fmt.Sprintf("Replica %q has not loaded the identity provider's metadata yet, so it cannot start or finish a login.", self),
 			Fixes: []string{"Try again in a moment.", "Operators: check --idp-metadata-url (or --idp-metadata-file) and this replica's log."},
+		}
+	case CauseInternal:
+		return explanation{
+			Title: "Something went wrong on this replica",
+			What:  fmt.Sprintf("Replica %q failed in a way that is neither your request's fault nor a store outage. The error is in its log.", self),
+			Fixes: []string{"Try again.", "Operators: look for this request in the replica's log (cause=internal-error)."},
 		}
 	default:
 		return explanation{

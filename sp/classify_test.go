@@ -48,3 +48,25 @@ func TestClassifyResponseError(t *testing.T) {
 		}
 	}
 }
+
+// Only store errors are called store errors: anything else is internal,
+// so an outage is never claimed for what was not one.
+func TestStoreFailure(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err    error
+		cause  Cause
+		status int
+	}{
+		{store.Unavailable("get", errors.New("connection refused")), CauseStoreUnavailable, 503},
+		{store.ErrClosed, CauseStoreUnavailable, 503},
+		{fmt.Errorf("put: %w", store.ErrFull), CauseStoreFull, 503},
+		{errors.New("cannot sign the tracking cookie"), CauseInternal, 500},
+		{fmt.Errorf("put: %w", store.ErrInvalid), CauseInternal, 500},
+	} {
+		f := storeFailure(tc.err, "sp-1")
+		if f.Cause != tc.cause || f.Cause.Status() != tc.status || f.Detail == "" {
+			t.Errorf("%v: %s (%d), want %s (%d)", tc.err, f.Cause, f.Cause.Status(), tc.cause, tc.status)
+		}
+	}
+}

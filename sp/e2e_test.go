@@ -6,13 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/samlha/samlha/sp"
-	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
 )
@@ -209,6 +207,3 @@ func TestE2EInstanceHeaderEverywhere(t *testing.T) {
 		}
 	}
 }
-
-var _ = url.Parse
-var _ = sptest.NewBrowser

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,17 +144,16 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 }
 
 var spKeys struct {
+	once sync.Once
 	key  crypto.Signer
 	cert *x509.Certificate
 }
 
-// spKeyPair is one SP key pair per test process (RSA generation is slow).
+// spKeyPair is one SP key pair per test process (RSA generation is slow);
+// parallel tests share it.
 func spKeyPair(t testing.TB) (crypto.Signer, *x509.Certificate) {
 	t.Helper()
-	if spKeys.key == nil {
-		k, c := newKeyPair(t)
-		spKeys.key, spKeys.cert = k, c
-	}
+	spKeys.once.Do(func() { spKeys.key, spKeys.cert = newKeyPair(t) })
 	return spKeys.key, spKeys.cert
 }
 

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 )
 
@@ -227,15 +226,7 @@ func (s *SP) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		rt.mw.ServeMetadata(w, r)
 		return
 	}
-	// The same options as setIDPMetadata's, so the metadata is the same
-	// before and after the IdP's is loaded.
-	mw, err := samlsp.New(samlsp.Options{URL: *s.cfg.RootURL, Key: s.cfg.Key, Certificate: s.cfg.Certificate,
-		LogoutBindings: []string{saml.HTTPPostBinding, saml.HTTPRedirectBinding}, SignLogout: true})
-	if err != nil {
-		http.Error(w, "cannot build metadata", http.StatusInternalServerError)
-		return
-	}
-	mw.ServeMetadata(w, r)
+	s.metadataOnly.ServeMetadata(w, r)
 }
 
 func (s *SP) serveHealthz(w http.ResponseWriter, _ *http.Request) {

@@ -19,13 +19,12 @@ import (
 // forged instance can only make a diagnosis misleading: the state itself is
 // found by the whole RelayState and bound to the browser that began it.
 const (
-	relayStateSep     = "~"
-	nonceBytes        = 24
-	nonceLen          = 32 // base64url of nonceBytes, unpadded
-	maxInstanceIDLen  = 40
-	maxRelayStateLen  = maxInstanceIDLen + len(relayStateSep) + nonceLen
-	sessionIDRandLen  = 32
-	relayStateVersion = 1
+	relayStateSep    = "~"
+	nonceBytes       = 24
+	nonceLen         = 32 // base64url of nonceBytes, unpadded
+	maxInstanceIDLen = 40
+	maxRelayStateLen = maxInstanceIDLen + len(relayStateSep) + nonceLen
+	sessionIDRandLen = 32
 )
 
 // ValidInstanceID reports whether id can be carried in a RelayState and a

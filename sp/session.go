@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/crewjam/saml"
@@ -84,24 +85,18 @@ func sessionKeyFor(id string) string {
 	return keySession + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// loginInfoKey carries the tracked request's origin into CreateSession.
-type loginInfoKey struct{}
-
-type loginInfo struct{ loginInstance string }
-
-// newSession builds the session record and its ID for assertion; it writes
-// nothing. The ACS stores it together with the replay record.
-func (p *storeSessions) newSession(r *http.Request, assertion *saml.Assertion) (string, *Session, error) {
+// newSession builds the session record and its ID for assertion, for a
+// login begun on loginInstance; it writes nothing. The ACS stores it
+// together with the replay record (see SP.commitLogin).
+func (p *storeSessions) newSession(assertion *saml.Assertion, loginInstance string) (string, *Session, error) {
 	claims, err := p.codec.New(assertion)
 	if err != nil {
 		return "", nil, err
 	}
 	c := claims.(samlsp.JWTSessionClaims)
 	now := p.now()
-	s := &Session{JWTSessionClaims: c, ACSInstance: p.instance, Created: now, Touched: now, Expires: c.ExpiresAt.Time}
-	if li, ok := r.Context().Value(loginInfoKey{}).(loginInfo); ok {
-		s.LoginInstance = li.loginInstance
-	}
+	s := &Session{JWTSessionClaims: c, LoginInstance: loginInstance, ACSInstance: p.instance,
+		Created: now, Touched: now, Expires: c.ExpiresAt.Time}
 	return p.instance + relayStateSep + randomToken(sessionIDRandLen), s, nil
 }
 
@@ -113,7 +108,8 @@ func (p *storeSessions) ttl(s *Session, now time.Time) time.Duration {
 
 // CreateSession implements samlsp.SessionProvider.
 func (p *storeSessions) CreateSession(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) error {
-	id, s, err := p.newSession(r, assertion)
+	// Called through crewjam's interface, the login's origin is unknown.
+	id, s, err := p.newSession(assertion, "")
 	if err != nil {
 		return err
 	}
@@ -255,17 +251,36 @@ func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
 	if len(indexes) == 0 {
 		indexes = []string{""}
 	}
-	keys := append([]string{nameIDRevocationKey(nameID)}, make([]string, 0, len(indexes))...)
+	keys := make([]string, 0, 1+len(indexes))
+	keys = append(keys, nameIDRevocationKey(nameID))
 	for _, idx := range indexes {
 		keys = append(keys, sessionIndexRevocationKey(nameID, idx))
 	}
-	for _, k := range keys {
-		at, err := p.revoked.RevokedAt(ctx, k)
-		if err != nil {
-			p.onErr("get", err)
-			return fmt.Errorf("cannot check whether the session is revoked: %w", err)
+	// The keys are independent: read them at once, so the check costs one
+	// round trip of latency on every request, not one per key.
+	type answer struct {
+		at  time.Time
+		err error
+	}
+	answers := make([]answer, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at, err := p.revoked.RevokedAt(ctx, k)
+			answers[i+1] = answer{at, err}
+		}()
+	}
+	at, err := p.revoked.RevokedAt(ctx, keys[0])
+	answers[0] = answer{at, err}
+	wg.Wait()
+	for _, a := range answers {
+		if a.err != nil {
+			p.onErr("get", a.err)
+			return fmt.Errorf("cannot check whether the session is revoked: %w", a.err)
 		}
-		if !at.IsZero() && !s.Created.After(at) {
+		if !a.at.IsZero() && !s.Created.After(a.at) {
 			return missErr(&sessionMiss{kind: "revoked", detail: "session ended by single logout"})
 		}
 	}

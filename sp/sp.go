@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -134,10 +135,13 @@ func (c *Config) Validate() error {
 	if c.BindingSameSite == http.SameSiteNoneMode && c.RootURL != nil && c.RootURL.Scheme != "https" {
 		errs = append(errs, errors.New("SameSite=None cookies need https: browsers refuse them without Secure"))
 	}
-	for name, d := range map[string]time.Duration{"request TTL": c.RequestTTL, "tombstone TTL": c.TombstoneTTL,
-		"session idle TTL": c.SessionIdleTTL, "session max TTL": c.SessionMaxTTL, "store timeout": c.StoreTimeout} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("%s %v is negative", name, d))
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"request TTL", c.RequestTTL}, {"tombstone TTL", c.TombstoneTTL}, {"session idle TTL", c.SessionIdleTTL},
+		{"session max TTL", c.SessionMaxTTL}, {"store timeout", c.StoreTimeout}} {
+		if d.d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.d))
 		}
 	}
 	return errors.Join(errs...)
@@ -160,6 +164,9 @@ type SP struct {
 	revoked  samlsp.SessionRevocationStore
 
 	rt atomic.Pointer[liveConfig] // nil until the IdP metadata is loaded
+	// metadataOnly serves this SP's metadata until the IdP's is loaded, so
+	// the IdP can register the SP first.
+	metadataOnly *samlsp.Middleware
 }
 
 // liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
@@ -218,6 +225,9 @@ func New(cfg Config) (*SP, error) {
 		rv.Clock = cfg.Clock
 		s.revoked = rv
 	}
+	if s.metadataOnly, err = samlsp.New(s.middlewareOptions(nil)); err != nil {
+		return nil, fmt.Errorf("configure SAML middleware: %w", err)
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -238,9 +248,10 @@ func (s *SP) storeError(op string, err error) {
 // (The store is checked by /readyz with a real round trip.)
 func (s *SP) Ready() bool { return s.rt.Load() != nil }
 
-// setIDPMetadata builds the crewjam middleware for md and swaps it in.
-func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
-	opts := samlsp.Options{
+// middlewareOptions are crewjam's options for IdP metadata md (nil before
+// it is loaded: enough to serve this SP's own metadata).
+func (s *SP) middlewareOptions(md *saml.EntityDescriptor) samlsp.Options {
+	return samlsp.Options{
 		URL:                  *s.cfg.RootURL,
 		Key:                  s.cfg.Key,
 		Certificate:          s.cfg.Certificate,
@@ -260,6 +271,11 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		// unsigned ones; it also puts the signing key in our metadata.
 		SignLogout: true,
 	}
+}
+
+// setIDPMetadata builds the crewjam middleware for md and swaps it in.
+func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
+	opts := s.middlewareOptions(md)
 	mw, err := samlsp.New(opts)
 	if err != nil {
 		return fmt.Errorf("configure SAML middleware: %w", err)
@@ -368,7 +384,7 @@ func (s *SP) countRequests(next http.Handler) http.Handler {
 		if rec.code == 0 {
 			rec.code = http.StatusOK
 		}
-		s.m.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
+		s.m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
 	})
 }
 

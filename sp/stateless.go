@@ -3,7 +3,6 @@ package sp
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/crewjam/saml/samlsp"
 	"github.com/golang-jwt/jwt/v5"
@@ -50,9 +49,6 @@ func (t *statelessTracker) finish(w http.ResponseWriter, r *http.Request, rs str
 	if err := t.cookies.StopTrackingRequest(w, r, rs); err != nil {
 		return nil, &Failure{Cause: CauseBindingCookieMissing, Origin: origin, Detail: err.Error(), Err: err}
 	}
-	uri := got.URI
-	if !strings.HasPrefix(uri, "/") {
-		uri = "/"
-	}
-	return &trackedRequest{RequestID: got.SAMLRequestID, URI: uri, Origin: origin}, nil
+	// The ACS redirects only to a local path (localURI).
+	return &trackedRequest{RequestID: got.SAMLRequestID, URI: got.URI, Origin: origin}, nil
 }

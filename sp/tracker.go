@@ -202,11 +202,17 @@ func checkBinding(r *http.Request, tr *trackedRequest) *Failure {
 	return nil
 }
 
-// storeFailure classifies a store error.
+// storeFailure classifies an error from the state layer: a full store, an
+// unreachable one, or (not a store error at all, such as a cookie that
+// could not be signed) an internal error, so an outage is never claimed
+// for what was not one.
 func storeFailure(err error, origin string) *Failure {
-	c := CauseStoreUnavailable
-	if errors.Is(err, store.ErrFull) {
+	c := CauseInternal
+	switch {
+	case errors.Is(err, store.ErrFull):
 		c = CauseStoreFull
+	case store.IsUnavailable(err):
+		c = CauseStoreUnavailable
 	}
 	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}
 }

@@ -1,7 +1,6 @@
 package sp
 
 import (
-	"context"
 	"errors"
 	"github.com/jonboulle/clockwork"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -290,4 +289,37 @@ func TestTrackerStoreFull(t *testing.T) {
 	}
 }
 
-var _ = context.Background
+// The tracker also serves crewjam's samlsp.RequestTracker interface, for
+// the library's own flows: find without consuming, bound to the browser,
+// then stop tracking exactly once.
+func TestTrackerAsCrewjamRequestTracker(t *testing.T) {
+	t.Parallel()
+	f := newTrackerFixture(t, true)
+	rec := httptest.NewRecorder()
+	rs, err := f.sp1.TrackRequest(rec, httptest.NewRequest("GET", "/app?x=1", nil), "id-crewjam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind := rec.Result().Cookies()[0]
+
+	req := acsRequest(rs, bind)
+	if err := req.ParseForm(); err != nil {
+		t.Fatal(err)
+	}
+	got := f.sp2.GetTrackedRequests(req)
+	if len(got) != 1 || got[0].SAMLRequestID != "id-crewjam" || got[0].URI != "/app?x=1" || got[0].Index != rs {
+		t.Fatalf("GetTrackedRequests = %+v", got)
+	}
+	if _, err := f.sp2.GetTrackedRequest(acsRequest(rs), rs); err == nil {
+		t.Error("GetTrackedRequest without the binding cookie succeeded")
+	}
+	if err := f.sp2.StopTrackingRequest(httptest.NewRecorder(), acsRequest(rs, bind), rs); err != nil {
+		t.Fatalf("StopTrackingRequest: %v", err)
+	}
+	if err := f.sp1.StopTrackingRequest(httptest.NewRecorder(), acsRequest(rs, bind), rs); err == nil {
+		t.Error("a second StopTrackingRequest succeeded")
+	}
+	if got := f.sp1.GetTrackedRequests(req); len(got) != 0 {
+		t.Errorf("a consumed request is still pending: %+v", got)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -286,5 +285,3 @@ func hostInfo() map[string]string {
 	}
 	return h
 }
-
-var errNoScenarios = errors.New("no scenarios")

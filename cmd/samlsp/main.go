@@ -149,10 +149,14 @@ func (o *options) validate() error {
 	if o.maxRelogins < 0 {
 		p.Addf("--max-relogins must not be negative")
 	}
-	for name, d := range map[string]time.Duration{"--request-ttl": o.requestTTL, "--tombstone-ttl": o.tombstoneTTL,
-		"--session-idle-ttl": o.sessionIdle, "--session-max-ttl": o.sessMax, "--store-timeout": o.storeTimeout, "--idp-metadata-refresh": o.idpRefresh} {
-		if d <= 0 {
-			p.Addf("%s must be positive, got %v", name, d)
+	// In flag order, so the report reads the same every time.
+	for _, d := range []struct {
+		flag string
+		d    time.Duration
+	}{{"--idp-metadata-refresh", o.idpRefresh}, {"--request-ttl", o.requestTTL}, {"--session-idle-ttl", o.sessionIdle},
+		{"--session-max-ttl", o.sessMax}, {"--store-timeout", o.storeTimeout}, {"--tombstone-ttl", o.tombstoneTTL}} {
+		if d.d <= 0 {
+			p.Addf("%s must be positive, got %v", d.flag, d.d)
 		}
 	}
 	return p.Err()
