@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/stickyproxy"
 )
 
 // Host names of the lab's two sites. Their registrable domains differ
@@ -165,7 +166,6 @@ type Topology struct {
 	RootCAs *x509.CertPool
 
 	redisPort int
-	redisArgs []string
 }
 
 // Start starts a topology and waits until every part of it is ready. On
@@ -261,9 +261,9 @@ func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) 
 			if top.redisPort, err = FreePort(); err != nil {
 				return top, err
 			}
-			top.redisArgs = []string{"--port", strconv.Itoa(top.redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			redisArgs := []string{"--port", strconv.Itoa(top.redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 				"--dir", dir, "--protected-mode", "yes"}
-			top.Redis = &Proc{Name: "redis", Path: env.Bins.Redis, Args: top.redisArgs, LogPath: filepath.Join(dir, "redis.log")}
+			top.Redis = &Proc{Name: "redis", Path: env.Bins.Redis, Args: redisArgs, LogPath: filepath.Join(dir, "redis.log")}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return top, err
 			}
@@ -399,31 +399,17 @@ func waitHTTP(ctx context.Context, p *Proc, url string) error {
 	}
 }
 
-// TargetState is a target as the proxy's admin API reports it.
-type TargetState struct {
-	Name     string `json:"name"`
-	Healthy  bool   `json:"healthy"`
-	Draining bool   `json:"draining"`
-}
-
 // Targets asks the proxy's admin API for its targets.
-func (t *Topology) Targets(ctx context.Context) ([]TargetState, error) {
+func (t *Topology) Targets(ctx context.Context) ([]stickyproxy.TargetStatus, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", t.AdminURL+"/targets", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var ts []TargetState
-	if err := json.Unmarshal(body, &ts); err != nil {
-		var wrapped struct {
-			Targets []TargetState `json:"targets"`
-		}
-		if err2 := json.Unmarshal(body, &wrapped); err2 != nil {
-			return nil, fmt.Errorf("admin /targets: %v: %s", err, body)
-		}
-		ts = wrapped.Targets
+	var ts []stickyproxy.TargetStatus
+	if err := json.NewDecoder(resp.Body).Decode(&ts); err != nil {
+		return nil, fmt.Errorf("proxy admin /targets (%s): %w", resp.Status, err)
 	}
 	return ts, nil
 }
