@@ -69,26 +69,25 @@ func TestReferenceConfigsKeepLogins(t *testing.T) {
 	}
 
 	balancers := []struct {
-		name     string
-		tool     string
-		optional bool
+		name string
+		tool string
 		// spread: logins from one address must still reach several
 		// replicas (not for ip_hash, which pins all of loopback to one).
 		spread bool
 		start  func(t *testing.T, exe string)
 	}{
-		{"haproxy", "haproxy", false, true, func(t *testing.T, exe string) {
+		{"haproxy", "haproxy", true, func(t *testing.T, exe string) {
 			cfg := rewrite(t, "haproxy.cfg", nil)
 			startProc(t, t.TempDir(), "haproxy", nil, exe, "-db", "-f", cfg)
 		}},
-		{"nginx", "nginx", false, false, func(t *testing.T, exe string) {
+		{"nginx", "nginx", false, func(t *testing.T, exe string) {
 			cfg := rewrite(t, "nginx.conf", nil)
 			prefix := t.TempDir()
 			os.MkdirAll(filepath.Join(prefix, "logs"), 0o755)
 			startProc(t, prefix, "nginx", nil, exe, "-p", prefix, "-c", cfg,
 				"-g", "pid "+filepath.Join(prefix, "nginx.pid")+"; error_log stderr; daemon off;")
 		}},
-		{"caddy", "caddy", true, true, func(t *testing.T, exe string) {
+		{"caddy", "caddy", true, func(t *testing.T, exe string) {
 			// Without the admin endpoint, which would want port 2019.
 			cfg := rewrite(t, "Caddyfile", func(s string) string {
 				return strings.Replace(s, "auto_https off", "auto_https off\n\tadmin off", 1)
@@ -145,10 +144,7 @@ func TestReferenceConfigsKeepLogins(t *testing.T) {
 	for _, bal := range balancers {
 		t.Run(bal.name, func(t *testing.T) {
 			exe, ok := findTool(bal.tool)
-			switch {
-			case !ok && bal.optional:
-				t.Skipf("%s is not installed", bal.tool)
-			case !ok:
+			if !ok {
 				skipOrFail(t, "%s is not installed (apt-get install -y %s)", bal.tool, bal.tool)
 			}
 			bal.start(t, exe)

@@ -1,0 +1,59 @@
+package store_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// ourDeps lists the samlha packages that the packages matching pattern
+// import, directly or not (themselves excluded).
+func ourDeps(t *testing.T, pattern string) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, pattern).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pattern, err)
+	}
+	deps := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		for _, d := range f[1:] {
+			if strings.HasPrefix(d, "github.com/samlha/samlha/") {
+				deps[f[0]] = append(deps[f[0]], d)
+			}
+		}
+	}
+	return deps
+}
+
+// The direction of imports that DESIGN.md and README promise: the store
+// contract and its backends import nothing above them, and the proxy knows
+// nothing of the SP or the store.
+func TestImportsPointDown(t *testing.T) {
+	// The listing itself works: the SP does depend on the store.
+	if deps := ourDeps(t, "github.com/samlha/samlha/sp")["github.com/samlha/samlha/sp"]; !strings.Contains(strings.Join(deps, " "), "github.com/samlha/samlha/store") {
+		t.Fatalf("go list shows no store among the SP's dependencies (%v): the checks below would pass vacuously", deps)
+	}
+	for pkg, deps := range ourDeps(t, "github.com/samlha/samlha/store/...") {
+		for _, d := range deps {
+			if !strings.HasPrefix(d, "github.com/samlha/samlha/store") {
+				t.Errorf("%s imports %s: the store layer must not depend on what uses it", pkg, d)
+			}
+		}
+	}
+	for _, d := range ourDeps(t, "github.com/samlha/samlha/store")["github.com/samlha/samlha/store"] {
+		t.Errorf("the store contract imports %s; it must import nothing of ours", d)
+	}
+	for pkg, deps := range ourDeps(t, "github.com/samlha/samlha/stickyproxy/...") {
+		for _, d := range deps {
+			if !strings.HasPrefix(d, "github.com/samlha/samlha/stickyproxy") {
+				t.Errorf("%s imports %s: stickyproxy must not depend on the SP or the store", pkg, d)
+			}
+		}
+	}
+	for pkg, deps := range ourDeps(t, "github.com/samlha/samlha/web") {
+		for _, d := range deps {
+			t.Errorf("%s imports %s: web imports nothing of ours", pkg, d)
+		}
+	}
+}
