@@ -190,7 +190,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// go-redis's own messages (dial failures during an outage) go to the
 	// same structured log, not to stderr.
-	redis.SetLibraryLogger(logger)
+	// Every line this replica writes names it: sp.New adds the instance
+	// to the SP's own logger; ilog carries it for the rest (the store,
+	// go-redis, the HTTP server).
+	ilog := logger.With("instance", o.instanceID)
+	redis.SetLibraryLogger(ilog)
 	ctx, stop := cli.SignalContext(ctx)
 	defer stop()
 
@@ -207,7 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	var st store.Store
 	if o.storeMode != "stateless" {
-		st, err = openStore(ctx, o, logger)
+		st, err = openStore(ctx, o, ilog)
 		if err != nil {
 			return err
 		}
@@ -223,7 +227,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("samlsp starting", "instance", o.instanceID, "root_url", o.rootURL, "store", o.storeMode,
+	ilog.Info("samlsp starting", "root_url", o.rootURL, "store", o.storeMode,
 		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert))
 
 	srv, err := cli.Listen("public", o.listen, &http.Server{
@@ -232,7 +236,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(ilog.Handler(), slog.LevelWarn),
 	})
 	if err != nil {
 		return err
@@ -241,10 +245,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancelRun()
 	go func() {
 		if err := s.Run(runCtx); err != nil {
-			logger.Error("IdP metadata loader stopped", "err", err)
+			ilog.Error("IdP metadata loader stopped", "err", err)
 		}
 	}()
-	return cli.Serve(ctx, logger, o.shutdownGrace, srv)
+	return cli.Serve(ctx, ilog, o.shutdownGrace, srv)
 }
 
 // openStore opens the store, waiting up to --store-wait for it to answer,

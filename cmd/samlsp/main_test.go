@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"errors"
 	"flag"
@@ -160,6 +161,17 @@ func TestServeLoginAndShutdown(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"samlsp starting"`) || strings.Contains(logs.String(), "SAMLResponse") {
 		t.Errorf("logs: want JSON start line and no SAML payloads:\n%s", logs.String())
+	}
+	// Every line names the replica, so a merged log of several can be read.
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("log line is not JSON: %q", line)
+			continue
+		}
+		if rec["instance"] != "sp-env" {
+			t.Errorf("log line without the instance: %s", line)
+		}
 	}
 }
 
