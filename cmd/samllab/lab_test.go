@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/samlha/samlha/cmd/samllab/internal/results"
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
 	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/store/redis/redistest"
 )
 
 // A topology starts every part, serves a login through the proxy, and
@@ -223,3 +225,86 @@ func TestRunAgainstTarget(t *testing.T) {
 		t.Errorf("a dead target: %v", err)
 	}
 }
+
+// The README's quick start: samllab up serves a topology a person can log
+// in to, prints where, and stops everything on cancel.
+func TestUp(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"up", "--replicas", "2", "--store", "redis", "--fixed-ports=false",
+			"--bin-dir", filepath.Dir(testBins.SP), "--out", filepath.Join(t.TempDir(), "up")}, out, out)
+	}()
+	var appURL string
+	deadline := time.Now().Add(60 * time.Second)
+	for appURL == "" {
+		for _, line := range strings.Split(out.String(), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Open" {
+				appURL = f[1]
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("up ended early: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("up printed no URL in time:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer lcancel()
+	for i := range 2 {
+		res := sptest.NewBrowser(sptest.Options{}).Login(lctx, appURL, "alice", "alice-password")
+		if !res.OK || res.StartInstance == res.ACSInstance {
+			t.Fatalf("login %d at %s: ok=%v cause=%s start=%s acs=%s", i, appURL, res.OK, res.Cause, res.StartInstance, res.ACSInstance)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("up after Ctrl-C: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("up did not stop")
+	}
+	if _, err := http.Get(appURL); err == nil {
+		t.Error("the topology still answers after up stopped")
+	}
+}
+
+// --redis-url: the lab uses an existing Redis, each scenario under a key
+// prefix of its own.
+func TestRunWithRedisURL(t *testing.T) {
+	srv := redistest.Start(t)
+	r, _ := runLab(t, "--scenarios", "roundrobin-redis", "--logins", "6", "--concurrency", "2", "--redis-url", srv.URL())
+	if s := scenarioByName(t, r, "roundrobin-redis"); s.Logins.Succeeded != 6 {
+		t.Fatalf("roundrobin-redis on --redis-url: %+v", s.Logins)
+	}
+	keys, err := srv.Client().Keys(context.Background(), "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys on the given Redis: %v %v", keys, err)
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "samllab:roundrobin-redis:") {
+			t.Errorf("key %q is not under the scenario's prefix", k)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
