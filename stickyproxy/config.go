@@ -292,11 +292,7 @@ func (c *Config) Validate() []string {
 			add("--target %s: no URL", t.Name)
 		}
 	}
-	switch c.Balance {
-	case RoundRobin, LeastOutstanding:
-	default:
-		add("--balance: %q, want round-robin or least-outstanding", c.Balance)
-	}
+	oneOf(add, "--balance", c.Balance, RoundRobin, LeastOutstanding)
 	switch c.Stickiness {
 	case StickinessOff, StickinessDuration:
 	case StickinessApp:
@@ -351,31 +347,11 @@ func (c *Config) Validate() []string {
 	if c.PassiveFall < 0 {
 		add("--passive-fall: %d, want 0 (off) or more", c.PassiveFall)
 	}
-	switch c.DrainMode {
-	case DrainALB, DrainHAProxy:
-	default:
-		add("--drain-mode: %q, want alb or haproxy", c.DrainMode)
-	}
-	switch c.OnPinnedDown {
-	case PinnedDownRepin, PinnedDownStrict:
-	default:
-		add("--on-pinned-down: %q, want repin or strict", c.OnPinnedDown)
-	}
-	switch c.AllDown {
-	case AllDownFailOpen, AllDown503:
-	default:
-		add("--all-down: %q, want fail-open or 503", c.AllDown)
-	}
-	switch c.AccessLog {
-	case AccessLogAll, AccessLogAnomalies, AccessLogOff:
-	default:
-		add("--access-log: %q, want all, anomalies or off", c.AccessLog)
-	}
-	switch c.Engine {
-	case EngineFast, EngineReverseProxy:
-	default:
-		add("--engine: %q, want fast or reverseproxy", c.Engine)
-	}
+	oneOf(add, "--drain-mode", c.DrainMode, DrainALB, DrainHAProxy)
+	oneOf(add, "--on-pinned-down", c.OnPinnedDown, PinnedDownRepin, PinnedDownStrict)
+	oneOf(add, "--all-down", c.AllDown, AllDownFailOpen, AllDown503)
+	oneOf(add, "--access-log", c.AccessLog, AccessLogAll, AccessLogAnomalies, AccessLogOff)
+	oneOf(add, "--engine", c.Engine, EngineFast, EngineReverseProxy)
 	if c.ImbalanceWindow < time.Second {
 		add("--imbalance-window: %v, want at least 1s", c.ImbalanceWindow)
 	}
@@ -383,6 +359,23 @@ func (c *Config) Validate() []string {
 		add("--max-idle-conns-per-target: %d, want at least 1", c.MaxIdleConnsPerHost)
 	}
 	return p
+}
+
+// oneOf reports v, the value of flag, unless it is one of allowed:
+// `--engine: "turbo", want fast or reverseproxy`.
+func oneOf[T ~string](add func(string, ...any), flag string, v T, allowed ...T) {
+	names := make([]string, len(allowed))
+	for i, a := range allowed {
+		if a == v {
+			return
+		}
+		names[i] = string(a)
+	}
+	want := names[0]
+	if n := len(names); n > 1 {
+		want = strings.Join(names[:n-1], ", ") + " or " + names[n-1]
+	}
+	add("%s: %q, want %s", flag, v, want)
 }
 
 func validCookieName(s string) bool {

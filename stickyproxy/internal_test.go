@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -276,6 +277,11 @@ func TestConfigValidate(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("no problem reported for %s in %q", flag, probs)
+		}
+	}
+	for _, want := range []string{`--engine: "v8", want fast or reverseproxy`, `--access-log: "loud", want all, anomalies or off`} {
+		if !slices.Contains(probs, want) {
+			t.Errorf("problems %q lack %q", probs, want)
 		}
 	}
 }
