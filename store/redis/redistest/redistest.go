@@ -18,6 +18,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -164,7 +166,20 @@ func randomHex(tb testing.TB, n int) string {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a port on 127.0.0.1 that was free a moment ago, drawn at
+// random from 20000-31999, below Linux's ephemeral range: ports the kernel
+// hands to ":0" listeners and outgoing connections are reused soon after
+// they are freed, and a server stopped for an outage test must get its port
+// back on Restart.
 func freePort() (int, error) {
+	for range 50 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
@@ -270,7 +285,53 @@ func (s *Server) start() error {
 		s.kill()
 		return fmt.Errorf("redis-server on port %d: %w\n%s%s", s.port, err, stderr.Bytes(), tail(s.logPath()))
 	}
+	// Whoever answered may be another test's server that took the port
+	// (ours then fails to bind and exits): check it is ours, or a test
+	// would run against a stranger that may stop at any moment.
+	if pid, err := serverPID(s.Addr(), s.tls, s.password); err != nil || pid != cmd.Process.Pid {
+		s.kill()
+		return fmt.Errorf("port %d is answered by another process (pid %d, ours %d; %v): it was taken while our server was stopped", s.port, pid, cmd.Process.Pid, err)
+	}
 	return nil
+}
+
+// serverPID asks the server at addr for its process ID (INFO server),
+// authenticating first when it has a password.
+func serverPID(addr string, useTLS bool, password string) (int, error) {
+	c, err := dial(addr, useTLS)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	r := bufio.NewReader(c)
+	if password != "" {
+		fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+			return 0, fmt.Errorf("AUTH: %q %v", strings.TrimSpace(line), err)
+		}
+	}
+	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
+		return 0, err
+	}
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return 0, fmt.Errorf("INFO: %q %v", strings.TrimSpace(head), err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil {
+		return 0, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("INFO server has no process_id")
 }
 
 // waitAnswer polls addr with PING until the server answers (any reply,
@@ -296,15 +357,7 @@ func waitAnswer(addr string, useTLS bool, exited <-chan struct{}) error {
 
 // ping sends one inline PING and reads one reply line.
 func ping(addr string, useTLS bool) error {
-	var c net.Conn
-	var err error
-	d := &net.Dialer{Timeout: time.Second}
-	if useTLS {
-		// Only to see that it answers: the certificate is our own.
-		c, err = tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-	} else {
-		c, err = d.Dial("tcp", addr)
-	}
+	c, err := dial(addr, useTLS)
 	if err != nil {
 		return err
 	}
@@ -321,6 +374,15 @@ func ping(addr string, useTLS bool) error {
 		return errors.New("server is loading")
 	}
 	return nil
+}
+
+func dial(addr string, useTLS bool) (net.Conn, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	if useTLS {
+		// Only to talk to our own server: the certificate is our own.
+		return tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	}
+	return d.Dial("tcp", addr)
 }
 
 // tail returns the end of the file at path, for error messages.
