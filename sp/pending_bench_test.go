@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store/memory"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkPendingLoginMemory(b *testing.B) {
 			tombstone: 15 * time.Minute, opTimeout: time.Second, now: time.Now, onStoreErr: func(string, error) {}}
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", "/app", nil)
-		r.AddCookie(&http.Cookie{Name: bindingCookieName, Value: randomToken(32)})
+		r.AddCookie(&http.Cookie{Name: bindingCookieName, Value: relaystate.Token(32)})
 		const requestID = "id-0123456789abcdef0123456789abcdef01234567" // crewjam's form: "id-" + 40 hex
 		// Warm the store's shards before measuring.
 		if _, err := tr.begin(w, r, requestID, "/app"); err != nil {

@@ -17,12 +17,16 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
 
 // sessionCookieName holds the opaque session ID in store mode, and crewjam's
 // signed session JWT in stateless mode.
 const sessionCookieName = "samlha_session"
+
+// sessionIDBytes is the entropy of the random part of a session ID.
+const sessionIDBytes = 32
 
 // Session is a logged-in user's server-side session. It embeds crewjam's
 // claims (made by its JWTSessionCodec.New from the assertion, so attributes,
@@ -97,7 +101,7 @@ func (p *storeSessions) newSession(assertion *saml.Assertion, loginInstance stri
 	now := p.now()
 	s := &Session{JWTSessionClaims: c, LoginInstance: loginInstance, ACSInstance: p.instance,
 		Created: now, Touched: now, Expires: c.ExpiresAt.Time}
-	return p.instance + relayStateSep + randomToken(sessionIDRandLen), s, nil
+	return p.instance + relaystate.Sep + relaystate.Token(sessionIDBytes), s, nil
 }
 
 // ttl is how long the record lives from now: the idle timeout, capped by the
@@ -174,8 +178,8 @@ func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
 	if err != nil {
 		return nil, samlsp.ErrNoSession
 	}
-	origin, _, ok := strings.Cut(ck.Value, relayStateSep)
-	if !ok || !ValidInstanceID(origin) || !validToken(ck.Value[len(origin)+1:], sessionIDRandLen) {
+	origin, _, ok := strings.Cut(ck.Value, relaystate.Sep)
+	if !ok || !relaystate.ValidInstanceID(origin) || !relaystate.ValidToken(ck.Value[len(origin)+1:], sessionIDBytes) {
 		return nil, missErr(&sessionMiss{kind: "invalid", detail: "session cookie is not a samlha session ID"})
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)

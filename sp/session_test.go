@@ -11,6 +11,7 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store/memory"
 )
 
@@ -164,7 +165,7 @@ func TestSessionCrossInstanceAndForgedCookies(t *testing.T) {
 	if m.origin != "sp-1" {
 		t.Errorf("origin %q, want sp-1", m.origin)
 	}
-	for _, v := range []string{"", "garbage", "sp-1~short", "bad id!~" + randomToken(sessionIDRandLen)} {
+	for _, v := range []string{"", "garbage", "sp-1~short", "bad id!~" + relaystate.Token(sessionIDBytes)} {
 		_, err := sp1.get(&http.Cookie{Name: sessionCookieName, Value: v})
 		if !errors.Is(err, samlsp.ErrNoSession) {
 			t.Errorf("cookie %q: %v, want no session", v, err)

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dsig "github.com/russellhaering/goxmldsig"
 
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/web"
 )
@@ -120,7 +121,7 @@ func (c *Config) setDefaults() {
 // Validate reports every problem with c at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if !ValidInstanceID(c.InstanceID) {
+	if !relaystate.ValidInstanceID(c.InstanceID) {
 		errs = append(errs, fmt.Errorf("instance ID %q must be 1 to 40 characters of A-Z a-z 0-9 . _ -", c.InstanceID))
 	}
 	if c.RootURL == nil || c.RootURL.Host == "" || (c.RootURL.Scheme != "http" && c.RootURL.Scheme != "https") {
@@ -263,7 +264,7 @@ func (s *SP) middlewareOptions(md *saml.EntityDescriptor) samlsp.Options {
 		SessionRevocations:   s.revoked,
 		Clock:                s.cfg.Clock,
 		RelayStateFunc: func(http.ResponseWriter, *http.Request) string {
-			return newRelayState(s.cfg.InstanceID)
+			return relaystate.New(s.cfg.InstanceID)
 		},
 		LogoutBindings: []string{saml.HTTPPostBinding, saml.HTTPRedirectBinding},
 		// The single logout profile requires signed logout messages over

@@ -6,6 +6,7 @@ import (
 
 	"github.com/crewjam/saml/samlsp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/samlha/samlha/sp/relaystate"
 )
 
 // statelessTracker is crewjam's CookieRequestTracker as it is: the tracked
@@ -25,7 +26,7 @@ func (t *statelessTracker) begin(w http.ResponseWriter, r *http.Request, request
 }
 
 func (t *statelessTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *Failure) {
-	origin, _, perr := parseRelayState(rs)
+	origin, _, perr := relaystate.Parse(rs)
 	if perr != nil {
 		return nil, &Failure{Cause: CauseStateUnknown, Detail: perr.Error(), Err: perr}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/crewjam/saml/samlsp"
 
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
 
@@ -65,10 +66,10 @@ type cookieSettings struct {
 // bindingValue returns the browser's binding cookie value, setting a new
 // cookie on w if the browser has no well-formed one.
 func (c cookieSettings) bindingValue(w http.ResponseWriter, r *http.Request) string {
-	if ck, err := r.Cookie(bindingCookieName); err == nil && validToken(ck.Value, 32) {
+	if ck, err := r.Cookie(bindingCookieName); err == nil && relaystate.ValidToken(ck.Value, 32) {
 		return ck.Value
 	}
-	v := randomToken(32)
+	v := relaystate.Token(32)
 	http.SetCookie(w, &http.Cookie{
 		Name:     bindingCookieName,
 		Value:    v,
@@ -81,26 +82,12 @@ func (c cookieSettings) bindingValue(w http.ResponseWriter, r *http.Request) str
 	return v
 }
 
-// validToken reports whether s looks like randomToken(n).
-func validToken(s string, n int) bool {
-	if len(s) != (n*8+5)/6 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 func (t *storeTracker) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), t.opTimeout)
 }
 
 func (t *storeTracker) begin(w http.ResponseWriter, r *http.Request, requestID, returnURI string) (string, error) {
-	rs := newRelayState(t.instance)
+	rs := relaystate.New(t.instance)
 	now := t.now()
 	tr := trackedRequest{
 		RequestID: requestID,
@@ -122,7 +109,7 @@ func (t *storeTracker) begin(w http.ResponseWriter, r *http.Request, requestID, 
 }
 
 func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *Failure) {
-	origin, _, perr := parseRelayState(rs)
+	origin, _, perr := relaystate.Parse(rs)
 	if perr != nil {
 		return nil, &Failure{Cause: CauseStateUnknown, Detail: perr.Error(), Err: perr}
 	}

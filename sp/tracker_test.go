@@ -2,8 +2,6 @@ package sp
 
 import (
 	"errors"
-	"github.com/jonboulle/clockwork"
-	dsig "github.com/russellhaering/goxmldsig"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
 )
@@ -209,7 +211,7 @@ func TestTrackerUnknown(t *testing.T) {
 	t.Parallel()
 	f := newTrackerFixture(t, false)
 	for name, rs := range map[string]string{
-		"never issued, this instance": newRelayState("sp-1"),
+		"never issued, this instance": relaystate.New("sp-1"),
 		"not samlha format":           "some-idp-initiated-relaystate",
 	} {
 		_, fail := finish(f.sp1, acsRequest(rs), rs)

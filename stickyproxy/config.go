@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/samlha/samlha/sp/relaystate"
 )
 
 // Stickiness selects how a client is pinned to a target.
@@ -113,18 +113,14 @@ type Target struct {
 	Weight int // relative share of new clients; 0 means 1
 }
 
-// targetName is the form of a target name, the same as the instance part of
-// the SAML RelayState (see package doc).
-var targetName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,40}$`)
-
 // ParseTarget parses "name=URL" or "name=URL;weight=N" (the --target flag).
 func ParseTarget(s string) (Target, error) {
 	name, rest, ok := strings.Cut(strings.TrimSpace(s), "=")
 	if !ok {
 		return Target{}, fmt.Errorf("target %q: want name=URL", s)
 	}
-	if !targetName.MatchString(name) {
-		return Target{}, fmt.Errorf("target %q: name must match %s", s, targetName)
+	if !relaystate.ValidInstanceID(name) {
+		return Target{}, fmt.Errorf("target %q: name must be 1 to 40 characters of [A-Za-z0-9._-], the SP's instance ID", s)
 	}
 	raw, opts, _ := strings.Cut(rest, ";")
 	u, err := url.Parse(raw)
@@ -285,8 +281,8 @@ func (c *Config) Validate() []string {
 			add("--target: name %q given twice", t.Name)
 		}
 		seen[t.Name] = true
-		if !targetName.MatchString(t.Name) {
-			add("--target: name %q must match %s", t.Name, targetName)
+		if !relaystate.ValidInstanceID(t.Name) {
+			add("--target: name %q must be 1 to 40 characters of [A-Za-z0-9._-], the SP's instance ID", t.Name)
 		}
 		if t.URL == nil {
 			add("--target %s: no URL", t.Name)

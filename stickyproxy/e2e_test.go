@@ -695,7 +695,7 @@ func TestRelayStateRouting(t *testing.T) {
 func TestRelayStateBeyondPeekLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, stickyproxy.EngineFast, func(c *stickyproxy.Config) { c.SAMLAware, c.RelayStatePeek = true, 4096 })
-	body := "SAMLResponse=" + strings.Repeat("A", 5000) + "&RelayState=sp-3~abc"
+	body := "SAMLResponse=" + strings.Repeat("A", 5000) + "&RelayState=sp-3~AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH"
 	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/saml/acs", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	got, _, raw := e.do(req)
@@ -711,21 +711,24 @@ func TestRelayStateBeyondPeekLimit(t *testing.T) {
 
 func TestRelayStateInstance(t *testing.T) {
 	t.Parallel()
+	nonce := strings.Repeat("Ab-_", 8) // 32 characters of base64url
 	tests := []struct {
 		form     string
 		complete bool
 		want     string
 		wantOK   bool
 	}{
-		{"SAMLResponse=abc&RelayState=sp-1~xyz", true, "sp-1", true},
-		{"RelayState=sp-1~xyz&SAMLResponse=abc", false, "sp-1", true},
-		{"SAMLResponse=abc&RelayState=sp-1~xyz", false, "", false}, // may be cut off
-		{"RelayState=sp.a_b-2%7Exyz", true, "sp.a_b-2", true},
+		{"SAMLResponse=abc&RelayState=sp-1~" + nonce, true, "sp-1", true},
+		{"RelayState=sp-1~" + nonce + "&SAMLResponse=abc", false, "sp-1", true},
+		{"SAMLResponse=abc&RelayState=sp-1~" + nonce, false, "", false}, // may be cut off
+		{"RelayState=sp.a_b-2%7E" + nonce, true, "sp.a_b-2", true},
+		{"RelayState=sp-1~junk", true, "", false}, // not the form the SP issues
+		{"RelayState=sp-1~" + nonce + "x", true, "", false},
 		{"RelayState=%zz", true, "", false},
-		{"RelayState=~xyz", true, "", false},
-		{"RelayState=" + strings.Repeat("a", 41) + "~x", true, "", false},
-		{"RelayState=sp 1~x", true, "", false},
-		{"relaystate=sp-1~x", true, "", false},
+		{"RelayState=~" + nonce, true, "", false},
+		{"RelayState=" + strings.Repeat("a", 41) + "~" + nonce, true, "", false},
+		{"RelayState=sp 1~" + nonce, true, "", false},
+		{"relaystate=sp-1~" + nonce, true, "", false},
 		{"", true, "", false},
 	}
 	for _, tt := range tests {

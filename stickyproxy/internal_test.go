@@ -78,14 +78,14 @@ func TestRouteDecisions(t *testing.T) {
 		{name: "unknown target", cookie: func(p *Proxy) string { return seal(p, "gone", now.Add(time.Minute)) }, want: want{"sp-1", "invalid-cookie"}},
 		{name: "expired cookie", cookie: func(p *Proxy) string { return seal(p, "sp-2", now) }, want: want{"sp-1", "expired"}},
 		{name: "relaystate", edit: func(c *Config) { c.SAMLAware = true }, method: "POST", path: "/saml/acs",
-			body: "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-3", "relaystate"}},
+			body: "SAMLResponse=x&RelayState=sp-3~AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH", want: want{"sp-3", "relaystate"}},
 		{name: "relaystate names a down target", edit: func(c *Config) { c.SAMLAware = true }, method: "POST", path: "/saml/acs",
 			state: func(p *Proxy) { p.byName["sp-3"].healthy.Store(false) },
-			body:  "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-1", "new"}},
-		{name: "relaystate off", method: "POST", path: "/saml/acs", body: "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-1", "new"}},
+			body:  "SAMLResponse=x&RelayState=sp-3~AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH", want: want{"sp-1", "new"}},
+		{name: "relaystate off", method: "POST", path: "/saml/acs", body: "SAMLResponse=x&RelayState=sp-3~AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH", want: want{"sp-1", "new"}},
 		{name: "expired cookie on ACS: relaystate", edit: func(c *Config) { c.SAMLAware = true }, method: "POST", path: "/saml/acs",
 			cookie: func(p *Proxy) string { return seal(p, "sp-2", now) },
-			body:   "SAMLResponse=x&RelayState=sp-3~n", want: want{"sp-3", "relaystate"}},
+			body:   "SAMLResponse=x&RelayState=sp-3~AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH", want: want{"sp-3", "relaystate"}},
 		{name: "all down, 503", edit: func(c *Config) { c.AllDown = AllDown503 },
 			state: func(p *Proxy) {
 				for _, t := range p.targets {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/stickyproxy/affinity"
 )
 
@@ -211,8 +212,8 @@ type peekedBody struct {
 }
 
 // RelayStateInstance finds the RelayState field in a prefix of an
-// application/x-www-form-urlencoded body and returns its instance part: the
-// text before the first "~". complete says whether the prefix is the whole
+// application/x-www-form-urlencoded body and returns its instance part. Only
+// a RelayState of exactly the form the SP issues (relaystate.Parse) counts. complete says whether the prefix is the whole
 // body; if not, a field cut off at the end of the prefix is not trusted.
 func RelayStateInstance(form []byte, complete bool) (string, bool) {
 	for len(form) > 0 {
@@ -234,8 +235,8 @@ func RelayStateInstance(form []byte, complete bool) (string, bool) {
 		if err != nil {
 			return "", false
 		}
-		inst, _, ok := strings.Cut(val, "~")
-		if !ok || !targetName.MatchString(inst) {
+		inst, _, err := relaystate.Parse(val)
+		if err != nil {
 			return "", false
 		}
 		return inst, true

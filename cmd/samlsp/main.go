@@ -21,6 +21,7 @@ import (
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 	_ "github.com/samlha/samlha/store/memory" // memory:// stores
 	"github.com/samlha/samlha/store/redis"    // redis://, rediss://, redis-sentinel://, redis-cluster:// stores
@@ -67,7 +68,7 @@ func defaultInstanceID() string {
 	if err != nil || h == "" {
 		return "sp"
 	}
-	return sp.SanitizeInstanceID(h)
+	return relaystate.SanitizeInstanceID(h)
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -117,7 +118,7 @@ func (o *options) validate() error {
 			p.Addf("--idp-metadata-url %q is not an absolute URL", o.idpMetadataURL)
 		}
 	}
-	if !sp.ValidInstanceID(o.instanceID) {
+	if !relaystate.ValidInstanceID(o.instanceID) {
 		p.Addf("--instance-id %q: use 1 to 40 characters of A-Z a-z 0-9 . _ -", o.instanceID)
 	}
 	if u, err := url.Parse(o.rootURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
