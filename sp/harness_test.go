@@ -19,9 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/sptest"
-	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
 )
 
@@ -43,7 +44,7 @@ type replica struct {
 // topology is a devidp, N SP replicas and a reverse proxy in front, all real
 // HTTP servers on 127.0.0.1.
 type topology struct {
-	IdP      *devidp.TestIdP
+	IdP      *devidptest.IdP
 	Replicas []*replica
 	ProxyURL string
 	requests atomic.Int64
@@ -76,13 +77,13 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 		cfg.Keys = func(testing.TB, int) (crypto.Signer, *x509.Certificate) { return k, c }
 	}
 	top := &topology{}
-	top.IdP = devidp.StartTest(t, devidp.Config{})
+	top.IdP = devidptest.Start(t, devidp.Config{})
 
 	proxy := httptest.NewUnstartedServer(nil)
 	top.ProxyURL = "http://" + proxy.Listener.Addr().String()
 	root, _ := url.Parse(top.ProxyURL)
 
-	logw := devidp.TestLogWriter(t)
+	logw := devidptest.LogWriter(t)
 	var targets []*url.URL
 	for i := range cfg.Replicas {
 		id := fmt.Sprintf("sp-%d", i+1)

@@ -1,6 +1,6 @@
 // Command devidp is samlha's development SAML identity provider: crewjam's
 // samlidp with seeded users, a key pair kept across restarts, and SPs
-// registered from their metadata URLs. See sp/sptest/devidp.
+// registered from their metadata URLs. See sp/devidp.
 package main
 
 import (
@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
-	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/sp/devidp"
 )
 
 const summary = `devidp: a development SAML identity provider (crewjam's samlidp) for samlha.

@@ -21,8 +21,9 @@ import (
 	"github.com/crewjam/saml/samlsp"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/sptest"
-	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/sp/sptest/devidptest"
 )
 
 func TestHelp(t *testing.T) {
@@ -105,7 +106,7 @@ func start(t *testing.T, args ...string) *instance {
 	args = append([]string{"--listen", ln.Addr().String(), "--public-url", base, "--log-level", "debug"}, args...)
 	ctx, cancel := context.WithCancel(t.Context())
 	inst := &instance{url: base, done: make(chan error, 1)}
-	w := devidp.TestLogWriter(t)
+	w := devidptest.LogWriter(t)
 	go func() { inst.done <- run(ctx, args, w, ln) }()
 	var once sync.Once
 	var runErr error
@@ -199,7 +200,7 @@ func TestRegistersAnSPThatStartsLater(t *testing.T) {
 		t.Skipf("the SP's port was taken meanwhile: %v", err)
 	}
 	root, _ := url.Parse(spRoot)
-	key, cert := devidp.TestKeyPair(t)
+	key, cert := devidptest.KeyPair(t)
 	mw, err := samlsp.New(samlsp.Options{URL: *root, Key: key, Certificate: cert, IDPMetadata: fetchMetadata(t, idp.url)})
 	if err != nil {
 		t.Fatal(err)

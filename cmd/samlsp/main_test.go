@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/sptest"
-	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store/redis/redistest"
 )
 
@@ -116,7 +117,7 @@ func TestServeLoginAndShutdown(t *testing.T) {
 	}
 	srv := redistest.Start(t)
 	addr := freeAddr(t)
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	root := "http://" + addr
 	t.Setenv("SAMLHA_STORE", "redis")
 	t.Setenv("SAMLHA_STORE_URL", srv.URL())

@@ -57,5 +57,5 @@
 // response); Get navigates to a URL; Cookies and SetCookie read and tamper
 // with the jar.
 //
-// The development IdP the tests run against is in sp/sptest/devidp.
+// The development IdP the tests run against is in sp/devidp.
 package sptest

@@ -26,8 +26,9 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 
+	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/sptest"
-	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/sp/sptest/devidptest"
 )
 
 // The two sites of the cross-site tests. ".test" is reserved (RFC 2606)
@@ -59,7 +60,7 @@ type spSetup struct {
 	binding  string      // how the SP sends its AuthnRequest; "" for crewjam's default (HTTP-Redirect)
 }
 
-func startSP(t testing.TB, idp *devidp.TestIdP, setup spSetup) *testSP {
+func startSP(t testing.TB, idp *devidptest.IdP, setup spSetup) *testSP {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
@@ -75,7 +76,7 @@ func startSP(t testing.TB, idp *devidp.TestIdP, setup spSetup) *testSP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, cert := devidp.TestKeyPair(t) // an SP key; sharing the test IdP's is harmless here
+	key, cert := devidptest.KeyPair(t) // an SP key; sharing the test IdP's is harmless here
 	mw, err := samlsp.New(samlsp.Options{
 		URL:         *root,
 		Key:         key,
@@ -161,7 +162,7 @@ func hasTrackingCookie(h sptest.Hop) bool {
 // works: the tracking cookie reaches the ACS.
 func TestLoginSameSite(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	sp := startSP(t, idp, spSetup{instance: "sp-1"})
 
 	b := sptest.NewBrowser(sptest.Options{})
@@ -198,7 +199,7 @@ func TestLoginSameSite(t *testing.T) {
 // SameSite emulation the same login succeeds, so SameSite is the cause.
 func TestLoginCrossSiteHTTPFails(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{PublicURL: "http://" + idpHost})
+	idp := devidptest.Start(t, devidp.Config{PublicURL: "http://" + idpHost})
 	sp := startSP(t, idp, spSetup{host: spHost, instance: "sp-1"})
 	resolve := map[string]string{idpHost: "127.0.0.1", spHost: "127.0.0.1"}
 
@@ -231,7 +232,7 @@ func TestLoginCrossSiteHTTPFails(t *testing.T) {
 func TestLoginCrossSiteHTTPSSucceeds(t *testing.T) {
 	t.Parallel()
 	tlsConfig, pool := testTLS(t, idpHost, spHost)
-	idp := devidp.StartTest(t, devidp.Config{PublicURL: "http://" + idpHost})
+	idp := devidptest.Start(t, devidp.Config{PublicURL: "http://" + idpHost})
 	sp := startSP(t, idp, spSetup{host: spHost, instance: "sp-1", tls: tlsConfig})
 
 	b := sptest.NewBrowser(sptest.Options{
@@ -259,7 +260,7 @@ func TestIdPSessionAcrossSPs(t *testing.T) {
 	// host would share crewjam's session cookie.
 	hosts := []string{"sp1.samlha-sp.test", "sp2.samlha-sp.test", "sp3.samlha-sp.test"}
 	tlsConfig, pool := testTLS(t, hosts...)
-	idp := devidp.StartTest(t, devidp.Config{PublicURL: "http://" + idpHost})
+	idp := devidptest.Start(t, devidp.Config{PublicURL: "http://" + idpHost})
 	sp1 := startSP(t, idp, spSetup{host: hosts[0], instance: "sp-1", tls: tlsConfig})
 	sp2 := startSP(t, idp, spSetup{host: hosts[1], instance: "sp-2", tls: tlsConfig})
 	sp3 := startSP(t, idp, spSetup{host: hosts[2], instance: "sp-3", tls: tlsConfig, binding: saml.HTTPPostBinding})
@@ -292,7 +293,7 @@ func TestIdPSessionAcrossSPs(t *testing.T) {
 
 func TestLoginWrongPassword(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	sp := startSP(t, idp, spSetup{instance: "sp-1"})
 	b := sptest.NewBrowser(sptest.Options{})
 	defer b.CloseIdleConnections()
@@ -307,7 +308,7 @@ func TestLoginWrongPassword(t *testing.T) {
 // cookie); submitted from its own browser it completes the login.
 func TestLoginUntilACSAndSubmit(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	sp := startSP(t, idp, spSetup{instance: "sp-1"})
 
 	victim := sptest.NewBrowser(sptest.Options{})
@@ -336,7 +337,7 @@ func TestLoginUntilACSAndSubmit(t *testing.T) {
 // Many browsers share one transport under load.
 func TestConcurrentLoginsSharedTransport(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	sp := startSP(t, idp, spSetup{instance: "sp-1"})
 	tr := sptest.NewTransport(nil, nil)
 	defer tr.CloseIdleConnections()
@@ -429,7 +430,7 @@ func testTLS(t *testing.T, names ...string) (*tls.Config, *x509.CertPool) {
 // BenchmarkLogin measures whole logins (browser, devidp, crewjam's SP, all
 // in this process), in parallel over one shared transport.
 func BenchmarkLogin(b *testing.B) {
-	idp := devidp.StartTest(b, devidp.Config{Logger: slog.New(slog.DiscardHandler)})
+	idp := devidptest.Start(b, devidp.Config{Logger: slog.New(slog.DiscardHandler)})
 	sp := startSP(b, idp, spSetup{instance: "sp-1"})
 	tr := sptest.NewTransport(nil, nil)
 	defer tr.CloseIdleConnections()

@@ -20,11 +20,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	dsig "github.com/russellhaering/goxmldsig"
 
-	"github.com/samlha/samlha/sp/sptest/devidp"
+	"github.com/samlha/samlha/sp/devidp"
+	"github.com/samlha/samlha/sp/sptest/devidptest"
 )
 
 // postLogin posts credentials to /login as a browser on origin would.
-func postLogin(t *testing.T, idp *devidp.TestIdP, origin, user, password string) *http.Response {
+func postLogin(t *testing.T, idp *devidptest.IdP, origin, user, password string) *http.Response {
 	t.Helper()
 	form := url.Values{"user": {user}, "password": {password}}
 	req, err := http.NewRequest(http.MethodPost, idp.URL+"/login", strings.NewReader(form.Encode()))
@@ -54,7 +55,7 @@ func get(t *testing.T, rawURL string) (int, string) {
 
 // metricValue returns the value of the sample of the metric line that
 // starts with series ("devidp_logins_total{result=\"success\"}").
-func metricValue(t *testing.T, idp *devidp.TestIdP, series string) string {
+func metricValue(t *testing.T, idp *devidptest.IdP, series string) string {
 	t.Helper()
 	_, body := get(t, idp.URL+"/metrics")
 	for _, line := range strings.Split(body, "\n") {
@@ -68,7 +69,7 @@ func metricValue(t *testing.T, idp *devidp.TestIdP, series string) string {
 
 func TestDefaultUsersLogIn(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	for _, u := range devidp.DefaultUsers() {
 		resp := postLogin(t, idp, idp.URL, u.Name, u.Password)
 		var sess saml.Session
@@ -90,7 +91,7 @@ func TestDefaultUsersLogIn(t *testing.T) {
 
 func TestLoginMetricsByResult(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	postLogin(t, idp, idp.URL, "alice", "alice-password")
 	postLogin(t, idp, idp.URL, "alice", "wrong")
 	postLogin(t, idp, idp.URL, "nobody", "x")
@@ -110,7 +111,7 @@ func TestLoginMetricsByResult(t *testing.T) {
 func TestSessionLifetime(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	idp := devidp.StartTest(t, devidp.Config{SessionLifetime: 3 * time.Hour, Clock: dsig.NewFakeClockAt(at)})
+	idp := devidptest.Start(t, devidp.Config{SessionLifetime: 3 * time.Hour, Clock: dsig.NewFakeClockAt(at)})
 	resp := postLogin(t, idp, idp.URL, "bob", "bob-password")
 	var sess saml.Session
 	if err := json.NewDecoder(resp.Body).Decode(&sess); err != nil {
@@ -132,7 +133,7 @@ func TestSessionLifetime(t *testing.T) {
 
 func TestAdminAPIIsNotExposed(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	for _, rq := range []struct{ method, path string }{
 		{"GET", "/services/"}, {"PUT", "/services/x"}, {"GET", "/users/alice"}, {"PUT", "/users/mallory"}, {"GET", "/sessions/"},
 	} {
@@ -150,7 +151,7 @@ func TestAdminAPIIsNotExposed(t *testing.T) {
 
 func TestHealthAndMetadata(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	if code, body := get(t, idp.URL+"/healthz"); code != 200 || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
@@ -168,10 +169,10 @@ func TestHealthAndMetadata(t *testing.T) {
 }
 
 // spMetadata returns the metadata of a (never served) crewjam SP at root.
-func spMetadata(t *testing.T, idp *devidp.TestIdP, root string) []byte {
+func spMetadata(t *testing.T, idp *devidptest.IdP, root string) []byte {
 	t.Helper()
 	u, _ := url.Parse(root)
-	key, cert := devidp.TestKeyPair(t)
+	key, cert := devidptest.KeyPair(t)
 	mw, err := samlsp.New(samlsp.Options{URL: *u, Key: key, Certificate: cert, IDPMetadata: idp.Metadata()})
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +186,7 @@ func spMetadata(t *testing.T, idp *devidp.TestIdP, root string) []byte {
 
 func TestRegisterSPMetadata(t *testing.T) {
 	t.Parallel()
-	idp := devidp.StartTest(t, devidp.Config{})
+	idp := devidptest.Start(t, devidp.Config{})
 	if err := idp.RegisterSPMetadata("sp-1", spMetadata(t, idp, "http://127.0.0.1:8081")); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestRegisterSPsRetriesUntilTheSPAnswers(t *testing.T) {
 	}))
 	t.Cleanup(sp.Close)
 	metadataURL := sp.URL + "/saml/metadata"
-	idp := devidp.StartTest(t, devidp.Config{SPMetadataURLs: []string{metadataURL}, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	idp := devidptest.Start(t, devidp.Config{SPMetadataURLs: []string{metadataURL}, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
 	md = spMetadata(t, idp, sp.URL)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -259,7 +260,7 @@ func TestRegisterSPsGivesUpWithTheContext(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 	metadataURL := dead.URL + "/saml/metadata"
-	idp := devidp.StartTest(t, devidp.Config{SPMetadataURLs: []string{metadataURL}, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	idp := devidptest.Start(t, devidp.Config{SPMetadataURLs: []string{metadataURL}, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	err := idp.RegisterSPs(ctx)
@@ -331,7 +332,7 @@ func TestLoadOrCreateKeyPair(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	key, cert := devidp.TestKeyPair(t)
+	key, cert := devidptest.KeyPair(t)
 	ok := devidp.Config{PublicURL: "http://127.0.0.1:9000", Key: key, Certificate: cert}
 	for name, mutate := range map[string]func(*devidp.Config){
 		"no public URL":         func(c *devidp.Config) { c.PublicURL = "" },

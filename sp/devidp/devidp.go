@@ -12,7 +12,7 @@
 //   - a configurable IdP session lifetime, /healthz, /readyz (ready once
 //     every configured SP is registered), Prometheus /metrics, and slog logs.
 //
-// For tests, StartTest serves one on loopback.
+// For tests, sp/sptest/devidptest.Start serves one on loopback.
 //
 // It is not for production: passwords are stored with bcrypt's minimum
 // cost, and its clock, keys and users are whatever the configuration says.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crewjam/saml/samlidp"
 	"golang.org/x/crypto/bcrypt"
@@ -12,8 +13,11 @@ import (
 
 func TestPasswordsUseTheConfiguredBcryptCost(t *testing.T) {
 	t.Parallel()
+	key, cert, err := GenerateKeyPair("devidp-internal-test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, cost := range []int{0, bcrypt.MinCost + 1} {
-		key, cert := TestKeyPair(t)
 		s, err := New(Config{PublicURL: "http://127.0.0.1:9000", Key: key, Certificate: cert, BcryptCost: cost})
 		if err != nil {
 			t.Fatal(err)

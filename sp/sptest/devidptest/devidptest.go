@@ -1,4 +1,7 @@
-package devidp
+// Package devidptest starts the development IdP (package devidp) for one
+// test, on loopback, with a key pair made once per test process. It lives
+// beside the tests so the shipped devidp binary links no "testing".
+package devidptest
 
 import (
 	"crypto/rsa"
@@ -13,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/samlha/samlha/sp/devidp"
 )
 
 // testKeys is one key pair per test process: generating an RSA key takes a
@@ -24,11 +29,11 @@ var testKeys struct {
 	err  error
 }
 
-// TestKeyPair returns a key pair generated once per process, for tests.
-func TestKeyPair(tb testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
+// KeyPair returns a key pair generated once per process, for tests.
+func KeyPair(tb testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
 	tb.Helper()
 	testKeys.once.Do(func() {
-		testKeys.key, testKeys.cert, testKeys.err = GenerateKeyPair("devidp-test", time.Now())
+		testKeys.key, testKeys.cert, testKeys.err = devidp.GenerateKeyPair("devidp-test", time.Now())
 	})
 	if testKeys.err != nil {
 		tb.Fatalf("generating the test key pair: %v", testKeys.err)
@@ -36,9 +41,9 @@ func TestKeyPair(tb testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
 	return testKeys.key, testKeys.cert
 }
 
-// TestIdP is a development IdP served on loopback for one test.
-type TestIdP struct {
-	*Server
+// IdP is a development IdP served on loopback for one test.
+type IdP struct {
+	*devidp.Server
 	// URL is the IdP's public base URL (Config.PublicURL).
 	URL string
 	// Addr is the address it listens on, "127.0.0.1:port": the address to
@@ -46,13 +51,13 @@ type TestIdP struct {
 	Addr string
 }
 
-// StartTest serves a development IdP made from cfg on an httptest server on
+// Start serves a development IdP made from cfg on an httptest server on
 // 127.0.0.1 until the test ends. Defaults for a test: PublicURL is
 // "http://127.0.0.1:<port>"; a PublicURL without a port, such as
 // "http://idp.samlha-idp.test", gets the listener's port (resolve the name
-// to Addr in the browser); Key and Certificate are TestKeyPair's; Logger
+// to Addr in the browser); Key and Certificate are KeyPair's; Logger
 // writes to the test log at debug level.
-func StartTest(tb testing.TB, cfg Config) *TestIdP {
+func Start(tb testing.TB, cfg devidp.Config) *IdP {
 	tb.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	addr := srv.Listener.Addr().(*net.TCPAddr)
@@ -70,13 +75,13 @@ func StartTest(tb testing.TB, cfg Config) *TestIdP {
 		}
 	}
 	if cfg.Key == nil && cfg.Certificate == nil && cfg.DataDir == "" {
-		cfg.Key, cfg.Certificate = TestKeyPair(tb)
+		cfg.Key, cfg.Certificate = KeyPair(tb)
 	}
 	if cfg.Logger == nil {
 		// The writer is made first, so it stops after the server closed.
-		cfg.Logger = slog.New(slog.NewTextHandler(TestLogWriter(tb), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = slog.New(slog.NewTextHandler(LogWriter(tb), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := New(cfg)
+	s, err := devidp.New(cfg)
 	if err != nil {
 		srv.Close()
 		tb.Fatalf("devidp.New: %v", err)
@@ -84,14 +89,14 @@ func StartTest(tb testing.TB, cfg Config) *TestIdP {
 	srv.Config.Handler = s
 	srv.Start()
 	tb.Cleanup(srv.Close)
-	return &TestIdP{Server: s, URL: cfg.PublicURL, Addr: addr.String()}
+	return &IdP{Server: s, URL: cfg.PublicURL, Addr: addr.String()}
 }
 
-// TestLogWriter returns a writer that sends each write to the test log
+// LogWriter returns a writer that sends each write to the test log
 // until the test's cleanups run, and drops writes after that (a goroutine
 // such as RegisterSPs may outlive the test). Create it before the servers
 // that write to it, so that its cleanup runs after theirs.
-func TestLogWriter(tb testing.TB) io.Writer {
+func LogWriter(tb testing.TB) io.Writer {
 	w := &tbWriter{tb: tb}
 	tb.Cleanup(w.stop)
 	return w
