@@ -2,7 +2,6 @@ package sp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -277,11 +276,11 @@ func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 	if assertion.ID == "" {
 		return &Failure{Cause: CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
 	}
-	id, sess, err := s.sessions.newSession(assertion, loginInstance)
+	ck, sess, err := s.sessions.newSession(assertion, loginInstance)
 	if err != nil {
 		return &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
-	value, err := json.Marshal(sess)
+	value, err := s.sessions.seal(ck, sess)
 	if err != nil {
 		return &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
 	}
@@ -291,9 +290,9 @@ func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 	until := assertion.IssueInstant.Add(saml.MaxIssueDelay + saml.MaxClockSkew)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
 	defer cancel()
-	sessKey := sessionKeyFor(id)
+	sessKey := ck.storeKey()
 	res := s.cfg.Store.PutBatch(ctx, []store.Write{
-		{Key: keyReplay + assertion.ID, Value: []byte{1}, TTL: replayTTL(until, now), IfAbsent: true},
+		{Key: replayKey(assertion.ID), Value: []byte{1}, TTL: replayTTL(until, now), IfAbsent: true},
 		{Key: sessKey, Value: value, TTL: s.sessions.ttl(sess, now)},
 	})
 	if res[0] != nil || res[1] != nil {
@@ -307,6 +306,6 @@ func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 		s.storeError("put-batch", err)
 		return storeFailure(err, "")
 	}
-	s.sessions.replaceCookie(w, r, id, sess)
+	s.sessions.replaceCookie(w, r, ck, sess)
 	return nil
 }

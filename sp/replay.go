@@ -2,6 +2,8 @@ package sp
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"time"
 
@@ -28,7 +30,7 @@ var _ saml.AssertionReplayCache = (*replayCache)(nil)
 func (c *replayCache) Consume(assertionID string, expiresAt time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	err := c.store.PutIfAbsent(ctx, keyReplay+assertionID, []byte{1}, replayTTL(expiresAt, c.now()))
+	err := c.store.PutIfAbsent(ctx, replayKey(assertionID), []byte{1}, replayTTL(expiresAt, c.now()))
 	switch {
 	case errors.Is(err, store.ErrExists):
 		return saml.ErrAssertionReplayed
@@ -36,6 +38,14 @@ func (c *replayCache) Consume(assertionID string, expiresAt time.Time) error {
 		c.onErr("put-if-absent", err)
 	}
 	return err
+}
+
+// replayKey is the key of the replay record of an assertion (or logout
+// request, or artifact) ID: a hash, so the key's length is bounded whatever
+// the IdP sends and the store holds no identifier of the IdP's.
+func replayKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return keyReplay + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // replayTTL keeps a replay record until the assertion expires, and at least

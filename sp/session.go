@@ -2,31 +2,23 @@ package sp
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 
-	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
 
-// sessionCookieName holds the opaque session ID in store mode, and crewjam's
-// signed session JWT in stateless mode.
+// sessionCookieName holds the session's ID and secret in store mode (see
+// seal.go), and crewjam's signed session JWT in stateless mode.
 const sessionCookieName = "samlha_session"
-
-// sessionIDBytes is the entropy of the random part of a session ID.
-const sessionIDBytes = 32
 
 // Session is a logged-in user's server-side session. It embeds crewjam's
 // claims (made by its JWTSessionCodec.New from the assertion, so attributes,
@@ -62,9 +54,10 @@ type sessionMiss struct {
 func (m *sessionMiss) Error() string { return "session " + m.kind + ": " + m.detail }
 
 // storeSessions is a samlsp.SessionProvider whose sessions live in a
-// store.Store: the cookie holds only an opaque random ID, new at each login,
-// prefixed by the instance that made it (for diagnosis). The store key is a
-// hash of the ID, so the store holds no value usable as a cookie.
+// store.Store, sealed: the cookie holds a random ID and secret, new at each
+// login, prefixed by the instance that made it (for diagnosis); the store
+// holds the session encrypted under a key derived from that secret and the
+// SP's session key (seal.go), under a hash of the ID.
 type storeSessions struct {
 	store     store.Store
 	storeKind string
@@ -75,6 +68,7 @@ type storeSessions struct {
 	now       func() time.Time
 	codec     samlsp.JWTSessionCodec // only its New: claims from an assertion
 	revoked   *revocations
+	ring      *keyRing
 	cookie    cookieSettings
 	onErr     func(op string, err error)
 }
@@ -84,24 +78,24 @@ var (
 	_ samlsp.SessionTerminator = (*storeSessions)(nil)
 )
 
-func sessionKeyFor(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return keySession + base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// newSession builds the session record and its ID for assertion, for a
-// login begun on loginInstance; it writes nothing. The ACS stores it
+// newSession builds the session and its cookie for assertion, for a login
+// begun on loginInstance; it writes nothing. The ACS stores it (p.seal)
 // together with the replay record (see SP.commitLogin).
-func (p *storeSessions) newSession(assertion *saml.Assertion, loginInstance string) (string, *Session, error) {
+func (p *storeSessions) newSession(assertion *saml.Assertion, loginInstance string) (sessionCookie, *Session, error) {
 	claims, err := p.codec.New(assertion)
 	if err != nil {
-		return "", nil, err
+		return sessionCookie{}, nil, err
 	}
 	c := claims.(samlsp.JWTSessionClaims)
 	now := p.now()
 	s := &Session{JWTSessionClaims: c, LoginInstance: loginInstance, ACSInstance: p.instance,
 		Created: now, Touched: now, Expires: c.ExpiresAt.Time}
-	return p.instance + relaystate.Sep + relaystate.Token(sessionIDBytes), s, nil
+	return newSessionCookie(p.instance), s, nil
+}
+
+// seal is the stored value of session s of cookie c.
+func (p *storeSessions) seal(c sessionCookie, s *Session) ([]byte, error) {
+	return sealSession(p.ring, c, s)
 }
 
 // ttl is how long the record lives from now: the idle timeout, capped by the
@@ -113,35 +107,37 @@ func (p *storeSessions) ttl(s *Session, now time.Time) time.Duration {
 // CreateSession implements samlsp.SessionProvider.
 func (p *storeSessions) CreateSession(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) error {
 	// Called through crewjam's interface, the login's origin is unknown.
-	id, s, err := p.newSession(assertion, "")
+	c, s, err := p.newSession(assertion, "")
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(s)
+	b, err := p.seal(c, s)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	if err := p.store.Put(ctx, sessionKeyFor(id), b, p.ttl(s, s.Created)); err != nil {
+	if err := p.store.Put(ctx, c.storeKey(), b, p.ttl(s, s.Created)); err != nil {
 		p.onErr("put", err)
 		return err
 	}
-	p.replaceCookie(w, r, id, s)
+	p.replaceCookie(w, r, c, s)
 	return nil
 }
 
 // replaceCookie sets the session cookie for a new session and deletes the
 // session the browser held before, if any (a new ID at every login).
-func (p *storeSessions) replaceCookie(w http.ResponseWriter, r *http.Request, id string, s *Session) {
-	if old, err := r.Cookie(sessionCookieName); err == nil && old.Value != id {
-		ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-		_ = p.store.Delete(ctx, sessionKeyFor(old.Value))
-		cancel()
+func (p *storeSessions) replaceCookie(w http.ResponseWriter, r *http.Request, c sessionCookie, s *Session) {
+	if ck, err := r.Cookie(sessionCookieName); err == nil {
+		if old, err := parseSessionCookie(ck.Value); err == nil && old.storeKey() != c.storeKey() {
+			ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+			_ = p.store.Delete(ctx, old.storeKey())
+			cancel()
+		}
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     sessionCookieName,
-		Value:    id,
+		Value:    c.String(),
 		Path:     "/",
 		Domain:   p.cookie.domain,
 		Expires:  s.Expires,
@@ -155,13 +151,14 @@ func (p *storeSessions) replaceCookie(w http.ResponseWriter, r *http.Request, id
 
 // DeleteSession implements samlsp.SessionProvider.
 func (p *storeSessions) DeleteSession(w http.ResponseWriter, r *http.Request) error {
-	ck, err := r.Cookie(sessionCookieName)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-		defer cancel()
-		if err := p.store.Delete(ctx, sessionKeyFor(ck.Value)); err != nil {
-			p.onErr("delete", err)
-			return err
+	if ck, err := r.Cookie(sessionCookieName); err == nil {
+		if c, err := parseSessionCookie(ck.Value); err == nil {
+			ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+			defer cancel()
+			if err := p.store.Delete(ctx, c.storeKey()); err != nil {
+				p.onErr("delete", err)
+				return err
+			}
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookieName, Value: "", Path: "/", Domain: p.cookie.domain,
@@ -178,29 +175,27 @@ func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
 	if err != nil {
 		return nil, samlsp.ErrNoSession
 	}
-	origin, _, ok := strings.Cut(ck.Value, relaystate.Sep)
-	if !ok || !relaystate.ValidInstanceID(origin) || !relaystate.ValidToken(ck.Value[len(origin)+1:], sessionIDBytes) {
-		return nil, missErr(&sessionMiss{kind: "invalid", detail: "session cookie is not a samlha session ID"})
+	c, err := parseSessionCookie(ck.Value)
+	if err != nil {
+		return nil, missErr(&sessionMiss{kind: "invalid", detail: "session cookie is not a samlha session cookie"})
 	}
+	origin := c.instance
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	key := sessionKeyFor(ck.Value)
+	key := c.storeKey()
 	b, err := p.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
-		m := &sessionMiss{kind: "not-found", origin: origin, detail: "no such session (expired, logged out, or never existed)"}
-		if origin != p.instance && !store.Shared(p.storeKind) {
-			m.kind = "cross-instance"
-			m.detail = fmt.Sprintf("session was created on %s; this is %s and the %s store is per instance", origin, p.instance, p.storeKind)
-		}
-		return nil, missErr(m)
+		return nil, missErr(p.notFound(origin))
 	}
 	if err != nil {
 		p.onErr("get", err)
 		return nil, err
 	}
-	s := &Session{}
-	if err := json.Unmarshal(b, s); err != nil {
-		return nil, missErr(&sessionMiss{kind: "invalid", origin: origin, detail: "stored session is corrupt: " + err.Error()})
+	s, current, err := openSession(p.ring, c, b)
+	if err != nil {
+		// Not deleted: whoever presents a wrong secret for a real ID
+		// must not be able to end that session.
+		return nil, missErr(&sessionMiss{kind: "invalid", origin: origin, detail: err.Error()})
 	}
 	now := p.now()
 	if !now.Before(s.Expires) {
@@ -210,16 +205,36 @@ func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
 	if err := p.checkRevoked(ctx, s); err != nil {
 		return nil, err
 	}
-	// Slide the idle timeout, but write at most once per quarter of it.
-	if now.Sub(s.Touched) > p.idle/4 {
+	// Slide the idle timeout, but write at most once per quarter of it
+	// (and when a key being rotated out sealed the record). The write is
+	// a Swap, which writes only over a live record: a logout (or a new
+	// login's replacement) that deleted the session after the Get above is
+	// not undone, and the session ends here too.
+	if now.Sub(s.Touched) > p.idle/4 || !current {
 		s.Touched = now
-		if nb, err := json.Marshal(s); err == nil {
-			if err := p.store.Put(ctx, key, nb, p.ttl(s, now)); err != nil {
-				p.onErr("put", err)
-			}
+		nb, err := p.seal(c, s)
+		if err != nil {
+			return nil, err
+		}
+		_, err = p.store.Swap(ctx, key, nb, p.ttl(s, now))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, missErr(&sessionMiss{kind: "not-found", origin: origin, detail: "session ended (logged out) while this request read it"})
+		case err != nil:
+			p.onErr("swap", err)
 		}
 	}
 	return s, nil
+}
+
+// notFound describes a session cookie whose record is not in the store.
+func (p *storeSessions) notFound(origin string) *sessionMiss {
+	m := &sessionMiss{kind: "not-found", origin: origin, detail: "no such session (expired, logged out, or never existed)"}
+	if origin != p.instance && !store.Shared(p.storeKind) {
+		m.kind = "cross-instance"
+		m.detail = fmt.Sprintf("session was created on %s; this is %s and the %s store is per instance", origin, p.instance, p.storeKind)
+	}
+	return m
 }
 
 func missErr(m *sessionMiss) error { return fmt.Errorf("%w: %w", samlsp.ErrNoSession, m) }
@@ -235,12 +250,21 @@ func (p *storeSessions) TerminateSessions(ctx context.Context, req *saml.LogoutR
 	now := p.now()
 	until := now.Add(p.absolute)
 	indexes := req.AllSessionIndexes()
-	if len(indexes) == 0 {
-		return p.revoked.Revoke(ctx, nameIDRevocationKey(nameID), now, until)
-	}
-	for _, idx := range append(indexes, saml.SessionIndex{}) {
-		if err := p.revoked.Revoke(ctx, sessionIndexRevocationKey(nameID, idx.Value), now, until); err != nil {
-			return err
+	// A revocation is written under every key of the ring and read under
+	// every key, so it holds on every replica during a rotation, whichever
+	// ring each replica has.
+	for i := range p.ring.keys {
+		pepper := p.ring.keys[i].pepper
+		if len(indexes) == 0 {
+			if err := p.revoked.Revoke(ctx, nameIDRevocationKey(pepper, nameID), now, until); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, idx := range append(indexes, saml.SessionIndex{}) {
+			if err := p.revoked.Revoke(ctx, sessionIndexRevocationKey(pepper, nameID, idx.Value), now, until); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -255,10 +279,13 @@ func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
 	if len(indexes) == 0 {
 		indexes = []string{""}
 	}
-	keys := make([]string, 0, 1+len(indexes))
-	keys = append(keys, nameIDRevocationKey(nameID))
-	for _, idx := range indexes {
-		keys = append(keys, sessionIndexRevocationKey(nameID, idx))
+	keys := make([]string, 0, (1+len(indexes))*len(p.ring.keys))
+	for i := range p.ring.keys {
+		pepper := p.ring.keys[i].pepper
+		keys = append(keys, nameIDRevocationKey(pepper, nameID))
+		for _, idx := range indexes {
+			keys = append(keys, sessionIndexRevocationKey(pepper, nameID, idx))
+		}
 	}
 	// The keys are independent: read them at once, so the check costs one
 	// round trip of latency on every request, not one per key.
@@ -292,16 +319,22 @@ func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
 }
 
 // Revocation keys: every session of a NameID, or those of a NameID with one
-// SessionIndex (the length prefix keeps the two parts apart).
-func nameIDRevocationKey(nameID string) string {
-	sum := sha256.Sum256([]byte(nameID))
-	return "nameid:" + hex.EncodeToString(sum[:])
+// SessionIndex (the length prefix keeps the two parts apart). They are
+// HMACs under a pepper derived from the SP's session key: a plain hash of a
+// NameID (an e-mail address, often) could be confirmed by anyone with a
+// list of candidates and a copy of the store.
+func nameIDRevocationKey(pepper []byte, nameID string) string {
+	h := newMAC(pepper)
+	h.Write([]byte("nameid\x00"))
+	h.Write([]byte(nameID))
+	return "nameid:" + hex.EncodeToString(h.Sum(nil))
 }
 
-func sessionIndexRevocationKey(nameID, sessionIndex string) string {
-	h := sha256.New()
+func sessionIndexRevocationKey(pepper []byte, nameID, sessionIndex string) string {
+	h := newMAC(pepper)
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(nameID)))
+	h.Write([]byte("sessionindex\x00"))
 	h.Write(n[:])
 	h.Write([]byte(nameID))
 	h.Write([]byte(sessionIndex))

@@ -28,8 +28,8 @@ func newSessionFixture(t *testing.T, instance, kind string) *sessionFixture {
 	f := &sessionFixture{clock: clock}
 	f.p = &storeSessions{store: st, storeKind: kind, instance: instance, idle: 30 * time.Minute, absolute: 8 * time.Hour,
 		timeout: time.Second, now: clock.Now, onErr: func(string, error) {},
-		revoked: &revocations{store: st, timeout: time.Second, now: clock.Now},
-		codec:   samlsp.JWTSessionCodec{MaxAge: 8 * time.Hour, Clock: clock.dsigClock()}}
+		revoked: &revocations{store: st, timeout: time.Second, now: clock.Now}, ring: testRing(t, "k1"),
+		codec: samlsp.JWTSessionCodec{MaxAge: 8 * time.Hour, Clock: clock.dsigClock()}}
 	return f
 }
 
@@ -165,7 +165,8 @@ func TestSessionCrossInstanceAndForgedCookies(t *testing.T) {
 	if m.origin != "sp-1" {
 		t.Errorf("origin %q, want sp-1", m.origin)
 	}
-	for _, v := range []string{"", "garbage", "sp-1~short", "bad id!~" + relaystate.Token(sessionIDBytes)} {
+	for _, v := range []string{"", "garbage", "sp-1~short", "bad id!~" + relaystate.Token(sessionIDBytes) + "." + relaystate.Token(sessionSecretBytes),
+		"sp-1~" + relaystate.Token(sessionIDBytes), "sp-1~" + relaystate.Token(32)} {
 		_, err := sp1.get(&http.Cookie{Name: sessionCookieName, Value: v})
 		if !errors.Is(err, samlsp.ErrNoSession) {
 			t.Errorf("cookie %q: %v, want no session", v, err)

@@ -63,6 +63,13 @@ type Config struct {
 	Key         crypto.Signer
 	Certificate *x509.Certificate
 
+	// SessionKeys are the SP's own keys (--session-key): the first seals
+	// and signs, every one opens and verifies. They salt the encryption of
+	// session records, sign the browser binding cookies and pepper the
+	// revocation keys; every replica must have the same ring. Nil derives
+	// one key from Key, which every replica shares already.
+	SessionKeys [][32]byte
+
 	// IDP provides the IdP's metadata (see IDPMetadata).
 	IDP *IDPMetadata
 
@@ -156,6 +163,7 @@ type SP struct {
 	storeKind string
 	storeLoc  string
 	cookies   cookieSettings
+	ring      *keyRing
 	pages     *template.Template
 	handler   http.Handler
 
@@ -190,6 +198,7 @@ func New(cfg Config) (*SP, error) {
 		return nil, err
 	}
 	s := &SP{cfg: cfg, storeKind: "stateless"}
+	var err error
 	if cfg.Store != nil {
 		s.storeKind, s.storeLoc = "unknown", ""
 		if d, ok := cfg.Store.(store.Describer); ok {
@@ -198,7 +207,18 @@ func New(cfg Config) (*SP, error) {
 	}
 	s.log = cfg.Logger.With("instance", cfg.InstanceID, "store", s.storeKind)
 	s.m = newMetrics(cfg.Registry, cfg.InstanceID, s.storeKind)
-	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite}
+	keys := cfg.SessionKeys
+	if len(keys) == 0 {
+		k, err := keyFromSigner(cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		keys = [][32]byte{k}
+	}
+	if s.ring, err = newKeyRing(keys); err != nil {
+		return nil, err
+	}
+	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite, ring: s.ring}
 	pages, err := web.SPTemplates(template.FuncMap{})
 	if err != nil {
 		return nil, fmt.Errorf("parse templates: %w", err)
@@ -215,7 +235,7 @@ func New(cfg Config) (*SP, error) {
 		s.replay = &replayCache{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now, onErr: onErr}
 		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
 			idle: cfg.SessionIdleTTL, absolute: cfg.SessionMaxTTL, timeout: cfg.StoreTimeout, now: s.now,
-			revoked: rev, cookie: s.cookies, onErr: onErr}
+			revoked: rev, ring: s.ring, cookie: s.cookies, onErr: onErr}
 	} else {
 		// Stateless: crewjam's own in-process stores, as they are. They
 		// protect one replica only; that is the point of this mode.

@@ -13,12 +13,6 @@ import (
 	"github.com/samlha/samlha/store"
 )
 
-// bindingCookieName is the cookie that binds logins to the browser that
-// began them. One value per browser: a response presented with another
-// browser's value is a binding-mismatch (login CSRF), one presented with
-// none is binding-cookie-missing (SameSite, blocked cookies).
-const bindingCookieName = "samlha_binding"
-
 const (
 	keyRequest = "req:"
 	keySession = "sess:"
@@ -61,25 +55,7 @@ type cookieSettings struct {
 	secure   bool
 	sameSite http.SameSite
 	domain   string
-}
-
-// bindingValue returns the browser's binding cookie value, setting a new
-// cookie on w if the browser has no well-formed one.
-func (c cookieSettings) bindingValue(w http.ResponseWriter, r *http.Request) string {
-	if ck, err := r.Cookie(bindingCookieName); err == nil && relaystate.ValidToken(ck.Value, 32) {
-		return ck.Value
-	}
-	v := relaystate.Token(32)
-	http.SetCookie(w, &http.Cookie{
-		Name:     bindingCookieName,
-		Value:    v,
-		Path:     "/",
-		Domain:   c.domain,
-		HttpOnly: true,
-		Secure:   c.secure,
-		SameSite: c.sameSite,
-	})
-	return v
+	ring     *keyRing // signs the binding cookies (binding.go)
 }
 
 func (t *storeTracker) ctx(r *http.Request) (context.Context, context.CancelFunc) {
@@ -95,7 +71,7 @@ func (t *storeTracker) begin(w http.ResponseWriter, r *http.Request, requestID, 
 		Origin:    t.instance,
 		Created:   now,
 		Expires:   now.Add(t.ttl),
-		Binding:   bindingHash(t.cookie.bindingValue(w, r)),
+		Binding:   bindingHash(t.cookie.setBinding(w, r, rs, now, t.ttl)),
 	}
 	ctx, cancel := t.ctx(r)
 	defer cancel()
@@ -162,7 +138,7 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 		return nil, &Failure{Cause: CauseStateExpired, Origin: origin, RequestID: tr.RequestID,
 			Detail: fmt.Sprintf("began %s, expired %s", tr.Created.UTC().Format(time.RFC3339), tr.Expires.UTC().Format(time.RFC3339))}
 	}
-	if f := checkBinding(r, tr); f != nil {
+	if f := t.checkBinding(r, rs, tr); f != nil {
 		// Whoever posted this is not the browser that began the login:
 		// put the login back so a forged post cannot burn a real one.
 		if perr := t.store.Put(ctx, keyRequest+rs, old, tr.Expires.Sub(now)+t.tombstone); perr != nil {
@@ -171,20 +147,35 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 		f.Origin = origin
 		return nil, f
 	}
+	t.cookie.clearBinding(w, rs)
 	return tr, nil
 }
 
-// checkBinding checks that r carries the binding cookie of the browser that
-// began tr.
-func checkBinding(r *http.Request, tr *trackedRequest) *Failure {
-	ck, err := r.Cookie(bindingCookieName)
+// checkBinding checks that r carries the binding cookie of login rs (tr),
+// as this SP issued it to the browser that began the login (binding.go):
+// signed by this SP's ring, for this login, and the value the login was
+// begun with. The signature is checked first, so the store is not trusted
+// to say what this SP issued.
+func (t *storeTracker) checkBinding(r *http.Request, rs string, tr *trackedRequest) *Failure {
+	name := t.cookie.bindingName(rs)
+	ck, err := r.Cookie(name)
 	if err != nil {
+		if n := len(t.cookie.bindingCookies(r)); n > 0 {
+			// The browser sends binding cookies, but not this login's:
+			// it did not begin it.
+			return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID,
+				Detail: fmt.Sprintf("the browser sent %d binding cookie(s) of other logins but none for this one: it did not begin this login (login CSRF, or a response moved between browsers)", n)}
+		}
 		return &Failure{Cause: CauseBindingCookieMissing, RequestID: tr.RequestID,
-			Detail: "no " + bindingCookieName + " cookie on the ACS request", Err: err}
+			Detail: "no " + name + " cookie on the ACS request", Err: err}
+	}
+	if err := t.cookie.ring.verifyBinding(rs, ck.Value); err != nil {
+		return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID,
+			Detail: name + ": " + err.Error() + " (planted or forged, or signed with a --session-key no longer in the ring)", Err: err}
 	}
 	if !tr.bindingMatches(ck.Value) {
 		return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID,
-			Detail: "the " + bindingCookieName + " cookie is not the one the login began with"}
+			Detail: "the " + name + " cookie is not the one the login began with"}
 	}
 	return nil
 }
@@ -248,7 +239,7 @@ func (t *storeTracker) GetTrackedRequest(r *http.Request, index string) (*samlsp
 	if ts != nil || t.now().After(tr.Expires) {
 		return nil, fmt.Errorf("login %s is no longer pending: %w", index, store.ErrNotFound)
 	}
-	if f := checkBinding(r, tr); f != nil {
+	if f := t.checkBinding(r, index, tr); f != nil {
 		return nil, f
 	}
 	return &samlsp.TrackedRequest{Index: index, SAMLRequestID: tr.RequestID, URI: tr.URI}, nil

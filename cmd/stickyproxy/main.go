@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -40,8 +39,7 @@ type options struct {
 	listen, adminListen, tlsCert, tlsKey string
 	targets                              cli.StringList
 	targetsFile                          string
-	keys                                 cli.StringList
-	keyFile                              string
+	keys                                 cli.KeyRing
 	sameSite                             string
 	trusted                              cli.StringList
 	peek                                 size
@@ -71,8 +69,7 @@ func flags(fs *flag.FlagSet) *options {
 	fs.BoolVar(&c.CookieSecure, "cookie-secure", false, "mark the affinity cookie Secure")
 	fs.BoolVar(&c.CookieHTTPOnly, "cookie-httponly", false, "mark the affinity cookie HttpOnly")
 	fs.StringVar(&o.sameSite, "cookie-samesite", "lax", "affinity cookie SameSite: lax, strict, none (needs --cookie-secure) or default (attribute omitted)")
-	fs.Var(&o.keys, "cookie-key", "`secret` that seals and opens the affinity cookie (repeatable; the first seals, all open).\n32 bytes as base64 or hex, or any string of 16+ bytes. Proxies that share keys accept each other's cookies.\nWithout any key a random one is made, and other proxy instances will not accept its cookies")
-	fs.StringVar(&o.keyFile, "cookie-key-file", "", "`file` with cookie keys, one per line, first seals (added after --cookie-key)")
+	o.keys.Register(fs, "cookie-key", "`secret` that seals and opens the affinity cookie (repeatable; the first seals, all open).\n32 bytes as base64 or hex, or any string of 16+ bytes. Proxies that share keys accept each other's cookies.\nWithout any key a random one is made, and other proxy instances will not accept its cookies")
 	fs.BoolVar(&c.SAMLAware, "saml-aware", false, "route a POST to --acs-path without a valid affinity cookie to the instance named in its RelayState (<instance>~<nonce>)")
 	fs.StringVar(&c.ACSPath, "acs-path", "/saml/acs", "the SP's Assertion Consumer Service path, for --saml-aware")
 	fs.Var(&o.peek, "relaystate-peek", "read at most this much of an ACS POST body to find RelayState (`size`: 64KiB, 1MiB, ...)")
@@ -190,7 +187,7 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 	cfg := o.cfg
 	lines := append([]string(nil), o.targets...)
 	if o.targetsFile != "" {
-		fl, err := readLines(o.targetsFile)
+		fl, err := cli.ReadLines(o.targetsFile)
 		if err != nil {
 			probs.Addf("--targets-file: %v", err)
 		}
@@ -204,22 +201,7 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 		}
 		cfg.Targets = append(cfg.Targets, t)
 	}
-	secrets := append([]string(nil), o.keys...)
-	if o.keyFile != "" {
-		fl, err := readLines(o.keyFile)
-		if err != nil {
-			probs.Addf("--cookie-key-file: %v", err)
-		}
-		secrets = append(secrets, fl...)
-	}
-	for i, s := range secrets {
-		k, err := affinity.DeriveKey(s)
-		if err != nil {
-			probs.Addf("--cookie-key #%d: %v", i+1, err) // never print the secret
-			continue
-		}
-		cfg.Keys = append(cfg.Keys, k)
-	}
+	cfg.Keys = o.keys.Keys(&probs)
 	ss, err := stickyproxy.ParseSameSite(o.sameSite)
 	if err != nil {
 		probs.Addf("--cookie-samesite: %v", err)
@@ -242,22 +224,6 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 		probs.Addf("--tls-cert and --tls-key: give both or neither")
 	}
 	return cfg, probs
-}
-
-func readLines(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
-			out = append(out, l)
-		}
-	}
-	return out, sc.Err()
 }
 
 // size is a byte count flag with an optional unit: B, KiB, MiB, GiB (or KB,

@@ -1,0 +1,238 @@
+package sp
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/samlha/samlha/sp/relaystate"
+)
+
+// testRing is a key ring of keys named by secrets, first sealing.
+func testRing(t testing.TB, secrets ...string) *keyRing {
+	t.Helper()
+	keys := make([][32]byte, len(secrets))
+	for i, s := range secrets {
+		keys[i] = sha256.Sum256([]byte(s))
+	}
+	r, err := newKeyRing(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// cookieJar is the few rules of a browser's jar these tests need: a
+// Set-Cookie replaces the cookie of the same name, Max-Age<0 deletes it.
+type cookieJar map[string]*http.Cookie
+
+func (j cookieJar) store(rec *httptest.ResponseRecorder) {
+	for _, c := range rec.Result().Cookies() {
+		if c.MaxAge < 0 {
+			delete(j, c.Name)
+		} else {
+			j[c.Name] = &http.Cookie{Name: c.Name, Value: c.Value}
+		}
+	}
+}
+
+func (j cookieJar) list() []*http.Cookie {
+	var out []*http.Cookie
+	for _, c := range j {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Two tabs of one browser begin logins at the same moment: both requests
+// leave before either answer arrives, so both carry the same cookies (none).
+// Each login gets a cookie of its own, so both finish, in either order.
+func TestBindingTwoTabsAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, order := range []string{"first-begun first", "second-begun first"} {
+		t.Run(order, func(t *testing.T) {
+			t.Parallel()
+			f := newTrackerFixture(t, true)
+			jar := cookieJar{}
+			recA, recB := httptest.NewRecorder(), httptest.NewRecorder()
+			rsA, err := f.sp1.begin(recA, httptest.NewRequest("GET", "/app?tab=a", nil), "id-a", "/app?tab=a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rsB, err := f.sp2.begin(recB, httptest.NewRequest("GET", "/app?tab=b", nil), "id-b", "/app?tab=b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			jar.store(recA) // the answers arrive in order; B's Set-Cookie must not undo A's
+			jar.store(recB)
+			logins := [][2]string{{rsA, "/app?tab=a"}, {rsB, "/app?tab=b"}}
+			if order == "second-begun first" {
+				logins[0], logins[1] = logins[1], logins[0]
+			}
+			for _, l := range logins {
+				rec := httptest.NewRecorder()
+				tr, fail := f.sp1.finish(rec, acsRequest(l[0], jar.list()...), l[0])
+				if fail != nil {
+					t.Fatalf("login of %s: %s (%s)", l[1], fail.Cause, fail.Detail)
+				}
+				if tr.URI != l[1] {
+					t.Errorf("login %s returned to %s", l[1], tr.URI)
+				}
+				jar.store(rec)
+			}
+			if len(jar) != 0 {
+				t.Errorf("binding cookies left after both logins finished: %v", jar.list())
+			}
+		})
+	}
+}
+
+// A binding value the browser presents that this SP never issued for that
+// login is refused as binding-mismatch, and does not burn the login.
+func TestBindingPlantedValueRefused(t *testing.T) {
+	t.Parallel()
+	f := newTrackerFixture(t, true)
+	rs, real := begin(t, f.sp1)
+	otherRS, otherReal := begin(t, f.sp1)
+	foreign := &storeTracker{cookie: cookieSettings{ring: testRing(t, "another deployment's key")}}
+	named := func(v string) *http.Cookie { return &http.Cookie{Name: real.Name, Value: v} }
+
+	raw := []byte(real.Value)
+	raw[len(raw)-3] ^= 1 // still base64url, MAC broken
+	if raw[len(raw)-3] == real.Value[len(raw)-3] {
+		t.Fatal("tamper did nothing")
+	}
+	for name, planted := range map[string]*http.Cookie{
+		// An attacker on a sibling subdomain sets this login's cookie to
+		// a value of their choosing...
+		"made-up value of the right form": named(relaystate.Token(bindingRawLen)),
+		"tampered real value":             named(string(raw)),
+		"not of the form at all":          named("attacker"),
+		// ...or to a real value they were issued for their own login...
+		"real value of another login": named(otherReal.Value),
+		// ...or to one made by another SP (another key ring).
+		"value signed by another SP": named(foreign.cookie.ring.issueBinding(rs, f.clock.Now())),
+	} {
+		_, fail := finish(f.sp2, acsRequest(rs, planted), rs)
+		wantCause(t, fail, CauseBindingMismatch)
+		if name != "real value of another login" && !strings.Contains(fail.Detail, "not") {
+			t.Errorf("%s: detail %q does not say the value is not this SP's", name, fail.Detail)
+		}
+	}
+	// The browser that began another login posts this login's response:
+	// it sends binding cookies, but not this login's.
+	_, fail := finish(f.sp2, acsRequest(rs, otherReal), rs)
+	wantCause(t, fail, CauseBindingMismatch)
+	// A browser that sends no binding cookie at all is told so.
+	_, fail = finish(f.sp2, acsRequest(rs), rs)
+	wantCause(t, fail, CauseBindingCookieMissing)
+
+	if _, fail := finish(f.sp2, acsRequest(rs, real), rs); fail != nil {
+		t.Fatalf("the real browser could not finish after planted values: %s (%s)", fail.Cause, fail.Detail)
+	}
+
+	// The SP does not take the store's word for what it issued: a tracked
+	// request rewritten (by a writer to the store) to bind a value of the
+	// writer's choosing is still refused, for the value lacks the SP's
+	// signature.
+	rs3, _ := begin(t, f.sp1)
+	ctx := context.Background()
+	b, err := f.store.Get(ctx, keyRequest+rs3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _, err := decodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chosen := relaystate.Token(bindingRawLen)
+	tr.Binding = bindingHash(chosen)
+	if err := f.store.Put(ctx, keyRequest+rs3, tr.encode(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, fail = finish(f.sp2, acsRequest(rs3, &http.Cookie{Name: f.sp1.cookie.bindingName(rs3), Value: chosen}), rs3)
+	wantCause(t, fail, CauseBindingMismatch)
+	if _, fail := finish(f.sp1, acsRequest(otherRS, otherReal), otherRS); fail != nil {
+		t.Fatalf("the other login: %s (%s)", fail.Cause, fail.Detail)
+	}
+}
+
+// The ring rotates: a value issued under the old key verifies on a replica
+// that has the new key first and the old one second, and not on one that
+// has dropped the old key.
+func TestBindingKeyRotation(t *testing.T) {
+	t.Parallel()
+	old := testRing(t, "old")
+	rs := relaystate.New("sp-1")
+	v := old.issueBinding(rs, time.Now())
+	if err := testRing(t, "new", "old").verifyBinding(rs, v); err != nil {
+		t.Errorf("ring [new old] refused a value of old: %v", err)
+	}
+	if err := testRing(t, "new").verifyBinding(rs, v); !errors.Is(err, errBindingForged) {
+		t.Errorf("ring [new] accepted a value of the dropped key: %v", err)
+	}
+	if err := old.verifyBinding(relaystate.New("sp-1"), v); !errors.Is(err, errBindingForged) {
+		t.Errorf("a value verified for another login: %v", err)
+	}
+	if got := testRing(t, "new", "old").issueBinding(rs, time.Now()); testRing(t, "new").verifyBinding(rs, got) != nil {
+		t.Error("the first key of the ring does not sign")
+	}
+}
+
+// One browser holds at most maxBindingCookies binding cookies: beginning one
+// more login expires the oldest.
+func TestBindingCookiesBounded(t *testing.T) {
+	t.Parallel()
+	f := newTrackerFixture(t, true)
+	jar := cookieJar{}
+	var first string
+	for i := range maxBindingCookies + 3 {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/app", nil)
+		for _, c := range jar.list() {
+			req.AddCookie(c)
+		}
+		rs, err := f.sp1.begin(rec, req, "id", "/app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = f.sp1.cookie.bindingName(rs)
+		}
+		jar.store(rec)
+		f.clock.Add(time.Second)
+		if len(jar) > maxBindingCookies {
+			t.Fatalf("after %d logins begun the browser holds %d binding cookies, want at most %d", i+1, len(jar), maxBindingCookies)
+		}
+	}
+	if len(jar) != maxBindingCookies {
+		t.Errorf("browser holds %d binding cookies, want %d", len(jar), maxBindingCookies)
+	}
+	if _, ok := jar[first]; ok {
+		t.Error("the oldest binding cookie survived; a newer one was expired instead")
+	}
+}
+
+// On https without a cookie domain the binding cookies carry the __Host-
+// prefix, which a sibling subdomain cannot set.
+func TestBindingHostPrefix(t *testing.T) {
+	t.Parallel()
+	f := newTrackerFixture(t, true)
+	f.sp1.cookie.secure, f.sp1.cookie.sameSite = true, http.SameSiteNoneMode
+	rs, c := begin(t, f.sp1)
+	if !strings.HasPrefix(c.Name, "__Host-samlha_binding_") || !c.Secure || c.Path != "/" || c.Domain != "" {
+		t.Errorf("https binding cookie %s; Secure=%v Path=%q Domain=%q: want __Host-, Secure, Path=/ and no Domain", c.Name, c.Secure, c.Path, c.Domain)
+	}
+	if _, fail := finish(f.sp1, acsRequest(rs, c), rs); fail != nil {
+		t.Fatalf("%s (%s)", fail.Cause, fail.Detail)
+	}
+	f.sp1.cookie.domain = "example.org"
+	if _, c := begin(t, f.sp1); strings.HasPrefix(c.Name, "__Host-") {
+		t.Errorf("a cookie with a Domain cannot be __Host-: %s", c.Name)
+	}
+}

@@ -1,0 +1,105 @@
+package sp
+
+import (
+	"crypto"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"hash"
+)
+
+// keyRing holds the SP's own secret keys (Config.SessionKeys, the
+// --session-key flag): the first key seals and signs, every key opens and
+// verifies. They are used for three things, each under its own derived
+// key, so no two uses ever share key bytes:
+//
+//   - the salt of every session record's encryption key (seal.go): a writer
+//     to the store who chose a cookie secret still cannot make a record
+//     that opens, because the SP's key is the other half;
+//   - the MAC of each browser binding cookie (binding.go): a value this SP
+//     (any replica with the same ring) did not issue is refused;
+//   - the pepper of the revocation keys (session.go), so a reader of the
+//     store cannot test a list of NameIDs against them.
+type keyRing struct {
+	keys []ringKey
+}
+
+// ringKey is one key of the ring and what is derived from it.
+type ringKey struct {
+	id      byte   // a hint naming the key in what it sealed; not secret
+	session []byte // HKDF salt for session records
+	binding []byte // HMAC key for binding cookies
+	pepper  []byte // HMAC key for revocation keys
+}
+
+// Labels of the derivations. Changing one invalidates what was made with it.
+const (
+	labelKeyID      = "samlha sp key id v1"
+	labelSession    = "samlha session record salt v1"
+	labelBinding    = "samlha binding cookie mac v1"
+	labelRevocation = "samlha revocation key pepper v1"
+	labelFromSPKey  = "samlha session key from the SP private key v1"
+)
+
+func newKeyRing(keys [][32]byte) (*keyRing, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no session keys")
+	}
+	r := &keyRing{}
+	for _, k := range keys {
+		rk := ringKey{}
+		id := hmac.New(sha256.New, k[:])
+		id.Write([]byte(labelKeyID))
+		rk.id = id.Sum(nil)[0]
+		var err error
+		for _, d := range []struct {
+			out   *[]byte
+			label string
+		}{{&rk.session, labelSession}, {&rk.binding, labelBinding}, {&rk.pepper, labelRevocation}} {
+			if *d.out, err = hkdf.Expand(sha256.New, k[:], d.label, 32); err != nil {
+				return nil, err
+			}
+		}
+		r.keys = append(r.keys, rk)
+	}
+	return r, nil
+}
+
+// keyFromSigner derives the default session key from the SP's private key,
+// which every replica must share already (it signs AuthnRequests and
+// decrypts assertions): replicas agree on it without another secret to
+// distribute. --session-key replaces it, and rotates independently of the
+// SAML key pair.
+func keyFromSigner(k crypto.Signer) ([32]byte, error) {
+	var out [32]byte
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return out, fmt.Errorf("cannot derive a session key from the SP key (%T): give session keys: %w", k, err)
+	}
+	b, err := hkdf.Key(sha256.New, der, nil, labelFromSPKey, 32)
+	if err != nil {
+		return out, err
+	}
+	copy(out[:], b)
+	return out, nil
+}
+
+// sealing is the key that seals and signs.
+func (r *keyRing) sealing() *ringKey { return &r.keys[0] }
+
+// byID returns the keys whose ID is id, sealing key first (IDs are one
+// byte, so two keys may share one).
+func (r *keyRing) byID(id byte) []*ringKey {
+	var out []*ringKey
+	for i := range r.keys {
+		if r.keys[i].id == id {
+			out = append(out, &r.keys[i])
+		}
+	}
+	return out
+}
+
+func newMAC(key []byte) hash.Hash { return hmac.New(sha256.New, key) }

@@ -1,0 +1,187 @@
+package sp
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/samlha/samlha/sp/relaystate"
+)
+
+// A session is found by its ID and read with its secret, both of which only
+// the browser holds (the model of oauth2-proxy's Redis tickets):
+//
+//	cookie:    <instance>~<id>.<secret>
+//	store key: "sess:" + base64url(SHA-256(<instance>~<id>))
+//	value:     0x01 | key ID | nonce (12) | AES-256-GCM(JSON of the Session) | tag (16)
+//
+// The AES key is HKDF-SHA256 with the cookie's secret as input keying
+// material, the SP's session key (the sealing key of --session-key's ring,
+// named by the key ID) as salt, and the store key as info; the version, key
+// ID and store key are also the GCM additional data. So a reader of the
+// store learns no identity (it lacks the secrets), a writer of the store
+// cannot make a record that opens (it lacks the SP key, even for a cookie
+// it chose), and a record moved to another key does not open there.
+// <instance> names the replica that made the session, for diagnosis
+// (session-not-found-cross-instance); it is not secret.
+const (
+	sessionIDBytes     = 16
+	sessionSecretBytes = 32
+	sessionIDLen       = 22 // base64url of sessionIDBytes
+	sessionSecretLen   = 43 // base64url of sessionSecretBytes
+	sessionSecretSep   = "."
+	// maxSessionCookieLen is the longest session cookie value samlha issues.
+	maxSessionCookieLen = relaystate.MaxInstanceIDLen + len(relaystate.Sep) + sessionIDLen + len(sessionSecretSep) + sessionSecretLen
+
+	sealVersion    = 1
+	sealNonceLen   = 12
+	sealHeaderLen  = 2 + sealNonceLen
+	sealOverhead   = sealHeaderLen + 16
+	labelSealKey   = "samlha session record key v1\x00"
+	maxSessionJSON = 256 << 10 // a session larger than this is refused, not stored
+)
+
+// sessionCookie is a parsed session cookie value.
+type sessionCookie struct {
+	instance string
+	id       string
+	secret   []byte
+}
+
+func newSessionCookie(instance string) sessionCookie {
+	secret := make([]byte, sessionSecretBytes)
+	_, _ = rand.Read(secret)
+	return sessionCookie{instance: instance, id: relaystate.Token(sessionIDBytes), secret: secret}
+}
+
+// String is the cookie value.
+func (c sessionCookie) String() string {
+	return c.instance + relaystate.Sep + c.id + sessionSecretSep + base64.RawURLEncoding.EncodeToString(c.secret)
+}
+
+// storeKey is where the session's record lives. It hashes the public part
+// only, so the store never holds anything that opens a record.
+func (c sessionCookie) storeKey() string {
+	sum := sha256.Sum256([]byte(c.instance + relaystate.Sep + c.id))
+	return keySession + base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+var errSessionCookie = errors.New("not a samlha session cookie")
+
+// parseSessionCookie parses a session cookie value of exactly the form
+// newSessionCookie makes. It never panics, whatever v is.
+func parseSessionCookie(v string) (sessionCookie, error) {
+	if len(v) > maxSessionCookieLen {
+		return sessionCookie{}, fmt.Errorf("%w: %d bytes, longer than %d", errSessionCookie, len(v), maxSessionCookieLen)
+	}
+	inst, rest, ok := strings.Cut(v, relaystate.Sep)
+	if !ok || !relaystate.ValidInstanceID(inst) {
+		return sessionCookie{}, fmt.Errorf("%w: no valid instance", errSessionCookie)
+	}
+	id, sec, ok := strings.Cut(rest, sessionSecretSep)
+	if !ok || !relaystate.ValidToken(id, sessionIDBytes) || !relaystate.ValidToken(sec, sessionSecretBytes) {
+		return sessionCookie{}, fmt.Errorf("%w: not <instance>~<id>.<secret>", errSessionCookie)
+	}
+	secret, err := base64.RawURLEncoding.DecodeString(sec)
+	if err != nil {
+		return sessionCookie{}, fmt.Errorf("%w: %v", errSessionCookie, err)
+	}
+	return sessionCookie{instance: inst, id: id, secret: secret}, nil
+}
+
+// Errors of openSession.
+var (
+	// errSealMalformed: the stored value is not a sealed record at all.
+	errSealMalformed = errors.New("stored session is not a sealed record")
+	// errSealForged: no key of the ring opens it with this cookie's
+	// secret: written by someone without the SP key or the cookie, moved
+	// from another key, tampered with, or sealed under a key no longer in
+	// the ring.
+	errSealForged = errors.New("stored session does not open with this cookie and the SP's session keys")
+)
+
+func recordAEAD(rk *ringKey, c sessionCookie, key string) (cipher.AEAD, error) {
+	k, err := hkdf.Key(sha256.New, c.secret, rk.session, labelSealKey+key, 32)
+	if err != nil {
+		return nil, err
+	}
+	blk, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(blk)
+}
+
+func recordAAD(id byte, key string) []byte {
+	return append([]byte{sealVersion, id}, key...)
+}
+
+// sealSession encodes s and seals it for the session of cookie c under the
+// ring's sealing key.
+func sealSession(r *keyRing, c sessionCookie, s *Session) ([]byte, error) {
+	plain, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(plain) > maxSessionJSON {
+		return nil, fmt.Errorf("session of %d bytes is larger than %d (too many or too large attributes)", len(plain), maxSessionJSON)
+	}
+	rk := r.sealing()
+	key := c.storeKey()
+	aead, err := recordAEAD(rk, c, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, sealHeaderLen, sealOverhead+len(plain))
+	out[0], out[1] = sealVersion, rk.id
+	_, _ = rand.Read(out[2:sealHeaderLen])
+	return aead.Seal(out, out[2:sealHeaderLen], plain, recordAAD(rk.id, key)), nil
+}
+
+// openSession opens the stored value rec of the session of cookie c with
+// any key of the ring, and decodes it. It reports whether the sealing key
+// opened it (false: a key being rotated out did, and the record should be
+// sealed again).
+func openSession(r *keyRing, c sessionCookie, rec []byte) (s *Session, current bool, err error) {
+	if len(rec) < sealOverhead || rec[0] != sealVersion {
+		return nil, false, errSealMalformed
+	}
+	key := c.storeKey()
+	for _, rk := range r.byID(rec[1]) {
+		aead, err := recordAEAD(rk, c, key)
+		if err != nil {
+			return nil, false, err
+		}
+		plain, err := aead.Open(nil, rec[2:sealHeaderLen], rec[sealHeaderLen:], recordAAD(rk.id, key))
+		if err != nil {
+			continue
+		}
+		s, err := decodeSession(plain)
+		return s, rk == r.sealing(), err
+	}
+	return nil, false, errSealForged
+}
+
+// decodeSession decodes the plaintext of a session record. It is the
+// session codec's decoder: it never panics and refuses what sealSession
+// would not have written.
+func decodeSession(plain []byte) (*Session, error) {
+	if len(plain) > maxSessionJSON {
+		return nil, fmt.Errorf("%w: session of %d bytes", errSealMalformed, len(plain))
+	}
+	s := &Session{}
+	if err := json.Unmarshal(plain, s); err != nil {
+		return nil, fmt.Errorf("%w: %v", errSealMalformed, err)
+	}
+	if s.Created.IsZero() || s.Expires.IsZero() {
+		return nil, fmt.Errorf("%w: no creation or expiry time", errSealMalformed)
+	}
+	return s, nil
+}
