@@ -54,6 +54,8 @@ type options struct {
 	idpMetadataURL, idpMetadataFile                string
 	idpRefresh                                     time.Duration
 	spKey, spCert                                  string
+	sessionKeys                                    cli.KeyRing
+	sessionKeyRing                                 [][32]byte
 	storeMode, storeURL                            string
 	storeTimeout, storeWait                        time.Duration
 	requestTTL, tombstoneTTL, sessionIdle, sessMax time.Duration
@@ -83,6 +85,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.idpRefresh, "idp-metadata-refresh", 10*time.Minute, "how often the IdP metadata is read again")
 	fs.StringVar(&o.spKey, "sp-key", "", "PEM private key of the SP (required; every replica must use the same; create with: samlsp keygen)")
 	fs.StringVar(&o.spCert, "sp-cert", "", "PEM certificate for --sp-key (required)")
+	o.sessionKeys.Register(fs, "session-key", "`secret` of the SP's own key ring (repeatable; the first seals and signs, all open and verify), the same on every replica:\n"+
+		"it salts the encryption of session records in the store, signs the per-login binding cookies and peppers revocation keys.\n"+
+		"32 bytes as base64 or hex, or any string of 16+ bytes (stickyproxy's --cookie-key format). Without any, one key is derived from --sp-key.\n"+
+		"Rotate: add the new key second on every replica, then move it first, then drop the old one after --session-max-ttl")
 	fs.StringVar(&o.storeMode, "store", "memory", "where login state lives: memory, redis or stateless")
 	fs.StringVar(&o.storeURL, "store-url", "", "store URL; default memory:// for --store memory, redis://127.0.0.1:6379/0 for --store redis\n(forms: memory://?max_entries=N, redis://[:password@]host:port/db, rediss://..., redis-sentinel://h1:p1,h2:p2/master, redis-cluster://h1:p1,h2:p2)")
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "limit on each store call")
@@ -147,6 +153,7 @@ func (o *options) validate() error {
 	if _, err := parseSameSite(o.cookieSameSite); err != nil {
 		p.Addf("--cookie-samesite: %v", err)
 	}
+	o.sessionKeyRing = o.sessionKeys.Keys(&p)
 	if o.maxRelogins < 0 {
 		p.Addf("--max-relogins must not be negative")
 	}
@@ -222,14 +229,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s, err := sp.New(sp.Config{
 		InstanceID: o.instanceID, RootURL: rootURL, Store: st, Key: key, Certificate: cert, IDP: idp,
 		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
-		StoreTimeout: o.storeTimeout, BindingSameSite: sameSite, MaxRelogins: o.maxRelogins,
+		StoreTimeout: o.storeTimeout, BindingSameSite: sameSite, MaxRelogins: o.maxRelogins, SessionKeys: o.sessionKeyRing,
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {
 		return err
 	}
+	keySource := "derived from --sp-key"
+	if len(o.sessionKeyRing) > 0 {
+		keySource = fmt.Sprintf("--session-key (%d in the ring)", len(o.sessionKeyRing))
+	}
 	ilog.Info("samlsp starting", "root_url", o.rootURL, "store", o.storeMode,
-		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert))
+		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert), "session_keys", keySource)
 
 	srv, err := cli.Listen("public", o.listen, &http.Server{
 		Handler:           s,

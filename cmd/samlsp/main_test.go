@@ -28,7 +28,8 @@ func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
 		t.Fatalf("--help: %v", err)
 	}
 	for _, want := range []string{"--store", "$SAMLHA_STORE", "--store-url", "$SAMLHA_STORE_URL", "--sp-key", "--instance-id",
-		"--idp-metadata-url", "--root-url", "redis-sentinel://", "samlsp keygen", "stateless"} {
+		"--idp-metadata-url", "--root-url", "redis-sentinel://", "samlsp keygen", "stateless",
+		"--session-key", "$SAMLHA_SESSION_KEY", "--session-key-file", "$SAMLHA_SESSION_KEY_FILE"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
@@ -37,14 +38,19 @@ func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
 
 func TestProblemsReportedAtOnce(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"--store", "mongodb", "--instance-id", "bad id!", "--root-url", "ftp://x"}, &out, &out)
+	err := run(context.Background(), []string{"--store", "mongodb", "--instance-id", "bad id!", "--root-url", "ftp://x",
+		"--session-key", "a key of sixteen bytes or more", "--session-key", "tooshort", "--session-key-file", "/nonexistent/keys"}, &out, &out)
 	if err == nil {
 		t.Fatal("bad flags accepted")
 	}
-	for _, want := range []string{"--sp-key", "--idp-metadata-url", "--store \"mongodb\"", "--instance-id", "--root-url"} {
+	for _, want := range []string{"--sp-key", "--idp-metadata-url", "--store \"mongodb\"", "--instance-id", "--root-url",
+		"--session-key #2", "--session-key-file"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+	if strings.Contains(err.Error(), "tooshort") || strings.Contains(err.Error(), "--session-key #1") {
+		t.Errorf("error prints a secret or blames a good key:\n%v", err)
 	}
 }
 
@@ -122,6 +128,7 @@ func TestServeLoginAndShutdown(t *testing.T) {
 	t.Setenv("SAMLHA_STORE", "redis")
 	t.Setenv("SAMLHA_STORE_URL", srv.URL())
 	t.Setenv("SAMLHA_INSTANCE_ID", "sp-env")
+	t.Setenv("SAMLHA_SESSION_KEY", "a session key of sixteen bytes or more")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -159,6 +166,12 @@ func TestServeLoginAndShutdown(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("no shutdown within 15s")
+	}
+	if !strings.Contains(logs.String(), `"session_keys":"--session-key (1 in the ring)"`) {
+		t.Errorf("logs: the session key from $SAMLHA_SESSION_KEY is not in use:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "sixteen bytes") {
+		t.Errorf("logs: the session key is printed:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), `"msg":"samlsp starting"`) || strings.Contains(logs.String(), "SAMLResponse") {
 		t.Errorf("logs: want JSON start line and no SAML payloads:\n%s", logs.String())

@@ -29,7 +29,7 @@ type KeyRing struct {
 func (k *KeyRing) Register(fs *flag.FlagSet, name, usage string) {
 	k.name = name
 	fs.Var(&k.secrets, name, usage)
-	fs.StringVar(&k.file, name+"-file", "", "`file` with "+name+"s, one per line, first seals (added after --"+name+")")
+	fs.StringVar(&k.file, name+"-file", "", "`file` with --"+name+" secrets, one per line, the first seals (added after any --"+name+"); lines starting with # are comments")
 }
 
 // Keys returns the ring's keys, first the one that seals, recording each
