@@ -68,6 +68,20 @@ func newKeyRing(keys [][32]byte) (*keyRing, error) {
 	return r, nil
 }
 
+// sessionKeyRing is the ring of cfg.SessionKeys or, if there are none, of
+// one key derived from cfg.Key.
+func sessionKeyRing(cfg Config) (*keyRing, error) {
+	keys := cfg.SessionKeys
+	if len(keys) == 0 {
+		k, err := keyFromSigner(cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		keys = [][32]byte{k}
+	}
+	return newKeyRing(keys)
+}
+
 // keyFromSigner derives the default session key from the SP's private key,
 // which every replica must share already (it signs AuthnRequests and
 // decrypts assertions): replicas agree on it without another secret to

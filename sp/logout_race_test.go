@@ -3,6 +3,7 @@ package sp
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/store"
+	_ "github.com/samlha/samlha/store/redis"
+	"github.com/samlha/samlha/store/redis/redistest"
 )
 
 // pausingStore pauses the first Get of a session key once it has read the
@@ -36,7 +39,25 @@ func (s *pausingStore) Get(ctx context.Context, key string) ([]byte, error) {
 // record, and the request that raced the logout gets no session either.
 func TestRefreshDoesNotResurrectLoggedOutSession(t *testing.T) {
 	t.Parallel()
-	f := newSessionFixture(t, "sp-1", "redis")
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		testRefreshAfterLogout(t, newSessionFixture(t, "sp-1", "memory"))
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		st, err := store.Open(context.Background(), srv.URL(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		f := newSessionFixture(t, "sp-1", "redis")
+		f.p.store, f.p.revoked.store = st, st
+		testRefreshAfterLogout(t, f)
+	})
+}
+
+func testRefreshAfterLogout(t *testing.T, f *sessionFixture) {
 	ps := &pausingStore{Store: f.p.store, read: make(chan struct{}), resume: make(chan struct{})}
 	f.p.store = ps
 	c := f.login(t, assertionFor("alice@example.com", "idx", nil))

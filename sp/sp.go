@@ -207,16 +207,8 @@ func New(cfg Config) (*SP, error) {
 	}
 	s.log = cfg.Logger.With("instance", cfg.InstanceID, "store", s.storeKind)
 	s.m = newMetrics(cfg.Registry, cfg.InstanceID, s.storeKind)
-	keys := cfg.SessionKeys
-	if len(keys) == 0 {
-		k, err := keyFromSigner(cfg.Key)
-		if err != nil {
-			return nil, err
-		}
-		keys = [][32]byte{k}
-	}
-	if s.ring, err = newKeyRing(keys); err != nil {
-		return nil, err
+	if s.ring, err = sessionKeyRing(cfg); err != nil && cfg.Store != nil {
+		return nil, err // stateless mode uses crewjam's cookies, signed with Key, and no ring
 	}
 	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite, ring: s.ring}
 	pages, err := web.SPTemplates(template.FuncMap{})
