@@ -44,7 +44,8 @@ const (
 	// maxBindingCookies bounds the binding cookies one browser holds: at
 	// most this many logins pending at once (abandoned ones included);
 	// beginning one more expires the oldest, whose login then fails as
-	// binding-cookie-missing. A cookie also expires with its login.
+	// binding-mismatch (the browser sends the others; the detail says
+	// this may be why). A cookie also expires with its login.
 	maxBindingCookies = 8
 )
 

@@ -190,7 +190,7 @@ func TestBindingCookiesBounded(t *testing.T) {
 	t.Parallel()
 	f := newTrackerFixture(t, true)
 	jar := cookieJar{}
-	var first string
+	var first, firstRS string
 	for i := range maxBindingCookies + 3 {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/app", nil)
@@ -202,7 +202,7 @@ func TestBindingCookiesBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			first = f.sp1.cookie.bindingName(rs)
+			first, firstRS = f.sp1.cookie.bindingName(rs), rs
 		}
 		jar.store(rec)
 		f.clock.Add(time.Second)
@@ -215,6 +215,12 @@ func TestBindingCookiesBounded(t *testing.T) {
 	}
 	if _, ok := jar[first]; ok {
 		t.Error("the oldest binding cookie survived; a newer one was expired instead")
+	}
+	// The evicted login is refused, and the detail says why it may be.
+	_, fail := finish(f.sp1, acsRequest(firstRS, jar.list()...), firstRS)
+	wantCause(t, fail, CauseBindingMismatch)
+	if !strings.Contains(fail.Detail, "expired as the oldest") {
+		t.Errorf("detail %q does not mention the eviction", fail.Detail)
 	}
 }
 

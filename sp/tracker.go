@@ -162,9 +162,13 @@ func (t *storeTracker) checkBinding(r *http.Request, rs string, tr *trackedReque
 	if err != nil {
 		if n := len(t.cookie.bindingCookies(r)); n > 0 {
 			// The browser sends binding cookies, but not this login's:
-			// it did not begin it.
-			return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID,
-				Detail: fmt.Sprintf("the browser sent %d binding cookie(s) of other logins but none for this one: it did not begin this login (login CSRF, or a response moved between browsers)", n)}
+			// it did not begin it, or it began so many logins since
+			// that this one's cookie was expired as the oldest.
+			d := fmt.Sprintf("the browser sent %d binding cookie(s) of other logins but none for this one: it did not begin this login (login CSRF, or a response moved between browsers)", n)
+			if n >= maxBindingCookies-1 {
+				d += fmt.Sprintf(", or it began more than %d logins at once and this one's cookie was expired as the oldest", maxBindingCookies)
+			}
+			return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID, Detail: d}
 		}
 		return &Failure{Cause: CauseBindingCookieMissing, RequestID: tr.RequestID,
 			Detail: "no " + name + " cookie on the ACS request", Err: err}
