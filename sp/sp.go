@@ -1,7 +1,7 @@
 // Package sp is samlha's SAML service provider: crewjam/saml's samlsp
-// middleware with its hooks (RequestTracker, SessionProvider,
-// AssertionReplayCache, SessionRevocationStore) filled by adapters over a
-// store.Store, an ACS that names the cause of every failure, and the pages
+// middleware with its hooks (SessionProvider, AssertionReplayCache,
+// SessionRevocationStore) filled by adapters over a store.Store, a login
+// tracker of its own, an ACS that names the cause of every failure, and the pages
 // and endpoints an operator needs to see which replica did what.
 //
 // Three strategies run from the same code (DESIGN.md section 1):
@@ -207,13 +207,13 @@ func New(cfg Config) (*SP, error) {
 
 	if cfg.Store != nil {
 		onErr := s.storeError
-		s.tracker = &storeTracker{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
+		s.tracker = &storeTracker{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
 			ttl: cfg.RequestTTL, tombstone: cfg.TombstoneTTL, opTimeout: cfg.StoreTimeout, now: s.now,
 			cookie: s.cookies, onStoreErr: onErr}
 		rev := &revocations{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now}
 		s.revoked = rev
 		s.replay = &replayCache{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now, onErr: onErr}
-		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
+		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
 			idle: cfg.SessionIdleTTL, absolute: cfg.SessionMaxTTL, timeout: cfg.StoreTimeout, now: s.now,
 			revoked: rev, cookie: s.cookies, onErr: onErr}
 	} else {
@@ -282,19 +282,20 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		return fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	mw.OnError = s.onLibraryError
+	// mw.RequestTracker stays crewjam's default and is never read: only
+	// crewjam's ServeACS, HandleStartAuthFlow and RequireAccount read it,
+	// and the SP mounts none of them (rt.state tracks logins instead).
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
 	if s.cfg.Store != nil {
 		parser := mw.ServiceProvider
 		parser.ReplayCache = nil
 		rt.parser = &parser
-		mw.RequestTracker = s.tracker
 		mw.Session = s.sessions
 		rt.state = s.tracker
 	} else {
 		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
 		tr.SameSite = s.cfg.BindingSameSite
 		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID}
-		mw.RequestTracker = tr
 		cp := mw.Session.(samlsp.CookieSessionProvider)
 		cp.MaxAge = s.cfg.SessionMaxTTL
 		codec := cp.Codec.(samlsp.JWTSessionCodec)
