@@ -116,7 +116,7 @@ type entry struct {
 const never = int64(^uint64(0) >> 1)
 
 func init() {
-	store.Register("memory", open)
+	store.Register("memory", open, "memory")
 }
 
 // New returns a store configured by opts, with its janitor running unless

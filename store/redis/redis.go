@@ -87,9 +87,7 @@ func init() {
 	opener := func(ctx context.Context, u *url.URL, logger *slog.Logger) (store.Store, error) {
 		return open(ctx, u, logger)
 	}
-	for _, scheme := range []string{"redis", "rediss", "redis-sentinel", "redis-cluster"} {
-		store.Register(scheme, opener)
-	}
+	store.Register("redis", opener, "redis", "rediss", "redis-sentinel", "redis-cluster")
 }
 
 // New returns a store on client, which it owns: Close closes the client.
