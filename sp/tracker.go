@@ -196,7 +196,9 @@ func storeFailure(err error, origin string) *Failure {
 	switch {
 	case errors.Is(err, store.ErrFull):
 		c = CauseStoreFull
-	case store.IsUnavailable(err):
+	case store.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
+		// A deadline here is the SP's own StoreTimeout, which the store
+		// reports as the caller's: the store did not answer in time.
 		c = CauseStoreUnavailable
 	}
 	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}
