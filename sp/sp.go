@@ -1,8 +1,8 @@
 // Package sp is samlha's SAML service provider: crewjam/saml's samlsp
 // middleware with its hooks (SessionProvider, AssertionReplayCache,
 // SessionRevocationStore) filled by adapters over a store.Store, a login
-// tracker of its own, an ACS that names the cause of every failure, and the pages
-// and endpoints an operator needs to see which replica did what.
+// tracker of its own, an ACS that names the cause of every failure, and
+// the pages and endpoints an operator needs to see which replica did what.
 //
 // Three strategies run from the same code (DESIGN.md section 1):
 //

@@ -126,8 +126,8 @@ func SPID(metadataURL string) string {
 
 // RegisterSPs fetches the metadata of every SP in Config.SPMetadataURLs and
 // registers it (under SPID(url)), retrying each with exponential backoff
-// (Config.RetryMin to RetryMax, with 20% jitter either side) until it answers with metadata
-// samlidp accepts: the SPs may start after the IdP. It returns nil once all
+// (Config.RetryMin to RetryMax, with 20% jitter either side) until it
+// answers with metadata samlidp accepts: the SPs may start after the IdP. It returns nil once all
 // are registered, or, when ctx ends first, an error naming each SP that was
 // not, with its last error. The server turns ready (/readyz) when all are.
 func (s *Server) RegisterSPs(ctx context.Context) error {
