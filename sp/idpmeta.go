@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 )
@@ -87,8 +88,7 @@ func (s *SP) Run(ctx context.Context) error {
 		refresh = 10 * time.Minute
 	}
 	var current []byte
-	backoff := 250 * time.Millisecond
-	for {
+	load := func() (struct{}, error) {
 		md, err := src.load(ctx)
 		if err == nil {
 			b, _ := xml.Marshal(md)
@@ -99,24 +99,36 @@ func (s *SP) Run(ctx context.Context) error {
 				}
 			}
 		}
-		wait := refresh
 		if err != nil {
 			s.m.idpRefreshErrs.Inc()
-			if s.rt.Load() == nil {
-				s.log.Warn("IdP metadata not available yet; retrying", "source", src.source(), "err", err, "retry_in", backoff)
-				wait, backoff = backoff, min(backoff*2, 10*time.Second)
-			} else {
-				s.log.Warn("IdP metadata refresh failed; keeping the metadata in use", "source", src.source(), "err", err)
-			}
 		}
-		if src.Static != nil && err == nil {
-			<-ctx.Done()
-			return nil
-		}
+		return struct{}{}, err
+	}
+	// The first load: 250ms doubling to 10s, with jitter, until it works
+	// or ctx is done (the only way Retry can fail without a time limit).
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier, b.MaxInterval = 250*time.Millisecond, 2, 10*time.Second
+	if _, err := backoff.Retry(ctx, load, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			s.log.Warn("IdP metadata not available yet; retrying", "source", src.source(), "err", err,
+				"retry_in", wait.Round(time.Millisecond))
+		})); err != nil {
+		return nil
+	}
+	if src.Static != nil {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(refresh)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-t.C:
+		}
+		if _, err := load(); err != nil {
+			s.log.Warn("IdP metadata refresh failed; keeping the metadata in use", "source", src.source(), "err", err)
 		}
 	}
 }

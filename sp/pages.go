@@ -103,7 +103,7 @@ func (s *SP) serveIndex(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.cfg.Store == nil:
 		expl = "Login state travels in cookies signed with the SP key: any replica with the same key can finish any login."
-	case s.storeKind != "memory":
+	case s.tracker.shared:
 		expl = "Login state is shared: any replica using the same store can finish any login."
 	}
 	s.render(w, http.StatusOK, "index.html", struct {

@@ -61,6 +61,7 @@ func (m *sessionMiss) Error() string { return "session " + m.kind + ": " + m.det
 type storeSessions struct {
 	store     store.Store
 	storeKind string
+	shared    bool // store.Shared: other replicas see the same sessions
 	instance  string
 	idle      time.Duration
 	absolute  time.Duration
@@ -230,7 +231,7 @@ func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
 // notFound describes a session cookie whose record is not in the store.
 func (p *storeSessions) notFound(origin string) *sessionMiss {
 	m := &sessionMiss{kind: "not-found", origin: origin, detail: "no such session (expired, logged out, or never existed)"}
-	if origin != p.instance && !store.Shared(p.storeKind) {
+	if origin != p.instance && !p.shared {
 		m.kind = "cross-instance"
 		m.detail = fmt.Sprintf("session was created on %s; this is %s and the %s store is per instance", origin, p.instance, p.storeKind)
 	}

@@ -26,7 +26,8 @@ func newSessionFixture(t *testing.T, instance, kind string) *sessionFixture {
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
 	f := &sessionFixture{clock: clock}
-	f.p = &storeSessions{store: st, storeKind: kind, instance: instance, idle: 30 * time.Minute, absolute: 8 * time.Hour,
+	// What the provider believes; the bytes go to one memory store either way.
+	f.p = &storeSessions{store: st, storeKind: kind, shared: kind != "memory", instance: instance, idle: 30 * time.Minute, absolute: 8 * time.Hour,
 		timeout: time.Second, now: clock.Now, onErr: func(string, error) {},
 		revoked: &revocations{store: st, timeout: time.Second, now: clock.Now}, ring: testRing(t, "k1"),
 		codec: samlsp.JWTSessionCodec{MaxAge: 8 * time.Hour, Clock: clock.dsigClock()}}

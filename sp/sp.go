@@ -1,8 +1,8 @@
 // Package sp is samlha's SAML service provider: crewjam/saml's samlsp
-// middleware with its hooks (RequestTracker, SessionProvider,
-// AssertionReplayCache, SessionRevocationStore) filled by adapters over a
-// store.Store, an ACS that names the cause of every failure, and the pages
-// and endpoints an operator needs to see which replica did what.
+// middleware with its hooks (SessionProvider, AssertionReplayCache,
+// SessionRevocationStore) filled by adapters over a store.Store, a login
+// tracker of its own, an ACS that names the cause of every failure, and
+// the pages and endpoints an operator needs to see which replica did what.
 //
 // Three strategies run from the same code (DESIGN.md section 1):
 //
@@ -29,6 +29,7 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -219,13 +220,13 @@ func New(cfg Config) (*SP, error) {
 
 	if cfg.Store != nil {
 		onErr := s.storeError
-		s.tracker = &storeTracker{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
+		s.tracker = &storeTracker{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
 			ttl: cfg.RequestTTL, tombstone: cfg.TombstoneTTL, opTimeout: cfg.StoreTimeout, now: s.now,
 			cookie: s.cookies, onStoreErr: onErr}
 		rev := &revocations{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now}
 		s.revoked = rev
 		s.replay = &replayCache{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now, onErr: onErr}
-		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
+		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
 			idle: cfg.SessionIdleTTL, absolute: cfg.SessionMaxTTL, timeout: cfg.StoreTimeout, now: s.now,
 			revoked: rev, ring: s.ring, cookie: s.cookies, onErr: onErr}
 	} else {
@@ -294,19 +295,20 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		return fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	mw.OnError = s.onLibraryError
+	// mw.RequestTracker stays crewjam's default and is never read: only
+	// crewjam's ServeACS, HandleStartAuthFlow and RequireAccount read it,
+	// and the SP mounts none of them (rt.state tracks logins instead).
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
 	if s.cfg.Store != nil {
 		parser := mw.ServiceProvider
 		parser.ReplayCache = nil
 		rt.parser = &parser
-		mw.RequestTracker = s.tracker
 		mw.Session = s.sessions
 		rt.state = s.tracker
 	} else {
 		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
 		tr.SameSite = s.cfg.BindingSameSite
 		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID}
-		mw.RequestTracker = tr
 		cp := mw.Session.(samlsp.CookieSessionProvider)
 		cp.MaxAge = s.cfg.SessionMaxTTL
 		codec := cp.Codec.(samlsp.JWTSessionCodec)
@@ -365,39 +367,19 @@ func (s *SP) instanceHeader(next http.Handler) http.Handler {
 	})
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.code == 0 {
-		r.code = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
 func (s *SP) countRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
 		route := "other"
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		if rec.code == 0 {
-			rec.code = http.StatusOK
+		code := ww.Status()
+		if code == 0 { // nothing written: net/http sends 200
+			code = http.StatusOK
 		}
-		s.m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+		s.m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	})
 }
 

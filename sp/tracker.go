@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/crewjam/saml/samlsp"
-
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
@@ -30,12 +28,15 @@ type loginState interface {
 	finish(w http.ResponseWriter, r *http.Request, relayState string) (*trackedRequest, *Failure)
 }
 
-// storeTracker keeps tracked requests in a store.Store. It implements
-// crewjam's samlsp.RequestTracker, so the library's own flows can use it,
-// and loginState, whose finish is the atomic consume the ACS relies on.
+// storeTracker keeps tracked requests in a store.Store. It is the SP's
+// loginState, whose finish is the atomic consume the ACS relies on. It is
+// not crewjam's samlsp.RequestTracker: only crewjam's ServeACS,
+// HandleStartAuthFlow and RequireAccount read that, and the SP mounts none
+// of them (serveACS and startLogin replace them).
 type storeTracker struct {
 	store      store.Store
 	storeKind  string
+	shared     bool // store.Shared: other replicas see the same logins
 	instance   string
 	ttl        time.Duration // how long a login may take
 	tombstone  time.Duration // how long "already used"/"expired" is remembered
@@ -45,10 +46,7 @@ type storeTracker struct {
 	onStoreErr func(op string, err error)
 }
 
-var (
-	_ samlsp.RequestTracker = (*storeTracker)(nil)
-	_ loginState            = (*storeTracker)(nil)
-)
+var _ loginState = (*storeTracker)(nil)
 
 // cookieSettings are the attributes of the cookies the SP sets.
 type cookieSettings struct {
@@ -100,10 +98,10 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 	case errors.Is(err, store.ErrNotFound):
 		f := &Failure{Cause: CauseStateUnknown, Origin: origin, Err: err}
 		switch {
-		case origin != t.instance && !store.Shared(t.storeKind):
+		case origin != t.instance && !t.shared:
 			f.Cause = CauseStateCrossInstance
 			f.Detail = fmt.Sprintf("login began on %s; this is %s and the %s store is per instance", origin, t.instance, t.storeKind)
-		case origin == t.instance && !store.Shared(t.storeKind):
+		case origin == t.instance && !t.shared:
 			f.Detail = "no such login on this instance: never issued, expired long ago, or lost in a restart"
 		default:
 			f.Detail = fmt.Sprintf("no such login in the shared store (began on %s): never issued or expired long ago", origin)
@@ -193,58 +191,10 @@ func storeFailure(err error, origin string) *Failure {
 	switch {
 	case errors.Is(err, store.ErrFull):
 		c = CauseStoreFull
-	case store.IsUnavailable(err):
+	case store.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
+		// A deadline here is the SP's own StoreTimeout, which the store
+		// reports as the caller's: the store did not answer in time.
 		c = CauseStoreUnavailable
 	}
 	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}
-}
-
-// TrackRequest implements samlsp.RequestTracker.
-func (t *storeTracker) TrackRequest(w http.ResponseWriter, r *http.Request, samlRequestID string) (string, error) {
-	return t.begin(w, r, samlRequestID, r.URL.RequestURI())
-}
-
-// StopTrackingRequest implements samlsp.RequestTracker. It consumes the
-// tracked request; a second call fails.
-func (t *storeTracker) StopTrackingRequest(w http.ResponseWriter, r *http.Request, index string) error {
-	if _, f := t.finish(w, r, index); f != nil {
-		return f
-	}
-	return nil
-}
-
-// GetTrackedRequests implements samlsp.RequestTracker: the request named by
-// the RelayState of r's form, if it is pending and bound to this browser.
-func (t *storeTracker) GetTrackedRequests(r *http.Request) []samlsp.TrackedRequest {
-	rs := r.Form.Get("RelayState")
-	if rs == "" {
-		return nil
-	}
-	tr, err := t.GetTrackedRequest(r, rs)
-	if err != nil {
-		return nil
-	}
-	return []samlsp.TrackedRequest{*tr}
-}
-
-// GetTrackedRequest implements samlsp.RequestTracker without consuming the
-// request.
-func (t *storeTracker) GetTrackedRequest(r *http.Request, index string) (*samlsp.TrackedRequest, error) {
-	ctx, cancel := t.ctx(r)
-	defer cancel()
-	b, err := t.store.Get(ctx, keyRequest+index)
-	if err != nil {
-		return nil, err
-	}
-	tr, ts, err := decodeState(b)
-	if err != nil {
-		return nil, err
-	}
-	if ts != nil || t.now().After(tr.Expires) {
-		return nil, fmt.Errorf("login %s is no longer pending: %w", index, store.ErrNotFound)
-	}
-	if f := t.checkBinding(r, index, tr); f != nil {
-		return nil, f
-	}
-	return &samlsp.TrackedRequest{Index: index, SAMLRequestID: tr.RequestID, URI: tr.URI}, nil
 }

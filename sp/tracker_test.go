@@ -52,7 +52,7 @@ func newTrackerFixture(t *testing.T, shared bool) *trackerFixture {
 		kind = "redis" // what the tracker believes; the bytes go to one memory store either way
 	}
 	mk := func(inst string) *storeTracker {
-		return &storeTracker{store: st, storeKind: kind, instance: inst, ttl: 10 * time.Minute, tombstone: 15 * time.Minute,
+		return &storeTracker{store: st, storeKind: kind, shared: shared, instance: inst, ttl: 10 * time.Minute, tombstone: 15 * time.Minute,
 			opTimeout: time.Second, now: f.clock.Now, cookie: cookieSettings{sameSite: http.SameSiteLaxMode, ring: testRing(t, "k1")},
 			onStoreErr: func(string, error) { f.storeEr.Add(1) }}
 	}
@@ -276,40 +276,5 @@ func TestTrackerStoreFull(t *testing.T) {
 	_, err := tr.begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "id", "/")
 	if f := storeFailure(err, ""); !errors.Is(err, store.ErrFull) || f.Cause != CauseStoreFull {
 		t.Fatalf("third begin: %v (cause %s), want store-full", err, f.Cause)
-	}
-}
-
-// The tracker also serves crewjam's samlsp.RequestTracker interface, for
-// the library's own flows: find without consuming, bound to the browser,
-// then stop tracking exactly once.
-func TestTrackerAsCrewjamRequestTracker(t *testing.T) {
-	t.Parallel()
-	f := newTrackerFixture(t, true)
-	rec := httptest.NewRecorder()
-	rs, err := f.sp1.TrackRequest(rec, httptest.NewRequest("GET", "/app?x=1", nil), "id-crewjam")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bind := rec.Result().Cookies()[0]
-
-	req := acsRequest(rs, bind)
-	if err := req.ParseForm(); err != nil {
-		t.Fatal(err)
-	}
-	got := f.sp2.GetTrackedRequests(req)
-	if len(got) != 1 || got[0].SAMLRequestID != "id-crewjam" || got[0].URI != "/app?x=1" || got[0].Index != rs {
-		t.Fatalf("GetTrackedRequests = %+v", got)
-	}
-	if _, err := f.sp2.GetTrackedRequest(acsRequest(rs), rs); err == nil {
-		t.Error("GetTrackedRequest without the binding cookie succeeded")
-	}
-	if err := f.sp2.StopTrackingRequest(httptest.NewRecorder(), acsRequest(rs, bind), rs); err != nil {
-		t.Fatalf("StopTrackingRequest: %v", err)
-	}
-	if err := f.sp1.StopTrackingRequest(httptest.NewRecorder(), acsRequest(rs, bind), rs); err == nil {
-		t.Error("a second StopTrackingRequest succeeded")
-	}
-	if got := f.sp1.GetTrackedRequests(req); len(got) != 0 {
-		t.Errorf("a consumed request is still pending: %+v", got)
 	}
 }

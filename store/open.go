@@ -13,32 +13,69 @@ import (
 // Opener opens a store from a parsed URL. Backends register one per scheme.
 type Opener func(ctx context.Context, u *url.URL, logger *slog.Logger) (Store, error)
 
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]Opener{}
-)
-
-// Register makes a backend available to Open under scheme. It is meant to be
-// called from a backend's init function, and panics if scheme is taken.
-func Register(scheme string, open Opener) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := registry[scheme]; dup {
-		panic("store: Register called twice for scheme " + scheme)
-	}
-	registry[scheme] = open
+type registration struct {
+	backend string
+	open    Opener
 }
 
-// Schemes lists the registered URL schemes, sorted.
-func Schemes() []string {
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]registration{}
+)
+
+// Register makes backend (a name such as "memory" or "redis") available to
+// Open under each of schemes. It is meant to be called from a backend's
+// init function, and panics, registering nothing, if a scheme is taken.
+func Register(backend string, open Opener, schemes ...string) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	for _, scheme := range schemes {
+		if _, dup := registry[scheme]; dup {
+			panic("store: Register called twice for scheme " + scheme)
+		}
+	}
+	for _, scheme := range schemes {
+		registry[scheme] = registration{backend: backend, open: open}
+	}
+}
+
+// Schemes lists, sorted, the URL schemes registered for backend, or for
+// every backend if backend is "".
+func Schemes(backend string) []string {
 	registryMu.RLock()
 	defer registryMu.RUnlock()
-	s := make([]string, 0, len(registry))
-	for k := range registry {
-		s = append(s, k)
+	var s []string
+	for k, r := range registry {
+		if backend == "" || r.backend == backend {
+			s = append(s, k)
+		}
 	}
 	slices.Sort(s)
 	return s
+}
+
+// Backend returns the name of the registered backend that opens rawURL,
+// chosen by the URL's scheme, or an error that names the known schemes.
+// Errors never contain the URL's password.
+func Backend(rawURL string) (string, error) {
+	_, r, err := lookup(rawURL)
+	return r.backend, err
+}
+
+func lookup(rawURL string) (*url.URL, registration, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the URL, password included: don't wrap it.
+		return nil, registration{}, fmt.Errorf("store: cannot parse store URL %q", Redact(rawURL))
+	}
+	registryMu.RLock()
+	r, ok := registry[u.Scheme]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, registration{}, fmt.Errorf("store: unknown scheme %q in store URL %q (known: %s)",
+			u.Scheme, Redact(rawURL), strings.Join(Schemes(""), ", "))
+	}
+	return u, r, nil
 }
 
 // Open opens the store that rawURL names, choosing the backend by the URL's
@@ -48,19 +85,11 @@ func Open(ctx context.Context, rawURL string, logger *slog.Logger) (Store, error
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	u, err := url.Parse(rawURL)
+	u, r, err := lookup(rawURL)
 	if err != nil {
-		// url.Error repeats the URL, password included: don't wrap it.
-		return nil, fmt.Errorf("store: cannot parse store URL %q", Redact(rawURL))
+		return nil, err
 	}
-	registryMu.RLock()
-	open, ok := registry[u.Scheme]
-	registryMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("store: unknown scheme %q in store URL %q (known: %s)",
-			u.Scheme, Redact(rawURL), strings.Join(Schemes(), ", "))
-	}
-	s, err := open(ctx, u, logger)
+	s, err := r.open(ctx, u, logger)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", Redact(rawURL), err)
 	}

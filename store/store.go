@@ -7,10 +7,10 @@
 // operations that login state needs:
 //
 //   - PutIfAbsent, for replay records: exactly one writer wins.
-//   - Take, get-and-delete: exactly one reader gets the value.
 //   - Swap, replace-and-return: exactly one caller gets the original value;
 //     the others get what it was replaced with (a tombstone, for example),
-//     so "already used" can be told apart from "never existed".
+//     so a tracked login is consumed once and "already used" can be told
+//     apart from "never existed".
 //
 // Errors are classified with sentinels that callers test with errors.Is:
 // ErrNotFound and ErrExists describe the data; ErrUnavailable describes the
@@ -50,11 +50,6 @@ type Store interface {
 	// Get returns the value under key, or an error matching ErrNotFound.
 	// The caller owns the returned slice.
 	Get(ctx context.Context, key string) ([]byte, error)
-
-	// Take returns the value under key and deletes it, atomically: of many
-	// concurrent calls for one key, exactly one gets the value and the
-	// others get ErrNotFound.
-	Take(ctx context.Context, key string) ([]byte, error)
 
 	// Swap replaces the live value under key with value for ttl and
 	// returns the value it replaced, atomically. If key holds no live
@@ -101,17 +96,24 @@ const (
 )
 
 // Describer is implemented by stores that can describe themselves for logs
-// and the status page: the kind of backend and its address with any
-// password removed.
+// and the status page: the kind of backend, its address with any password
+// removed, and whether other processes see the same data.
 type Describer interface {
 	// Kind is "memory", "redis", "redis-sentinel", "redis-cluster", ...
 	Kind() string
 	// Location is the redacted URL the store was opened from.
 	Location() string
+	// Shared reports whether the data is shared between processes that
+	// open the same URL, so that a login begun on one replica can be
+	// finished on another (Redis: true; process memory: false).
+	Shared() bool
 }
 
-// Shared reports whether a store of the given kind is shared between
-// processes (so a login begun on one replica can be finished on another).
-func Shared(kind string) bool {
-	return kind != "memory" && kind != ""
+// Shared reports whether s says its data is shared between processes (see
+// Describer). A store that does not describe itself is taken as shared:
+// the SP then makes no claim that a login was lost for being begun
+// elsewhere.
+func Shared(s Store) bool {
+	d, ok := s.(Describer)
+	return !ok || d.Shared()
 }

@@ -56,11 +56,33 @@ func TestOpenMemory(t *testing.T) {
 	}
 	defer st.Close()
 	d, ok := st.(store.Describer)
-	if !ok || d.Kind() != "memory" || store.Shared(d.Kind()) {
-		t.Fatalf("memory store describes itself as %v (shared %v)", d, ok && store.Shared(d.Kind()))
+	if !ok || d.Kind() != "memory" || store.Shared(st) {
+		t.Fatalf("memory store describes itself as %v (shared %v)", d, store.Shared(st))
 	}
-	if !store.Shared("redis") || !store.Shared("redis-cluster") {
-		t.Error("redis kinds must be shared")
+	// A store that does not describe itself is taken as shared, so the SP
+	// never claims a login was lost for having begun on another replica.
+	if !store.Shared(struct{ store.Store }{st}) {
+		t.Error("store.Shared of a store without Describer = false, want true")
+	}
+}
+
+// TestBackendOfURL checks the registry's answer to "which backend opens
+// this URL", which samlsp uses to check --store-url against --store.
+func TestBackendOfURL(t *testing.T) {
+	t.Parallel()
+	if got, err := store.Backend("memory://?max_entries=10"); err != nil || got != "memory" {
+		t.Errorf(`Backend("memory://...") = %q, %v; want "memory"`, got, err)
+	}
+	_, err := store.Backend("mongodb://:hunter2@db/x")
+	if err == nil || !strings.Contains(err.Error(), `"mongodb"`) || !strings.Contains(err.Error(), "known: memory") ||
+		strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Backend of an unknown scheme: %v; want an error naming it and the known schemes, without the password", err)
+	}
+	if got := store.Schemes("memory"); len(got) != 1 || got[0] != "memory" {
+		t.Errorf(`Schemes("memory") = %q, want [memory]`, got)
+	}
+	if got := store.Schemes("no-such-backend"); len(got) != 0 {
+		t.Errorf(`Schemes("no-such-backend") = %q, want none`, got)
 	}
 }
 
@@ -69,8 +91,11 @@ func TestRegisterTwicePanics(t *testing.T) {
 		if recover() == nil {
 			t.Fatal("registering a scheme twice did not panic")
 		}
+		if got := store.Schemes("other"); len(got) != 0 {
+			t.Fatalf("a Register that panicked registered %q", got)
+		}
 	}()
-	store.Register("memory", func(context.Context, *url.URL, *slog.Logger) (store.Store, error) { return nil, nil })
+	store.Register("other", func(context.Context, *url.URL, *slog.Logger) (store.Store, error) { return nil, nil }, "other", "memory")
 }
 
 func TestErrorClasses(t *testing.T) {

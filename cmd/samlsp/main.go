@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
@@ -131,17 +132,15 @@ func (o *options) validate() error {
 		p.Addf("--root-url %q must be an absolute http or https URL", o.rootURL)
 	}
 	switch o.storeMode {
-	case "memory":
+	case "memory", "redis":
 		if o.storeURL == "" {
-			o.storeURL = "memory://"
-		} else if !strings.HasPrefix(o.storeURL, "memory:") {
-			p.Addf("--store memory takes a memory:// --store-url, not %q", store.Redact(o.storeURL))
-		}
-	case "redis":
-		if o.storeURL == "" {
-			o.storeURL = "redis://127.0.0.1:6379/0"
-		} else if !strings.HasPrefix(o.storeURL, "redis") {
-			p.Addf("--store redis takes a redis://, rediss://, redis-sentinel:// or redis-cluster:// --store-url, not %q", store.Redact(o.storeURL))
+			o.storeURL = map[string]string{"memory": "memory://", "redis": "redis://127.0.0.1:6379/0"}[o.storeMode]
+		} else if backend, err := store.Backend(o.storeURL); err != nil {
+			p.Addf("--store-url: %v", err)
+		} else if backend != o.storeMode {
+			// The store registry knows which backend opens which schemes.
+			p.Addf("--store %s takes a %s:// --store-url, not %q", o.storeMode,
+				strings.Join(store.Schemes(o.storeMode), "://, "), store.Redact(o.storeURL))
 		}
 	case "stateless":
 		if o.storeURL != "" {
@@ -266,28 +265,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // openStore opens the store, waiting up to --store-wait for it to answer,
 // so that a replica does not start serving logins it cannot track.
 func openStore(ctx context.Context, o *options, logger *slog.Logger) (store.Store, error) {
-	deadline := time.Now().Add(o.storeWait)
-	for {
+	try := func() (store.Store, error) {
 		st, err := store.Open(ctx, o.storeURL, logger)
-		if err == nil {
-			pctx, cancel := context.WithTimeout(ctx, o.storeTimeout)
-			err = st.Ping(pctx)
-			cancel()
-			if err == nil {
-				return st, nil
-			}
+		if err != nil {
+			return nil, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, o.storeTimeout)
+		defer cancel()
+		if err := st.Ping(pctx); err != nil {
 			st.Close()
+			return nil, err
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("store %s did not answer within --store-wait %v: %w", store.Redact(o.storeURL), o.storeWait, err)
-		}
-		logger.Warn("store not answering yet; retrying", "store_url", store.Redact(o.storeURL), "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
+		return st, nil
 	}
+	var last error
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 250*time.Millisecond, 2*time.Second
+	st, err := backoff.Retry(ctx, try, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(o.storeWait),
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			last = err
+			logger.Warn("store not answering yet; retrying", "store_url", store.Redact(o.storeURL), "err", err,
+				"retry_in", wait.Round(time.Millisecond))
+		}))
+	switch {
+	case err == nil:
+		return st, nil
+	case ctx.Err() != nil && last != nil:
+		return nil, fmt.Errorf("stopped while waiting for store %s: %w (last failure: %v)", store.Redact(o.storeURL), ctx.Err(), last)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	}
+	return nil, fmt.Errorf("store %s did not answer within --store-wait %v: %w", store.Redact(o.storeURL), o.storeWait, err)
 }
 
 func keygen(args []string, stdout, stderr io.Writer) error {

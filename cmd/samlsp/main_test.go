@@ -55,13 +55,22 @@ func TestProblemsReportedAtOnce(t *testing.T) {
 }
 
 func TestStoreURLMustMatchStore(t *testing.T) {
-	var out bytes.Buffer
-	err := run(context.Background(), []string{"--store", "memory", "--store-url", "redis://:hunter2@127.0.0.1:6379/0"}, &out, &out)
-	if err == nil || !strings.Contains(err.Error(), "--store memory takes a memory://") {
-		t.Fatalf("err = %v", err)
-	}
-	if strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("the password leaked into the error: %v", err)
+	for _, tc := range []struct{ mode, url, want string }{
+		{"memory", "redis://:hunter2@127.0.0.1:6379/0", "--store memory takes a memory:// --store-url"},
+		{"redis", "memory://?max_entries=10&password=hunter2", "--store redis takes a redis://, redis-cluster://, redis-sentinel://, rediss:// --store-url"},
+		// A scheme no backend registered: the registry names the known ones.
+		{"redis", "redix://:hunter2@127.0.0.1:6379/0", `--store-url: store: unknown scheme "redix"`},
+		{"memory", "mongodb://:hunter2@db", "known: memory, redis, redis-cluster, redis-sentinel, rediss"},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"--store", tc.mode, "--store-url", tc.url}, &out, &out)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--store %s --store-url %s: err = %v, want it to say %q", tc.mode, tc.url, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the password leaked into the error: %v", err)
+		}
 	}
 }
 

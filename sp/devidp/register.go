@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/crewjam/saml"
 )
 
@@ -126,8 +126,8 @@ func SPID(metadataURL string) string {
 
 // RegisterSPs fetches the metadata of every SP in Config.SPMetadataURLs and
 // registers it (under SPID(url)), retrying each with exponential backoff
-// (Config.RetryMin to RetryMax, with jitter) until it answers with metadata
-// samlidp accepts: the SPs may start after the IdP. It returns nil once all
+// (Config.RetryMin to RetryMax, with 20% jitter either side) until it
+// answers with metadata samlidp accepts: the SPs may start after the IdP. It returns nil once all
 // are registered, or, when ctx ends first, an error naming each SP that was
 // not, with its last error. The server turns ready (/readyz) when all are.
 func (s *Server) RegisterSPs(ctx context.Context) error {
@@ -148,57 +148,55 @@ func (s *Server) RegisterSPs(ctx context.Context) error {
 // ends.
 func (s *Server) registerFromURL(ctx context.Context, metadataURL string) error {
 	start := time.Now()
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	var last error
+	try := func() (struct{}, error) {
+		attempt++
 		doc, err := s.fetchMetadata(ctx, metadataURL)
 		if err == nil {
 			err = s.RegisterSPMetadata(SPID(metadataURL), doc)
 		}
-		if err == nil {
-			s.metrics.spFetches.WithLabelValues("registered").Inc()
+		if err != nil {
+			s.metrics.spFetches.WithLabelValues("error").Inc()
 			s.mu.Lock()
-			delete(s.pending, metadataURL)
-			ready := len(s.pending) == 0
+			s.pending[metadataURL] = err
 			s.mu.Unlock()
-			s.log.Info("SP metadata fetched", "url", metadataURL, "attempts", attempt, "waited", time.Since(start).Round(time.Millisecond))
-			if ready {
-				s.log.Info("every configured SP is registered: ready")
+			last = err
+		}
+		return struct{}{}, err
+	}
+	// RetryMin doubling to RetryMax, each wait within 20% either side;
+	// no limit but ctx.
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier, b.MaxInterval, b.RandomizationFactor = s.cfg.RetryMin, 2, s.cfg.RetryMax, 0.2
+	_, err := backoff.Retry(ctx, try, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			// The first failure and then one in ten are worth an info
+			// line; the SPs commonly start a little after the IdP.
+			level := s.log.Debug
+			if attempt == 1 || attempt%10 == 0 {
+				level = s.log.Info
 			}
-			return nil
+			level("SP metadata not available yet, retrying", "url", metadataURL, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
+		}))
+	if err != nil {
+		// Retry without a time limit stops only when ctx ends; the
+		// error worth reporting is the SP's, not the context's.
+		if last == nil {
+			last = err
 		}
-		s.metrics.spFetches.WithLabelValues("error").Inc()
-		s.mu.Lock()
-		s.pending[metadataURL] = err
-		s.mu.Unlock()
-		if ctx.Err() != nil {
-			return fmt.Errorf("SP metadata %s: not registered after %d attempts in %s: %w", metadataURL, attempt, time.Since(start).Round(time.Millisecond), err)
-		}
-		wait := s.backoff(attempt)
-		// The first failure and then one in ten are worth an info line;
-		// the SPs commonly start a little after the IdP.
-		level := s.log.Debug
-		if attempt == 1 || attempt%10 == 0 {
-			level = s.log.Info
-		}
-		level("SP metadata not available yet, retrying", "url", metadataURL, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("SP metadata %s: not registered after %d attempts in %s: %w", metadataURL, attempt, time.Since(start).Round(time.Millisecond), err)
-		case <-t.C:
-		}
+		return fmt.Errorf("SP metadata %s: not registered after %d attempts in %s: %w", metadataURL, attempt, time.Since(start).Round(time.Millisecond), last)
 	}
-}
-
-// backoff is the wait after the attempt-th failure: RetryMin doubled per
-// attempt up to RetryMax, less up to 20% jitter.
-func (s *Server) backoff(attempt int) time.Duration {
-	d := s.cfg.RetryMin
-	for i := 1; i < attempt && d < s.cfg.RetryMax; i++ {
-		d *= 2
+	s.metrics.spFetches.WithLabelValues("registered").Inc()
+	s.mu.Lock()
+	delete(s.pending, metadataURL)
+	ready := len(s.pending) == 0
+	s.mu.Unlock()
+	s.log.Info("SP metadata fetched", "url", metadataURL, "attempts", attempt, "waited", time.Since(start).Round(time.Millisecond))
+	if ready {
+		s.log.Info("every configured SP is registered: ready")
 	}
-	d = min(d, s.cfg.RetryMax)
-	return d - time.Duration(rand.Int64N(int64(d)/5+1))
+	return nil
 }
 
 // fetchMetadata GETs an SP's metadata document.

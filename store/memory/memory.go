@@ -116,7 +116,7 @@ type entry struct {
 const never = int64(^uint64(0) >> 1)
 
 func init() {
-	store.Register("memory", open)
+	store.Register("memory", open, "memory")
 }
 
 // New returns a store configured by opts, with its janitor running unless
@@ -235,6 +235,9 @@ func positive(name, val string) (int, error) {
 
 // Kind implements store.Describer.
 func (s *Store) Kind() string { return "memory" }
+
+// Shared implements store.Describer: the data lives in this process only.
+func (s *Store) Shared() bool { return false }
 
 // Location implements store.Describer: the URL of the effective options.
 func (s *Store) Location() string { return s.location }
@@ -379,16 +382,10 @@ func (s *Store) tryReserve() bool {
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	return s.read(ctx, "get", key, false)
+	return s.read(ctx, "get", key)
 }
 
-// Take implements store.Store: the read and the delete happen under one
-// lock.
-func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
-	return s.read(ctx, "take", key, true)
-}
-
-func (s *Store) read(ctx context.Context, op, key string, take bool) ([]byte, error) {
+func (s *Store) read(ctx context.Context, op, key string) ([]byte, error) {
 	if err := s.begin(ctx, op); err != nil {
 		return nil, err
 	}
@@ -402,10 +399,6 @@ func (s *Store) read(ctx context.Context, op, key string, take bool) ([]byte, er
 		return nil, closedErr(op)
 	}
 	e, ok := s.live(sh, key, s.now().UnixNano())
-	if ok && take {
-		delete(sh.m, key)
-		s.count.Add(-1)
-	}
 	sh.mu.Unlock()
 	if !ok {
 		return nil, store.ErrNotFound

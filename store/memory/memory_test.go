@@ -73,7 +73,7 @@ func TestExpiryFollowsTheClock(t *testing.T) {
 	ctx := t.Context()
 	clk := newClock()
 	s := newStore(t, memory.Options{Now: clk.Now, JanitorInterval: -1})
-	for _, k := range []string{"get", "take", "swap", "pia"} {
+	for _, k := range []string{"get", "swap", "pia"} {
 		if err := s.Put(ctx, k, []byte("v"), time.Minute); err != nil {
 			t.Fatalf("Put(%q): %v", k, err)
 		}
@@ -85,9 +85,6 @@ func TestExpiryFollowsTheClock(t *testing.T) {
 	clk.Advance(time.Nanosecond)
 	if _, err := s.Get(ctx, "get"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get when the TTL ends: %v, want ErrNotFound", err)
-	}
-	if _, err := s.Take(ctx, "take"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Take when the TTL ends: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Swap(ctx, "swap", []byte("new"), time.Minute); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Swap when the TTL ends: %v, want ErrNotFound", err)
@@ -150,11 +147,11 @@ func TestFullRefusesNewKeysOnly(t *testing.T) {
 	if err := s.PutIfAbsent(ctx, "a", []byte("x"), time.Hour); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("PutIfAbsent of a present key in a full store: %v, want ErrExists", err)
 	}
-	if _, err := s.Take(ctx, "a"); err != nil {
-		t.Fatalf("Take in a full store: %v", err)
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Fatalf("Delete in a full store: %v", err)
 	}
 	if err := s.Put(ctx, "d", []byte("d"), time.Hour); err != nil {
-		t.Fatalf("Put of a new key after a Take made room: %v", err)
+		t.Fatalf("Put of a new key after a Delete made room: %v", err)
 	}
 	if err := s.Delete(ctx, "b"); err != nil {
 		t.Fatalf("Delete in a full store: %v", err)
@@ -309,8 +306,8 @@ func TestOpenDescribes(t *testing.T) {
 		if d.Kind() != "memory" || d.Location() != tc.want {
 			t.Errorf("store.Open(%q): Kind() = %q, Location() = %q; want memory, %q", tc.url, d.Kind(), d.Location(), tc.want)
 		}
-		if store.Shared(d.Kind()) {
-			t.Errorf("store.Shared(%q) = true, want false", d.Kind())
+		if d.Shared() || store.Shared(s) {
+			t.Errorf("store.Open(%q): Shared() = %v, store.Shared = %v; want false", tc.url, d.Shared(), store.Shared(s))
 		}
 		s.Close()
 	}
@@ -320,7 +317,7 @@ func TestOpenDescribes(t *testing.T) {
 }
 
 // TestCountStaysExact checks the entry count under concurrent writes,
-// takes, swaps and deletes against a small cap: it never passes the cap,
+// swaps and deletes against a small cap: it never passes the cap,
 // and in the end it equals the entries that are there.
 func TestCountStaysExact(t *testing.T) {
 	t.Parallel()
@@ -341,7 +338,8 @@ func TestCountStaysExact(t *testing.T) {
 				case 1:
 					err = s.PutIfAbsent(ctx, k, []byte("v"), time.Hour)
 				case 2:
-					_, err = s.Take(ctx, k)
+					errs := s.PutBatch(ctx, []store.Write{{Key: k, Value: []byte("b"), TTL: time.Hour, IfAbsent: true}})
+					err = errs[0]
 				case 3:
 					_, err = s.Swap(ctx, k, []byte("w"), time.Hour)
 				case 4:

@@ -9,7 +9,6 @@
 //	Put          SET k v PX ttl
 //	PutIfAbsent  SET k v NX PX ttl          (nil reply: ErrExists)
 //	Get          GET k                      (nil reply: ErrNotFound)
-//	Take         GETDEL k                   (Redis ≥ 6.2)
 //	Swap         SET k v XX GET PX ttl      (Redis ≥ 7.0; nil reply: ErrNotFound, nothing written)
 //	Delete       DEL k
 //	PutBatch     the writes above in one pipeline (split by node on a Cluster)
@@ -20,10 +19,10 @@
 // in whatever slot it hashes to, and a "{" in a caller's key is harmless.
 // TTLs are rounded up to whole milliseconds.
 //
-// The commands that must not run twice (PutIfAbsent, Take, Swap, and a
+// The commands that must not run twice (PutIfAbsent, Swap, and a
 // batch holding an IfAbsent write) are never retried by the client after a
 // connection fails mid-call: a retry could report the command's own effect
-// (the key it set, the value it took) as somebody else's. They fail with
+// (the key it set, the value it replaced) as somebody else's. They fail with
 // ErrUnavailable instead, and the operation may or may not have happened.
 //
 // Errors are classified at this boundary: a nil reply becomes ErrNotFound
@@ -88,9 +87,7 @@ func init() {
 	opener := func(ctx context.Context, u *url.URL, logger *slog.Logger) (store.Store, error) {
 		return open(ctx, u, logger)
 	}
-	for _, scheme := range []string{"redis", "rediss", "redis-sentinel", "redis-cluster"} {
-		store.Register(scheme, opener)
-	}
+	store.Register("redis", opener, "redis", "rediss", "redis-sentinel", "redis-cluster")
 }
 
 // New returns a store on client, which it owns: Close closes the client.
@@ -160,6 +157,10 @@ func (s *Store) Kind() string { return s.kind }
 
 // Location implements store.Describer: the URL without its password.
 func (s *Store) Location() string { return s.location }
+
+// Shared implements store.Describer: every client of the server (or
+// Sentinel set, or Cluster) sees the same keys.
+func (s *Store) Shared() bool { return true }
 
 // Client returns the store's go-redis client, for diagnostics.
 func (s *Store) Client() goredis.UniversalClient { return s.client }
@@ -285,15 +286,7 @@ func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl tim
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	return s.read(ctx, "get", key, false)
-}
-
-// Take implements store.Store, with GETDEL.
-func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
-	return s.read(ctx, "take", key, true)
-}
-
-func (s *Store) read(ctx context.Context, op, key string, take bool) ([]byte, error) {
+	const op = "get"
 	if err := store.CheckKey(key); err != nil {
 		return nil, err
 	}
@@ -302,15 +295,8 @@ func (s *Store) read(ctx context.Context, op, key string, take bool) ([]byte, er
 		return nil, err
 	}
 	defer cancel()
-	var cmd *goredis.StringCmd
-	if take {
-		cmd = goredis.NewStringCmd(cctx, "getdel", s.prefix+key)
-		err = s.client.Process(cctx, once{cmd})
-	} else {
-		cmd = goredis.NewStringCmd(cctx, "get", s.prefix+key)
-		err = s.client.Process(cctx, cmd)
-	}
-	return s.value(ctx, cctx, op, cmd, err)
+	cmd := goredis.NewStringCmd(cctx, "get", s.prefix+key)
+	return s.value(ctx, cctx, op, cmd, s.client.Process(cctx, cmd))
 }
 
 // value returns a copy of cmd's reply, or its error classified.

@@ -90,7 +90,6 @@ func calls(s store.Store) []struct {
 		{"Put", func(ctx context.Context) error { return s.Put(ctx, "k", v, time.Minute) }},
 		{"PutIfAbsent", func(ctx context.Context) error { return s.PutIfAbsent(ctx, "k2", v, time.Minute) }},
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err }},
-		{"Take", func(ctx context.Context) error { _, err := s.Take(ctx, "k"); return err }},
 		{"Swap", func(ctx context.Context) error { _, err := s.Swap(ctx, "k", v, time.Minute); return err }},
 		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "k") }},
 		{"PutBatch", func(ctx context.Context) error {
@@ -304,9 +303,12 @@ func TestOutOfMemoryIsFull(t *testing.T) {
 		if !errors.Is(err, store.ErrFull) || store.IsUnavailable(err) {
 			t.Fatalf("Put %d into a server at its maxmemory: %v, want ErrFull (and not ErrUnavailable)", i, err)
 		}
-		// Existing keys can still be taken and deleted.
-		if _, err := s.Take(t.Context(), "k0"); err != nil {
-			t.Fatalf("Take from a full server: %v", err)
+		// Existing keys can still be swapped and deleted.
+		if _, err := s.Swap(t.Context(), "k0", []byte("tombstone"), time.Minute); err != nil {
+			t.Fatalf("Swap in a full server: %v", err)
+		}
+		if err := s.Delete(t.Context(), "k0"); err != nil {
+			t.Fatalf("Delete in a full server: %v", err)
 		}
 		return
 	}
@@ -355,12 +357,13 @@ func TestDescribe(t *testing.T) {
 		{c.URL() + "?timeout=1s", "redis-cluster", c.URL() + "?timeout=1s"},
 	}
 	for _, tc := range tests {
-		d := open(t, tc.url).(store.Describer)
+		s := open(t, tc.url)
+		d := s.(store.Describer)
 		if d.Kind() != tc.kind || d.Location() != tc.location {
 			t.Errorf("store.Open(%s): Kind() = %q, Location() = %q; want %q, %q", store.Redact(tc.url), d.Kind(), d.Location(), tc.kind, tc.location)
 		}
-		if !store.Shared(d.Kind()) {
-			t.Errorf("store.Shared(%q) = false", d.Kind())
+		if !d.Shared() || !store.Shared(s) {
+			t.Errorf("store.Open(%s): Shared() = %v, store.Shared = %v; want true", store.Redact(tc.url), d.Shared(), store.Shared(s))
 		}
 	}
 }

@@ -3,7 +3,9 @@ package redis
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -37,24 +39,56 @@ type Config struct {
 	Verify bool
 }
 
-// knownParams returns the query parameters scheme accepts, sorted, and
-// false for a scheme of another backend.
-func knownParams(scheme string) ([]string, bool) {
-	known := []string{
-		"prefix", "timeout", "dial_timeout", "pool_size", "min_idle", "verify",
-		"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure_skip_verify",
-	}
-	switch scheme {
-	case "redis", "rediss":
-	case "redis-sentinel":
-		known = append(known, "db", "sentinel_username", "sentinel_password", "tls")
-	case "redis-cluster":
-		known = append(known, "tls")
-	default:
-		return nil, false
-	}
+// form is one of samlha's store URL forms: the query parameters it takes
+// beyond the common ones, the default port of its hosts, and how its URL
+// becomes go-redis options, through one of go-redis's own URL parsers.
+type form struct {
+	params      []string
+	defaultPort string
+	client      func(u *url.URL, hosts []string, q url.Values) (goredis.UniversalOptions, error)
+}
+
+var forms = map[string]form{
+	"redis":          {defaultPort: "6379", client: standalone},
+	"rediss":         {defaultPort: "6379", client: standalone},
+	"redis-sentinel": {params: []string{"db", "sentinel_username", "sentinel_password", "tls"}, defaultPort: "26379", client: sentinel},
+	"redis-cluster":  {params: []string{"tls"}, defaultPort: "6379", client: cluster},
+}
+
+// commonParams are the query parameters of every form, each with what it
+// sets. The tls_* parameters are read by tlsConfig.
+var commonParams = map[string]func(c *Config, v string) error{
+	"prefix": func(c *Config, v string) error { c.Options.Prefix = v; return nil },
+	"timeout": func(c *Config, v string) (err error) {
+		c.Options.Timeout, err = positiveDuration("timeout", v)
+		return err
+	},
+	"dial_timeout": func(c *Config, v string) (err error) {
+		c.Client.DialTimeout, err = positiveDuration("dial_timeout", v)
+		return err
+	},
+	"pool_size": func(c *Config, v string) (err error) {
+		c.Client.PoolSize, err = count("pool_size", v, 1)
+		return err
+	},
+	"min_idle": func(c *Config, v string) (err error) {
+		c.Client.MinIdleConns, err = count("min_idle", v, 0)
+		return err
+	},
+	"verify": func(c *Config, v string) (err error) {
+		c.Verify, err = boolean("verify", v)
+		return err
+	},
+}
+
+var tlsParams = []string{"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure_skip_verify"}
+
+// knownParams returns the query parameters f accepts, sorted.
+func (f form) knownParams() []string {
+	known := append(slices.Collect(maps.Keys(commonParams)), tlsParams...)
+	known = append(known, f.params...)
 	slices.Sort(known)
-	return known, true
+	return known
 }
 
 // ParseURL reads a store URL. The forms are:
@@ -81,134 +115,69 @@ func knownParams(scheme string) ([]string, bool) {
 //	tls_server_name=NAME   name to verify the certificate against
 //	tls_insecure_skip_verify=true           no verification (tests only)
 //
-// Unknown parameters are an error. Errors never contain the password.
-// Hosts lists do not take bracketed IPv6 addresses.
+// Each form is rewritten into the URL that go-redis's ParseURL,
+// ParseFailoverURL or ParseClusterURL reads (hosts, credentials, database,
+// master name); the parameters above are samlha's own. Unknown parameters
+// are an error. Errors never contain the password. Host lists do not take
+// bracketed IPv6 addresses.
 func ParseURL(u *url.URL) (*Config, error) {
-	known, ok := knownParams(u.Scheme)
+	f, ok := forms[u.Scheme]
 	if !ok {
 		return nil, fmt.Errorf("redis: unknown scheme %q (known: redis, rediss, redis-sentinel, redis-cluster)", u.Scheme)
-	}
-	cfg := &Config{
-		Client: goredis.UniversalOptions{
-			DialTimeout:           DefaultDialTimeout,
-			ContextTimeoutEnabled: true,
-			DisableIdentity:       true, // no CLIENT SETINFO round trip on each new connection
-			// A refused connection fails the call at once, with its own
-			// error, rather than after go-redis's default of five dials
-			// 100ms apart, by which time our deadline has passed.
-			DialerRetries:      2,
-			DialerRetryTimeout: 20 * time.Millisecond,
-			MaintNotificationsConfig: &maintnotifications.Config{
-				Mode: maintnotifications.ModeDisabled,
-			},
-		},
-		Options: Options{
-			Prefix:   DefaultPrefix,
-			Timeout:  DefaultTimeout,
-			Kind:     u.Scheme,
-			Location: store.Redact(u.String()),
-		},
-		Verify: true,
-	}
-	if u.Scheme == "rediss" {
-		cfg.Options.Kind = "redis"
 	}
 	if u.Opaque != "" {
 		return nil, fmt.Errorf("redis: write the URL as %s://host:port, with two slashes", u.Scheme)
 	}
-	if u.User != nil {
-		cfg.Client.Username = u.User.Username()
-		cfg.Client.Password, _ = u.User.Password()
-	}
-
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, fmt.Errorf("redis: the URL's query does not parse")
 	}
+	known := f.knownParams()
 	for k := range q {
 		if !slices.Contains(known, k) {
 			return nil, fmt.Errorf("redis: unknown parameter %q for %s:// (known: %s)", k, u.Scheme, strings.Join(known, ", "))
 		}
 	}
-	get := func(k string) (string, bool) {
-		if v, ok := q[k]; ok {
-			return v[len(v)-1], true
-		}
-		return "", false
+	hosts, err := hostList(u.Host, f.defaultPort)
+	if err != nil {
+		return nil, err
 	}
+	client, err := f.client(u, hosts, q)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &Config{Client: client, Verify: true,
+		Options: Options{Prefix: DefaultPrefix, Timeout: DefaultTimeout, Kind: u.Scheme, Location: store.Redact(u.String())}}
+	if u.Scheme == "rediss" {
+		cfg.Options.Kind = "redis"
+	}
+	setClientDefaults(&cfg.Client)
+	if err := cfg.setParams(u.Scheme, q); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
 
-	defaultPort := "6379"
-	if u.Scheme == "redis-sentinel" {
-		defaultPort = "26379"
-	}
-	host := u.Host
-	if host == "" {
-		host = "localhost"
-	}
-	for _, h := range strings.Split(host, ",") {
-		addr, err := withPort(h, defaultPort)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Client.Addrs = append(cfg.Client.Addrs, addr)
-	}
-	path := strings.TrimPrefix(u.Path, "/")
+// setClientDefaults sets the go-redis options samlha always uses.
+func setClientDefaults(c *goredis.UniversalOptions) {
+	c.DialTimeout = DefaultDialTimeout
+	c.ContextTimeoutEnabled = true
+	c.DisableIdentity = true // no CLIENT SETINFO round trip on each new connection
+	// A refused connection fails the call at once, with its own error,
+	// rather than after go-redis's default of five dials 100ms apart, by
+	// which time our deadline has passed.
+	c.DialerRetries, c.DialerRetryTimeout = 2, 20*time.Millisecond
+	c.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+}
 
-	switch u.Scheme {
-	case "redis", "rediss":
-		if len(cfg.Client.Addrs) > 1 {
-			return nil, fmt.Errorf("redis: %s:// takes one host; use redis-cluster:// or redis-sentinel:// for several", u.Scheme)
-		}
-		if path != "" {
-			if cfg.Client.DB, err = dbNumber("path", path); err != nil {
-				return nil, err
+// setParams applies samlha's own query parameters (the common ones and
+// TLS) to cfg.
+func (cfg *Config) setParams(scheme string, q url.Values) error {
+	for _, k := range slices.Sorted(maps.Keys(commonParams)) {
+		if v, ok := last(q, k); ok {
+			if err := commonParams[k](cfg, v); err != nil {
+				return err
 			}
-		}
-	case "redis-sentinel":
-		if path == "" || strings.Contains(path, "/") {
-			return nil, fmt.Errorf("redis: redis-sentinel:// needs the master's name as its path: redis-sentinel://host:26379,host2:26379/mymaster")
-		}
-		cfg.Client.MasterName = path
-		if v, ok := get("db"); ok {
-			if cfg.Client.DB, err = dbNumber("db", v); err != nil {
-				return nil, err
-			}
-		}
-		cfg.Client.SentinelUsername, _ = get("sentinel_username")
-		cfg.Client.SentinelPassword, _ = get("sentinel_password")
-	case "redis-cluster":
-		if path != "" {
-			return nil, fmt.Errorf("redis: redis-cluster:// takes no path: a cluster has only database 0")
-		}
-		cfg.Client.IsClusterMode = true // even with a single seed address
-	}
-
-	if v, ok := get("prefix"); ok {
-		cfg.Options.Prefix = v
-	}
-	if v, ok := get("timeout"); ok {
-		if cfg.Options.Timeout, err = positiveDuration("timeout", v); err != nil {
-			return nil, err
-		}
-	}
-	if v, ok := get("dial_timeout"); ok {
-		if cfg.Client.DialTimeout, err = positiveDuration("dial_timeout", v); err != nil {
-			return nil, err
-		}
-	}
-	if v, ok := get("pool_size"); ok {
-		if cfg.Client.PoolSize, err = count("pool_size", v, 1); err != nil {
-			return nil, err
-		}
-	}
-	if v, ok := get("min_idle"); ok {
-		if cfg.Client.MinIdleConns, err = count("min_idle", v, 0); err != nil {
-			return nil, err
-		}
-	}
-	if v, ok := get("verify"); ok {
-		if cfg.Verify, err = boolean("verify", v); err != nil {
-			return nil, err
 		}
 	}
 	// Each call is bounded by Timeout; the client's own timeouts match it,
@@ -217,16 +186,122 @@ func ParseURL(u *url.URL) (*Config, error) {
 	cfg.Client.WriteTimeout = cfg.Options.Timeout
 	cfg.Client.PoolTimeout = cfg.Options.Timeout
 
-	useTLS := u.Scheme == "rediss"
-	if v, ok := get("tls"); ok {
+	useTLS := scheme == "rediss"
+	if v, ok := last(q, "tls"); ok {
+		var err error
 		if useTLS, err = boolean("tls", v); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if cfg.Client.TLSConfig, err = tlsConfig(useTLS, get); err != nil {
-		return nil, err
+	var err error
+	cfg.Client.TLSConfig, err = tlsConfig(useTLS, func(k string) (string, bool) { return last(q, k) })
+	return err
+}
+
+// last returns the last value of query parameter k.
+func last(q url.Values, k string) (string, bool) {
+	if v, ok := q[k]; ok {
+		return v[len(v)-1], true
 	}
-	return cfg, nil
+	return "", false
+}
+
+// hostList splits a URL's host part into host:port addresses.
+func hostList(host, defaultPort string) ([]string, error) {
+	if host == "" {
+		host = "localhost"
+	}
+	var addrs []string
+	for _, h := range strings.Split(host, ",") {
+		addr, err := withPort(h, defaultPort)
+		if err != nil {
+			return nil, err
+		}
+		addrs = append(addrs, addr)
+	}
+	return addrs, nil
+}
+
+// goredisURL is the URL one of go-redis's parsers reads: scheme redis (TLS
+// is configured apart), the first address as its host, the others as addr
+// parameters.
+func goredisURL(user *url.Userinfo, hosts []string, path string, q url.Values) string {
+	for _, h := range hosts[1:] {
+		q.Add("addr", h)
+	}
+	return (&url.URL{Scheme: "redis", User: user, Host: hosts[0], Path: path, RawQuery: q.Encode()}).String()
+}
+
+// parserError rewords an error of go-redis's parsers: one from net/url
+// would quote the URL, password and all.
+func parserError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return fmt.Errorf("redis: the URL does not parse")
+	}
+	return err
+}
+
+// standalone is redis:// and rediss://, through go-redis's ParseURL.
+func standalone(u *url.URL, hosts []string, _ url.Values) (goredis.UniversalOptions, error) {
+	if len(hosts) > 1 {
+		return goredis.UniversalOptions{}, fmt.Errorf("redis: %s:// takes one host; use redis-cluster:// or redis-sentinel:// for several", u.Scheme)
+	}
+	o, err := goredis.ParseURL(goredisURL(u.User, hosts, u.Path, url.Values{}))
+	if err != nil {
+		return goredis.UniversalOptions{}, parserError(err)
+	}
+	if o.DB < 0 {
+		return goredis.UniversalOptions{}, fmt.Errorf("redis: database path %d is not a number of zero or more", o.DB)
+	}
+	return goredis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB}, nil
+}
+
+// sentinel is redis-sentinel://, through go-redis's ParseFailoverURL, whose
+// URL carries the Sentinels' credentials where ours has Redis's.
+func sentinel(u *url.URL, hosts []string, q url.Values) (goredis.UniversalOptions, error) {
+	master := strings.TrimPrefix(u.Path, "/")
+	if master == "" || strings.Contains(master, "/") {
+		return goredis.UniversalOptions{}, fmt.Errorf("redis: redis-sentinel:// needs the master's name as its path: redis-sentinel://host:26379,host2:26379/mymaster")
+	}
+	fq := url.Values{"master_name": {master}}
+	if u.User != nil {
+		fq.Set("username", u.User.Username())
+		if pw, ok := u.User.Password(); ok {
+			fq.Set("password", pw)
+		}
+	}
+	path := ""
+	if db, ok := last(q, "db"); ok {
+		if _, err := dbNumber("db", db); err != nil {
+			return goredis.UniversalOptions{}, err
+		}
+		path = "/" + db
+	}
+	var sentinelUser *url.Userinfo
+	su, _ := last(q, "sentinel_username")
+	if sp, ok := last(q, "sentinel_password"); ok || su != "" {
+		sentinelUser = url.UserPassword(su, sp)
+	}
+	o, err := goredis.ParseFailoverURL(goredisURL(sentinelUser, hosts, path, fq))
+	if err != nil {
+		return goredis.UniversalOptions{}, parserError(err)
+	}
+	return goredis.UniversalOptions{Addrs: o.SentinelAddrs, MasterName: o.MasterName, DB: o.DB,
+		Username: o.Username, Password: o.Password, SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword}, nil
+}
+
+// cluster is redis-cluster://, through go-redis's ParseClusterURL.
+func cluster(u *url.URL, hosts []string, _ url.Values) (goredis.UniversalOptions, error) {
+	if u.Path != "" {
+		return goredis.UniversalOptions{}, fmt.Errorf("redis: redis-cluster:// takes no path: a cluster has only database 0")
+	}
+	o, err := goredis.ParseClusterURL(goredisURL(u.User, hosts, "", url.Values{}))
+	if err != nil {
+		return goredis.UniversalOptions{}, parserError(err)
+	}
+	// IsClusterMode: a cluster even with a single seed address.
+	return goredis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password, IsClusterMode: true}, nil
 }
 
 func withPort(h, defaultPort string) (string, error) {
@@ -277,9 +352,8 @@ func boolean(name, v string) (bool, error) {
 // tlsConfig builds the TLS configuration from the tls_* parameters, or nil
 // without TLS (where tls_* parameters are an error).
 func tlsConfig(on bool, get func(string) (string, bool)) (*tls.Config, error) {
-	names := []string{"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure_skip_verify"}
 	if !on {
-		for _, n := range names {
+		for _, n := range tlsParams {
 			if _, ok := get(n); ok {
 				return nil, fmt.Errorf("redis: %s needs TLS: use rediss://, or tls=true for Sentinel and Cluster", n)
 			}

@@ -18,6 +18,7 @@ type parsed struct {
 	Password         string
 	DB               int
 	MasterName       string
+	SentinelUsername string
 	SentinelPassword string
 	Cluster          bool
 	TLS              bool
@@ -40,6 +41,7 @@ func summarize(c *redis.Config) parsed {
 		Password:         c.Client.Password,
 		DB:               c.Client.DB,
 		MasterName:       c.Client.MasterName,
+		SentinelUsername: c.Client.SentinelUsername,
 		SentinelPassword: c.Client.SentinelPassword,
 		Cluster:          c.Client.IsClusterMode,
 		TLS:              c.Client.TLSConfig != nil,
@@ -95,6 +97,20 @@ func TestParseURL(t *testing.T) {
 				Location: "redis-cluster://n1:7000,n2:7001?prefix=&tls=true"})},
 		{"redis-cluster://n1:7000",
 			def(parsed{Addrs: []string{"n1:7000"}, Cluster: true, Kind: "redis-cluster", Location: "redis-cluster://n1:7000"})},
+		// The credentials and hosts of each form reach the right go-redis
+		// fields through go-redis's own parsers.
+		{"redis-cluster://app:pw@n1,n3,n2:7001",
+			def(parsed{Addrs: []string{"n1:6379", "n3:6379", "n2:7001"}, Username: "app", Password: "pw", Cluster: true, Kind: "redis-cluster",
+				Location: "redis-cluster://app:xxxxx@n1,n3,n2:7001"})},
+		{"redis-sentinel://app:pw@s1:5000/m?sentinel_username=watch&sentinel_password=spw",
+			def(parsed{Addrs: []string{"s1:5000"}, Username: "app", Password: "pw", MasterName: "m", SentinelUsername: "watch", SentinelPassword: "spw",
+				Kind: "redis-sentinel", Location: "redis-sentinel://app:xxxxx@s1:5000/m?sentinel_password=xxxxx&sentinel_username=watch"})},
+		{"redis-sentinel://s1,s2,s3/m",
+			def(parsed{Addrs: []string{"s1:26379", "s2:26379", "s3:26379"}, MasterName: "m", Kind: "redis-sentinel", Location: "redis-sentinel://s1,s2,s3/m"})},
+		{"redis://[::1]:6380/2",
+			def(parsed{Addrs: []string{"[::1]:6380"}, DB: 2, Kind: "redis", Location: "redis://[::1]:6380/2"})},
+		{"redis://%2Fodd:p%40ss%3Aw0rd@h",
+			def(parsed{Addrs: []string{"h:6379"}, Username: "/odd", Password: "p@ss:w0rd", Kind: "redis", Location: "redis://%2Fodd:xxxxx@h"})},
 	}
 	// Location is store.Redact's: the query is re-encoded in sorted order.
 	for _, tc := range tests {
@@ -142,6 +158,8 @@ func TestParseURLErrors(t *testing.T) {
 		{"redis-sentinel://:" + secret + "@s1,s2", "master's name"},
 		{"redis-sentinel://:" + secret + "@s1/m/x", "master's name"},
 		{"redis-sentinel://:" + secret + "@s1/m?db=x", "database"},
+		{"redis-sentinel://:" + secret + "@s1/m?db=-1", "database"},
+		{"redis://:" + secret + "@h/1/2", "path"},
 		{"redis-cluster://:" + secret + "@n1/0", "no path"},
 		{"redis-cluster://:" + secret + "@n1,,n2", "empty host"},
 		{"redis-cluster://:" + secret + "@n1:1:2", "host"},

@@ -51,7 +51,7 @@ func BenchValue() []byte {
 }
 
 // Benchmark runs the store benchmarks, each against a new store from open:
-// Put, Get, PutIfAbsent, Take, Swap, PutBatch of two writes (a replay
+// Put, Get, PutIfAbsent, Swap, PutBatch of two writes (a replay
 // record and a session, as the ACS writes them), and Put and Get from
 // parallel goroutines. Every one reports allocations.
 func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
@@ -103,18 +103,6 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 				b.StartTimer()
 			}
 			must(b, "PutIfAbsent", s.PutIfAbsent(ctx, keys[i%len(keys)], value, benchTTL))
-		}
-	})
-	run("Take", func(b *testing.B, s store.Store) {
-		keys := BenchKeys(b, benchChunk)
-		for i := 0; i < b.N; i++ {
-			if i%len(keys) == 0 {
-				b.StopTimer()
-				fill(b, s, keys)
-				b.StartTimer()
-			}
-			_, err := s.Take(ctx, keys[i%len(keys)])
-			must(b, "Take", err)
 		}
 	})
 	run("Swap", func(b *testing.B, s store.Store) {

@@ -9,7 +9,7 @@
 //
 // The suite checks the contract of package store, and nothing that is one
 // backend's choice: round trips and replacement, TTL expiry, the atomic
-// operations under contention (PutIfAbsent, Take, Swap), PutBatch, the
+// operations under contention (PutIfAbsent, Swap), PutBatch, the
 // classification of errors (not found, exists, invalid, cancelled, closed),
 // large values, keys with unusual bytes, and that returned slices belong to
 // the caller.
@@ -69,8 +69,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ExpiredKeyIsAbsent", testExpiredKeyIsAbsent},
 		{"PutIfAbsent", testPutIfAbsent},
 		{"PutIfAbsentRace", testPutIfAbsentRace},
-		{"Take", testTake},
-		{"TakeExactlyOnce", testTakeExactlyOnce},
 		{"Swap", testSwap},
 		{"SwapAbsentWritesNothing", testSwapAbsent},
 		{"SwapExactlyOnce", testSwapExactlyOnce},
@@ -183,10 +181,14 @@ func testEmptyValue(t *testing.T, s store.Store, k keys) {
 	if len(got) != 0 {
 		t.Fatalf("Get of an empty value = %q, want it empty", got)
 	}
-	got, err = s.Take(t.Context(), key)
+	got, err = s.Swap(t.Context(), key, []byte("full"), longTTL)
 	if err != nil || len(got) != 0 {
-		t.Fatalf("Take of an empty value = %q, %v; want an empty value and no error", got, err)
+		t.Fatalf("Swap of an empty value = %q, %v; want an empty value and no error", got, err)
 	}
+	if got, err := s.Swap(t.Context(), key, nil, longTTL); err != nil || string(got) != "full" {
+		t.Fatalf("Swap of an empty value in = %q, %v; want %q and no error", got, err, "full")
+	}
+	wantValue(t, s, key, "")
 }
 
 func testReplace(t *testing.T, s store.Store, k keys) {
@@ -260,9 +262,6 @@ func testExpiredKeyIsAbsent(t *testing.T, s store.Store, k keys) {
 	start := time.Now()
 	mustPut(t, s, key, "old", shortTTL)
 	waitAbsent(t, s, key, start)
-	if _, err := s.Take(ctx, key); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Take of an expired key: %v, want ErrNotFound", err)
-	}
 	if _, err := s.Swap(ctx, key, []byte("new"), longTTL); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Swap of an expired key: %v, want ErrNotFound", err)
 	}
@@ -339,23 +338,6 @@ func testPutIfAbsentRace(t *testing.T, s store.Store, k keys) {
 	}
 }
 
-func testTake(t *testing.T, s store.Store, k keys) {
-	ctx := t.Context()
-	key := k.key("take")
-	mustPut(t, s, key, "once", longTTL)
-	got, err := s.Take(ctx, key)
-	if err != nil {
-		t.Fatalf("Take of a present key: %v", err)
-	}
-	if diff := cmp.Diff("once", string(got)); diff != "" {
-		t.Fatalf("Take value mismatch (-want +got):\n%s", diff)
-	}
-	wantAbsent(t, s, key)
-	if got, err := s.Take(ctx, key); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("second Take = %q, %v; want ErrNotFound", got, err)
-	}
-}
-
 // perm returns a random permutation of 0..n-1.
 func perm(t *testing.T, n int) []int {
 	p := make([]int, n)
@@ -370,62 +352,6 @@ func perm(t *testing.T, n int) []int {
 		p[i], p[j.Int64()] = p[j.Int64()], p[i]
 	}
 	return p
-}
-
-func testTakeExactlyOnce(t *testing.T, s store.Store, k keys) {
-	const workers, nkeys = 64, 100
-	ctx := loadContext(t)
-	for i := range nkeys {
-		mustPut(t, s, k.key(fmt.Sprint(i)), fmt.Sprintf("value-%d", i), longTTL)
-	}
-	// Half the workers go through the keys in one order, so that they
-	// collide on each key together; the others in random orders.
-	orders := make([][]int, workers)
-	for w := range orders {
-		if w%2 == 0 {
-			orders[w] = make([]int, nkeys)
-			for i := range orders[w] {
-				orders[w][i] = i
-			}
-		} else {
-			orders[w] = perm(t, nkeys)
-		}
-	}
-	var (
-		mu      sync.Mutex
-		takers  = make([][]int, nkeys) // workers that got each key's value
-		failure error
-	)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for w := range workers {
-		wg.Go(func() {
-			<-start
-			for _, i := range orders[w] {
-				got, err := s.Take(ctx, k.key(fmt.Sprint(i)))
-				mu.Lock()
-				switch {
-				case err == nil && string(got) != fmt.Sprintf("value-%d", i) && failure == nil:
-					failure = fmt.Errorf("Take of key %d returned %q, want %q", i, got, fmt.Sprintf("value-%d", i))
-				case err == nil:
-					takers[i] = append(takers[i], w)
-				case !errors.Is(err, store.ErrNotFound) && failure == nil:
-					failure = fmt.Errorf("Take of key %d by worker %d: %w (want a value or ErrNotFound)", i, w, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if failure != nil {
-		t.Fatal(failure)
-	}
-	for i, ws := range takers {
-		if len(ws) != 1 {
-			t.Fatalf("key %d: %d of %d concurrent Takes got the value (workers %v), want exactly 1", i, len(ws), workers, ws)
-		}
-	}
 }
 
 func testSwap(t *testing.T, s store.Store, k keys) {
@@ -461,11 +387,25 @@ func testSwapAbsent(t *testing.T, s store.Store, k keys) {
 func testSwapExactlyOnce(t *testing.T, s store.Store, k keys) {
 	// Every value written (the original and each worker's) must come back
 	// exactly once: from one Swap, or, for the last one, from Get. Exactly
-	// one Swap gets the original.
-	const workers, nkeys = 16, 20
+	// one Swap gets the original: this is how the SP consumes a tracked
+	// login, so two submissions of one response cannot both finish it.
+	const workers, nkeys = 32, 40
 	ctx := loadContext(t)
 	for i := range nkeys {
 		mustPut(t, s, k.key(fmt.Sprint(i)), "original", longTTL)
+	}
+	// Half the workers go through the keys in one order, so that they
+	// collide on each key together; the others in random orders.
+	orders := make([][]int, workers)
+	for w := range orders {
+		if w%2 == 0 {
+			orders[w] = make([]int, nkeys)
+			for i := range orders[w] {
+				orders[w][i] = i
+			}
+		} else {
+			orders[w] = perm(t, nkeys)
+		}
 	}
 	returned := make([][]string, nkeys)
 	var (
@@ -477,7 +417,7 @@ func testSwapExactlyOnce(t *testing.T, s store.Store, k keys) {
 	for w := range workers {
 		wg.Go(func() {
 			<-start
-			for i := range nkeys {
+			for _, i := range orders[w] {
 				old, err := s.Swap(ctx, k.key(fmt.Sprint(i)), []byte(fmt.Sprintf("worker-%d", w)), longTTL)
 				mu.Lock()
 				if err != nil && failure == nil {
@@ -566,9 +506,8 @@ func testNotFoundIsNotUnavailable(t *testing.T, s store.Store, k keys) {
 	ctx := t.Context()
 	key := k.key("nothing")
 	_, getErr := s.Get(ctx, key)
-	_, takeErr := s.Take(ctx, key)
 	_, swapErr := s.Swap(ctx, key, []byte("v"), longTTL)
-	for name, err := range map[string]error{"Get": getErr, "Take": takeErr, "Swap": swapErr} {
+	for name, err := range map[string]error{"Get": getErr, "Swap": swapErr} {
 		if !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s of an absent key: %v, want ErrNotFound", name, err)
 		}
@@ -599,7 +538,6 @@ func calls(s store.Store, present, absent string) []call {
 		{"Put", func(ctx context.Context) error { return s.Put(ctx, absent, v, longTTL) }},
 		{"PutIfAbsent", func(ctx context.Context) error { return s.PutIfAbsent(ctx, absent, v, longTTL) }},
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, present); return err }},
-		{"Take", func(ctx context.Context) error { _, err := s.Take(ctx, present); return err }},
 		{"Swap", func(ctx context.Context) error { _, err := s.Swap(ctx, present, v, longTTL); return err }},
 		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, present) }},
 		{"PutBatch", func(ctx context.Context) error {
@@ -682,9 +620,9 @@ func testInvalidArguments(t *testing.T, s store.Store, k keys) {
 		{"PutIfAbsent zero TTL", func(ctx context.Context) error { return s.PutIfAbsent(ctx, k.key("new"), v, 0) }},
 		{"Get empty key", func(ctx context.Context) error { _, err := s.Get(ctx, ""); return err }},
 		{"Get long key", func(ctx context.Context) error { _, err := s.Get(ctx, long); return err }},
-		{"Take empty key", func(ctx context.Context) error { _, err := s.Take(ctx, ""); return err }},
-		{"Take long key", func(ctx context.Context) error { _, err := s.Take(ctx, long); return err }},
 		{"Swap empty key", func(ctx context.Context) error { _, err := s.Swap(ctx, "", v, longTTL); return err }},
+		{"Swap long key", func(ctx context.Context) error { _, err := s.Swap(ctx, long, v, longTTL); return err }},
+		{"Swap negative TTL", func(ctx context.Context) error { _, err := s.Swap(ctx, present, v, -time.Second); return err }},
 		{"Swap zero TTL", func(ctx context.Context) error { _, err := s.Swap(ctx, present, v, 0); return err }},
 		{"Delete empty key", func(ctx context.Context) error { return s.Delete(ctx, "") }},
 		{"Delete long key", func(ctx context.Context) error { return s.Delete(ctx, long) }},
@@ -740,11 +678,22 @@ func testLargeValue(t *testing.T, s store.Store, k keys) {
 		t.Fatalf("Swap of %d bytes: %v", len(big2), err)
 	}
 	same("Swap", got, big1)
-	got, err = s.Take(ctx, key)
+	got, err = s.Get(ctx, key)
 	if err != nil {
-		t.Fatalf("Take of %d bytes: %v", len(big2), err)
+		t.Fatalf("Get of %d bytes after Swap: %v", len(big2), err)
 	}
-	same("Take", got, big2)
+	same("Get after Swap", got, big2)
+	if err := s.PutIfAbsent(ctx, key, big1, longTTL); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("PutIfAbsent of %d bytes over a present key: %v, want ErrExists", len(big1), err)
+	}
+	if errs := s.PutBatch(ctx, []store.Write{{Key: key, Value: big1, TTL: longTTL}}); errs[0] != nil {
+		t.Fatalf("PutBatch of %d bytes: %v", len(big1), errs[0])
+	}
+	got, err = s.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("Get of %d bytes after PutBatch: %v", len(big1), err)
+	}
+	same("Get after PutBatch", got, big1)
 }
 
 func testUnusualKeys(t *testing.T, s store.Store, k keys) {
@@ -786,17 +735,15 @@ func testUnusualKeys(t *testing.T, s store.Store, k keys) {
 		if err != nil || string(got) != "value of "+key {
 			t.Fatalf("Swap(%q) = %q, %v; want its value", key, got, err)
 		}
-		got, err = s.Take(ctx, key)
-		if err != nil || string(got) != "swapped" {
-			t.Fatalf("Take(%q) = %q, %v; want %q", key, got, err, "swapped")
-		}
-		if err := s.PutIfAbsent(ctx, key, []byte("again"), longTTL); err != nil {
-			t.Fatalf("PutIfAbsent(%q) after Take: %v", key, err)
-		}
+		wantValue(t, s, key, "swapped")
 		if err := s.Delete(ctx, key); err != nil {
 			t.Fatalf("Delete(%q): %v", key, err)
 		}
 		wantAbsent(t, s, key)
+		if err := s.PutIfAbsent(ctx, key, []byte("again"), longTTL); err != nil {
+			t.Fatalf("PutIfAbsent(%q) after Delete: %v", key, err)
+		}
+		wantValue(t, s, key, "again")
 	}
 }
 
