@@ -293,7 +293,7 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 	} else {
 		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
 		tr.SameSite = s.cfg.BindingSameSite
-		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID}
+		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID, tombstone: s.cfg.TombstoneTTL}
 		mw.RequestTracker = tr
 		cp := mw.Session.(samlsp.CookieSessionProvider)
 		cp.MaxAge = s.cfg.SessionMaxTTL

@@ -1,0 +1,493 @@
+package sp_test
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beevik/etree"
+	"github.com/crewjam/saml"
+
+	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/store"
+)
+
+// The hostile-response battery (issue 7, item 8). Each case begins a real
+// login at replica sp-1, has the IdP answer it with a real signed response,
+// mutates that response as an attacker would, and posts it (to sp-2 unless
+// the case says otherwise: the two replicas share one store). Each attack
+// must be refused with its named cause and reason, set no session cookie,
+// write nothing to the store but the tracked request's tombstone, leave
+// the browser logged out on both replicas, and show the browser none of the
+// private detail. The controls show that the same harness logs in when
+// nothing is wrong, so a refusal is the check's doing, not the harness's.
+
+// Element helpers: crewjam writes SAML elements with the prefixes saml:,
+// samlp: and ds:; the helpers match on the local name.
+
+func child(el *etree.Element, tag string) *etree.Element {
+	for _, c := range el.ChildElements() {
+		if c.Tag == tag {
+			return c
+		}
+	}
+	return nil
+}
+
+func mustChild(t *testing.T, el *etree.Element, path ...string) *etree.Element {
+	t.Helper()
+	for _, tag := range path {
+		c := child(el, tag)
+		if c == nil {
+			t.Fatalf("no %s under %s", tag, el.Tag)
+		}
+		el = c
+	}
+	return el
+}
+
+func removeChild(t *testing.T, el *etree.Element, tag string) *etree.Element {
+	t.Helper()
+	c := mustChild(t, el, tag)
+	el.RemoveChild(c)
+	return c
+}
+
+// evil turns an assertion into the attacker's: another ID, and the NameID
+// of the user the attacker wants to be.
+func evil(t *testing.T, a *etree.Element) *etree.Element {
+	t.Helper()
+	a.CreateAttr("ID", "id-evil-assertion")
+	mustChild(t, a, "Subject", "NameID").SetText(attackerTarget)
+	return a
+}
+
+const attackerTarget = "admin@example.org"
+
+// replace puts repl where old is under parent.
+func replace(parent, old, repl *etree.Element) {
+	i := old.Index()
+	parent.RemoveChildAt(i)
+	parent.InsertChildAt(i, repl)
+}
+
+// withDoctype puts a document type declaration in front of the root.
+func withDoctype(decl string) func(*testing.T, *etree.Document) {
+	return func(t *testing.T, doc *etree.Document) {
+		doc.InsertChildAt(0, etree.NewDirective(decl))
+	}
+}
+
+type outcome struct {
+	status int
+	cause  sp.Cause
+	reason string
+	// acceptAs is set for the controls: the login succeeds as this user.
+	acceptAs string
+}
+
+func refused(cause sp.Cause, reason string) outcome {
+	return outcome{status: cause.Status(), cause: cause, reason: reason}
+}
+
+// attack is one case: it returns the attacking browser and its post.
+type attack func(t *testing.T, b *battery) (*browserJar, *post)
+
+// answered is the common attack: a login begun by a browser at sp-1, the
+// response minted as m says, posted by the same browser to sp-2.
+func answered(m mint) attack {
+	return func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		return br, b.postXML(br, b.replicas[1], l.relayState, b.respond(l, m))
+	}
+}
+
+var batteryCases = []struct {
+	name string
+	run  attack
+	want outcome
+}{
+	// Controls.
+	{"control: both levels signed, assertion encrypted (crewjam's IdP)", answered(mint{encrypt: true}), outcome{acceptAs: "alice@example.org"}},
+	{"control: only the response signed", answered(mint{unsignedAssertion: true}), outcome{acceptAs: "alice@example.org"}},
+	{"control: only the assertion signed", answered(mint{unsignedResponse: true}), outcome{acceptAs: "alice@example.org"}},
+	{"control: response signature stripped, assertion's intact (the assertion is what the IdP signed)", answered(mint{after: func(t *testing.T, d *etree.Document) {
+		removeChild(t, d.Root(), "Signature")
+	}}), outcome{acceptAs: "alice@example.org"}},
+	// A comment splits the NameID the IdP signed; exclusive canonicalization
+	// drops comments, so the signature holds. The attack works only on a
+	// library that reads the text before the comment: this SP must log in
+	// as the whole NameID the IdP signed, never its prefix.
+	{"comment inside NameID: read whole, never truncated", answered(mint{user: "alice@example.org.evil", after: func(t *testing.T, d *etree.Document) {
+		n := mustChild(t, d.Root(), "Assertion", "Subject", "NameID")
+		n.SetText("alice@example.org")
+		n.CreateComment("")
+		n.CreateText(".evil@example.org")
+	}}), outcome{acceptAs: "alice@example.org.evil@example.org"}},
+
+	// Signatures removed or broken.
+	{"no signature at all", answered(mint{unsignedAssertion: true, unsignedResponse: true}), refused(sp.CauseResponseInvalid, "unsigned")},
+	{"signature removed from the response (its assertion unsigned)", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+		removeChild(t, d.Root(), "Signature")
+	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	{"signature removed from the assertion (its response unsigned)", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
+	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	{"both signatures removed", answered(mint{after: func(t *testing.T, d *etree.Document) {
+		removeChild(t, d.Root(), "Signature")
+		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
+	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	{"assertion signature removed inside a signed response", answered(mint{after: func(t *testing.T, d *etree.Document) {
+		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+	{"unsigned assertion swapped into a signed response", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+		evil(t, mustChild(t, d.Root(), "Assertion"))
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+	{"signed assertion edited inside an unsigned response", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		mustChild(t, d.Root(), "Assertion", "Subject", "NameID").SetText(attackerTarget)
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+	{"signed by another key", func(t *testing.T, b *battery) (*browserJar, *post) {
+		key, cert := newKeyPair(t)
+		b.idp.Key, b.idp.Certificate = key, cert
+		return answered(mint{encrypt: true})(t, b)
+	}, refused(sp.CauseResponseInvalid, "untrusted-certificate")},
+	{"signed assertion of one login in an unsigned response for another", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		first, second := b.begin(br, b.replicas[0]), b.begin(br, b.replicas[0])
+		doc := b.respond(first, mint{unsignedResponse: true, response: func(r *saml.Response) {
+			r.InResponseTo = second.req.Request.ID
+		}})
+		return br, b.postXML(br, b.replicas[1], second.relayState, doc)
+	}, refused(sp.CauseResponseInvalid, "in-response-to")},
+
+	// XML signature wrapping (Somorovsky et al., "On Breaking SAML", 2012).
+	// XSW1 and 2 wrap a signed Response, 3 to 8 a signed Assertion; each
+	// offers the SP an unsigned assertion for admin beside the signed one.
+	{"XSW1: signed response as a child of its copied signature", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+		orig := d.Root()
+		fake := orig.Copy()
+		fake.CreateAttr("ID", "id-evil-response")
+		evil(t, mustChild(t, fake, "Assertion"))
+		origNoSig := orig.Copy()
+		removeChild(t, origNoSig, "Signature")
+		mustChild(t, fake, "Signature").AddChild(origNoSig)
+		d.SetRoot(fake)
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+	{"XSW2: signed response as a sibling before its copied signature", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+		orig := d.Root()
+		fake := orig.Copy()
+		fake.CreateAttr("ID", "id-evil-response")
+		evil(t, mustChild(t, fake, "Assertion"))
+		origNoSig := orig.Copy()
+		removeChild(t, origNoSig, "Signature")
+		fake.InsertChildAt(mustChild(t, fake, "Signature").Index(), origNoSig)
+		d.SetRoot(fake)
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+	{"XSW3: unsigned evil assertion before the signed one", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		orig := mustChild(t, d.Root(), "Assertion")
+		fake := evil(t, orig.Copy())
+		removeChild(t, fake, "Signature")
+		d.Root().InsertChildAt(orig.Index(), fake)
+	}}), refused(sp.CauseResponseInvalid, "malformed")},
+	{"XSW4: signed assertion inside the evil one", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		orig := mustChild(t, d.Root(), "Assertion")
+		fake := evil(t, orig.Copy())
+		removeChild(t, fake, "Signature")
+		replace(d.Root(), orig, fake)
+		fake.AddChild(orig)
+	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	{"XSW5: evil assertion carries the copied signature, original appended unsigned", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		orig := mustChild(t, d.Root(), "Assertion")
+		fake := evil(t, orig.Copy())
+		replace(d.Root(), orig, fake)
+		removeChild(t, orig, "Signature")
+		d.Root().AddChild(orig)
+	}}), refused(sp.CauseResponseInvalid, "malformed")},
+	{"XSW6: original assertion inside the copied signature of the evil one", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		orig := mustChild(t, d.Root(), "Assertion")
+		fake := evil(t, orig.Copy())
+		replace(d.Root(), orig, fake)
+		removeChild(t, orig, "Signature")
+		mustChild(t, fake, "Signature").AddChild(orig)
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+	{"XSW7: signed assertion hidden in Extensions, evil one in its place", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		orig := mustChild(t, d.Root(), "Assertion")
+		fake := evil(t, orig.Copy())
+		removeChild(t, fake, "Signature")
+		replace(d.Root(), orig, fake)
+		ext := etree.NewElement("samlp:Extensions")
+		ext.AddChild(orig)
+		d.Root().InsertChildAt(fake.Index(), ext)
+	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	{"XSW8: original assertion in an Object inside the evil one's signature", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		orig := mustChild(t, d.Root(), "Assertion")
+		fake := evil(t, orig.Copy())
+		replace(d.Root(), orig, fake)
+		removeChild(t, orig, "Signature")
+		obj := mustChild(t, fake, "Signature").CreateElement("ds:Object")
+		obj.AddChild(orig)
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+
+	// Two assertions.
+	{"second, forged assertion appended to a signed response", answered(mint{after: func(t *testing.T, d *etree.Document) {
+		fake := evil(t, mustChild(t, d.Root(), "Assertion").Copy())
+		removeChild(t, fake, "Signature")
+		d.Root().AddChild(fake)
+	}}), refused(sp.CauseResponseInvalid, "signature")},
+	{"two assertions in an unsigned response", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		d.Root().AddChild(mustChild(t, d.Root(), "Assertion").Copy())
+	}}), refused(sp.CauseResponseInvalid, "malformed")},
+
+	// DTDs: refused before anything parses the XML, entities or not.
+	{"DOCTYPE without entities", answered(mint{after: withDoctype(`DOCTYPE samlp:Response`)}), refused(sp.CauseResponseInvalid, "dtd")},
+	{"DOCTYPE with an internal entity in the NameID", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+		d.InsertChildAt(0, etree.NewDirective(`DOCTYPE samlp:Response [<!ENTITY who "admin">]`))
+		mustChild(t, d.Root(), "Assertion", "Subject", "NameID").SetText("ENTITY-REFERENCE")
+	}, raw: func(b []byte) []byte {
+		return bytes.Replace(b, []byte("ENTITY-REFERENCE"), []byte("&who;@example.org"), 1)
+	}}), refused(sp.CauseResponseInvalid, "dtd")},
+	{"billion laughs", answered(mint{after: withDoctype(`DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]`)}), refused(sp.CauseResponseInvalid, "dtd")},
+	{"external entity", answered(mint{after: withDoctype(`DOCTYPE samlp:Response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]`)}), refused(sp.CauseResponseInvalid, "dtd")},
+	{"lower-case doctype after a comment and a processing instruction", answered(mint{after: func(t *testing.T, d *etree.Document) {
+		d.InsertChildAt(0, etree.NewComment(" <!DOCTYPE in a comment is only text "))
+		d.InsertChildAt(1, etree.NewProcInst("xml-stylesheet", `href="<!x>"`))
+		d.InsertChildAt(2, etree.NewDirective(`doctype samlp:Response`))
+	}}), refused(sp.CauseResponseInvalid, "dtd")},
+
+	// Fields the IdP signed, but not for this SP, this login or this time.
+	{"wrong Audience", answered(mint{assertion: func(a *saml.Assertion) {
+		a.Conditions.AudienceRestrictions[0].Audience.Value = "https://other-sp.example/saml/metadata"
+	}}), refused(sp.CauseResponseInvalid, "audience")},
+	{"wrong Destination", answered(mint{response: func(r *saml.Response) {
+		r.Destination = "https://other-sp.example/saml/acs"
+	}}), refused(sp.CauseResponseInvalid, "destination")},
+	{"wrong Recipient", answered(mint{assertion: func(a *saml.Assertion) {
+		a.Subject.SubjectConfirmations[0].SubjectConfirmationData.Recipient = "https://other-sp.example/saml/acs"
+	}}), refused(sp.CauseResponseInvalid, "destination")},
+	{"wrong Issuer of the response", answered(mint{response: func(r *saml.Response) {
+		r.Issuer.Value = "https://other-idp.example/metadata"
+	}}), refused(sp.CauseResponseInvalid, "issuer")},
+	{"wrong Issuer of the assertion", answered(mint{assertion: func(a *saml.Assertion) {
+		a.Issuer.Value = "https://other-idp.example/metadata"
+	}}), refused(sp.CauseResponseInvalid, "issuer")},
+	{"expired (IdP clock an hour behind)", answered(mint{shift: -time.Hour}), refused(sp.CauseResponseInvalid, "expired")},
+	{"not yet valid (IdP clock an hour ahead)", answered(mint{shift: time.Hour}), refused(sp.CauseResponseInvalid, "not-yet-valid")},
+	{"IdP says no (status Requester)", answered(mint{response: func(r *saml.Response) {
+		r.Status.StatusCode.Value = saml.StatusRequester
+	}}), refused(sp.CauseResponseInvalid, "status")},
+
+	// Logins and browsers.
+	{"InResponseTo of another login", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		first, second := b.begin(br, b.replicas[0]), b.begin(br, b.replicas[0])
+		return br, b.postXML(br, b.replicas[1], second.relayState, b.respond(first, mint{encrypt: true}))
+	}, refused(sp.CauseResponseInvalid, "in-response-to")},
+	{"replay to another replica", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		doc := b.respond(l, mint{encrypt: true})
+		if p := b.postXML(br, b.replicas[1], l.relayState, doc); p.status != http.StatusFound {
+			t.Fatalf("first post: %d %s", p.status, p.cause)
+		}
+		thief := newBrowserJar() // the replay comes from another browser, with the first one's binding cookie
+		for _, c := range br.jar.Cookies(mustParseURL(t, batteryRoot+"/saml/acs")) {
+			if c.Name == "samlha_binding" {
+				thief.jar.SetCookies(mustParseURL(t, batteryRoot+"/"), []*http.Cookie{c})
+			}
+		}
+		return thief, b.postXML(thief, b.replicas[0], l.relayState, doc)
+	}, refused(sp.CauseStateAlreadyUsed, "")},
+	{"assertion ID of an accepted login, re-signed for a new login on the other replica", func(t *testing.T, b *battery) (*browserJar, *post) {
+		first := newBrowserJar()
+		l1 := b.begin(first, b.replicas[0])
+		var id string
+		doc := b.respond(l1, mint{assertion: func(a *saml.Assertion) { id = a.ID }})
+		if p := b.postXML(first, b.replicas[0], l1.relayState, doc); p.status != http.StatusFound {
+			t.Fatalf("first login: %d %s", p.status, p.cause)
+		}
+		br := newBrowserJar()
+		l2 := b.begin(br, b.replicas[1])
+		return br, b.postXML(br, b.replicas[1], l2.relayState, b.respond(l2, mint{assertion: func(a *saml.Assertion) { a.ID = id }}))
+	}, refused(sp.CauseAssertionReplayed, "")},
+	{"response of browser A posted by browser B", func(t *testing.T, b *battery) (*browserJar, *post) {
+		victim, attacker := newBrowserJar(), newBrowserJar()
+		l := b.begin(victim, b.replicas[0])
+		b.begin(attacker, b.replicas[0]) // the attacker has a binding cookie of its own
+		return attacker, b.postXML(attacker, b.replicas[1], l.relayState, b.respond(l, mint{encrypt: true}))
+	}, refused(sp.CauseBindingMismatch, "")},
+	{"response posted by a browser without cookies", func(t *testing.T, b *battery) (*browserJar, *post) {
+		l := b.begin(newBrowserJar(), b.replicas[0])
+		br := newBrowserJar()
+		return br, b.postXML(br, b.replicas[1], l.relayState, b.respond(l, mint{encrypt: true}))
+	}, refused(sp.CauseBindingCookieMissing, "")},
+	{"forged RelayState", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		return br, b.postXML(br, b.replicas[1], "sp-1~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", b.respond(l, mint{encrypt: true}))
+	}, refused(sp.CauseStateUnknown, "")},
+
+	// Size and encoding.
+	{"oversized form (2 MiB)", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {strings.Repeat("A", 2<<20)}, "RelayState": {l.relayState}})
+	}, refused(sp.CauseRequestMalformed, "")},
+	{"deflate bomb (the HTTP-POST binding does not inflate)", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {deflateBomb(t, 64<<20)}, "RelayState": {l.relayState}})
+	}, refused(sp.CauseResponseInvalid, "malformed")},
+	{"not base64", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {"<samlp:Response/>"}, "RelayState": {l.relayState}})
+	}, refused(sp.CauseResponseInvalid, "malformed")},
+}
+
+func mustParseURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// deflateBomb is n zero bytes, deflated and base64-encoded (about a
+// thousandth of n).
+func deflateBomb(t testing.TB, n int) string {
+	t.Helper()
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestCompression)
+	zeros := make([]byte, 1<<20)
+	for range n >> 20 {
+		if _, err := w.Write(zeros); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// privateMarkers never appear on a page the browser sees: SAML and XML
+// vocabulary, the users, the attacker's target, the IdP's address.
+var privateMarkers = []string{"urn:oasis", "Assertion", "Signature", "NameID", "alice", attackerTarget,
+	"idp.samlha.test", "example.org", "signature element", "ENTITY", "samlp:"}
+
+func TestHostileResponses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range batteryCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBattery(t, nil)
+			br, p := tc.run(t, b)
+			if tc.want.acceptAs != "" {
+				if p.status != http.StatusFound || p.sessionCookie == "" {
+					t.Fatalf("control refused: %d %s (%s): %s", p.status, p.cause, p.reason, p.detail)
+				}
+				rec := br.do(b.replicas[0], httptest.NewRequest("GET", batteryRoot+"/whoami", nil))
+				var who struct {
+					NameID string `json:"name_id"`
+				}
+				_ = json.Unmarshal(rec.Body.Bytes(), &who)
+				if rec.Code != http.StatusOK || who.NameID != tc.want.acceptAs {
+					t.Fatalf("logged in with NameID %q (%d), want %q", who.NameID, rec.Code, tc.want.acceptAs)
+				}
+				return
+			}
+			if p.status != tc.want.status || p.cause != string(tc.want.cause) || p.reason != tc.want.reason {
+				t.Fatalf("got %d %s reason %q (%s), want %d %s reason %q",
+					p.status, p.cause, p.reason, p.detail, tc.want.status, tc.want.cause, tc.want.reason)
+			}
+			if p.detail == "" {
+				t.Error("the log has no private detail for the refusal")
+			}
+			t.Logf("refused as it should be; the log says: %s", p.detail)
+			if p.sessionCookie != "" {
+				t.Error("a refused login set a session cookie")
+			}
+			// Only the tracked request may change for good (its tombstone);
+			// anything else written (a session put beside a replayed
+			// assertion's record) must be gone again.
+			for _, k := range p.written {
+				if strings.HasPrefix(k, "req:") || (strings.HasPrefix(k, "replay:") && tc.want.cause == sp.CauseAssertionReplayed) {
+					continue
+				}
+				if _, err := b.store.Get(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("a refused login left %q in the store (%v)", k, err)
+				}
+			}
+			for _, r := range b.replicas {
+				if code := b.whoami(br, r); code != http.StatusUnauthorized {
+					t.Errorf("%s /whoami after the refused login: %d, want 401", r.id, code)
+				}
+			}
+			if strings.Contains(p.body, p.detail) {
+				t.Errorf("the page shows the private detail %q", p.detail)
+			}
+			for _, m := range privateMarkers {
+				if strings.Contains(p.body, m) {
+					t.Errorf("the page shows %q", m)
+				}
+			}
+		})
+	}
+}
+
+// Every refusal the ACS names in its response-invalid reasons is counted
+// under that reason, so a dashboard sees what the log says.
+func TestHostileResponseMetrics(t *testing.T) {
+	t.Parallel()
+	b := newBattery(t, nil)
+	for _, m := range []mint{
+		{unsignedAssertion: true, unsignedResponse: true},
+		{after: withDoctype(`DOCTYPE x`)},
+	} {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		b.postXML(br, b.replicas[1], l.relayState, b.respond(l, m))
+	}
+	r := &replica{Reg: b.replicas[1].reg}
+	for _, reason := range []string{"unsigned", "dtd"} {
+		if v := counterValue(t, r, "samlha_sp_failures_total", map[string]string{"cause": string(sp.CauseResponseInvalid), "reason": reason}); v != 1 {
+			t.Errorf("samlha_sp_failures_total{cause=response-invalid,reason=%s} = %v, want 1", reason, v)
+		}
+	}
+}
+
+// A deflate bomb at the single-logout endpoint (HTTP-Redirect binding,
+// which inflates) is refused without inflating it: crewjam stops at 1 MiB.
+//
+// Not parallel: sequential tests run while the parallel ones wait, so the
+// allocation count is this test's own.
+func TestSLODeflateBomb(t *testing.T) {
+	b := newBattery(t, nil)
+	bomb := deflateBomb(t, 256<<20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, param := range []string{"SAMLRequest", "SAMLResponse"} {
+		rec := httptest.NewRecorder()
+		b.replicas[0].sp.ServeHTTP(rec, httptest.NewRequest("GET", batteryRoot+"/saml/slo?"+url.Values{param: {bomb}}.Encode(), nil))
+		if rec.Code < 400 || rec.Code >= 500 || rec.Header().Get(sp.HeaderCause) == "" {
+			t.Errorf("%s bomb: %d %q, want a named 4xx", param, rec.Code, rec.Header().Get(sp.HeaderCause))
+		}
+	}
+	runtime.ReadMemStats(&after)
+	// 256 MiB inflated twice would be 512 MiB.
+	if d := after.TotalAlloc - before.TotalAlloc; d > 128<<20 {
+		t.Errorf("the SLO allocated %d MiB for two bombs", d>>20)
+	}
+}
