@@ -109,8 +109,14 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+func (l *logBuffer) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Reset()
+}
+
 // records returns the log records with message msg.
-func (l *logBuffer) records(t *testing.T, msg string) []map[string]any {
+func (l *logBuffer) records(t testing.TB, msg string) []map[string]any {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -132,7 +138,7 @@ func (l *logBuffer) records(t *testing.T, msg string) []map[string]any {
 
 // battery is one IdP and two SP replicas on one shared store.
 type battery struct {
-	t        *testing.T
+	t        testing.TB
 	clock    *clockwork.FakeClock // the SPs' clock
 	idp      *saml.IdentityProvider
 	spMD     *saml.EntityDescriptor
@@ -156,9 +162,17 @@ func (s staticSPs) GetServiceProvider(_ *http.Request, id string) (*saml.EntityD
 	return s.md, nil
 }
 
+// with returns b for another test: a fuzz target builds its battery once,
+// and each of its inputs runs with its own t.
+func (b *battery) with(t testing.TB) *battery {
+	c := *b
+	c.t = t
+	return &c
+}
+
 // configure, if set, adjusts each replica's configuration (Store nil makes
 // the replicas stateless).
-func newBattery(t *testing.T, configure func(*sp.Config)) *battery {
+func newBattery(t testing.TB, configure func(*sp.Config)) *battery {
 	t.Helper()
 	b := &battery{t: t, clock: clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Second))}
 	key, cert := devidptest.KeyPair(t)
@@ -269,7 +283,7 @@ type mint struct {
 	assertion func(*saml.Assertion)
 	response  func(*saml.Response)
 	// after mutates the signed document, raw its serialized bytes.
-	after func(t *testing.T, doc *etree.Document)
+	after func(t testing.TB, doc *etree.Document)
 	raw   func([]byte) []byte
 }
 

@@ -44,7 +44,7 @@ func child(el *etree.Element, tag string) *etree.Element {
 	return nil
 }
 
-func mustChild(t *testing.T, el *etree.Element, path ...string) *etree.Element {
+func mustChild(t testing.TB, el *etree.Element, path ...string) *etree.Element {
 	t.Helper()
 	for _, tag := range path {
 		c := child(el, tag)
@@ -56,7 +56,7 @@ func mustChild(t *testing.T, el *etree.Element, path ...string) *etree.Element {
 	return el
 }
 
-func removeChild(t *testing.T, el *etree.Element, tag string) *etree.Element {
+func removeChild(t testing.TB, el *etree.Element, tag string) *etree.Element {
 	t.Helper()
 	c := mustChild(t, el, tag)
 	el.RemoveChild(c)
@@ -65,7 +65,7 @@ func removeChild(t *testing.T, el *etree.Element, tag string) *etree.Element {
 
 // evil turns an assertion into the attacker's: another ID, and the NameID
 // of the user the attacker wants to be.
-func evil(t *testing.T, a *etree.Element) *etree.Element {
+func evil(t testing.TB, a *etree.Element) *etree.Element {
 	t.Helper()
 	a.CreateAttr("ID", "id-evil-assertion")
 	mustChild(t, a, "Subject", "NameID").SetText(attackerTarget)
@@ -82,8 +82,8 @@ func replace(parent, old, repl *etree.Element) {
 }
 
 // withDoctype puts a document type declaration in front of the root.
-func withDoctype(decl string) func(*testing.T, *etree.Document) {
-	return func(t *testing.T, doc *etree.Document) {
+func withDoctype(decl string) func(testing.TB, *etree.Document) {
+	return func(t testing.TB, doc *etree.Document) {
 		doc.InsertChildAt(0, etree.NewDirective(decl))
 	}
 }
@@ -122,14 +122,14 @@ var batteryCases = []struct {
 	{"control: both levels signed, assertion encrypted (crewjam's IdP)", answered(mint{encrypt: true}), outcome{acceptAs: "alice@example.org"}},
 	{"control: only the response signed", answered(mint{unsignedAssertion: true}), outcome{acceptAs: "alice@example.org"}},
 	{"control: only the assertion signed", answered(mint{unsignedResponse: true}), outcome{acceptAs: "alice@example.org"}},
-	{"control: response signature stripped, assertion's intact (the assertion is what the IdP signed)", answered(mint{after: func(t *testing.T, d *etree.Document) {
+	{"control: response signature stripped, assertion's intact (the assertion is what the IdP signed)", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, d.Root(), "Signature")
 	}}), outcome{acceptAs: "alice@example.org"}},
 	// A comment splits the NameID the IdP signed; exclusive canonicalization
 	// drops comments, so the signature holds. The attack works only on a
 	// library that reads the text before the comment: this SP must log in
 	// as the whole NameID the IdP signed, never its prefix.
-	{"comment inside NameID: read whole, never truncated", answered(mint{user: "alice@example.org.evil", after: func(t *testing.T, d *etree.Document) {
+	{"comment inside NameID: read whole, never truncated", answered(mint{user: "alice@example.org.evil", after: func(t testing.TB, d *etree.Document) {
 		n := mustChild(t, d.Root(), "Assertion", "Subject", "NameID")
 		n.SetText("alice@example.org")
 		n.CreateComment("")
@@ -138,23 +138,23 @@ var batteryCases = []struct {
 
 	// Signatures removed or broken.
 	{"no signature at all", answered(mint{unsignedAssertion: true, unsignedResponse: true}), refused(sp.CauseResponseInvalid, "unsigned")},
-	{"signature removed from the response (its assertion unsigned)", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+	{"signature removed from the response (its assertion unsigned)", answered(mint{unsignedAssertion: true, after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, d.Root(), "Signature")
 	}}), refused(sp.CauseResponseInvalid, "unsigned")},
-	{"signature removed from the assertion (its response unsigned)", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"signature removed from the assertion (its response unsigned)", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
 	}}), refused(sp.CauseResponseInvalid, "unsigned")},
-	{"both signatures removed", answered(mint{after: func(t *testing.T, d *etree.Document) {
+	{"both signatures removed", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, d.Root(), "Signature")
 		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
 	}}), refused(sp.CauseResponseInvalid, "unsigned")},
-	{"assertion signature removed inside a signed response", answered(mint{after: func(t *testing.T, d *etree.Document) {
+	{"assertion signature removed inside a signed response", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
 	}}), refused(sp.CauseResponseInvalid, "signature")},
-	{"unsigned assertion swapped into a signed response", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+	{"unsigned assertion swapped into a signed response", answered(mint{unsignedAssertion: true, after: func(t testing.TB, d *etree.Document) {
 		evil(t, mustChild(t, d.Root(), "Assertion"))
 	}}), refused(sp.CauseResponseInvalid, "signature")},
-	{"signed assertion edited inside an unsigned response", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"signed assertion edited inside an unsigned response", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		mustChild(t, d.Root(), "Assertion", "Subject", "NameID").SetText(attackerTarget)
 	}}), refused(sp.CauseResponseInvalid, "signature")},
 	{"signed by another key", func(t *testing.T, b *battery) (*browserJar, *post) {
@@ -174,7 +174,7 @@ var batteryCases = []struct {
 	// XML signature wrapping (Somorovsky et al., "On Breaking SAML", 2012).
 	// XSW1 and 2 wrap a signed Response, 3 to 8 a signed Assertion; each
 	// offers the SP an unsigned assertion for admin beside the signed one.
-	{"XSW1: signed response as a child of its copied signature", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW1: signed response as a child of its copied signature", answered(mint{unsignedAssertion: true, after: func(t testing.TB, d *etree.Document) {
 		orig := d.Root()
 		fake := orig.Copy()
 		fake.CreateAttr("ID", "id-evil-response")
@@ -184,7 +184,7 @@ var batteryCases = []struct {
 		mustChild(t, fake, "Signature").AddChild(origNoSig)
 		d.SetRoot(fake)
 	}}), refused(sp.CauseResponseInvalid, "signature")},
-	{"XSW2: signed response as a sibling before its copied signature", answered(mint{unsignedAssertion: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW2: signed response as a sibling before its copied signature", answered(mint{unsignedAssertion: true, after: func(t testing.TB, d *etree.Document) {
 		orig := d.Root()
 		fake := orig.Copy()
 		fake.CreateAttr("ID", "id-evil-response")
@@ -194,34 +194,34 @@ var batteryCases = []struct {
 		fake.InsertChildAt(mustChild(t, fake, "Signature").Index(), origNoSig)
 		d.SetRoot(fake)
 	}}), refused(sp.CauseResponseInvalid, "signature")},
-	{"XSW3: unsigned evil assertion before the signed one", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW3: unsigned evil assertion before the signed one", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		removeChild(t, fake, "Signature")
 		d.Root().InsertChildAt(orig.Index(), fake)
 	}}), refused(sp.CauseResponseInvalid, "malformed")},
-	{"XSW4: signed assertion inside the evil one", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW4: signed assertion inside the evil one", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		removeChild(t, fake, "Signature")
 		replace(d.Root(), orig, fake)
 		fake.AddChild(orig)
 	}}), refused(sp.CauseResponseInvalid, "unsigned")},
-	{"XSW5: evil assertion carries the copied signature, original appended unsigned", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW5: evil assertion carries the copied signature, original appended unsigned", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		replace(d.Root(), orig, fake)
 		removeChild(t, orig, "Signature")
 		d.Root().AddChild(orig)
 	}}), refused(sp.CauseResponseInvalid, "malformed")},
-	{"XSW6: original assertion inside the copied signature of the evil one", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW6: original assertion inside the copied signature of the evil one", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		replace(d.Root(), orig, fake)
 		removeChild(t, orig, "Signature")
 		mustChild(t, fake, "Signature").AddChild(orig)
 	}}), refused(sp.CauseResponseInvalid, "signature")},
-	{"XSW7: signed assertion hidden in Extensions, evil one in its place", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW7: signed assertion hidden in Extensions, evil one in its place", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		removeChild(t, fake, "Signature")
@@ -230,7 +230,7 @@ var batteryCases = []struct {
 		ext.AddChild(orig)
 		d.Root().InsertChildAt(fake.Index(), ext)
 	}}), refused(sp.CauseResponseInvalid, "unsigned")},
-	{"XSW8: original assertion in an Object inside the evil one's signature", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"XSW8: original assertion in an Object inside the evil one's signature", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		replace(d.Root(), orig, fake)
@@ -240,18 +240,18 @@ var batteryCases = []struct {
 	}}), refused(sp.CauseResponseInvalid, "signature")},
 
 	// Two assertions.
-	{"second, forged assertion appended to a signed response", answered(mint{after: func(t *testing.T, d *etree.Document) {
+	{"second, forged assertion appended to a signed response", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		fake := evil(t, mustChild(t, d.Root(), "Assertion").Copy())
 		removeChild(t, fake, "Signature")
 		d.Root().AddChild(fake)
 	}}), refused(sp.CauseResponseInvalid, "signature")},
-	{"two assertions in an unsigned response", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"two assertions in an unsigned response", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		d.Root().AddChild(mustChild(t, d.Root(), "Assertion").Copy())
 	}}), refused(sp.CauseResponseInvalid, "malformed")},
 
 	// DTDs: refused before anything parses the XML, entities or not.
 	{"DOCTYPE without entities", answered(mint{after: withDoctype(`DOCTYPE samlp:Response`)}), refused(sp.CauseResponseInvalid, "dtd")},
-	{"DOCTYPE with an internal entity in the NameID", answered(mint{unsignedResponse: true, after: func(t *testing.T, d *etree.Document) {
+	{"DOCTYPE with an internal entity in the NameID", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		d.InsertChildAt(0, etree.NewDirective(`DOCTYPE samlp:Response [<!ENTITY who "admin">]`))
 		mustChild(t, d.Root(), "Assertion", "Subject", "NameID").SetText("ENTITY-REFERENCE")
 	}, raw: func(b []byte) []byte {
@@ -259,7 +259,7 @@ var batteryCases = []struct {
 	}}), refused(sp.CauseResponseInvalid, "dtd")},
 	{"billion laughs", answered(mint{after: withDoctype(`DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]`)}), refused(sp.CauseResponseInvalid, "dtd")},
 	{"external entity", answered(mint{after: withDoctype(`DOCTYPE samlp:Response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]`)}), refused(sp.CauseResponseInvalid, "dtd")},
-	{"lower-case doctype after a comment and a processing instruction", answered(mint{after: func(t *testing.T, d *etree.Document) {
+	{"lower-case doctype after a comment and a processing instruction", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		d.InsertChildAt(0, etree.NewComment(" <!DOCTYPE in a comment is only text "))
 		d.InsertChildAt(1, etree.NewProcInst("xml-stylesheet", `href="<!x>"`))
 		d.InsertChildAt(2, etree.NewDirective(`doctype samlp:Response`))
@@ -355,7 +355,7 @@ var batteryCases = []struct {
 	}, refused(sp.CauseResponseInvalid, "malformed")},
 }
 
-func mustParseURL(t *testing.T, s string) *url.URL {
+func mustParseURL(t testing.TB, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)
 	if err != nil {
