@@ -531,3 +531,64 @@ func TestSLODeflateBomb(t *testing.T) {
 		t.Errorf("the SLO allocated %d MiB for two bombs", d>>20)
 	}
 }
+
+// deflated is s deflated (raw DEFLATE, as the HTTP-Redirect binding
+// carries it) and base64-encoded.
+func deflated(t testing.TB, s string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.DefaultCompression)
+	if _, err := w.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// A DTD in a single-logout message is refused before crewjam parses it, in
+// both bindings; without the DTD, the same message reaches crewjam (which
+// refuses it for what it is: unsigned and unrequested).
+func TestSLORefusesDTD(t *testing.T) {
+	t.Parallel()
+	const msg = `<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="id-1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"/>`
+	const dtd = `<!DOCTYPE samlp:LogoutResponse [<!ENTITY x "y">]>`
+	b := newBattery(t, nil)
+	r := b.replicas[0]
+	for _, tc := range []struct {
+		name   string
+		req    func(doc string) *http.Request
+		reason string
+	}{
+		{"redirect binding, deflated", func(doc string) *http.Request {
+			return httptest.NewRequest("GET", batteryRoot+"/saml/slo?"+url.Values{"SAMLResponse": {deflated(t, doc)}}.Encode(), nil)
+		}, "logout-dtd"},
+		{"POST binding", func(doc string) *http.Request {
+			req := httptest.NewRequest("POST", batteryRoot+"/saml/slo", strings.NewReader(url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString([]byte(doc))}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return req
+		}, "logout-dtd"},
+	} {
+		for _, withDTD := range []bool{true, false} {
+			doc := msg
+			if withDTD {
+				doc = dtd + msg
+			}
+			before := len(r.log.records(t, "login failed"))
+			rec := httptest.NewRecorder()
+			r.sp.ServeHTTP(rec, tc.req(doc))
+			recs := r.log.records(t, "login failed")
+			if len(recs) != before+1 {
+				t.Fatalf("%s (DTD %v): %d, %d failures logged, want 1", tc.name, withDTD, rec.Code, len(recs)-before)
+			}
+			reason, _ := recs[len(recs)-1]["reason"].(string)
+			if withDTD && (rec.Code != http.StatusForbidden || reason != tc.reason) {
+				t.Errorf("%s with a DTD: %d reason %q, want 403 %q", tc.name, rec.Code, reason, tc.reason)
+			}
+			if !withDTD && reason == tc.reason {
+				t.Errorf("%s without a DTD: refused as %q", tc.name, reason)
+			}
+		}
+	}
+}

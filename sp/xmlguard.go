@@ -2,8 +2,12 @@ package sp
 
 import (
 	"bytes"
+	"compress/flate"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 )
 
 // errDTD is the private detail of a SAML message refused because it
@@ -54,4 +58,53 @@ func checkNoDTD(doc []byte) error {
 		i += k + len(end)
 	}
 	return nil
+}
+
+// maxInflate is crewjam's cap on a message inflated from the HTTP-Redirect
+// binding (1 MiB, saml.flateUncompressLimit): crewjam refuses a larger one,
+// so the screen reads no further.
+const maxInflate = 1 << 20
+
+// screenSLO refuses a single-logout message (the IdP's LogoutRequest or
+// LogoutResponse) that carries a DTD, before crewjam parses it: from the
+// query string (HTTP-Redirect binding, deflated) or from a POSTed form
+// (base64 only). What does not decode is left to crewjam, which refuses it
+// with its own reason.
+func screenSLO(r *http.Request) *Failure {
+	params := []string{"SAMLRequest", "SAMLResponse"}
+	q := r.URL.Query()
+	for _, p := range params {
+		if v := q.Get(p); v != "" {
+			if err := screenMessage(v, true); err != nil {
+				return &Failure{Cause: CauseResponseInvalid, Reason: "logout-dtd", Detail: p + ": " + err.Error(), Err: err}
+			}
+		}
+	}
+	if r.Method != http.MethodPost || r.ParseForm() != nil {
+		return nil
+	}
+	for _, p := range params {
+		if v := r.PostForm.Get(p); v != "" {
+			if err := screenMessage(v, false); err != nil {
+				return &Failure{Cause: CauseResponseInvalid, Reason: "logout-dtd", Detail: p + ": " + err.Error(), Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// screenMessage decodes a SAML message as its binding does (base64, then
+// raw DEFLATE for HTTP-Redirect, at most maxInflate bytes of it) and checks
+// it for a DTD. Undecodable input is not its business.
+func screenMessage(b64 string, deflated bool) error {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil
+	}
+	if deflated {
+		// A corrupt stream still yields what inflated before the error,
+		// and that is screened.
+		raw, _ = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(raw)), maxInflate))
+	}
+	return checkNoDTD(raw)
 }
