@@ -18,6 +18,7 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/xmlenc"
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/store"
@@ -80,6 +81,32 @@ func replace(parent, old, repl *etree.Element) {
 	i := old.Index()
 	parent.RemoveChildAt(i)
 	parent.InsertChildAt(i, repl)
+}
+
+// encryptAssertion replaces the response's plaintext assertion with an
+// EncryptedAssertion for the SP, as anyone who has the SP's (public)
+// certificate can make one: prefix, then the assertion's bytes, rewritten
+// by edit.
+func encryptAssertion(t testing.TB, d *etree.Document, prefix string, edit func([]byte) []byte) {
+	t.Helper()
+	a := mustChild(t, d.Root(), "Assertion")
+	ad := etree.NewDocument()
+	ad.SetRoot(a.Copy())
+	plain, err := ad.WriteToBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cert := spKeyPair(t)
+	enc := xmlenc.OAEP()
+	enc.BlockCipher = xmlenc.AES256GCM
+	ed, err := enc.Encrypt(cert, edit(append([]byte(prefix), plain...)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed.CreateAttr("Type", "http://www.w3.org/2001/04/xmlenc#Element")
+	ea := etree.NewElement("saml:EncryptedAssertion")
+	ea.AddChild(ed)
+	replace(d.Root(), a, ea)
 }
 
 // withDoctype puts a document type declaration in front of the root.
@@ -269,6 +296,19 @@ var batteryCases = []batteryCase{
 		}
 		return out
 	}}), refused(sp.CauseResponseInvalid, "malformed")},
+	// Inside an EncryptedAssertion a DTD cannot be seen before crewjam
+	// decrypts it, and crewjam does not refuse one there; anyone can encrypt
+	// to the SP's public key. The entity is still never expanded: its use
+	// makes the plaintext unparsable, whoever signed the assertion.
+	{"control: the assertion the IdP signed, encrypted by someone else", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
+		encryptAssertion(t, d, "", func(b []byte) []byte { return b })
+	}}), outcome{acceptAs: "alice@example.org"}},
+	{"DOCTYPE inside an EncryptedAssertion, its entity used in the NameID", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
+		mustChild(t, d.Root(), "Assertion", "Subject", "NameID").SetText("ENTITY-REFERENCE")
+		encryptAssertion(t, d, `<!DOCTYPE saml:Assertion [<!ENTITY who "admin">]>`, func(b []byte) []byte {
+			return bytes.Replace(b, []byte("ENTITY-REFERENCE"), []byte("&who;@example.org"), 1)
+		})
+	}}), refused(sp.CauseResponseInvalid, "decryption")},
 	{"lower-case doctype after a comment and a processing instruction", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		d.InsertChildAt(0, etree.NewComment(" <!DOCTYPE in a comment is only text "))
 		d.InsertChildAt(1, etree.NewProcInst("xml-stylesheet", `href="<!x>"`))
