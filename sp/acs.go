@@ -64,8 +64,8 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedReques
 		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "no SAMLResponse in the form"}
 	}
 	// Refused before the state is taken and before anything parses the
-	// XML: a DTD has no place in SAML, and a cheap refusal costs an
-	// attacker's forged post the same as ours.
+	// XML: a DTD has no place in SAML, so a response that carries one
+	// neither burns the login it names nor reaches a parser.
 	if f := screenResponse(r.PostForm.Get("SAMLResponse")); f != nil {
 		return nil, f
 	}
