@@ -81,8 +81,14 @@ func (s *recordingStore) PutBatch(ctx context.Context, ws []store.Write) []error
 
 // Kind makes the replicas treat it as shared, which it is: both replicas
 // of the battery use this one store.
-func (s *recordingStore) Kind() string     { return "shared-memory-test" }
-func (s *recordingStore) Location() string { return "memory://battery" }
+func (s *recordingStore) Kind() string {
+	if d, ok := s.Store.(store.Describer); ok && store.Shared(d.Kind()) {
+		return d.Kind()
+	}
+	return "shared-memory-test"
+}
+
+func (s *recordingStore) Location() string { return "battery" }
 
 // written returns the keys written since mark (a value of len(keys)).
 func (s *recordingStore) written(mark int) []string {
@@ -174,6 +180,13 @@ func (b *battery) with(t testing.TB) *battery {
 // the replicas stateless).
 func newBattery(t testing.TB, configure func(*sp.Config)) *battery {
 	t.Helper()
+	return newBatteryOn(t, nil, configure)
+}
+
+// newBatteryOn is newBattery with the replicas' shared store st (nil: one
+// memory store).
+func newBatteryOn(t testing.TB, st store.Store, configure func(*sp.Config)) *battery {
+	t.Helper()
 	b := &battery{t: t, clock: clockwork.NewFakeClockAt(time.Now().UTC().Truncate(time.Second))}
 	key, cert := devidptest.KeyPair(t)
 	idpURL, _ := url.Parse("http://idp.samlha.test")
@@ -182,9 +195,12 @@ func newBattery(t testing.TB, configure func(*sp.Config)) *battery {
 		MetadataURL: *idpURL.JoinPath("metadata"), SSOURL: *idpURL.JoinPath("sso"),
 		Clock: dsig.NewFakeClock(b.clock),
 	}
-	mem := memory.New(memory.Options{})
-	t.Cleanup(func() { mem.Close() })
-	b.store = &recordingStore{Store: mem}
+	if st == nil {
+		mem := memory.New(memory.Options{})
+		t.Cleanup(func() { mem.Close() })
+		st = mem
+	}
+	b.store = &recordingStore{Store: st}
 	root, _ := url.Parse(batteryRoot)
 	spKey, spCert := spKeyPair(t)
 	for _, id := range []string{"sp-1", "sp-2"} {

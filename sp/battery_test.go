@@ -22,6 +22,7 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/store/redis/redistest"
 )
 
 // The hostile-response battery (issue 7, item 8). Each case begins a real
@@ -529,6 +530,45 @@ func hostileResponses(t *testing.T, stateless bool) {
 				if strings.Contains(p.body, m) {
 					t.Errorf("the page shows %q", m)
 				}
+			}
+		})
+	}
+}
+
+// The refusals that rest on the shared store (the tracked request's
+// tombstone, the replay record, the browser binding) hold on Redis too,
+// for two replicas on one private redis-server.
+func TestHostileResponsesOnRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	st, err := store.Open(context.Background(), srv.URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	onRedis := []string{"replay to another replica", "assertion ID of an accepted login, re-signed for a new login on the other replica",
+		"response of browser A posted by browser B", "forged RelayState", "InResponseTo of another login"}
+	ran := 0
+	defer func() {
+		if ran != len(onRedis) {
+			t.Errorf("%d of the %d cases named for Redis exist", ran, len(onRedis))
+		}
+	}()
+	for _, tc := range batteryCases {
+		if !slices.Contains(onRedis, tc.name) {
+			continue
+		}
+		ran++
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBatteryOn(t, st, nil)
+			_, p := tc.run(t, b)
+			if p.status != tc.want.status || p.cause != string(tc.want.cause) || p.reason != tc.want.reason {
+				t.Fatalf("got %d %s reason %q (%s), want %d %s reason %q",
+					p.status, p.cause, p.reason, p.detail, tc.want.status, tc.want.cause, tc.want.reason)
+			}
+			if p.sessionCookie != "" {
+				t.Error("a refused login set a session cookie")
 			}
 		})
 	}
