@@ -72,3 +72,40 @@ func FuzzACS(f *testing.F) {
 		}
 	})
 }
+
+// FuzzACSForm posts arbitrary bodies to the ACS, as a form or as anything
+// else, with the RelayState of a live login wherever the body says
+// "{RS}": never a panic, never a session, every answer a cause of the
+// taxonomy with its status.
+//
+//	go test -run '^$' -fuzz '^FuzzACSForm$' -fuzztime 10s ./sp
+func FuzzACSForm(f *testing.F) {
+	base := newBattery(f, nil)
+	f.Add([]byte("SAMLResponse=PHg%2BPC94Pg%3D%3D&RelayState={RS}"), "application/x-www-form-urlencoded")
+	f.Add([]byte("SAMLResponse=&RelayState={RS}"), "application/x-www-form-urlencoded")
+	f.Add([]byte("SAMLResponse=PCFET0NUWVBFIHI%2BPHIvPg%3D%3D"), "application/x-www-form-urlencoded")
+	f.Add([]byte("SAMLart=AAQAAA&RelayState={RS}"), "application/x-www-form-urlencoded")
+	f.Add([]byte("%zz=%zz"), "application/x-www-form-urlencoded")
+	f.Add([]byte("--b\r\nContent-Disposition: form-data; name=\"SAMLResponse\"\r\n\r\nPHg+\r\n--b--\r\n"), "multipart/form-data; boundary=b")
+	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
+		b := base.with(t)
+		for _, r := range b.replicas {
+			r.log.reset()
+		}
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		body = bytes.ReplaceAll(body, []byte("{RS}"), []byte(l.relayState))
+		req := httptest.NewRequest("POST", batteryRoot+"/saml/acs", bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		rec := br.do(b.replicas[1], req)
+		cause := sp.Cause(rec.Header().Get(sp.HeaderCause))
+		if !slices.Contains(sp.AllCauses, cause) || cause.Status() != rec.Code {
+			t.Fatalf("answered %d with cause %q, not a cause of the taxonomy with its status", rec.Code, cause)
+		}
+		for _, c := range rec.Result().Cookies() {
+			if c.Name == "samlha_session" && c.Value != "" {
+				t.Fatal("a session from a form no IdP made")
+			}
+		}
+	})
+}
