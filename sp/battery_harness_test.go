@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -235,19 +236,25 @@ func newBatteryOn(t testing.TB, st store.Store, configure func(*sp.Config)) *bat
 	return b
 }
 
-// browserJar is a browser: a cookie jar for the SP's site.
+// browserJar is a browser: a cookie jar for the SP's site, and an address
+// of its own (from the documentation ranges), so that limits per client
+// see as many clients as there are browsers.
 type browserJar struct {
-	jar *cookiejar.Jar
+	jar  *cookiejar.Jar
+	addr string
 }
 
 func newBrowserJar() *browserJar {
 	j, _ := cookiejar.New(nil)
-	return &browserJar{jar: j}
+	var p [4]byte
+	_, _ = rand.Read(p[:])
+	return &browserJar{jar: j, addr: fmt.Sprintf("[2001:db8::%x%02x:%x%02x]:40000", p[0], p[1], p[2], p[3])}
 }
 
-// do sends req to replica r with the browser's cookies and keeps the
-// cookies it sets.
+// do sends req to replica r from the browser, with its cookies, and keeps
+// the cookies it sets.
 func (b *browserJar) do(r *batteryReplica, req *http.Request) *httptest.ResponseRecorder {
+	req.RemoteAddr = b.addr
 	for _, c := range b.jar.Cookies(req.URL) {
 		req.AddCookie(c)
 	}
