@@ -613,10 +613,12 @@ func TestSLODeflateBomb(t *testing.T) {
 		}
 	}
 	runtime.ReadMemStats(&after)
-	// 64 MiB inflated twice would be 128 MiB.
-	if d := after.TotalAlloc - before.TotalAlloc; d > 32<<20 {
+	// 64 MiB inflated twice would be 128 MiB at the very least.
+	d := after.TotalAlloc - before.TotalAlloc
+	if d > 64<<20 { // 11.5 MiB measured (20 MiB with -race); 322 MiB without the bound
 		t.Errorf("the SLO allocated %d MiB for two bombs", d>>20)
 	}
+	t.Logf("two bombs cost %.1f MiB", float64(d)/(1<<20))
 }
 
 // deflated is s deflated (raw DEFLATE, as the HTTP-Redirect binding
