@@ -1,7 +1,10 @@
 package sp
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"strings"
@@ -33,6 +36,9 @@ func TestClassifyResponseError(t *testing.T) {
 		{wrap(saml.ErrMalformedMessage), CauseResponseInvalid, "malformed"},
 		{wrap(saml.ErrBadStatus{Status: "urn:oasis:names:tc:SAML:2.0:status:Requester"}), CauseResponseInvalid, "status"},
 		{wrap(errors.New("something new")), CauseResponseInvalid, "other"},
+		{wrap(errors.New(crewjamUnsignedText)), CauseResponseInvalid, "unsigned"},
+		{wrap(fmt.Errorf("assertion: %w", errors.New(crewjamUnsignedText))), CauseResponseInvalid, "unsigned"},
+		{wrap(errors.New("the " + crewjamUnsignedText + " here")), CauseResponseInvalid, "other"},
 		{wrap(saml.ErrAssertionReplayed), CauseAssertionReplayed, ""},
 		{wrap(store.Unavailable("put-if-absent", errors.New("connection refused"))), CauseStoreUnavailable, ""},
 		{wrap(store.ErrFull), CauseStoreFull, ""},
@@ -69,6 +75,96 @@ func TestStoreFailure(t *testing.T) {
 		f := storeFailure(tc.err, "sp-1")
 		if f.Cause != tc.cause || f.Cause.Status() != tc.status || f.Detail == "" {
 			t.Errorf("%v: %s (%d), want %s (%d)", tc.err, f.Cause, f.Cause.Status(), tc.cause, tc.status)
+		}
+	}
+}
+
+func TestCheckNoDTD(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		doc    string
+		refuse bool
+	}{
+		{`<?xml version="1.0"?><samlp:Response ID="a"><x>text</x></samlp:Response>`, false},
+		{`<samlp:Response><!-- a comment with <!DOCTYPE x> in it --><x/></samlp:Response>`, false},
+		{`<r><![CDATA[ <!ENTITY x "y"> ]]></r>`, false},
+		{`<?xml-stylesheet href="<!x>"?><r/>`, false},
+		{`<r a="1">&lt;!DOCTYPE x&gt;</r>`, false},
+		{``, false},
+		{`<!DOCTYPE r><r/>`, true},
+		{`<?xml version="1.0"?>` + "\n" + `<!DOCTYPE r [<!ENTITY a "b">]><r>&a;</r>`, true},
+		{`<!doctype r><r/>`, true},
+		{`<r><!ENTITY a "b"></r>`, true},
+		{`<!-- c --><?pi x?><!DOCTYPE r><r/>`, true},
+		{`<r><![CDATA[ x ]]><!ELEMENT r ANY></r>`, true},
+		{`<!`, true},
+		{`<!-- unterminated`, false}, // the parser refuses it
+	} {
+		err := checkNoDTD([]byte(tc.doc))
+		if (err != nil) != tc.refuse {
+			t.Errorf("checkNoDTD(%q) = %v, want refused %v", tc.doc, err, tc.refuse)
+		}
+		if err != nil && !errors.Is(err, errDTD) {
+			t.Errorf("checkNoDTD(%q) = %v, not errDTD", tc.doc, err)
+		}
+	}
+}
+
+func TestScreenResponse(t *testing.T) {
+	t.Parallel()
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	for _, tc := range []struct {
+		form   string
+		reason string // "" for passed on to crewjam
+	}{
+		{b64(`<samlp:Response/>`), ""},
+		{b64(`<!DOCTYPE r><samlp:Response/>`), "dtd"},
+		{"not base64!", "malformed"},
+	} {
+		f := screenResponse(tc.form)
+		switch {
+		case tc.reason == "" && f != nil:
+			t.Errorf("%q: refused %v", tc.form, f)
+		case tc.reason != "" && (f == nil || f.Cause != CauseResponseInvalid || f.Reason != tc.reason):
+			t.Errorf("%q: %v, want response-invalid (%s)", tc.form, f, tc.reason)
+		}
+	}
+}
+
+func FuzzCheckNoDTD(f *testing.F) {
+	f.Add([]byte(`<!DOCTYPE r><r/>`))
+	f.Add([]byte(`<r><!-- c --><![CDATA[x]]></r>`))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		err := checkNoDTD(doc)
+		// Whatever encoding/xml calls a directive, checkNoDTD refuses.
+		d := xml.NewDecoder(bytes.NewReader(doc))
+		d.Strict = false
+		for {
+			tok, terr := d.RawToken()
+			if terr != nil {
+				return
+			}
+			if _, ok := tok.(xml.Directive); ok && err == nil {
+				t.Fatalf("encoding/xml reads a directive in %q that checkNoDTD let through", doc)
+			}
+		}
+	})
+}
+
+// BenchmarkScreenResponse: what the DTD screen adds to every ACS post,
+// for a response of the size crewjam's IdP sends (about 12 KB encoded).
+//
+//	go test -run '^$' -bench ScreenResponse ./sp
+func BenchmarkScreenResponse(b *testing.B) {
+	doc := `<?xml version="1.0"?><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="id-1">` +
+		strings.Repeat(`<saml:Attribute Name="urn:oid:1.3.6.1.4.1.5923.1.1.1.1"><saml:AttributeValue>member</saml:AttributeValue></saml:Attribute>`, 80) +
+		`</samlp:Response>`
+	form := base64.StdEncoding.EncodeToString([]byte(doc))
+	b.SetBytes(int64(len(form)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if f := screenResponse(form); f != nil {
+			b.Fatal(f)
 		}
 	}
 }

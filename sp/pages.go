@@ -216,6 +216,10 @@ func (s *SP) serveSLO(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		return
 	}
+	if f := screenSLO(r); f != nil {
+		s.fail(w, r, f)
+		return
+	}
 	rt.mw.ServeSLO(w, r)
 }
 

@@ -133,6 +133,12 @@ func sealSession(r *keyRing, c sessionCookie, s *Session) ([]byte, error) {
 	if len(plain) > maxSessionJSON {
 		return nil, fmt.Errorf("session of %d bytes is larger than %d (too many or too large attributes)", len(plain), maxSessionJSON)
 	}
+	return sealPlain(r, c, plain)
+}
+
+// sealPlain seals the encoded session plain for the session of cookie c
+// under the ring's sealing key.
+func sealPlain(r *keyRing, c sessionCookie, plain []byte) ([]byte, error) {
 	rk := r.sealing()
 	key := c.storeKey()
 	aead, err := recordAEAD(rk, c, key)

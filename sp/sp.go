@@ -308,7 +308,7 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 	} else {
 		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
 		tr.SameSite = s.cfg.BindingSameSite
-		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID}
+		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID, tombstone: s.cfg.TombstoneTTL}
 		cp := mw.Session.(samlsp.CookieSessionProvider)
 		cp.MaxAge = s.cfg.SessionMaxTTL
 		codec := cp.Codec.(samlsp.JWTSessionCodec)

@@ -28,7 +28,7 @@ const password = "pw-6f1c2e-must-not-leak"
 
 // open opens the store at url through store.Open, closing it when the test
 // ends.
-func open(t *testing.T, url string) store.Store {
+func open(t testing.TB, url string) store.Store {
 	t.Helper()
 	s, err := store.Open(t.Context(), url, nil)
 	if err != nil {
