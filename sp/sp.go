@@ -20,6 +20,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -82,6 +83,19 @@ type Config struct {
 	// SP stops and explains; default 2.
 	MaxRelogins int
 
+	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
+	// client address (for rate limits and logs) is the first address in
+	// it, from the right, outside these prefixes. From any other peer the
+	// header is ignored and the peer is the client.
+	TrustedProxies []netip.Prefix
+	// MaxReturnURL is the longest path and query a login returns to, in
+	// bytes; a longer one is refused with return-url-too-long (414).
+	// Default 2 KiB, at most MaxStoredURI.
+	MaxReturnURL int
+	// LoginLimits bound login starts per client, per replica, and the
+	// pending state they leave.
+	LoginLimits LoginLimits
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	// Clock is the time source of the SP and of crewjam; nil is the real
@@ -103,6 +117,10 @@ func (c *Config) setDefaults() {
 	if c.MaxRelogins == 0 {
 		c.MaxRelogins = 2
 	}
+	if c.MaxReturnURL == 0 {
+		c.MaxReturnURL = DefaultMaxReturnURL
+	}
+	c.LoginLimits.setDefaults()
 	if c.BindingSameSite == 0 {
 		if c.RootURL != nil && c.RootURL.Scheme == "https" {
 			c.BindingSameSite = http.SameSiteNoneMode
@@ -145,6 +163,15 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.d))
 		}
 	}
+	if c.MaxReturnURL < 1 || c.MaxReturnURL > MaxStoredURI {
+		errs = append(errs, fmt.Errorf("max return URL %d must be 1 to %d bytes", c.MaxReturnURL, MaxStoredURI))
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("trusted proxy prefix %v is not valid", p))
+		}
+	}
+	errs = append(errs, c.LoginLimits.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -154,10 +181,10 @@ type SP struct {
 	log       *slog.Logger
 	m         *metrics
 	storeKind string
-	storeLoc  string
 	cookies   cookieSettings
 	pages     *template.Template
 	handler   http.Handler
+	logins    *loginGate
 
 	tracker  *storeTracker  // store mode
 	sessions *storeSessions // store mode
@@ -191,13 +218,15 @@ func New(cfg Config) (*SP, error) {
 	}
 	s := &SP{cfg: cfg, storeKind: "stateless"}
 	if cfg.Store != nil {
-		s.storeKind, s.storeLoc = "unknown", ""
+		s.storeKind = "unknown"
 		if d, ok := cfg.Store.(store.Describer); ok {
-			s.storeKind, s.storeLoc = d.Kind(), d.Location()
+			s.storeKind = d.Kind()
 		}
 	}
 	s.log = cfg.Logger.With("instance", cfg.InstanceID, "store", s.storeKind)
 	s.m = newMetrics(cfg.Registry, cfg.InstanceID, s.storeKind)
+	s.logins = newLoginGate(cfg.LoginLimits, cfg.RequestTTL+cfg.TombstoneTTL, cfg.Store == nil)
+	s.registerLimitMetrics(cfg.Registry)
 	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite}
 	pages, err := web.SPTemplates(template.FuncMap{})
 	if err != nil {
@@ -282,6 +311,8 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		return fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	mw.OnError = s.onLibraryError
+	// Only the logout page's form may start a logout (see serveLogout).
+	mw.RequirePOSTToStartLogout = true
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
 	if s.cfg.Store != nil {
 		parser := mw.ServiceProvider
@@ -327,7 +358,7 @@ func (s *SP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.Serve
 
 func (s *SP) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.instanceHeader, s.countRequests)
+	r.Use(clientIPMiddleware(s.cfg.TrustedProxies), s.instanceHeader, s.securityHeaders, s.countRequests)
 	r.Get("/", s.serveIndex)
 	r.Handle("/app", s.requireAccount(http.HandlerFunc(s.serveApp)))
 	r.Get("/whoami", s.serveWhoami)
@@ -337,13 +368,20 @@ func (s *SP) routes() http.Handler {
 	r.HandleFunc("/saml/slo", s.serveSLO)
 	r.Get("/healthz", s.serveHealthz)
 	r.Get("/readyz", s.serveReadyz)
-	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
 	// The SP's pages need only the style sheet; the lab's vendored chart
 	// library, also under static/, is not served.
 	r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
 		http.ServeFileFS(w, r, web.Static(), "style.css")
 	})
 	return r
+}
+
+// MetricsHandler serves the SP's Prometheus metrics. It is not on the SP's
+// own routes: serve it on a listener of its own (samlsp --metrics-listen),
+// out of the public's reach.
+func (s *SP) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry})
 }
 
 func (s *SP) instanceHeader(next http.Handler) http.Handler {
