@@ -28,7 +28,10 @@ func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
 		t.Fatalf("--help: %v", err)
 	}
 	for _, want := range []string{"--store", "$SAMLHA_STORE", "--store-url", "$SAMLHA_STORE_URL", "--sp-key", "--instance-id",
-		"--idp-metadata-url", "--root-url", "redis-sentinel://", "samlsp keygen", "stateless"} {
+		"--idp-metadata-url", "--root-url", "redis-sentinel://", "samlsp keygen", "stateless",
+		"--metrics-listen", "$SAMLHA_METRICS_LISTEN", "--trusted-proxies", "$SAMLHA_TRUSTED_PROXIES", "--max-return-url",
+		"--login-rate-per-client", "--login-burst-per-client", "--login-rate", "--login-burst", "--max-pending-logins",
+		"$SAMLHA_MAX_PENDING_LOGINS", "--rate-limit-clients"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
@@ -37,11 +40,15 @@ func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
 
 func TestProblemsReportedAtOnce(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"--store", "mongodb", "--instance-id", "bad id!", "--root-url", "ftp://x"}, &out, &out)
+	err := run(context.Background(), []string{"--store", "mongodb", "--instance-id", "bad id!", "--root-url", "ftp://x",
+		"--trusted-proxies", "10.0.0.0/8,not-a-cidr", "--max-return-url", "9000", "--login-rate", "-1", "--login-burst-per-client", "0",
+		"--max-pending-logins", "-3"}, &out, &out)
 	if err == nil {
 		t.Fatal("bad flags accepted")
 	}
-	for _, want := range []string{"--sp-key", "--idp-metadata-url", "--store \"mongodb\"", "--instance-id", "--root-url"} {
+	for _, want := range []string{"--sp-key", "--idp-metadata-url", "--store \"mongodb\"", "--instance-id", "--root-url",
+		`--trusted-proxies: "not-a-cidr"`, "--max-return-url must be 1 to 8192", "--login-rate must be", "--login-burst-per-client must be at least 1",
+		"--max-pending-logins must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -116,12 +123,14 @@ func TestServeLoginAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := redistest.Start(t)
-	addr := freeAddr(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	idp := devidptest.Start(t, devidp.Config{})
 	root := "http://" + addr
 	t.Setenv("SAMLHA_STORE", "redis")
 	t.Setenv("SAMLHA_STORE_URL", srv.URL())
 	t.Setenv("SAMLHA_INSTANCE_ID", "sp-env")
+	t.Setenv("SAMLHA_METRICS_LISTEN", metricsAddr)
+	t.Setenv("SAMLHA_TRUSTED_PROXIES", "192.0.2.0/24,127.0.0.1")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -149,6 +158,23 @@ func TestServeLoginAndShutdown(t *testing.T) {
 	res := b.Login(lctx, root+"/app", "alice", "alice-password")
 	if !res.OK || res.FinishInstance != "sp-env" {
 		t.Fatalf("login through the binary: %+v", res)
+	}
+	// Metrics are on their own listener, and only there.
+	if code, body := get(t, "http://"+metricsAddr+"/metrics"); code != 200 || !strings.Contains(body, "samlha_sp_logins_succeeded_total 1") ||
+		!strings.Contains(body, "samlha_sp_pending_logins_limit 20000") {
+		t.Errorf("--metrics-listen /metrics: %d, want 200 with the SP's series:\n%.2000s", code, body)
+	}
+	if code, _ := get(t, root+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("public /metrics: %d, want 404", code)
+	}
+	if code, _ := get(t, "http://"+metricsAddr+"/app"); code != http.StatusNotFound {
+		t.Errorf("metrics listener serves /app: %d, want 404", code)
+	}
+	// The request line and headers are bounded: 431 well past 64 KiB
+	// (net/http reads with some slack over MaxHeaderBytes), where Go's
+	// default would read 1 MiB.
+	if code, _ := get(t, root+"/?q="+strings.Repeat("x", 2*maxHeaderBytes)); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a %d-byte request line: %d, want 431", 2*maxHeaderBytes, code)
 	}
 
 	cancel()
@@ -196,4 +222,16 @@ func TestStoreWaitGivesUp(t *testing.T) {
 	if time.Since(start) > 10*time.Second {
 		t.Errorf("took %v to give up after --store-wait 1s", time.Since(start))
 	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
 }
