@@ -69,6 +69,8 @@ type topologyConfig struct {
 	LoginLimits *sp.LoginLimits
 	// TrustedProxies of every replica.
 	TrustedProxies []netip.Prefix
+	// Configure, if set, adjusts each replica's configuration last.
+	Configure func(*sp.Config)
 }
 
 func startTopology(t testing.TB, cfg topologyConfig) *topology {
@@ -116,6 +118,9 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 		}
 		if cfg.Clock != nil {
 			cfg.Clock(&c)
+		}
+		if cfg.Configure != nil {
+			cfg.Configure(&c)
 		}
 		s, err := sp.New(c)
 		if err != nil {
