@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -409,6 +410,59 @@ func TestE2ELoginRateLimits(t *testing.T) {
 			t.Errorf("failures_total{login-rate-limited,replica} = %v, want 1", v)
 		}
 	})
+}
+
+// A flood of refused starts is counted in full but logged by sample, so it
+// cannot fill the disk; the logged lines say how many were left out.
+func TestE2ERateLimitedLogsAreSampled(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores,
+		LoginLimits: &sp.LoginLimits{PerClientRate: 0.001, PerClientBurst: 1, TotalRate: -1},
+		Configure: func(c *sp.Config) {
+			c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		}})
+	const n = 400
+	start := time.Now()
+	res := flood(t, noRedirects(""), top.Replicas[0].URL+"/app", n, 4, nil, http.StatusTooManyRequests, string(sp.CauseLoginRateLimited))
+	elapsed := time.Since(start)
+	lines, mentions := 0, 0
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"cause":"login-rate-limited"`) {
+			lines++
+			if strings.Contains(line, "more refusals not logged") {
+				mentions++
+			}
+		}
+	}
+	if max := 20 + int(10*elapsed.Seconds()) + 1; lines > max || lines == 0 {
+		t.Errorf("%d refusals logged %d lines in %v; want 1 to %d", res.byStatus[429], lines, elapsed, max)
+	}
+	if res.byStatus[429] > lines && lines > 20 && mentions == 0 {
+		t.Errorf("no logged line says how many refusals were left out")
+	}
+	if v := metricValue(t, top.Replicas[0].Reg, "samlha_sp_failures_total",
+		map[string]string{"cause": string(sp.CauseLoginRateLimited), "reason": "client"}); int(v) != res.byStatus[429] {
+		t.Errorf("the metric counted %v refusals, want all %d", v, res.byStatus[429])
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // The return URL: up to the limit a login returns to it exactly; past it

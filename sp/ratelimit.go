@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
@@ -88,10 +89,18 @@ type loginGate struct {
 	clients *clientLimiter // nil: off
 	total   *rate.Limiter  // nil: off
 	pending *pendingWindow // nil: off (or stateless)
+
+	// logs samples the log lines of refused starts (10 a second, burst
+	// 20); suppressed counts those not logged, for the next line.
+	logs       *rate.Limiter
+	suppressed atomic.Int64
 }
 
+// logRefusal reports whether a refused start at now may be logged.
+func (g *loginGate) logRefusal(now time.Time) bool { return g.logs.AllowN(now, 1) }
+
 func newLoginGate(l LoginLimits, window time.Duration, stateless bool) *loginGate {
-	g := &loginGate{}
+	g := &loginGate{logs: rate.NewLimiter(10, 20)}
 	if l.PerClientRate >= 0 {
 		g.clients = newClientLimiter(rate.Limit(l.PerClientRate), l.PerClientBurst, l.Clients)
 	}
@@ -341,7 +350,18 @@ func (s *SP) admitLogin(w http.ResponseWriter, r *http.Request) (string, time.Ti
 	client := clientAddress(r)
 	if f, wait := s.logins.admit(client, now); f != nil {
 		setRetryAfter(w, wait)
-		s.fail(w, r, f)
+		if s.logins.logRefusal(now) {
+			if n := s.logins.suppressed.Swap(0); n > 0 {
+				f.Detail += fmt.Sprintf(" (%d more refusals not logged)", n)
+			}
+			s.fail(w, r, f)
+		} else {
+			// A flood must not become a flood of log lines: the metric
+			// counts every refusal, the log samples them.
+			s.logins.suppressed.Add(1)
+			s.m.failures.WithLabelValues(string(f.Cause), f.Reason).Inc()
+			s.renderFailure(w, r, f)
+		}
 		return "", time.Time{}, false
 	}
 	return uri, now, true
