@@ -204,6 +204,10 @@ func sizedStores() []sizedStore {
 // the defaults), on both backends. Without the per-client limit the flood
 // would store a tracked request for every start.
 func TestE2ELoginFloodFromOneClient(t *testing.T) {
+	if raceEnabled {
+		// Not skipped in CI: .ci/run runs this test without -race.
+		t.Skip("the 20,000-request flood runs without the race detector (.ci/run: go test -run TestE2ELoginFloodFromOneClient ./sp/)")
+	}
 	for _, be := range sizedStores() {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()

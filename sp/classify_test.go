@@ -1,6 +1,7 @@
 package sp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -61,6 +62,7 @@ func TestStoreFailure(t *testing.T) {
 		{store.Unavailable("get", errors.New("connection refused")), CauseStoreUnavailable, 503},
 		{store.ErrClosed, CauseStoreUnavailable, 503},
 		{fmt.Errorf("put: %w", store.ErrFull), CauseStoreFull, 503},
+		{fmt.Errorf("redis put: %w", context.DeadlineExceeded), CauseStoreUnavailable, 503}, // the SP's --store-timeout ran out
 		{errors.New("cannot sign the tracking cookie"), CauseInternal, 500},
 		{fmt.Errorf("put: %w", store.ErrInvalid), CauseInternal, 500},
 	} {

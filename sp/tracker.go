@@ -211,6 +211,10 @@ func storeFailure(err error, origin string) *Failure {
 		c = CauseStoreFull
 	case store.IsUnavailable(err):
 		c = CauseStoreUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		// The SP bounds every store call by its StoreTimeout: a call that
+		// ran out of it met a store too slow to answer, not a bug.
+		c = CauseStoreUnavailable
 	}
 	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}
 }
