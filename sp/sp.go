@@ -227,6 +227,7 @@ func New(cfg Config) (*SP, error) {
 	s.m = newMetrics(cfg.Registry, cfg.InstanceID, s.storeKind)
 	s.logins = newLoginGate(cfg.LoginLimits, cfg.RequestTTL+cfg.TombstoneTTL, cfg.Store == nil)
 	s.registerLimitMetrics(cfg.Registry)
+	s.log.Info("bounds on input", "limits", cfg.describeLimits(), "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite}
 	pages, err := web.SPTemplates(template.FuncMap{})
 	if err != nil {
