@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
@@ -72,6 +73,7 @@ type options struct {
 	loginRatePerClient, loginRate      float64
 	loginBurstPerClient, loginBurst    int
 	maxPendingLogins, rateLimitClients int
+	maxConnections                     int
 }
 
 // maxHeaderBytes bounds the request line and headers of the public
@@ -120,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.loginRate, "login-rate", 50, "login starts per second of all clients together on this replica; over it: 429 login-rate-limited; 0 switches it off")
 	fs.IntVar(&o.loginBurst, "login-burst", 200, "login starts all clients may make at once before --login-rate applies")
 	fs.IntVar(&o.maxPendingLogins, "max-pending-logins", 20000, "ceiling of logins this replica began within the last --request-ttl + --tombstone-ttl (each may leave one key in the store,\nso a shared store holds at most replicas × this); over it: 503 store-full with Retry-After; 0 switches it off")
+	fs.IntVar(&o.maxConnections, "max-connections", 4096, "connections the public listener holds at once; more wait in the kernel's accept queue until one closes")
 	fs.IntVar(&o.rateLimitClients, "rate-limit-clients", 16384, "clients the per-client login limiter remembers (about 200 bytes each; the least recently seen is forgotten first)")
 	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
 		return nil, err
@@ -202,7 +205,8 @@ func (o *options) validate() error {
 	for _, n := range []struct {
 		flag string
 		v    int
-	}{{"--login-burst-per-client", o.loginBurstPerClient}, {"--login-burst", o.loginBurst}, {"--rate-limit-clients", o.rateLimitClients}} {
+	}{{"--login-burst-per-client", o.loginBurstPerClient}, {"--login-burst", o.loginBurst}, {"--rate-limit-clients", o.rateLimitClients},
+		{"--max-connections", o.maxConnections}} {
 		if n.v < 1 {
 			p.Addf("%s must be at least 1, got %d", n.flag, n.v)
 		}
@@ -304,6 +308,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Each connection costs buffers and a goroutine: hold a bounded number.
+	srv.Listener = netutil.LimitListener(srv.Listener, o.maxConnections)
 	servers := []*cli.Server{srv}
 	if o.metricsListen != "" {
 		msrv, err := cli.Listen("metrics", o.metricsListen, &http.Server{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -234,4 +235,71 @@ func get(t *testing.T, url string) (int, string) {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()
+}
+
+// --max-connections: the public listener holds at most that many
+// connections; the next is served only once one of them closes.
+func TestMaxConnections(t *testing.T) {
+	keys := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		// The IdP never answers: /healthz needs none.
+		done <- run(ctx, []string{"--listen", addr, "--idp-metadata-url", "http://127.0.0.1:1/metadata", "--max-connections", "2",
+			"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--log-level", "error"}, &out, &out)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	fresh := func(timeout time.Duration) *http.Client {
+		return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := fresh(time.Second).Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("samlsp did not answer: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Two idle connections, accepted (a request on each proves it).
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("held connection: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		held = append(held, c)
+	}
+	// A third is not served while they are open...
+	if resp, err := fresh(500 * time.Millisecond).Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a third connection was served while --max-connections 2 were open")
+	}
+	// ...and is once one closes.
+	held[0].Close()
+	resp, err := fresh(10 * time.Second).Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("after a held connection closed: %v", err)
+	}
+	resp.Body.Close()
 }
