@@ -74,6 +74,8 @@ type options struct {
 	loginBurstPerClient, loginBurst    int
 	maxPendingLogins, rateLimitClients int
 	maxConnections                     int
+	readHeaderTimeout, readTimeout     time.Duration
+	writeTimeout, idleTimeout          time.Duration
 }
 
 // maxHeaderBytes bounds the request line and headers of the public
@@ -122,6 +124,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.loginRate, "login-rate", 50, "login starts per second of all clients together on this replica; over it: 429 login-rate-limited; 0 switches it off")
 	fs.IntVar(&o.loginBurst, "login-burst", 200, "login starts all clients may make at once before --login-rate applies")
 	fs.IntVar(&o.maxPendingLogins, "max-pending-logins", 20000, "ceiling of logins this replica began within the last --request-ttl + --tombstone-ttl (each may leave one key in the store,\nso a shared store holds at most replicas × this); over it: 503 store-full with Retry-After; 0 switches it off")
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send a request's line and headers (slow clients are cut off)")
+	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "time a client has to send a whole request, body included")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", 30*time.Second, "time to write a reply, from the end of the request's headers")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection is held")
 	fs.IntVar(&o.maxConnections, "max-connections", 4096, "connections the public listener holds at once; more wait in the kernel's accept queue until one closes")
 	fs.IntVar(&o.rateLimitClients, "rate-limit-clients", 16384, "clients the per-client login limiter remembers (about 200 bytes each; the least recently seen is forgotten first)")
 	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
@@ -218,8 +224,10 @@ func (o *options) validate() error {
 	for _, d := range []struct {
 		flag string
 		d    time.Duration
-	}{{"--idp-metadata-refresh", o.idpRefresh}, {"--request-ttl", o.requestTTL}, {"--session-idle-ttl", o.sessionIdle},
-		{"--session-max-ttl", o.sessMax}, {"--store-timeout", o.storeTimeout}, {"--tombstone-ttl", o.tombstoneTTL}} {
+	}{{"--idle-timeout", o.idleTimeout}, {"--idp-metadata-refresh", o.idpRefresh}, {"--read-header-timeout", o.readHeaderTimeout},
+		{"--read-timeout", o.readTimeout}, {"--request-ttl", o.requestTTL}, {"--session-idle-ttl", o.sessionIdle},
+		{"--session-max-ttl", o.sessMax}, {"--store-timeout", o.storeTimeout}, {"--tombstone-ttl", o.tombstoneTTL},
+		{"--write-timeout", o.writeTimeout}} {
 		if d.d <= 0 {
 			p.Addf("%s must be positive, got %v", d.flag, d.d)
 		}
@@ -298,10 +306,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	srv, err := cli.Listen("public", o.listen, &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		ReadTimeout:       o.readTimeout,
+		WriteTimeout:      o.writeTimeout,
+		IdleTimeout:       o.idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(ilog.Handler(), slog.LevelWarn),
 	})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -302,4 +303,70 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatalf("after a held connection closed: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// --read-header-timeout cuts off a client that trickles its headers
+// (slowloris), and --idle-timeout one that holds a keep-alive connection.
+func TestSlowClientsCutOff(t *testing.T) {
+	keys := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", addr, "--idp-metadata-url", "http://127.0.0.1:1/metadata",
+			"--read-header-timeout", "300ms", "--idle-timeout", "300ms",
+			"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--log-level", "error"}, &out, &out)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	dial := func() net.Conn {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				return c
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("samlsp did not listen: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// closedWithin reports whether the server closes c within d (the
+	// reader sees EOF or a reset), reading and discarding what it sends.
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+
+	slow := dial()
+	defer slow.Close()
+	if _, err := slow.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil { // and never the blank line
+		t.Fatal(err)
+	}
+	if !closedWithin(slow, 5*time.Second) {
+		t.Error("a client trickling its headers was not cut off within 5s (--read-header-timeout 300ms)")
+	}
+
+	idle := dial()
+	defer idle.Close()
+	if _, err := idle.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request on the keep-alive connection: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if !closedWithin(idle, 5*time.Second) {
+		t.Error("an idle keep-alive connection was held past 5s (--idle-timeout 300ms)")
+	}
 }
