@@ -16,6 +16,11 @@ const (
 	// MaxStoredURI is the largest Config.MaxReturnURL accepted: the
 	// tracked-request codec refuses longer strings on both sides.
 	MaxStoredURI = maxEncodedURI
+	// MaxStatelessReturnURL is the largest Config.MaxReturnURL in stateless
+	// mode: crewjam's tracking cookie, a signed JWT holding the URL, is
+	// 3,485 bytes with a 2,048-byte URL and passes the 4,096 bytes browsers
+	// keep of a cookie at about 2.5 KiB.
+	MaxStatelessReturnURL = DefaultMaxReturnURL
 
 	// MaxACSBody bounds the form POSTed to /saml/acs.
 	MaxACSBody = 1 << 20

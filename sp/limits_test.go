@@ -181,3 +181,20 @@ func TestReturnURI(t *testing.T) {
 		}
 	}
 }
+
+// In stateless mode the return URL travels in a cookie, so the limit may not
+// be raised past what a browser keeps.
+func TestStatelessReturnURLLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		max int
+		ok  bool
+	}{{MaxStatelessReturnURL, true}, {MaxStatelessReturnURL + 1, false}} {
+		c := Config{MaxReturnURL: tc.max}
+		c.setDefaults()
+		err := c.Validate()
+		if got := err == nil || !strings.Contains(err.Error(), "stateless mode"); got != tc.ok {
+			t.Errorf("stateless, max return URL %d: %v", tc.max, err)
+		}
+	}
+}

@@ -166,6 +166,10 @@ func (c *Config) Validate() error {
 	if c.MaxReturnURL < 1 || c.MaxReturnURL > MaxStoredURI {
 		errs = append(errs, fmt.Errorf("max return URL %d must be 1 to %d bytes", c.MaxReturnURL, MaxStoredURI))
 	}
+	if c.Store == nil && c.MaxReturnURL > MaxStatelessReturnURL {
+		errs = append(errs, fmt.Errorf("max return URL %d: in stateless mode the return URL travels in crewjam's signed tracking cookie, "+
+			"which passes browsers' 4 KiB cookie limit above %d bytes", c.MaxReturnURL, MaxStatelessReturnURL))
+	}
 	for _, p := range c.TrustedProxies {
 		if !p.IsValid() {
 			errs = append(errs, fmt.Errorf("trusted proxy prefix %v is not valid", p))

@@ -199,6 +199,8 @@ func (o *options) validate() error {
 	}
 	if o.maxReturnURL < 1 || o.maxReturnURL > sp.MaxStoredURI {
 		p.Addf("--max-return-url must be 1 to %d, got %d", sp.MaxStoredURI, o.maxReturnURL)
+	} else if o.storeMode == "stateless" && o.maxReturnURL > sp.MaxStatelessReturnURL {
+		p.Addf("--max-return-url %d: with --store stateless the return URL travels in a cookie, which browsers drop above %d bytes of URL", o.maxReturnURL, sp.MaxStatelessReturnURL)
 	}
 	for _, r := range []struct {
 		flag string
