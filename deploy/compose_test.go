@@ -356,6 +356,14 @@ func checkStack(t *testing.T, st *stack) (sp, proxy *composeRun) {
 		if h, _ := hostPort(listen); h != "0.0.0.0" && h != "" && h != "::" {
 			t.Errorf("%s: --listen %q: listen on all interfaces of the container", r.Service, listen)
 		}
+		if ml, ok := r.value("metrics-listen"); !ok || ml == "" {
+			t.Errorf("%s: set --metrics-listen (SAMLHA_METRICS_LISTEN): metrics are not served on the public port", r.Service)
+		} else if _, mp := hostPort(ml); func() bool { _, lp := hostPort(listen); return mp == lp }() {
+			t.Errorf("%s: --metrics-listen %s shares the public port of --listen %s", r.Service, ml, listen)
+		}
+		if tp, ok := r.value("trusted-proxies"); !ok || tp == "" {
+			t.Errorf("%s: set --trusted-proxies (SAMLHA_TRUSTED_PROXIES): behind the proxy, without it every user shares the proxy's login-rate limit", r.Service)
+		}
 		root, _ := r.value("root-url")
 		u, err := url.Parse(root)
 		switch {

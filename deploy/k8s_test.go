@@ -478,8 +478,28 @@ func checkWorkload(t *testing.T, r *rendered, d *dockerfile, o k8sObject, readin
 		}
 		return fmt.Sprint(p)
 	}
-	if len(c.Ports) != 1 || strconv.Itoa(c.Ports[0].ContainerPort) != listenPort {
-		t.Errorf("%s: containerPort %+v is not the port it listens on (%s)", name, c.Ports, env[listenEnv])
+	// The public port, and the metrics port if the program has one: it
+	// must be another port, and no Service may expose it (below).
+	wantPorts := map[string]bool{listenPort: true}
+	metricsPort := ""
+	if f, ok := h.Flags["metrics-listen"]; ok {
+		if env[f.Env] == "" {
+			t.Errorf("%s: set %s: metrics belong on their own port, not the public one", name, f.Env)
+		} else if _, metricsPort = hostPort(env[f.Env]); metricsPort == listenPort {
+			t.Errorf("%s: %s=%s shares the public port %s", name, f.Env, env[f.Env], listenPort)
+		}
+		wantPorts[metricsPort] = true
+	}
+	if f, ok := h.Flags["trusted-proxies"]; ok && env[f.Env] == "" {
+		t.Errorf("%s: set %s to the ingress controller's addresses: without it every user shares the controller's login-rate limit", name, f.Env)
+	}
+	if len(c.Ports) != len(wantPorts) {
+		t.Errorf("%s: containerPorts %+v, want exactly %v", name, c.Ports, slices.Sorted(mapsKeys(wantPorts)))
+	}
+	for _, cp := range c.Ports {
+		if !wantPorts[strconv.Itoa(cp.ContainerPort)] {
+			t.Errorf("%s: containerPort %d is neither the port it listens on (%s) nor its metrics port", name, cp.ContainerPort, env[listenEnv])
+		}
 	}
 	for _, pr := range []struct {
 		kind string

@@ -15,10 +15,6 @@ import (
 	"github.com/samlha/samlha/store"
 )
 
-// maxACSBody bounds the ACS form: SAML responses are kilobytes, not
-// megabytes.
-const maxACSBody = 1 << 20
-
 // serveACS finishes a login. Unlike crewjam's ServeACS it consumes the
 // tracked request first, in one atomic store operation, so that every way a
 // login can fail is told apart and named: the state is elsewhere, expired,
@@ -55,9 +51,8 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedReques
 	if rt == nil {
 		return nil, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxACSBody)
-	if err := r.ParseForm(); err != nil {
-		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "cannot parse form: " + err.Error(), Err: err}
+	if f := limitBody(w, r, MaxACSBody); f != nil {
+		return nil, f
 	}
 	if r.PostForm.Get("SAMLResponse") == "" {
 		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "no SAMLResponse in the form"}
@@ -224,8 +219,13 @@ func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConfig) 
 		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "cannot make AuthnRequest: " + err.Error(), Err: err})
 		return
 	}
-	rs, err := rt.state.begin(w, r, authReq.ID, r.URL.RequestURI())
+	uri, now, ok := s.admitLogin(w, r)
+	if !ok {
+		return
+	}
+	rs, err := rt.state.begin(w, r, authReq.ID, uri)
 	if err != nil {
+		s.logins.release(now)
 		s.fail(w, r, storeFailure(err, s.cfg.InstanceID))
 		return
 	}
@@ -242,10 +242,7 @@ func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConfig) 
 		http.Redirect(w, r, u.String(), http.StatusFound)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write([]byte(`<!DOCTYPE html><html><head><title>Continue</title></head><body>`))
-	_, _ = w.Write(authReq.Post(rs))
-	_, _ = w.Write([]byte(`</body></html>`))
+	writeAuthnRequestForm(w, authReq, rs)
 }
 
 // reloginCookie counts how often this browser was sent to log in again

@@ -214,6 +214,9 @@ func newBatteryOn(t testing.TB, st store.Store, configure func(*sp.Config)) *bat
 			IDP:    &sp.IDPMetadata{Static: b.idp.Metadata()},
 			Logger: slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: reg,
 			Clock: dsig.NewFakeClock(b.clock),
+			// Every browser of the battery and the fuzzers comes from
+			// 127.0.0.1: the login limits have tests of their own.
+			LoginLimits: sp.LoginLimits{PerClientRate: -1, TotalRate: -1},
 		}
 		if configure != nil {
 			configure(&cfg)

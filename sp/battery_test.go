@@ -393,7 +393,7 @@ var batteryCases = []batteryCase{
 		br := newBrowserJar()
 		l := b.begin(br, b.replicas[0])
 		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {strings.Repeat("A", 2<<20)}, "RelayState": {l.relayState}})
-	}, refused(sp.CauseRequestMalformed, "")},
+	}, refused(sp.CauseRequestTooLarge, "")},
 	{"deflate bomb (the HTTP-POST binding does not inflate)", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		l := b.begin(br, b.replicas[0])

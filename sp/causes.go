@@ -51,6 +51,19 @@ const (
 	// Something failed that is neither the request, the store nor the IdP:
 	// a bug or a broken configuration. The log has the error.
 	CauseInternal Cause = "internal-error"
+
+	// Bounds on input (README "Bounds on input").
+
+	// A client, or this replica as a whole, began logins faster than its
+	// limit (reason client or replica); 429 with Retry-After.
+	CauseLoginRateLimited Cause = "login-rate-limited"
+	// A request body was over its route's limit.
+	CauseRequestTooLarge Cause = "request-too-large"
+	// The address to return to after login is over --max-return-url.
+	CauseReturnURLTooLong Cause = "return-url-too-long"
+	// A POST to /logout without the token of the logout page: another
+	// site tried to log the user out (logout CSRF), or the page is stale.
+	CauseLogoutTokenInvalid Cause = "logout-token-invalid"
 )
 
 // AllCauses lists every cause, for documentation and for pre-registering
@@ -61,6 +74,7 @@ var AllCauses = []Cause{
 	CauseStoreUnavailable, CauseStoreFull, CauseResponseInvalid, CauseAssertionReplayed,
 	CauseSessionCrossInstance, CauseSessionInvalid, CauseRequestMalformed, CauseIdPMetadataUnavailable,
 	CauseInternal,
+	CauseLoginRateLimited, CauseRequestTooLarge, CauseReturnURLTooLong, CauseLogoutTokenInvalid,
 }
 
 // Status is the HTTP status the SP answers a failure of this cause with.
@@ -77,6 +91,14 @@ func (c Cause) Status() int {
 		return http.StatusServiceUnavailable
 	case CauseInternal:
 		return http.StatusInternalServerError
+	case CauseLoginRateLimited:
+		return http.StatusTooManyRequests
+	case CauseRequestTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CauseReturnURLTooLong:
+		return http.StatusRequestURITooLong
+	case CauseLogoutTokenInvalid:
+		return http.StatusForbidden
 	default:
 		return http.StatusBadRequest
 	}
@@ -184,8 +206,16 @@ func explain(f *Failure, self, storeKind string) explanation {
 			Fixes: []string{"Try again in a moment.", "Operators: check the store (readiness at /readyz fails while it is down); make it highly available (Redis Sentinel or Cluster)."},
 		}
 	case CauseStoreFull:
+		if f.Reason == "pending-logins" {
+			return explanation{
+				Title: "Too many logins in progress",
+				What: fmt.Sprintf("Replica %q has begun as many logins as it may keep pending (--max-pending-logins), and refuses new ones rather than let the %s store grow without bound. "+
+					"Users who are logged in, and logins already under way, are still served.", self, storeKind),
+				Fixes: []string{"Try again later (the Retry-After header says when a slot frees).", "Operators: look for a flood of login starts (samlha_sp_failures_total{cause=\"login-rate-limited\"}); raise --max-pending-logins or lower --request-ttl and --tombstone-ttl, sized as README \"Bounds on input\" says."},
+			}
+		}
 		return explanation{
-			Title: "Too many logins in progress",
+			Title: "The login store is full",
 			What:  "This replica's in-memory store is full and refuses new login state rather than forget logins in progress.",
 			Fixes: []string{"Try again in a moment.", "Operators: raise max_entries in the memory store URL, lower --request-ttl, or use a shared store."},
 		}
@@ -225,6 +255,34 @@ func explain(f *Failure, self, storeKind string) explanation {
 			Title: "Something went wrong on this replica",
 			What:  fmt.Sprintf("Replica %q failed in a way that is neither your request's fault nor a store outage. The error is in its log.", self),
 			Fixes: []string{"Try again.", "Operators: look for this request in the replica's log (cause=internal-error)."},
+		}
+	case CauseLoginRateLimited:
+		who := "Your address has"
+		if f.Reason == "replica" {
+			who = fmt.Sprintf("Replica %q has", self)
+		}
+		return explanation{
+			Title: "Too many logins at once",
+			What:  who + " started more logins than the limit allows in a short time, so this one was not started. Nothing was stored.",
+			Fixes: []string{"Wait a few seconds (the Retry-After header says how many) and try again.", "Operators: if many real users share one address (a NAT), raise --login-rate-per-client and --login-burst-per-client; behind a proxy set --trusted-proxies so each user's own address counts."},
+		}
+	case CauseRequestTooLarge:
+		return explanation{
+			Title: "The request was too large",
+			What:  "The request's body is larger than this endpoint accepts, so it was not read.",
+			Fixes: []string{"Log in again from the application.", "Operators: the limits per endpoint are listed in README \"Bounds on input\"."},
+		}
+	case CauseReturnURLTooLong:
+		return explanation{
+			Title: "The address is too long to return to",
+			What:  "After login this service sends you back to the page you asked for, and remembers its address until then. This address is longer than it will remember, so no login was started.",
+			Fixes: []string{"Open a shorter address of the application and log in from there.", "Operators: raise --max-return-url (at most 8 KiB) if the application needs longer addresses."},
+		}
+	case CauseLogoutTokenInvalid:
+		return explanation{
+			Title: "Logout needs confirmation",
+			What:  "Logging out takes a click on this service's own logout page. This request did not come from it (another site may have tried to log you out), so you are still logged in.",
+			Fixes: []string{"To log out, open /logout and press the button."},
 		}
 	default:
 		return explanation{

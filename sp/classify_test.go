@@ -69,6 +69,7 @@ func TestStoreFailure(t *testing.T) {
 		{store.ErrClosed, CauseStoreUnavailable, 503},
 		{fmt.Errorf("redis get: %w", context.DeadlineExceeded), CauseStoreUnavailable, 503},
 		{fmt.Errorf("put: %w", store.ErrFull), CauseStoreFull, 503},
+		{fmt.Errorf("redis put: %w", context.DeadlineExceeded), CauseStoreUnavailable, 503}, // the SP's --store-timeout ran out
 		{errors.New("cannot sign the tracking cookie"), CauseInternal, 500},
 		{fmt.Errorf("put: %w", store.ErrInvalid), CauseInternal, 500},
 	} {

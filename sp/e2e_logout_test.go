@@ -30,7 +30,20 @@ func TestE2ELogout(t *testing.T) {
 	defer cancel()
 	// To the IdP with a signed LogoutRequest, and back with its
 	// LogoutResponse (an auto-submitting form) to the SP's SLO endpoint.
-	page, err := b.Browse(ctx, top.ProxyURL+"/logout")
+	// GET /logout is a page with one button; pressing it POSTs the token.
+	confirm, err := b.Browse(ctx, top.ProxyURL+"/logout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if confirm.Status != http.StatusOK || confirm.URL.Path != "/logout" {
+		t.Fatalf("GET /logout: %d at %s, want the logout page", confirm.Status, confirm.URL)
+	}
+	for _, r := range top.Replicas {
+		if code, _ := whoami(t, top, b, r); code != http.StatusOK {
+			t.Fatalf("GET /logout ended the session on %s: only the page's button may", r.ID)
+		}
+	}
+	page, err := b.SubmitForm(ctx, confirm, "/logout")
 	if err != nil {
 		t.Fatal(err)
 	}

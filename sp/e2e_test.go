@@ -195,7 +195,7 @@ func TestE2EStoreDown(t *testing.T) {
 func TestE2EInstanceHeaderEverywhere(t *testing.T) {
 	t.Parallel()
 	top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores})
-	for _, path := range []string{"/", "/app", "/whoami", "/saml/metadata", "/healthz", "/readyz", "/metrics", "/nope", "/static/style.css"} {
+	for _, path := range []string{"/", "/app", "/whoami", "/saml/metadata", "/healthz", "/readyz", "/nope", "/static/style.css"} {
 		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		resp, err := c.Get(top.Replicas[0].URL + path)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,14 @@ type topologyConfig struct {
 	// Quiet discards the SPs' logs (benchmarks: a production logger, not
 	// the test log, is what they should pay for).
 	Quiet bool
+	// LoginLimits of every replica; nil switches the rate limits off
+	// (every test client is 127.0.0.1) and keeps the pending ceiling's
+	// default.
+	LoginLimits *sp.LoginLimits
+	// TrustedProxies of every replica.
+	TrustedProxies []netip.Prefix
+	// Configure, if set, adjusts each replica's configuration last.
+	Configure func(*sp.Config)
 }
 
 func startTopology(t testing.TB, cfg topologyConfig) *topology {
@@ -98,13 +107,20 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 			IDP:         &sp.IDPMetadata{Static: top.IdP.Metadata()},
 			MaxRelogins: cfg.MaxRelogins, StoreTimeout: 500 * time.Millisecond,
 			Logger:   slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_replica", id),
-			Registry: reg,
+			Registry: reg, TrustedProxies: cfg.TrustedProxies,
+			LoginLimits: sp.LoginLimits{PerClientRate: -1, TotalRate: -1},
+		}
+		if cfg.LoginLimits != nil {
+			c.LoginLimits = *cfg.LoginLimits
 		}
 		if cfg.Quiet {
 			c.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 		}
 		if cfg.Clock != nil {
 			cfg.Clock(&c)
+		}
+		if cfg.Configure != nil {
+			cfg.Configure(&c)
 		}
 		s, err := sp.New(c)
 		if err != nil {

@@ -24,11 +24,13 @@ type attribute struct {
 
 // page is the data every template gets.
 type page struct {
-	Title, Instance, StoreKind, StoreLocation, Now string
+	Title, Instance, StoreKind, Now string
 }
 
+// page is the data of a page titled title. It names the store's kind, never
+// its address: the pages are public.
 func (s *SP) page(title string) page {
-	return page{Title: title, Instance: s.cfg.InstanceID, StoreKind: s.storeKind, StoreLocation: s.storeLoc,
+	return page{Title: title, Instance: s.cfg.InstanceID, StoreKind: s.storeKind,
 		Now: s.now().UTC().Format(time.RFC3339)}
 }
 
@@ -39,8 +41,7 @@ func (s *SP) render(w http.ResponseWriter, status int, name string, data any) {
 		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+	setPageHeaders(w.Header())
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -50,7 +51,7 @@ func (s *SP) render(w http.ResponseWriter, status int, name string, data any) {
 func (s *SP) renderFailure(w http.ResponseWriter, r *http.Request, f *Failure) {
 	status := f.Cause.Status()
 	w.Header().Set(HeaderCause, string(f.Cause))
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "5")
 	}
 	ex := explain(f, s.cfg.InstanceID, s.storeKind)
@@ -203,26 +204,6 @@ func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
-	rt := s.live(w, r)
-	if rt == nil {
-		return
-	}
-	rt.mw.HandleStartLogout(w, r)
-}
-
-func (s *SP) serveSLO(w http.ResponseWriter, r *http.Request) {
-	rt := s.live(w, r)
-	if rt == nil {
-		return
-	}
-	if f := screenSLO(r); f != nil {
-		s.fail(w, r, f)
-		return
-	}
-	rt.mw.ServeSLO(w, r)
-}
-
 // serveMetadata serves the SP metadata. It does not need the IdP's, so the
 // IdP can register this SP before the SP has loaded the IdP metadata.
 func (s *SP) serveMetadata(w http.ResponseWriter, r *http.Request) {
@@ -254,6 +235,9 @@ func (s *SP) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	} else {
 		checks["store"] = "stateless (none)"
 	}
+	// A replica at its pending-logins ceiling stays ready: it still serves
+	// sessions and finishes logins in progress; only new logins wait.
+	checks["login_capacity"] = s.loginCapacity()
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable

@@ -20,6 +20,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -90,6 +91,19 @@ type Config struct {
 	// SP stops and explains; default 2.
 	MaxRelogins int
 
+	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
+	// client address (for rate limits and logs) is the first address in
+	// it, from the right, outside these prefixes. From any other peer the
+	// header is ignored and the peer is the client.
+	TrustedProxies []netip.Prefix
+	// MaxReturnURL is the longest path and query a login returns to, in
+	// bytes; a longer one is refused with return-url-too-long (414).
+	// Default 2 KiB, at most MaxStoredURI.
+	MaxReturnURL int
+	// LoginLimits bound login starts per client, per replica, and the
+	// pending state they leave.
+	LoginLimits LoginLimits
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	// Clock is the time source of the SP and of crewjam; nil is the real
@@ -111,6 +125,10 @@ func (c *Config) setDefaults() {
 	if c.MaxRelogins == 0 {
 		c.MaxRelogins = 2
 	}
+	if c.MaxReturnURL == 0 {
+		c.MaxReturnURL = DefaultMaxReturnURL
+	}
+	c.LoginLimits.setDefaults()
 	if c.BindingSameSite == 0 {
 		if c.RootURL != nil && c.RootURL.Scheme == "https" {
 			c.BindingSameSite = http.SameSiteNoneMode
@@ -153,6 +171,19 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.d))
 		}
 	}
+	if c.MaxReturnURL < 1 || c.MaxReturnURL > MaxStoredURI {
+		errs = append(errs, fmt.Errorf("max return URL %d must be 1 to %d bytes", c.MaxReturnURL, MaxStoredURI))
+	}
+	if c.Store == nil && c.MaxReturnURL > MaxStatelessReturnURL {
+		errs = append(errs, fmt.Errorf("max return URL %d: in stateless mode the return URL travels in crewjam's signed tracking cookie, "+
+			"which passes browsers' 4 KiB cookie limit above %d bytes", c.MaxReturnURL, MaxStatelessReturnURL))
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("trusted proxy prefix %v is not valid", p))
+		}
+	}
+	errs = append(errs, c.LoginLimits.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -162,11 +193,11 @@ type SP struct {
 	log       *slog.Logger
 	m         *metrics
 	storeKind string
-	storeLoc  string
 	cookies   cookieSettings
 	ring      *keyRing
 	pages     *template.Template
 	handler   http.Handler
+	logins    *loginGate
 
 	tracker  *storeTracker  // store mode
 	sessions *storeSessions // store mode
@@ -201,9 +232,9 @@ func New(cfg Config) (*SP, error) {
 	s := &SP{cfg: cfg, storeKind: "stateless"}
 	var err error
 	if cfg.Store != nil {
-		s.storeKind, s.storeLoc = "unknown", ""
+		s.storeKind = "unknown"
 		if d, ok := cfg.Store.(store.Describer); ok {
-			s.storeKind, s.storeLoc = d.Kind(), d.Location()
+			s.storeKind = d.Kind()
 		}
 	}
 	s.log = cfg.Logger.With("instance", cfg.InstanceID, "store", s.storeKind)
@@ -211,6 +242,9 @@ func New(cfg Config) (*SP, error) {
 	if s.ring, err = sessionKeyRing(cfg); err != nil && cfg.Store != nil {
 		return nil, err // stateless mode uses crewjam's cookies, signed with Key, and no ring
 	}
+	s.logins = newLoginGate(cfg.LoginLimits, cfg.RequestTTL+cfg.TombstoneTTL, cfg.Store == nil)
+	s.registerLimitMetrics(cfg.Registry)
+	s.log.Info("bounds on input", "limits", cfg.describeLimits(), "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite, ring: s.ring}
 	pages, err := web.SPTemplates(template.FuncMap{})
 	if err != nil {
@@ -298,6 +332,8 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 	// mw.RequestTracker stays crewjam's default and is never read: only
 	// crewjam's ServeACS, HandleStartAuthFlow and RequireAccount read it,
 	// and the SP mounts none of them (rt.state tracks logins instead).
+	// Only the logout page's form may start a logout (see serveLogout).
+	mw.RequirePOSTToStartLogout = true
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
 	if s.cfg.Store != nil {
 		parser := mw.ServiceProvider
@@ -341,7 +377,7 @@ func (s *SP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.Serve
 
 func (s *SP) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.instanceHeader, s.countRequests)
+	r.Use(clientIPMiddleware(s.cfg.TrustedProxies), s.instanceHeader, s.securityHeaders, s.countRequests)
 	r.Get("/", s.serveIndex)
 	r.Handle("/app", s.requireAccount(http.HandlerFunc(s.serveApp)))
 	r.Get("/whoami", s.serveWhoami)
@@ -351,13 +387,20 @@ func (s *SP) routes() http.Handler {
 	r.HandleFunc("/saml/slo", s.serveSLO)
 	r.Get("/healthz", s.serveHealthz)
 	r.Get("/readyz", s.serveReadyz)
-	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
 	// The SP's pages need only the style sheet; the lab's vendored chart
 	// library, also under static/, is not served.
 	r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
 		http.ServeFileFS(w, r, web.Static(), "style.css")
 	})
 	return r
+}
+
+// MetricsHandler serves the SP's Prometheus metrics. It is not on the SP's
+// own routes: serve it on a listener of its own (samlsp --metrics-listen),
+// out of the public's reach.
+func (s *SP) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry})
 }
 
 func (s *SP) instanceHeader(next http.Handler) http.Handler {

@@ -38,11 +38,19 @@ const (
 )
 
 const (
-	bindingHashLen    = 16
-	magicTracked      = 'R'
-	magicTombstone    = 'T'
-	trackedVersion    = 1
-	maxEncodedStrings = 4096
+	bindingHashLen = 16
+	magicTracked   = 'R'
+	magicTombstone = 'T'
+	trackedVersion = 1
+)
+
+// The longest string each field may hold. The encoder's caller checks them
+// (trackedRequest.check) and the decoder refuses anything longer, so the two
+// agree: whatever begin stores, finish can read (TestTrackedCodecAgreesOnLimits).
+const (
+	maxEncodedRequestID = 256 // crewjam's IDs are "id-" and 40 hex digits
+	maxEncodedURI       = 8 << 10
+	maxEncodedInstance  = 40 // relaystate.ValidInstanceID
 )
 
 // bindingHash is the part of SHA-256(cookie value) the store keeps: enough to
@@ -79,6 +87,21 @@ func (ts *tombstone) encode() []byte {
 
 var errCorrupt = errors.New("stored login state is corrupt")
 
+// check reports a field too long for the decoder to accept; begin refuses
+// to store such a request rather than write what finish cannot read.
+func (t *trackedRequest) check() error {
+	for _, f := range []struct {
+		name string
+		v    string
+		max  int
+	}{{"request ID", t.RequestID, maxEncodedRequestID}, {"return URL", t.URI, maxEncodedURI}, {"origin", t.Origin, maxEncodedInstance}} {
+		if len(f.v) > f.max {
+			return fmt.Errorf("tracked request: %s is %d bytes, over the %d the codec stores", f.name, len(f.v), f.max)
+		}
+	}
+	return nil
+}
+
 // decodeState decodes a stored value into a tracked request or a tombstone
 // (exactly one of the results is non-nil when err is nil).
 func decodeState(b []byte) (*trackedRequest, *tombstone, error) {
@@ -89,9 +112,9 @@ func decodeState(b []byte) (*trackedRequest, *tombstone, error) {
 	switch b[0] {
 	case magicTracked:
 		t := &trackedRequest{}
-		t.RequestID = d.string()
-		t.URI = d.string()
-		t.Origin = d.string()
+		t.RequestID = d.string(maxEncodedRequestID)
+		t.URI = d.string(maxEncodedURI)
+		t.Origin = d.string(maxEncodedInstance)
 		t.Created = time.UnixMilli(d.varint())
 		t.Expires = time.UnixMilli(d.varint())
 		copy(t.Binding[:], d.bytes(bindingHashLen))
@@ -106,7 +129,7 @@ func decodeState(b []byte) (*trackedRequest, *tombstone, error) {
 			ts.Kind = tombstoneKind(k[0])
 		}
 		ts.At = time.UnixMilli(d.varint())
-		ts.Instance = d.string()
+		ts.Instance = d.string(maxEncodedInstance)
 		if d.err != nil {
 			return nil, nil, d.err
 		}
@@ -143,13 +166,18 @@ func (d *decoder) bytes(n int) []byte {
 	return v
 }
 
-func (d *decoder) string() string {
+func (d *decoder) string(max int) string {
 	if d.err != nil {
 		return ""
 	}
 	n, k := binary.Uvarint(d.b)
-	if k <= 0 || n > maxEncodedStrings {
+	if k <= 0 {
 		d.fail()
+		return ""
+	}
+	if n > uint64(max) {
+		d.err = fmt.Errorf("%w: a field of %d bytes, over its limit of %d", errCorrupt, n, max)
+		d.b = nil
 		return ""
 	}
 	d.b = d.b[k:]

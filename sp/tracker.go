@@ -71,10 +71,15 @@ func (t *storeTracker) begin(w http.ResponseWriter, r *http.Request, requestID, 
 		Expires:   now.Add(t.ttl),
 		Binding:   bindingHash(t.cookie.setBinding(w, r, rs, now, t.ttl)),
 	}
+	if err := tr.check(); err != nil {
+		return "", err
+	}
 	ctx, cancel := t.ctx(r)
 	defer cancel()
 	// Kept past its expiry for as long as a tombstone, so a late response
-	// is told "expired" rather than "unknown".
+	// is told "expired" rather than "unknown". No later write keeps the key
+	// past Created + ttl + tombstone (see finish): the pending-logins
+	// ceiling counts begins over exactly that window.
 	if err := t.store.Put(ctx, keyRequest+rs, tr.encode(), t.ttl+t.tombstone); err != nil {
 		t.onStoreErr("put", err)
 		return "", err
@@ -125,14 +130,20 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 		}
 		if prev.Kind == tombstoneExpired {
 			return nil, &Failure{Cause: CauseStateExpired, Origin: origin,
-				Detail: fmt.Sprintf("found expired at %s by %s", prev.At.UTC().Format(time.RFC3339), prev.Instance)}
+				Detail: fmt.Sprintf("expired at %s, found by %s", prev.At.UTC().Format(time.RFC3339), prev.Instance)}
 		}
 		return nil, &Failure{Cause: CauseStateAlreadyUsed, Origin: origin,
 			Detail: fmt.Sprintf("consumed at %s by %s", prev.At.UTC().Format(time.RFC3339Nano), prev.Instance)}
 	}
 	if now.After(tr.Expires) {
-		exp := tombstone{Kind: tombstoneExpired, At: now, Instance: t.instance}
-		_ = t.store.Put(ctx, keyRequest+rs, exp.encode(), t.tombstone)
+		// At is the moment it expired, so this tombstone, and any put
+		// back above, ends when the tracked request would have.
+		exp := tombstone{Kind: tombstoneExpired, At: tr.Expires, Instance: t.instance}
+		if left := tr.Expires.Add(t.tombstone).Sub(now); left > 0 {
+			_ = t.store.Put(ctx, keyRequest+rs, exp.encode(), left)
+		} else {
+			_ = t.store.Delete(ctx, keyRequest+rs)
+		}
 		return nil, &Failure{Cause: CauseStateExpired, Origin: origin, RequestID: tr.RequestID,
 			Detail: fmt.Sprintf("began %s, expired %s", tr.Created.UTC().Format(time.RFC3339), tr.Expires.UTC().Format(time.RFC3339))}
 	}
@@ -194,6 +205,10 @@ func storeFailure(err error, origin string) *Failure {
 	case store.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
 		// A deadline here is the SP's own StoreTimeout, which the store
 		// reports as the caller's: the store did not answer in time.
+		c = CauseStoreUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		// The SP bounds every store call by its StoreTimeout: a call that
+		// ran out of it met a store too slow to answer, not a bug.
 		c = CauseStoreUnavailable
 	}
 	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
@@ -64,7 +67,24 @@ type options struct {
 	maxRelogins                                    int
 	logFormat, logLevel                            string
 	shutdownGrace                                  time.Duration
+
+	// Bounds on input (README "Bounds on input").
+	metricsListen                      string
+	trustedProxies                     cli.StringList
+	trustedPrefixes                    []netip.Prefix
+	maxReturnURL                       int
+	loginRatePerClient, loginRate      float64
+	loginBurstPerClient, loginBurst    int
+	maxPendingLogins, rateLimitClients int
+	maxConnections                     int
+	readHeaderTimeout, readTimeout     time.Duration
+	writeTimeout, idleTimeout          time.Duration
 }
+
+// maxHeaderBytes bounds the request line and headers of the public
+// listener (Go's default is 1 MiB): the longest return URL (8 KiB) and a
+// SAML redirect-binding message fit with room to spare; more gets 431.
+const maxHeaderBytes = 64 << 10
 
 func defaultInstanceID() string {
 	h, err := os.Hostname()
@@ -103,6 +123,20 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "address to serve Prometheus /metrics on, apart from the public --listen (e.g. 127.0.0.1:9081 or :9090 in a pod);\nempty: metrics are not served")
+	fs.Var(&o.trustedProxies, "trusted-proxies", "comma-separated CIDRs of the proxies in front of this replica (e.g. 10.0.0.0/8,127.0.0.1/32): from them,\nthe client address is the first address of X-Forwarded-For, from the right, outside these; from any other peer\nthe header is ignored. Empty: the TCP peer is the client (behind a proxy, every user then shares the proxy's limits)")
+	fs.IntVar(&o.maxReturnURL, "max-return-url", sp.DefaultMaxReturnURL, fmt.Sprintf("longest path and query (bytes) a login returns to; longer is refused with 414 return-url-too-long (at most %d)", sp.MaxStoredURI))
+	fs.Float64Var(&o.loginRatePerClient, "login-rate-per-client", 2, "login starts per second one client may make on this replica; over it: 429 login-rate-limited; 0 switches it off")
+	fs.IntVar(&o.loginBurstPerClient, "login-burst-per-client", 40, "login starts one client may make at once before --login-rate-per-client applies")
+	fs.Float64Var(&o.loginRate, "login-rate", 50, "login starts per second of all clients together on this replica; over it: 429 login-rate-limited; 0 switches it off")
+	fs.IntVar(&o.loginBurst, "login-burst", 200, "login starts all clients may make at once before --login-rate applies")
+	fs.IntVar(&o.maxPendingLogins, "max-pending-logins", 20000, "ceiling of logins this replica began within the last --request-ttl + --tombstone-ttl (each may leave one key in the store,\nso a shared store holds at most replicas × this); over it: 503 store-full with Retry-After; 0 switches it off")
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send a request's line and headers (slow clients are cut off)")
+	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "time a client has to send a whole request, body included")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", 30*time.Second, "time to write a reply, from the end of the request's headers")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection is held")
+	fs.IntVar(&o.maxConnections, "max-connections", 4096, "connections the public listener holds at once; more wait in the kernel's accept queue until one closes")
+	fs.IntVar(&o.rateLimitClients, "rate-limit-clients", 16384, "clients the per-client login limiter remembers (about 200 bytes each; the least recently seen is forgotten first)")
 	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
 		return nil, err
 	}
@@ -156,12 +190,52 @@ func (o *options) validate() error {
 	if o.maxRelogins < 0 {
 		p.Addf("--max-relogins must not be negative")
 	}
+	o.trustedPrefixes = nil
+	for _, c := range o.trustedProxies {
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(c); aerr == nil {
+				pfx = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				p.Addf("--trusted-proxies: %q is not a CIDR (such as 10.0.0.0/8) or an address", c)
+				continue
+			}
+		}
+		o.trustedPrefixes = append(o.trustedPrefixes, pfx.Masked())
+	}
+	if o.maxReturnURL < 1 || o.maxReturnURL > sp.MaxStoredURI {
+		p.Addf("--max-return-url must be 1 to %d, got %d", sp.MaxStoredURI, o.maxReturnURL)
+	} else if o.storeMode == "stateless" && o.maxReturnURL > sp.MaxStatelessReturnURL {
+		p.Addf("--max-return-url %d: with --store stateless the return URL travels in a cookie, which browsers drop above %d bytes of URL", o.maxReturnURL, sp.MaxStatelessReturnURL)
+	}
+	for _, r := range []struct {
+		flag string
+		v    float64
+	}{{"--login-rate-per-client", o.loginRatePerClient}, {"--login-rate", o.loginRate}} {
+		if r.v < 0 || math.IsNaN(r.v) || math.IsInf(r.v, 0) {
+			p.Addf("%s must be a number of starts per second, 0 or more, got %v", r.flag, r.v)
+		}
+	}
+	for _, n := range []struct {
+		flag string
+		v    int
+	}{{"--login-burst-per-client", o.loginBurstPerClient}, {"--login-burst", o.loginBurst}, {"--rate-limit-clients", o.rateLimitClients},
+		{"--max-connections", o.maxConnections}} {
+		if n.v < 1 {
+			p.Addf("%s must be at least 1, got %d", n.flag, n.v)
+		}
+	}
+	if o.maxPendingLogins < 0 {
+		p.Addf("--max-pending-logins must not be negative (0 switches it off)")
+	}
 	// In flag order, so the report reads the same every time.
 	for _, d := range []struct {
 		flag string
 		d    time.Duration
-	}{{"--idp-metadata-refresh", o.idpRefresh}, {"--request-ttl", o.requestTTL}, {"--session-idle-ttl", o.sessionIdle},
-		{"--session-max-ttl", o.sessMax}, {"--store-timeout", o.storeTimeout}, {"--tombstone-ttl", o.tombstoneTTL}} {
+	}{{"--idle-timeout", o.idleTimeout}, {"--idp-metadata-refresh", o.idpRefresh}, {"--read-header-timeout", o.readHeaderTimeout},
+		{"--read-timeout", o.readTimeout}, {"--request-ttl", o.requestTTL}, {"--session-idle-ttl", o.sessionIdle},
+		{"--session-max-ttl", o.sessMax}, {"--store-timeout", o.storeTimeout}, {"--tombstone-ttl", o.tombstoneTTL},
+		{"--write-timeout", o.writeTimeout}} {
 		if d.d <= 0 {
 			p.Addf("%s must be positive, got %v", d.flag, d.d)
 		}
@@ -229,6 +303,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		InstanceID: o.instanceID, RootURL: rootURL, Store: st, Key: key, Certificate: cert, IDP: idp,
 		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
 		StoreTimeout: o.storeTimeout, BindingSameSite: sameSite, MaxRelogins: o.maxRelogins, SessionKeys: o.sessionKeyRing,
+		TrustedProxies: o.trustedPrefixes, MaxReturnURL: o.maxReturnURL, LoginLimits: o.loginLimits(),
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {
@@ -243,14 +318,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	srv, err := cli.Listen("public", o.listen, &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		ReadTimeout:       o.readTimeout,
+		WriteTimeout:      o.writeTimeout,
+		IdleTimeout:       o.idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(ilog.Handler(), slog.LevelWarn),
 	})
 	if err != nil {
 		return err
+	}
+	// Each connection costs buffers and a goroutine: hold a bounded number.
+	srv.Listener = netutil.LimitListener(srv.Listener, o.maxConnections)
+	servers := []*cli.Server{srv}
+	if o.metricsListen != "" {
+		msrv, err := cli.Listen("metrics", o.metricsListen, &http.Server{
+			Handler:           metricsMux(s),
+			ReadHeaderTimeout: 10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			ErrorLog:          slog.NewLogLogger(ilog.Handler(), slog.LevelWarn),
+		})
+		if err != nil {
+			srv.Listener.Close()
+			return err
+		}
+		servers = append(servers, msrv)
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
@@ -259,7 +351,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ilog.Error("IdP metadata loader stopped", "err", err)
 		}
 	}()
-	return cli.Serve(ctx, ilog, o.shutdownGrace, srv)
+	return cli.Serve(ctx, ilog, o.shutdownGrace, servers...)
+}
+
+// metricsMux serves /metrics, and nothing else, on the metrics listener.
+func metricsMux(s *sp.SP) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.MetricsHandler())
+	return mux
+}
+
+// loginLimits maps the flags to sp.LoginLimits, where a negative value,
+// not 0, switches a limit off.
+func (o *options) loginLimits() sp.LoginLimits {
+	off := func(v float64) float64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	l := sp.LoginLimits{PerClientRate: off(o.loginRatePerClient), PerClientBurst: o.loginBurstPerClient,
+		TotalRate: off(o.loginRate), TotalBurst: o.loginBurst, MaxPending: o.maxPendingLogins, Clients: o.rateLimitClients}
+	if l.MaxPending == 0 {
+		l.MaxPending = -1
+	}
+	return l
 }
 
 // openStore opens the store, waiting up to --store-wait for it to answer,

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,7 +31,11 @@ func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
 	}
 	for _, want := range []string{"--store", "$SAMLHA_STORE", "--store-url", "$SAMLHA_STORE_URL", "--sp-key", "--instance-id",
 		"--idp-metadata-url", "--root-url", "redis-sentinel://", "samlsp keygen", "stateless",
-		"--session-key", "$SAMLHA_SESSION_KEY", "--session-key-file", "$SAMLHA_SESSION_KEY_FILE"} {
+		"--session-key", "$SAMLHA_SESSION_KEY", "--session-key-file", "$SAMLHA_SESSION_KEY_FILE",
+
+		"--metrics-listen", "$SAMLHA_METRICS_LISTEN", "--trusted-proxies", "$SAMLHA_TRUSTED_PROXIES", "--max-return-url",
+		"--login-rate-per-client", "--login-burst-per-client", "--login-rate", "--login-burst", "--max-pending-logins",
+		"$SAMLHA_MAX_PENDING_LOGINS", "--rate-limit-clients"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
@@ -39,12 +45,18 @@ func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
 func TestProblemsReportedAtOnce(t *testing.T) {
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"--store", "mongodb", "--instance-id", "bad id!", "--root-url", "ftp://x",
-		"--session-key", "a key of sixteen bytes or more", "--session-key", "tooshort", "--session-key-file", "/nonexistent/keys"}, &out, &out)
+		"--session-key", "a key of sixteen bytes or more", "--session-key", "tooshort", "--session-key-file", "/nonexistent/keys",
+
+		"--trusted-proxies", "10.0.0.0/8,not-a-cidr", "--max-return-url", "9000", "--login-rate", "-1", "--login-burst-per-client", "0",
+		"--max-pending-logins", "-3"}, &out, &out)
 	if err == nil {
 		t.Fatal("bad flags accepted")
 	}
 	for _, want := range []string{"--sp-key", "--idp-metadata-url", "--store \"mongodb\"", "--instance-id", "--root-url",
-		"--session-key #2", "--session-key-file"} {
+		"--session-key #2", "--session-key-file",
+
+		`--trusted-proxies: "not-a-cidr"`, "--max-return-url must be 1 to 8192", "--login-rate must be", "--login-burst-per-client must be at least 1",
+		"--max-pending-logins must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -131,13 +143,15 @@ func TestServeLoginAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := redistest.Start(t)
-	addr := freeAddr(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	idp := devidptest.Start(t, devidp.Config{})
 	root := "http://" + addr
 	t.Setenv("SAMLHA_STORE", "redis")
 	t.Setenv("SAMLHA_STORE_URL", srv.URL())
 	t.Setenv("SAMLHA_INSTANCE_ID", "sp-env")
 	t.Setenv("SAMLHA_SESSION_KEY", "a session key of sixteen bytes or more")
+	t.Setenv("SAMLHA_METRICS_LISTEN", metricsAddr)
+	t.Setenv("SAMLHA_TRUSTED_PROXIES", "192.0.2.0/24,127.0.0.1")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -165,6 +179,23 @@ func TestServeLoginAndShutdown(t *testing.T) {
 	res := b.Login(lctx, root+"/app", "alice", "alice-password")
 	if !res.OK || res.FinishInstance != "sp-env" {
 		t.Fatalf("login through the binary: %+v", res)
+	}
+	// Metrics are on their own listener, and only there.
+	if code, body := get(t, "http://"+metricsAddr+"/metrics"); code != 200 || !strings.Contains(body, "samlha_sp_logins_succeeded_total 1") ||
+		!strings.Contains(body, "samlha_sp_pending_logins_limit 20000") {
+		t.Errorf("--metrics-listen /metrics: %d, want 200 with the SP's series:\n%.2000s", code, body)
+	}
+	if code, _ := get(t, root+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("public /metrics: %d, want 404", code)
+	}
+	if code, _ := get(t, "http://"+metricsAddr+"/app"); code != http.StatusNotFound {
+		t.Errorf("metrics listener serves /app: %d, want 404", code)
+	}
+	// The request line and headers are bounded: 431 well past 64 KiB
+	// (net/http reads with some slack over MaxHeaderBytes), where Go's
+	// default would read 1 MiB.
+	if code, _ := get(t, root+"/?q="+strings.Repeat("x", 2*maxHeaderBytes)); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a %d-byte request line: %d, want 431", 2*maxHeaderBytes, code)
 	}
 
 	cancel()
@@ -217,5 +248,150 @@ func TestStoreWaitGivesUp(t *testing.T) {
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Errorf("took %v to give up after --store-wait 1s", time.Since(start))
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+// --max-connections: the public listener holds at most that many
+// connections; the next is served only once one of them closes.
+func TestMaxConnections(t *testing.T) {
+	keys := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		// The IdP never answers: /healthz needs none.
+		done <- run(ctx, []string{"--listen", addr, "--idp-metadata-url", "http://127.0.0.1:1/metadata", "--max-connections", "2",
+			"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--log-level", "error"}, &out, &out)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	fresh := func(timeout time.Duration) *http.Client {
+		return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := fresh(time.Second).Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("samlsp did not answer: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Two idle connections, accepted (a request on each proves it).
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("held connection: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		held = append(held, c)
+	}
+	// A third is not served while they are open...
+	if resp, err := fresh(500 * time.Millisecond).Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a third connection was served while --max-connections 2 were open")
+	}
+	// ...and is once one closes.
+	held[0].Close()
+	resp, err := fresh(10 * time.Second).Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("after a held connection closed: %v", err)
+	}
+	resp.Body.Close()
+}
+
+// --read-header-timeout cuts off a client that trickles its headers
+// (slowloris), and --idle-timeout one that holds a keep-alive connection.
+func TestSlowClientsCutOff(t *testing.T) {
+	keys := t.TempDir()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", addr, "--idp-metadata-url", "http://127.0.0.1:1/metadata",
+			"--read-header-timeout", "300ms", "--idle-timeout", "300ms",
+			"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--log-level", "error"}, &out, &out)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	dial := func() net.Conn {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				return c
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("samlsp did not listen: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// closedWithin reports whether the server closes c within d (the
+	// reader sees EOF or a reset), reading and discarding what it sends.
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+
+	slow := dial()
+	defer slow.Close()
+	if _, err := slow.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil { // and never the blank line
+		t.Fatal(err)
+	}
+	if !closedWithin(slow, 5*time.Second) {
+		t.Error("a client trickling its headers was not cut off within 5s (--read-header-timeout 300ms)")
+	}
+
+	idle := dial()
+	defer idle.Close()
+	if _, err := idle.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request on the keep-alive connection: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if !closedWithin(idle, 5*time.Second) {
+		t.Error("an idle keep-alive connection was held past 5s (--idle-timeout 300ms)")
 	}
 }

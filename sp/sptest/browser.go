@@ -283,7 +283,23 @@ func (b *Browser) Browse(ctx context.Context, rawURL string) (*Page, error) {
 		return nil, err
 	}
 	fl := &flow{b: b, res: &Result{}, start: time.Now()}
-	rq := navigation{method: http.MethodGet, u: u, userActivated: true}
+	return fl.browse(ctx, navigation{method: http.MethodGet, u: u, userActivated: true})
+}
+
+// SubmitForm submits the form on page whose action is the path action (as
+// the user would by pressing its button), then goes on as Browse does. It
+// fails if the page has no such form.
+func (b *Browser) SubmitForm(ctx context.Context, page *Page, action string) (*Page, error) {
+	f := findForm(parseForms(page.URL, page.Body), func(f *form) bool { return f.action != nil && f.action.Path == action })
+	if f == nil {
+		return nil, fmt.Errorf("%s has no form with action %s", page.URL, action)
+	}
+	fl := &flow{b: b, res: &Result{}, start: time.Now()}
+	return fl.browse(ctx, navigation{method: f.method, u: f.action, body: f.fields, initiator: page.URL, userActivated: true})
+}
+
+// browse is Browse from the navigation rq.
+func (fl *flow) browse(ctx context.Context, rq navigation) (*Page, error) {
 	for {
 		page, err := fl.navigate(ctx, rq)
 		if page != nil {

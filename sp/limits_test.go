@@ -1,0 +1,200 @@
+package sp
+
+import (
+	"math/rand/v2"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Whatever begin agrees to store, finish can read, and what it refuses the
+// decoder would refuse too: the encoder's check and the decoder use the
+// same limit for every field, at every length around it. (The old decoder
+// capped strings at 4096 bytes while the encoder wrote any length, so a
+// return URL of 4,100 characters made the ACS fail with "truncated".)
+func TestTrackedCodecAgreesOnLimits(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 11))
+	now := time.UnixMilli(1764000000123)
+	lengths := func(max int) []int {
+		ls := []int{0, 1, max - 1, max, max + 1, 4095, 4096, 4097, 4100}
+		for range 40 {
+			ls = append(ls, rng.IntN(2*max+2))
+		}
+		return ls
+	}
+	fields := []struct {
+		name string
+		max  int
+		set  func(*trackedRequest, string)
+	}{
+		{"RequestID", maxEncodedRequestID, func(tr *trackedRequest, v string) { tr.RequestID = v }},
+		{"URI", maxEncodedURI, func(tr *trackedRequest, v string) { tr.URI = v }},
+		{"Origin", maxEncodedInstance, func(tr *trackedRequest, v string) { tr.Origin = v }},
+	}
+	for _, f := range fields {
+		for _, n := range lengths(f.max) {
+			tr := trackedRequest{RequestID: "id-1", URI: "/app", Origin: "sp-1", Created: now, Expires: now.Add(time.Minute),
+				Binding: bindingHash("b")}
+			f.set(&tr, strings.Repeat("x", n))
+			checkErr := tr.check()
+			got, _, decErr := decodeState(tr.encode())
+			switch {
+			case (checkErr == nil) != (n <= f.max):
+				t.Fatalf("%s of %d bytes: check() = %v, limit %d", f.name, n, checkErr, f.max)
+			case (checkErr == nil) != (decErr == nil):
+				t.Fatalf("%s of %d bytes: check() = %v but decode = %v: encoder and decoder disagree", f.name, n, checkErr, decErr)
+			case decErr == nil:
+				if diff := cmp.Diff(tr, *got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
+					t.Fatalf("%s of %d bytes: round trip (-want +got):\n%s", f.name, n, diff)
+				}
+			}
+		}
+	}
+	if DefaultMaxReturnURL > MaxStoredURI || MaxStoredURI != maxEncodedURI {
+		t.Fatalf("the return URL limit (%d, at most %d) must fit the codec's %d", DefaultMaxReturnURL, MaxStoredURI, maxEncodedURI)
+	}
+}
+
+// The tombstone's instance uses the same limit as the tracked request's.
+func TestTombstoneCodecLimit(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{maxEncodedInstance, maxEncodedInstance + 1} {
+		ts := tombstone{Kind: tombstoneUsed, At: time.UnixMilli(1), Instance: strings.Repeat("i", n)}
+		_, got, err := decodeState(ts.encode())
+		if (err == nil) != (n <= maxEncodedInstance) || (err == nil && got.Instance != ts.Instance) {
+			t.Errorf("tombstone instance of %d bytes: %v %+v", n, err, got)
+		}
+	}
+}
+
+// The pending window refuses the start past its limit, says when a slot
+// frees, and counts a start no longer than its window plus one bucket.
+func TestPendingWindow(t *testing.T) {
+	t.Parallel()
+	const window = 60 * time.Minute
+	p := newPendingWindow(window, 3)
+	t0 := time.Unix(1764000000, 0)
+	for i := range 3 {
+		if ok, _, n := p.add(t0.Add(time.Duration(i) * time.Second)); !ok || n != i+1 {
+			t.Fatalf("start %d refused (count %d)", i+1, n)
+		}
+	}
+	ok, wait, n := p.add(t0.Add(10 * time.Second))
+	if ok || n != 3 {
+		t.Fatalf("4th start within the window: ok=%v count=%d, want refused at 3", ok, n)
+	}
+	if wait < window-10*time.Second || wait > window+p.width {
+		t.Errorf("retry after %v, want about the window (%v)", wait, window)
+	}
+	// A start whose store write failed is given back.
+	p.remove(t0.Add(2 * time.Second))
+	if ok, _, _ := p.add(t0.Add(2 * time.Second)); !ok {
+		t.Fatal("a released slot was not reusable")
+	}
+	// Still counted just before window + width after the first start;
+	// gone after.
+	if got := p.count(t0.Add(window - time.Millisecond)); got != 3 {
+		t.Errorf("count just inside the window = %d, want 3", got)
+	}
+	if got := p.count(t0.Add(window + p.width + 3*time.Second)); got != 0 {
+		t.Errorf("count after window + bucket width = %d, want 0", got)
+	}
+	if ok, _, _ := p.add(t0.Add(window + p.width + 3*time.Second)); !ok {
+		t.Error("a start after the window was refused")
+	}
+}
+
+// The per-client limiter tracks at most its maximum of clients, limits each
+// on its own, and counts an IPv6 /64 as one client.
+func TestClientLimiter(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1764000000, 0)
+	c := newClientLimiter(1, 2, 100)
+	a := netip.MustParseAddr("192.0.2.1")
+	for i := range 2 {
+		if ok, _ := c.allow(a, now); !ok {
+			t.Fatalf("start %d within the burst refused", i+1)
+		}
+	}
+	ok, wait := c.allow(a, now)
+	if ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("3rd start at once: ok=%v wait=%v, want refused for up to 1s", ok, wait)
+	}
+	if ok, _ := c.allow(netip.MustParseAddr("192.0.2.2"), now); !ok {
+		t.Fatal("another client was limited by the first one's starts")
+	}
+	if ok, _ := c.allow(a, now.Add(time.Second)); !ok {
+		t.Fatal("a start a second later (rate 1/s) was refused")
+	}
+	// Two addresses of one /64 are one client.
+	v6 := newClientLimiter(1, 1, 100)
+	if ok, _ := v6.allow(netip.MustParseAddr("2001:db8:1:2::1"), now); !ok {
+		t.Fatal("first IPv6 start refused")
+	}
+	if ok, _ := v6.allow(netip.MustParseAddr("2001:db8:1:2:ffff::9"), now); ok {
+		t.Fatal("a second address in the same /64 got a fresh bucket")
+	}
+	if ok, _ := v6.allow(netip.MustParseAddr("2001:db8:1:3::1"), now); !ok {
+		t.Fatal("another /64 was limited")
+	}
+	// A flood from many addresses costs at most max entries.
+	for i := range 1000 {
+		c.allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now)
+	}
+	if n := c.len(); n != 100 {
+		t.Fatalf("limiter tracks %d clients, want its maximum 100", n)
+	}
+}
+
+// The return URL is the path and query, refused past the limit, and never
+// anything a browser would read as another site.
+func TestReturnURI(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		target string
+		max    int
+		want   string
+		cause  Cause
+	}{
+		{"/app", 2048, "/app", ""},
+		{"/app?a=1&b=%2F", 2048, "/app?a=1&b=%2F", ""},
+		{"/app?q=" + strings.Repeat("x", 2048-7), 2048, "/app?q=" + strings.Repeat("x", 2048-7), ""},
+		{"/app?q=" + strings.Repeat("x", 2048-6), 2048, "", CauseReturnURLTooLong},
+		{"//evil.example/app", 2048, "/", ""},
+		{"http://evil.example/app?x", 2048, "/app?x", ""}, // absolute-form request target: path and query only
+	} {
+		r := httptest.NewRequest("GET", tc.target, nil)
+		got, f := returnURI(r, tc.max)
+		if f != nil {
+			if f.Cause != tc.cause {
+				t.Errorf("%.40s: cause %s, want %q", tc.target, f.Cause, tc.cause)
+			}
+			continue
+		}
+		if tc.cause != "" || got != tc.want {
+			t.Errorf("%.40s: %.40q, want %.40q (cause %q)", tc.target, got, tc.want, tc.cause)
+		}
+	}
+}
+
+// In stateless mode the return URL travels in a cookie, so the limit may not
+// be raised past what a browser keeps.
+func TestStatelessReturnURLLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		max int
+		ok  bool
+	}{{MaxStatelessReturnURL, true}, {MaxStatelessReturnURL + 1, false}} {
+		c := Config{MaxReturnURL: tc.max}
+		c.setDefaults()
+		err := c.Validate()
+		if got := err == nil || !strings.Contains(err.Error(), "stateless mode"); got != tc.ok {
+			t.Errorf("stateless, max return URL %d: %v", tc.max, err)
+		}
+	}
+}
