@@ -25,7 +25,7 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 	sc.Started = out.Start
 	sc.Duration = results.Duration(out.Duration)
 	sc.Logins = results.Logins{Failed: map[string]int{}}
-	sc.Sessions = results.Sessions{LostBy: map[string]int{}, RevisitLostBy: map[string]int{}}
+	sc.Sessions = results.Sessions{LostBy: map[string]int{}, ErrorsBy: map[string]int{}, RevisitLostBy: map[string]int{}, RevisitErrorsBy: map[string]int{}}
 
 	reqs := map[string]int{}
 	acs := map[string]int{}
@@ -75,18 +75,27 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 			// is a burst after the run, not part of its load over time.
 			countHops(f.Hops, false)
 			sc.Sessions.Revisited++
-			if f.Held {
+			switch {
+			case f.Held:
 				sc.Sessions.Survived++
-			} else {
+			case f.Error:
+				sc.Sessions.RevisitErrors++
+				sc.Sessions.RevisitErrorsBy[f.Cause]++
+			default:
+				sc.Sessions.Gone++
 				sc.Sessions.RevisitLostBy[f.Cause]++
 			}
 		}
 		for _, f := range rec.FollowUps {
 			countHops(f.Hops, true)
 			sc.Sessions.Checked++
-			if f.Held {
+			switch {
+			case f.Held:
 				sc.Sessions.Held++
-			} else {
+			case f.Error:
+				sc.Sessions.Errors++
+				sc.Sessions.ErrorsBy[f.Cause]++
+			default:
 				sc.Sessions.Lost++
 				sc.Sessions.LostBy[f.Cause]++
 			}

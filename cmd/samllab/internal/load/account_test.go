@@ -35,9 +35,12 @@ func TestSummarize(t *testing.T) {
 		{ // crossed but succeeded (shared store), one session lost afterwards
 			Login: &sptest.Result{OK: true, Duration: 300 * time.Millisecond, StartInstance: "sp-2", ACSInstance: "sp-3",
 				Hops: []sptest.Hop{hop(t0, 1500, "sp-2", "", ""), hop(t0, 1600, "sp-3", sptest.FormSAMLResponse, ""), hop(t0, 1650, "sp-3", "", "")}},
-			FollowUps: []FollowUp{{Cause: "relogin", Hops: []sptest.Hop{hop(t0, 1900, "sp-1", "", "")}}},
-			Revisit:   &FollowUp{Held: true},
-			Start:     t0.Add(1500 * time.Millisecond),
+			// A 502 from the killed replica is an error, not a lost
+			// session.
+			FollowUps: []FollowUp{{Cause: "relogin", Hops: []sptest.Hop{hop(t0, 1900, "sp-1", "", "")}},
+				{Error: true, Cause: "http-502"}},
+			Revisit: &FollowUp{Held: true},
+			Start:   t0.Add(1500 * time.Millisecond),
 		},
 		{ // a transport failure without a named cause
 			Login: &sptest.Result{Cause: "", Duration: time.Second},
@@ -53,8 +56,9 @@ func TestSummarize(t *testing.T) {
 	if diff := cmp.Diff(wantLogins, sc.Logins); diff != "" {
 		t.Errorf("logins (-want +got):\n%s", diff)
 	}
-	wantSessions := results.Sessions{Checked: 3, Held: 2, Lost: 1, LostBy: map[string]int{"relogin": 1},
-		Revisited: 2, Survived: 1, RevisitLostBy: map[string]int{"relogin": 1}}
+	wantSessions := results.Sessions{Checked: 4, Held: 2, Lost: 1, LostBy: map[string]int{"relogin": 1},
+		Errors: 1, ErrorsBy: map[string]int{"http-502": 1},
+		Revisited: 2, Survived: 1, Gone: 1, RevisitLostBy: map[string]int{"relogin": 1}, RevisitErrorsBy: map[string]int{}}
 	if diff := cmp.Diff(wantSessions, sc.Sessions); diff != "" {
 		t.Errorf("sessions (-want +got):\n%s", diff)
 	}
@@ -123,6 +127,16 @@ func TestPercentile(t *testing.T) {
 	for p, want := range map[float64]float64{50: 5, 95: 10, 99: 10, 10: 1, 100: 10} {
 		if got := percentile(v, p); got != want {
 			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// Which follow-up causes mean the session is gone, and which are errors.
+func TestSessionLost(t *testing.T) {
+	for cause, lost := range map[string]bool{"relogin": true, "session-not-found-cross-instance": true, "session-invalid": true,
+		"http-502": false, "store-unavailable": false, "transport-error": false} {
+		if SessionLost(cause) != lost {
+			t.Errorf("SessionLost(%q) = %v, want %v", cause, !lost, lost)
 		}
 	}
 }

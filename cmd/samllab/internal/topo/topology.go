@@ -664,17 +664,27 @@ func (t *Topology) Stop() {
 	wg.Wait()
 }
 
-// Crashed names the processes of the topology that should run and have
-// exited (a crash the lab did not cause), with the end of each log.
-func (t *Topology) Crashed() []string {
+// Crashed names the processes of the topology that are not running and
+// should be (a crash the lab did not cause), with the end of each log.
+// expected names the targets of the scenario's faults ("sp-2", "redis",
+// "redis master", "every replica"), whose processes may be down.
+func (t *Topology) Crashed(expected map[string]bool) []string {
 	var out []string
-	check := func(p *Proc) {
-		if p != nil && p.Exited() != nil && !p.Running() {
+	check := func(p *Proc, target string) {
+		if p != nil && p.Exited() != nil && !p.Running() && !expected[target] {
 			out = append(out, fmt.Sprintf("%s exited (%v); end of its log:\n%s", p.Name, p.ExitErr(), p.LogTail(1500)))
 		}
 	}
-	check(t.IdP)
-	check(t.Proxy)
+	check(t.IdP, "idp")
+	check(t.Proxy, "proxy")
+	for _, r := range t.Replicas {
+		check(r.Proc, r.ID)
+	}
+	if !expected["redis master"] {
+		check(t.Redis, "redis")
+	}
+	check(t.RedisReplica, "redis replica")
+	check(t.Sentinel, "sentinel")
 	return out
 }
 
