@@ -62,6 +62,9 @@ type Env struct {
 	// private redis-server (faults that stop Redis then cannot run).
 	RedisURL string
 	Logger   *slog.Logger
+	// PickPort, if set, picks each port instead of localproc.Port (tests
+	// use it to hand out a taken port).
+	PickPort func() int
 
 	spKey, spCert string
 	distinct      [][2]string
@@ -258,6 +261,9 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 	port := func(fixed int) int {
 		if spec.FixedPorts {
 			return fixed
+		}
+		if env.PickPort != nil {
+			return env.PickPort()
 		}
 		return localproc.Port()
 	}
