@@ -14,15 +14,18 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
+	"github.com/samlha/samlha/cmd/samllab/internal/chromium"
 	"github.com/samlha/samlha/cmd/samllab/internal/load"
 	"github.com/samlha/samlha/cmd/samllab/internal/report"
 	"github.com/samlha/samlha/cmd/samllab/internal/results"
 	"github.com/samlha/samlha/cmd/samllab/internal/scenario"
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
+	"github.com/samlha/samlha/sp/sptest"
 )
 
 type runOptions struct {
@@ -41,6 +44,8 @@ type runOptions struct {
 	deadline    time.Duration
 	progress    string
 	logLevel    string
+	chromium    int
+	chromiumBin string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
@@ -62,6 +67,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.DurationVar(&o.deadline, "deadline", 3*time.Minute, "upper bound on each scenario's load")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bars: auto (on a terminal), on or off")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "samllab's own log level (the children log to files in the run directory)")
+	fs.IntVar(&o.chromium, "chromium", 0, "after each scenario's load, also log in N times with headless Chromium, each beside a scripted\nlogin, and report whether the two browsers agree (needs chromium on PATH; at most 20)")
 	if err := cli.Parse(fs, args, "SAMLLAB", summary); err != nil {
 		return nil, err
 	}
@@ -88,6 +94,17 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	if _, err := scenario.Select(o.scenarios); err != nil {
 		p.Addf("--scenarios: %v", err)
+	}
+	if o.chromium < 0 || o.chromium > maxChromium {
+		p.Addf("--chromium %d: want 0 to %d", o.chromium, maxChromium)
+	}
+	if o.chromium > 0 {
+		if o.chromiumBin = chromium.Find(); o.chromiumBin == "" {
+			p.Addf("--chromium needs chromium (or chromium-browser, google-chrome) on PATH")
+		}
+		if o.target != "" {
+			p.Addf("--chromium runs with the lab's own topologies, not --target")
+		}
 	}
 	switch o.progress {
 	case "auto", "on", "off":
@@ -273,9 +290,74 @@ func runScenario(ctx context.Context, env *topo.Env, s scenario.Scenario, lo loa
 		ids = append(ids, r.ID)
 	}
 	load.Summarize(rs, out, slo, ids, faulted)
+	if o.chromium > 0 {
+		rs.Chromium = compareChromium(ctx, o, top, slo)
+	}
 	if crashed := top.Crashed(expected); len(crashed) > 0 {
 		rs.Error = "a process crashed during the run, and no fault of the scenario did it: " + strings.Join(crashed, "\n")
 	}
+}
+
+// maxChromium bounds --chromium: each Chromium login starts a browser.
+const maxChromium = 20
+
+// compareChromium logs in o.chromium times with Chromium, each time beside
+// a scripted login on the same topology, and counts the pairs that agree.
+func compareChromium(ctx context.Context, o *runOptions, top *topo.Topology, lo load.Options) *results.Chromium {
+	c := &results.Chromium{}
+	for i := range o.chromium {
+		if ctx.Err() != nil {
+			break
+		}
+		c.Logins++
+		real, err := chromium.Login(ctx, chromium.Options{ExecPath: o.chromiumBin, Resolve: top.Resolve}, top.PublicURL+"/app", "alice", "alice-password")
+		if err != nil {
+			c.Disagreements = append(c.Disagreements, fmt.Sprintf("login %d: Chromium: %v", i+1, err))
+			continue
+		}
+		if real.OK {
+			c.Succeeded++
+		}
+		// The scripted twin: Chrome's rules, Lax+POST included when the
+		// scenario emulates it; no simulated think time (Chromium's
+		// logins are fast).
+		b := sptest.NewBrowser(sptest.Options{Resolve: top.Resolve, RootCAs: top.RootCAs, LaxPlusPOST: lo.LaxPlusPOST, RequestTimeout: 10 * time.Second})
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		script := b.Login(lctx, top.PublicURL+"/app", "alice", "alice-password")
+		cancel()
+		b.CloseIdleConnections()
+		if why := disagreement(real, script); why != "" {
+			c.Disagreements = append(c.Disagreements, fmt.Sprintf("login %d: %s", i+1, why))
+			continue
+		}
+		c.Agreed++
+	}
+	return c
+}
+
+// disagreement says how a Chromium login and a scripted one differ, or ""
+// if they agree: the same cookies on the ACS POST and, when both were
+// routed alike, the same outcome and cause.
+func disagreement(real chromium.Result, script *sptest.Result) string {
+	var acs *sptest.Hop
+	for i := range script.Hops {
+		if script.Hops[i].Form == sptest.FormSAMLResponse {
+			acs = &script.Hops[i]
+		}
+	}
+	if acs == nil {
+		return fmt.Sprintf("the scripted browser made no ACS POST (%s)", script.Cause)
+	}
+	rc, sc := slices.Sorted(slices.Values(real.CookiesSent)), slices.Sorted(slices.Values(acs.CookiesSent))
+	if !slices.Equal(rc, sc) {
+		return fmt.Sprintf("cookies on the ACS POST: Chromium %v (withheld %v), scripted %v", rc, real.CookiesBlocked, sc)
+	}
+	realCrossed := real.StartInstance != real.ACSInstance
+	scriptCrossed := script.StartInstance != script.ACSInstance
+	if realCrossed == scriptCrossed && (real.OK != script.OK || real.Cause != script.Cause) {
+		return fmt.Sprintf("outcome: Chromium ok=%v %q, scripted ok=%v %q", real.OK, real.Cause, script.OK, script.Cause)
+	}
+	return ""
 }
 
 // logsUnder lists the log files of a topology that did not start.

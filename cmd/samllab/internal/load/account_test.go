@@ -1,6 +1,7 @@
 package load
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -138,5 +139,21 @@ func TestSessionLost(t *testing.T) {
 		if SessionLost(cause) != lost {
 			t.Errorf("SessionLost(%q) = %v, want %v", cause, !lost, lost)
 		}
+	}
+}
+
+// Scale out: the note says what share of the requests after the start the
+// new replica served, and how soon it got its first.
+func TestSummarizeScaleOut(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	out := &Outcome{Start: t0, Duration: 3 * time.Second, Records: []*Record{
+		{Login: &sptest.Result{OK: true, Hops: []sptest.Hop{hop(t0, 100, "sp-1", "", ""), hop(t0, 1500, "sp-2", "", ""),
+			hop(t0, 1800, "sp-4", "", ""), hop(t0, 2000, "sp-1", "", ""), hop(t0, 2200, "sp-4", "", "")}}},
+	}, Faults: []AppliedFault{{Kind: "scale-out", Target: "sp-4", At: time.Second}}}
+	var sc results.Scenario
+	Summarize(&sc, out, Options{Logins: 1}, []string{"sp-1", "sp-2", "sp-3", "sp-4"}, map[string]string{"sp-4": "scale-out"})
+	want := "after sp-4 was started at 1.0s it served 2 of the 4 requests made (50%; an even share is 25%); its first request came 0.80s after its start"
+	if !slices.Contains(sc.Notes, want) {
+		t.Errorf("notes %q lack %q", sc.Notes, want)
 	}
 }

@@ -48,6 +48,10 @@ type Options struct {
 	// Revisit: once every login is done (and every fault injected), each
 	// user who logged in requests /app once more.
 	Revisit bool
+	// Settle is a pause before the revisit, for a fault whose recovery
+	// outlasts the load (a Redis failover): the revisit then asks whether
+	// the sessions were kept, not whether the store is back yet.
+	Settle time.Duration
 	// LaxPlusPOST and SimulatedThink configure each browser (see
 	// sptest.Options); SimulatedThink, if set, gives user i's think time
 	// on the browser's clock.
@@ -211,6 +215,12 @@ func Drive(ctx context.Context, t Target, opts Options, faults []Fault) *Outcome
 	stopFaults()
 	faultWG.Wait()
 	if opts.Revisit {
+		if opts.Settle > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(opts.Settle):
+			}
+		}
 		revisit(ctx, out.Records, t, opts)
 	}
 	out.Duration = time.Since(out.Start)

@@ -129,6 +129,9 @@ type scenarioView struct {
 	Name, Description, Strategy, Topology string
 	Expect, Skipped                       string
 	Error, ErrorHead                      string
+	Chromium                              string
+	ChromiumDiffs                         []string
+	ChromiumGrade                         string
 	Load                                  string
 	Started, Duration                     string
 
@@ -283,6 +286,12 @@ func newScenarioView(i int, s results.Scenario) scenarioView {
 		Logs:        logLinks(s.Logs),
 		Error:       s.Error,
 		ErrorHead:   firstLine(s.Error),
+	}
+	if c := s.Chromium; c != nil {
+		v.Chromium, v.ChromiumDiffs, v.ChromiumGrade = chromiumText(c), c.Disagreements, "good"
+		if c.Agreed < c.Logins {
+			v.ChromiumGrade = "poor"
+		}
 	}
 	if s.Skipped != "" {
 		return v

@@ -167,6 +167,9 @@ func newTableRow(s results.Scenario) tableRow {
 	if s.Sessions.RevisitErrors > 0 {
 		r.more = append(r.more, continuation{fmt.Sprintf("errors at end %d", s.Sessions.RevisitErrors), causeTokens(s.Sessions.RevisitErrorsBy)})
 	}
+	if c := s.Chromium; c != nil {
+		r.more = append(r.more, continuation{"chromium", strings.Fields(chromiumText(c))})
+	}
 	if s.Error != "" {
 		r.more = append(r.more, continuation{"FAILED", strings.Fields(firstLine(s.Error))})
 	}
@@ -239,4 +242,9 @@ func width(s string) int { return utf8.RuneCountInString(s) }
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// chromiumText sums up the real-browser comparison of a scenario.
+func chromiumText(c *results.Chromium) string {
+	return fmt.Sprintf("%d logins, %d succeeded; agreed with the scripted browser on %d of %d", c.Logins, c.Succeeded, c.Agreed, c.Logins)
 }

@@ -78,8 +78,25 @@ type Scenario struct {
 	Faults []Fault `json:"faults,omitempty"`
 	// Logs names each child process's log file, relative to Run.Dir.
 	Logs map[string]string `json:"logs,omitempty"`
+	// Chromium is what real headless Chromium logins did beside the
+	// scripted browser (samllab run --chromium N); nil if none ran.
+	Chromium *Chromium `json:"chromium,omitempty"`
 	// Notes are observations the lab made (e.g. "sp-2 was killed at 3.1s").
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Chromium compares real Chromium logins with the scripted browser's, made
+// in pairs on the same topology after the scenario's load.
+type Chromium struct {
+	Logins    int `json:"logins"`
+	Succeeded int `json:"succeeded"`
+	// Agreed counts pairs where both browsers sent the same cookies with
+	// the ACS POST and, where both were routed alike (the ACS POST on the
+	// replica that began the login, or not), reached the same outcome and
+	// cause.
+	Agreed int `json:"agreed"`
+	// Disagreements says how each other pair differed.
+	Disagreements []string `json:"disagreements,omitempty"`
 }
 
 // Load is how the scenario was driven.

@@ -227,8 +227,9 @@ func All() []Scenario {
 		{
 			Name: "roundrobin-redis-failover", Strategy: "shared", Fault: "store-failover",
 			Description: "Redis under Sentinel: a master, a replica and one Sentinel (real redis-server --sentinel processes); the SPs find the master through the Sentinel (redis-sentinel://). The master is killed a third of the way through and never comes back.",
-			Expect:      "Logins fail with store-unavailable for the failover window (the Sentinel waits 1 s of silence, then promotes the replica), then succeed against the new master; the sessions were replicated, so they survive. Compare roundrobin-redis-outage, the same kill without a replica.",
-			Pace:        500 * time.Millisecond,
+			Expect:      "Logins fail with store-unavailable for the failover window (the Sentinel waits 1 s of silence, then promotes the replica), then succeed against the new master; the sessions were replicated, so they survive (the revisit waits 2 s for the failover to settle). Compare roundrobin-redis-outage, the same kill without a replica.",
+			Pace:        time.Second,
+			Load:        func(o *load.Options) { o.Settle = 2 * time.Second },
 			Spec:        withRedis(base("roundrobin-redis-failover", "redis"), "sentinel"),
 			Faults: func(t *topo.Topology) []load.Fault {
 				return []load.Fault{{Kind: "kill", Target: "redis master", After: 1.0 / 3, Do: func(context.Context) error { return t.StopRedis() }}}
@@ -238,7 +239,7 @@ func All() []Scenario {
 		{
 			Name: "sticky-memory-rolling", Strategy: "affinity", Fault: "rolling-restart",
 			Description: "Deploy day with affinity: every replica in turn gets SIGTERM, drains, exits and comes back; the proxy's health checks decide when it gets traffic again.",
-			Expect:      "Each restart empties the replica's memory: the users pinned to it lose their sessions and their logins in flight, and are re-pinned; by the end nearly every session made before the deploy is gone.",
+			Expect:      "Each restart empties the replica's memory: the users pinned to it at that moment lose their sessions (gone at the end) and are re-pinned; requests caught by a stopping replica fail as errors (502). Users who log in after their replica came back keep their sessions.",
 			Pace:        rollingPace,
 			Spec:        sticky(base("sticky-memory-rolling", "memory"), true),
 			Faults:      rolling(0.1),

@@ -442,6 +442,23 @@ func (t *Topology) startRedis(ctx context.Context) error {
 	if err := localproc.Ready(ctx, t.RedisReplica, []int{t.replicaPort}, localproc.RedisProbe(t.RedisReplica, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.replicaPort)})); err != nil {
 		return err
 	}
+	// The replica must be in sync before the Sentinel starts, so that the
+	// Sentinel's first look at the master finds it: a Sentinel that knows
+	// no replica has nothing to promote.
+	rc := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.replicaPort), DisableIdentity: true})
+	defer rc.Close()
+	if err := localproc.Poll(ctx, func(ctx context.Context) error {
+		info, err := rc.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return errors.New("the replica is not in sync with the master yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("redis replica: %w", err)
+	}
 	t.sentinelPt = localproc.Port()
 	conf := filepath.Join(t.Dir, "sentinel.conf")
 	// Quorum 1 (one Sentinel); the master is down after 1 s of silence,
@@ -456,6 +473,20 @@ func (t *Topology) startRedis(ctx context.Context) error {
 	}
 	if err := localproc.Ready(ctx, t.Sentinel, []int{t.sentinelPt}, localproc.RedisProbe(t.Sentinel, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.sentinelPt)})); err != nil {
 		return err
+	}
+	sc := goredis.NewSentinelClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.sentinelPt), DisableIdentity: true})
+	defer sc.Close()
+	if err := localproc.Poll(ctx, func(ctx context.Context) error {
+		m, err := sc.Master(ctx, "samlha").Result()
+		if err != nil {
+			return err
+		}
+		if n, _ := strconv.Atoi(m["num-slaves"]); n < 1 {
+			return errors.New("the Sentinel knows no replica yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("sentinel: %w", err)
 	}
 	t.StoreURL = fmt.Sprintf("redis-sentinel://127.0.0.1:%d/samlha?timeout=300ms&dial_timeout=300ms", t.sentinelPt)
 	return nil
