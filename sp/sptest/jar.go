@@ -177,7 +177,15 @@ func (j *jar) set(u *url.URL, c *http.Cookie) error {
 	}
 	key := cookieKey{name: sc.name, domain: sc.domain, path: sc.path}
 	if old, ok := j.cookies[key]; ok {
-		sc.created, sc.seq = old.created, old.seq
+		// RFC 6265 keeps the old cookie's creation time on every
+		// overwrite; Chromium keeps it only when the value is unchanged
+		// (a balancer that re-seals its affinity cookie on each response
+		// makes it young again, which is what Lax+POST's age sees:
+		// TestChromiumConfirmsLaxPlusPOST).
+		sc.seq = old.seq
+		if old.value == sc.value {
+			sc.created = old.created
+		}
 	} else {
 		j.seq++
 		sc.seq = j.seq

@@ -427,8 +427,9 @@ func TestResolveAddr(t *testing.T) {
 
 // Chrome's Lax+POST exception, when emulated: a cookie set without
 // SameSite goes with a cross-site POST while younger than two minutes, and
-// not after; an explicit SameSite=Lax never does; a replaced cookie keeps
-// its creation time, so refreshing it does not reopen the window.
+// not after; an explicit SameSite=Lax never does; a cookie set again with
+// the same value keeps its creation time (the window stays closed), one
+// set with a new value is young again, as in Chromium.
 func TestJarLaxPlusPOST(t *testing.T) {
 	t.Parallel()
 	start := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -436,13 +437,14 @@ func TestJarLaxPlusPOST(t *testing.T) {
 		name    string
 		line    string
 		age     time.Duration
-		refresh bool
+		refresh string // a Set-Cookie line after age, or ""
 		want    string
 	}{
-		{"unset, young", "a=1; Path=/", LaxPlusPOSTWindow - time.Second, false, "a=1"},
-		{"unset, two minutes old", "a=1; Path=/", LaxPlusPOSTWindow, false, ""},
-		{"unset, refreshed but old", "a=1; Path=/", LaxPlusPOSTWindow + time.Second, true, ""},
-		{"explicit Lax, young", "a=1; Path=/; SameSite=Lax", time.Second, false, ""},
+		{"unset, young", "a=1; Path=/", LaxPlusPOSTWindow - time.Second, "", "a=1"},
+		{"unset, two minutes old", "a=1; Path=/", LaxPlusPOSTWindow, "", ""},
+		{"unset, set again with the same value", "a=1; Path=/", LaxPlusPOSTWindow + time.Second, "a=1; Path=/", ""},
+		{"unset, set again with a new value", "a=1; Path=/", LaxPlusPOSTWindow + time.Second, "a=2; Path=/", "a=2"},
+		{"explicit Lax, young", "a=1; Path=/; SameSite=Lax", time.Second, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -456,8 +458,9 @@ func TestJarLaxPlusPOST(t *testing.T) {
 				t.Fatal(err)
 			}
 			now = now.Add(tc.age)
-			if tc.refresh {
-				if err := j.set(u, c); err != nil {
+			if tc.refresh != "" {
+				c2, _ := http.ParseSetCookie(tc.refresh)
+				if err := j.set(u, c2); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -3,6 +3,7 @@ package localproc
 import (
 	"math/rand/v2"
 	"sync"
+	"time"
 )
 
 // The range Port draws from: below Linux's ephemeral range (32768-60999),
@@ -27,7 +28,13 @@ const (
 var ports = struct {
 	sync.Mutex
 	given map[int]bool
+	// busy is the machine's listener table, read at most every
+	// busyMaxAge (it is thousands of lines on a busy machine).
+	busy   map[int]bool
+	busyAt time.Time
 }{given: map[int]bool{}}
+
+const busyMaxAge = 500 * time.Millisecond
 
 // Port returns a loopback TCP port for a child to bind: drawn at random,
 // never returned before by this process, and (on Linux) not listened on by
@@ -37,7 +44,10 @@ var ports = struct {
 func Port() int {
 	ports.Lock()
 	defer ports.Unlock()
-	busy := listeningPorts()
+	if time.Since(ports.busyAt) > busyMaxAge {
+		ports.busy, ports.busyAt = listeningPorts(), time.Now()
+	}
+	busy := ports.busy
 	var p int
 	for range portAttempts {
 		p = portMin + rand.IntN(portMax-portMin+1)

@@ -40,9 +40,19 @@ type Options struct {
 	// ThinkTime is really waited at the IdP's login form before
 	// submitting it (the cookies age in Chromium's own clock).
 	ThinkTime time.Duration
+	// AgeFirst, if set, makes Login first open the app's /healthz
+	// (through the balancer, which sets its affinity cookie) and wait that
+	// long before the login begins: cookies older than the IdP's own
+	// limit on a pending request (crewjam's IdP refuses a request issued
+	// more than 90 s ago) would allow at its form.
+	AgeFirst time.Duration
 	// Logf, if set, receives a line per request Chromium makes.
 	Logf func(format string, args ...any)
 }
+
+// ProbeCookie is the cookie without SameSite that Login sets with
+// AgeFirst, from the page itself, and that nothing overwrites later.
+const ProbeCookie = "samllab_probe"
 
 // Result is what one Chromium login saw.
 type Result struct {
@@ -100,7 +110,7 @@ func Login(ctx context.Context, o Options, appURL, user, password string) (Resul
 	defer cancel()
 	tctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	tctx, cancel = context.WithTimeout(tctx, o.Timeout+o.ThinkTime)
+	tctx, cancel = context.WithTimeout(tctx, o.Timeout+o.ThinkTime+o.AgeFirst)
 	defer cancel()
 
 	var mu sync.Mutex
@@ -185,6 +195,21 @@ func Login(ctx context.Context, o Options, appURL, user, password string) (Resul
 	})
 	if err != nil {
 		return res, fmt.Errorf("start Chromium: %w", err)
+	}
+	if o.AgeFirst > 0 {
+		u := strings.TrimSuffix(appURL, "/app") + "/healthz"
+		// A cookie of the page's own (no SameSite), which nothing
+		// refreshes afterwards, ages beside the balancer's.
+		err := chromedp.Do(tctx, chromedp.Navigate(u))
+		if err == nil {
+			_, err = chromedp.Run(tctx, chromedp.Evaluate[any](`document.cookie = "`+ProbeCookie+`=1; path=/; max-age=600; secure"`))
+		}
+		if err == nil {
+			err = chromedp.Do(tctx, chromedp.Sleep(o.AgeFirst))
+		}
+		if err != nil {
+			return res, fmt.Errorf("Chromium at %s: %w", u, err)
+		}
 	}
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(appURL),

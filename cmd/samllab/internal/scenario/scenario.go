@@ -300,7 +300,7 @@ func All() []Scenario {
 		},
 		{
 			Name: "sticky-slow-user", Strategy: "affinity", Fault: "slow-user",
-			Description: "The slow-user trap: the affinity cookie has no SameSite attribute (Lax by default), which Chrome still sends on a cross-site POST while it is under two minutes old. Half the users take 20 s at the IdP, half take 3 minutes (MFA, a password manager, a coffee), on the browser's clock.",
+			Description: "The slow-user trap: the affinity cookie has no SameSite attribute (Lax by default), which Chrome still sends on a cross-site POST while it is under two minutes old (the proxy re-seals it on each response, so its age is the time since the SP redirected to the IdP). Half the users take 20 s at the IdP, half take 3 minutes (MFA, a password manager, a coffee), on the browser's clock.",
 			Expect:      "The fast half passes. For the slow half the cookie is too old to go with the IdP's POST: the ACS POST is balanced anew and about two in three of those logins fail cross-instance.",
 			Spec: func() topo.Spec {
 				s := sticky(base("sticky-slow-user", "memory"), false)
