@@ -263,7 +263,7 @@ func All() []Scenario {
 		{
 			Name: "sticky-memory-scaleout", Strategy: "affinity", Fault: "scale-out",
 			Description: "Scale out with affinity: a fourth replica, sp-4, joins a third of the way through (configured at the proxy from the start, down until it starts).",
-			Expect:      "Nothing is lost; sp-4 gets only users who arrive without a cookie, so under stickiness it takes its share slowly (see its requests in the timeline).",
+			Expect:      "Nothing is lost. Under stickiness sp-4 gets only browsers that arrive without a cookie; every simulated user here is a new browser, so it takes about its share at once (the notes give its share and how soon its first request came). Users pinned before it joined stay where they are.",
 			Pace:        time.Second,
 			Spec:        withSpare(sticky(base("sticky-memory-scaleout", "memory"), true)),
 			Faults:      scaleOut,
@@ -271,7 +271,7 @@ func All() []Scenario {
 		{
 			Name: "roundrobin-redis-scaleout", Strategy: "shared", Fault: "scale-out",
 			Description: "Scale out with shared state: sp-4 joins a third of the way through, behind round robin.",
-			Expect:      "Nothing is lost; sp-4 carries a quarter of the requests as soon as the proxy's health checks see it.",
+			Expect:      "Nothing is lost; sp-4 carries about its share of the requests as soon as the proxy's health checks see it (the notes give its share and how soon its first request came).",
 			Pace:        time.Second,
 			Spec:        withSpare(base("roundrobin-redis-scaleout", "redis")),
 			Faults:      scaleOut,
