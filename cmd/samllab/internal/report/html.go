@@ -474,6 +474,17 @@ func newMatrixView(run *results.Run) matrixView {
 		rv := matrixRowView{Strategy: r.Strategy, Worst: r.Worst}
 		for _, c := range r.Cells {
 			var es []matrixEntryView
+			// Several scenarios in a cell are told apart by what their
+			// names do not share ("lax", "twin"; "outage", "aof-restart").
+			common := ""
+			if len(c.Entries) > 1 {
+				common = c.Entries[0].Scenario
+				for _, e := range c.Entries[1:] {
+					for !strings.HasPrefix(e.Scenario, common) {
+						common = common[:len(common)-1]
+					}
+				}
+			}
 			for _, e := range c.Entries {
 				title := fmt.Sprintf("%.0f%% of logins succeeded", 100*e.Logins)
 				if e.Sessions >= 0 {
@@ -481,8 +492,7 @@ func newMatrixView(run *results.Run) matrixView {
 				}
 				text := e.Cell()
 				if len(c.Entries) > 1 {
-					_, phase, _ := strings.Cut(e.Scenario, "/")
-					text = phase + " " + text
+					text = strings.TrimLeft(strings.TrimPrefix(e.Scenario, common), "-/") + " " + text
 				}
 				es = append(es, matrixEntryView{Scenario: e.Scenario, ID: ids[e.Scenario], Text: text, Title: title, Grade: results.Grade(e.Score())})
 			}
