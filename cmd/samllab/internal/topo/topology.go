@@ -189,8 +189,8 @@ type Topology struct {
 	// IdPURL is the IdP's public URL.
 	IdPURL string
 	// AdminURL is the proxy's admin API; AdminToken its bearer token ("" if
-	// this stickyproxy has no --admin-token-file).
-	AdminURL, AdminToken string
+	// this stickyproxy has no --admin-token-file), kept in AdminTokenFile.
+	AdminURL, AdminToken, AdminTokenFile string
 	// StoreURL is the store URL the replicas use ("" for stateless).
 	StoreURL string
 	// Resolve maps the lab's host names to loopback, for the browser.
@@ -345,11 +345,11 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		// A token of its own for each topology, in a file (not on a
 		// command line that ps would show).
 		top.AdminToken = randomHex(32)
-		tf := filepath.Join(dir, "admin-token")
-		if err := os.WriteFile(tf, []byte(top.AdminToken+"\n"), 0o600); err != nil {
+		top.AdminTokenFile = filepath.Join(dir, "admin-token")
+		if err := os.WriteFile(top.AdminTokenFile, []byte(top.AdminToken+"\n"), 0o600); err != nil {
 			return top, err
 		}
-		pargs = append(pargs, "--admin-token-file", tf)
+		pargs = append(pargs, "--admin-token-file", top.AdminTokenFile)
 	}
 	for _, r := range append(append([]*Replica{}, top.Replicas...), top.Spares...) {
 		pargs = append(pargs, "--target", fmt.Sprintf("%s=%s", r.ID, r.URL))
