@@ -71,6 +71,14 @@ func TestTopologyFaults(t *testing.T) {
 	if err := top.KillReplica("sp-3"); err != nil {
 		t.Fatal(err)
 	}
+	// A process down that no fault explains is a crash; one a fault
+	// took down is not.
+	if c := top.Crashed(nil); len(c) != 1 || !strings.HasPrefix(c[0], "sp-3 exited") {
+		t.Errorf("Crashed without the fault: %q; want sp-3", c)
+	}
+	if c := top.Crashed(map[string]bool{"sp-3": true}); len(c) != 0 {
+		t.Errorf("Crashed with sp-3's fault: %q; want none", c)
+	}
 	if _, err := http.Get(top.Replicas[2].URL + "/healthz"); err == nil {
 		t.Error("sp-3 still answers after the kill")
 	}
@@ -398,5 +406,44 @@ func TestRunSurvivesACrashingChild(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "FAILED: the topology did not start") {
 		t.Errorf("the table does not show the failure:\n%s", stdout.String())
+	}
+}
+
+// The deploy-day scenarios show what they are meant to: a Redis failover
+// under Sentinel and a Redis restart with AOF keep every session; a
+// rolling restart with shared state loses none; a replica added at run
+// time gets requests; the slow users of the Lax+POST trap fail cross-
+// instance while the fast ones pass.
+func TestDeployDayScenarios(t *testing.T) {
+	r, _ := runLab(t, "--scenarios", "roundrobin-redis-failover,roundrobin-redis-aof-restart,roundrobin-redis-rolling,roundrobin-redis-scaleout,sticky-slow-user",
+		"--logins", "30", "--concurrency", "4")
+	for _, s := range r.Scenarios {
+		if s.Skipped != "" || s.Error != "" {
+			t.Fatalf("%s: skipped %q, error %q", s.Name, s.Skipped, s.Error)
+		}
+	}
+	for _, name := range []string{"roundrobin-redis-failover", "roundrobin-redis-aof-restart"} {
+		s := scenarioByName(t, r, name)
+		if len(s.Faults) == 0 || s.Sessions.Revisited == 0 || s.Sessions.Gone != 0 || s.Sessions.RevisitErrors != 0 {
+			t.Errorf("%s: faults %+v sessions %+v; want every session kept and reachable at the end", name, s.Faults, s.Sessions)
+		}
+		for c := range s.Logins.Failed {
+			if c != "store-unavailable" {
+				t.Errorf("%s: a failure other than store-unavailable: %s", name, c)
+			}
+		}
+	}
+	if s := scenarioByName(t, r, "roundrobin-redis-rolling"); len(s.Faults) != 1 || s.Sessions.Gone != 0 {
+		t.Errorf("roundrobin-redis-rolling: faults %+v sessions %+v; want no session gone", s.Faults, s.Sessions)
+	}
+	scale := scenarioByName(t, r, "roundrobin-redis-scaleout")
+	if len(scale.Replicas) != 4 || scale.Replicas[3].ID != "sp-4" || scale.Replicas[3].Requests == 0 {
+		t.Errorf("roundrobin-redis-scaleout: replicas %+v; want sp-4 to have served requests", scale.Replicas)
+	}
+	// Half the users are slow; of those, the ACS POST goes to the right
+	// replica by chance one time in three.
+	slow := scenarioByName(t, r, "sticky-slow-user")
+	if f := slow.Logins.Failed["state-not-found-cross-instance"]; f == 0 || slow.Logins.Succeeded < slow.Logins.Tried/2 {
+		t.Errorf("sticky-slow-user: %+v; want cross-instance failures among the slow half only", slow.Logins)
 	}
 }
