@@ -2,153 +2,83 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
-	"os/exec"
+	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/chromedp"
-
+	"github.com/samlha/samlha/cmd/samllab/internal/chromium"
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
 	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/store/localproc"
 )
 
-// chromiumPath finds Debian's Chromium.
+// chromiumPath finds Debian's Chromium, or skips (fails under CI).
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
+	if os.Getenv("SAMLLAB_SKIP_CHROMIUM") == "1" {
+		t.Skip("SAMLLAB_SKIP_CHROMIUM=1")
 	}
-	requireCI(t, "no Chromium on PATH (apt-get install chromium)")
-	return ""
+	p := chromium.Find()
+	if p == "" {
+		requireCI(t, "no Chromium on PATH (apt-get install chromium)")
+	}
+	return p
 }
 
-// acsObservation is what a browser's POST to the ACS looked like.
-type acsObservation struct {
-	decision, instance, cause string
-	sentCookies               []string
-}
-
-// chromiumLogin logs in with a real headless Chromium and reports the ACS
-// POST's proxy decision and the SP's answer.
-func chromiumLogin(t *testing.T, bin string, top *topo.Topology) acsObservation {
+// chromiumLogin logs in with a real headless Chromium, its cookies first
+// aged by age (see chromium.Options.AgeFirst).
+func chromiumLogin(t *testing.T, bin string, top *topo.Topology, age time.Duration) chromium.Result {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		// The lab's names, resolved to loopback; the lab's throwaway CA is
-		// not in Chromium's store.
-		chromedp.Flag("host-resolver-rules", "MAP "+topo.SPHost+" 127.0.0.1, MAP "+topo.IdPHost+" 127.0.0.1"),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 45*time.Second)
-	defer cancel()
+	res, err := chromium.Login(context.Background(), chromium.Options{ExecPath: bin, Resolve: top.Resolve, AgeFirst: age, Logf: t.Logf},
+		top.PublicURL+"/app", "alice", "alice-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("chromium: ACS decision %q instance %s cause %q; sent %v, withheld %v", res.Decision, res.ACSInstance, res.Cause, res.CookiesSent, res.CookiesBlocked)
+	return res
+}
 
-	var mu sync.Mutex
-	var obs acsObservation
-	// A redirect keeps the request ID: the ACS POST and the GET it is
-	// redirected to share one. The ACS's own cookies are in the first
-	// ExtraInfo of the ID; its response comes as the next request's
-	// RedirectResponse, or as ResponseReceived when it does not redirect.
-	acsRequests := map[network.RequestID]bool{}
-	extraSeen := map[network.RequestID]bool{}
-	recordHeaders := func(h network.Headers) {
-		for k, v := range h {
-			s, _ := v.(string)
-			switch strings.ToLower(k) {
-			case "x-stickyproxy-decision":
-				obs.decision = s
-			case "x-samlha-instance":
-				obs.instance = s
-			case "x-samlha-cause":
-				obs.cause = s
+// scriptedACS logs in with the scripted browser and returns its ACS POST.
+// With age, it first opens /healthz through the balancer and moves its
+// clock on by age, as chromiumLogin waits.
+func scriptedACS(t *testing.T, top *topo.Topology, o sptest.Options, age time.Duration) (*sptest.Result, sptest.Hop) {
+	t.Helper()
+	o.Resolve, o.RootCAs = top.Resolve, top.RootCAs
+	var offset atomic.Int64
+	o.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	b := sptest.NewBrowser(o)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if age > 0 {
+		if _, err := b.Get(ctx, top.PublicURL+"/healthz"); err != nil {
+			t.Fatal(err)
+		}
+		// The proxy seals its cookie once a second: let its second turn,
+		// so the login's first response re-seals it with a new value, as
+		// it did after Chromium's real wait.
+		sealed := time.Now().Unix()
+		if err := localproc.Poll(ctx, func(context.Context) error {
+			if time.Now().Unix() == sealed {
+				return errors.New("same second")
 			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		offset.Add(int64(age))
+	}
+	res := b.Login(ctx, top.PublicURL+"/app", "alice", "alice-password")
+	for _, h := range res.Hops {
+		if h.Form == sptest.FormSAMLResponse {
+			return res, h
 		}
 	}
-	onRequest := func(e *network.EventRequestWillBeSent) {
-		t.Logf("chromium: %s %s", e.Request.Method, e.Request.URL)
-		if e.RedirectResponse != nil && acsRequests[e.RequestID] && strings.HasSuffix(e.RedirectResponse.URL, "/saml/acs") {
-			recordHeaders(e.RedirectResponse.Headers)
-		}
-		if e.Request.Method == "POST" && strings.HasSuffix(e.Request.URL, "/saml/acs") {
-			acsRequests[e.RequestID] = true
-		}
-	}
-	onExtra := func(e *network.EventRequestWillBeSentExtraInfo) {
-		if !acsRequests[e.RequestID] || extraSeen[e.RequestID] {
-			return
-		}
-		extraSeen[e.RequestID] = true
-		for _, c := range e.AssociatedCookies {
-			t.Logf("chromium: ACS POST cookie %s (SameSite=%v) blocked: %v", c.Cookie.Name, c.Cookie.SameSite, c.BlockedReasons)
-			if len(c.BlockedReasons) == 0 {
-				obs.sentCookies = append(obs.sentCookies, c.Cookie.Name)
-			}
-		}
-	}
-	onResponse := func(e *network.EventResponseReceived) {
-		if acsRequests[e.RequestID] && strings.HasSuffix(e.Response.URL, "/saml/acs") {
-			recordHeaders(e.Response.Headers)
-		}
-	}
-	// The listener runs in the tab's event loop: record, return at once.
-	err := chromedp.Listen(ctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			onRequest(e)
-		case network.EventRequestWillBeSent:
-			onRequest(&e)
-		case *network.EventRequestWillBeSentExtraInfo:
-			onExtra(e)
-		case network.EventRequestWillBeSentExtraInfo:
-			onExtra(&e)
-		case *network.EventResponseReceived:
-			onResponse(e)
-		case network.EventResponseReceived:
-			onResponse(&e)
-		}
-	})
-	if err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
-	err = chromedp.Do(ctx,
-		chromedp.Navigate(top.PublicURL+"/app"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="user"]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "alice"),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), "alice-password"),
-		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
-		// Either the app (login finished) or the SP's error page.
-		chromedp.WaitVisible(chromedp.CSS(`#user, #cause`)),
-	)
-	page, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
-	if err != nil {
-		t.Fatalf("Chromium login: %v\npage:\n%s", err, page)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if obs.decision == "" {
-		t.Fatalf("Chromium's ACS POST carried no proxy decision; page:\n%s", page)
-	}
-	return obs
+	t.Fatalf("scripted browser: no ACS POST\n%+v", res)
+	return nil, sptest.Hop{}
 }
 
 // Real Chromium confirms the SameSite trap the scripted browser emulates:
@@ -158,9 +88,6 @@ func chromiumLogin(t *testing.T, bin string, top *topo.Topology) acsObservation 
 // browser makes the same judgement on the same topology.
 func TestChromiumConfirmsSameSiteTrap(t *testing.T) {
 	bin := chromiumPath(t)
-	if os.Getenv("SAMLLAB_SKIP_CHROMIUM") == "1" {
-		t.Skip("SAMLLAB_SKIP_CHROMIUM=1")
-	}
 	env := newEnv(t)
 	for _, tc := range []struct {
 		name       string
@@ -178,54 +105,104 @@ func TestChromiumConfirmsSameSiteTrap(t *testing.T) {
 			}
 			defer top.Stop()
 
-			got := chromiumLogin(t, bin, top)
-			if pinned := got.decision == "pinned"; pinned != tc.wantPinned {
-				t.Fatalf("Chromium: ACS POST proxy decision %q (cookies sent %v), want pinned=%v", got.decision, got.sentCookies, tc.wantPinned)
+			got := chromiumLogin(t, bin, top, 0)
+			if pinned := got.Decision == "pinned"; pinned != tc.wantPinned {
+				t.Fatalf("Chromium: ACS POST proxy decision %q (cookies sent %v), want pinned=%v", got.Decision, got.CookiesSent, tc.wantPinned)
 			}
-			for _, c := range got.sentCookies {
-				if c == "AWSALB" {
-					t.Errorf("Chromium sent the SameSite=Lax AWSALB cookie on the cross-site POST")
-				}
+			if slices.Contains(got.CookiesSent, "AWSALB") {
+				t.Errorf("Chromium sent the SameSite=Lax AWSALB cookie on the cross-site POST")
 			}
-			if tc.twin && !contains(got.sentCookies, "AWSALBCORS") {
-				t.Errorf("Chromium did not send the AWSALBCORS twin: sent %v", got.sentCookies)
+			if tc.twin && !slices.Contains(got.CookiesSent, "AWSALBCORS") {
+				t.Errorf("Chromium did not send the AWSALBCORS twin: sent %v", got.CookiesSent)
 			}
-			if tc.twin && got.cause != "" {
-				t.Errorf("with the twin the login failed: %s", got.cause)
+			if tc.twin && got.Cause != "" {
+				t.Errorf("with the twin the login failed: %s", got.Cause)
 			}
 
-			// The scripted browser, on the same topology.
-			b := sptest.NewBrowser(sptest.Options{Resolve: top.Resolve, RootCAs: top.RootCAs})
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			res := b.Login(ctx, top.PublicURL+"/app", "alice", "alice-password")
-			var acs *sptest.Hop
-			for i := range res.Hops {
-				if res.Hops[i].Form == sptest.FormSAMLResponse {
-					acs = &res.Hops[i]
-				}
-			}
-			if acs == nil {
-				t.Fatalf("scripted browser: no ACS POST\n%+v", res)
-			}
+			res, acs := scriptedACS(t, top, sptest.Options{}, 0)
 			if pinned := acs.ProxyDecision == "pinned"; pinned != tc.wantPinned {
 				t.Errorf("scripted browser: ACS decision %q, Chromium's pinned=%v", acs.ProxyDecision, tc.wantPinned)
 			}
-			if contains(acs.CookiesSent, "AWSALB") {
+			if slices.Contains(acs.CookiesSent, "AWSALB") {
 				t.Error("scripted browser sent the Lax AWSALB cookie cross-site")
 			}
-			if tc.twin && (!res.OK || !contains(acs.CookiesSent, "AWSALBCORS")) {
+			if tc.twin && (!res.OK || !slices.Contains(acs.CookiesSent, "AWSALBCORS")) {
 				t.Errorf("scripted browser with the twin: ok=%v cause=%s cookies=%v", res.OK, res.Cause, acs.CookiesSent)
 			}
 		})
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
+// Real Chromium confirms the two-minute rule behind the slow-user trap: a
+// cookie without SameSite still goes with the IdP's cross-site POST while
+// it is younger than two minutes, and not after. Chromium's clock cannot be
+// moved through CDP (Network.setCookie sets no creation time), so the old
+// half waits two minutes of real time, before the login rather than at the
+// IdP's form (crewjam's IdP refuses a request issued more than 90 s ago):
+// the page sets a cookie of its own, the balancer sets its affinity
+// cookie, both age, then the login begins. The page's cookie, never set
+// again, is withheld as Lax; the affinity cookie, re-sealed with a new
+// value by the login's first response, is young again and sent. The
+// scripted browser, with Lax+POST emulated and its clock moved on, judges
+// the affinity cookie alike (its rule for the page's cookie is
+// TestJarLaxPlusPOST's). The old half runs in parallel with the other
+// tests and not under -short.
+func TestChromiumConfirmsLaxPlusPOST(t *testing.T) {
+	bin := chromiumPath(t)
+	env := newEnv(t)
+	for _, tc := range []struct {
+		name string
+		age  time.Duration
+	}{
+		{"young", 0},
+		{"old", sptest.LaxPlusPOSTWindow + 5*time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.age > 0 {
+				if testing.Short() {
+					t.Skip("-short: the old-cookie half waits two minutes")
+				}
+				t.Parallel()
+			}
+			top, err := topo.Start(context.Background(), env, topo.Spec{Name: "chromium-laxpost-" + tc.name, Replicas: 2, Store: "memory",
+				Stickiness: "duration", CookieSameSite: "default", TLS: true, CrossSite: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer top.Stop()
+			got := chromiumLogin(t, bin, top, tc.age)
+			if got.Decision != "pinned" || !slices.Contains(got.CookiesSent, "AWSALB") {
+				t.Errorf("Chromium: ACS decision %q, cookies sent %v (withheld %v); want the young AWSALB sent and the POST pinned",
+					got.Decision, got.CookiesSent, got.CookiesBlocked)
+			}
+			if tc.age > 0 {
+				reasons := got.CookiesBlocked[chromium.ProbeCookie]
+				if !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, "SameSiteUnspecifiedTreatedAsLax") }) {
+					t.Errorf("Chromium sent (or withheld for another reason: %v) a SameSite-less cookie %v old on the cross-site POST; want it withheld as Lax",
+						reasons, tc.age)
+				}
+			}
+			_, acs := scriptedACS(t, top, sptest.Options{LaxPlusPOST: true}, tc.age)
+			if acs.ProxyDecision != "pinned" || !slices.Contains(acs.CookiesSent, "AWSALB") {
+				t.Errorf("scripted browser (clock moved on %v): ACS decision %q, cookies %v; Chromium's: pinned with AWSALB", tc.age, acs.ProxyDecision, acs.CookiesSent)
+			}
+		})
+	}
+}
+
+// samllab run --chromium N: each scenario's Chromium logins agree with the
+// scripted browser's, on a scenario where the cookie is withheld and on
+// one where state is shared.
+func TestRunWithChromium(t *testing.T) {
+	chromiumPath(t)
+	r, printed := runLab(t, "--scenarios", "sticky-lax-cookie/lax,roundrobin-redis", "--logins", "6", "--concurrency", "2", "--chromium", "2")
+	for _, s := range r.Scenarios {
+		c := s.Chromium
+		if c == nil || c.Logins != 2 || c.Agreed != 2 {
+			t.Errorf("%s: chromium %+v; want 2 logins that agree with the scripted browser", s.Name, c)
 		}
 	}
-	return false
+	if !strings.Contains(printed, "agreed with the scripted browser on 2 of 2") {
+		t.Errorf("the table does not show the agreement:\n%s", printed)
+	}
 }

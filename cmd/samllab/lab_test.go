@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/samlha/samlha/cmd/samllab/internal/results"
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
 	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/store/localproc"
 	"github.com/samlha/samlha/store/redis/redistest"
 )
 
@@ -67,6 +70,14 @@ func TestTopologyFaults(t *testing.T) {
 	ctx := context.Background()
 	if err := top.KillReplica("sp-3"); err != nil {
 		t.Fatal(err)
+	}
+	// A process down that no fault explains is a crash; one a fault
+	// took down is not.
+	if c := top.Crashed(nil); len(c) != 1 || !strings.HasPrefix(c[0], "sp-3 exited") {
+		t.Errorf("Crashed without the fault: %q; want sp-3", c)
+	}
+	if c := top.Crashed(map[string]bool{"sp-3": true}); len(c) != 0 {
+		t.Errorf("Crashed with sp-3's fault: %q; want none", c)
 	}
 	if _, err := http.Get(top.Replicas[2].URL + "/healthz"); err == nil {
 		t.Error("sp-3 still answers after the kill")
@@ -308,3 +319,131 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A port collision: sp-1's port is taken by another process before sp-1
+// binds it. sp-1 exits with "address already in use", the lab sees it at
+// once (not after a timeout, not through a stranger's answer) and starts
+// the topology again on new ports.
+func TestTopologyPortCollision(t *testing.T) {
+	env := newEnv(t)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	heldPort := held.Addr().(*net.TCPAddr).Port
+	var calls atomic.Int32
+	env.PickPort = func() int {
+		// Ports are picked idp, proxy, admin, then sp-1: give sp-1 the
+		// taken one, once.
+		if calls.Add(1) == 4 {
+			return heldPort
+		}
+		return localproc.Port()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	top, err := topo.Start(ctx, env, topo.Spec{Name: "collide", Replicas: 2, Store: "memory"})
+	if err != nil {
+		t.Fatalf("the topology did not start on new ports: %v", err)
+	}
+	defer top.Stop()
+	if top.Replicas[0].Port == heldPort {
+		t.Fatal("sp-1 still has the taken port")
+	}
+	if !strings.HasSuffix(top.Dir, "collide.try2") {
+		t.Errorf("topology directory %s: want the second attempt's", top.Dir)
+	}
+	first, _ := os.ReadFile(filepath.Join(env.Dir, "collide", "sp-1.log"))
+	if !strings.Contains(string(first), "address already in use") {
+		t.Errorf("the first sp-1's log does not show the bind failure:\n%s", first)
+	}
+	b := sptest.NewBrowser(sptest.Options{Resolve: top.Resolve, RootCAs: top.RootCAs})
+	if res := b.Login(ctx, top.PublicURL+"/app", "bob", "bob-password"); !res.OK && res.Cause != "state-not-found-cross-instance" {
+		t.Fatalf("login through the restarted topology: %s %v", res.Cause, res.Err)
+	}
+}
+
+// A child that crashes: the scenario is recorded as failed, with the
+// child's own words and its log, and the next scenario still runs;
+// results.json and report.html are written, and the exit status says that
+// not every scenario ran.
+func TestRunSurvivesACrashingChild(t *testing.T) {
+	bin := t.TempDir()
+	for _, name := range []string{"stickyproxy", "devidp"} {
+		if err := os.Symlink(filepath.Join(filepath.Dir(testBins.SP), name), filepath.Join(bin, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// samlsp crashes whenever it is started stateless, and runs otherwise.
+	script := "#!/bin/sh\ncase \"$*\" in *'--store stateless'*) echo 'boom: samlsp cannot start'; exit 3;; esac\nexec " + testBins.SP + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "samlsp"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"run", "--out", out, "--bin-dir", bin, "--progress", "off",
+		"--scenarios", "roundrobin-stateless,sticky-memory", "--logins", "6", "--concurrency", "2"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 scenarios did not run as planned") {
+		t.Fatalf("exit error %v; want it to say one of two scenarios failed\n%s", err, stdout.String())
+	}
+	r, rerr := results.Read(filepath.Join(out, "results.json"))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if st, err := os.Stat(filepath.Join(out, "report.html")); err != nil || st.Size() == 0 {
+		t.Fatalf("report.html: %v", err)
+	}
+	crashed := scenarioByName(t, r, "roundrobin-stateless")
+	if !strings.Contains(crashed.Error, "boom: samlsp cannot start") || !strings.Contains(crashed.Error, "exit status 3") {
+		t.Errorf("the failed scenario's error does not quote the child: %q", crashed.Error)
+	}
+	if len(crashed.Logs) == 0 {
+		t.Error("the failed scenario names no logs")
+	}
+	if ok := scenarioByName(t, r, "sticky-memory"); ok.Error != "" || ok.Logins.Succeeded != 6 {
+		t.Errorf("the scenario after the crash: error %q, logins %+v", ok.Error, ok.Logins)
+	}
+	if !strings.Contains(stdout.String(), "FAILED: the topology did not start") {
+		t.Errorf("the table does not show the failure:\n%s", stdout.String())
+	}
+}
+
+// The deploy-day scenarios show what they are meant to: a Redis failover
+// under Sentinel and a Redis restart with AOF keep every session; a
+// rolling restart with shared state loses none; a replica added at run
+// time gets requests; the slow users of the Lax+POST trap fail cross-
+// instance while the fast ones pass.
+func TestDeployDayScenarios(t *testing.T) {
+	r, _ := runLab(t, "--scenarios", "roundrobin-redis-failover,roundrobin-redis-aof-restart,roundrobin-redis-rolling,roundrobin-redis-scaleout,sticky-slow-user",
+		"--logins", "30", "--concurrency", "4")
+	for _, s := range r.Scenarios {
+		if s.Skipped != "" || s.Error != "" {
+			t.Fatalf("%s: skipped %q, error %q", s.Name, s.Skipped, s.Error)
+		}
+	}
+	for _, name := range []string{"roundrobin-redis-failover", "roundrobin-redis-aof-restart"} {
+		s := scenarioByName(t, r, name)
+		if len(s.Faults) == 0 || s.Sessions.Revisited == 0 || s.Sessions.Gone != 0 || s.Sessions.RevisitErrors != 0 {
+			t.Errorf("%s: faults %+v sessions %+v; want every session kept and reachable at the end", name, s.Faults, s.Sessions)
+		}
+		for c := range s.Logins.Failed {
+			if c != "store-unavailable" {
+				t.Errorf("%s: a failure other than store-unavailable: %s", name, c)
+			}
+		}
+	}
+	if s := scenarioByName(t, r, "roundrobin-redis-rolling"); len(s.Faults) != 1 || s.Sessions.Gone != 0 {
+		t.Errorf("roundrobin-redis-rolling: faults %+v sessions %+v; want no session gone", s.Faults, s.Sessions)
+	}
+	scale := scenarioByName(t, r, "roundrobin-redis-scaleout")
+	if len(scale.Replicas) != 4 || scale.Replicas[3].ID != "sp-4" || scale.Replicas[3].Requests == 0 {
+		t.Errorf("roundrobin-redis-scaleout: replicas %+v; want sp-4 to have served requests", scale.Replicas)
+	}
+	// Half the users are slow; of those, the ACS POST goes to the right
+	// replica by chance one time in three.
+	slow := scenarioByName(t, r, "sticky-slow-user")
+	if f := slow.Logins.Failed["state-not-found-cross-instance"]; f == 0 || slow.Logins.Succeeded < slow.Logins.Tried/2 {
+		t.Errorf("sticky-slow-user: %+v; want cross-instance failures among the slow half only", slow.Logins)
+	}
+}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
@@ -48,4 +50,22 @@ func requireCI(t *testing.T, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// The run's flags are checked together; --chromium is bounded (each
+// Chromium login starts a browser).
+func TestRunFlagBounds(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--chromium", "21"}, "--chromium 21: want 0 to 20"},
+		{[]string{"--chromium", "-1"}, "--chromium -1: want 0 to 20"},
+		{[]string{"--logins", "0"}, "--logins must be at least 1"},
+	} {
+		_, err := parseRunFlags(tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
 }

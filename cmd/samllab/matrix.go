@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,15 +14,18 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
+	"github.com/samlha/samlha/cmd/samllab/internal/chromium"
 	"github.com/samlha/samlha/cmd/samllab/internal/load"
 	"github.com/samlha/samlha/cmd/samllab/internal/report"
 	"github.com/samlha/samlha/cmd/samllab/internal/results"
 	"github.com/samlha/samlha/cmd/samllab/internal/scenario"
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
+	"github.com/samlha/samlha/sp/sptest"
 )
 
 type runOptions struct {
@@ -40,6 +44,8 @@ type runOptions struct {
 	deadline    time.Duration
 	progress    string
 	logLevel    string
+	chromium    int
+	chromiumBin string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
@@ -47,7 +53,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs := flag.NewFlagSet("samllab run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&o.scenarios, "scenarios", "scenarios to run, comma-separated (default: all; see samllab scenarios);\na name selects all its phases, name/phase one of them")
-	fs.IntVar(&o.logins, "logins", 150, "logins per scenario (M)")
+	fs.IntVar(&o.logins, "logins", 100, "logins per scenario (M); more gives steadier numbers and a longer run")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "logins in flight at once (C)")
 	fs.DurationVar(&o.think, "think", 250*time.Millisecond, "think time at the IdP's login form (a person takes seconds; this is scaled down)")
 	fs.IntVar(&o.followUps, "follow-ups", 2, "requests to /app each user makes right after logging in, to see whether the session holds")
@@ -61,6 +67,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.DurationVar(&o.deadline, "deadline", 3*time.Minute, "upper bound on each scenario's load")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bars: auto (on a terminal), on or off")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "samllab's own log level (the children log to files in the run directory)")
+	fs.IntVar(&o.chromium, "chromium", 0, "after each scenario's load, also log in N times with headless Chromium, each beside a scripted\nlogin, and report whether the two browsers agree (needs chromium on PATH; at most 20)")
 	if err := cli.Parse(fs, args, "SAMLLAB", summary); err != nil {
 		return nil, err
 	}
@@ -87,6 +94,17 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	if _, err := scenario.Select(o.scenarios); err != nil {
 		p.Addf("--scenarios: %v", err)
+	}
+	if o.chromium < 0 || o.chromium > maxChromium {
+		p.Addf("--chromium %d: want 0 to %d", o.chromium, maxChromium)
+	}
+	if o.chromium > 0 {
+		if o.chromiumBin = chromium.Find(); o.chromiumBin == "" {
+			p.Addf("--chromium needs chromium (or chromium-browser, google-chrome) on PATH")
+		}
+		if o.target != "" {
+			p.Addf("--chromium runs with the lab's own topologies, not --target")
+		}
 	}
 	switch o.progress {
 	case "auto", "on", "off":
@@ -121,16 +139,36 @@ func runMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 		FollowUps: o.followUps, FollowUpGap: o.followGap, Deadline: o.deadline, Revisit: o.revisit}
 	bars := newProgress(stdout, o.progress)
 
+	// Whatever happens to the scenarios, results.json and report.html are
+	// written, and the exit status says whether every scenario ran.
+	var runErr error
 	if o.target != "" {
-		if err := driveTarget(ctx, o, lo, bars, run); err != nil {
-			return err
-		}
-	} else if err := runScenarios(ctx, o, lo, bars, run, logger, stdout); err != nil {
-		return err
+		runErr = driveTarget(ctx, o, lo, bars, run)
+	} else {
+		runErr = runScenarios(ctx, o, lo, bars, run, logger, stdout)
 	}
 	bars.Wait()
 	run.Finished = time.Now()
-	return writeOutputs(run, absOut, stdout)
+	if runErr != nil {
+		run.Error = runErr.Error()
+	}
+	if err := writeOutputs(run, absOut, stdout); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	var failed []string
+	for _, s := range run.Scenarios {
+		if s.Error != "" {
+			failed = append(failed, s.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d scenarios did not run as planned (%s): see their errors in %s", len(failed), len(run.Scenarios),
+			strings.Join(failed, ", "), filepath.Join(absOut, "report.html"))
+	}
+	return nil
 }
 
 func writeOutputs(run *results.Run, dir string, stdout io.Writer) error {
@@ -175,60 +213,163 @@ func runScenarios(ctx context.Context, o *runOptions, lo load.Options, bars *pro
 	if bins.Redis == "" && o.redisURL == "" {
 		fmt.Fprintln(stdout, "note: redis-server is not installed and no --redis-url was given: the Redis scenarios will be skipped (apt-get install redis-server)")
 	}
-
-	// Whatever happens (error, Ctrl-C, panic), no child outlives the run.
-	var current *topo.Topology
-	defer func() {
-		if p := recover(); p != nil {
-			current.Stop()
-			panic(p)
-		}
-		current.Stop()
-	}()
-
 	for _, s := range scs {
+		rs := results.Scenario{Name: s.ID(), Description: s.Description, Strategy: s.Strategy, Fault: s.Fault, Topology: s.Topology(), Expect: s.Expect}
 		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted: %w", ctx.Err())
+			rs.Skipped = "interrupted before it began"
+			run.Scenarios = append(run.Scenarios, rs)
+			continue
 		}
-		rs := results.Scenario{Name: s.ID(), Description: s.Description, Strategy: s.Strategy, Topology: s.Topology(), Expect: s.Expect}
 		if reason := skipReason(s, bins, o.redisURL); reason != "" {
 			rs.Skipped = reason
 			run.Scenarios = append(run.Scenarios, rs)
 			bars.Skip(s.ID(), reason)
 			continue
 		}
-		bar := bars.Add(s.ID(), o.logins)
-		current, err = topo.Start(ctx, env, s.Spec)
-		if err != nil {
-			bar.Abort()
-			return fmt.Errorf("scenario %s: start topology: %w", s.ID(), err)
+		runScenario(ctx, env, s, lo, bars, &rs, o)
+		if rs.Error != "" {
+			logger.Warn("scenario failed", "scenario", rs.Name, "reason", rs.Error)
 		}
-		var faults []load.Fault
-		faulted := map[string]string{}
-		if s.Faults != nil {
-			for _, f := range s.Faults(current) {
-				faults = append(faults, load.Fault{Kind: f.Kind, Target: f.Target, After: f.After, Do: f.Do})
-				if f.Target != "redis" {
-					faulted[f.Target] = f.Kind
-				}
-			}
-		}
-		slo := lo
-		slo.OnDone = bar.Done
-		slo.Pace = s.Pace
-		out := load.Drive(ctx, load.Target{PublicURL: current.PublicURL, Resolve: current.Resolve, RootCAs: current.RootCAs}, slo, faults)
-		var ids []string
-		for _, r := range current.Replicas {
-			ids = append(ids, r.ID)
-		}
-		load.Summarize(&rs, out, slo, ids, faulted)
-		rs.Logs = current.Logs()
-		current.Stop()
-		current = nil
-		bar.Finish(rs.Logins)
 		run.Scenarios = append(run.Scenarios, rs)
 	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	}
 	return nil
+}
+
+// runScenario runs one scenario into rs. A topology that does not start,
+// a process that crashes without a fault causing it, even a panic in the
+// lab, is recorded in rs.Error with the logs: the run goes on.
+func runScenario(ctx context.Context, env *topo.Env, s scenario.Scenario, lo load.Options, bars *progress, rs *results.Scenario, o *runOptions) {
+	bar := bars.Add(s.ID(), lo.Logins)
+	var top *topo.Topology
+	defer func() {
+		if p := recover(); p != nil {
+			rs.Error = fmt.Sprintf("the lab panicked: %v\n%s", p, debug.Stack())
+		}
+		if top != nil {
+			rs.Logs = top.Logs()
+			top.Stop()
+		}
+		if rs.Error != "" {
+			bar.Abort()
+		} else {
+			bar.Finish(rs.Logins)
+		}
+	}()
+	var err error
+	top, err = topo.Start(ctx, env, s.Spec)
+	if err != nil {
+		rs.Error = "the topology did not start: " + err.Error()
+		rs.Logs = logsUnder(env.Dir, s.Spec.Name)
+		return
+	}
+	var faults []load.Fault
+	faulted := map[string]string{}
+	expected := map[string]bool{}
+	if s.Faults != nil {
+		faults = s.Faults(top)
+		for _, f := range faults {
+			faulted[f.Target] = f.Kind
+			expected[f.Target] = true
+		}
+	}
+	slo := lo
+	slo.OnDone = bar.Done
+	slo.Pace = s.Pace
+	if s.Load != nil {
+		s.Load(&slo)
+	}
+	out := load.Drive(ctx, load.Target{PublicURL: top.PublicURL, Resolve: top.Resolve, RootCAs: top.RootCAs}, slo, faults)
+	var ids []string
+	for _, r := range top.Replicas {
+		ids = append(ids, r.ID)
+	}
+	for _, r := range top.Spares {
+		ids = append(ids, r.ID)
+	}
+	load.Summarize(rs, out, slo, ids, faulted)
+	if o.chromium > 0 {
+		rs.Chromium = compareChromium(ctx, o, top, slo)
+	}
+	if crashed := top.Crashed(expected); len(crashed) > 0 {
+		rs.Error = "a process crashed during the run, and no fault of the scenario did it: " + strings.Join(crashed, "\n")
+	}
+}
+
+// maxChromium bounds --chromium: each Chromium login starts a browser.
+const maxChromium = 20
+
+// compareChromium logs in o.chromium times with Chromium, each time beside
+// a scripted login on the same topology, and counts the pairs that agree.
+func compareChromium(ctx context.Context, o *runOptions, top *topo.Topology, lo load.Options) *results.Chromium {
+	c := &results.Chromium{}
+	for i := range o.chromium {
+		if ctx.Err() != nil {
+			break
+		}
+		c.Logins++
+		real, err := chromium.Login(ctx, chromium.Options{ExecPath: o.chromiumBin, Resolve: top.Resolve}, top.PublicURL+"/app", "alice", "alice-password")
+		if err != nil {
+			c.Disagreements = append(c.Disagreements, fmt.Sprintf("login %d: Chromium: %v", i+1, err))
+			continue
+		}
+		if real.OK {
+			c.Succeeded++
+		}
+		// The scripted twin: Chrome's rules, Lax+POST included when the
+		// scenario emulates it; no simulated think time (Chromium's
+		// logins are fast).
+		b := sptest.NewBrowser(sptest.Options{Resolve: top.Resolve, RootCAs: top.RootCAs, LaxPlusPOST: lo.LaxPlusPOST, RequestTimeout: 10 * time.Second})
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		script := b.Login(lctx, top.PublicURL+"/app", "alice", "alice-password")
+		cancel()
+		b.CloseIdleConnections()
+		if why := disagreement(real, script); why != "" {
+			c.Disagreements = append(c.Disagreements, fmt.Sprintf("login %d: %s", i+1, why))
+			continue
+		}
+		c.Agreed++
+	}
+	return c
+}
+
+// disagreement says how a Chromium login and a scripted one differ, or ""
+// if they agree: the same cookies on the ACS POST and, when both were
+// routed alike, the same outcome and cause.
+func disagreement(real chromium.Result, script *sptest.Result) string {
+	var acs *sptest.Hop
+	for i := range script.Hops {
+		if script.Hops[i].Form == sptest.FormSAMLResponse {
+			acs = &script.Hops[i]
+		}
+	}
+	if acs == nil {
+		return fmt.Sprintf("the scripted browser made no ACS POST (%s)", script.Cause)
+	}
+	rc, sc := slices.Sorted(slices.Values(real.CookiesSent)), slices.Sorted(slices.Values(acs.CookiesSent))
+	if !slices.Equal(rc, sc) {
+		return fmt.Sprintf("cookies on the ACS POST: Chromium %v (withheld %v), scripted %v", rc, real.CookiesBlocked, sc)
+	}
+	realCrossed := real.StartInstance != real.ACSInstance
+	scriptCrossed := script.StartInstance != script.ACSInstance
+	if realCrossed == scriptCrossed && (real.OK != script.OK || real.Cause != script.Cause) {
+		return fmt.Sprintf("outcome: Chromium ok=%v %q, scripted ok=%v %q", real.OK, real.Cause, script.OK, script.Cause)
+	}
+	return ""
+}
+
+// logsUnder lists the log files of a topology that did not start.
+func logsUnder(dir, name string) map[string]string {
+	m := map[string]string{}
+	matches, _ := filepath.Glob(filepath.Join(dir, name+"*", "*.log"))
+	for _, p := range matches {
+		if rel, err := filepath.Rel(dir, p); err == nil {
+			m[strings.TrimSuffix(filepath.Base(p), ".log")+" ("+filepath.Base(filepath.Dir(p))+")"] = rel
+		}
+	}
+	return m
 }
 
 func skipReason(s scenario.Scenario, bins topo.Binaries, redisURL string) string {

@@ -90,7 +90,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, r := range t.Replicas {
 		fmt.Fprintf(tw, "%s\t%s\t(direct; every reply says X-Samlha-Instance)\n", r.ID, r.URL)
 	}
-	fmt.Fprintf(tw, "proxy admin\t%s/targets\n", t.AdminURL)
+	if t.AdminTokenFile != "" {
+		fmt.Fprintf(tw, "proxy admin\t%s/targets\t(send Authorization: Bearer <the token in %s>)\n", t.AdminURL, t.AdminTokenFile)
+	} else {
+		fmt.Fprintf(tw, "proxy admin\t%s/targets\n", t.AdminURL)
+	}
 	fmt.Fprintf(tw, "logs\t%s\n", t.Dir)
 	tw.Flush()
 	fmt.Fprintln(stdout, "\nCtrl-C stops everything.")

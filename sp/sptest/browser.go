@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -89,6 +90,15 @@ type Options struct {
 	SuccessPath string
 	// Now is the clock of cookie expiry (default time.Now).
 	Now func() time.Time
+	// LaxPlusPOST emulates Chrome's Lax+POST exception: a cookie set
+	// without SameSite and younger than LaxPlusPOSTWindow is still sent on
+	// a cross-site top-level POST (see the package documentation). Off by
+	// default.
+	LaxPlusPOST bool
+	// SimulatedThink is think time at the IdP's login form that passes on
+	// the browser's clock only: no real wait, but every cookie is that much
+	// older when the form is submitted (a slow user, for LaxPlusPOST).
+	SimulatedThink time.Duration
 	// UserAgent is sent on every request (default: a Chrome on Linux user
 	// agent, with "samlha-sptest" appended).
 	UserAgent string
@@ -104,6 +114,7 @@ type Browser struct {
 	client       *http.Client
 	ownTransport *http.Transport // non-nil when the browser made its transport
 	jar          *jar
+	skew         atomic.Int64 // simulated time passed, in ns (SimulatedThink)
 }
 
 // NewBrowser returns a browser with an empty cookie jar.
@@ -120,7 +131,9 @@ func NewBrowser(opts Options) *Browser {
 	if opts.UserAgent == "" {
 		opts.UserAgent = defaultUserAgent
 	}
-	b := &Browser{opts: opts, jar: newJar(opts.Now, !opts.DisableSameSite)}
+	b := &Browser{opts: opts}
+	b.jar = newJar(func() time.Time { return opts.Now().Add(time.Duration(b.skew.Load())) }, !opts.DisableSameSite)
+	b.jar.laxPlusPOST = opts.LaxPlusPOST
 	rt := opts.Transport
 	if rt == nil {
 		b.ownTransport = NewTransport(opts.Resolve, opts.RootCAs)
@@ -415,6 +428,7 @@ func (fl *flow) run(ctx context.Context, rq navigation, creds *credentials, stop
 				fl.failErr(ctx, err)
 				return nil
 			}
+			b.skew.Add(int64(b.opts.SimulatedThink))
 			credentialsSent = true
 			rq = navigation{method: lf.method, u: lf.action, body: lf.fields, initiator: page.URL, userActivated: true, form: FormLogin}
 			continue

@@ -28,7 +28,10 @@
 //     are not. Cross-site POST: only SameSite=None (which must be Secure).
 //     Same-site: all.
 //   - A cookie without SameSite is Lax. Chrome's two-minute "Lax+POST"
-//     exception is not emulated.
+//     exception (such a cookie still goes with a cross-site POST while it
+//     is younger than two minutes) is emulated only with
+//     Options.LaxPlusPOST; Options.SimulatedThink ages the cookies by a
+//     user's think time without waiting for it.
 //   - SameSite=None without Secure is rejected when set; Secure cookies are
 //     set and sent over https only (http://localhost and 127.0.0.0/8 are
 //     NOT treated as secure, unlike Chrome: use TLS to test Secure cookies).

@@ -28,12 +28,15 @@ import (
 //   - the __Secure- and __Host- name prefixes are enforced.
 //
 // Chrome's "Lax+POST" exception (a Lax-by-default cookie younger than two
-// minutes is still sent on a cross-site top-level POST) is NOT emulated: it
-// was a temporary migration aid, and relying on it hides exactly the failure
-// the lab is meant to show.
+// minutes is still sent on a cross-site top-level POST) is emulated only when
+// laxPlusPOST is set (Options.LaxPlusPOST): it was meant as a temporary
+// migration aid, and by default relying on it would hide exactly the failure
+// the lab is meant to show. With it on, the lab shows the other face of it:
+// fast logins pass and slow ones fail.
 type jar struct {
-	now      func() time.Time
-	sameSite bool // apply SameSite rules when sending
+	now         func() time.Time
+	sameSite    bool // apply SameSite rules when sending
+	laxPlusPOST bool
 
 	mu      sync.Mutex
 	seq     uint64
@@ -174,7 +177,15 @@ func (j *jar) set(u *url.URL, c *http.Cookie) error {
 	}
 	key := cookieKey{name: sc.name, domain: sc.domain, path: sc.path}
 	if old, ok := j.cookies[key]; ok {
-		sc.created, sc.seq = old.created, old.seq
+		// RFC 6265 keeps the old cookie's creation time on every
+		// overwrite; Chromium keeps it only when the value is unchanged
+		// (a balancer that re-seals its affinity cookie on each response
+		// makes it young again, which is what Lax+POST's age sees:
+		// TestChromiumConfirmsLaxPlusPOST).
+		sc.seq = old.seq
+		if old.value == sc.value {
+			sc.created = old.created
+		}
 	} else {
 		j.seq++
 		sc.seq = j.seq
@@ -222,7 +233,8 @@ func (j *jar) cookiesFor(u *url.URL, sc sendContext) []*storedCookie {
 		if c.secure && !secureURL {
 			continue
 		}
-		if j.sameSite && sc.crossSite && !sendCrossSite(c, sc.method) {
+		if j.sameSite && sc.crossSite && !sendCrossSite(c, sc.method) &&
+			!(j.laxPlusPOST && laxPlusPOST(c, sc.method, now)) {
 			continue
 		}
 		out = append(out, c)
@@ -248,6 +260,17 @@ func sendCrossSite(c *storedCookie, method string) bool {
 	default:
 		return false
 	}
+}
+
+// LaxPlusPOSTWindow is the age under which Chrome still sends a cookie set
+// without SameSite on a cross-site top-level POST.
+const LaxPlusPOSTWindow = 2 * time.Minute
+
+// laxPlusPOST reports whether Chrome's Lax+POST exception lets c go with a
+// cross-site top-level POST at now: c was set without a SameSite attribute
+// and is younger than LaxPlusPOSTWindow.
+func laxPlusPOST(c *storedCookie, method string, now time.Time) bool {
+	return method == http.MethodPost && !c.sameSiteSet && now.Sub(c.created) < LaxPlusPOSTWindow
 }
 
 // cookieHeader renders cookies as a Cookie request header value.

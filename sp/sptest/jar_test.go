@@ -424,3 +424,54 @@ func TestResolveAddr(t *testing.T) {
 		}
 	}
 }
+
+// Chrome's Lax+POST exception, when emulated: a cookie set without
+// SameSite goes with a cross-site POST while younger than two minutes, and
+// not after; an explicit SameSite=Lax never does; a cookie set again with
+// the same value keeps its creation time (the window stays closed), one
+// set with a new value is young again, as in Chromium.
+func TestJarLaxPlusPOST(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name    string
+		line    string
+		age     time.Duration
+		refresh string // a Set-Cookie line after age, or ""
+		want    string
+	}{
+		{"unset, young", "a=1; Path=/", LaxPlusPOSTWindow - time.Second, "", "a=1"},
+		{"unset, two minutes old", "a=1; Path=/", LaxPlusPOSTWindow, "", ""},
+		{"unset, set again with the same value", "a=1; Path=/", LaxPlusPOSTWindow + time.Second, "a=1; Path=/", ""},
+		{"unset, set again with a new value", "a=1; Path=/", LaxPlusPOSTWindow + time.Second, "a=2; Path=/", "a=2"},
+		{"explicit Lax, young", "a=1; Path=/; SameSite=Lax", time.Second, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			now := start
+			j := newJar(func() time.Time { return now }, true)
+			j.laxPlusPOST = true
+			c, _ := http.ParseSetCookie(tc.line)
+			u := mustParse(t, "https://sp.test/")
+			if err := j.set(u, c); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(tc.age)
+			if tc.refresh != "" {
+				c2, _ := http.ParseSetCookie(tc.refresh)
+				if err := j.set(u, c2); err != nil {
+					t.Fatal(err)
+				}
+			}
+			post := cookieHeader(j.cookiesFor(u, sendContext{method: http.MethodPost, crossSite: true}))
+			if post != tc.want {
+				t.Errorf("cross-site POST: Cookie %q, want %q", post, tc.want)
+			}
+			j.laxPlusPOST = false
+			if got := cookieHeader(j.cookiesFor(u, sendContext{method: http.MethodPost, crossSite: true})); got != "" {
+				t.Errorf("without the exception: Cookie %q, want none", got)
+			}
+		})
+	}
+}

@@ -2,12 +2,15 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/samlha/samlha/store/localproc"
 )
 
 // clusterTimeout bounds the wait for a new cluster to agree that it is
@@ -73,20 +76,21 @@ func waitClusterOK(ctx context.Context, n *Server, masters int) error {
 	client := n.Client()
 	want := []string{"cluster_state:ok", "cluster_known_nodes:" + strconv.Itoa(masters), "cluster_size:" + strconv.Itoa(masters)}
 	var last string
-	for {
+	err := localproc.Poll(ctx, func(ctx context.Context) error {
 		info, err := client.ClusterInfo(ctx).Result()
-		if err == nil {
-			last = info
-			if hasAll(info, want) {
-				return nil
-			}
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not %s within %v; last CLUSTER INFO:\n%s", strings.Join(want, ", "), clusterTimeout, last)
-		case <-time.After(pollStep):
+		last = info
+		if !hasAll(info, want) {
+			return errors.New("not yet")
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("not %s within %v; last CLUSTER INFO:\n%s", strings.Join(want, ", "), clusterTimeout, last)
 	}
+	return nil
 }
 
 func hasAll(info string, want []string) bool {

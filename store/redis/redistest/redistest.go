@@ -10,29 +10,25 @@
 package redistest
 
 import (
-	"bufio"
-	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/samlha/samlha/store/localproc"
 )
 
 // Timings.
@@ -42,9 +38,8 @@ const (
 	// stopTimeout bounds the wait for a server to exit after SIGTERM,
 	// after which it is killed.
 	stopTimeout = 10 * time.Second
-	pollStep    = 10 * time.Millisecond
-	// startTries is how many free ports Start tries: another process may
-	// take a port between our finding it free and redis-server binding it.
+	// startTries is how many ports Start tries: another process may take a
+	// port between its being picked and redis-server binding it.
 	startTries = 3
 )
 
@@ -60,10 +55,9 @@ type Server struct {
 	external string // REDIS_URL fallback: its URL, with a prefix of our own
 	sentinel *sentinelConf
 	tls      bool
+	ca       *localproc.CA
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	proc *localproc.Proc
 }
 
 // Option configures Start.
@@ -102,7 +96,7 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	}
 	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), password: c.password, args: c.args, tls: c.tls}
 	if c.tls {
-		if err := writeTLSFiles(s.dir); err != nil {
+		if s.ca, err = localproc.NewCA(s.dir, "127.0.0.1", "localhost"); err != nil {
 			tb.Fatalf("redistest: TLS files: %v", err)
 		}
 	}
@@ -110,21 +104,24 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	return s
 }
 
-// launch starts s on a free port, trying another if the port was taken.
+// launch starts s on a port it really got, trying another if the port was
+// taken (see localproc.Launch).
 func (s *Server) launch() {
-	tb := s.tb
-	tb.Helper()
-	var err, lastErr error
+	s.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout*startTries)
+	defer cancel()
+	var lastErr error
 	for range startTries {
-		if s.port, err = freePort(); err != nil {
-			tb.Fatalf("redistest: %v", err)
-		}
-		if lastErr = s.start(); lastErr == nil {
-			tb.Cleanup(s.Stop)
+		s.port = localproc.Port()
+		if lastErr = s.start(ctx); lastErr == nil {
+			s.tb.Cleanup(s.Stop)
 			return
 		}
+		if !errors.Is(lastErr, localproc.ErrPortTaken) {
+			break
+		}
 	}
-	tb.Fatalf("redistest: %v", lastErr)
+	s.tb.Fatalf("redistest: %v", lastErr)
 }
 
 // external returns the REDIS_URL fallback, or skips (fails, under CI).
@@ -163,29 +160,6 @@ func randomHex(tb testing.TB, n int) string {
 		tb.Fatalf("redistest: random: %v", err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-// freePort returns a port on 127.0.0.1 that was free a moment ago, drawn at
-// random from 20000-31999, below Linux's ephemeral range: ports the kernel
-// hands to ":0" listeners and outgoing connections are reused soon after
-// they are freed, and a server stopped for an outage test must get its port
-// back on Restart.
-func freePort() (int, error) {
-	for range 50 {
-		port := 20000 + mrand.IntN(12000)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			l.Close()
-			return port, nil
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Addr returns the server's host:port.
@@ -230,8 +204,10 @@ func (s *Server) needPrivate(what string) {
 
 func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
 
-// start runs redis-server on s.port and waits until it answers.
-func (s *Server) start() error {
+// start runs redis-server on s.port and waits until it answers and is
+// ours (its process_id); the error wraps localproc.ErrPortTaken when the
+// port was taken.
+func (s *Server) start(ctx context.Context) error {
 	var args []string
 	if s.sentinel != nil {
 		conf, err := s.sentinel.write(s.dir)
@@ -245,9 +221,9 @@ func (s *Server) start() error {
 		port = []string{
 			"--port", "0",
 			"--tls-port", strconv.Itoa(s.port),
-			"--tls-cert-file", filepath.Join(s.dir, "server.pem"),
-			"--tls-key-file", filepath.Join(s.dir, "server-key.pem"),
-			"--tls-ca-cert-file", s.CAFile(),
+			"--tls-cert-file", s.ca.CertFile,
+			"--tls-key-file", s.ca.KeyFile,
+			"--tls-ca-cert-file", s.ca.CAFile,
 			"--tls-auth-clients", "no",
 		}
 	}
@@ -265,124 +241,29 @@ func (s *Server) start() error {
 		args = append(args, "--requirepass", s.password)
 	}
 	args = append(args, s.args...)
-	cmd := exec.Command(s.bin, args...)
-	cmd.Dir = s.dir
-	setDeathSignal(cmd)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", s.bin, err)
+	s.proc = &localproc.Proc{Name: "redis-server", Path: s.bin, Args: args, Dir: s.dir, LogPath: filepath.Join(s.dir, "redis.out")}
+	if err := s.proc.Start(); err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-	if err := waitAnswer(s.Addr(), s.tls, done); err != nil {
-		s.kill()
-		return fmt.Errorf("redis-server on port %d: %w\n%s%s", s.port, err, stderr.Bytes(), tail(s.logPath()))
-	}
-	// Whoever answered may be another test's server that took the port
-	// (ours then fails to bind and exits): check it is ours, or a test
-	// would run against a stranger that may stop at any moment.
-	if pid, err := serverPID(s.Addr(), s.tls, s.password); err != nil || pid != cmd.Process.Pid {
-		s.kill()
-		return fmt.Errorf("port %d is answered by another process (pid %d, ours %d; %v): it was taken while our server was stopped", s.port, pid, cmd.Process.Pid, err)
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	// A server that answers must be ours: another test's server may have
+	// taken the port (ours then fails to bind and exits), and a test would
+	// run against a stranger that may stop at any moment.
+	if err := localproc.Ready(ctx, s.proc, []int{s.port}, localproc.RedisProbe(s.proc, s.options()), s.logPath()); err != nil {
+		s.proc.Kill()
+		return fmt.Errorf("redis-server on port %d: %w", s.port, err)
 	}
 	return nil
 }
 
-// serverPID asks the server at addr for its process ID (INFO server),
-// authenticating first when it has a password.
-func serverPID(addr string, useTLS bool, password string) (int, error) {
-	c, err := dial(addr, useTLS)
-	if err != nil {
-		return 0, err
+// options are go-redis options for the server.
+func (s *Server) options() *goredis.Options {
+	o := &goredis.Options{Addr: s.Addr(), Password: s.password, DisableIdentity: true}
+	if s.tls {
+		o.TLSConfig = &tls.Config{RootCAs: s.ca.Pool, MinVersion: tls.VersionTLS12}
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	r := bufio.NewReader(c)
-	if password != "" {
-		fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password)
-		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
-			return 0, fmt.Errorf("AUTH: %q %v", strings.TrimSpace(line), err)
-		}
-	}
-	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
-		return 0, err
-	}
-	head, err := r.ReadString('\n')
-	if err != nil || !strings.HasPrefix(head, "$") {
-		return 0, fmt.Errorf("INFO: %q %v", strings.TrimSpace(head), err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
-	if err != nil {
-		return 0, err
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(body), "\r\n") {
-		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, errors.New("INFO server has no process_id")
-}
-
-// waitAnswer polls addr with PING until the server answers (any reply,
-// NOAUTH included), the process exits, or startTimeout passes.
-func waitAnswer(addr string, useTLS bool, exited <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
-	for {
-		err := ping(addr, useTLS)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("exited before answering")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer within %v: %w", startTimeout, err)
-		}
-		time.Sleep(pollStep)
-	}
-}
-
-// ping sends one inline PING and reads one reply line.
-func ping(addr string, useTLS bool) error {
-	c, err := dial(addr, useTLS)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.HasPrefix(line, "-LOADING") {
-		return errors.New("server is loading")
-	}
-	return nil
-}
-
-func dial(addr string, useTLS bool) (net.Conn, error) {
-	d := &net.Dialer{Timeout: time.Second}
-	if useTLS {
-		// Only to talk to our own server: the certificate is our own.
-		return tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
-	}
-	return d.Dial("tcp", addr)
+	return o
 }
 
 // tail returns the end of the file at path, for error messages.
@@ -402,27 +283,8 @@ func tail(path string) string {
 // stopTimeout) and waits for it to exit. Stopping a stopped server does
 // nothing. The test's cleanup calls it.
 func (s *Server) Stop() {
-	if s.external != "" {
-		return
-	}
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	cmd.Process.Signal(syscall.SIGCONT) // in case it was paused
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(stopTimeout):
-		cmd.Process.Kill()
-		<-done
+	if s.proc != nil {
+		s.proc.Stop(stopTimeout)
 	}
 }
 
@@ -431,18 +293,7 @@ func (s *Server) Stop() {
 func (s *Server) Kill() {
 	s.tb.Helper()
 	s.needPrivate("Kill")
-	s.kill()
-}
-
-func (s *Server) kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Kill()
-	<-done
+	s.proc.Kill()
 }
 
 // Restart stops the server if it runs and starts it again on the same
@@ -451,7 +302,9 @@ func (s *Server) Restart() {
 	s.tb.Helper()
 	s.needPrivate("Restart")
 	s.Stop()
-	if err := s.start(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := s.start(ctx); err != nil {
 		s.tb.Fatalf("redistest: restart: %v", err)
 	}
 }
@@ -472,11 +325,9 @@ func (s *Server) Resume() {
 	s.signal(syscall.SIGCONT)
 }
 
-func (s *Server) signal(sig os.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		s.cmd.Process.Signal(sig)
+func (s *Server) signal(sig syscall.Signal) {
+	if s.proc != nil {
+		s.proc.Signal(sig)
 	}
 }
 
@@ -487,16 +338,7 @@ func (s *Server) Client() *goredis.Client {
 	if s.external != "" {
 		unavailable(s.tb, "Client needs a private redis-server, and redis-server is not on PATH")
 	}
-	opts := &goredis.Options{Addr: s.Addr(), Password: s.password, DisableIdentity: true}
-	if s.tls {
-		pem, err := os.ReadFile(s.CAFile())
-		if err != nil {
-			s.tb.Fatalf("redistest: %v", err)
-		}
-		roots := x509.NewCertPool()
-		roots.AppendCertsFromPEM(pem)
-		opts.TLSConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	}
+	opts := s.options()
 	c := goredis.NewClient(opts)
 	s.tb.Cleanup(func() { c.Close() })
 	return c

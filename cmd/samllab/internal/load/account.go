@@ -25,7 +25,7 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 	sc.Started = out.Start
 	sc.Duration = results.Duration(out.Duration)
 	sc.Logins = results.Logins{Failed: map[string]int{}}
-	sc.Sessions = results.Sessions{LostBy: map[string]int{}, RevisitLostBy: map[string]int{}}
+	sc.Sessions = results.Sessions{LostBy: map[string]int{}, ErrorsBy: map[string]int{}, RevisitLostBy: map[string]int{}, RevisitErrorsBy: map[string]int{}}
 
 	reqs := map[string]int{}
 	acs := map[string]int{}
@@ -75,18 +75,27 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 			// is a burst after the run, not part of its load over time.
 			countHops(f.Hops, false)
 			sc.Sessions.Revisited++
-			if f.Held {
+			switch {
+			case f.Held:
 				sc.Sessions.Survived++
-			} else {
+			case f.Error:
+				sc.Sessions.RevisitErrors++
+				sc.Sessions.RevisitErrorsBy[f.Cause]++
+			default:
+				sc.Sessions.Gone++
 				sc.Sessions.RevisitLostBy[f.Cause]++
 			}
 		}
 		for _, f := range rec.FollowUps {
 			countHops(f.Hops, true)
 			sc.Sessions.Checked++
-			if f.Held {
+			switch {
+			case f.Held:
 				sc.Sessions.Held++
-			} else {
+			case f.Error:
+				sc.Sessions.Errors++
+				sc.Sessions.ErrorsBy[f.Cause]++
+			default:
 				sc.Sessions.Lost++
 				sc.Sessions.LostBy[f.Cause]++
 			}
@@ -144,6 +153,36 @@ func Summarize(sc *results.Scenario, out *Outcome, opts Options, replicas []stri
 	}
 	if n := len(out.Faults); n > 0 {
 		sc.Notes = append(sc.Notes, recoveryNote(out, out.Faults[n-1]))
+	}
+	for _, f := range out.Faults {
+		if f.Kind != "scale-out" || f.Err != nil {
+			continue
+		}
+		// How soon the new replica carried its share: its requests among
+		// all requests after it joined, and the first one it served.
+		total, its := 0, 0
+		first := time.Duration(-1)
+		for _, p := range points {
+			if p.at < f.At {
+				continue
+			}
+			total++
+			if p.instance == f.Target {
+				its++
+				if first < 0 || p.at < first {
+					first = p.at
+				}
+			}
+		}
+		if total == 0 {
+			continue
+		}
+		note := fmt.Sprintf("after %s was started at %.1fs it served %d of the %d requests made (%.0f%%; an even share is %.0f%%)",
+			f.Target, f.At.Seconds(), its, total, 100*float64(its)/float64(total), 100/float64(len(ids)))
+		if first >= 0 {
+			note += fmt.Sprintf("; its first request came %.2fs after its start", (first - f.At).Seconds())
+		}
+		sc.Notes = append(sc.Notes, note)
 	}
 	if len(decisions) > 0 {
 		var parts []string

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -35,9 +36,12 @@ func TestSummarize(t *testing.T) {
 		{ // crossed but succeeded (shared store), one session lost afterwards
 			Login: &sptest.Result{OK: true, Duration: 300 * time.Millisecond, StartInstance: "sp-2", ACSInstance: "sp-3",
 				Hops: []sptest.Hop{hop(t0, 1500, "sp-2", "", ""), hop(t0, 1600, "sp-3", sptest.FormSAMLResponse, ""), hop(t0, 1650, "sp-3", "", "")}},
-			FollowUps: []FollowUp{{Cause: "relogin", Hops: []sptest.Hop{hop(t0, 1900, "sp-1", "", "")}}},
-			Revisit:   &FollowUp{Held: true},
-			Start:     t0.Add(1500 * time.Millisecond),
+			// A 502 from the killed replica is an error, not a lost
+			// session.
+			FollowUps: []FollowUp{{Cause: "relogin", Hops: []sptest.Hop{hop(t0, 1900, "sp-1", "", "")}},
+				{Error: true, Cause: "http-502"}},
+			Revisit: &FollowUp{Held: true},
+			Start:   t0.Add(1500 * time.Millisecond),
 		},
 		{ // a transport failure without a named cause
 			Login: &sptest.Result{Cause: "", Duration: time.Second},
@@ -53,8 +57,9 @@ func TestSummarize(t *testing.T) {
 	if diff := cmp.Diff(wantLogins, sc.Logins); diff != "" {
 		t.Errorf("logins (-want +got):\n%s", diff)
 	}
-	wantSessions := results.Sessions{Checked: 3, Held: 2, Lost: 1, LostBy: map[string]int{"relogin": 1},
-		Revisited: 2, Survived: 1, RevisitLostBy: map[string]int{"relogin": 1}}
+	wantSessions := results.Sessions{Checked: 4, Held: 2, Lost: 1, LostBy: map[string]int{"relogin": 1},
+		Errors: 1, ErrorsBy: map[string]int{"http-502": 1},
+		Revisited: 2, Survived: 1, Gone: 1, RevisitLostBy: map[string]int{"relogin": 1}, RevisitErrorsBy: map[string]int{}}
 	if diff := cmp.Diff(wantSessions, sc.Sessions); diff != "" {
 		t.Errorf("sessions (-want +got):\n%s", diff)
 	}
@@ -124,5 +129,31 @@ func TestPercentile(t *testing.T) {
 		if got := percentile(v, p); got != want {
 			t.Errorf("p%v = %v, want %v", p, got, want)
 		}
+	}
+}
+
+// Which follow-up causes mean the session is gone, and which are errors.
+func TestSessionLost(t *testing.T) {
+	for cause, lost := range map[string]bool{"relogin": true, "session-not-found-cross-instance": true, "session-invalid": true,
+		"http-502": false, "store-unavailable": false, "transport-error": false} {
+		if SessionLost(cause) != lost {
+			t.Errorf("SessionLost(%q) = %v, want %v", cause, !lost, lost)
+		}
+	}
+}
+
+// Scale out: the note says what share of the requests after the start the
+// new replica served, and how soon it got its first.
+func TestSummarizeScaleOut(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	out := &Outcome{Start: t0, Duration: 3 * time.Second, Records: []*Record{
+		{Login: &sptest.Result{OK: true, Hops: []sptest.Hop{hop(t0, 100, "sp-1", "", ""), hop(t0, 1500, "sp-2", "", ""),
+			hop(t0, 1800, "sp-4", "", ""), hop(t0, 2000, "sp-1", "", ""), hop(t0, 2200, "sp-4", "", "")}}},
+	}, Faults: []AppliedFault{{Kind: "scale-out", Target: "sp-4", At: time.Second}}}
+	var sc results.Scenario
+	Summarize(&sc, out, Options{Logins: 1}, []string{"sp-1", "sp-2", "sp-3", "sp-4"}, map[string]string{"sp-4": "scale-out"})
+	want := "after sp-4 was started at 1.0s it served 2 of the 4 requests made (50%; an even share is 25%); its first request came 0.80s after its start"
+	if !slices.Contains(sc.Notes, want) {
+		t.Errorf("notes %q lack %q", sc.Notes, want)
 	}
 }

@@ -6,8 +6,8 @@ package load
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,13 +48,23 @@ type Options struct {
 	// Revisit: once every login is done (and every fault injected), each
 	// user who logged in requests /app once more.
 	Revisit bool
+	// Settle is a pause before the revisit, for a fault whose recovery
+	// outlasts the load (a Redis failover): the revisit then asks whether
+	// the sessions were kept, not whether the store is back yet.
+	Settle time.Duration
+	// LaxPlusPOST and SimulatedThink configure each browser (see
+	// sptest.Options); SimulatedThink, if set, gives user i's think time
+	// on the browser's clock.
+	LaxPlusPOST    bool
+	SimulatedThink func(i int) time.Duration
 	// OnDone is called after each login (from several goroutines).
 	OnDone func(r *Record)
 }
 
 // Fault is injected once After (a fraction, 0..1) of the logins have
 // completed. Faults run one after another on a goroutine of their own;
-// the load goes on meanwhile.
+// the load goes on meanwhile. Target names what it hits ("sp-2", "redis",
+// "all replicas").
 type Fault struct {
 	Kind   string
 	Target string
@@ -79,9 +89,13 @@ type Record struct {
 	browser *sptest.Browser
 }
 
-// FollowUp is one request to /app after login.
+// FollowUp is one request to /app after login: it Held the session, or
+// found it Lost (sent to log in again, or a session-* cause), or failed
+// with an Error that says nothing of the session (a 502 from a killed
+// replica, a 503, a transport error).
 type FollowUp struct {
 	Held  bool
+	Error bool
 	Cause string
 	Hops  []sptest.Hop
 }
@@ -201,6 +215,12 @@ func Drive(ctx context.Context, t Target, opts Options, faults []Fault) *Outcome
 	stopFaults()
 	faultWG.Wait()
 	if opts.Revisit {
+		if opts.Settle > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(opts.Settle):
+			}
+		}
 		revisit(ctx, out.Records, t, opts)
 	}
 	out.Duration = time.Since(out.Start)
@@ -212,7 +232,11 @@ func runOne(ctx context.Context, t Target, opts Options, transport http.RoundTri
 	user := opts.Users[i%len(opts.Users)]
 	ctx, cancel := context.WithTimeout(ctx, opts.LoginTimeout)
 	defer cancel()
-	b := sptest.NewBrowser(sptest.Options{Transport: transport, ThinkTime: opts.ThinkTime, RequestTimeout: 10 * time.Second})
+	bo := sptest.Options{Transport: transport, ThinkTime: opts.ThinkTime, RequestTimeout: 10 * time.Second, LaxPlusPOST: opts.LaxPlusPOST}
+	if opts.SimulatedThink != nil {
+		bo.SimulatedThink = opts.SimulatedThink(i)
+	}
+	b := sptest.NewBrowser(bo)
 	rec := &Record{Index: i, User: user[0], Start: time.Now(), browser: b}
 	rec.Login = b.Login(ctx, t.PublicURL+"/app", user[0], user[1])
 	for _, h := range rec.Login.Hops {
@@ -239,7 +263,7 @@ func runOne(ctx context.Context, t Target, opts Options, transport http.RoundTri
 func followUp(ctx context.Context, b *sptest.Browser, u, user string) FollowUp {
 	page, err := b.Get(ctx, u)
 	if page == nil {
-		return FollowUp{Cause: sptest.CauseTransport + ": " + fmt.Sprint(err)}
+		return FollowUp{Error: true, Cause: sptest.CauseTransport}
 	}
 	f := FollowUp{Hops: page.Hops}
 	switch {
@@ -258,7 +282,15 @@ func followUp(ctx context.Context, b *sptest.Browser, u, user string) FollowUp {
 	default:
 		f.Cause = sptest.CauseHTTP(page.Status)
 	}
+	f.Error = !f.Held && !SessionLost(f.Cause)
 	return f
+}
+
+// SessionLost reports whether a follow-up's cause means the session is
+// gone: the SP sent the browser to log in again, or named a session cause.
+// Any other cause is an error of the request.
+func SessionLost(cause string) bool {
+	return cause == "relogin" || strings.HasPrefix(cause, "session-")
 }
 
 // revisit sends every user who logged in back to /app once, C at a time.

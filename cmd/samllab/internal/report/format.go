@@ -98,7 +98,7 @@ func endLost(s results.Sessions) string {
 	if s.Revisited == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d/%d", s.Revisited-s.Survived, s.Revisited)
+	return fmt.Sprintf("%d/%d", s.Gone, s.Revisited)
 }
 
 // faultLabel names a fault for a chart marker: the kind's verb and the

@@ -98,6 +98,7 @@ func HTML(w io.Writer, run *results.Run) error {
 // html/template.
 type page struct {
 	Title     string
+	Matrix    matrixView
 	Run       runView
 	Scenarios []scenarioView
 	Data      chartData
@@ -127,6 +128,10 @@ type scenarioView struct {
 	ID                                    string
 	Name, Description, Strategy, Topology string
 	Expect, Skipped                       string
+	Error, ErrorHead                      string
+	Chromium                              string
+	ChromiumDiffs                         []string
+	ChromiumGrade                         string
 	Load                                  string
 	Started, Duration                     string
 
@@ -140,9 +145,11 @@ type scenarioView struct {
 	LostCell   string // "lost/checked"
 	LostCauses []causeRow
 	// The end-of-scenario revisit.
-	EndLostCell   string // "gone/revisited"
-	SurvivedPct   string
-	EndLostCauses []causeRow
+	EndLostCell    string // "gone/revisited"
+	SurvivedPct    string
+	EndLostCauses  []causeRow
+	EndErrorCauses []causeRow
+	ErrorCauses    []causeRow
 
 	P50, P95, P99, Max string
 	HasHistogram       bool
@@ -241,6 +248,7 @@ func newPage(run *results.Run) page {
 		p.Run.Host = append(p.Run.Host, keyValue{k, run.Host[k]})
 	}
 
+	p.Matrix = newMatrixView(run)
 	all := map[string]int{}
 	for i, s := range run.Scenarios {
 		v := newScenarioView(i, s)
@@ -276,6 +284,14 @@ func newScenarioView(i int, s results.Scenario) scenarioView {
 		Duration:    duration(s.Duration),
 		Notes:       s.Notes,
 		Logs:        logLinks(s.Logs),
+		Error:       s.Error,
+		ErrorHead:   firstLine(s.Error),
+	}
+	if c := s.Chromium; c != nil {
+		v.Chromium, v.ChromiumDiffs, v.ChromiumGrade = chromiumText(c), c.Disagreements, "good"
+		if c.Agreed < c.Logins {
+			v.ChromiumGrade = "poor"
+		}
 	}
 	if s.Skipped != "" {
 		return v
@@ -304,6 +320,12 @@ func newScenarioView(i int, s results.Scenario) scenarioView {
 	v.SurvivedPct = percent(s.Sessions.Survived, s.Sessions.Revisited)
 	for _, c := range byCause(s.Sessions.RevisitLostBy) {
 		v.EndLostCauses = append(v.EndLostCauses, causeRow{c.Cause, c.N, percent(c.N, s.Sessions.Revisited)})
+	}
+	for _, c := range byCause(s.Sessions.RevisitErrorsBy) {
+		v.EndErrorCauses = append(v.EndErrorCauses, causeRow{c.Cause, c.N, percent(c.N, s.Sessions.Revisited)})
+	}
+	for _, c := range byCause(s.Sessions.ErrorsBy) {
+		v.ErrorCauses = append(v.ErrorCauses, causeRow{c.Cause, c.N, percent(c.N, s.Sessions.Checked)})
 	}
 	for _, c := range byCause(s.Sessions.LostBy) {
 		v.LostCauses = append(v.LostCauses, causeRow{c.Cause, c.N, percent(c.N, s.Sessions.Checked)})
@@ -423,4 +445,60 @@ func relativeHref(path string) string {
 		return ""
 	}
 	return (&url.URL{Path: p}).String()
+}
+
+// matrixView is the verdict matrix as the page shows it: each entry links
+// to its scenario's section.
+type matrixView struct {
+	Columns []string
+	Rows    []matrixRowView
+}
+
+type matrixRowView struct {
+	Strategy, Worst string
+	Cells           [][]matrixEntryView
+}
+
+type matrixEntryView struct {
+	Scenario, ID, Text, Title, Grade string
+}
+
+func newMatrixView(run *results.Run) matrixView {
+	m := results.NewMatrix(run)
+	ids := map[string]string{}
+	for i, s := range run.Scenarios {
+		ids[s.Name] = fmt.Sprintf("s%d", i+1)
+	}
+	v := matrixView{Columns: m.Columns}
+	for _, r := range m.Rows {
+		rv := matrixRowView{Strategy: r.Strategy, Worst: r.Worst}
+		for _, c := range r.Cells {
+			var es []matrixEntryView
+			// Several scenarios in a cell are told apart by what their
+			// names do not share ("lax", "twin"; "outage", "aof-restart").
+			common := ""
+			if len(c.Entries) > 1 {
+				common = c.Entries[0].Scenario
+				for _, e := range c.Entries[1:] {
+					for !strings.HasPrefix(e.Scenario, common) {
+						common = common[:len(common)-1]
+					}
+				}
+			}
+			for _, e := range c.Entries {
+				title := fmt.Sprintf("%.0f%% of logins succeeded", 100*e.Logins)
+				if e.Sessions >= 0 {
+					title += fmt.Sprintf(", %.0f%% of sessions survived", 100*e.Sessions)
+				}
+				text := e.Cell()
+				if len(c.Entries) > 1 {
+					text = strings.TrimLeft(strings.TrimPrefix(e.Scenario, common), "-/") + " " + text
+				}
+				es = append(es, matrixEntryView{Scenario: e.Scenario, ID: ids[e.Scenario], Text: text, Title: title, Grade: results.Grade(e.Score())})
+			}
+			rv.Cells = append(rv.Cells, es)
+		}
+		v.Rows = append(v.Rows, rv)
+	}
+	return v
 }

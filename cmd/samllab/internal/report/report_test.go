@@ -281,6 +281,21 @@ func TestHTML(t *testing.T) {
 		}
 	})
 
+	t.Run("the verdict matrix comes first, with each row's worst cell", func(t *testing.T) {
+		v, sum := strings.Index(text, "The verdict: strategy"), strings.Index(text, "Summary")
+		if v < 0 || sum < 0 || v > sum {
+			t.Fatalf("the verdict (at %d) does not come before the summary (at %d)", v, sum)
+		}
+		for _, r := range results.NewMatrix(run).Rows {
+			if r.Worst != "" && !strings.Contains(text, r.Worst) {
+				t.Errorf("the page lacks the reading of %s: %q", r.Strategy, r.Worst)
+			}
+		}
+		if !strings.Contains(text, "no gateway scenario in this run yet") {
+			t.Error("the gateway row's placeholder is missing")
+		}
+	})
+
 	t.Run("Chart.js is inlined, without its source map", func(t *testing.T) {
 		ss := scripts(doc)
 		if len(ss) != 2 {

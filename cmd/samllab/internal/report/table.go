@@ -45,8 +45,9 @@ var columns = []column{
 // legend explains the table's abbreviations below it.
 var legend = []string{
 	"P50/P95/P99: latency of successful logins. IMBAL: the busiest replica's requests over the mean (1.00 is even).",
-	"LOST: follow-up requests right after login that found no session, of those made. REQUESTS: SP requests per replica.",
-	"GONE: users whose session was gone when they came back after the faults, of those who logged in. " + faultSign + ": faulted.",
+	"LOST: follow-up requests right after login that found no session, of those made (errors such as a 502 from a killed",
+	"replica are counted apart, below the row). GONE: users whose session was gone when they came back after the faults,",
+	"of those who logged in (errors apart). REQUESTS: SP requests per replica. " + faultSign + ": faulted.",
 }
 
 // tableRow is one scenario: its cells, or the reason it was skipped, and
@@ -76,6 +77,7 @@ func Table(w io.Writer, run *results.Run) {
 		return
 	}
 
+	matrixTable(bw, run)
 	rows := make([]tableRow, 0, len(run.Scenarios))
 	for _, s := range run.Scenarios {
 		rows = append(rows, newTableRow(s))
@@ -133,6 +135,9 @@ func newTableRow(s results.Scenario) tableRow {
 	if s.Skipped != "" {
 		return tableRow{cells: []string{s.Name}, skipped: s.Skipped}
 	}
+	if s.Error != "" && s.Logins.Tried == 0 {
+		return tableRow{cells: []string{s.Name}, skipped: "FAILED: " + firstLine(s.Error)}
+	}
 	l := s.Logins
 	r := tableRow{cells: []string{
 		s.Name,
@@ -153,8 +158,20 @@ func newTableRow(s results.Scenario) tableRow {
 	if len(s.Sessions.LostBy) > 0 {
 		r.more = append(r.more, continuation{fmt.Sprintf("sessions lost %d", s.Sessions.Lost), causeTokens(s.Sessions.LostBy)})
 	}
-	if gone := s.Sessions.Revisited - s.Sessions.Survived; gone > 0 && len(s.Sessions.RevisitLostBy) > 0 {
-		r.more = append(r.more, continuation{fmt.Sprintf("gone at end %d", gone), causeTokens(s.Sessions.RevisitLostBy)})
+	if len(s.Sessions.ErrorsBy) > 0 {
+		r.more = append(r.more, continuation{fmt.Sprintf("follow-up errors %d", s.Sessions.Errors), causeTokens(s.Sessions.ErrorsBy)})
+	}
+	if s.Sessions.Gone > 0 && len(s.Sessions.RevisitLostBy) > 0 {
+		r.more = append(r.more, continuation{fmt.Sprintf("gone at end %d", s.Sessions.Gone), causeTokens(s.Sessions.RevisitLostBy)})
+	}
+	if s.Sessions.RevisitErrors > 0 {
+		r.more = append(r.more, continuation{fmt.Sprintf("errors at end %d", s.Sessions.RevisitErrors), causeTokens(s.Sessions.RevisitErrorsBy)})
+	}
+	if c := s.Chromium; c != nil {
+		r.more = append(r.more, continuation{"chromium", strings.Fields(chromiumText(c))})
+	}
+	if s.Error != "" {
+		r.more = append(r.more, continuation{"FAILED", strings.Fields(firstLine(s.Error))})
 	}
 	if len(s.Faults) > 0 {
 		var fs []string
@@ -219,3 +236,15 @@ func pad(s string, n int, right bool) string {
 // width is the columns s takes on a terminal: one a rune, which holds for
 // what the table prints (ASCII names and numbers, and faultSign).
 func width(s string) int { return utf8.RuneCountInString(s) }
+
+// firstLine is s up to its first newline (an error's headline; the logs
+// hold the rest).
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// chromiumText sums up the real-browser comparison of a scenario.
+func chromiumText(c *results.Chromium) string {
+	return fmt.Sprintf("%d logins, %d succeeded; agreed with the scripted browser on %d of %d", c.Logins, c.Succeeded, c.Agreed, c.Logins)
+}

@@ -30,6 +30,9 @@ type Run struct {
 	// children's logs.
 	Dir       string     `json:"dir"`
 	Scenarios []Scenario `json:"scenarios"`
+	// Error says why the run as a whole stopped early (the binaries did
+	// not build, Ctrl-C), if it did.
+	Error string `json:"error,omitempty"`
 }
 
 // Scenario is one scenario of the matrix (or one phase of a two-phase
@@ -43,9 +46,17 @@ type Scenario struct {
 	Topology string `json:"topology"`
 	// Expect says what the scenario is meant to show, for the reader.
 	Expect string `json:"expect"`
+	// Fault is the scenario's column in the strategy x fault verdict
+	// matrix (see Faults): none, replica-killed, drain, ...
+	Fault string `json:"fault,omitempty"`
 	// Skipped, when set, says why the scenario did not run (e.g. no
 	// redis-server and no --redis-url).
 	Skipped string `json:"skipped,omitempty"`
+	// Error, when set, says why the scenario failed as an experiment: its
+	// topology did not start, or one of its processes crashed without a
+	// fault causing it. Its numbers, if any, are then not a verdict; Logs
+	// name the logs to read.
+	Error string `json:"error,omitempty"`
 
 	Load     Load      `json:"load"`
 	Started  time.Time `json:"started"`
@@ -67,8 +78,25 @@ type Scenario struct {
 	Faults []Fault `json:"faults,omitempty"`
 	// Logs names each child process's log file, relative to Run.Dir.
 	Logs map[string]string `json:"logs,omitempty"`
+	// Chromium is what real headless Chromium logins did beside the
+	// scripted browser (samllab run --chromium N); nil if none ran.
+	Chromium *Chromium `json:"chromium,omitempty"`
 	// Notes are observations the lab made (e.g. "sp-2 was killed at 3.1s").
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Chromium compares real Chromium logins with the scripted browser's, made
+// in pairs on the same topology after the scenario's load.
+type Chromium struct {
+	Logins    int `json:"logins"`
+	Succeeded int `json:"succeeded"`
+	// Agreed counts pairs where both browsers sent the same cookies with
+	// the ACS POST and, where both were routed alike (the ACS POST on the
+	// replica that began the login, or not), reached the same outcome and
+	// cause.
+	Agreed int `json:"agreed"`
+	// Disagreements says how each other pair differed.
+	Disagreements []string `json:"disagreements,omitempty"`
 }
 
 // Load is how the scenario was driven.
@@ -134,19 +162,39 @@ type Sessions struct {
 	Checked int `json:"checked"`
 	// Held is how many of them were served with the session.
 	Held int `json:"held"`
-	// Lost is how many found no session (sent to log in again, or an
-	// error): the user's session was gone.
+	// Lost is how many found no session: the SP sent the user to log in
+	// again, or named a session cause (session-*). The session was gone.
 	Lost int `json:"lost"`
-	// LostBy counts lost follow-ups by cause (the SP's or the browser's).
+	// LostBy counts lost follow-ups by cause.
 	LostBy map[string]int `json:"lost_by,omitempty"`
+	// Errors is how many failed otherwise (a 502 from a killed replica, a
+	// 503 store-unavailable, a transport error): the request failed, and
+	// says nothing of whether the session still exists.
+	Errors int `json:"errors"`
+	// ErrorsBy counts failed follow-ups by cause.
+	ErrorsBy map[string]int `json:"errors_by,omitempty"`
 
 	// At the end of the scenario, after every fault, each user who logged
 	// in asks for /app once more: Revisited users, of whom Survived still
-	// had their session. This is where a fault's toll on sessions shows.
-	Revisited int `json:"revisited"`
-	Survived  int `json:"survived"`
-	// RevisitLostBy counts the sessions gone at the end, by cause.
-	RevisitLostBy map[string]int `json:"revisit_lost_by,omitempty"`
+	// had their session, Gone had lost it and RevisitErrors got an error.
+	// This is where a fault's toll on sessions shows.
+	Revisited     int `json:"revisited"`
+	Survived      int `json:"survived"`
+	Gone          int `json:"gone"`
+	RevisitErrors int `json:"revisit_errors"`
+	// RevisitLostBy counts the sessions gone at the end, by cause;
+	// RevisitErrorsBy the errors.
+	RevisitLostBy   map[string]int `json:"revisit_lost_by,omitempty"`
+	RevisitErrorsBy map[string]int `json:"revisit_errors_by,omitempty"`
+}
+
+// SurvivalRate is the share of revisited sessions that survived (0 when
+// none was revisited).
+func (s Sessions) SurvivalRate() float64 {
+	if s.Revisited == 0 {
+		return 0
+	}
+	return float64(s.Survived) / float64(s.Revisited)
 }
 
 // Latency holds percentiles in milliseconds and a histogram of login

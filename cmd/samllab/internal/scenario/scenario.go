@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/samlha/samlha/cmd/samllab/internal/load"
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
 )
 
@@ -18,10 +19,16 @@ type Scenario struct {
 	Name, Phase string
 	Description string
 	Strategy    string // affinity, shared or stateless
-	Expect      string
-	Spec        topo.Spec
+	// Fault is the scenario's column in the verdict matrix (one of
+	// results.MatrixColumns).
+	Fault  string
+	Expect string
+	Spec   topo.Spec
 	// Faults are planned against the running topology.
-	Faults func(t *topo.Topology) []FaultPlan
+	Faults func(t *topo.Topology) []load.Fault
+	// Load adjusts the run's load options for this scenario (a slow
+	// user's think time, say).
+	Load func(o *load.Options)
 	// NeedsPrivateRedis: the scenario stops and starts Redis, so an
 	// external --redis-url will not do.
 	NeedsPrivateRedis bool
@@ -30,13 +37,6 @@ type Scenario struct {
 	// logins fail fast, so an outage lasts long enough to see, and so
 	// does the recovery after it.
 	Pace time.Duration
-}
-
-// FaultPlan is a fault to inject once a fraction of the logins is done.
-type FaultPlan struct {
-	Kind, Target string
-	After        float64
-	Do           func(ctx context.Context) error
 }
 
 // ID is Name or Name/Phase.
@@ -61,6 +61,9 @@ func (s Scenario) Topology() string {
 		}
 		proxy += ")"
 	}
+	if sp.Spare > 0 {
+		proxy += fmt.Sprintf("; %d more target(s) down until scaled out", sp.Spare)
+	}
 	if sp.SAMLAware {
 		proxy += ", SAML-aware"
 	}
@@ -74,6 +77,12 @@ func (s Scenario) Topology() string {
 	}
 	if sp.CrossSite {
 		t += "; IdP on another site"
+	}
+	switch sp.Redis {
+	case "aof":
+		t += "; Redis with AOF (appendfsync always)"
+	case "sentinel":
+		t += "; Redis master + replica under one Sentinel"
 	}
 	return t
 }
@@ -99,9 +108,60 @@ func sticky(s topo.Spec, twin bool) topo.Spec {
 	return s
 }
 
-func kill(id string, after float64) func(t *topo.Topology) []FaultPlan {
-	return func(t *topo.Topology) []FaultPlan {
-		return []FaultPlan{{Kind: "kill", Target: id, After: after, Do: func(context.Context) error { return t.KillReplica(id) }}}
+func kill(id string, after float64) func(t *topo.Topology) []load.Fault {
+	return func(t *topo.Topology) []load.Fault {
+		return []load.Fault{{Kind: "kill", Target: id, After: after, Do: func(context.Context) error { return t.KillReplica(id) }}}
+	}
+}
+
+// rolling restarts every replica in turn, as a deploy does: SIGTERM, the
+// replica drains its requests and exits, comes back on its port, and the
+// proxy's health checks decide when it gets traffic again.
+func rolling(after float64) func(t *topo.Topology) []load.Fault {
+	return func(t *topo.Topology) []load.Fault {
+		return []load.Fault{{Kind: "rolling-restart", Target: "every replica", After: after, Do: func(ctx context.Context) error {
+			for _, r := range t.Replicas {
+				if err := t.RestartReplica(ctx, r.ID); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}}
+	}
+}
+
+// scaleOut starts the spare sp-4 a third of the way through.
+func scaleOut(t *topo.Topology) []load.Fault {
+	return []load.Fault{{Kind: "scale-out", Target: "sp-4", After: 1.0 / 3, Do: func(ctx context.Context) error { return t.StartSpare(ctx, "sp-4") }}}
+}
+
+func withSpare(s topo.Spec) topo.Spec {
+	s.Spare = 1
+	return s
+}
+
+func withRedis(s topo.Spec, mode string) topo.Spec {
+	s.Redis = mode
+	return s
+}
+
+// rollingPace keeps users arriving through a rolling restart, which takes
+// a few seconds per replica.
+const rollingPace = 1500 * time.Millisecond
+
+// SlowUserThink is the slow-user scenario's think time: even users take
+// 20 s, odd ones 3 minutes (on the browser's clock only).
+func SlowUserThink(i int) time.Duration {
+	if i%2 == 0 {
+		return 20 * time.Second
+	}
+	return 3 * time.Minute
+}
+
+func redisRestart(t *topo.Topology) []load.Fault {
+	return []load.Fault{
+		{Kind: "stop", Target: "redis", After: 1.0 / 3, Do: func(context.Context) error { return t.StopRedis() }},
+		{Kind: "start", Target: "redis", After: 2.0 / 3, Do: t.StartRedis},
 	}
 }
 
@@ -109,80 +169,160 @@ func kill(id string, after float64) func(t *topo.Topology) []FaultPlan {
 func All() []Scenario {
 	return []Scenario{
 		{
-			Name: "roundrobin-memory", Strategy: "affinity (missing)",
+			Name: "roundrobin-memory", Strategy: "affinity (missing)", Fault: "none",
 			Description: "The failure from the field: per-replica memory behind a balancer without stickiness.",
 			Expect:      "Logins whose ACS POST reaches another replica than the one that began them fail with state-not-found-cross-instance; with 3 replicas that is most of them.",
 			Spec:        base("roundrobin-memory", "memory"),
 		},
 		{
-			Name: "sticky-memory", Strategy: "affinity",
+			Name: "sticky-memory", Strategy: "affinity", Fault: "none",
 			Description: "The ALB fix: the proxy pins each browser to a replica with a duration cookie (AWSALB) and its SameSite=None twin (AWSALBCORS), as ALB does over https.",
 			Expect:      "Every login succeeds and every session holds.",
 			Spec:        sticky(base("sticky-memory", "memory"), true),
 		},
 		{
-			Name: "roundrobin-redis", Strategy: "shared",
+			Name: "roundrobin-redis", Strategy: "shared", Fault: "none",
 			Description: "Shared state: every replica keeps login state in one Redis, behind plain round robin.",
 			Expect:      "Every login succeeds, whichever replica the ACS POST reaches; load spreads evenly.",
 			Spec:        base("roundrobin-redis", "redis"),
 		},
 		{
-			Name: "roundrobin-stateless", Strategy: "stateless",
+			Name: "roundrobin-stateless", Strategy: "stateless", Fault: "none",
 			Description: "crewjam's signed cookies, one key shared by every replica, behind plain round robin.",
 			Expect:      "Every login succeeds.",
 			Spec:        base("roundrobin-stateless", "stateless"),
 		},
 		{
-			Name: "sticky-memory-kill", Strategy: "affinity",
+			Name: "sticky-memory-kill", Strategy: "affinity", Fault: "replica-killed",
 			Description: "The ALB fix, and replica sp-2 killed (SIGKILL) a third of the way through.",
 			Expect:      "Users pinned to sp-2 lose their logins in flight (cross-instance) and their sessions; the proxy re-pins them.",
 			Spec:        sticky(base("sticky-memory-kill", "memory"), true),
 			Faults:      kill("sp-2", 1.0/3),
 		},
 		{
-			Name: "roundrobin-redis-kill", Strategy: "shared",
+			Name: "roundrobin-redis-kill", Strategy: "shared", Fault: "replica-killed",
 			Description: "Shared state, and replica sp-2 killed (SIGKILL) a third of the way through.",
 			Expect:      "Nothing is lost but the requests sp-2 was serving at the instant it died; sessions hold.",
 			Spec:        base("roundrobin-redis-kill", "redis"),
 			Faults:      kill("sp-2", 1.0/3),
 		},
 		{
-			Name: "roundrobin-redis-outage", Strategy: "shared",
-			Description: "Shared state, and Redis stopped a third of the way through, restarted at two thirds.",
-			Expect:      "During the outage logins fail cleanly with store-unavailable (503) and readiness fails; within about a second of Redis answering again (go-redis's dial circuit breaker probes once a second) every login succeeds. Sessions made before the outage are gone at the end: this Redis keeps nothing on disk.",
-			Pace:        500 * time.Millisecond,
-			Spec:        base("roundrobin-redis-outage", "redis"),
-			Faults: func(t *topo.Topology) []FaultPlan {
-				return []FaultPlan{
-					{Kind: "stop", Target: "redis", After: 1.0 / 3, Do: func(context.Context) error { return t.StopRedis() }},
-					{Kind: "start", Target: "redis", After: 2.0 / 3, Do: t.StartRedis},
-				}
+			Name: "roundrobin-redis-outage", Strategy: "shared", Fault: "store-outage",
+			Description:       "Shared state, and Redis stopped a third of the way through, restarted at two thirds.",
+			Expect:            "During the outage logins fail cleanly with store-unavailable (503) and readiness fails; within about a second of Redis answering again (go-redis's dial circuit breaker probes once a second) every login succeeds. Sessions made before the outage are gone at the end: this Redis keeps nothing on disk.",
+			Pace:              500 * time.Millisecond,
+			Spec:              base("roundrobin-redis-outage", "redis"),
+			Faults:            redisRestart,
+			NeedsPrivateRedis: true,
+		},
+		{
+			Name: "roundrobin-redis-aof-restart", Strategy: "shared", Fault: "store-outage",
+			Description:       "The same outage, with Redis persisting every write to its append-only file (appendfsync always).",
+			Expect:            "During the outage logins fail with store-unavailable, as without persistence; after the restart Redis reloads its AOF, so the sessions made before the outage survive.",
+			Pace:              500 * time.Millisecond,
+			Spec:              withRedis(base("roundrobin-redis-aof-restart", "redis"), "aof"),
+			Faults:            redisRestart,
+			NeedsPrivateRedis: true,
+		},
+		{
+			Name: "roundrobin-redis-failover", Strategy: "shared", Fault: "store-failover",
+			Description: "Redis under Sentinel: a master, a replica and one Sentinel (real redis-server --sentinel processes); the SPs find the master through the Sentinel (redis-sentinel://). The master is killed a third of the way through and never comes back.",
+			Expect:      "Logins fail with store-unavailable for the failover window (the Sentinel waits 1 s of silence, then promotes the replica), then succeed against the new master; the sessions were replicated, so they survive (the revisit waits 2 s for the failover to settle). Compare roundrobin-redis-outage, the same kill without a replica.",
+			Pace:        time.Second,
+			Load:        func(o *load.Options) { o.Settle = 2 * time.Second },
+			Spec:        withRedis(base("roundrobin-redis-failover", "redis"), "sentinel"),
+			Faults: func(t *topo.Topology) []load.Fault {
+				return []load.Fault{{Kind: "kill", Target: "redis master", After: 1.0 / 3, Do: func(context.Context) error { return t.StopRedis() }}}
 			},
 			NeedsPrivateRedis: true,
 		},
 		{
-			Name: "sticky-lax-cookie", Phase: "lax", Strategy: "affinity",
+			Name: "sticky-memory-rolling", Strategy: "affinity", Fault: "rolling-restart",
+			Description: "Deploy day with affinity: every replica in turn gets SIGTERM, drains, exits and comes back; the proxy's health checks decide when it gets traffic again.",
+			Expect:      "Each restart empties the replica's memory: the users pinned to it at that moment lose their sessions (gone at the end) and are re-pinned; requests caught by a stopping replica fail as errors (502). Users who log in after their replica came back keep their sessions.",
+			Pace:        rollingPace,
+			Spec:        sticky(base("sticky-memory-rolling", "memory"), true),
+			Faults:      rolling(0.1),
+		},
+		{
+			Name: "roundrobin-redis-rolling", Strategy: "shared", Fault: "rolling-restart",
+			Description: "Deploy day with shared state: the same rolling restart behind round robin, sessions in Redis.",
+			Expect:      "Sessions and logins in flight live in Redis and survive; only requests caught by a replica as it stops can fail (errors, not lost sessions).",
+			Pace:        rollingPace,
+			Spec:        base("roundrobin-redis-rolling", "redis"),
+			Faults:      rolling(0.1),
+		},
+		{
+			Name: "roundrobin-stateless-rolling", Strategy: "stateless", Fault: "rolling-restart",
+			Description: "Deploy day, stateless: the same rolling restart behind round robin, state in signed cookies.",
+			Expect:      "The browser carries the state and every replica shares the key: sessions survive; only requests caught by a stopping replica can fail.",
+			Pace:        rollingPace,
+			Spec:        base("roundrobin-stateless-rolling", "stateless"),
+			Faults:      rolling(0.1),
+		},
+		{
+			Name: "sticky-memory-scaleout", Strategy: "affinity", Fault: "scale-out",
+			Description: "Scale out with affinity: a fourth replica, sp-4, joins a third of the way through (configured at the proxy from the start, down until it starts).",
+			Expect:      "Nothing is lost. Under stickiness sp-4 gets only browsers that arrive without a cookie; every simulated user here is a new browser, so it takes about its share at once (the notes give its share and how soon its first request came). Users pinned before it joined stay where they are.",
+			Pace:        time.Second,
+			Spec:        withSpare(sticky(base("sticky-memory-scaleout", "memory"), true)),
+			Faults:      scaleOut,
+		},
+		{
+			Name: "roundrobin-redis-scaleout", Strategy: "shared", Fault: "scale-out",
+			Description: "Scale out with shared state: sp-4 joins a third of the way through, behind round robin.",
+			Expect:      "Nothing is lost; sp-4 carries about its share of the requests as soon as the proxy's health checks see it (the notes give its share and how soon its first request came).",
+			Pace:        time.Second,
+			Spec:        withSpare(base("roundrobin-redis-scaleout", "redis")),
+			Faults:      scaleOut,
+		},
+		{
+			Name: "roundrobin-saml-aware-memory", Strategy: "saml-aware (memory)", Fault: "none",
+			Description: "Per-replica memory behind round robin with the proxy's SAML-aware routing (--stickiness off --saml-aware): the ACS POST is routed by the instance its RelayState names.",
+			Expect:      "The ACS POST reaches the replica that began the login, so logins succeed; every later request is balanced anew, so on memory stores most follow-ups find no session there (lost, cross-instance).",
+			Spec: func() topo.Spec {
+				s := base("roundrobin-saml-aware-memory", "memory")
+				s.SAMLAware = true
+				return s
+			}(),
+		},
+		{
+			Name: "sticky-lax-cookie", Phase: "lax", Strategy: "affinity", Fault: "lax-cookie",
 			Description: "The SameSite trap: the affinity cookie is SameSite=Lax only, and the IdP is cross-site, so the browser withholds it from the IdP's POST to the ACS.",
 			Expect:      "The ACS POST arrives without affinity and is balanced anew: about two logins in three land on another replica and fail cross-instance.",
 			Spec:        sticky(base("sticky-lax-cookie-lax", "memory"), false),
 		},
 		{
-			Name: "sticky-lax-cookie", Phase: "twin", Strategy: "affinity",
+			Name: "sticky-lax-cookie", Phase: "twin", Strategy: "affinity", Fault: "lax-cookie",
 			Description: "The same, with the ALB-style SameSite=None; Secure twin cookie (over https).",
 			Expect:      "The twin reaches the ACS; every login succeeds.",
 			Spec:        sticky(base("sticky-lax-cookie-twin", "memory"), true),
 		},
 		{
-			Name: "sticky-drain", Strategy: "affinity",
-			Description: "The ALB fix, and replica sp-2 drained through the proxy's admin API a third of the way through (ALB semantics: no more requests, pinned ones included).",
-			Expect:      "sp-2's pinned users are re-pinned elsewhere: their logins in flight fail cross-instance and their sessions are lost, as with a kill, though sp-2 never crashed.",
-			Spec:        sticky(base("sticky-drain", "memory"), true),
-			Faults: func(t *topo.Topology) []FaultPlan {
-				return []FaultPlan{{Kind: "drain", Target: "sp-2", After: 1.0 / 3, Do: func(ctx context.Context) error { return t.DrainReplica(ctx, "sp-2") }}}
+			Name: "sticky-slow-user", Strategy: "affinity", Fault: "slow-user",
+			Description: "The slow-user trap: the affinity cookie has no SameSite attribute (Lax by default), which Chrome still sends on a cross-site POST while it is under two minutes old (the proxy re-seals it on each response, so its age is the time since the SP redirected to the IdP). Half the users take 20 s at the IdP, half take 3 minutes (MFA, a password manager, a coffee), on the browser's clock.",
+			Expect:      "The fast half passes. For the slow half the cookie is too old to go with the IdP's POST: the ACS POST is balanced anew and about two in three of those logins fail cross-instance.",
+			Spec: func() topo.Spec {
+				s := sticky(base("sticky-slow-user", "memory"), false)
+				s.CookieSameSite = "default"
+				return s
+			}(),
+			Load: func(o *load.Options) {
+				o.LaxPlusPOST = true
+				o.SimulatedThink = SlowUserThink
 			},
 		},
 		{
-			Name: "stateless-key-mismatch", Strategy: "stateless",
+			Name: "sticky-drain", Strategy: "affinity", Fault: "drain",
+			Description: "The ALB fix, and replica sp-2 drained through the proxy's admin API a third of the way through (ALB semantics: no more requests, pinned ones included).",
+			Expect:      "sp-2's pinned users are re-pinned elsewhere: their logins in flight fail cross-instance and their sessions are lost, as with a kill, though sp-2 never crashed.",
+			Spec:        sticky(base("sticky-drain", "memory"), true),
+			Faults: func(t *topo.Topology) []load.Fault {
+				return []load.Fault{{Kind: "drain", Target: "sp-2", After: 1.0 / 3, Do: func(ctx context.Context) error { return t.DrainReplica(ctx, "sp-2") }}}
+			},
+		},
+		{
+			Name: "stateless-key-mismatch", Strategy: "stateless", Fault: "key-mismatch",
 			Description: "Stateless mode with a different SP key on each replica, behind round robin.",
 			Expect:      "Logins finished by a replica other than the one that began them fail with state-signature-invalid, and the page tells the operator to share --sp-key. Those that come back to their own replica mostly fail too, as response-invalid (decryption): the IdP encrypted the assertion for the one key in the metadata it fetched (sp-1's).",
 			Spec: func() topo.Spec {

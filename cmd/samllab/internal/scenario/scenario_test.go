@@ -4,12 +4,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/samlha/samlha/cmd/samllab/internal/results"
 )
 
 func TestMatrixIsComplete(t *testing.T) {
 	// The matrix, in its order.
 	want := []string{"roundrobin-memory", "sticky-memory", "roundrobin-redis", "roundrobin-stateless", "sticky-memory-kill",
-		"roundrobin-redis-kill", "roundrobin-redis-outage", "sticky-lax-cookie", "sticky-drain", "stateless-key-mismatch"}
+		"roundrobin-redis-kill", "roundrobin-redis-outage", "roundrobin-redis-aof-restart", "roundrobin-redis-failover",
+		"sticky-memory-rolling", "roundrobin-redis-rolling", "roundrobin-stateless-rolling", "sticky-memory-scaleout",
+		"roundrobin-redis-scaleout", "roundrobin-saml-aware-memory", "sticky-lax-cookie", "sticky-slow-user", "sticky-drain",
+		"stateless-key-mismatch"}
 	var got []string
 	for _, s := range All() {
 		if !slices.Contains(got, s.Name) {
@@ -17,6 +22,10 @@ func TestMatrixIsComplete(t *testing.T) {
 		}
 		if s.Description == "" || s.Expect == "" || s.Strategy == "" || s.Topology() == "" {
 			t.Errorf("%s lacks a description, an expectation, a strategy or a topology", s.ID())
+		}
+		// Every scenario has its cell in the verdict matrix.
+		if !slices.Contains(results.MatrixColumns, s.Fault) || !slices.Contains(results.MatrixRows, s.Strategy) {
+			t.Errorf("%s: fault %q / strategy %q is not a column / row of the verdict matrix", s.ID(), s.Fault, s.Strategy)
 		}
 		if s.Spec.Name == "" || s.Spec.Replicas != 3 || !s.Spec.TLS || !s.Spec.CrossSite {
 			t.Errorf("%s: spec %+v; every scenario runs 3 replicas over https with the IdP on another site", s.ID(), s.Spec)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,39 @@ type Binaries struct {
 	SP, Proxy, IdP string
 	// Redis is redis-server, or "" when it is not available.
 	Redis string
+
+	// The binaries' --help texts, to use a flag only where the binary
+	// has it (a binary from an older commit may not).
+	proxyHelp, spHelp string
+}
+
+// ProxyHas reports whether stickyproxy has the flag (e.g. "--admin-token-file").
+func (b Binaries) ProxyHas(flag string) bool {
+	return strings.Contains(b.proxyHelp, flag+" ") || strings.Contains(b.proxyHelp, flag+"\n")
+}
+
+// SPHas reports whether samlsp has the flag.
+func (b Binaries) SPHas(flag string) bool {
+	return strings.Contains(b.spHelp, flag+" ") || strings.Contains(b.spHelp, flag+"\n")
+}
+
+func helpText(path string) string {
+	cmd := exec.Command(path, "--help")
+	cmd.Env = childEnv()
+	out, _ := cmd.CombinedOutput() // --help may exit non-zero; the text is what counts
+	return string(out)
+}
+
+// childEnv is the lab's environment without samlha's SAMLHA_* variables,
+// which would otherwise configure every child behind the lab's back.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SAMLHA_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 var binaryNames = map[string]string{"samlsp": "./cmd/samlsp", "stickyproxy": "./cmd/stickyproxy", "devidp": "./cmd/devidp"}
@@ -66,15 +98,7 @@ func Find(dir string) (Binaries, error) {
 	if p, err := exec.LookPath("redis-server"); err == nil {
 		b.Redis = p
 	}
+	b.proxyHelp = helpText(b.Proxy)
+	b.spHelp = helpText(b.SP)
 	return b, nil
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -1,7 +1,6 @@
 package topo
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -11,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,9 +19,15 @@ import (
 	"sync"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/stickyproxy"
+	"github.com/samlha/samlha/store/localproc"
 )
+
+// Proc is a child process of the lab.
+type Proc = localproc.Proc
 
 // Host names of the lab's two sites. Their registrable domains differ
 // (samlha.test, samlha-idp.test), so the IdP is cross-site to the SP, as in
@@ -34,16 +38,33 @@ const (
 	IdPHost = "idp.samlha-idp.test"
 )
 
+// Timings of a topology's life.
+const (
+	// readyTimeout bounds the wait for the whole topology to be ready.
+	readyTimeout = 45 * time.Second
+	// startTries is how many times Start goes again on new ports when a
+	// port turned out to be taken.
+	startTries = 3
+	// stopGrace is how long a child gets after SIGTERM before SIGKILL.
+	stopGrace = 3 * time.Second
+	// SPShutdownGrace is samlsp's own --shutdown-grace: how long a replica
+	// given SIGTERM keeps finishing the requests it has.
+	SPShutdownGrace = 2 * time.Second
+)
+
 // Env is what the topologies of one run share: binaries, the run
 // directory, the throwaway CA, the SP key pairs and the IdP's data.
 type Env struct {
 	Bins Binaries
 	Dir  string
-	CA   *CA
+	CA   *localproc.CA
 	// RedisURL, if set, is an existing Redis the SPs use instead of a
 	// private redis-server (faults that stop Redis then cannot run).
 	RedisURL string
 	Logger   *slog.Logger
+	// PickPort, if set, picks each port instead of localproc.Port (tests
+	// use it to hand out a taken port).
+	PickPort func() int
 
 	spKey, spCert string
 	distinct      [][2]string
@@ -58,7 +79,7 @@ func NewEnv(dir string, bins Binaries, redisURL string, logger *slog.Logger) (*E
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Env{Bins: bins, Dir: dir, RedisURL: redisURL, Logger: logger}
-	ca, err := NewCA(filepath.Join(dir, "tls"), SPHost, "localhost", "127.0.0.1")
+	ca, err := localproc.NewCA(filepath.Join(dir, "tls"), SPHost, "localhost", "127.0.0.1")
 	if err != nil {
 		return nil, fmt.Errorf("lab CA: %w", err)
 	}
@@ -68,10 +89,8 @@ func NewEnv(dir string, bins Binaries, redisURL string, logger *slog.Logger) (*E
 	}
 	// The proxy's cookie key goes in a file, not on a command line that
 	// ps and the logs would show.
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
 	e.cookieKeyFile = filepath.Join(dir, "keys", "proxy-cookie.key")
-	if err := os.WriteFile(e.cookieKeyFile, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(e.cookieKeyFile, []byte(randomHex(32)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -108,8 +127,17 @@ type Spec struct {
 	// Name names the topology's directory and logs.
 	Name     string
 	Replicas int
+	// Spare replicas are configured at the proxy from the start but not
+	// started: the proxy sees them down until StartSpare brings one up
+	// (scaling out; the proxy has no API to add a target).
+	Spare int
 	// Store is memory, redis or stateless.
 	Store string
+	// Redis is how a private Redis runs: "" (one server, nothing on
+	// disk), "aof" (appendonly, fsync every write: a restart keeps the
+	// data) or "sentinel" (a master, a replica and a Sentinel; the SPs
+	// find the master through the Sentinel).
+	Redis string
 	// DistinctKeys gives each replica a key pair of its own.
 	DistinctKeys bool
 	// Stickiness is the proxy's: off or duration.
@@ -128,13 +156,13 @@ type Spec struct {
 	// IdPHost) instead of both on 127.0.0.1.
 	CrossSite bool
 	// FixedPorts uses the usual local ports (IdP 9000, proxy 8080, admin
-	// 8090, replicas 8081...) instead of free ones.
+	// 8090, replicas 8081...) instead of fresh ones.
 	FixedPorts bool
 	// SPArgs are extra samlsp flags.
 	SPArgs []string
 }
 
-// Replica is one running samlsp.
+// Replica is one samlsp.
 type Replica struct {
 	ID   string
 	Port int
@@ -144,20 +172,25 @@ type Replica struct {
 
 // Topology is a running topology.
 type Topology struct {
-	Spec     Spec
-	Dir      string
-	env      *Env
-	IdP      *Proc
-	Proxy    *Proc
-	Redis    *Proc
+	Spec  Spec
+	Dir   string
+	env   *Env
+	IdP   *Proc
+	Proxy *Proc
+	Redis *Proc // the master (or the only server)
+	RedisReplica,
+	Sentinel *Proc
 	Replicas []*Replica
+	// Spares are the replicas not started yet (Spec.Spare).
+	Spares []*Replica
 
 	// PublicURL is the service's URL through the proxy (the SPs' root URL).
 	PublicURL string
 	// IdPURL is the IdP's public URL.
 	IdPURL string
-	// AdminURL is the proxy's admin API.
-	AdminURL string
+	// AdminURL is the proxy's admin API; AdminToken its bearer token ("" if
+	// this stickyproxy has no --admin-token-file), kept in AdminTokenFile.
+	AdminURL, AdminToken, AdminTokenFile string
 	// StoreURL is the store URL the replicas use ("" for stateless).
 	StoreURL string
 	// Resolve maps the lab's host names to loopback, for the browser.
@@ -165,32 +198,36 @@ type Topology struct {
 	// RootCAs trusts the lab CA.
 	RootCAs *x509.CertPool
 
-	redisPort int
+	ports                              ports
+	redisPort, replicaPort, sentinelPt int
+	spArgs                             map[string][]string
 }
 
-// Start starts a topology and waits until every part of it is ready. On
+type ports struct{ idp, proxy, admin int }
+
+// Start starts a topology and waits until every part of it is ready, each
+// part proven to be the process the lab started (see localproc). When a
+// port turns out to be taken by another process, Start stops what it
+// started and goes again on fresh ports, up to three times. On any other
 // failure it stops what it started and says which part failed, with the
-// end of its log. Free ports are found by binding and releasing them, so
-// another process can take one in between: a start that fails with
-// "address already in use" is tried again, up to three times, on new
-// ports.
+// end of its log.
 func Start(ctx context.Context, env *Env, spec Spec) (*Topology, error) {
 	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
+	for attempt := 1; attempt <= startTries; attempt++ {
 		var top *Topology
-		top, err = start(ctx, env, spec)
+		top, err = start(ctx, env, spec, attempt)
 		if err == nil {
 			return top, nil
 		}
-		if spec.FixedPorts || !strings.Contains(err.Error(), "address already in use") {
+		if spec.FixedPorts || !errors.Is(err, localproc.ErrPortTaken) {
 			break
 		}
-		env.Logger.Warn("a port was taken before a child could bind it; starting again on new ports", "topology", spec.Name, "attempt", attempt)
+		env.Logger.Warn("a port was taken before a child could bind it; starting again on new ports", "topology", spec.Name, "attempt", attempt, "err", err)
 	}
 	return nil, err
 }
 
-func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) {
+func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology, err error) {
 	if spec.Replicas <= 0 {
 		spec.Replicas = 3
 	}
@@ -204,7 +241,10 @@ func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) 
 		spec.DrainMode = "alb"
 	}
 	dir := filepath.Join(env.Dir, spec.Name)
-	top = &Topology{Spec: spec, Dir: dir, env: env, RootCAs: env.CA.Pool,
+	if attempt > 1 {
+		dir = filepath.Join(env.Dir, fmt.Sprintf("%s.try%d", spec.Name, attempt))
+	}
+	top = &Topology{Spec: spec, Dir: dir, env: env, RootCAs: env.CA.Pool, spArgs: map[string][]string{},
 		Resolve: map[string]string{SPHost: "127.0.0.1", IdPHost: "127.0.0.1"}}
 	defer func() {
 		if err != nil {
@@ -212,25 +252,22 @@ func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) 
 			top = nil
 		}
 	}()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return top, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
 
-	port := func(fixed int) (int, error) {
+	port := func(fixed int) int {
 		if spec.FixedPorts {
-			return fixed, nil
+			return fixed
 		}
-		return FreePort()
+		if env.PickPort != nil {
+			return env.PickPort()
+		}
+		return localproc.Port()
 	}
-	idpPort, err := port(9000)
-	if err != nil {
-		return top, err
-	}
-	proxyPort, err := port(8080)
-	if err != nil {
-		return top, err
-	}
-	adminPort, err := port(8090)
-	if err != nil {
-		return top, err
-	}
+	top.ports = ports{idp: port(9000), proxy: port(8080), admin: port(8090)}
 	spHost, idpHost, scheme := "127.0.0.1", "127.0.0.1", "http"
 	if spec.CrossSite {
 		spHost, idpHost = SPHost, IdPHost
@@ -238,39 +275,24 @@ func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) 
 	if spec.TLS {
 		scheme = "https"
 	}
-	top.PublicURL = fmt.Sprintf("%s://%s:%d", scheme, spHost, proxyPort)
-	top.IdPURL = fmt.Sprintf("http://%s:%d", idpHost, idpPort)
-	top.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	for i := range spec.Replicas {
-		p, err := port(8081 + i)
-		if err != nil {
-			return top, err
+	top.PublicURL = fmt.Sprintf("%s://%s:%d", scheme, spHost, top.ports.proxy)
+	top.IdPURL = fmt.Sprintf("http://%s:%d", idpHost, top.ports.idp)
+	top.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", top.ports.admin)
+	for i := range spec.Replicas + spec.Spare {
+		p := port(8081 + i)
+		r := &Replica{ID: fmt.Sprintf("sp-%d", i+1), Port: p, URL: fmt.Sprintf("http://127.0.0.1:%d", p)}
+		if i < spec.Replicas {
+			top.Replicas = append(top.Replicas, r)
+		} else {
+			top.Spares = append(top.Spares, r)
 		}
-		top.Replicas = append(top.Replicas, &Replica{ID: fmt.Sprintf("sp-%d", i+1), Port: p, URL: fmt.Sprintf("http://127.0.0.1:%d", p)})
 	}
 
 	// Redis first: the replicas wait for their store.
 	switch spec.Store {
 	case "redis":
-		if env.RedisURL != "" {
-			top.StoreURL = withPrefix(env.RedisURL, "samllab:"+spec.Name+":"+randomHex(4)+":")
-		} else {
-			if env.Bins.Redis == "" {
-				return top, errors.New("redis-server is not installed and no --redis-url was given")
-			}
-			if top.redisPort, err = FreePort(); err != nil {
-				return top, err
-			}
-			redisArgs := []string{"--port", strconv.Itoa(top.redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-				"--dir", dir, "--protected-mode", "yes"}
-			top.Redis = &Proc{Name: "redis", Path: env.Bins.Redis, Args: redisArgs, LogPath: filepath.Join(dir, "redis.log")}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return top, err
-			}
-			if err := top.StartRedis(ctx); err != nil {
-				return top, err
-			}
-			top.StoreURL = fmt.Sprintf("redis://127.0.0.1:%d/0?timeout=300ms&dial_timeout=300ms", top.redisPort)
+		if err := top.startRedis(ctx); err != nil {
+			return top, err
 		}
 	case "memory":
 		top.StoreURL = "memory://"
@@ -279,44 +301,57 @@ func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) 
 		return top, fmt.Errorf("unknown store %q", spec.Store)
 	}
 
-	top.IdP = &Proc{Name: "devidp", Path: env.Bins.IdP, LogPath: filepath.Join(dir, "devidp.log"), Args: []string{
-		"--listen", fmt.Sprintf("127.0.0.1:%d", idpPort), "--public-url", top.IdPURL,
+	idpArgs := []string{
+		"--listen", fmt.Sprintf("127.0.0.1:%d", top.ports.idp), "--public-url", top.IdPURL,
 		"--data-dir", filepath.Join(env.Dir, "idp-data"),
 		// The IdP fetches the SP metadata from a replica directly: every
 		// replica serves the same (same root URL, same key), and the
 		// proxy's TLS certificate is the lab's own.
 		"--sp-metadata", top.Replicas[0].URL + "/saml/metadata",
 		"--register-timeout", "0", "--log-format", "json", "--log-level", "warn",
-	}}
+	}
+	top.IdP = top.proc("devidp", env.Bins.IdP, idpArgs)
 	if err := top.IdP.Start(); err != nil {
 		return top, err
 	}
 
-	for i, r := range top.Replicas {
+	for i, r := range append(append([]*Replica{}, top.Replicas...), top.Spares...) {
 		key, cert, err := env.keyPair(i, spec.DistinctKeys)
 		if err != nil {
 			return top, err
 		}
 		args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", r.Port), "--root-url", top.PublicURL, "--instance-id", r.ID,
-			"--idp-metadata-url", fmt.Sprintf("http://127.0.0.1:%d/metadata", idpPort),
+			"--idp-metadata-url", fmt.Sprintf("http://127.0.0.1:%d/metadata", top.ports.idp),
 			"--sp-key", key, "--sp-cert", cert, "--store", spec.Store,
 			"--store-timeout", "500ms", "--store-wait", "15s",
-			"--log-format", "json", "--log-level", "info", "--shutdown-grace", "2s"}
+			"--log-format", "json", "--log-level", "info", "--shutdown-grace", SPShutdownGrace.String()}
 		if top.StoreURL != "" {
 			args = append(args, "--store-url", top.StoreURL)
 		}
 		args = append(args, spec.SPArgs...)
-		r.Proc = &Proc{Name: r.ID, Path: env.Bins.SP, Args: args, LogPath: filepath.Join(dir, r.ID+".log")}
-		if err := r.Proc.Start(); err != nil {
-			return top, err
+		r.Proc = top.proc(r.ID, env.Bins.SP, args)
+		if i < spec.Replicas {
+			if err := r.Proc.Start(); err != nil {
+				return top, err
+			}
 		}
 	}
 
-	pargs := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", proxyPort), "--admin-listen", fmt.Sprintf("127.0.0.1:%d", adminPort),
+	pargs := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", top.ports.proxy), "--admin-listen", fmt.Sprintf("127.0.0.1:%d", top.ports.admin),
 		"--stickiness", spec.Stickiness, "--cookie-samesite", spec.CookieSameSite, "--drain-mode", spec.DrainMode,
 		"--cookie-key-file", env.cookieKeyFile, "--health-interval", "300ms", "--health-timeout", "250ms", "--health-fall", "1", "--health-rise", "2",
 		"--access-log", "anomalies", "--log-format", "json", "--shutdown-grace", "2s"}
-	for _, r := range top.Replicas {
+	if env.Bins.ProxyHas("--admin-token-file") {
+		// A token of its own for each topology, in a file (not on a
+		// command line that ps would show).
+		top.AdminToken = randomHex(32)
+		top.AdminTokenFile = filepath.Join(dir, "admin-token")
+		if err := os.WriteFile(top.AdminTokenFile, []byte(top.AdminToken+"\n"), 0o600); err != nil {
+			return top, err
+		}
+		pargs = append(pargs, "--admin-token-file", top.AdminTokenFile)
+	}
+	for _, r := range append(append([]*Replica{}, top.Replicas...), top.Spares...) {
 		pargs = append(pargs, "--target", fmt.Sprintf("%s=%s", r.ID, r.URL))
 	}
 	if spec.TLS {
@@ -328,29 +363,133 @@ func start(ctx context.Context, env *Env, spec Spec) (top *Topology, err error) 
 	if spec.SAMLAware {
 		pargs = append(pargs, "--saml-aware")
 	}
-	top.Proxy = &Proc{Name: "stickyproxy", Path: env.Bins.Proxy, Args: pargs, LogPath: filepath.Join(dir, "stickyproxy.log")}
+	top.Proxy = top.proc("stickyproxy", env.Bins.Proxy, pargs)
 	if err := top.Proxy.Start(); err != nil {
 		return top, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	for _, r := range top.Replicas {
-		if err := waitHTTP(ctx, r.Proc, r.URL+"/readyz"); err != nil {
+		if err := top.replicaReady(ctx, r); err != nil {
 			return top, err
 		}
 	}
-	if err := waitHTTP(ctx, top.IdP, fmt.Sprintf("http://127.0.0.1:%d/readyz", idpPort)); err != nil {
+	if err := localproc.Ready(ctx, top.IdP, []int{top.ports.idp}, localproc.HTTPProbe(nil, fmt.Sprintf("http://127.0.0.1:%d/readyz", top.ports.idp))); err != nil {
 		return top, err
 	}
-	if err := waitHTTP(ctx, top.Proxy, top.AdminURL+"/healthz"); err != nil {
+	if err := localproc.Ready(ctx, top.Proxy, []int{top.ports.proxy, top.ports.admin}, localproc.HTTPProbe(nil, top.AdminURL+"/healthz")); err != nil {
 		return top, err
 	}
-	if err := top.waitTargetsUp(ctx); err != nil {
+	if err := top.WaitHealthy(ctx, top.ids(top.Replicas)...); err != nil {
 		return top, err
 	}
 	env.Logger.Debug("topology ready", "name", spec.Name, "public_url", top.PublicURL)
 	return top, nil
+}
+
+func (t *Topology) proc(name, path string, args []string) *Proc {
+	return &Proc{Name: name, Path: path, Args: args, LogPath: filepath.Join(t.Dir, name+".log"), Env: childEnv()}
+}
+
+func (t *Topology) ids(rs []*Replica) []string {
+	var ids []string
+	for _, r := range rs {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// replicaReady waits until r answers /readyz as itself (its instance
+// header) and holds its port.
+func (t *Topology) replicaReady(ctx context.Context, r *Replica) error {
+	return localproc.Ready(ctx, r.Proc, []int{r.Port}, localproc.HTTPProbe(nil, r.URL+"/readyz", "X-Samlha-Instance", r.ID))
+}
+
+// startRedis starts the private Redis the spec asks for, or points at
+// --redis-url.
+func (t *Topology) startRedis(ctx context.Context) error {
+	env, spec := t.env, t.Spec
+	if env.RedisURL != "" && spec.Redis == "" {
+		t.StoreURL = withPrefix(env.RedisURL, "samllab:"+spec.Name+":"+randomHex(4)+":")
+		return nil
+	}
+	if env.Bins.Redis == "" {
+		return errors.New("redis-server is not installed and no --redis-url was given")
+	}
+	t.redisPort = localproc.Port()
+	args := []string{"--port", strconv.Itoa(t.redisPort), "--bind", "127.0.0.1", "--dir", t.Dir, "--protected-mode", "yes", "--save", ""}
+	if spec.Redis == "aof" || spec.Redis == "sentinel" {
+		// Every write reaches the disk before the reply: a restart (or a
+		// promoted replica) keeps every session.
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--appendfilename", "master.aof", "--appenddirname", "aof-master")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	t.Redis = t.proc("redis", env.Bins.Redis, args)
+	if err := t.StartRedis(ctx); err != nil {
+		return err
+	}
+	t.StoreURL = fmt.Sprintf("redis://127.0.0.1:%d/0?timeout=300ms&dial_timeout=300ms", t.redisPort)
+	if spec.Redis != "sentinel" {
+		return nil
+	}
+	t.replicaPort = localproc.Port()
+	t.RedisReplica = t.proc("redis-replica", env.Bins.Redis, []string{"--port", strconv.Itoa(t.replicaPort), "--bind", "127.0.0.1",
+		"--dir", t.Dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--appendfilename", "replica.aof", "--appenddirname", "aof-replica",
+		"--replicaof", "127.0.0.1", strconv.Itoa(t.redisPort)})
+	if err := t.RedisReplica.Start(); err != nil {
+		return err
+	}
+	if err := localproc.Ready(ctx, t.RedisReplica, []int{t.replicaPort}, localproc.RedisProbe(t.RedisReplica, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.replicaPort)})); err != nil {
+		return err
+	}
+	// The replica must be in sync before the Sentinel starts, so that the
+	// Sentinel's first look at the master finds it: a Sentinel that knows
+	// no replica has nothing to promote.
+	rc := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.replicaPort), DisableIdentity: true})
+	defer rc.Close()
+	if err := localproc.Poll(ctx, func(ctx context.Context) error {
+		info, err := rc.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return errors.New("the replica is not in sync with the master yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("redis replica: %w", err)
+	}
+	t.sentinelPt = localproc.Port()
+	conf := filepath.Join(t.Dir, "sentinel.conf")
+	// Quorum 1 (one Sentinel); the master is down after 1 s of silence,
+	// so a failover takes about two seconds.
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "port %d\nbind 127.0.0.1\nsentinel monitor samlha 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds samlha 1000\nsentinel failover-timeout samlha 5000\n", t.sentinelPt, t.redisPort), 0o600); err != nil {
+		return err
+	}
+	t.Sentinel = t.proc("sentinel", env.Bins.Redis, []string{conf, "--sentinel"})
+	if err := t.Sentinel.Start(); err != nil {
+		return err
+	}
+	if err := localproc.Ready(ctx, t.Sentinel, []int{t.sentinelPt}, localproc.RedisProbe(t.Sentinel, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.sentinelPt)})); err != nil {
+		return err
+	}
+	sc := goredis.NewSentinelClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.sentinelPt), DisableIdentity: true})
+	defer sc.Close()
+	if err := localproc.Poll(ctx, func(ctx context.Context) error {
+		m, err := sc.Master(ctx, "samlha").Result()
+		if err != nil {
+			return err
+		}
+		if n, _ := strconv.Atoi(m["num-slaves"]); n < 1 {
+			return errors.New("the Sentinel knows no replica yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("sentinel: %w", err)
+	}
+	t.StoreURL = fmt.Sprintf("redis-sentinel://127.0.0.1:%d/samlha?timeout=300ms&dial_timeout=300ms", t.sentinelPt)
+	return nil
 }
 
 func randomHex(n int) string {
@@ -372,41 +511,29 @@ func withPrefix(rawURL, prefix string) string {
 	return u.String()
 }
 
-// waitHTTP waits until url answers 200, or fails early, with the end of its
-// log, if p exits.
-func waitHTTP(ctx context.Context, p *Proc, url string) error {
-	c := &http.Client{Timeout: time.Second}
-	var last string
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-p.Exited():
-			return fmt.Errorf("%s exited before %s was ready (%v); end of %s:\n%s", p.Name, url, p.ExitErr(), p.LogPath, p.LogTail(2000))
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %s not ready in time (last: %s); end of %s:\n%s", p.Name, url, last, p.LogPath, p.LogTail(2000))
-		case <-time.After(50 * time.Millisecond):
-		}
+// admin sends a request to the proxy's admin API, with its token.
+func (t *Topology) admin(ctx context.Context, method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, t.AdminURL+path, nil)
+	if err != nil {
+		return nil, err
 	}
+	if t.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+t.AdminToken)
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // Targets asks the proxy's admin API for its targets.
 func (t *Topology) Targets(ctx context.Context) ([]stickyproxy.TargetStatus, error) {
-	req, _ := http.NewRequestWithContext(ctx, "GET", t.AdminURL+"/targets", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := t.admin(ctx, "GET", "/targets")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return nil, fmt.Errorf("proxy admin /targets: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
 	var ts []stickyproxy.TargetStatus
 	if err := json.NewDecoder(resp.Body).Decode(&ts); err != nil {
 		return nil, fmt.Errorf("proxy admin /targets (%s): %w", resp.Status, err)
@@ -414,29 +541,41 @@ func (t *Topology) Targets(ctx context.Context) ([]stickyproxy.TargetStatus, err
 	return ts, nil
 }
 
-func (t *Topology) waitTargetsUp(ctx context.Context) error {
-	for {
+// WaitHealthy waits until the proxy's health checks see every one of ids
+// healthy.
+func (t *Topology) WaitHealthy(ctx context.Context, ids ...string) error {
+	var last string
+	err := localproc.Poll(ctx, func(ctx context.Context) error {
 		ts, err := t.Targets(ctx)
-		up := 0
+		if err != nil {
+			last = err.Error()
+			return err
+		}
+		healthy := map[string]bool{}
 		for _, s := range ts {
-			if s.Healthy {
-				up++
+			healthy[s.Name] = s.Healthy
+		}
+		var down []string
+		for _, id := range ids {
+			if !healthy[id] {
+				down = append(down, id)
 			}
 		}
-		if err == nil && up == len(t.Replicas) {
-			return nil
+		if len(down) > 0 {
+			last = "not healthy yet: " + strings.Join(down, ", ")
+			return errors.New(last)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the proxy does not see all %d targets healthy (%d; %v)", len(t.Replicas), up, err)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("the proxy does not see %s healthy (%s): %w", strings.Join(ids, ", "), last, err)
 	}
+	return nil
 }
 
-// Replica returns the replica with the given ID.
+// Replica returns the replica (started or spare) with the given ID.
 func (t *Topology) Replica(id string) (*Replica, error) {
-	for _, r := range t.Replicas {
+	for _, r := range append(append([]*Replica{}, t.Replicas...), t.Spares...) {
 		if r.ID == id {
 			return r, nil
 		}
@@ -454,22 +593,64 @@ func (t *Topology) KillReplica(id string) error {
 	return nil
 }
 
+// RestartReplica stops a replica as a deploy does (SIGTERM: it finishes
+// what it has within its shutdown grace, then exits), starts it again on
+// its port, waits until it is ready and until the proxy's health checks let
+// it back into rotation.
+func (t *Topology) RestartReplica(ctx context.Context, id string) error {
+	r, err := t.Replica(id)
+	if err != nil {
+		return err
+	}
+	r.Proc.Stop(SPShutdownGrace + stopGrace)
+	if err := r.Proc.Start(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := t.replicaReady(ctx, r); err != nil {
+		return err
+	}
+	return t.WaitHealthy(ctx, id)
+}
+
+// StartSpare starts a spare replica (scale out) and waits until the proxy
+// sees it healthy.
+func (t *Topology) StartSpare(ctx context.Context, id string) error {
+	for i, r := range t.Spares {
+		if r.ID != id {
+			continue
+		}
+		if err := r.Proc.Start(); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := t.replicaReady(ctx, r); err != nil {
+			return err
+		}
+		t.Replicas = append(t.Replicas, r)
+		t.Spares = append(t.Spares[:i:i], t.Spares[i+1:]...)
+		return t.WaitHealthy(ctx, id)
+	}
+	return fmt.Errorf("no spare replica %q", id)
+}
+
 // DrainReplica drains a replica through the proxy's admin API.
 func (t *Topology) DrainReplica(ctx context.Context, id string) error {
-	req, _ := http.NewRequestWithContext(ctx, "POST", t.AdminURL+"/targets/"+url.PathEscape(id)+"/drain", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := t.admin(ctx, "POST", "/targets/"+url.PathEscape(id)+"/drain")
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(resp.Body)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("drain %s: %s: %s", id, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return nil
 }
 
-// StopRedis stops the private redis-server.
+// StopRedis kills the private redis-server (the master, with Sentinel).
 func (t *Topology) StopRedis() error {
 	if t.Redis == nil {
 		return errors.New("this topology has no private redis-server to stop")
@@ -479,7 +660,8 @@ func (t *Topology) StopRedis() error {
 }
 
 // StartRedis (re)starts the private redis-server on its port and waits
-// until it answers PING.
+// until it answers as itself (its process_id); with AOF, until it has
+// loaded its data.
 func (t *Topology) StartRedis(ctx context.Context) error {
 	if t.Redis == nil {
 		return errors.New("this topology has no private redis-server")
@@ -487,41 +669,9 @@ func (t *Topology) StartRedis(ctx context.Context) error {
 	if err := t.Redis.Start(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	addr := fmt.Sprintf("127.0.0.1:%d", t.redisPort)
-	for {
-		if pingRedis(addr) == nil {
-			return nil
-		}
-		select {
-		case <-t.Redis.Exited():
-			return fmt.Errorf("redis-server exited: %v; end of %s:\n%s", t.Redis.ExitErr(), t.Redis.LogPath, t.Redis.LogTail(2000))
-		case <-ctx.Done():
-			return fmt.Errorf("redis-server on %s does not answer PING", addr)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func pingRedis(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
-	}
-	return nil
+	return localproc.Ready(ctx, t.Redis, []int{t.redisPort}, localproc.RedisProbe(t.Redis, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.redisPort)}))
 }
 
 // Stop stops every process: the proxy first, then the replicas, the IdP and
@@ -536,17 +686,43 @@ func (t *Topology) Stop() {
 			return
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); p.Stop(3 * time.Second) }()
+		go func() { defer wg.Done(); p.Stop(stopGrace) }()
 	}
 	stop(t.Proxy)
 	wg.Wait()
-	for _, r := range t.Replicas {
+	for _, r := range append(append([]*Replica{}, t.Replicas...), t.Spares...) {
 		stop(r.Proc)
 	}
 	stop(t.IdP)
 	wg.Wait()
+	stop(t.Sentinel)
+	stop(t.RedisReplica)
 	stop(t.Redis)
 	wg.Wait()
+}
+
+// Crashed names the processes of the topology that are not running and
+// should be (a crash the lab did not cause), with the end of each log.
+// expected names the targets of the scenario's faults ("sp-2", "redis",
+// "redis master", "every replica"), whose processes may be down.
+func (t *Topology) Crashed(expected map[string]bool) []string {
+	var out []string
+	check := func(p *Proc, target string) {
+		if p != nil && p.Exited() != nil && !p.Running() && !expected[target] {
+			out = append(out, fmt.Sprintf("%s exited (%v); end of its log:\n%s", p.Name, p.ExitErr(), p.LogTail(1500)))
+		}
+	}
+	check(t.IdP, "idp")
+	check(t.Proxy, "proxy")
+	for _, r := range t.Replicas {
+		check(r.Proc, r.ID)
+	}
+	if !expected["redis master"] {
+		check(t.Redis, "redis")
+	}
+	check(t.RedisReplica, "redis replica")
+	check(t.Sentinel, "sentinel")
+	return out
 }
 
 // Logs maps each process to its log file, relative to the run directory.
@@ -563,7 +739,9 @@ func (t *Topology) Logs() map[string]string {
 	add(t.IdP)
 	add(t.Proxy)
 	add(t.Redis)
-	for _, r := range t.Replicas {
+	add(t.RedisReplica)
+	add(t.Sentinel)
+	for _, r := range append(append([]*Replica{}, t.Replicas...), t.Spares...) {
 		add(r.Proc)
 	}
 	return m

@@ -1,4 +1,4 @@
-package topo
+package localproc
 
 import (
 	"crypto/ecdsa"
