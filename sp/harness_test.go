@@ -59,6 +59,8 @@ type topologyConfig struct {
 	Pick        picker
 	MaxRelogins int
 	Clock       func(*sp.Config)
+	// Configure changes replica i's configuration before sp.New.
+	Configure func(i int, c *sp.Config)
 	// Quiet discards the SPs' logs (benchmarks: a production logger, not
 	// the test log, is what they should pay for).
 	Quiet bool
@@ -105,6 +107,9 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 		}
 		if cfg.Clock != nil {
 			cfg.Clock(&c)
+		}
+		if cfg.Configure != nil {
+			cfg.Configure(i, &c)
 		}
 		s, err := sp.New(c)
 		if err != nil {

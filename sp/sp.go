@@ -20,6 +20,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -82,6 +84,24 @@ type Config struct {
 	// SP stops and explains; default 2.
 	MaxRelogins int
 
+	// TrustedProxies are the peers whose X-Forwarded-For (client
+	// address), X-Forwarded-Proto/-Host and forward-auth headers are
+	// believed. Empty: none; the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+
+	// Gateway, when set, protects an upstream application (reverse proxy
+	// mode) and serves forward-auth; see Gateway.
+	Gateway *Gateway
+
+	// NextKey and NextCertificate are the SP key pair being rolled in:
+	// published in the metadata beside the current one, and used to
+	// decrypt responses encrypted to it; Key still signs.
+	NextKey         crypto.Signer
+	NextCertificate *x509.Certificate
+
+	// IDPInitiated, when set, accepts IdP-initiated logins.
+	IDPInitiated *IDPInitiated
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	// Clock is the time source of the SP and of crewjam; nil is the real
@@ -116,6 +136,9 @@ func (c *Config) setDefaults() {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
+	if c.Gateway != nil {
+		c.Gateway.setDefaults()
+	}
 }
 
 // Validate reports every problem with c at once.
@@ -135,6 +158,15 @@ func (c *Config) Validate() error {
 	}
 	if c.BindingSameSite == http.SameSiteNoneMode && c.RootURL != nil && c.RootURL.Scheme != "https" {
 		errs = append(errs, errors.New("SameSite=None cookies need https: browsers refuse them without Secure"))
+	}
+	if c.Gateway != nil {
+		errs = append(errs, c.Gateway.validate()...)
+	}
+	if (c.NextKey == nil) != (c.NextCertificate == nil) {
+		errs = append(errs, errors.New("give both the next key and the next certificate, or neither"))
+	}
+	if c.IDPInitiated != nil {
+		errs = append(errs, c.IDPInitiated.validate(c.Store)...)
 	}
 	for _, d := range []struct {
 		name string
@@ -168,6 +200,10 @@ type SP struct {
 	// metadataOnly serves this SP's metadata until the IdP's is loaded, so
 	// the IdP can register the SP first.
 	metadataOnly *samlsp.Middleware
+
+	proxy http.Handler // gateway mode: the upstream
+	jwt   *jwtSigner   // gateway: the identity JWT signer, if any
+	gm    *gatewayMetrics
 }
 
 // liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
@@ -181,6 +217,8 @@ type liveConfig struct {
 	// (see commitLogin). crewjam's other flows (logout requests,
 	// artifacts) still use mw.ServiceProvider and its ReplayCache.
 	parser *saml.ServiceProvider
+	// idpParser is parser accepting unsolicited responses (IDPInitiated).
+	idpParser *saml.ServiceProvider
 }
 
 // New returns an SP. Call Run to load (and refresh) the IdP metadata.
@@ -228,6 +266,21 @@ func New(cfg Config) (*SP, error) {
 	}
 	if s.metadataOnly, err = samlsp.New(s.middlewareOptions(nil)); err != nil {
 		return nil, fmt.Errorf("configure SAML middleware: %w", err)
+	}
+	if g := cfg.Gateway; g != nil {
+		s.gm = newGatewayMetrics(cfg.Registry)
+		if g.Upstream != nil {
+			s.proxy = s.newUpstreamProxy()
+		}
+		if g.JWT != nil {
+			aud := cfg.RootURL.String()
+			if g.Upstream != nil {
+				aud = g.Upstream.String()
+			}
+			if s.jwt, err = newJWTSigner(g.JWT, cfg.RootURL.String(), aud); err != nil {
+				return nil, err
+			}
+		}
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -282,6 +335,7 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		return fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	mw.OnError = s.onLibraryError
+	s.applyRollover(&mw.ServiceProvider)
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
 	if s.cfg.Store != nil {
 		parser := mw.ServiceProvider
@@ -302,6 +356,11 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		cp.Codec = codec
 		cp.SameSite = http.SameSiteLaxMode
 		mw.Session = cp
+	}
+	if s.cfg.IDPInitiated != nil {
+		p := *rt.parser
+		p.AllowIDPInitiated = true
+		rt.idpParser = &p
 	}
 	if s.sessions != nil {
 		s.sessions.codec = samlsp.JWTSessionCodec{MaxAge: s.cfg.SessionMaxTTL, Clock: s.cfg.Clock,
@@ -327,22 +386,54 @@ func (s *SP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.Serve
 
 func (s *SP) routes() http.Handler {
 	r := chi.NewRouter()
+	if len(s.cfg.TrustedProxies) > 0 {
+		pfx := make([]string, len(s.cfg.TrustedProxies))
+		for i, p := range s.cfg.TrustedProxies {
+			pfx[i] = p.String()
+		}
+		r.Use(middleware.ClientIPFromXFF(pfx...))
+	} else {
+		r.Use(middleware.ClientIPFromRemoteAddr)
+	}
+	if s.cfg.Gateway != nil {
+		// First of all: no client's identity header gets any further.
+		r.Use(s.stripIdentity)
+	}
 	r.Use(s.instanceHeader, s.countRequests)
-	r.Get("/", s.serveIndex)
-	r.Handle("/app", s.requireAccount(http.HandlerFunc(s.serveApp)))
-	r.Get("/whoami", s.serveWhoami)
-	r.HandleFunc("/logout", s.serveLogout)
+	if s.proxy == nil {
+		r.Get("/", s.serveIndex)
+		r.Handle("/app", s.requireAccount(http.HandlerFunc(s.serveApp)))
+		r.Get("/whoami", s.serveWhoami)
+		r.HandleFunc("/logout", s.serveLogout)
+		// The SP's pages need only the style sheet; the lab's vendored chart
+		// library, also under static/, is not served.
+		r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFileFS(w, r, web.Static(), "style.css")
+		})
+	} else {
+		// Gateway: every other path is the upstream's.
+		gw := s.serveGateway(s.requireAccount(http.HandlerFunc(s.serveUpstream)))
+		r.NotFound(gw)
+	}
+	if s.cfg.Gateway != nil {
+		r.Get("/saml/auth", s.serveAuth)
+		r.Head("/saml/auth", s.serveAuth)
+		r.Get("/saml/login", s.serveLoginRD)
+		r.HandleFunc("/saml/logout", s.serveLogout)
+		if s.jwt != nil {
+			r.Get("/saml/jwks.json", s.serveJWKS)
+		}
+	}
 	r.Get("/saml/metadata", s.serveMetadata)
 	r.HandleFunc("/saml/acs", s.serveACS)
 	r.HandleFunc("/saml/slo", s.serveSLO)
 	r.Get("/healthz", s.serveHealthz)
 	r.Get("/readyz", s.serveReadyz)
-	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
-	// The SP's pages need only the style sheet; the lab's vendored chart
-	// library, also under static/, is not served.
-	r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFileFS(w, r, web.Static(), "style.css")
-	})
+	if s.proxy == nil {
+		r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	} else {
+		r.Handle("/saml/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{Registry: s.cfg.Registry}))
+	}
 	return r
 }
 
