@@ -193,7 +193,7 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if trusted && fw.method != "" && fw.proto != "" && fw.host != "" && fw.uri != "" &&
+	if trusted && fw.method != "" && fw.proto != "" && fw.host != "" && localPath(fw.uri) &&
 		(fw.method == http.MethodGet || fw.method == http.MethodHead) && browserNavigation(&http.Request{Method: fw.method, Header: r.Header}) {
 		if target, ok := s.returnTarget(fw.proto + "://" + fw.host + fw.uri); ok {
 			s.gm.forwardAuth.WithLabelValues("redirect").Inc()
@@ -217,4 +217,10 @@ func (s *SP) afterLogin(uri string) string {
 		return t
 	}
 	return "/"
+}
+
+// localPath reports whether uri is a path on this host: "/x", not "//x"
+// or "/\\x" (which browsers read as another host).
+func localPath(uri string) bool {
+	return strings.HasPrefix(uri, "/") && !strings.HasPrefix(uri, "//") && !strings.HasPrefix(uri, "/\\")
 }

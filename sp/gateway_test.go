@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -475,4 +476,128 @@ func do(t testing.TB, req *http.Request) *http.Response {
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
+}
+
+// startForwardAuth runs one replica in forward-auth only mode (no
+// upstream), trusting proxies in trusted.
+func startForwardAuth(t testing.TB, trusted string, gw func(*sp.Gateway)) *topology {
+	t.Helper()
+	return startTopology(t, topologyConfig{Replicas: 1,
+		Store: func(testing.TB, int) store.Store { return memory.New(memory.Options{}) },
+		Configure: func(_ int, c *sp.Config) {
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(trusted)}
+			g := &sp.Gateway{PassAttributes: []sp.PassAttribute{{Attribute: "mail", Header: "X-Email"}}}
+			if gw != nil {
+				gw(g)
+			}
+			c.Gateway = g
+		}})
+}
+
+// /saml/auth: 200 with the identity for a session, 403 on a forbidden
+// path, a redirect into the login for a trusted proxy's browser
+// navigation, 401 otherwise; never a redirect off-site.
+func TestForwardAuth(t *testing.T) {
+	t.Parallel()
+	rule, _ := sp.ParseAllowRule("/admin:eduPersonAffiliation=admins")
+	top := startForwardAuth(t, "127.0.0.1/32", func(g *sp.Gateway) { g.Allow = []sp.AllowRule{rule} })
+	untrusted := startForwardAuth(t, "10.0.0.0/8", nil)
+	b := top.browser()
+	if res := top.login(t, b, "alice"); !res.OK {
+		t.Fatalf("login: %s", describe(res))
+	}
+	session := b.Cookies(mustURL(top.ProxyURL))
+	host := strings.TrimPrefix(top.ProxyURL, "http://")
+	nav := map[string]string{"Accept": "text/html", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host}
+	for _, tc := range []struct {
+		name     string
+		base     string
+		cookies  bool
+		header   map[string]string
+		uri      string
+		code     int
+		location string
+		user     string
+	}{
+		{name: "session", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 200, user: "alice"},
+		{name: "session, forged identity in the auth request", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 200, user: "alice",
+			header: map[string]string{"X-Samlha-User": "mallory"}},
+		{name: "session, forbidden path", base: top.Replicas[0].URL, cookies: true, uri: "/admin/x", code: 403},
+		{name: "session, nginx X-Original-URI forbidden", base: top.Replicas[0].URL, cookies: true, code: 403,
+			header: map[string]string{"X-Original-URI": "/admin"}},
+		{name: "session, non-canonical path", base: top.Replicas[0].URL, cookies: true, uri: "/a/../admin", code: 400},
+		{name: "no session, trusted navigation", base: top.Replicas[0].URL, header: nav, uri: "/page?x=1", code: 302,
+			location: top.ProxyURL + "/saml/login?rd=" + url.QueryEscape(top.ProxyURL+"/page?x=1")},
+		{name: "no session, API call", base: top.Replicas[0].URL, uri: "/api",
+			header: map[string]string{"Accept": "application/json", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host}, code: 401},
+		{name: "no session, POST", base: top.Replicas[0].URL, uri: "/page",
+			header: map[string]string{"Accept": "text/html", "X-Forwarded-Method": "POST", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host}, code: 401},
+		{name: "no session, foreign host", base: top.Replicas[0].URL, uri: "/page",
+			header: map[string]string{"Accept": "text/html", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test"}, code: 401},
+		{name: "no session, userinfo host", base: top.Replicas[0].URL, uri: "/page",
+			header: map[string]string{"Accept": "text/html", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host + "@evil.test"}, code: 401},
+		{name: "no session, scheme-relative uri", base: top.Replicas[0].URL, uri: "//evil.test/x",
+			header: nav, code: 401},
+		{name: "no session, untrusted peer", base: untrusted.Replicas[0].URL, header: nav, uri: "/page", code: 401},
+		{name: "no session, nginx", base: top.Replicas[0].URL, header: map[string]string{"X-Original-URI": "/page"}, code: 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, tc.base+"/saml/auth", nil)
+			if tc.cookies {
+				for _, c := range session {
+					req.AddCookie(c)
+				}
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			if tc.uri != "" {
+				req.Header.Set("X-Forwarded-Uri", tc.uri)
+			}
+			resp := do(t, req)
+			if resp.StatusCode != tc.code {
+				body, _ := io.ReadAll(resp.Body)
+				t.Fatalf("%d, want %d: %s", resp.StatusCode, tc.code, body)
+			}
+			if got := resp.Header.Get("Location"); got != tc.location {
+				t.Errorf("Location %q, want %q", got, tc.location)
+			}
+			if tc.user != "" && (resp.Header.Get("X-Samlha-User") != tc.user || resp.Header.Get("X-Email") != tc.user+"@example.com") {
+				t.Errorf("identity headers %v, want user %s", resp.Header, tc.user)
+			}
+		})
+	}
+}
+
+// /saml/login?rd= refuses off-site return URLs with a named cause, and
+// brings the user back to an allowed one after login.
+func TestLoginRDRefusesOpenRedirects(t *testing.T) {
+	t.Parallel()
+	top := startForwardAuth(t, "127.0.0.1/32", nil)
+	for _, rd := range []string{"//evil.test", "/\\evil.test", "https:evil.test", "https://evil.test/", "http://127.0.0.1@evil.test/", "/x\r\nLocation: //evil"} {
+		resp := do(t, mustGet(top.ProxyURL+"/saml/login?rd="+url.QueryEscape(rd)))
+		if resp.StatusCode != 400 || resp.Header.Get(sp.HeaderCause) != "redirect-refused" {
+			t.Errorf("rd=%q: %d cause %q, want 400 redirect-refused", rd, resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+		}
+	}
+	b := sptest.NewBrowser(sptest.Options{RequestTimeout: 20 * time.Second, SuccessPath: "/app"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := b.Login(ctx, top.ProxyURL+"/saml/login?rd="+url.QueryEscape(top.ProxyURL+"/app?from=rd"), "alice", "alice-password")
+	if !res.OK || !strings.HasSuffix(res.Hops[len(res.Hops)-1].URL, "/app?from=rd") {
+		t.Fatalf("login through /saml/login?rd=:\n%s", describe(res))
+	}
+	// With a session, /saml/login goes straight to rd.
+	page, err := b.Get(ctx, top.ProxyURL+"/saml/login?rd=/whoami")
+	if err != nil || page.URL.Path != "/whoami" || page.Status != 200 {
+		t.Fatalf("with a session: %v %v", page, err)
+	}
+}
+
+func mustGet(u string) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
 }
