@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,8 +62,8 @@ func TestSPCertificateRolloverLosesNoLogin(t *testing.T) {
 		resp.Body.Close()
 		// Both certificates are published, the current one first.
 		s := string(md)
-		i1 := indexOf(s, base64.StdEncoding.EncodeToString(first.Raw))
-		i2 := indexOf(s, base64.StdEncoding.EncodeToString(second.Raw))
+		i1 := strings.Index(s, base64.StdEncoding.EncodeToString(first.Raw))
+		i2 := strings.Index(s, base64.StdEncoding.EncodeToString(second.Raw))
 		if i1 < 0 || i2 < 0 || i1 > i2 {
 			t.Fatalf("metadata does not publish the current certificate, then the next (at %d and %d)", i1, i2)
 		}
@@ -113,13 +114,4 @@ func TestSPCertificateRolloverLosesNoLogin(t *testing.T) {
 			t.Fatalf("login begun after the swap lost:\n%s", describe(res))
 		}
 	}
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
