@@ -32,12 +32,18 @@ const summary = `samlsp: a SAML service provider replica whose login state lives
 Usage:
   samlsp [flags]                      serve
   samlsp keygen --dir DIR             write sp.key and sp.crt (give the same pair to every replica)
+  samlsp jwtkey --out FILE            write a signing key for --identity-jwt-key
 
 Example (two replicas sharing Redis, behind a balancer at :8080):
   samlsp keygen --dir ./sp-keys
   samlsp --instance-id sp-1 --listen 127.0.0.1:8081 --root-url http://127.0.0.1:8080 \
          --idp-metadata-url http://127.0.0.1:9000/metadata --sp-key ./sp-keys/sp.key --sp-cert ./sp-keys/sp.crt \
          --store redis --store-url redis://127.0.0.1:6379/0
+
+Protect an existing app (gateway mode; add --identity-jwt --identity-jwt-key DIR for a signed identity):
+  samlsp ... --store redis --upstream http://127.0.0.1:3000 --pass-attribute mail=X-Email --allow /admin:groups=admins
+Forward-auth behind nginx auth_request, Caddy forward_auth or Traefik forwardAuth: point them at /saml/auth
+  (see deploy/nginx-forward-auth.conf, deploy/Caddyfile.forward-auth, deploy/traefik-forward-auth.yml).
 
 Stores (--store):
   memory     state in this process: a login must finish on the replica that began it (needs a sticky balancer)
@@ -61,6 +67,8 @@ type options struct {
 	maxRelogins                                    int
 	logFormat, logLevel                            string
 	shutdownGrace                                  time.Duration
+	gw                                             gatewayOptions
+	gwc                                            *sp.Config // what gw builds
 }
 
 func defaultInstanceID() string {
@@ -96,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	o.gw.addFlags(fs)
 	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
 		return nil, err
 	}
@@ -147,6 +156,7 @@ func (o *options) validate() error {
 	if _, err := parseSameSite(o.cookieSameSite); err != nil {
 		p.Addf("--cookie-samesite: %v", err)
 	}
+	o.gwc = o.gw.build(&p, o.storeMode)
 	if o.maxRelogins < 0 {
 		p.Addf("--max-relogins must not be negative")
 	}
@@ -180,6 +190,9 @@ func parseSameSite(s string) (http.SameSite, error) {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "jwtkey" {
+		return jwtkey(args[1:], stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
@@ -224,12 +237,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
 		StoreTimeout: o.storeTimeout, BindingSameSite: sameSite, MaxRelogins: o.maxRelogins,
 		Logger: logger, Registry: reg,
+		Gateway: o.gwc.Gateway, TrustedProxies: o.gwc.TrustedProxies, IDPInitiated: o.gwc.IDPInitiated,
+		NextKey: o.gwc.NextKey, NextCertificate: o.gwc.NextCertificate,
 	})
 	if err != nil {
 		return err
 	}
 	ilog.Info("samlsp starting", "root_url", o.rootURL, "store", o.storeMode,
-		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert))
+		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert),
+		"upstream", o.gw.upstream, "identity_jwt", o.gw.identityJWT)
+	if o.gwc.NextCertificate != nil {
+		ilog.Info("SP key rollover: next certificate published, decrypting with both", "next_key_fingerprint", keypair.Fingerprint(o.gwc.NextCertificate))
+	}
 
 	srv, err := cli.Listen("public", o.listen, &http.Server{
 		Handler:           s,
