@@ -88,6 +88,22 @@ func (s *SP) serveLoginRD(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rd := r.URL.Query().Get("rd")
+	if fw, trusted := s.forwardedRequest(r); rd == "" && trusted && fw.uri != "" {
+		// nginx: error_page 401 sends the browser here through a named
+		// location, with the original URI in X-Original-URI (nginx cannot
+		// URL-encode it into rd=). An API call is answered 401 without
+		// any login state, as in gateway mode.
+		if !browserNavigation(r) {
+			s.gm.forwardAuth.WithLabelValues("unauthenticated").Inc()
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no-session", "instance": s.cfg.InstanceID})
+			return
+		}
+		if !localPath(fw.uri) {
+			s.fail(w, r, &Failure{Cause: CauseRedirectRefused, Detail: "X-Original-URI " + truncate(fw.uri, 200) + " is not a local path"})
+			return
+		}
+		rd = fw.uri
+	}
 	if rd == "" {
 		rd = "/"
 	}
