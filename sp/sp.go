@@ -99,6 +99,13 @@ type Config struct {
 	NextKey         crypto.Signer
 	NextCertificate *x509.Certificate
 
+	// SessionCacheTTL, when positive (store mode), serves a session from
+	// this replica's memory for that long after reading it from the store:
+	// a session ended elsewhere is refused here at most that much later.
+	// SessionCacheEntries bounds the cache (default 100000).
+	SessionCacheTTL     time.Duration
+	SessionCacheEntries int
+
 	// IDPInitiated, when set, accepts IdP-initiated logins.
 	IDPInitiated *IDPInitiated
 
@@ -168,6 +175,12 @@ func (c *Config) Validate() error {
 	if c.IDPInitiated != nil {
 		errs = append(errs, c.IDPInitiated.validate(c.Store)...)
 	}
+	if c.SessionCacheTTL < 0 || c.SessionCacheTTL > time.Minute {
+		errs = append(errs, fmt.Errorf("session cache TTL %v: want 0 (off) to 1m; it is how late a logout elsewhere reaches this replica", c.SessionCacheTTL))
+	}
+	if c.SessionCacheTTL > 0 && c.Store == nil {
+		errs = append(errs, errors.New("the session cache is for store mode; stateless sessions are read from the cookie"))
+	}
 	for _, d := range []struct {
 		name string
 		d    time.Duration
@@ -204,6 +217,7 @@ type SP struct {
 	proxy http.Handler // gateway mode: the upstream
 	jwt   *jwtSigner   // gateway: the identity JWT signer, if any
 	gm    *gatewayMetrics
+	cache *sessionCache // store mode with SessionCacheTTL
 }
 
 // liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
@@ -254,6 +268,13 @@ func New(cfg Config) (*SP, error) {
 		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, instance: cfg.InstanceID,
 			idle: cfg.SessionIdleTTL, absolute: cfg.SessionMaxTTL, timeout: cfg.StoreTimeout, now: s.now,
 			revoked: rev, cookie: s.cookies, onErr: onErr}
+		if cfg.SessionCacheTTL > 0 {
+			n := cfg.SessionCacheEntries
+			if n <= 0 {
+				n = 100000
+			}
+			s.cache = newSessionCache(s.sessions, cfg.SessionCacheTTL, n, s.now)
+		}
 	} else {
 		// Stateless: crewjam's own in-process stores, as they are. They
 		// protect one replica only; that is the point of this mode.
@@ -343,6 +364,9 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		rt.parser = &parser
 		mw.RequestTracker = s.tracker
 		mw.Session = s.sessions
+		if s.cache != nil {
+			mw.Session = s.cache
+		}
 		rt.state = s.tracker
 	} else {
 		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)

@@ -37,6 +37,7 @@ type gatewayOptions struct {
 	idpInitiatedRedirects     cli.StringList
 	idpInitiatedAcceptReplica bool
 	spKeyNext, spCertNext     string
+	sessionCacheTTL           time.Duration
 }
 
 func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
@@ -54,6 +55,7 @@ func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&g.allowIDPInitiated, "allow-idp-initiated", false, "accept IdP-initiated logins (needs a shared store: their only replay defence is the shared replay record)")
 	fs.Var(&g.idpInitiatedRedirects, "idp-initiated-redirect", "IdP-initiated login: path prefixes the RelayState may name as the landing page (repeatable); anything else lands on /")
 	fs.BoolVar(&g.idpInitiatedAcceptReplica, "idp-initiated-accept-replica-replay", false, "allow --allow-idp-initiated with a per-replica store (memory, stateless), accepting that a response\nreplayed to another replica logs in once more there")
+	fs.DurationVar(&g.sessionCacheTTL, "session-cache-ttl", 0, "serve a session from this replica's memory for this long after reading it from the store (0: off; at most 1m);\na logout on another replica is refused here at most this much later (1s suits the gateway)")
 	fs.StringVar(&g.spKeyNext, "sp-key-next", "", "SP key rollover: the next PEM private key, used to decrypt responses encrypted to --sp-cert-next")
 	fs.StringVar(&g.spCertNext, "sp-cert-next", "", "SP key rollover: the next certificate, published in the metadata beside --sp-cert (which still signs)")
 }
@@ -122,6 +124,13 @@ func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
 	} else if len(g.idpInitiatedRedirects) > 0 || g.idpInitiatedAcceptReplica {
 		p.Addf("--idp-initiated-redirect and --idp-initiated-accept-replica-replay need --allow-idp-initiated")
 	}
+	switch {
+	case g.sessionCacheTTL < 0 || g.sessionCacheTTL > time.Minute:
+		p.Addf("--session-cache-ttl %v: want 0 (off) to 1m", g.sessionCacheTTL)
+	case g.sessionCacheTTL > 0 && storeMode == "stateless":
+		p.Addf("--session-cache-ttl is for --store memory or redis; stateless sessions are read from the cookie")
+	}
+	c.SessionCacheTTL = g.sessionCacheTTL
 	if (g.spKeyNext == "") != (g.spCertNext == "") {
 		p.Addf("--sp-key-next and --sp-cert-next: give both or neither")
 	} else if g.spKeyNext != "" {

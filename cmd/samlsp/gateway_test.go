@@ -20,7 +20,7 @@ func TestGatewayFlagsInHelp(t *testing.T) {
 	}
 	for _, f := range []string{"upstream", "public-path", "identity-header-prefix", "pass-attribute", "allow", "allowed-redirect-hosts",
 		"identity-jwt", "identity-jwt-key", "identity-jwt-ttl", "identity-jwt-audience", "trusted-proxies", "allow-idp-initiated",
-		"idp-initiated-redirect", "idp-initiated-accept-replica-replay", "sp-key-next", "sp-cert-next"} {
+		"idp-initiated-redirect", "idp-initiated-accept-replica-replay", "sp-key-next", "sp-cert-next", "session-cache-ttl"} {
 		env := "$SAMLHA_" + strings.ToUpper(strings.ReplaceAll(f, "-", "_"))
 		if !strings.Contains(out.String(), "--"+f+" ") && !strings.Contains(out.String(), "--"+f+"\n") {
 			t.Errorf("--help lacks --%s", f)

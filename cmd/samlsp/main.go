@@ -238,7 +238,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		StoreTimeout: o.storeTimeout, BindingSameSite: sameSite, MaxRelogins: o.maxRelogins,
 		Logger: logger, Registry: reg,
 		Gateway: o.gwc.Gateway, TrustedProxies: o.gwc.TrustedProxies, IDPInitiated: o.gwc.IDPInitiated,
-		NextKey: o.gwc.NextKey, NextCertificate: o.gwc.NextCertificate,
+		NextKey: o.gwc.NextKey, NextCertificate: o.gwc.NextCertificate, SessionCacheTTL: o.gwc.SessionCacheTTL,
 	})
 	if err != nil {
 		return err
