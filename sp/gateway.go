@@ -57,8 +57,9 @@ type Gateway struct {
 	// Transport reaches the upstream; nil: a transport tuned for one busy
 	// upstream (many idle connections kept).
 	Transport http.RoundTripper
-	// FlushInterval is ReverseProxy's; default -1 (flush every write,
-	// so server-sent events and streams pass as they come).
+	// FlushInterval is ReverseProxy's: 0 (the default) flushes
+	// server-sent events and responses of unknown length at every write,
+	// and buffers others; -1 flushes every write of every response.
 	FlushInterval time.Duration
 }
 
@@ -89,9 +90,6 @@ func (g *Gateway) setDefaults() {
 		g.HeaderPrefix = DefaultIdentityHeaderPrefix
 	}
 	g.HeaderPrefix = http.CanonicalHeaderKey(g.HeaderPrefix)
-	if g.FlushInterval == 0 {
-		g.FlushInterval = -1
-	}
 }
 
 func (g *Gateway) validate() []error {

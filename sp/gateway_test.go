@@ -86,7 +86,7 @@ type gatewayEnv struct {
 
 // startGateway runs replicas sharing one memory store (one process, so any
 // replica sees every key) in gateway mode in front of an upstream.
-func startGateway(t testing.TB, replicas int, extra http.Handler, gw func(*sp.Gateway)) *gatewayEnv {
+func startGateway(t testing.TB, replicas int, extra http.Handler, gw func(*sp.Gateway), more ...func(*sp.Config)) *gatewayEnv {
 	t.Helper()
 	env := &gatewayEnv{up: startUpstream(t, extra), store: memory.New(memory.Options{})}
 	t.Cleanup(func() { env.store.Close() })
@@ -100,6 +100,9 @@ func startGateway(t testing.TB, replicas int, extra http.Handler, gw func(*sp.Ga
 				gw(g)
 			}
 			c.Gateway = g
+			for _, f := range more {
+				f(c)
+			}
 		}})
 	return env
 }

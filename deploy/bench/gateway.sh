@@ -81,15 +81,15 @@ wait_port() {
 	return 1
 }
 
-on_load() { taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$@"; }
-
-on_load "$work/backend" --listen 127.0.0.1:25101 --instance-id upstream & pids+=($!)
+# Started directly (not through a shell function), so that $! is the
+# program itself and cleanup stops it.
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:25101 --instance-id upstream & pids+=($!)
 taskset -c "$LOAD_CPU" redis-server --port 25379 --bind 127.0.0.1 --save "" --appendonly no >"$out/redis.log" 2>&1 & pids+=($!)
 "$work/samlsp" keygen --dir "$work/keys" >/dev/null
-on_load "$work/devidp" --listen 127.0.0.1:25100 --public-url http://127.0.0.1:25100 --data-dir "$work/idp" \
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/devidp" --listen 127.0.0.1:25100 --public-url http://127.0.0.1:25100 --data-dir "$work/idp" \
 	--sp-metadata http://127.0.0.1:25081/saml/metadata --sp-metadata http://127.0.0.1:25082/saml/metadata \
 	--register-timeout 0 --log-level warn 2>"$out/devidp.log" & pids+=($!)
-on_load "$work/mockoidc" --listen 127.0.0.1:25090 >"$work/oidc.env" 2>"$out/mockoidc.log" & pids+=($!)
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/mockoidc" --listen 127.0.0.1:25090 >"$work/oidc.env" 2>"$out/mockoidc.log" & pids+=($!)
 wait_port 25101
 wait_port 25379
 wait_port 25100
@@ -203,7 +203,8 @@ summary=$(awk -v order="$CONTENDERS" -v ref="$ref" '
 	}' "$out/rounds.txt")
 echo "$summary" >"$out/summary.txt"
 echo
-echo "gateway benchmark, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), oauth2-proxy $("$o2p" --version 2>&1 | awk '{print $2; exit}'), $(redis-server --version | awk '{print $1, $3}')"
+[ -n "${OAUTH2_PROXY:-}" ] && O2P_VERSION="$O2P_VERSION? (given: $OAUTH2_PROXY)"
+echo "gateway benchmark, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), oauth2-proxy $O2P_VERSION, $(redis-server --version | awk '{print $1, $3}')"
 echo "wrk -t1 -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, medians; proxy pinned to CPU $PROXY_CPU (GOMAXPROCS=1), backend, Redis, IdPs and wrk to CPU $LOAD_CPU"
 echo "ratios are per round; us/req: the proxy process's CPU time per request (Redis's own CPU not included)"
 printf '%-19s %9s %8s %8s %7s %9s %9s %9s %8s\n' contender "req/s" "p50 ms" "p99 ms" errors "rps/o2p" "p99/o2p" "rps/dir" "us/req"
