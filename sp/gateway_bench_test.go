@@ -3,8 +3,8 @@ package sp_test
 import (
 	"log/slog"
 	"net/http"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/samlha/samlha/sp"
 )
