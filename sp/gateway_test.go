@@ -604,3 +604,41 @@ func mustGet(u string) *http.Request {
 	}
 	return req
 }
+
+// X-Forwarded-* reach the upstream as the client sent them only from a
+// trusted proxy; from anyone else they are the gateway's own view.
+func TestGatewayXForwardedFromTrustedProxiesOnly(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		trusted                 string
+		wantXFF, wantHost, prot string
+	}{
+		{"127.0.0.1/32", "203.0.113.9, 127.0.0.1", "app.example.test", "https"},
+		{"10.0.0.0/8", "127.0.0.1", "", "http"},
+	} {
+		env := startGateway(t, 1, nil, nil, func(c *sp.Config) {
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(tc.trusted)}
+		})
+		b := newBrowser()
+		loginVia(t, env, b, "alice", "/app")
+		req := mustGet(env.top.Replicas[0].URL + "/x")
+		for _, c := range b.Cookies(mustURL(env.top.ProxyURL)) {
+			req.AddCookie(c)
+		}
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		req.Header.Set("X-Forwarded-Host", "app.example.test")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		if resp := do(t, req); resp.StatusCode != 200 {
+			t.Fatalf("trusted %s: %d", tc.trusted, resp.StatusCode)
+		}
+		h := env.up.last()
+		wantHost := tc.wantHost
+		if wantHost == "" {
+			wantHost = strings.TrimPrefix(env.top.Replicas[0].URL, "http://")
+		}
+		if got := strings.Join(h.Values("X-Forwarded-For"), ", "); got != tc.wantXFF || h.Get("X-Forwarded-Host") != wantHost || h.Get("X-Forwarded-Proto") != tc.prot {
+			t.Errorf("trusted %s: upstream got X-Forwarded-For %q Host %q Proto %q; want %q %q %q", tc.trusted,
+				got, h.Get("X-Forwarded-Host"), h.Get("X-Forwarded-Proto"), tc.wantXFF, wantHost, tc.prot)
+		}
+	}
+}
