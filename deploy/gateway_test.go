@@ -262,3 +262,99 @@ func TestTraefikForwardAuthConfig(t *testing.T) {
 		t.Errorf("samlsp service has %d servers, want %d", n, len(refReplicas))
 	}
 }
+
+// TestGatewayRoundRobinSurvivesAKilledReplica is the gateway's promise end
+// to end, with the real binaries: demoapp (no SAML code, --require-jwt)
+// behind three samlsp gateways on one Redis behind a round-robin balancer
+// (Caddy, no affinity). Every login succeeds on the first try and the app
+// verifies the identity JWT; after one gateway is killed, every session
+// keeps working and new logins succeed.
+func TestGatewayRoundRobinSurvivesAKilledReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis, devidp, three samlsp gateways, demoapp and Caddy (-short)")
+	}
+	exe, ok := findTool("caddy")
+	if !ok {
+		skipOrFail(t, "caddy is not installed (apt-get install -y caddy)")
+	}
+	d := loadDockerfile(t)
+	spPkg, _ := d.pkgOf("samlsp")
+	idpPkg, _ := d.pkgOf("devidp")
+	samlsp := bins.path(t, "samlsp", spPkg)
+	devidp := bins.path(t, "devidp", idpPkg)
+	demoapp := bins.path(t, "demoapp", "./cmd/demoapp")
+
+	dir := t.TempDir()
+	lbPort, idpPort, appPort := freePort(t), freePort(t), freePort(t)
+	rootURL, idpURL, appURL := "http://127.0.0.1:"+lbPort, "http://127.0.0.1:"+idpPort, "http://127.0.0.1:"+appPort
+	keys, jwtKeys := filepath.Join(dir, "keys"), filepath.Join(dir, "jwt")
+	os.MkdirAll(jwtKeys, 0o700)
+	for _, args := range [][]string{{"keygen", "--dir", keys}, {"jwtkey", "--out", filepath.Join(jwtKeys, "k1.pem"), "--alg", "EdDSA"}} {
+		if out, err := exec.Command(samlsp, args...).CombinedOutput(); err != nil {
+			t.Fatalf("samlsp %v: %v\n%s", args, err, out)
+		}
+	}
+	redis := redistest.Start(t)
+	startProc(t, dir, "devidp", nil, devidp, "--listen", "127.0.0.1:"+idpPort, "--public-url", idpURL,
+		"--sp-metadata", rootURL+"/saml/metadata", "--register-timeout", "0", "--data-dir", filepath.Join(dir, "idp"))
+	startProc(t, dir, "demoapp", nil, demoapp, "--listen", "127.0.0.1:"+appPort, "--require-jwt",
+		"--jwks-url", rootURL+"/saml/jwks.json", "--issuer", rootURL, "--audience", appURL)
+	var gws []*exec.Cmd
+	var addrs []string
+	for i := range 3 {
+		port := freePort(t)
+		id := "gw-" + strconv.Itoa(i+1)
+		gws = append(gws, startProcCmd(t, dir, id, nil, samlsp, "--instance-id", id, "--listen", "127.0.0.1:"+port,
+			"--root-url", rootURL, "--idp-metadata-url", idpURL+"/metadata", "--sp-key", filepath.Join(keys, "sp.key"),
+			"--sp-cert", filepath.Join(keys, "sp.crt"), "--store", "redis", "--store-url", redis.URL(),
+			"--upstream", appURL, "--identity-jwt", "--identity-jwt-key", jwtKeys, "--session-cache-ttl", "1s"))
+		addrs = append(addrs, "127.0.0.1:"+port)
+		waitHTTP(t, "http://127.0.0.1:"+port+"/readyz", 30*time.Second)
+	}
+	caddyfile := "{\n\tauto_https off\n\tadmin off\n}\n\nhttp://127.0.0.1:" + lbPort + " {\n\treverse_proxy " + strings.Join(addrs, " ") +
+		" {\n\t\tlb_policy round_robin\n\t\tlb_try_duration 2s\n\t\tfail_duration 10s\n\t}\n}\n"
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	startProc(t, home, "caddy", []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home},
+		exe, "run", "--config", cfg, "--adapter", "caddyfile")
+	waitHTTP(t, rootURL+"/saml/metadata", 30*time.Second)
+	waitHTTP(t, idpURL+"/readyz", 60*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	login := func(i int) *sptest.Browser {
+		user := []string{"alice", "bob"}[i%2]
+		b := sptest.NewBrowser(sptest.Options{RequestTimeout: 10 * time.Second, SuccessPath: "/app"})
+		res := b.Login(ctx, rootURL+"/app", user, user+"-password")
+		if !res.OK {
+			t.Fatalf("login %d (%s) failed: cause %s: %v", i, user, res.Cause, res.Err)
+		}
+		return b
+	}
+	var browsers []*sptest.Browser
+	for i := range 6 {
+		browsers = append(browsers, login(i))
+	}
+	// Kill one gateway, hard.
+	if err := gws[1].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range browsers {
+		for j := range 3 {
+			page, err := b.Get(ctx, rootURL+"/app")
+			if err != nil {
+				t.Fatalf("browser %d, request %d after the kill: %v", i, j, err)
+			}
+			if page.Status != 200 || page.Header.Get("X-Samlha-User") == "" || page.Header.Get("X-Demoapp-Jwt") != "verified" {
+				t.Fatalf("browser %d, request %d after the kill: %d user %q jwt %q", i, j, page.Status,
+					page.Header.Get("X-Samlha-User"), page.Header.Get("X-Demoapp-Jwt"))
+			}
+		}
+	}
+	for i := 6; i < 9; i++ {
+		login(i)
+	}
+}
