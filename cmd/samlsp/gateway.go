@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -186,4 +187,14 @@ func jwtkey(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, *alg)
 	return nil
+}
+
+// gatewayTimeouts lifts the whole-request read and write deadlines in
+// gateway mode: server-sent events, WebSockets, long downloads and large
+// uploads to the upstream last as long as they last (the header and idle
+// deadlines stay). The SP's own pages answer in milliseconds either way.
+func gatewayTimeouts(hs *http.Server, g *sp.Gateway) {
+	if g != nil && g.Upstream != nil {
+		hs.ReadTimeout, hs.WriteTimeout = 0, 0
+	}
 }

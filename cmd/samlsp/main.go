@@ -250,14 +250,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ilog.Info("SP key rollover: next certificate published, decrypting with both", "next_key_fingerprint", keypair.Fingerprint(o.gwc.NextCertificate))
 	}
 
-	srv, err := cli.Listen("public", o.listen, &http.Server{
+	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(ilog.Handler(), slog.LevelWarn),
-	})
+	}
+	gatewayTimeouts(hs, o.gwc.Gateway)
+	srv, err := cli.Listen("public", o.listen, hs)
 	if err != nil {
 		return err
 	}
