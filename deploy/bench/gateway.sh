@@ -203,7 +203,8 @@ summary=$(awk -v order="$CONTENDERS" -v ref="$ref" '
 	}' "$out/rounds.txt")
 echo "$summary" >"$out/summary.txt"
 echo
-[ -n "${OAUTH2_PROXY:-}" ] && O2P_VERSION="$O2P_VERSION? (given: $OAUTH2_PROXY)"
+# The version the binary was built from (go install leaves no version flag).
+O2P_VERSION=$(go version -m "$o2p" 2>/dev/null | awk '$1 == "mod" {print $3; exit}')
 echo "gateway benchmark, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), oauth2-proxy $O2P_VERSION, $(redis-server --version | awk '{print $1, $3}')"
 echo "wrk -t1 -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, medians; proxy pinned to CPU $PROXY_CPU (GOMAXPROCS=1), backend, Redis, IdPs and wrk to CPU $LOAD_CPU"
 echo "ratios are per round; us/req: the proxy process's CPU time per request (Redis's own CPU not included)"
