@@ -68,3 +68,14 @@ func (s *SP) authorize(id identity, path string) *Failure {
 	return &Failure{Cause: CauseForbidden, Origin: "",
 		Detail: fmt.Sprintf("user %q may not reach %s: rules for %s want any of %s", id.User, path, best, strings.Join(want, ", "))}
 }
+
+// hasPathRules reports whether some --allow rule is for a path prefix other
+// than "/", so that the path matters.
+func (s *SP) hasPathRules() bool {
+	for _, r := range s.cfg.Gateway.Allow {
+		if r.PathPrefix != "/" {
+			return true
+		}
+	}
+	return false
+}

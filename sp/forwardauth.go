@@ -185,17 +185,22 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if sess != nil {
-		p := "/"
-		if trusted {
-			if fw.uri != "" {
-				if p = fw.originalPath(); p == "" {
-					s.gm.forwardAuth.WithLabelValues("path-refused").Inc()
-					writeJSON(w, http.StatusBadRequest, map[string]any{"error": "path-not-canonical", "instance": s.cfg.InstanceID})
-					return
-				}
-			}
-		}
 		id := s.identityOf(sess)
+		p := "/"
+		switch {
+		case trusted && fw.uri != "":
+			if p = fw.originalPath(); p == "" {
+				s.gm.forwardAuth.WithLabelValues("path-refused").Inc()
+				writeJSON(w, http.StatusBadRequest, map[string]any{"error": "path-not-canonical", "instance": s.cfg.InstanceID})
+				return
+			}
+		case s.hasPathRules():
+			// Rules for some paths only, and no trusted proxy says which
+			// path this is: refuse rather than judge it as "/".
+			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
+			s.fail(w, r, &Failure{Cause: CauseForbidden, Detail: "--allow has per-path rules, and the original path is unknown (no X-Forwarded-Uri or X-Original-URI from a --trusted-proxies peer)"})
+			return
+		}
 		if f := s.authorize(id, p); f != nil {
 			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
 			s.fail(w, r, f)

@@ -528,6 +528,7 @@ func TestForwardAuth(t *testing.T) {
 		{name: "session, forbidden path", base: top.Replicas[0].URL, cookies: true, uri: "/admin/x", code: 403},
 		{name: "session, nginx X-Original-URI forbidden", base: top.Replicas[0].URL, cookies: true, code: 403,
 			header: map[string]string{"X-Original-URI": "/admin"}},
+		{name: "session, path unknown while rules are per path", base: top.Replicas[0].URL, cookies: true, code: 403},
 		{name: "session, non-canonical path", base: top.Replicas[0].URL, cookies: true, uri: "/a/../admin", code: 400},
 		{name: "no session, trusted navigation", base: top.Replicas[0].URL, header: nav, uri: "/page?x=1", code: 302,
 			location: top.ProxyURL + "/saml/login?rd=" + url.QueryEscape(top.ProxyURL+"/page?x=1")},

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -240,12 +239,4 @@ func MarshalJWTKey(k crypto.Signer) ([]byte, error) {
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// jwtAlgName is for messages.
-func jwtAlgName(k crypto.Signer) string {
-	if j, err := jwkOf(k.Public()); err == nil {
-		return j.Alg
-	}
-	return strings.TrimPrefix(fmt.Sprintf("%T", k), "*")
 }
