@@ -123,6 +123,7 @@ type (
 			Host string `json:"host"`
 			HTTP struct {
 				Paths []struct {
+					Path    string `json:"path"`
 					Backend struct {
 						Service struct {
 							Name string `json:"name"`
@@ -222,6 +223,9 @@ var overlays = map[string]overlayWant{
 		"alb.ingress.kubernetes.io/target-type":             "ip",
 		"alb.ingress.kubernetes.io/target-group-attributes": "~stickiness.enabled=true,stickiness.type=lb_cookie,stickiness.lb_cookie.duration_seconds=",
 		"alb.ingress.kubernetes.io/healthcheck-path":        "/healthz",
+	}},
+	"forward-auth": {store: "redis", redis: true, ingressClass: "nginx", noAnnotations: []string{
+		"nginx.ingress.kubernetes.io/affinity", "alb.ingress.kubernetes.io/target-group-attributes",
 	}},
 	"shared": {store: "redis", redis: true, ingressClass: "nginx", noAnnotations: []string{
 		"nginx.ingress.kubernetes.io/affinity", "alb.ingress.kubernetes.io/target-group-attributes",

@@ -209,6 +209,12 @@ func freePort(t *testing.T) string {
 // test failed.
 func startProc(t *testing.T, dir, name string, env []string, exe string, args ...string) {
 	t.Helper()
+	startProcCmd(t, dir, name, env, exe, args...)
+}
+
+// startProcCmd is startProc, returning the process (to kill it early).
+func startProcCmd(t *testing.T, dir, name string, env []string, exe string, args ...string) *exec.Cmd {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -245,6 +251,7 @@ func startProc(t *testing.T, dir, name string, env []string, exe string, args ..
 		t.Fatalf("%s exited at once: %v (log in %s)", name, err, logPath)
 	case <-time.After(50 * time.Millisecond):
 	}
+	return cmd
 }
 
 // waitHTTP waits until url answers 200, or fails the test at the deadline.

@@ -34,7 +34,7 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 		s.m.loginsSucceeded.Inc()
 		s.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
 			"cross_instance", tr.Origin != s.cfg.InstanceID, "duration", time.Since(start))
-		http.Redirect(w, r, localURI(tr.URI), http.StatusFound)
+		http.Redirect(w, r, s.afterLogin(tr.URI), http.StatusFound)
 	}
 	s.m.acsDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 }
@@ -64,6 +64,9 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedReques
 		return nil, f
 	}
 	rs := r.PostForm.Get("RelayState")
+	if s.cfg.IDPInitiated != nil && !isOurRelayState(rs) {
+		return s.finishIDPInitiated(w, r, rt, rs)
+	}
 	if rs == "" {
 		return nil, &Failure{Cause: CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"}
 	}
@@ -203,6 +206,13 @@ func (s *SP) fail(w http.ResponseWriter, r *http.Request, f *Failure) {
 // the login state. Unlike crewjam's HandleStartAuthFlow, a store failure is
 // a 503 with its cause, not a 500 with the error text.
 func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConfig) {
+	s.startLoginTo(w, r, rt, "")
+}
+
+// startLoginTo starts a login that returns to target: "" is r's own path and
+// query (returnURI); anything else is a return URL the caller has already
+// checked (forward-auth's rd, against --allowed-redirect-hosts).
+func (s *SP) startLoginTo(w http.ResponseWriter, r *http.Request, rt *liveConfig, target string) {
 	sp := &rt.mw.ServiceProvider
 	binding := saml.HTTPRedirectBinding
 	loc := sp.GetSSOBindingLocation(binding)
@@ -219,7 +229,7 @@ func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConfig) 
 		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "cannot make AuthnRequest: " + err.Error(), Err: err})
 		return
 	}
-	uri, now, ok := s.admitLogin(w, r)
+	uri, now, ok := s.admitLogin(w, r, target)
 	if !ok {
 		return
 	}

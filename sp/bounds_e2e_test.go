@@ -423,7 +423,7 @@ func TestE2ERateLimitedLogsAreSampled(t *testing.T) {
 	var logs lockedBuffer
 	top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores,
 		LoginLimits: &sp.LoginLimits{PerClientRate: 0.001, PerClientBurst: 1, TotalRate: -1},
-		Configure: func(c *sp.Config) {
+		Configure: func(_ int, c *sp.Config) {
 			c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 		}})
 	const n = 400
@@ -491,7 +491,7 @@ func TestE2EReturnURLLimit(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
 			top := startTopology(t, topologyConfig{Replicas: 2, Store: redisStores(srv.URL()),
-				Configure: func(c *sp.Config) { c.MaxReturnURL = tc.max }})
+				Configure: func(_ int, c *sp.Config) { c.MaxReturnURL = tc.max }})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			target := query(tc.total)

@@ -48,6 +48,12 @@ const (
 	CauseRequestMalformed Cause = "request-malformed"
 	// This replica has not (yet) loaded the IdP's metadata.
 	CauseIdPMetadataUnavailable Cause = "idp-metadata-unavailable"
+	// Gateway: the session's attributes do not satisfy the --allow rules
+	// for the path.
+	CauseForbidden Cause = "forbidden"
+	// A return URL (rd=, forward-auth) is neither a local path nor on an
+	// allowed host: refused, never followed (no open redirect).
+	CauseRedirectRefused Cause = "redirect-refused"
 	// Something failed that is neither the request, the store nor the IdP:
 	// a bug or a broken configuration. The log has the error.
 	CauseInternal Cause = "internal-error"
@@ -75,6 +81,7 @@ var AllCauses = []Cause{
 	CauseSessionCrossInstance, CauseSessionInvalid, CauseRequestMalformed, CauseIdPMetadataUnavailable,
 	CauseInternal,
 	CauseLoginRateLimited, CauseRequestTooLarge, CauseReturnURLTooLong, CauseLogoutTokenInvalid,
+	CauseForbidden, CauseRedirectRefused,
 }
 
 // Status is the HTTP status the SP answers a failure of this cause with.
@@ -85,7 +92,7 @@ func (c Cause) Status() int {
 		return http.StatusMisdirectedRequest
 	case CauseStateAlreadyUsed:
 		return http.StatusConflict
-	case CauseBindingMismatch, CauseResponseInvalid, CauseAssertionReplayed:
+	case CauseBindingMismatch, CauseResponseInvalid, CauseAssertionReplayed, CauseForbidden:
 		return http.StatusForbidden
 	case CauseStoreUnavailable, CauseStoreFull, CauseIdPMetadataUnavailable:
 		return http.StatusServiceUnavailable
@@ -249,6 +256,18 @@ func explain(f *Failure, self, storeKind string) explanation {
 			Title: "The identity provider is not configured yet",
 			What:  fmt.Sprintf("Replica %q has not loaded the identity provider's metadata yet, so it cannot start or finish a login.", self),
 			Fixes: []string{"Try again in a moment.", "Operators: check --idp-metadata-url (or --idp-metadata-file) and this replica's log."},
+		}
+	case CauseForbidden:
+		return explanation{
+			Title: "You may not open this page",
+			What:  "You are logged in, but this page is restricted to users with attributes your account does not have.",
+			Fixes: []string{"Ask the application's owner for access.", "Operators: the --allow rules and the attribute the IdP sends are in this replica's log (cause=forbidden)."},
+		}
+	case CauseRedirectRefused:
+		return explanation{
+			Title: "Refused to send you to another site",
+			What:  "The link asked this service to send you, after login, to an address that is not on this site or on one it trusts.",
+			Fixes: []string{"Open the application directly.", "Operators: add the host to --allowed-redirect-hosts if it is yours."},
 		}
 	case CauseInternal:
 		return explanation{

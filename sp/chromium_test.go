@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/chromedp"
+	"github.com/samlha/samlha/sp"
 )
 
 // chromium returns a headless Chromium context, or skips the test outside
@@ -50,7 +51,7 @@ func chromium(t *testing.T) context.Context {
 func TestChromiumPagesUnderTheirPolicy(t *testing.T) {
 	t.Parallel()
 	ctx := chromium(t)
-	top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores, Configure: postBindingOnly})
+	top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores, Configure: func(_ int, c *sp.Config) { postBindingOnly(c) }})
 
 	var mu sync.Mutex
 	var violations []string

@@ -294,7 +294,7 @@ func TestFaultLoad(t *testing.T) {
 	leakOpts := []goleak.Option{baseGoroutines,
 		// The restarted redis-server is a new child process: its waiter
 		// and output copier live until the test's cleanup stops it.
-		goleak.IgnoreAnyFunction("github.com/samlha/samlha/store/redis/redistest.(*Server).start.func1"),
+		goleak.IgnoreAnyFunction("github.com/samlha/samlha/store/localproc.(*Proc).Start.func1"),
 		goleak.IgnoreAnyFunction("os/exec.(*Cmd).writerDescriptor.func1"),
 	}
 	// Servers end a connection's goroutine once they read its close;

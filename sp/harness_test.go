@@ -60,6 +60,8 @@ type topologyConfig struct {
 	Pick        picker
 	MaxRelogins int
 	Clock       func(*sp.Config)
+	// Configure changes replica i's configuration before sp.New.
+	Configure func(i int, c *sp.Config)
 	// Quiet discards the SPs' logs (benchmarks: a production logger, not
 	// the test log, is what they should pay for).
 	Quiet bool
@@ -69,8 +71,6 @@ type topologyConfig struct {
 	LoginLimits *sp.LoginLimits
 	// TrustedProxies of every replica.
 	TrustedProxies []netip.Prefix
-	// Configure, if set, adjusts each replica's configuration last.
-	Configure func(*sp.Config)
 }
 
 func startTopology(t testing.TB, cfg topologyConfig) *topology {
@@ -120,7 +120,7 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 			cfg.Clock(&c)
 		}
 		if cfg.Configure != nil {
-			cfg.Configure(&c)
+			cfg.Configure(i, &c)
 		}
 		s, err := sp.New(c)
 		if err != nil {

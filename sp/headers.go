@@ -32,6 +32,13 @@ const (
 // runs, so a handler can replace any of them.
 func (s *SP) securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.proxy != nil && !ownPath(r.URL.Path) {
+			// Gateway: the upstream's replies keep the upstream's own
+			// caching and framing policy; the SP's pages on these paths
+			// (login, refusals) set theirs with setPageHeaders.
+			next.ServeHTTP(w, r)
+			return
+		}
 		h := w.Header()
 		h.Set("Content-Security-Policy", baselineCSP)
 		h.Set("X-Frame-Options", "DENY")

@@ -69,7 +69,10 @@ func newKeyRing(keys [][32]byte) (*keyRing, error) {
 }
 
 // sessionKeyRing is the ring of cfg.SessionKeys or, if there are none, of
-// one key derived from cfg.Key.
+// one key derived from cfg.Key, followed (during an SP key rollover) by one
+// derived from cfg.NextKey: the derived ring then rolls over with the key
+// pair, step by step, and no session or login in flight is lost (a record
+// opened under the older key is sealed again under the first).
 func sessionKeyRing(cfg Config) (*keyRing, error) {
 	keys := cfg.SessionKeys
 	if len(keys) == 0 {
@@ -78,6 +81,12 @@ func sessionKeyRing(cfg Config) (*keyRing, error) {
 			return nil, err
 		}
 		keys = [][32]byte{k}
+		if cfg.NextKey != nil {
+			if k, err = keyFromSigner(cfg.NextKey); err != nil {
+				return nil, err
+			}
+			keys = append(keys, k)
+		}
 	}
 	return newKeyRing(keys)
 }

@@ -47,3 +47,42 @@ func TestSessionKeyRingDefault(t *testing.T) {
 		t.Error("an unexportable key gave a ring")
 	}
 }
+
+// The derived ring rolls over with the SP key pair (README's rollover
+// steps): a binding issued before the rollover verifies at every step that
+// still holds the old key, current or next; one issued under the new key
+// verifies from step 1 on.
+func TestSessionKeyRingFollowsSPKeyRollover(t *testing.T) {
+	t.Parallel()
+	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ring := func(cur, next *ecdsa.PrivateKey) *keyRing {
+		c := Config{Key: cur}
+		if next != nil {
+			c.NextKey = next
+		}
+		r, err := sessionKeyRing(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	before, step1, step2, step3 := ring(k1, nil), ring(k1, k2), ring(k2, k1), ring(k2, nil)
+	rs := "sp-1~" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	at := time.Unix(1_800_000_000, 0)
+	old := before.issueBinding(rs, at)
+	for name, r := range map[string]*keyRing{"step 1 (next published)": step1, "step 2 (swapped)": step2} {
+		if err := r.verifyBinding(rs, old); err != nil {
+			t.Errorf("%s refuses what the old key issued: %v", name, err)
+		}
+	}
+	if step3.verifyBinding(rs, old) == nil {
+		t.Error("step 3 (old key dropped) still accepts the old key's binding")
+	}
+	if err := step1.verifyBinding(rs, step2.issueBinding(rs, at)); err != nil {
+		t.Errorf("step 1 refuses what step 2 issued (replicas mid-rollout): %v", err)
+	}
+	if err := step3.verifyBinding(rs, step2.issueBinding(rs, at)); err != nil {
+		t.Errorf("step 3 refuses what step 2 issued: %v", err)
+	}
+}

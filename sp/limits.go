@@ -40,9 +40,8 @@ func returnURI(r *http.Request, max int) (string, *Failure) {
 	if r.URL.RawQuery != "" {
 		uri += "?" + r.URL.RawQuery
 	}
-	if len(uri) > max {
-		return "", &Failure{Cause: CauseReturnURLTooLong,
-			Detail: fmt.Sprintf("the address to return to after login is %d bytes; the limit (--max-return-url) is %d", len(uri), max)}
+	if f := checkReturnLength(uri, max); f != nil {
+		return "", f
 	}
 	// The router only starts logins on local paths; a path that a browser
 	// could read as another origin is not one, whatever reached us.
@@ -50,6 +49,16 @@ func returnURI(r *http.Request, max int) (string, *Failure) {
 		uri = "/"
 	}
 	return uri, nil
+}
+
+// checkReturnLength refuses a return URL longer than max bytes
+// (return-url-too-long, 414).
+func checkReturnLength(uri string, max int) *Failure {
+	if len(uri) > max {
+		return &Failure{Cause: CauseReturnURLTooLong,
+			Detail: fmt.Sprintf("the address to return to after login is %d bytes; the limit (--max-return-url) is %d", len(uri), max)}
+	}
+	return nil
 }
 
 // limitBody bounds r's body to n bytes and parses its form. A body over the

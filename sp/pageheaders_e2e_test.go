@@ -167,7 +167,7 @@ func TestE2EPageHeaders(t *testing.T) {
 
 	// The HTTP-POST binding's form: its one script allowed by nonce, a new
 	// nonce each time; the login still completes through it.
-	post := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores, Configure: postBindingOnly})
+	post := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores, Configure: func(_ int, c *sp.Config) { postBindingOnly(c) }})
 	var seen []string
 	for range 2 {
 		resp, err := noRedirects("").Get(post.ProxyURL + "/app")

@@ -208,10 +208,10 @@ func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
 // IdP can register this SP before the SP has loaded the IdP metadata.
 func (s *SP) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	if rt := s.rt.Load(); rt != nil {
-		rt.mw.ServeMetadata(w, r)
+		s.writeMetadata(w, &rt.mw.ServiceProvider)
 		return
 	}
-	s.metadataOnly.ServeMetadata(w, r)
+	s.writeMetadata(w, &s.metadataOnly.ServiceProvider)
 }
 
 func (s *SP) serveHealthz(w http.ResponseWriter, _ *http.Request) {

@@ -340,8 +340,11 @@ func clientIPMiddleware(trusted []netip.Prefix) func(http.Handler) http.Handler 
 // admitLogin checks the return URL and the login limits for a login r is
 // about to start. It returns the URI to store and the time the start was
 // counted at (for loginGate.release), or answers r and returns false.
-func (s *SP) admitLogin(w http.ResponseWriter, r *http.Request) (string, time.Time, bool) {
+func (s *SP) admitLogin(w http.ResponseWriter, r *http.Request, target string) (string, time.Time, bool) {
 	uri, f := returnURI(r, s.cfg.MaxReturnURL)
+	if target != "" {
+		uri, f = target, checkReturnLength(target, s.cfg.MaxReturnURL)
+	}
 	if f != nil {
 		s.fail(w, r, f)
 		return "", time.Time{}, false

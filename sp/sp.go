@@ -91,10 +91,11 @@ type Config struct {
 	// SP stops and explains; default 2.
 	MaxRelogins int
 
-	// TrustedProxies are the peers whose X-Forwarded-For is believed: the
-	// client address (for rate limits and logs) is the first address in
-	// it, from the right, outside these prefixes. From any other peer the
-	// header is ignored and the peer is the client.
+	// TrustedProxies are the peers whose X-Forwarded-For (client
+	// address), X-Forwarded-Proto/-Host and forward-auth headers are
+	// believed: the client address (for rate limits and logs) is the first
+	// address of X-Forwarded-For, from the right, outside these prefixes.
+	// Empty: none; the TCP peer is the client.
 	TrustedProxies []netip.Prefix
 	// MaxReturnURL is the longest path and query a login returns to, in
 	// bytes; a longer one is refused with return-url-too-long (414).
@@ -103,6 +104,26 @@ type Config struct {
 	// LoginLimits bound login starts per client, per replica, and the
 	// pending state they leave.
 	LoginLimits LoginLimits
+
+	// Gateway, when set, protects an upstream application (reverse proxy
+	// mode) and serves forward-auth; see Gateway.
+	Gateway *Gateway
+
+	// NextKey and NextCertificate are the SP key pair being rolled in:
+	// published in the metadata beside the current one, and used to
+	// decrypt responses encrypted to it; Key still signs.
+	NextKey         crypto.Signer
+	NextCertificate *x509.Certificate
+
+	// SessionCacheTTL, when positive (store mode), serves a session from
+	// this replica's memory for that long after reading it from the store:
+	// a session ended elsewhere is refused here at most that much later.
+	// SessionCacheEntries bounds the cache (default 100000).
+	SessionCacheTTL     time.Duration
+	SessionCacheEntries int
+
+	// IDPInitiated, when set, accepts IdP-initiated logins.
+	IDPInitiated *IDPInitiated
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -142,6 +163,9 @@ func (c *Config) setDefaults() {
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
 	}
+	if c.Gateway != nil {
+		c.Gateway.setDefaults()
+	}
 }
 
 // Validate reports every problem with c at once.
@@ -161,6 +185,21 @@ func (c *Config) Validate() error {
 	}
 	if c.BindingSameSite == http.SameSiteNoneMode && c.RootURL != nil && c.RootURL.Scheme != "https" {
 		errs = append(errs, errors.New("SameSite=None cookies need https: browsers refuse them without Secure"))
+	}
+	if c.Gateway != nil {
+		errs = append(errs, c.Gateway.validate()...)
+	}
+	if (c.NextKey == nil) != (c.NextCertificate == nil) {
+		errs = append(errs, errors.New("give both the next key and the next certificate, or neither"))
+	}
+	if c.IDPInitiated != nil {
+		errs = append(errs, c.IDPInitiated.validate(c.Store)...)
+	}
+	if c.SessionCacheTTL < 0 || c.SessionCacheTTL > time.Minute {
+		errs = append(errs, fmt.Errorf("session cache TTL %v: want 0 (off) to 1m; it is how late a logout elsewhere reaches this replica", c.SessionCacheTTL))
+	}
+	if c.SessionCacheTTL > 0 && c.Store == nil {
+		errs = append(errs, errors.New("the session cache is for store mode; stateless sessions are read from the cookie"))
 	}
 	for _, d := range []struct {
 		name string
@@ -208,6 +247,11 @@ type SP struct {
 	// metadataOnly serves this SP's metadata until the IdP's is loaded, so
 	// the IdP can register the SP first.
 	metadataOnly *samlsp.Middleware
+
+	proxy http.Handler // gateway mode: the upstream
+	jwt   *jwtSigner   // gateway: the identity JWT signer, if any
+	gm    *gatewayMetrics
+	cache *sessionCache // store mode with SessionCacheTTL
 }
 
 // liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
@@ -221,6 +265,8 @@ type liveConfig struct {
 	// (see commitLogin). crewjam's other flows (logout requests,
 	// artifacts) still use mw.ServiceProvider and its ReplayCache.
 	parser *saml.ServiceProvider
+	// idpParser is parser accepting unsolicited responses (IDPInitiated).
+	idpParser *saml.ServiceProvider
 }
 
 // New returns an SP. Call Run to load (and refresh) the IdP metadata.
@@ -263,6 +309,13 @@ func New(cfg Config) (*SP, error) {
 		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
 			idle: cfg.SessionIdleTTL, absolute: cfg.SessionMaxTTL, timeout: cfg.StoreTimeout, now: s.now,
 			revoked: rev, ring: s.ring, cookie: s.cookies, onErr: onErr}
+		if cfg.SessionCacheTTL > 0 {
+			n := cfg.SessionCacheEntries
+			if n <= 0 {
+				n = 100000
+			}
+			s.cache = newSessionCache(s.sessions, cfg.SessionCacheTTL, n, s.now)
+		}
 	} else {
 		// Stateless: crewjam's own in-process stores, as they are. They
 		// protect one replica only; that is the point of this mode.
@@ -275,6 +328,21 @@ func New(cfg Config) (*SP, error) {
 	}
 	if s.metadataOnly, err = samlsp.New(s.middlewareOptions(nil)); err != nil {
 		return nil, fmt.Errorf("configure SAML middleware: %w", err)
+	}
+	if g := cfg.Gateway; g != nil {
+		s.gm = newGatewayMetrics(cfg.Registry)
+		if g.Upstream != nil {
+			s.proxy = s.newUpstreamProxy()
+		}
+		if g.JWT != nil {
+			aud := cfg.RootURL.String()
+			if g.Upstream != nil {
+				aud = g.Upstream.String()
+			}
+			if s.jwt, err = newJWTSigner(g.JWT, cfg.RootURL.String(), aud); err != nil {
+				return nil, err
+			}
+		}
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -334,12 +402,16 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 	// and the SP mounts none of them (rt.state tracks logins instead).
 	// Only the logout page's form may start a logout (see serveLogout).
 	mw.RequirePOSTToStartLogout = true
+	s.applyRollover(&mw.ServiceProvider)
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
 	if s.cfg.Store != nil {
 		parser := mw.ServiceProvider
 		parser.ReplayCache = nil
 		rt.parser = &parser
 		mw.Session = s.sessions
+		if s.cache != nil {
+			mw.Session = s.cache
+		}
 		rt.state = s.tracker
 	} else {
 		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
@@ -352,6 +424,11 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		cp.Codec = codec
 		cp.SameSite = http.SameSiteLaxMode
 		mw.Session = cp
+	}
+	if s.cfg.IDPInitiated != nil {
+		p := *rt.parser
+		p.AllowIDPInitiated = true
+		rt.idpParser = &p
 	}
 	if s.sessions != nil {
 		s.sessions.codec = samlsp.JWTSessionCodec{MaxAge: s.cfg.SessionMaxTTL, Clock: s.cfg.Clock,
@@ -377,22 +454,42 @@ func (s *SP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.Serve
 
 func (s *SP) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(clientIPMiddleware(s.cfg.TrustedProxies), s.instanceHeader, s.securityHeaders, s.countRequests)
-	r.Get("/", s.serveIndex)
-	r.Handle("/app", s.requireAccount(http.HandlerFunc(s.serveApp)))
-	r.Get("/whoami", s.serveWhoami)
-	r.HandleFunc("/logout", s.serveLogout)
+	r.Use(clientIPMiddleware(s.cfg.TrustedProxies))
+	if s.cfg.Gateway != nil {
+		// First of all: no client's identity header gets any further.
+		r.Use(s.stripIdentity)
+	}
+	r.Use(s.instanceHeader, s.securityHeaders, s.countRequests)
+	if s.proxy == nil {
+		r.Get("/", s.serveIndex)
+		r.Handle("/app", s.requireAccount(http.HandlerFunc(s.serveApp)))
+		r.Get("/whoami", s.serveWhoami)
+		r.HandleFunc("/logout", s.serveLogout)
+		// The SP's pages need only the style sheet; the lab's vendored chart
+		// library, also under static/, is not served.
+		r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "public, max-age=3600")
+			http.ServeFileFS(w, r, web.Static(), "style.css")
+		})
+	} else {
+		// Gateway: every other path is the upstream's.
+		gw := s.serveGateway(s.requireAccount(http.HandlerFunc(s.serveUpstream)))
+		r.NotFound(gw)
+	}
+	if s.cfg.Gateway != nil {
+		r.Get("/saml/auth", s.serveAuth)
+		r.Head("/saml/auth", s.serveAuth)
+		r.Get("/saml/login", s.serveLoginRD)
+		r.HandleFunc("/saml/logout", s.serveLogout)
+		if s.jwt != nil {
+			r.Get("/saml/jwks.json", s.serveJWKS)
+		}
+	}
 	r.Get("/saml/metadata", s.serveMetadata)
 	r.HandleFunc("/saml/acs", s.serveACS)
 	r.HandleFunc("/saml/slo", s.serveSLO)
 	r.Get("/healthz", s.serveHealthz)
 	r.Get("/readyz", s.serveReadyz)
-	// The SP's pages need only the style sheet; the lab's vendored chart
-	// library, also under static/, is not served.
-	r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		http.ServeFileFS(w, r, web.Static(), "style.css")
-	})
 	return r
 }
 

@@ -36,12 +36,18 @@ const summary = `samlsp: a SAML service provider replica whose login state lives
 Usage:
   samlsp [flags]                      serve
   samlsp keygen --dir DIR             write sp.key and sp.crt (give the same pair to every replica)
+  samlsp jwtkey --out FILE            write a signing key for --identity-jwt-key
 
 Example (two replicas sharing Redis, behind a balancer at :8080):
   samlsp keygen --dir ./sp-keys
   samlsp --instance-id sp-1 --listen 127.0.0.1:8081 --root-url http://127.0.0.1:8080 \
          --idp-metadata-url http://127.0.0.1:9000/metadata --sp-key ./sp-keys/sp.key --sp-cert ./sp-keys/sp.crt \
          --store redis --store-url redis://127.0.0.1:6379/0
+
+Protect an existing app (gateway mode; add --identity-jwt --identity-jwt-key DIR for a signed identity):
+  samlsp ... --store redis --upstream http://127.0.0.1:3000 --pass-attribute mail=X-Email --allow /admin:groups=admins
+Forward-auth behind nginx auth_request, Caddy forward_auth or Traefik forwardAuth: point them at /saml/auth
+  (see deploy/nginx-forward-auth.conf, deploy/Caddyfile.forward-auth, deploy/traefik-forward-auth.yml).
 
 Stores (--store):
   memory     state in this process: a login must finish on the replica that began it (needs a sticky balancer)
@@ -79,6 +85,8 @@ type options struct {
 	maxConnections                     int
 	readHeaderTimeout, readTimeout     time.Duration
 	writeTimeout, idleTimeout          time.Duration
+	gw                                 gatewayOptions
+	gwc                                *sp.Config // what gw builds
 }
 
 // maxHeaderBytes bounds the request line and headers of the public
@@ -137,6 +145,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection is held")
 	fs.IntVar(&o.maxConnections, "max-connections", 4096, "connections the public listener holds at once; more wait in the kernel's accept queue until one closes")
 	fs.IntVar(&o.rateLimitClients, "rate-limit-clients", 16384, "clients the per-client login limiter remembers (about 200 bytes each; the least recently seen is forgotten first)")
+	o.gw.addFlags(fs)
 	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
 		return nil, err
 	}
@@ -187,6 +196,7 @@ func (o *options) validate() error {
 		p.Addf("--cookie-samesite: %v", err)
 	}
 	o.sessionKeyRing = o.sessionKeys.Keys(&p)
+	o.gwc = o.gw.build(&p, o.storeMode)
 	if o.maxRelogins < 0 {
 		p.Addf("--max-relogins must not be negative")
 	}
@@ -261,6 +271,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "jwtkey" {
+		return jwtkey(args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -305,6 +318,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		StoreTimeout: o.storeTimeout, BindingSameSite: sameSite, MaxRelogins: o.maxRelogins, SessionKeys: o.sessionKeyRing,
 		TrustedProxies: o.trustedPrefixes, MaxReturnURL: o.maxReturnURL, LoginLimits: o.loginLimits(),
 		Logger: logger, Registry: reg,
+		Gateway: o.gwc.Gateway, IDPInitiated: o.gwc.IDPInitiated,
+		NextKey: o.gwc.NextKey, NextCertificate: o.gwc.NextCertificate, SessionCacheTTL: o.gwc.SessionCacheTTL,
 	})
 	if err != nil {
 		return err
@@ -314,9 +329,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		keySource = fmt.Sprintf("--session-key (%d in the ring)", len(o.sessionKeyRing))
 	}
 	ilog.Info("samlsp starting", "root_url", o.rootURL, "store", o.storeMode,
-		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert), "session_keys", keySource)
+		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert), "session_keys", keySource,
+		"upstream", o.gw.upstream, "identity_jwt", o.gw.identityJWT)
+	if o.gwc.NextCertificate != nil {
+		ilog.Info("SP key rollover: next certificate published, decrypting with both", "next_key_fingerprint", keypair.Fingerprint(o.gwc.NextCertificate))
+	}
 
-	srv, err := cli.Listen("public", o.listen, &http.Server{
+	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: o.readHeaderTimeout,
 		ReadTimeout:       o.readTimeout,
@@ -324,7 +343,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       o.idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(ilog.Handler(), slog.LevelWarn),
-	})
+	}
+	gatewayTimeouts(hs, o.gwc.Gateway)
+	srv, err := cli.Listen("public", o.listen, hs)
 	if err != nil {
 		return err
 	}

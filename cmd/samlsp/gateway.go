@@ -1,0 +1,185 @@
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/samlha/samlha/cmd/internal/cli"
+	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/keypair"
+)
+
+// gatewayOptions are the flags of gateway mode, forward-auth, IdP-initiated
+// login, the SP key rollover and trusted proxies.
+type gatewayOptions struct {
+	upstream                  string
+	publicPaths               cli.StringList
+	headerPrefix              string
+	passAttributes            cli.StringList
+	allow                     cli.StringList
+	redirectHosts             cli.StringList
+	identityJWT               bool
+	jwtKeys                   cli.StringList
+	jwtTTL                    time.Duration
+	jwtAudience               string
+	allowIDPInitiated         bool
+	idpInitiatedRedirects     cli.StringList
+	idpInitiatedAcceptReplica bool
+	spKeyNext, spCertNext     string
+	sessionCacheTTL           time.Duration
+}
+
+func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&g.upstream, "upstream", "", "gateway mode: the application to protect (http://host:port); every path but /saml/*, /healthz, /readyz\nand --public-path needs a session and is proxied there with the identity headers")
+	fs.Var(&g.publicPaths, "public-path", "gateway: a path that needs no session (repeatable): a prefix (/static/) or a pattern with * ? [ (/*.ico);\nit gets no identity headers")
+	fs.StringVar(&g.headerPrefix, "identity-header-prefix", sp.DefaultIdentityHeaderPrefix, "prefix of the identity headers (<prefix>Name-Id, <prefix>User, <prefix>Jwt-Assertion);\nevery request header with it is removed from every client request first")
+	fs.Var(&g.passAttributes, "pass-attribute", "send a session attribute to the upstream (and in /saml/auth answers) as a header: attribute=Header-Name,\ne.g. mail=X-Email (repeatable); several values are joined with \", \"; the header is stripped from client requests")
+	fs.Var(&g.allow, "allow", "admit only users with an attribute value: attribute=value, or /prefix:attribute=value for paths under /prefix\n(repeatable; the longest matching prefix's rules apply, any one admits; others get 403, cause forbidden)")
+	fs.Var(&g.redirectHosts, "allowed-redirect-hosts", "hosts an absolute return URL may name (/saml/login?rd=, forward-auth): host, host:port or .domain for subdomains;\nthe --root-url host is always allowed")
+	fs.BoolVar(&g.identityJWT, "identity-jwt", false, "also send a short-lived signed JWT of the identity in <prefix>Jwt-Assertion; public keys at /saml/jwks.json")
+	fs.Var(&g.jwtKeys, "identity-jwt-key", "identity JWT key ring: PEM files (ECDSA P-256 for ES256 or Ed25519 for EdDSA) or directories of *.pem\n(read newest name first); the first key signs, all are published (repeatable; create with: samlsp jwtkey)")
+	fs.DurationVar(&g.jwtTTL, "identity-jwt-ttl", 2*time.Minute, "lifetime of each identity JWT")
+	fs.StringVar(&g.jwtAudience, "identity-jwt-audience", "", "aud claim of the identity JWT (default: the --upstream URL, or the --root-url in forward-auth only mode)")
+	fs.BoolVar(&g.allowIDPInitiated, "allow-idp-initiated", false, "accept IdP-initiated logins (needs a shared store: their only replay defence is the shared replay record)")
+	fs.Var(&g.idpInitiatedRedirects, "idp-initiated-redirect", "IdP-initiated login: path prefixes the RelayState may name as the landing page (repeatable); anything else lands on /")
+	fs.BoolVar(&g.idpInitiatedAcceptReplica, "idp-initiated-accept-replica-replay", false, "allow --allow-idp-initiated with a per-replica store (memory, stateless), accepting that a response\nreplayed to another replica logs in once more there")
+	fs.DurationVar(&g.sessionCacheTTL, "session-cache-ttl", 0, "serve a session from this replica's memory for this long after reading it from the store (0: off; at most 1m);\na logout on another replica is refused here at most this much later (1s suits the gateway)")
+	fs.StringVar(&g.spKeyNext, "sp-key-next", "", "SP key rollover: the next PEM private key, used to decrypt responses encrypted to --sp-cert-next")
+	fs.StringVar(&g.spCertNext, "sp-cert-next", "", "SP key rollover: the next certificate, published in the metadata beside --sp-cert (which still signs)")
+}
+
+// build turns the flags into configuration, adding every problem to p.
+func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
+	c := &sp.Config{Gateway: &sp.Gateway{HeaderPrefix: g.headerPrefix, PublicPaths: g.publicPaths, AllowedRedirectHosts: g.redirectHosts}}
+	if g.upstream != "" {
+		u, err := url.Parse(g.upstream)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			p.Addf("--upstream %q must be an absolute http or https URL", g.upstream)
+		} else {
+			c.Gateway.Upstream = u
+		}
+	} else if len(g.publicPaths) > 0 {
+		p.Addf("--public-path needs --upstream")
+	}
+	for _, s := range g.passAttributes {
+		a, err := sp.ParsePassAttribute(s)
+		if err != nil {
+			p.Addf("--pass-attribute %v", err)
+			continue
+		}
+		c.Gateway.PassAttributes = append(c.Gateway.PassAttributes, a)
+	}
+	for _, s := range g.allow {
+		r, err := sp.ParseAllowRule(s)
+		if err != nil {
+			p.Addf("--allow %v", err)
+			continue
+		}
+		c.Gateway.Allow = append(c.Gateway.Allow, r)
+	}
+	switch {
+	case g.identityJWT && len(g.jwtKeys) == 0:
+		p.Addf("--identity-jwt needs --identity-jwt-key (the same key ring on every replica; create a key with: samlsp jwtkey --out FILE)")
+	case !g.identityJWT && len(g.jwtKeys) > 0:
+		p.Addf("--identity-jwt-key is given but --identity-jwt is off")
+	case g.identityJWT:
+		keys, err := sp.LoadJWTKeys(g.jwtKeys)
+		if err != nil {
+			p.Addf("--identity-jwt-key: %v", err)
+		}
+		if g.jwtTTL <= 0 || g.jwtTTL > time.Hour {
+			p.Addf("--identity-jwt-ttl %v: want more than 0 and at most 1h (it is meant to be short)", g.jwtTTL)
+		}
+		c.Gateway.JWT = &sp.IdentityJWT{Keys: keys, TTL: g.jwtTTL, Audience: g.jwtAudience}
+	}
+	if g.allowIDPInitiated {
+		if storeMode != "redis" && !g.idpInitiatedAcceptReplica {
+			p.Addf("--allow-idp-initiated with --store %s: an IdP-initiated response has no login state to consume, so only the assertion replay record stops its replay, and with this store each replica keeps its own: the same response replayed to another replica would log in again. Use --store redis, or pass --idp-initiated-accept-replica-replay to accept that", storeMode)
+		}
+		c.IDPInitiated = &sp.IDPInitiated{RedirectPrefixes: g.idpInitiatedRedirects, AcceptLocalReplay: g.idpInitiatedAcceptReplica}
+	} else if len(g.idpInitiatedRedirects) > 0 || g.idpInitiatedAcceptReplica {
+		p.Addf("--idp-initiated-redirect and --idp-initiated-accept-replica-replay need --allow-idp-initiated")
+	}
+	switch {
+	case g.sessionCacheTTL < 0 || g.sessionCacheTTL > time.Minute:
+		p.Addf("--session-cache-ttl %v: want 0 (off) to 1m", g.sessionCacheTTL)
+	case g.sessionCacheTTL > 0 && storeMode == "stateless":
+		p.Addf("--session-cache-ttl is for --store memory or redis; stateless sessions are read from the cookie")
+	}
+	c.SessionCacheTTL = g.sessionCacheTTL
+	if (g.spKeyNext == "") != (g.spCertNext == "") {
+		p.Addf("--sp-key-next and --sp-cert-next: give both or neither")
+	} else if g.spKeyNext != "" {
+		k, cert, err := keypair.Load(g.spKeyNext, g.spCertNext)
+		if err != nil {
+			p.Addf("--sp-key-next/--sp-cert-next: %v", err)
+		} else {
+			c.NextKey, c.NextCertificate = k, cert
+		}
+	}
+	return c
+}
+
+// jwtkey writes a new identity JWT signing key.
+func jwtkey(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("samlsp jwtkey", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "file to write the PEM private key to (required; e.g. ./jwt-keys/2026-11-30.pem)")
+	alg := fs.String("alg", "ES256", "ES256 (ECDSA P-256) or EdDSA (Ed25519)")
+	if err := cli.Parse(fs, args, "SAMLHA_JWTKEY", "samlsp jwtkey: write a key for --identity-jwt-key. Put it in the key ring directory of every replica;\nthe newest name signs, every key is published at /saml/jwks.json.\n"); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	var k crypto.Signer
+	var err error
+	switch *alg {
+	case "ES256":
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return fmt.Errorf("--alg %q: want ES256 or EdDSA", *alg)
+	}
+	if err != nil {
+		return err
+	}
+	b, err := sp.MarshalJWTKey(k)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, *alg)
+	return nil
+}
+
+// gatewayTimeouts lifts the whole-request read and write deadlines in
+// gateway mode: server-sent events, WebSockets, long downloads and large
+// uploads to the upstream last as long as they last (the header and idle
+// deadlines stay). The SP's own pages answer in milliseconds either way.
+func gatewayTimeouts(hs *http.Server, g *sp.Gateway) {
+	if g != nil && g.Upstream != nil {
+		hs.ReadTimeout, hs.WriteTimeout = 0, 0
+	}
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/samlha/samlha/cmd/internal/cli"
+)
+
+func TestGatewayFlagsInHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, &out, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, f := range []string{"upstream", "public-path", "identity-header-prefix", "pass-attribute", "allow", "allowed-redirect-hosts",
+		"identity-jwt", "identity-jwt-key", "identity-jwt-ttl", "identity-jwt-audience", "trusted-proxies", "allow-idp-initiated",
+		"idp-initiated-redirect", "idp-initiated-accept-replica-replay", "sp-key-next", "sp-cert-next", "session-cache-ttl"} {
+		env := "$SAMLHA_" + strings.ToUpper(strings.ReplaceAll(f, "-", "_"))
+		if !strings.Contains(out.String(), "--"+f+" ") && !strings.Contains(out.String(), "--"+f+"\n") {
+			t.Errorf("--help lacks --%s", f)
+		}
+		if !strings.Contains(out.String(), env) {
+			t.Errorf("--help lacks %s", env)
+		}
+	}
+}
+
+func TestGatewayFlagProblemsReportedAtOnce(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--sp-key", "k", "--sp-cert", "c", "--idp-metadata-file", "m",
+		"--upstream", "ftp://x", "--allow", "groups", "--pass-attribute", "mail", "--identity-jwt",
+		"--trusted-proxies", "not-an-ip", "--allow-idp-initiated", "--sp-key-next", "k2"}, &out, &out)
+	if err == nil {
+		t.Fatal("bad gateway flags accepted")
+	}
+	for _, want := range []string{"--upstream", "--allow", "--pass-attribute", "--identity-jwt needs --identity-jwt-key",
+		"--trusted-proxies", "--allow-idp-initiated with --store memory", "--sp-key-next and --sp-cert-next"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestJWTKeyWritesALoadableKey(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	for _, alg := range []string{"ES256", "EdDSA"} {
+		p := filepath.Join(dir, alg+".pem")
+		if err := run(context.Background(), []string{"jwtkey", "--out", p, "--alg", alg}, &out, &out); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", p, st.Mode().Perm())
+		}
+	}
+	g := gatewayOptions{identityJWT: true, jwtKeys: []string{dir}, jwtTTL: 60e9}
+	var p problemsRecorder
+	c := g.build(&p.Problems, "redis")
+	if len(p.Problems) != 0 || len(c.Gateway.JWT.Keys) != 2 {
+		t.Fatalf("key ring from %s: %v, %d keys", dir, p.Problems, len(c.Gateway.JWT.Keys))
+	}
+	if err := run(context.Background(), []string{"jwtkey", "--out", filepath.Join(dir, "ES256.pem")}, &out, &out); err == nil {
+		t.Fatal("jwtkey overwrote an existing key")
+	}
+}
+
+type problemsRecorder struct{ Problems cli.Problems }
+
+// In gateway mode a stream may outlast the SP's own 30s write deadline.
+func TestGatewayModeLiftsWholeRequestDeadlines(t *testing.T) {
+	var p cli.Problems
+	g := gatewayOptions{upstream: "http://127.0.0.1:3000", headerPrefix: "X-Samlha-"}
+	c := g.build(&p, "redis")
+	hs := &http.Server{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ReadHeaderTimeout: 10 * time.Second}
+	gatewayTimeouts(hs, c.Gateway)
+	if hs.ReadTimeout != 0 || hs.WriteTimeout != 0 || hs.ReadHeaderTimeout != 10*time.Second {
+		t.Fatalf("gateway mode: read %v write %v header %v", hs.ReadTimeout, hs.WriteTimeout, hs.ReadHeaderTimeout)
+	}
+	hs = &http.Server{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	gatewayTimeouts(hs, (&gatewayOptions{headerPrefix: "X-Samlha-"}).build(&p, "redis").Gateway)
+	if hs.WriteTimeout != 30*time.Second {
+		t.Fatalf("forward-auth only mode changed the deadlines")
+	}
+}

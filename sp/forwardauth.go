@@ -1,0 +1,247 @@
+package sp
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/crewjam/saml/samlsp"
+)
+
+// maxRedirectURL bounds a return URL (rd=, X-Forwarded-Uri): longer ones
+// are refused, not truncated.
+const maxRedirectURL = 2048
+
+// returnTarget checks a return URL: a local path ("/x?y"), or an absolute
+// http(s) URL whose host is the root URL's or in AllowedRedirectHosts.
+// Anything else (//evil, /\evil, https:evil, user@host, control
+// characters, non-ASCII, over maxRedirectURL) is refused, so the SP is
+// never an open redirect. It returns the URL to redirect to.
+func (s *SP) returnTarget(raw string) (string, bool) {
+	if raw == "" || len(raw) > maxRedirectURL {
+		return "", false
+	}
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c < 0x21 || c > 0x7e || c == '\\' {
+			return "", false // controls, space, non-ASCII, backslash
+		}
+	}
+	if raw[0] == '/' {
+		if len(raw) > 1 && (raw[1] == '/' || raw[1] == '\\') {
+			return "", false
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host != "" || u.Scheme != "" {
+			return "", false
+		}
+		return raw, true
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil || u.Host == "" {
+		return "", false
+	}
+	if !s.redirectHostAllowed(u) {
+		return "", false
+	}
+	return u.String(), true
+}
+
+func (s *SP) redirectHostAllowed(u *url.URL) bool {
+	host := strings.ToLower(u.Host)
+	name := strings.ToLower(u.Hostname())
+	if name == "" || strings.HasSuffix(name, ".") {
+		return false
+	}
+	if host == strings.ToLower(s.cfg.RootURL.Host) {
+		return true
+	}
+	if s.cfg.Gateway == nil {
+		return false
+	}
+	for _, a := range s.cfg.Gateway.AllowedRedirectHosts {
+		a = strings.ToLower(a)
+		switch {
+		case strings.HasPrefix(a, "."):
+			if strings.HasSuffix(name, a) {
+				return true
+			}
+		case strings.Contains(a, ":"):
+			if host == a {
+				return true
+			}
+		default:
+			if name == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveLoginRD starts a login explicitly: /saml/login?rd=URL returns to
+// URL afterwards (checked by returnTarget; default "/"). A browser that
+// already has a session goes to URL at once.
+func (s *SP) serveLoginRD(w http.ResponseWriter, r *http.Request) {
+	rt := s.live(w, r)
+	if rt == nil {
+		return
+	}
+	rd := r.URL.Query().Get("rd")
+	if fw, trusted := s.forwardedRequest(r); rd == "" && trusted && fw.uri != "" {
+		// nginx: error_page 401 sends the browser here through a named
+		// location, with the original URI in X-Original-URI (nginx cannot
+		// URL-encode it into rd=). An API call is answered 401 without
+		// any login state, as in gateway mode.
+		if !browserNavigation(r) {
+			s.gm.forwardAuth.WithLabelValues("unauthenticated").Inc()
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no-session", "instance": s.cfg.InstanceID})
+			return
+		}
+		if !localPath(fw.uri) {
+			s.fail(w, r, &Failure{Cause: CauseRedirectRefused, Detail: "X-Original-URI " + truncate(fw.uri, 200) + " is not a local path"})
+			return
+		}
+		rd = fw.uri
+	}
+	if rd == "" {
+		rd = "/"
+	}
+	target, ok := s.returnTarget(rd)
+	if !ok {
+		s.fail(w, r, &Failure{Cause: CauseRedirectRefused, Detail: "rd " + truncate(rd, 200) + " is not a local path or an allowed host"})
+		return
+	}
+	sess, err := rt.mw.Session.GetSession(r)
+	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
+		s.fail(w, r, storeFailure(err, ""))
+		return
+	}
+	if sess != nil {
+		http.Redirect(w, r, target, http.StatusFound)
+		return
+	}
+	s.startLoginTo(w, r, rt, target)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// forwarded is the original request a front proxy asks /saml/auth about.
+type forwarded struct {
+	method, proto, host, uri string
+}
+
+// forwardedRequest reads the original request from a trusted peer's
+// X-Forwarded-Method/-Proto/-Host/-Uri (Caddy forward_auth, Traefik
+// forwardAuth) or X-Original-URI (nginx auth_request). ok is false when
+// the peer is not trusted or the headers are incomplete.
+func (s *SP) forwardedRequest(r *http.Request) (f forwarded, ok bool) {
+	if !s.peerTrusted(r) {
+		return forwarded{}, false
+	}
+	h := r.Header
+	f = forwarded{method: h.Get("X-Forwarded-Method"), proto: h.Get("X-Forwarded-Proto"),
+		host: h.Get("X-Forwarded-Host"), uri: h.Get("X-Forwarded-Uri")}
+	if f.uri == "" {
+		f.uri = h.Get("X-Original-Uri")
+	}
+	return f, true
+}
+
+// originalPath is the path of the original request, for the allow rules;
+// "" when it cannot be known.
+func (f forwarded) originalPath() string {
+	if f.uri == "" {
+		return ""
+	}
+	u, err := url.ParseRequestURI(f.uri)
+	if err != nil || !cleanPath(u.Path) {
+		return ""
+	}
+	return u.Path
+}
+
+// serveAuth is the forward-auth endpoint for nginx auth_request, Caddy
+// forward_auth and Traefik forwardAuth: 200 with the identity headers for
+// a session allowed on the original path; 403 (cause forbidden) for one
+// that is not; without a session, a redirect that starts the login when a
+// trusted proxy names the original request (method, proto, host, URI) and
+// it is a browser navigation, else 401. It never creates login state.
+func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
+	rt := s.live(w, r)
+	if rt == nil {
+		return
+	}
+	fw, trusted := s.forwardedRequest(r)
+	sess, err := rt.mw.Session.GetSession(r)
+	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
+		s.fail(w, r, storeFailure(err, ""))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if sess != nil {
+		id := s.identityOf(sess)
+		p := "/"
+		switch {
+		case trusted && fw.uri != "":
+			if p = fw.originalPath(); p == "" {
+				s.gm.forwardAuth.WithLabelValues("path-refused").Inc()
+				writeJSON(w, http.StatusBadRequest, map[string]any{"error": "path-not-canonical", "instance": s.cfg.InstanceID})
+				return
+			}
+		case s.hasPathRules():
+			// Rules for some paths only, and no trusted proxy says which
+			// path this is: refuse rather than judge it as "/".
+			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
+			s.fail(w, r, &Failure{Cause: CauseForbidden, Detail: "--allow has per-path rules, and the original path is unknown (no X-Forwarded-Uri or X-Original-URI from a --trusted-proxies peer)"})
+			return
+		}
+		if f := s.authorize(id, p); f != nil {
+			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
+			s.fail(w, r, f)
+			return
+		}
+		if err := s.setIdentity(w.Header(), id); err != nil {
+			s.fail(w, r, &Failure{Cause: CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
+			return
+		}
+		s.gm.forwardAuth.WithLabelValues("ok").Inc()
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if trusted && fw.method != "" && fw.proto != "" && fw.host != "" && localPath(fw.uri) &&
+		(fw.method == http.MethodGet || fw.method == http.MethodHead) && browserNavigation(&http.Request{Method: fw.method, Header: r.Header}) {
+		if target, ok := s.returnTarget(fw.proto + "://" + fw.host + fw.uri); ok {
+			s.gm.forwardAuth.WithLabelValues("redirect").Inc()
+			http.Redirect(w, r, s.loginURL(target), http.StatusFound)
+			return
+		}
+		s.log.Warn("forward-auth: original URL is not an allowed return URL; answering 401",
+			"host", truncate(fw.host, 100), "proto", truncate(fw.proto, 10))
+	}
+	s.gm.forwardAuth.WithLabelValues("unauthenticated").Inc()
+	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no-session", "instance": s.cfg.InstanceID})
+}
+
+// afterLogin is where the ACS sends the browser: the tracked return URL if
+// it passes returnTarget (gateway) or is local, else the start page.
+func (s *SP) afterLogin(uri string) string {
+	if s.cfg.Gateway == nil {
+		return localURI(uri)
+	}
+	if t, ok := s.returnTarget(uri); ok {
+		return t
+	}
+	return "/"
+}
+
+// localPath reports whether uri is a path on this host: "/x", not "//x"
+// or "/\\x" (which browsers read as another host).
+func localPath(uri string) bool {
+	return strings.HasPrefix(uri, "/") && !strings.HasPrefix(uri, "//") && !strings.HasPrefix(uri, "/\\")
+}

@@ -1,0 +1,384 @@
+package sp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/crewjam/saml/samlsp"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
+)
+
+// DefaultIdentityHeaderPrefix is the prefix of the identity headers the
+// gateway sends to the upstream (and strips from every client request).
+const DefaultIdentityHeaderPrefix = "X-Samlha-"
+
+// Identity header names, after the prefix.
+const (
+	identityNameID = "Name-Id"       // the NameID
+	identityUser   = "User"          // uid attribute, or the NameID
+	identityJWT    = "Jwt-Assertion" // the signed identity (Gateway.JWT)
+)
+
+// Gateway puts the SP in front of an application (DESIGN.md section 8):
+// the upstream receives only authenticated requests, with the identity in
+// headers that samlsp alone sets. With Upstream nil it serves forward-auth
+// only (/saml/auth, /saml/login) for nginx, Caddy or Traefik.
+type Gateway struct {
+	// Upstream is the application's base URL; nil: forward-auth only.
+	Upstream *url.URL
+	// PublicPaths need no session: prefixes ("/static/", "/health"), or
+	// path.Match patterns when they contain * ? or [. They get no
+	// identity headers either.
+	PublicPaths []string
+	// HeaderPrefix prefixes the identity headers; every request header
+	// with this prefix is removed from every client request before anything
+	// else. Default DefaultIdentityHeaderPrefix.
+	HeaderPrefix string
+	// PassAttributes are the session attributes sent as headers.
+	PassAttributes []PassAttribute
+	// Allow restricts paths to users with given attribute values.
+	Allow []AllowRule
+	// AllowedRedirectHosts may be named in an absolute return URL
+	// (/saml/login?rd=, forward-auth): "host", "host:port", or ".domain"
+	// for every subdomain. The root URL's host is always allowed.
+	AllowedRedirectHosts []string
+	// JWT, when set, signs a short-lived identity JWT sent in
+	// <prefix>Jwt-Assertion; its public keys are at /saml/jwks.json.
+	JWT *IdentityJWT
+	// Transport reaches the upstream; nil: a transport tuned for one busy
+	// upstream (many idle connections kept).
+	Transport http.RoundTripper
+	// FlushInterval is ReverseProxy's: 0 (the default) flushes
+	// server-sent events and responses of unknown length at every write,
+	// and buffers others; -1 flushes every write of every response.
+	FlushInterval time.Duration
+}
+
+// PassAttribute sends a session attribute to the upstream as a header.
+// Several values are joined with ", " (RFC 9110 list syntax); a value that
+// is not a valid header field value (control characters) is dropped and
+// logged. Values that themselves contain commas are ambiguous in the
+// header: read them from the identity JWT, which carries them as an array.
+type PassAttribute struct {
+	Attribute string // attribute name as the session has it (FriendlyName or Name)
+	Header    string // header name, e.g. X-Email
+}
+
+// ParsePassAttribute parses "attribute=Header-Name".
+func ParsePassAttribute(s string) (PassAttribute, error) {
+	a, h, ok := strings.Cut(s, "=")
+	if !ok || a == "" || h == "" {
+		return PassAttribute{}, fmt.Errorf("%q: want attribute=Header-Name", s)
+	}
+	if !httpguts.ValidHeaderFieldName(h) {
+		return PassAttribute{}, fmt.Errorf("%q: %q is not a valid header name", s, h)
+	}
+	return PassAttribute{Attribute: a, Header: http.CanonicalHeaderKey(h)}, nil
+}
+
+func (g *Gateway) setDefaults() {
+	if g.HeaderPrefix == "" {
+		g.HeaderPrefix = DefaultIdentityHeaderPrefix
+	}
+	g.HeaderPrefix = http.CanonicalHeaderKey(g.HeaderPrefix)
+}
+
+func (g *Gateway) validate() []error {
+	var errs []error
+	if g.Upstream != nil && (g.Upstream.Host == "" || (g.Upstream.Scheme != "http" && g.Upstream.Scheme != "https")) {
+		errs = append(errs, fmt.Errorf("upstream %q must be an absolute http or https URL", g.Upstream))
+	}
+	p := g.HeaderPrefix
+	if !strings.HasSuffix(p, "-") || len(p) < 3 || !httpguts.ValidHeaderFieldName(p) {
+		errs = append(errs, fmt.Errorf("identity header prefix %q must be a header name ending in '-', like X-Samlha-", p))
+	}
+	for _, pp := range g.PublicPaths {
+		if !strings.HasPrefix(pp, "/") {
+			errs = append(errs, fmt.Errorf("public path %q must begin with /", pp))
+		} else if _, err := path.Match(pp, "/"); err != nil {
+			errs = append(errs, fmt.Errorf("public path %q: %v", pp, err))
+		} else if ownPath(pp) {
+			errs = append(errs, fmt.Errorf("public path %q is the SP's own", pp))
+		}
+	}
+	for _, a := range g.PassAttributes {
+		if !httpguts.ValidHeaderFieldName(a.Header) {
+			errs = append(errs, fmt.Errorf("pass-attribute header %q is not a valid header name", a.Header))
+		}
+		switch strings.ToLower(a.Header) {
+		case "host", "cookie", "authorization", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer":
+			errs = append(errs, fmt.Errorf("pass-attribute header %q would replace a header the request needs", a.Header))
+		}
+	}
+	for _, h := range g.AllowedRedirectHosts {
+		if h == "" || strings.ContainsAny(h, "/\\@ ") || h == "." {
+			errs = append(errs, fmt.Errorf("allowed redirect host %q: want host, host:port or .domain", h))
+		}
+	}
+	if g.JWT != nil {
+		errs = append(errs, g.JWT.validate()...)
+	}
+	return errs
+}
+
+// ownPath reports whether p is served by the SP itself, never upstream.
+func ownPath(p string) bool {
+	return p == "/saml" || strings.HasPrefix(p, "/saml/") || p == "/healthz" || p == "/readyz"
+}
+
+// stripIdentity removes, from every request, each header the gateway
+// itself sets for the upstream: its prefix, and the configured attribute
+// headers. It runs first, before routing, so no handler (and no upstream)
+// can see a client's copy.
+func (s *SP) stripIdentity(next http.Handler) http.Handler {
+	g := s.cfg.Gateway
+	exact := map[string]bool{}
+	for _, a := range g.PassAttributes {
+		exact[a.Header] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.Header {
+			// Keys from the server are canonical; compare case-insensitively
+			// anyway, for handlers built by hand.
+			if exact[http.CanonicalHeaderKey(k)] || hasPrefixFold(k, g.HeaderPrefix) {
+				s.gm.identityStripped.Inc()
+				delete(r.Header, k)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// publicPath reports whether p (a clean path) needs no session.
+func (g *Gateway) publicPath(p string) bool {
+	for _, pp := range g.PublicPaths {
+		if strings.ContainsAny(pp, "*?[") {
+			if ok, _ := path.Match(pp, p); ok {
+				return true
+			}
+			continue
+		}
+		if pathUnder(p, pp) {
+			return true
+		}
+	}
+	return false
+}
+
+// pathUnder reports whether p is prefix or below it: "/a" is under "/a"
+// and "/a/", "/ab" is not under "/a"; every path is under "/".
+func pathUnder(p, prefix string) bool {
+	if strings.HasSuffix(prefix, "/") {
+		return strings.HasPrefix(p, prefix) || p+"/" == prefix
+	}
+	return p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+// cleanPath reports whether p is in canonical form: the gateway decides
+// on the path the upstream will act on, so "/public/../admin" and
+// "/public//x" are refused rather than interpreted.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || c+"/" == p
+}
+
+// browserNavigation reports whether r is a top-level navigation by a
+// browser, which may be sent to log in: GET or HEAD asking for HTML, and
+// not a fetch/XHR (Sec-Fetch-Mode, X-Requested-With).
+func browserNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	if strings.EqualFold(r.Header.Get("X-Requested-With"), "XMLHttpRequest") {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// serveGateway is every path that is not the SP's own, in gateway mode.
+func (s *SP) serveGateway(authed http.Handler) http.HandlerFunc {
+	g := s.cfg.Gateway
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ownPath(r.URL.Path) {
+			http.NotFound(w, r)
+			return
+		}
+		if !cleanPath(r.URL.Path) {
+			s.gm.requests.WithLabelValues("path-refused").Inc()
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "path-not-canonical",
+				"detail": "the path has empty, . or .. segments; send its clean form", "instance": s.cfg.InstanceID})
+			return
+		}
+		if g.publicPath(r.URL.Path) {
+			s.gm.requests.WithLabelValues("public").Inc()
+			s.proxy.ServeHTTP(w, r)
+			return
+		}
+		if browserNavigation(r) {
+			// A browser: requireAccount logs it in (and back to this URL),
+			// with its loop protection.
+			authed.ServeHTTP(w, r)
+			return
+		}
+		rt := s.live(w, r)
+		if rt == nil {
+			return
+		}
+		sess, err := rt.mw.Session.GetSession(r)
+		if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
+			s.fail(w, r, storeFailure(err, ""))
+			return
+		}
+		if sess == nil {
+			// An API call: no login is started and no state is created.
+			s.gm.requests.WithLabelValues("unauthenticated").Inc()
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no-session",
+				"detail":    "this request needs a session; log in in a browser first",
+				"login_url": s.loginURL(r.URL.RequestURI()), "instance": s.cfg.InstanceID})
+			return
+		}
+		s.serveUpstream(w, r.WithContext(samlsp.ContextWithSession(r.Context(), sess)))
+	}
+}
+
+// loginURL is the URL that starts a login returning to rd.
+func (s *SP) loginURL(rd string) string {
+	return s.cfg.RootURL.JoinPath("/saml/login").String() + "?rd=" + url.QueryEscape(rd)
+}
+
+// serveUpstream authorizes the session in r's context for r's path and
+// sends r upstream with the identity headers.
+func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
+	sess := samlsp.SessionFromContext(r.Context())
+	id := s.identityOf(sess)
+	if f := s.authorize(id, r.URL.Path); f != nil {
+		s.gm.requests.WithLabelValues("forbidden").Inc()
+		s.fail(w, r, f)
+		return
+	}
+	if err := s.setIdentity(r.Header, id); err != nil {
+		s.fail(w, r, &Failure{Cause: CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
+		return
+	}
+	s.gm.requests.WithLabelValues("authenticated").Inc()
+	s.proxy.ServeHTTP(w, r)
+}
+
+// newUpstreamProxy is the reverse proxy to g.Upstream.
+func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
+	g := s.cfg.Gateway
+	tr := g.Transport
+	if tr == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Go's default keeps two idle connections per host: under load,
+		// most requests would open a new one.
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 1024
+		t.IdleConnTimeout = 90 * time.Second
+		tr = t
+	}
+	return &httputil.ReverseProxy{
+		Transport:     tr,
+		FlushInterval: g.FlushInterval,
+		BufferPool:    newBufferPool(),
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(g.Upstream)
+			s.setForwarded(pr)
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.gm.requests.WithLabelValues("upstream-error").Inc()
+			s.log.Warn("upstream request failed", "path", r.URL.Path, "err", err)
+			if r.Context().Err() != nil {
+				return // the client left
+			}
+			writeJSON(w, http.StatusBadGateway, map[string]any{"error": "upstream-unavailable", "instance": s.cfg.InstanceID})
+		},
+	}
+}
+
+// setForwarded sets X-Forwarded-For/-Host/-Proto for the upstream. The
+// inbound values are kept only from a peer in TrustedProxies; otherwise
+// they are the peer's and this request's own.
+func (s *SP) setForwarded(pr *httputil.ProxyRequest) {
+	if s.peerTrusted(pr.In) {
+		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = append([]string(nil), xff...)
+		}
+		pr.SetXForwarded()
+		if v := pr.In.Header.Get("X-Forwarded-Host"); v != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", v)
+		}
+		if v := pr.In.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+			pr.Out.Header.Set("X-Forwarded-Proto", v)
+		}
+		return
+	}
+	pr.SetXForwarded()
+}
+
+// peerTrusted reports whether r's TCP peer is in TrustedProxies.
+func (s *SP) peerTrusted(r *http.Request) bool {
+	if len(s.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap().WithZone("")
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// gatewayMetrics are the gateway's series.
+type gatewayMetrics struct {
+	identityStripped prometheus.Counter
+	requests         *prometheus.CounterVec // outcome
+	forwardAuth      *prometheus.CounterVec // outcome
+}
+
+func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
+	m := &gatewayMetrics{
+		identityStripped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "samlha_gateway_identity_headers_stripped_total",
+			Help: "Identity headers (the gateway's prefix or a --pass-attribute header) a client sent, removed before anything else.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samlha_gateway_requests_total",
+			Help: "Requests for the upstream by outcome: authenticated, public, unauthenticated (401, no login state), forbidden, path-refused, upstream-error. Browser navigations without a session are counted as logins started.",
+		}, []string{"outcome"}),
+		forwardAuth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samlha_gateway_forward_auth_total",
+			Help: "Answers of /saml/auth by outcome: ok, unauthenticated, redirect, forbidden, path-refused.",
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.identityStripped, m.requests, m.forwardAuth)
+	return m
+}

@@ -1,0 +1,645 @@
+package sp_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/store/memory"
+)
+
+// upstreamApp is the application behind the gateway: it records the
+// headers of every request and echoes the user it was told about in
+// X-Samlha-User, as the browser's success check expects.
+type upstreamApp struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []http.Header
+	// extra serves paths under /x/ (streaming tests).
+	extra http.Handler
+}
+
+func startUpstream(t testing.TB, extra http.Handler) *upstreamApp {
+	t.Helper()
+	u := &upstreamApp{extra: extra}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.seen = append(u.seen, r.Header.Clone())
+		u.mu.Unlock()
+		if u.extra != nil && strings.HasPrefix(r.URL.Path, "/x/") {
+			u.extra.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set(sp.HeaderUser, r.Header.Get("X-Samlha-User"))
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "upstream %s\n", r.URL.Path)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstreamApp) last() http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.seen) == 0 {
+		return nil
+	}
+	return u.seen[len(u.seen)-1]
+}
+
+func (u *upstreamApp) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.seen)
+}
+
+type gatewayEnv struct {
+	top   *topology
+	up    *upstreamApp
+	store *memory.Store
+}
+
+// startGateway runs replicas sharing one memory store (one process, so any
+// replica sees every key) in gateway mode in front of an upstream.
+func startGateway(t testing.TB, replicas int, extra http.Handler, gw func(*sp.Gateway), more ...func(*sp.Config)) *gatewayEnv {
+	t.Helper()
+	env := &gatewayEnv{up: startUpstream(t, extra), store: memory.New(memory.Options{})}
+	t.Cleanup(func() { env.store.Close() })
+	upURL, _ := url.Parse(env.up.URL)
+	env.top = startTopology(t, topologyConfig{Replicas: replicas,
+		Store: func(testing.TB, int) store.Store { return env.store },
+		Configure: func(_ int, c *sp.Config) {
+			g := &sp.Gateway{Upstream: upURL, PassAttributes: []sp.PassAttribute{
+				{Attribute: "mail", Header: "X-Email"}, {Attribute: "eduPersonAffiliation", Header: "X-Groups"}}}
+			if gw != nil {
+				gw(g)
+			}
+			c.Gateway = g
+			for _, f := range more {
+				f(c)
+			}
+		}})
+	return env
+}
+
+func newBrowser() *sptest.Browser {
+	return sptest.NewBrowser(sptest.Options{RequestTimeout: 20 * time.Second})
+}
+
+func loginVia(t *testing.T, env *gatewayEnv, b *sptest.Browser, user, path string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := b.Login(ctx, env.top.ProxyURL+path, user, user+"-password")
+	if !res.OK {
+		t.Fatalf("login of %s through the gateway failed:\n%s", user, describe(res))
+	}
+}
+
+// The upstream gets the identity, and only the gateway's: the client's
+// copies of the identity headers are removed, also on an authenticated
+// request, also under odd capitalisation.
+func TestGatewayIdentityHeadersOnlyFromGateway(t *testing.T) {
+	t.Parallel()
+	env := startGateway(t, 2, nil, nil)
+	b := newBrowser()
+	loginVia(t, env, b, "bob", "/app")
+	h := env.up.last()
+	want := map[string]string{"X-Samlha-User": "bob", "X-Email": "bob@example.com", "X-Groups": "staff, admins"}
+	for k, v := range want {
+		if got := h.Get(k); got != v {
+			t.Errorf("upstream got %s = %q, want %q", k, got, v)
+		}
+	}
+	if h.Get("X-Samlha-Name-Id") == "" {
+		t.Errorf("upstream got no X-Samlha-Name-Id: %v", h)
+	}
+
+	// A request with the session and forged identity headers.
+	req, _ := http.NewRequest(http.MethodGet, env.top.ProxyURL+"/api/thing", nil)
+	for _, c := range b.Cookies(mustURL(env.top.ProxyURL)) {
+		req.AddCookie(c)
+	}
+	req.Header["x-samlha-user"] = []string{"mallory"}
+	req.Header.Set("X-Samlha-Admin", "yes")
+	req.Header.Set("X-Email", "mallory@evil.test")
+	resp := do(t, req)
+	if resp.StatusCode != 200 {
+		t.Fatalf("authenticated API call: %d", resp.StatusCode)
+	}
+	h = env.up.last()
+	if h.Get("X-Samlha-User") != "bob" || h.Get("X-Email") != "bob@example.com" || h.Get("X-Samlha-Admin") != "" || len(h.Values("X-Email")) != 1 {
+		t.Fatalf("forged identity reached the upstream: %v", h)
+	}
+
+	// Without a session, nothing of the client's identity reaches it either
+	// (a public path).
+}
+
+// An API call without a session gets 401 JSON and leaves no state in the
+// store; a browser navigation starts a login that returns to the same URL.
+func TestGatewayAPICallCreatesNoLoginState(t *testing.T) {
+	t.Parallel()
+	env := startGateway(t, 1, nil, nil)
+	before := env.store.Len()
+	for _, tc := range []struct {
+		method string
+		accept string
+		header map[string]string
+	}{
+		{http.MethodGet, "application/json", nil},
+		{http.MethodPost, "text/html", nil},
+		{http.MethodGet, "text/html", map[string]string{"Sec-Fetch-Mode": "cors"}},
+		{http.MethodGet, "text/html", map[string]string{"X-Requested-With": "XMLHttpRequest"}},
+		{http.MethodDelete, "", nil},
+	} {
+		req, _ := http.NewRequest(tc.method, env.top.ProxyURL+"/api/x?y=1", strings.NewReader("{}"))
+		req.Header.Set("Accept", tc.accept)
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		resp := do(t, req)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("Content-Type"), "json") {
+			t.Errorf("%s with Accept %q %v: %d %s, want 401 JSON", tc.method, tc.accept, tc.header, resp.StatusCode, body)
+		}
+	}
+	if after := env.store.Len(); after != before {
+		t.Fatalf("API calls without a session changed the store: %d keys before, %d after", before, after)
+	}
+	if env.up.count() != 0 {
+		t.Fatalf("the upstream was reached without a session")
+	}
+	// A browser navigation to a deep URL logs in and lands there.
+	b := sptest.NewBrowser(sptest.Options{RequestTimeout: 20 * time.Second, SuccessPath: "/deep/page"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := b.Login(ctx, env.top.ProxyURL+"/deep/page?q=1", "alice", "alice-password")
+	if !res.OK {
+		t.Fatalf("login to a deep URL:\n%s", describe(res))
+	}
+	if last := res.Hops[len(res.Hops)-1].URL; !strings.HasSuffix(last, "/deep/page?q=1") {
+		t.Fatalf("login ended at %s, want the URL it began at", last)
+	}
+}
+
+// --allow: alice (staff) is refused /admin with cause forbidden, bob
+// (admins) passes; everyone passes elsewhere.
+func TestGatewayAllowRules(t *testing.T) {
+	t.Parallel()
+	rule, err := sp.ParseAllowRule("/admin:eduPersonAffiliation=admins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.Allow = []sp.AllowRule{rule} })
+	for _, tc := range []struct {
+		user  string
+		path  string
+		code  int
+		cause string
+	}{
+		{"alice", "/admin/users", 403, "forbidden"},
+		{"alice", "/admin", 403, "forbidden"},
+		{"alice", "/administrator", 200, ""},
+		{"alice", "/app", 200, ""},
+		{"bob", "/admin/users", 200, ""},
+	} {
+		b := newBrowser()
+		loginVia(t, env, b, tc.user, "/app")
+		req, _ := http.NewRequest(http.MethodGet, env.top.ProxyURL+tc.path, nil)
+		for _, c := range b.Cookies(mustURL(env.top.ProxyURL)) {
+			req.AddCookie(c)
+		}
+		resp := do(t, req)
+		if resp.StatusCode != tc.code || resp.Header.Get(sp.HeaderCause) != tc.cause {
+			t.Errorf("%s %s: %d cause %q, want %d %q", tc.user, tc.path, resp.StatusCode, resp.Header.Get(sp.HeaderCause), tc.code, tc.cause)
+		}
+	}
+	if got := counterValue(t, env.top.Replicas[0], "samlha_sp_failures_total", map[string]string{"cause": "forbidden"}); got != 2 {
+		t.Errorf("samlha_sp_failures_total{cause=forbidden} = %v, want 2", got)
+	}
+}
+
+// Public paths need no session; non-canonical paths are refused rather
+// than matched against the public prefixes.
+func TestGatewayPublicPaths(t *testing.T) {
+	t.Parallel()
+	env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.PublicPaths = []string{"/public/", "/*.ico"} })
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/public/a.css", 200},
+		{"/favicon.ico", 200},
+		{"/publicity", 401},
+		{"/public/../admin", 400},
+		{"/public//x", 400},
+		{"/public/%2e%2e/admin", 400},
+		{"/saml/nothing", 404},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, env.top.ProxyURL+tc.path, nil)
+		req.Header.Set("X-Samlha-User", "mallory")
+		resp := do(t, req)
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: %d, want %d", tc.path, resp.StatusCode, tc.code)
+		}
+		if tc.code == 200 && env.up.last().Get("X-Samlha-User") != "" {
+			t.Errorf("%s: a client's identity header reached the upstream", tc.path)
+		}
+	}
+}
+
+// Streams, server-sent events, WebSocket upgrades and large bodies pass
+// through the gateway to a real upstream.
+func TestGatewayStreamingUpgradeAndLargeBodies(t *testing.T) {
+	t.Parallel()
+	second := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/x/sse", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select { // the second event only after the client read the first
+		case <-second:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, "data: two\n\n")
+	})
+	mux.HandleFunc("/x/upload", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+	})
+	mux.HandleFunc("/x/download", func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+		for range 512 { // 32 MiB
+			_, _ = w.Write(chunk)
+		}
+	})
+	mux.HandleFunc("/x/ws", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.Error(w, "want upgrade", 400)
+			return
+		}
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprint(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		rw.Flush()
+		line, err := rw.ReadString('\n') // echo one line, upper-cased
+		if err != nil {
+			return
+		}
+		fmt.Fprint(rw, strings.ToUpper(line))
+		rw.Flush()
+	})
+	env := startGateway(t, 1, mux, nil)
+	b := newBrowser()
+	loginVia(t, env, b, "alice", "/app")
+	cookies := b.Cookies(mustURL(env.top.ProxyURL))
+	auth := func(req *http.Request) *http.Request {
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		return req
+	}
+
+	t.Run("sse", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, env.top.ProxyURL+"/x/sse", nil)
+		resp := do(t, auth(req))
+		br := bufio.NewReader(resp.Body)
+		if l, err := br.ReadString('\n'); err != nil || l != "data: one\n" {
+			t.Fatalf("first event: %q %v", l, err)
+		}
+		close(second)
+		rest, _ := io.ReadAll(br)
+		if !strings.Contains(string(rest), "data: two") {
+			t.Fatalf("second event missing: %q", rest)
+		}
+	})
+	t.Run("upload", func(t *testing.T) {
+		body := bytes.Repeat([]byte("x"), 64<<20)
+		sum := sha256.Sum256(body)
+		req, _ := http.NewRequest(http.MethodPost, env.top.ProxyURL+"/x/upload", bytes.NewReader(body))
+		resp := do(t, auth(req))
+		got, _ := io.ReadAll(resp.Body)
+		if want := fmt.Sprintf("%d %s", len(body), hex.EncodeToString(sum[:])); string(got) != want {
+			t.Fatalf("upload: upstream saw %q, want %q", got, want)
+		}
+	})
+	t.Run("download", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, env.top.ProxyURL+"/x/download", nil)
+		resp := do(t, auth(req))
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err != nil || n != 32<<20 {
+			t.Fatalf("download: %d bytes, %v", n, err)
+		}
+	})
+	t.Run("websocket", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(env.top.ProxyURL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		req, _ := http.NewRequest(http.MethodGet, env.top.ProxyURL+"/x/ws", nil)
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Connection", "Upgrade")
+		if err := auth(req).Write(conn); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, req)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		fmt.Fprint(conn, "hello\n")
+		if l, err := br.ReadString('\n'); err != nil || l != "HELLO\n" {
+			t.Fatalf("echo through the upgraded connection: %q %v", l, err)
+		}
+	})
+}
+
+// The identity JWT verifies with an independent JOSE library (go-jose)
+// against /saml/jwks.json, for ES256 and EdDSA, through a key rotation:
+// the ring publishes every key, the first signs.
+func TestGatewayIdentityJWTVerifiesWithGoJose(t *testing.T) {
+	t.Parallel()
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	for _, tc := range []struct {
+		name string
+		ring []crypto.Signer
+		alg  jose.SignatureAlgorithm
+	}{
+		{"ES256", []crypto.Signer{ec, ed}, jose.ES256},
+		{"EdDSA-after-rotation", []crypto.Signer{ed, ec}, jose.EdDSA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.JWT = &sp.IdentityJWT{Keys: tc.ring} })
+			b := newBrowser()
+			loginVia(t, env, b, "bob", "/app")
+			tok := env.up.last().Get("X-Samlha-Jwt-Assertion")
+			if tok == "" {
+				t.Fatal("no identity JWT reached the upstream")
+			}
+			resp, err := http.Get(env.top.ProxyURL + "/saml/jwks.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var set jose.JSONWebKeySet
+			if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(set.Keys) != 2 {
+				t.Fatalf("JWKS has %d keys, want both of the ring", len(set.Keys))
+			}
+			parsed, err := josejwt.ParseSigned(tok, []jose.SignatureAlgorithm{tc.alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := set.Key(parsed.Headers[0].KeyID)
+			if len(keys) != 1 {
+				t.Fatalf("kid %q names %d keys in the JWKS", parsed.Headers[0].KeyID, len(keys))
+			}
+			var claims josejwt.Claims
+			var extra struct {
+				User  string              `json:"user"`
+				Attrs map[string][]string `json:"attrs"`
+			}
+			if err := parsed.Claims(keys[0].Key, &claims, &extra); err != nil {
+				t.Fatalf("go-jose does not verify the identity JWT: %v", err)
+			}
+			err = claims.ValidateWithLeeway(josejwt.Expected{Issuer: env.top.ProxyURL, AnyAudience: josejwt.Audience{env.up.URL}, Time: time.Now()}, 0)
+			if err != nil {
+				t.Fatalf("claims: %v (%+v)", err, claims)
+			}
+			if claims.Subject == "" || extra.User != "bob" || extra.Attrs["mail"][0] != "bob@example.com" {
+				t.Fatalf("claims: sub %q user %q attrs %v", claims.Subject, extra.User, extra.Attrs)
+			}
+			if ttl := claims.Expiry.Time().Sub(claims.IssuedAt.Time()); ttl > 5*time.Minute {
+				t.Fatalf("identity JWT lives %v: not short-lived", ttl)
+			}
+			// A token for another audience must not pass the same check.
+			if err := claims.Validate(josejwt.Expected{AnyAudience: josejwt.Audience{"http://other.test"}, Time: time.Now()}); err == nil {
+				t.Fatal("the audience check passes for any audience")
+			}
+		})
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func do(t testing.TB, req *http.Request) *http.Response {
+	t.Helper()
+	c := &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// startForwardAuth runs one replica in forward-auth only mode (no
+// upstream), trusting proxies in trusted.
+func startForwardAuth(t testing.TB, trusted string, gw func(*sp.Gateway)) *topology {
+	t.Helper()
+	return startTopology(t, topologyConfig{Replicas: 1,
+		Store: func(testing.TB, int) store.Store { return memory.New(memory.Options{}) },
+		Configure: func(_ int, c *sp.Config) {
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(trusted)}
+			g := &sp.Gateway{PassAttributes: []sp.PassAttribute{{Attribute: "mail", Header: "X-Email"}}}
+			if gw != nil {
+				gw(g)
+			}
+			c.Gateway = g
+		}})
+}
+
+// /saml/auth: 200 with the identity for a session, 403 on a forbidden
+// path, a redirect into the login for a trusted proxy's browser
+// navigation, 401 otherwise; never a redirect off-site.
+func TestForwardAuth(t *testing.T) {
+	t.Parallel()
+	rule, _ := sp.ParseAllowRule("/admin:eduPersonAffiliation=admins")
+	top := startForwardAuth(t, "127.0.0.1/32", func(g *sp.Gateway) { g.Allow = []sp.AllowRule{rule} })
+	untrusted := startForwardAuth(t, "10.0.0.0/8", nil)
+	b := top.browser()
+	if res := top.login(t, b, "alice"); !res.OK {
+		t.Fatalf("login: %s", describe(res))
+	}
+	session := b.Cookies(mustURL(top.ProxyURL))
+	host := strings.TrimPrefix(top.ProxyURL, "http://")
+	nav := map[string]string{"Accept": "text/html", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host}
+	for _, tc := range []struct {
+		name     string
+		base     string
+		cookies  bool
+		header   map[string]string
+		uri      string
+		code     int
+		location string
+		user     string
+	}{
+		{name: "session", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 200, user: "alice"},
+		{name: "session, forged identity in the auth request", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 200, user: "alice",
+			header: map[string]string{"X-Samlha-User": "mallory"}},
+		{name: "session, forbidden path", base: top.Replicas[0].URL, cookies: true, uri: "/admin/x", code: 403},
+		{name: "session, nginx X-Original-URI forbidden", base: top.Replicas[0].URL, cookies: true, code: 403,
+			header: map[string]string{"X-Original-URI": "/admin"}},
+		{name: "session, path unknown while rules are per path", base: top.Replicas[0].URL, cookies: true, code: 403},
+		{name: "session, non-canonical path", base: top.Replicas[0].URL, cookies: true, uri: "/a/../admin", code: 400},
+		{name: "no session, trusted navigation", base: top.Replicas[0].URL, header: nav, uri: "/page?x=1", code: 302,
+			location: top.ProxyURL + "/saml/login?rd=" + url.QueryEscape(top.ProxyURL+"/page?x=1")},
+		{name: "no session, API call", base: top.Replicas[0].URL, uri: "/api",
+			header: map[string]string{"Accept": "application/json", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host}, code: 401},
+		{name: "no session, POST", base: top.Replicas[0].URL, uri: "/page",
+			header: map[string]string{"Accept": "text/html", "X-Forwarded-Method": "POST", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host}, code: 401},
+		{name: "no session, foreign host", base: top.Replicas[0].URL, uri: "/page",
+			header: map[string]string{"Accept": "text/html", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.test"}, code: 401},
+		{name: "no session, userinfo host", base: top.Replicas[0].URL, uri: "/page",
+			header: map[string]string{"Accept": "text/html", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host + "@evil.test"}, code: 401},
+		{name: "no session, scheme-relative uri", base: top.Replicas[0].URL, uri: "//evil.test/x",
+			header: nav, code: 401},
+		{name: "no session, untrusted peer", base: untrusted.Replicas[0].URL, header: nav, uri: "/page", code: 401},
+		{name: "no session, nginx", base: top.Replicas[0].URL, header: map[string]string{"X-Original-URI": "/page"}, code: 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, tc.base+"/saml/auth", nil)
+			if tc.cookies {
+				for _, c := range session {
+					req.AddCookie(c)
+				}
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			if tc.uri != "" {
+				req.Header.Set("X-Forwarded-Uri", tc.uri)
+			}
+			resp := do(t, req)
+			if resp.StatusCode != tc.code {
+				body, _ := io.ReadAll(resp.Body)
+				t.Fatalf("%d, want %d: %s", resp.StatusCode, tc.code, body)
+			}
+			if got := resp.Header.Get("Location"); got != tc.location {
+				t.Errorf("Location %q, want %q", got, tc.location)
+			}
+			if tc.user != "" && (resp.Header.Get("X-Samlha-User") != tc.user || resp.Header.Get("X-Email") != tc.user+"@example.com") {
+				t.Errorf("identity headers %v, want user %s", resp.Header, tc.user)
+			}
+		})
+	}
+}
+
+// /saml/login?rd= refuses off-site return URLs with a named cause, and
+// brings the user back to an allowed one after login.
+func TestLoginRDRefusesOpenRedirects(t *testing.T) {
+	t.Parallel()
+	top := startForwardAuth(t, "127.0.0.1/32", nil)
+	for _, rd := range []string{"//evil.test", "/\\evil.test", "https:evil.test", "https://evil.test/", "http://127.0.0.1@evil.test/", "/x\r\nLocation: //evil"} {
+		resp := do(t, mustGet(top.ProxyURL+"/saml/login?rd="+url.QueryEscape(rd)))
+		if resp.StatusCode != 400 || resp.Header.Get(sp.HeaderCause) != "redirect-refused" {
+			t.Errorf("rd=%q: %d cause %q, want 400 redirect-refused", rd, resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+		}
+	}
+	b := sptest.NewBrowser(sptest.Options{RequestTimeout: 20 * time.Second, SuccessPath: "/app"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := b.Login(ctx, top.ProxyURL+"/saml/login?rd="+url.QueryEscape(top.ProxyURL+"/app?from=rd"), "alice", "alice-password")
+	if !res.OK || !strings.HasSuffix(res.Hops[len(res.Hops)-1].URL, "/app?from=rd") {
+		t.Fatalf("login through /saml/login?rd=:\n%s", describe(res))
+	}
+	// With a session, /saml/login goes straight to rd.
+	page, err := b.Get(ctx, top.ProxyURL+"/saml/login?rd=/whoami")
+	if err != nil || page.URL.Path != "/whoami" || page.Status != 200 {
+		t.Fatalf("with a session: %v %v", page, err)
+	}
+}
+
+func mustGet(u string) *http.Request {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
+}
+
+// X-Forwarded-* reach the upstream as the client sent them only from a
+// trusted proxy; from anyone else they are the gateway's own view.
+func TestGatewayXForwardedFromTrustedProxiesOnly(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		trusted                 string
+		wantXFF, wantHost, prot string
+	}{
+		{"127.0.0.1/32", "203.0.113.9, 127.0.0.1", "app.example.test", "https"},
+		{"10.0.0.0/8", "127.0.0.1", "", "http"},
+	} {
+		env := startGateway(t, 1, nil, nil, func(c *sp.Config) {
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(tc.trusted)}
+		})
+		b := newBrowser()
+		loginVia(t, env, b, "alice", "/app")
+		req := mustGet(env.top.Replicas[0].URL + "/x")
+		for _, c := range b.Cookies(mustURL(env.top.ProxyURL)) {
+			req.AddCookie(c)
+		}
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		req.Header.Set("X-Forwarded-Host", "app.example.test")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		if resp := do(t, req); resp.StatusCode != 200 {
+			t.Fatalf("trusted %s: %d", tc.trusted, resp.StatusCode)
+		}
+		h := env.up.last()
+		wantHost := tc.wantHost
+		if wantHost == "" {
+			wantHost = strings.TrimPrefix(env.top.Replicas[0].URL, "http://")
+		}
+		if got := strings.Join(h.Values("X-Forwarded-For"), ", "); got != tc.wantXFF || h.Get("X-Forwarded-Host") != wantHost || h.Get("X-Forwarded-Proto") != tc.prot {
+			t.Errorf("trusted %s: upstream got X-Forwarded-For %q Host %q Proto %q; want %q %q %q", tc.trusted,
+				got, h.Get("X-Forwarded-Host"), h.Get("X-Forwarded-Proto"), tc.wantXFF, wantHost, tc.prot)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package sp
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/samlha/samlha/sp/relaystate"
+	"github.com/samlha/samlha/store"
+)
+
+// IDPInitiated accepts IdP-initiated (unsolicited) logins: a response that
+// answers no AuthnRequest. Such a response is bound to no browser and no
+// tracked request, so the only defence against its replay is the assertion
+// replay record: it must be in a store every replica shares.
+type IDPInitiated struct {
+	// RedirectPrefixes are the paths the RelayState may name as the
+	// return path (local paths only); any other RelayState goes to "/".
+	RedirectPrefixes []string
+	// AcceptLocalReplay lets a per-replica store (memory) or stateless mode
+	// accept IdP-initiated logins although a response replayed to another
+	// replica would be accepted there once more.
+	AcceptLocalReplay bool
+}
+
+func (c *IDPInitiated) validate(st store.Store) []error {
+	var errs []error
+	kind := ""
+	if d, ok := st.(store.Describer); ok {
+		kind = d.Kind()
+	}
+	if (st == nil || !store.Shared(st)) && !c.AcceptLocalReplay {
+		what := "stateless mode keeps its replay cache in each replica's memory"
+		if st != nil {
+			what = "the " + kind + " store is per replica"
+		}
+		errs = append(errs, errors.New("IdP-initiated login needs a replay record every replica sees, and "+what+
+			": a response replayed to another replica would log in again. Use a shared store (redis), or accept that risk explicitly"))
+	}
+	for _, p := range c.RedirectPrefixes {
+		if !cleanPath(p) {
+			errs = append(errs, errors.New("IdP-initiated redirect prefix "+p+" must be a clean local path"))
+		}
+	}
+	return errs
+}
+
+// returnPath is where an IdP-initiated login lands: the RelayState when it
+// is a local path under one of the prefixes, else "/".
+func (c *IDPInitiated) returnPath(rs string) string {
+	p, _, _ := strings.Cut(rs, "?")
+	if rs == "" || !strings.HasPrefix(rs, "/") || strings.HasPrefix(rs, "//") || strings.ContainsAny(rs, "\\\r\n\t ") || !cleanPath(p) {
+		return "/"
+	}
+	for _, pre := range c.RedirectPrefixes {
+		if pathUnder(p, pre) {
+			return rs
+		}
+	}
+	return "/"
+}
+
+// isOurRelayState reports whether rs has the form of a RelayState this
+// SP issues (an SP-initiated login).
+func isOurRelayState(rs string) bool {
+	_, _, err := relaystate.Parse(rs)
+	return err == nil
+}
+
+// finishIDPInitiated finishes an IdP-initiated login: the response must
+// carry no InResponseTo (crewjam's AllowIDPInitiated), and its assertion
+// is recorded as used in the shared replay record with the new session.
+func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*trackedRequest, *Failure) {
+	tr := &trackedRequest{Origin: "idp-initiated", URI: s.cfg.IDPInitiated.returnPath(rs)}
+	assertion, err := rt.idpParser.ParseResponse(r, nil)
+	if err != nil {
+		return tr, classifyResponseError(err)
+	}
+	if s.sessions != nil {
+		return tr, s.commitLogin(w, r, assertion, "")
+	}
+	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {
+		return tr, &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+	}
+	return tr, nil
+}
