@@ -22,6 +22,7 @@ type target struct {
 	// target down while active checks are off: it is tried again after it.
 	downUntil    atomic.Int64
 	passiveFails atomic.Int32
+	fails5xx     atomic.Int32
 	inflight     atomic.Int64
 
 	requests       atomic.Uint64
@@ -209,4 +210,17 @@ func (im *imbalance) ratio(now int64) float64 {
 		return 0
 	}
 	return float64(most) * float64(n) / float64(total)
+}
+
+// selector balances: it returns the next target that f allows, or nil.
+// Round robin and least outstanding are the two; the proxy's fallback when
+// a selector finds nothing is fail-open (Config.AllDown), the same for both.
+type selector interface {
+	pick(p *Proxy, f *filter) *target
+}
+
+// selectors builds the selector for each Balance.
+var selectors = map[Balance]func([]*target) selector{
+	RoundRobin:       func(ts []*target) selector { return newRoundRobin(ts) },
+	LeastOutstanding: func(ts []*target) selector { return &leastOutstanding{targets: ts} },
 }

@@ -149,7 +149,7 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 	cert, key := selfSigned(t)
 	listen := freeAddr(t)
 	start(t, "--listen", listen, "--admin-listen", "", "--target", "sp-1="+backend.URL, "--tls-cert", cert, "--tls-key", key,
-		"--cookie-twin", "--cookie-secure", "--cookie-key", "a key of sixteen bytes or more", "--health-interval", "0")
+		"--cookie-twin", "--cookie-key", "a key of sixteen bytes or more", "--health-interval", "0")
 	waitListening(t, listen)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := client.Get("https://" + listen + "/")
@@ -167,7 +167,9 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 		_, attrs, _ := strings.Cut(rest, "; Path=")
 		got = append(got, name+": Path="+attrs)
 	}
-	want := []string{"AWSALB: Path=/; Secure; SameSite=Lax", "AWSALBCORS: Path=/; Secure; SameSite=None"}
+	// Serving TLS makes the cookie Secure without --cookie-secure; HttpOnly
+	// is the default.
+	want := []string{"AWSALB: Path=/; HttpOnly; Secure; SameSite=Lax", "AWSALBCORS: Path=/; HttpOnly; Secure; SameSite=None"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("cookies:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -175,20 +177,25 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 
 func TestEveryProblemReported(t *testing.T) {
 	t.Setenv("SAMLHA_PROXY_DRAIN_MODE", "sometimes")
-	err := run(context.Background(), []string{"--target", "bad target", "--stickiness", "maybe", "--cookie-key", "short",
-		"--cookie-samesite", "loose", "--tls-cert", "x.pem", "--relaystate-peek", "1B"}, io.Discard)
+	err := run(context.Background(), []string{"--cookie-samesite", "loose"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "cookie-samesite") || !strings.Contains(err.Error(), "auto") {
+		t.Errorf("--cookie-samesite loose: %v", err)
+	}
+	err = run(context.Background(), []string{"--target", "bad target", "--stickiness", "maybe", "--cookie-key", "short",
+		"--tls-cert", "x.pem", "--relaystate-peek", "1B", "--admin-insecure", "--admin-listen", "0.0.0.0:0"}, io.Discard)
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, flag := range []string{"--target", "--cookie-key", "--cookie-samesite", "--tls-cert"} {
+	for _, flag := range []string{"--target", "--cookie-key", "--tls-cert", "--admin-insecure"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s:\n%v", flag, err)
 		}
 	}
 	// The first round (flag syntax) passed; the second reports config
 	// problems, including one set from the environment.
-	err = run(context.Background(), []string{"--target", "sp-1=http://127.0.0.1:1", "--stickiness", "maybe", "--relaystate-peek", "1B"}, io.Discard)
-	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek"} {
+	err = run(context.Background(), []string{"--target", "sp-1=http://127.0.0.1:1", "--stickiness", "maybe", "--relaystate-peek", "1B",
+		"--cookie-samesite", "none", "--admin-token", "short"}, io.Discard)
+	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek", "--cookie-samesite", "--admin-token"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s:\n%v", flag, err)
 		}
