@@ -218,26 +218,16 @@ func (x *exchange) reset() {
 	*x = exchange{p: p, tried: tried}
 }
 
-// retryBody wraps a request body as the forwarder reads it: it says
-// whether any was read (a retry elsewhere is safe only if not) and whether
-// all of it was (a target that fails after taking the whole body is at
-// fault; one that closes before is refusing it).
+// retryBody wraps a request body so that a failed dial neither closes it
+// nor hides that it was never read, which makes a retry safe.
 type retryBody struct {
 	rc   io.ReadCloser
-	cl   int64 // Content-Length, -1 unknown
-	n    int64
 	read bool
-	eof  bool
 }
 
 func (b *retryBody) Read(p []byte) (int, error) {
 	b.read = true
-	n, err := b.rc.Read(p)
-	b.n += int64(n)
-	if err == io.EOF {
-		b.eof = true
-	}
-	return n, err
+	return b.rc.Read(p)
 }
 
 // Close is a no-op: the server closes the real body after the handler.
@@ -245,12 +235,6 @@ func (b *retryBody) Close() error { return nil }
 
 // bodyRead says whether any of the request body has been read.
 func (x *exchange) bodyRead() bool { return x.body != nil && x.body.read }
-
-// bodySent says whether the whole request body (if any) was handed on.
-func (x *exchange) bodySent() bool {
-	b := x.body
-	return b == nil || b.eof || b.cl >= 0 && b.n >= b.cl
-}
 
 // clientBody is the request body as it comes from the client, under the
 // ClientBodyTimeout deadline: it records a read error (the client's fault,
@@ -352,7 +336,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {
 			// Not pooled with x: http.Transport may still read a body after
 			// RoundTrip has returned.
-			x.body = &retryBody{rc: r.Body, cl: r.ContentLength}
+			x.body = &retryBody{rc: r.Body}
 			r.Body = x.body
 		}
 		p.forward(w, r, x)
@@ -361,12 +345,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // forward sends r to x.t, retrying on another target when the connection
 // could not be established. Passive health counts only the target's own
-// failures: a dial error, a failure before any byte of the reply once the
-// whole request was sent (a reset, a close, the response-header timeout),
-// and, if Passive5xx is set, runs of 5xx replies. A client that went away
-// or sent its body too slowly, a target that closed before taking the whole
-// body (refusing it), a failure once the reply was under way, and 4xx
-// replies are never counted.
+// failures: a dial error, the response-header timeout, a reset or close
+// before any byte of the reply to a request without a body, and, if
+// Passive5xx is set, runs of 5xx replies. A client that went away or sent
+// its body too slowly, a failure once the reply was under way, and 4xx
+// replies are never counted; nor is a reset or close before the reply to a
+// request with a body: that is how a target refuses a body over its limit,
+// and "the whole body was sent" only means the kernel took it, which on
+// loopback is megabytes the target may never have read.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	for {
 		if max := int64(p.cfg.MaxInFlightPerTarget); max > 0 && x.t.inflight.Add(1) > max {
@@ -388,15 +374,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 			p.replied(x.t, x.status)
 			return
 		}
-		if r.Context().Err() != nil {
-			// The client went away: not the target's fault. 499 is for the
-			// log only (nginx's "client closed request").
-			x.status, x.abort = 499, x.wroteHead
-			return
-		}
 		if x.cbody != nil && x.cbody.err != nil {
 			// The client's body failed (aborted, or slower than
-			// ClientBodyTimeout): not the target's fault.
+			// ClientBodyTimeout): not the target's fault. (Checked first:
+			// a failed body read also cancels the request's context.)
 			if x.wroteHead {
 				x.abort = true
 				return
@@ -410,6 +391,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 			p.bad(w, x, status, "stickyproxy: reading the request body failed: "+x.cbody.err.Error()+"\n")
 			return
 		}
+		if r.Context().Err() != nil {
+			// The client went away: not the target's fault. 499 is for the
+			// log only (nginx's "client closed request").
+			x.status, x.abort = 499, x.wroteHead
+			return
+		}
 		if x.wroteHead {
 			// The reply is under way; all we can do is cut it. Not counted:
 			// a client that reads slowly can make a target give up here.
@@ -419,7 +406,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 		}
 		if !isDialError(x.err) || x.bodyRead() {
 			kind := "transport"
-			if x.bodySent() || isTimeout(x.err) {
+			if x.body == nil || isTimeout(x.err) {
 				p.passiveFail(x.t, x.err)
 			} else {
 				kind = "refused-body"
