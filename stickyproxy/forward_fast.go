@@ -59,10 +59,20 @@ type upConn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 	nread     int64 // bytes read from c, to tell "closed before any reply byte"
+	limit     int64 // while reading a reply's head: nread may not pass it (0: no limit)
 }
+
+// errHeadTooLarge is a reply head over MaxResponseHeaderBytes.
+var errHeadTooLarge = fmt.Errorf("response headers over %d bytes", MaxResponseHeaderBytes)
+
+// MaxResponseHeaderBytes bounds a target's reply head, in both engines.
+const MaxResponseHeaderBytes = 1 << 20
 
 // Read counts what the buffered reader takes from the connection.
 func (uc *upConn) Read(p []byte) (int, error) {
+	if uc.limit > 0 && uc.nread >= uc.limit {
+		return 0, errHeadTooLarge
+	}
 	n, err := uc.c.Read(p)
 	uc.nread += int64(n)
 	return n, err
@@ -204,6 +214,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	}
 	var resp *http.Response
 	before := uc.nread
+	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
 	for {
 		if p.cfg.ResponseHeaderTimeout > 0 {
 			uc.c.SetReadDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
@@ -229,6 +240,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 		// 1xx: 100 Continue is ours to send (the server does when the body is
 		// read); others are informational and dropped.
 	}
+	uc.limit = 0
 	if werr != nil {
 		resp.Close = true // the request was cut short: never reuse
 	}
@@ -277,7 +289,10 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
-	if !stop() || resp.Close || r.Close {
+	// Bytes beyond the reply (a 204 or 304 with a body, a miscounted
+	// length) would be read as the next reply: such a connection is not
+	// reused, as http.Transport drops an "unsolicited response".
+	if !stop() || resp.Close || r.Close || uc.br.Buffered() > 0 {
 		uc.c.Close()
 	} else {
 		t.pool.put(uc, time.Now())

@@ -21,7 +21,7 @@ import (
 // hostile is a proxy in front of targets a test provides, served the way
 // the command serves it (PublicServer, Listener).
 type hostile struct {
-	t     *testing.T
+	t     testing.TB
 	proxy *stickyproxy.Proxy
 	url   string // the public listener
 	addr  string
@@ -30,7 +30,7 @@ type hostile struct {
 // newHostile starts a proxy for targets (name=URL), with passive checks
 // that mark a target down at its first counted failure and no active
 // checks, so that one wrongly blamed request shows.
-func newHostile(t *testing.T, engine stickyproxy.Engine, targets map[string]string, edit func(*stickyproxy.Config)) *hostile {
+func newHostile(t testing.TB, engine stickyproxy.Engine, targets map[string]string, edit func(*stickyproxy.Config)) *hostile {
 	t.Helper()
 	cfg := stickyproxy.Config{
 		Keys: [][32]byte{testKey}, Engine: engine, PassiveFall: 1, PassiveCooldown: time.Hour,
@@ -107,7 +107,7 @@ func reset(c net.Conn) {
 	c.Close()
 }
 
-func post(t *testing.T, u string, body io.Reader, length int64) (int, error) {
+func post(t testing.TB, u string, body io.Reader, length int64) (int, error) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, u, body)
 	req.ContentLength = length

@@ -102,17 +102,18 @@ func New(cfg Config) (*Proxy, error) {
 	p.openBufs.New = func() any { return new(affinity.Buffer) }
 	p.exchanges.New = func() any { return &exchange{p: p} }
 	p.transport = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          cfg.MaxIdleConnsPerHost * len(p.targets),
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
-		DisableCompression:    true,
-		WriteBufferSize:       16 << 10,
-		ReadBufferSize:        16 << 10,
+		Proxy:                  nil,
+		DialContext:            (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:           cfg.MaxIdleConnsPerHost * len(p.targets),
+		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
+		ForceAttemptHTTP2:      false,
+		DisableCompression:     true,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
 	}
 	p.rp = p.newReverseProxy()
 	return p, nil
