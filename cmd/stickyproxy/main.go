@@ -6,6 +6,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,13 +31,16 @@ const summary = `stickyproxy: a cookie-affinity reverse proxy (AWS ALB and HAPro
 that names, on every response, the target that served it (X-Stickyproxy-Target)
 and why (X-Stickyproxy-Decision).
 
+Subcommand:
+  stickyproxy admin-token --file FILE [--print]   make the admin token file (kept if present)
+
 Example:
   stickyproxy --target sp-1=http://127.0.0.1:8081 --target sp-2=http://127.0.0.1:8082 \
       --stickiness duration --saml-aware --cookie-key "$(cat key)"
 `
 
 func main() {
-	cli.Exit("stickyproxy", run(context.Background(), os.Args[1:], os.Stderr))
+	cli.Exit("stickyproxy", run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 type options struct {
@@ -115,7 +120,10 @@ func flags(fs *flag.FlagSet) *options {
 	return o
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "admin-token" {
+		return adminToken(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("stickyproxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := flags(fs)
@@ -282,6 +290,43 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 		probs.Addf("--tls-cert and --tls-key: give both or neither")
 	}
 	return cfg, probs
+}
+
+// adminToken makes the file an admin token is read from (--admin-token-file):
+// 32 random bytes as base64url, mode 0600, only when the file is missing or
+// empty, so that running it again keeps the token clients already have.
+func adminToken(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("stickyproxy admin-token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("file", "", "`file` to write the token to (required); an existing non-empty file is kept")
+	printTok := fs.Bool("print", false, "write the token to standard output (after making it if needed)")
+	if err := cli.Parse(fs, args, "SAMLHA_PROXY_TOKEN", "stickyproxy admin-token: make the admin API's bearer token file for --admin-token-file.\n"); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("admin-token: --file is required")
+	}
+	b, err := os.ReadFile(*file)
+	switch {
+	case err == nil && len(strings.TrimSpace(string(b))) > 0:
+		fmt.Fprintf(stderr, "keeping the admin token in %s\n", *file)
+	case err == nil || errors.Is(err, os.ErrNotExist):
+		tok := make([]byte, 32)
+		if _, err := rand.Read(tok); err != nil {
+			return err
+		}
+		b = []byte(base64.RawURLEncoding.EncodeToString(tok) + "\n")
+		if err := os.WriteFile(*file, b, 0o600); err != nil {
+			return fmt.Errorf("admin-token: %w", err)
+		}
+		fmt.Fprintf(stderr, "wrote a new admin token to %s\n", *file)
+	default:
+		return fmt.Errorf("admin-token: %w", err)
+	}
+	if *printTok {
+		fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
+	}
+	return nil
 }
 
 // loopback says whether addr (host:port) binds loopback only: 127.0.0.0/8,

@@ -58,7 +58,7 @@ func start(t *testing.T, args ...string) (cancel context.CancelFunc, wait func()
 	done := make(chan struct{})
 	var err error
 	logs = &syncBuffer{}
-	go func() { defer close(done); err = run(ctx, args, logs) }()
+	go func() { defer close(done); err = run(ctx, args, io.Discard, logs) }()
 	wait = func() error {
 		select {
 		case <-done:
@@ -177,12 +177,12 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 
 func TestEveryProblemReported(t *testing.T) {
 	t.Setenv("SAMLHA_PROXY_DRAIN_MODE", "sometimes")
-	err := run(context.Background(), []string{"--cookie-samesite", "loose"}, io.Discard)
+	err := run(context.Background(), []string{"--cookie-samesite", "loose"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "cookie-samesite") || !strings.Contains(err.Error(), "auto") {
 		t.Errorf("--cookie-samesite loose: %v", err)
 	}
 	err = run(context.Background(), []string{"--target", "bad target", "--stickiness", "maybe", "--cookie-key", "short",
-		"--tls-cert", "x.pem", "--relaystate-peek", "1B", "--admin-insecure", "--admin-listen", "0.0.0.0:0"}, io.Discard)
+		"--tls-cert", "x.pem", "--relaystate-peek", "1B", "--admin-insecure", "--admin-listen", "0.0.0.0:0"}, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -194,7 +194,7 @@ func TestEveryProblemReported(t *testing.T) {
 	// The first round (flag syntax) passed; the second reports config
 	// problems, including one set from the environment.
 	err = run(context.Background(), []string{"--target", "sp-1=http://127.0.0.1:1", "--stickiness", "maybe", "--relaystate-peek", "1B",
-		"--cookie-samesite", "none", "--admin-token", "short"}, io.Discard)
+		"--cookie-samesite", "none", "--admin-token", "short"}, io.Discard, io.Discard)
 	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek", "--cookie-samesite", "--admin-token"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s:\n%v", flag, err)
@@ -236,4 +236,79 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
 	return certFile, keyFile
+}
+
+func TestAdminTokenSubcommand(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "admin-token")
+	var out strings.Builder
+	if err := run(context.Background(), []string{"admin-token", "--file", file, "--print"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v; want mode 0600", fi, err)
+	}
+	tok := strings.TrimSpace(out.String())
+	if len(tok) != 43 {
+		t.Fatalf("token %q: want 43 base64url characters (32 bytes)", tok)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"admin-token", "--file", file, "--print"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); got != tok {
+		t.Fatalf("second run made a new token %q, want the kept %q", got, tok)
+	}
+	if err := run(context.Background(), []string{"admin-token"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("admin-token without --file: no error")
+	}
+}
+
+// TestAdminTokenFile: with --admin-token-file the admin calls need the
+// token; without a token they are refused (403) and /healthz still answers;
+// --admin-insecure serves them on loopback only.
+func TestAdminTokenFile(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	file := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(file, []byte("  a-token-of-sixteen-bytes-or-more\n"), 0o600)
+	get := func(u, token string) int {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tt := range []struct {
+		name      string
+		args      []string
+		token     string
+		want      int
+		wantNoTok int
+	}{
+		{"token file", []string{"--admin-token-file", file}, "a-token-of-sixteen-bytes-or-more", 200, 401},
+		{"no token", nil, "", 403, 403},
+		{"insecure on loopback", []string{"--admin-insecure"}, "", 200, 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			listen, admin := freeAddr(t), freeAddr(t)
+			start(t, append([]string{"--listen", listen, "--admin-listen", admin, "--target", "sp-1=" + backend.URL,
+				"--health-interval", "0", "--stickiness", "off"}, tt.args...)...)
+			waitListening(t, admin)
+			if got := get("http://"+admin+"/targets", tt.token); got != tt.want {
+				t.Errorf("GET /targets: %d, want %d", got, tt.want)
+			}
+			if got := get("http://"+admin+"/targets", ""); got != tt.wantNoTok {
+				t.Errorf("GET /targets without a token: %d, want %d", got, tt.wantNoTok)
+			}
+			if got := get("http://"+admin+"/healthz", ""); got != 200 {
+				t.Errorf("GET /healthz: %d", got)
+			}
+		})
+	}
 }
