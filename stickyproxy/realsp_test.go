@@ -18,8 +18,8 @@ import (
 	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
-	"github.com/samlha/samlha/store/memory"
 	"github.com/samlha/samlha/stickyproxy"
+	"github.com/samlha/samlha/store/memory"
 )
 
 // TestSAMLAwareRealSPs: samlha's SP (three sp.New replicas, each with its
