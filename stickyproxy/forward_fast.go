@@ -187,8 +187,9 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	defer stop()
 
 	if p.cfg.ResponseHeaderTimeout > 0 {
-		// A target that does not take the body stalls the write otherwise.
-		uc.c.SetWriteDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
+		// One deadline for writing the request (a target that does not
+		// take the body would stall it) and reading the reply's head.
+		uc.c.SetDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
 	}
 	werr := p.writeRequest(uc.bw, r)
 	if werr != nil {
@@ -216,9 +217,6 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	before := uc.nread
 	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
 	for {
-		if p.cfg.ResponseHeaderTimeout > 0 {
-			uc.c.SetReadDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
-		}
 		resp, err = http.ReadResponse(uc.br, r)
 		if err != nil {
 			uc.c.Close()

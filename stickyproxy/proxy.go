@@ -296,7 +296,7 @@ func (p *Proxy) ok(t *target, f *filter) bool {
 	return true
 }
 
-func (p *Proxy) pick(f *filter) *target { return p.sel.pick(p, f) }
+func (p *Proxy) pick(f *filter) *target { return p.sel.pick(p, *f) }
 
 // ServeHTTP routes and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
