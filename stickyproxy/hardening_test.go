@@ -214,7 +214,9 @@ func TestPassiveHealthBlamesTargetOnly(t *testing.T) {
 				h.t.Fatal(err)
 			}
 			fmt.Fprintf(c, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc")
-			time.Sleep(50 * time.Millisecond) // let the proxy start forwarding; not a synchronisation
+			waitFor(h.t.(*testing.T), "the request in flight", func() bool {
+				return gaugeValue(h.t.(*testing.T), h.proxy, "stickyproxy_in_flight_requests") == 1
+			})
 			reset(c)
 		}, 3, false},
 		{"client too slow for --client-body-timeout", status(200), func(c *stickyproxy.Config) {
