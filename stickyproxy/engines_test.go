@@ -265,3 +265,28 @@ func FuzzEnginesAgree(f *testing.F) {
 		}
 	})
 }
+
+// TestNoContentTypeSniffed: a reply without a Content-Type reaches the
+// client without one, from both engines; net/http would otherwise sniff
+// one from the body (here text/html, from a target that never said so).
+func TestNoContentTypeSniffed(t *testing.T) {
+	t.Parallel()
+	backend := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		const body = "<html><script>x()</script></html>"
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+	})
+	for _, engine := range engines {
+		h := newHostile(t, engine, map[string]string{"sp-1": backend}, nil)
+		resp, err := http.Get(h.url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if ct, ok := resp.Header["Content-Type"]; ok {
+			t.Errorf("%s: Content-Type %q added to a reply that had none", engine, ct)
+		}
+	}
+}

@@ -252,6 +252,10 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	}
 
 	h := w.Header()
+	// No Content-Type from the target means none to the client: a nil
+	// value stops net/http from sniffing one from the body (which could
+	// turn a target's untyped bytes into text/html).
+	h["Content-Type"] = nil
 	connTokens := resp.Header["Connection"]
 	for k, vv := range resp.Header {
 		if hopHeaders[k] || len(connTokens) > 0 && httpguts.HeaderValuesContainsToken(connTokens, k) {

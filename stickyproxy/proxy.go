@@ -205,9 +205,10 @@ type exchange struct {
 	wroteHead  bool
 	abort      bool
 	err        error
-	body       *retryBody  // nil without a request body
-	cbody      *clientBody // nil without a request body or body timeout
-	relayState string      // instance read from RelayState, for the log
+	body       *retryBody          // nil without a request body
+	cbody      *clientBody         // nil without a request body or body timeout
+	relayState string              // instance read from RelayState, for the log
+	w          http.ResponseWriter // the client's, while the reverseproxy engine runs
 	// onlyIfAccepted: the request was routed by its RelayState or is a
 	// cross-site POST without a valid cookie, so the reply pins the client
 	// only if the target accepted it (2xx, 3xx).
