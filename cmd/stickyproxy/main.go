@@ -390,6 +390,10 @@ func readLines(path string) ([]string, error) {
 
 // size is a byte count flag with an optional unit: B, KiB, MiB, GiB (or KB,
 // MB, GB as powers of 1000).
+//
+// Not docker/go-units: its RAMInBytes reads KB as 1024 and its
+// FromHumanSize reads KiB as 1000, so either would change what a value
+// already in use (the README's "64KiB", a "2KB") means.
 type size int64
 
 func (s *size) String() string { return formatSize(int64(*s)) }
