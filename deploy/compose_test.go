@@ -817,3 +817,49 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("problems = %q, want --nope and stray", problems)
 	}
 }
+
+// TestComposeProxyAdminGuarded: the proxy's admin API is published on the
+// host's loopback only and reads its token from the volume that the
+// one-shot `stickyproxy admin-token` service writes it to, before the proxy
+// starts.
+func TestComposeProxyAdminGuarded(t *testing.T) {
+	t.Parallel()
+	st := loadStack(t, loadDockerfile(t), nil)
+	_, proxy := checkStack(t, st)
+	p := st.Project
+	adm, ok := proxy.value("admin-listen")
+	if !ok || adm == "" {
+		t.Fatal("the proxy has no --admin-listen")
+	}
+	_, port := hostPort(adm)
+	if pub, ok := published(p.Services[proxy.Service], port); ok && pub.HostIP != "127.0.0.1" {
+		t.Errorf("%s: admin port %s published on %q, want 127.0.0.1", proxy.Service, port, pub.HostIP)
+	}
+	if v, ok := proxy.value("admin-insecure"); ok && v == "true" {
+		t.Errorf("%s: --admin-insecure", proxy.Service)
+	}
+	file, ok := proxy.value("admin-token-file")
+	if !ok {
+		t.Fatalf("%s: no --admin-token-file", proxy.Service)
+	}
+	makers := st.byBinary("stickyproxy", "admin-token")
+	if len(makers) != 1 {
+		t.Fatalf("want one service running `stickyproxy admin-token`, got %d", len(makers))
+	}
+	mk := makers[0]
+	out, _ := mk.value("file")
+	mv, mrel, ok := mountOf(p.Services[mk.Service], out)
+	if !ok || mv.ReadOnly {
+		t.Fatalf("%s: --file %s is not on a writable volume", mk.Service, out)
+	}
+	pv, prel, ok := mountOf(p.Services[proxy.Service], file)
+	if !ok || pv.Source != mv.Source || prel != mrel {
+		t.Errorf("%s: --admin-token-file %s is not %s in volume %s, where %s writes it", proxy.Service, file, mrel, mv.Source, mk.Service)
+	}
+	if ok && !pv.ReadOnly {
+		t.Errorf("%s: mount the token volume read-only", proxy.Service)
+	}
+	if dep, ok := p.Services[proxy.Service].DependsOn[mk.Service]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+		t.Errorf("%s must wait for %s to complete successfully", proxy.Service, mk.Service)
+	}
+}

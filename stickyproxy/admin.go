@@ -1,8 +1,13 @@
 package stickyproxy
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -61,30 +66,36 @@ func (p *Proxy) SetDraining(name string, draining bool) bool {
 
 // Admin is the admin API, meant for a private listener:
 //
-//	GET  /targets                 every target's state (JSON)
-//	POST /targets/{name}/drain    stop sending it new clients (and, with
+//	GET  /targets                 every target's state (JSON)           token
+//	POST /targets/{name}/drain    stop sending it new clients (and, with token
 //	                              --drain-mode=alb, pinned ones too)
-//	POST /targets/{name}/undrain  put it back
+//	POST /targets/{name}/undrain  put it back                           token
+//	GET  /metrics                 Prometheus metrics                    token
 //	GET  /healthz                 200 while the proxy runs
 //	GET  /readyz                  200 if some target is usable, else 503
-//	GET  /metrics                 Prometheus metrics
+//
+// "token" calls need "Authorization: Bearer <Config.AdminToken>" (compared
+// in constant time); without a configured token they are refused (403)
+// unless Config.AdminInsecure. Every call, /healthz included, is refused
+// (403) when the request comes from another site: a Sec-Fetch-Site of
+// cross-site or same-site, or an Origin whose host is not the request's.
 func (p *Proxy) Admin() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /targets", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /targets", p.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.Targets())
-	})
-	drain := func(on bool) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
+	})))
+	drain := func(on bool) http.Handler {
+		return p.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			name := r.PathValue("name")
 			if !p.SetDraining(name, on) {
 				writeJSON(w, http.StatusNotFound, map[string]string{"error": "no target named " + name})
 				return
 			}
 			writeJSON(w, http.StatusOK, p.status(p.byName[name], p.now().UnixNano()))
-		}
+		}))
 	}
-	mux.HandleFunc("POST /targets/{name}/drain", drain(true))
-	mux.HandleFunc("POST /targets/{name}/undrain", drain(false))
+	mux.Handle("POST /targets/{name}/drain", drain(true))
+	mux.Handle("POST /targets/{name}/undrain", drain(false))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -101,8 +112,75 @@ func (p *Proxy) Admin() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
-	return mux
+	mux.Handle("GET /metrics", p.Guard(promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})))
+	return p.sameSiteOnly(mux)
+}
+
+// Guard wraps h, an admin handler, in the token check: the request must
+// carry "Authorization: Bearer <Config.AdminToken>". Commands use it for
+// what they add to the admin listener (pprof).
+func (p *Proxy) Guard(h http.Handler) http.Handler {
+	token := sha256.Sum256([]byte(p.cfg.AdminToken))
+	configured := p.cfg.AdminToken != ""
+	return p.sameSiteOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !configured {
+			if p.cfg.AdminInsecure {
+				h.ServeHTTP(w, r)
+				return
+			}
+			p.adminRefuse(w, r, http.StatusForbidden, "no-token-configured",
+				"stickyproxy admin: no admin token is configured, so this call is disabled (set --admin-token-file)")
+			return
+		}
+		got, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stickyproxy-admin"`)
+			p.adminRefuse(w, r, http.StatusUnauthorized, "missing-token", "stickyproxy admin: missing Authorization: Bearer token")
+			return
+		}
+		// Hashes, so that neither content nor length leaks through timing.
+		if sum := sha256.Sum256([]byte(got)); subtle.ConstantTimeCompare(sum[:], token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stickyproxy-admin", error="invalid_token"`)
+			p.adminRefuse(w, r, http.StatusUnauthorized, "wrong-token", "stickyproxy admin: wrong token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// sameSiteOnly refuses requests a browser sends on behalf of another site.
+func (p *Proxy) sameSiteOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := r.Header.Get("Sec-Fetch-Site"); s == "cross-site" || s == "same-site" {
+			p.adminRefuse(w, r, http.StatusForbidden, "cross-site", "stickyproxy admin: refused, Sec-Fetch-Site is "+s)
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			if o == "null" || err != nil || !strings.EqualFold(u.Host, r.Host) {
+				p.adminRefuse(w, r, http.StatusForbidden, "cross-site", "stickyproxy admin: refused, Origin "+strconv.Quote(o)+" is another site")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+func (p *Proxy) adminRefuse(w http.ResponseWriter, r *http.Request, status int, reason, msg string) {
+	p.m.adminRefused.WithLabelValues(reason).Inc()
+	p.log.Warn("admin request refused", "reason", reason, "method", r.Method, "path", r.URL.Path,
+		"client", clientIP(r.RemoteAddr), "origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, msg, status)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -160,12 +160,16 @@ type Config struct {
 	AppCookie string
 	// CookieTwin also sets <CookieName>CORS with SameSite=None; Secure, as
 	// ALB does, so that cross-site POSTs carry affinity.
-	CookieTwin     bool
-	CookiePath     string
-	CookieDomain   string
-	CookieSecure   bool
-	CookieHTTPOnly bool
-	CookieSameSite http.SameSite
+	CookieTwin   bool
+	CookiePath   string
+	CookieDomain string
+	// CookieSecure marks the cookie Secure. The command sets it whenever it
+	// serves TLS; the twin is always Secure.
+	CookieSecure bool
+	// CookieScriptable leaves HttpOnly off the cookie and its twin, so that
+	// page scripts can read it. Off (HttpOnly) by default.
+	CookieScriptable bool
+	CookieSameSite   http.SameSite
 	// Keys seal (the first) and open (all) the affinity cookie.
 	Keys [][32]byte
 
@@ -175,12 +179,19 @@ type Config struct {
 	ACSPath        string
 	RelayStatePeek int64 // bytes of body read at most to find RelayState
 
-	HealthPath      string
-	HealthInterval  time.Duration // 0 disables active checks
-	HealthTimeout   time.Duration
-	HealthRise      int // consecutive successes to mark a target up
-	HealthFall      int // consecutive failures to mark a target down
-	PassiveFall     int // consecutive proxy errors to mark a target down; 0 disables
+	HealthPath     string
+	HealthInterval time.Duration // 0 disables active checks
+	HealthTimeout  time.Duration
+	HealthRise     int // consecutive successes to mark a target up
+	HealthFall     int // consecutive failures to mark a target down
+	// PassiveFall is the number of consecutive failures of the target
+	// itself (see the package doc, "Passive health") that mark it down; 0
+	// disables passive checks.
+	PassiveFall int
+	// Passive5xx is the number of consecutive 5xx replies that mark a
+	// target down; 0 (the default) disables it: a client can often provoke
+	// a 5xx.
+	Passive5xx      int
 	PassiveCooldown time.Duration
 
 	DrainMode    DrainMode
@@ -194,6 +205,25 @@ type Config struct {
 	ImbalanceWindow time.Duration
 	Engine          Engine
 
+	// Client bounds (see the README's "Security and failure behaviour").
+	// ReadHeaderTimeout and IdleTimeout are for PublicServer;
+	// ClientBodyTimeout is how long a request body may take to arrive,
+	// counted from the end of its headers (0 disables); MaxClientConns caps
+	// open client connections (Listener; 0 disables); MaxInFlightPerTarget
+	// caps requests forwarded to one target at once (0 disables).
+	ReadHeaderTimeout    time.Duration
+	IdleTimeout          time.Duration
+	ClientBodyTimeout    time.Duration
+	MaxClientConns       int
+	MaxInFlightPerTarget int
+
+	// AdminToken guards the admin API (Admin): every call but /healthz
+	// and /readyz needs "Authorization: Bearer <AdminToken>". Without a
+	// token those calls are refused, unless AdminInsecure is set, which the
+	// command accepts only for a loopback admin address.
+	AdminToken    string
+	AdminInsecure bool
+
 	// Transport tuning.
 	MaxIdleConnsPerHost   int
 	DialTimeout           time.Duration
@@ -205,7 +235,15 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Defaults fills zero fields with the defaults.
+// Defaults of the client bounds.
+const (
+	DefaultMaxClientConns       = 10000
+	DefaultMaxInFlightPerTarget = 1000
+)
+
+// Defaults fills zero fields with the defaults. The bounds take a negative
+// value to mean "none" (MaxClientConns, MaxInFlightPerTarget,
+// ClientBodyTimeout).
 func (c *Config) Defaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
@@ -259,6 +297,21 @@ func (c *Config) Defaults() {
 	if c.ResponseHeaderTimeout == 0 {
 		c.ResponseHeaderTimeout = 60 * time.Second
 	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.ClientBodyTimeout == 0 {
+		c.ClientBodyTimeout = 60 * time.Second
+	}
+	if c.MaxClientConns == 0 {
+		c.MaxClientConns = DefaultMaxClientConns
+	}
+	if c.MaxInFlightPerTarget == 0 {
+		c.MaxInFlightPerTarget = DefaultMaxInFlightPerTarget
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -267,99 +320,125 @@ func (c *Config) Defaults() {
 	}
 }
 
-// Validate returns every problem with c (after Defaults), each naming the
-// flag that sets the field.
-func (c *Config) Validate() []string {
-	var p []string
-	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+// FieldError is one problem with a Config field. Field is the Go name of
+// the field (Targets, CookieSameSite...); a command maps it to its flag.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate returns every problem with c (after Defaults), each a
+// *FieldError naming the Config field.
+func (c *Config) Validate() []error {
+	var p []error
+	add := func(field, format string, args ...any) {
+		p = append(p, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
 	if len(c.Targets) == 0 {
-		add("--target: at least one target is needed")
+		add("Targets", "at least one target is needed")
 	}
 	seen := map[string]bool{}
 	for _, t := range c.Targets {
 		if seen[t.Name] {
-			add("--target: name %q given twice", t.Name)
+			add("Targets", "name %q given twice", t.Name)
 		}
 		seen[t.Name] = true
 		if !relaystate.ValidInstanceID(t.Name) {
-			add("--target: name %q must be 1 to 40 characters of [A-Za-z0-9._-], the SP's instance ID", t.Name)
+			add("Targets", "name %q must be 1 to 40 characters of [A-Za-z0-9._-], the SP's instance ID", t.Name)
 		}
 		if t.URL == nil {
-			add("--target %s: no URL", t.Name)
+			add("Targets", "%s: no URL", t.Name)
 		}
 	}
-	oneOf(add, "--balance", c.Balance, RoundRobin, LeastOutstanding)
+	oneOf(add, "Balance", c.Balance, RoundRobin, LeastOutstanding)
 	switch c.Stickiness {
 	case StickinessOff, StickinessDuration:
 	case StickinessApp:
 		if c.AppCookie == "" {
-			add("--app-cookie: app stickiness needs the name of the application's cookie")
+			add("AppCookie", "app stickiness needs the name of the application's cookie")
 		}
 	default:
-		add("--stickiness: %q, want off, duration or app", c.Stickiness)
+		oneOf(add, "Stickiness", c.Stickiness, StickinessOff, StickinessDuration, StickinessApp)
 	}
 	if c.Duration < time.Second || c.Duration > 7*24*time.Hour {
-		add("--cookie-duration: %v, want 1s to 168h (7 days)", c.Duration)
+		add("Duration", "%v, want 1s to 168h (7 days)", c.Duration)
 	}
 	if c.Stickiness != StickinessOff && len(c.Keys) == 0 {
-		add("--cookie-key: no key given (the command makes a random one; a library caller must set Keys)")
+		add("Keys", "no key given (a library caller must set Keys)")
 	}
 	if !validCookieName(c.CookieName) {
-		add("--cookie-name: %q is not a valid cookie name", c.CookieName)
+		add("CookieName", "%q is not a valid cookie name", c.CookieName)
 	}
 	if c.AppCookie != "" && !validCookieName(c.AppCookie) {
-		add("--app-cookie: %q is not a valid cookie name", c.AppCookie)
+		add("AppCookie", "%q is not a valid cookie name", c.AppCookie)
 	}
 	if c.AppCookie != "" && c.AppCookie == c.CookieName {
-		add("--app-cookie: must differ from --cookie-name %q", c.CookieName)
+		add("AppCookie", "must differ from CookieName %q", c.CookieName)
 	}
-	if !strings.HasPrefix(c.CookiePath, "/") || strings.ContainsAny(c.CookiePath, ";\r\n") {
-		add("--cookie-path: %q, want an absolute path", c.CookiePath)
+	if !strings.HasPrefix(c.CookiePath, "/") || !validCookieAttr(c.CookiePath) {
+		add("CookiePath", "%q, want an absolute path", c.CookiePath)
 	}
-	if strings.ContainsAny(c.CookieDomain, "; \r\n") {
-		add("--cookie-domain: %q is not a domain", c.CookieDomain)
+	if strings.ContainsRune(c.CookieDomain, ' ') || !validCookieAttr(c.CookieDomain) {
+		add("CookieDomain", "%q is not a domain", c.CookieDomain)
 	}
 	if c.CookieSameSite == http.SameSiteNoneMode && !c.CookieSecure {
-		add("--cookie-samesite none needs --cookie-secure (browsers drop SameSite=None cookies that are not Secure)")
+		add("CookieSameSite", "None needs CookieSecure (browsers drop SameSite=None cookies that are not Secure)")
 	}
 	if !strings.HasPrefix(c.ACSPath, "/") {
-		add("--acs-path: %q, want an absolute path", c.ACSPath)
+		add("ACSPath", "%q, want an absolute path", c.ACSPath)
 	}
 	if c.RelayStatePeek < 1<<10 || c.RelayStatePeek > 16<<20 {
-		add("--relaystate-peek: %d bytes, want 1KiB to 16MiB", c.RelayStatePeek)
+		add("RelayStatePeek", "%d bytes, want 1KiB to 16MiB", c.RelayStatePeek)
 	}
 	if !strings.HasPrefix(c.HealthPath, "/") {
-		add("--health-path: %q, want an absolute path", c.HealthPath)
+		add("HealthPath", "%q, want an absolute path", c.HealthPath)
 	}
 	if c.HealthInterval < 0 || c.HealthInterval > 0 && c.HealthInterval < 10*time.Millisecond {
-		add("--health-interval: %v, want 0 (off) or at least 10ms", c.HealthInterval)
+		add("HealthInterval", "%v, want 0 (off) or at least 10ms", c.HealthInterval)
 	}
 	if c.HealthTimeout <= 0 {
-		add("--health-timeout: %v, want > 0", c.HealthTimeout)
+		add("HealthTimeout", "%v, want > 0", c.HealthTimeout)
 	}
-	if c.HealthRise < 1 || c.HealthFall < 1 {
-		add("--health-rise, --health-fall: want at least 1 (got %d, %d)", c.HealthRise, c.HealthFall)
+	if c.HealthRise < 1 {
+		add("HealthRise", "%d, want at least 1", c.HealthRise)
+	}
+	if c.HealthFall < 1 {
+		add("HealthFall", "%d, want at least 1", c.HealthFall)
 	}
 	if c.PassiveFall < 0 {
-		add("--passive-fall: %d, want 0 (off) or more", c.PassiveFall)
+		add("PassiveFall", "%d, want 0 (off) or more", c.PassiveFall)
 	}
-	oneOf(add, "--drain-mode", c.DrainMode, DrainALB, DrainHAProxy)
-	oneOf(add, "--on-pinned-down", c.OnPinnedDown, PinnedDownRepin, PinnedDownStrict)
-	oneOf(add, "--all-down", c.AllDown, AllDownFailOpen, AllDown503)
-	oneOf(add, "--access-log", c.AccessLog, AccessLogAll, AccessLogAnomalies, AccessLogOff)
-	oneOf(add, "--engine", c.Engine, EngineFast, EngineReverseProxy)
+	if c.Passive5xx < 0 {
+		add("Passive5xx", "%d, want 0 (off) or more", c.Passive5xx)
+	}
+	oneOf(add, "DrainMode", c.DrainMode, DrainALB, DrainHAProxy)
+	oneOf(add, "OnPinnedDown", c.OnPinnedDown, PinnedDownRepin, PinnedDownStrict)
+	oneOf(add, "AllDown", c.AllDown, AllDownFailOpen, AllDown503)
+	oneOf(add, "AccessLog", c.AccessLog, AccessLogAll, AccessLogAnomalies, AccessLogOff)
+	oneOf(add, "Engine", c.Engine, EngineFast, EngineReverseProxy)
 	if c.ImbalanceWindow < time.Second {
-		add("--imbalance-window: %v, want at least 1s", c.ImbalanceWindow)
+		add("ImbalanceWindow", "%v, want at least 1s", c.ImbalanceWindow)
 	}
 	if c.MaxIdleConnsPerHost < 1 {
-		add("--max-idle-conns-per-target: %d, want at least 1", c.MaxIdleConnsPerHost)
+		add("MaxIdleConnsPerHost", "%d, want at least 1", c.MaxIdleConnsPerHost)
+	}
+	if c.ReadHeaderTimeout < 0 {
+		add("ReadHeaderTimeout", "%v, want > 0", c.ReadHeaderTimeout)
+	}
+	if c.IdleTimeout < 0 {
+		add("IdleTimeout", "%v, want > 0", c.IdleTimeout)
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		add("AdminToken", "%d bytes, want at least 16", len(c.AdminToken))
 	}
 	return p
 }
 
-// oneOf reports v, the value of flag, unless it is one of allowed:
-// `--engine: "turbo", want fast or reverseproxy`.
-func oneOf[T ~string](add func(string, ...any), flag string, v T, allowed ...T) {
+// oneOf reports v, the value of field, unless it is one of allowed:
+// `Engine: "turbo", want fast or reverseproxy`.
+func oneOf[T ~string](add func(string, string, ...any), field string, v T, allowed ...T) {
 	names := make([]string, len(allowed))
 	for i, a := range allowed {
 		if a == v {
@@ -371,33 +450,15 @@ func oneOf[T ~string](add func(string, ...any), flag string, v T, allowed ...T) 
 	if n := len(names); n > 1 {
 		want = strings.Join(names[:n-1], ", ") + " or " + names[n-1]
 	}
-	add("%s: %q, want %s", flag, v, want)
+	add(field, "%q, want %s", v, want)
 }
 
+// validCookieName is net/http's rule for a cookie name.
 func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
+	return (&http.Cookie{Name: s}).Valid() == nil
 }
 
-// ParseSameSite parses lax, strict, none or default.
-func ParseSameSite(s string) (http.SameSite, error) {
-	switch strings.ToLower(s) {
-	case "lax":
-		return http.SameSiteLaxMode, nil
-	case "strict":
-		return http.SameSiteStrictMode, nil
-	case "none":
-		return http.SameSiteNoneMode, nil
-	case "default", "":
-		return http.SameSiteDefaultMode, nil
-	}
-	return 0, fmt.Errorf("%q: want lax, strict, none or default", s)
+// validCookieAttr refuses what would break out of a Set-Cookie attribute.
+func validCookieAttr(s string) bool {
+	return !strings.ContainsAny(s, ";\r\n")
 }

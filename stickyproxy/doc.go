@@ -32,6 +32,8 @@
 //	fail-open           nothing healthy and --all-down=fail-open: balanced over all
 //	retried             the chosen target could not be connected to; sent elsewhere and re-pinned
 //	upstream-error      the target failed after the connection was made: 502, not retried
+//	target-busy         the pinned target has MaxInFlightPerTarget in flight: 503
+//	client-error        the client's body failed (aborted, too slow): 400 or 408
 //
 // The same names are the "decision" label of stickyproxy_requests_total and
 // the access log's "decision" field.
@@ -52,7 +54,11 @@
 // default; SAMLResponse, usually 5-20 KB of base64, tends to come first),
 // finds RelayState, takes the part before the first "~" and, if a target of
 // that name exists and would accept a pinned client, routes there with
-// decision relaystate; otherwise it balances as usual. A field cut off at the
+// decision relaystate; otherwise it balances as usual. This works with every
+// stickiness mode, off included. The reply pins the client (stickiness on)
+// only if the target accepted the login (2xx or 3xx), as for any cross-site
+// POST without a valid cookie, so a refused forgery moves nobody. The peek
+// buffer grows with the data received, never from Content-Length. A field cut off at the
 // end of the prefix is not trusted. The peeked prefix and the rest of the
 // body are put back together, so the target receives the body unchanged,
 // with the same Content-Length.
@@ -61,13 +67,22 @@
 //
 // Active checks GET each target's health path every interval (2xx and 3xx
 // pass) with rise and fall thresholds; passive checks mark a target down
-// after consecutive failed forwards. Draining (admin API) has ALB semantics
+// after consecutive failures of the target itself (see Proxy.forward): never
+// for a client that aborts or is slow, a body the target refuses, or a 4xx. Draining (admin API) has ALB semantics
 // (nothing more goes to the target, pinned clients are re-pinned) or
 // HAProxy's (pinned clients still go there, new ones do not). A request whose
 // connection to the target could not be established is retried on another
 // target, POST included, since nothing was sent; nothing else is retried. A
-// reused idle connection that the target had closed is replaced by a new one
-// for idempotent requests without a body, as http.Transport does.
+// reused idle connection that the target had closed before any byte of a
+// reply is replaced by a new one for idempotent requests without a body, by
+// both engines, as http.Transport does.
+//
+// # Bounds
+//
+// PublicServer and Listener apply the client bounds (header deadline,
+// MaxClientConns); ServeHTTP the body deadline and the per-target in-flight
+// cap; Admin requires Config.AdminToken and refuses cross-site requests.
+// The README's "Security and failure behaviour" lists each.
 //
 // # Forwarding
 //

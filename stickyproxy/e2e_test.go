@@ -142,10 +142,11 @@ func newEnv(t *testing.T, engine stickyproxy.Engine, edit func(*stickyproxy.Conf
 	t.Helper()
 	e := &env{t: t, clock: newClock()}
 	cfg := stickyproxy.Config{
-		Keys:     [][32]byte{testKey},
-		Duration: time.Hour,
-		Now:      e.clock.Now,
-		Engine:   engine,
+		Keys:       [][32]byte{testKey},
+		Duration:   time.Hour,
+		Now:        e.clock.Now,
+		Engine:     engine,
+		AdminToken: testAdminToken,
 	}
 	for _, name := range []string{"sp-1", "sp-2", "sp-3"} {
 		b := newBackend(t, name)
@@ -477,7 +478,7 @@ func TestRunChecksInBackground(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -559,12 +560,23 @@ func TestDraining(t *testing.T) {
 	}
 }
 
-func adminPost(t *testing.T, u string, want int) {
+const testAdminToken = "test-admin-token-0123456789"
+
+// adminReq calls the admin API with the test token.
+func adminReq(t *testing.T, method, u string) *http.Response {
 	t.Helper()
-	resp, err := http.Post(u, "", nil)
+	req, _ := http.NewRequest(method, u, nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+func adminPost(t *testing.T, u string, want int) {
+	t.Helper()
+	resp := adminReq(t, http.MethodPost, u)
 	resp.Body.Close()
 	if resp.StatusCode != want {
 		t.Fatalf("POST %s: %d, want %d", u, resp.StatusCode, want)
@@ -578,16 +590,18 @@ func TestCookieAttributes(t *testing.T) {
 		edit func(*stickyproxy.Config)
 		want []string // Set-Cookie lines after the value
 	}{
-		{"defaults", nil, []string{"; Path=/; SameSite=Lax"}},
+		{"defaults: HttpOnly", nil, []string{"; Path=/; HttpOnly; SameSite=Lax"}},
 		{"all attributes", func(c *stickyproxy.Config) {
-			c.CookiePath, c.CookieDomain, c.CookieHTTPOnly, c.CookieSecure = "/app", "example.test", true, true
+			c.CookiePath, c.CookieDomain, c.CookieSecure = "/app", "example.test", true
 			c.CookieSameSite = http.SameSiteStrictMode
 		}, []string{"; Path=/app; Domain=example.test; HttpOnly; Secure; SameSite=Strict"}},
+		{"scriptable drops HttpOnly", func(c *stickyproxy.Config) { c.CookieScriptable = true },
+			[]string{"; Path=/; SameSite=Lax"}},
 		{"samesite default omits the attribute", func(c *stickyproxy.Config) { c.CookieSameSite = http.SameSiteDefaultMode },
-			[]string{"; Path=/"}},
-		{"twin", func(c *stickyproxy.Config) { c.CookieTwin = true }, []string{
-			"; Path=/; SameSite=Lax",
-			"; Path=/; Secure; SameSite=None",
+			[]string{"; Path=/; HttpOnly"}},
+		{"twin: HttpOnly and Secure", func(c *stickyproxy.Config) { c.CookieTwin = true }, []string{
+			"; Path=/; HttpOnly; SameSite=Lax",
+			"; Path=/; HttpOnly; Secure; SameSite=None",
 		}},
 	}
 	for _, tt := range tests {
@@ -937,10 +951,7 @@ func TestAdminAPI(t *testing.T) {
 		c.Targets[1].Weight = 3
 	})
 	e.get("/")
-	resp, err := http.Get(e.admin.URL + "/targets")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := adminReq(t, http.MethodGet, e.admin.URL+"/targets")
 	var got []stickyproxy.TargetStatus
 	json.NewDecoder(resp.Body).Decode(&got)
 	resp.Body.Close()
@@ -954,10 +965,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("GET /targets (-want +got):\n%s", diff)
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-		resp, err := http.Get(e.admin.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := adminReq(t, http.MethodGet, e.admin.URL+path)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 {

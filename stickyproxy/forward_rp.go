@@ -34,6 +34,12 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 			x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
 			x.upstream = time.Since(x.sent)
 			x.decorate(resp.Header, resp.StatusCode)
+			if resp.Header["Content-Type"] == nil {
+				// As in the fast engine: no Content-Type from the target,
+				// none sniffed. (Set here, after any 1xx, whose relay
+				// clears the header map.)
+				x.w.Header()["Content-Type"] = nil
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -48,7 +54,9 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 // upgrades (WebSocket) and the whole of --engine=reverseproxy.
 func (p *Proxy) forwardRP(w http.ResponseWriter, r *http.Request, x *exchange) {
 	ctx := context.WithValue(r.Context(), exchangeKey{}, x)
+	x.w = w
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	x.w = nil
 	if x.err == nil && x.status == http.StatusSwitchingProtocols {
 		x.upstream = time.Since(x.sent)
 	}

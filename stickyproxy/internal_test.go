@@ -2,6 +2,7 @@ package stickyproxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -148,7 +149,7 @@ func names(ts []*target) []string {
 func TestRoundRobin(t *testing.T) {
 	t.Parallel()
 	p := testProxy(t, time.Now(), func(c *Config) { c.Targets[1].Weight = 3 })
-	if diff := cmp.Diff([]string{"sp-2", "sp-1", "sp-2", "sp-3", "sp-2"}, names(p.rr.schedule)); diff != "" {
+	if diff := cmp.Diff([]string{"sp-2", "sp-1", "sp-2", "sp-3", "sp-2"}, names(p.sel.(*roundRobin).schedule)); diff != "" {
 		t.Errorf("smooth weighted schedule (-want +got):\n%s", diff)
 	}
 	f := filter{now: time.Now().UnixNano()}
@@ -268,18 +269,23 @@ func TestConfigValidate(t *testing.T) {
 		AllDown: "z", AccessLog: "loud", Engine: "v8", CookieName: "bad name", CookieSameSite: http.SameSiteNoneMode,
 	}
 	cfg.Defaults()
-	probs := cfg.Validate()
-	for _, flag := range []string{"--target", "--stickiness", "--balance", "--cookie-duration", "--drain-mode", "--on-pinned-down",
-		"--all-down", "--access-log", "--engine", "--cookie-name", "--cookie-samesite"} {
-		found := false
-		for _, p := range probs {
-			found = found || strings.HasPrefix(p, flag)
+	var probs []string
+	fields := map[string]bool{}
+	for _, err := range cfg.Validate() {
+		var fe *FieldError
+		if !errors.As(err, &fe) {
+			t.Fatalf("%v is not a *FieldError", err)
 		}
-		if !found {
-			t.Errorf("no problem reported for %s in %q", flag, probs)
+		fields[fe.Field] = true
+		probs = append(probs, err.Error())
+	}
+	for _, field := range []string{"Targets", "Stickiness", "Balance", "Duration", "DrainMode", "OnPinnedDown",
+		"AllDown", "AccessLog", "Engine", "CookieName", "CookieSameSite"} {
+		if !fields[field] {
+			t.Errorf("no problem reported for %s in %q", field, probs)
 		}
 	}
-	for _, want := range []string{`--engine: "v8", want fast or reverseproxy`, `--access-log: "loud", want all, anomalies or off`} {
+	for _, want := range []string{`Engine: "v8", want fast or reverseproxy`, `AccessLog: "loud", want all, anomalies or off`} {
 		if !slices.Contains(probs, want) {
 			t.Errorf("problems %q lack %q", probs, want)
 		}

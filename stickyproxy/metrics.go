@@ -45,6 +45,13 @@ const (
 	// DecisionUpstreamError: the target failed after the connection was
 	// made (reset, timeout, malformed reply): 502, not retried.
 	DecisionUpstreamError
+	// DecisionTargetBusy: the target already has MaxInFlightPerTarget
+	// requests in flight: 503, the target is not blamed.
+	DecisionTargetBusy
+	// DecisionClientError: reading the client's request body failed (the
+	// client aborted or was slower than ClientBodyTimeout): 400 or 408 if
+	// nothing was sent yet; the target is not blamed.
+	DecisionClientError
 
 	numDecisions
 )
@@ -52,7 +59,7 @@ const (
 var decisionNames = [numDecisions]string{
 	"balanced", "new", "pinned", "repinned-unhealthy", "repinned-draining",
 	"invalid-cookie", "expired", "relaystate", "strict-refused", "no-target",
-	"fail-open", "retried", "upstream-error",
+	"fail-open", "retried", "upstream-error", "target-busy", "client-error",
 }
 
 // decisionHeader holds the header values, precomputed so that a response
@@ -69,7 +76,8 @@ func (d Decision) String() string { return decisionNames[d] }
 // pinsClient says whether the decision (re)pins the client to the target.
 func (d Decision) pinsClient() bool {
 	switch d {
-	case DecisionBalanced, DecisionPinned, DecisionStrictRefused, DecisionNoTarget, DecisionUpstreamError:
+	case DecisionBalanced, DecisionPinned, DecisionStrictRefused, DecisionNoTarget, DecisionUpstreamError,
+		DecisionTargetBusy, DecisionClientError:
 		return false
 	}
 	return true
@@ -91,6 +99,8 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	healthChecks   *prometheus.CounterVec
 	transitions    *prometheus.CounterVec
+	connsRefused   prometheus.Counter
+	adminRefused   *prometheus.CounterVec
 }
 
 func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
@@ -114,7 +124,7 @@ func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
 		}, []string{"acs"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stickyproxy_upstream_errors_total",
-			Help: "Failed forwards by target and kind: dial (never connected; retried elsewhere) or transport (failed after connecting; 502).",
+			Help: "Failed forwards by target and kind: dial (never connected; retried elsewhere), transport (failed after connecting; 502), refused-body (the target closed before taking the whole request body: not its failure), after-head (failed once the reply was under way).",
 		}, []string{"target", "kind"}),
 		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stickyproxy_health_checks_total",
@@ -124,8 +134,17 @@ func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
 			Name: "stickyproxy_target_transitions_total",
 			Help: "Health state changes by target, new state (up, down) and cause (active, passive).",
 		}, []string{"target", "to", "cause"}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stickyproxy_client_conns_refused_total",
+			Help: "Client connections answered 503 and closed because MaxClientConns were open.",
+		}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stickyproxy_admin_refused_total",
+			Help: "Admin API requests refused, by reason: no-token-configured, missing-token, wrong-token, cross-site.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.invalidCookies, m.crossSitePOST, m.upstreamErrors, m.healthChecks, m.transitions)
+	reg.MustRegister(m.requests, m.latency, m.invalidCookies, m.crossSitePOST, m.upstreamErrors, m.healthChecks, m.transitions,
+		m.connsRefused, m.adminRefused)
 	gauge := func(name, help string, f func(*target) float64) {
 		for _, t := range p.targets {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

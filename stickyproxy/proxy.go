@@ -8,12 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/samlha/samlha/stickyproxy/affinity"
 )
@@ -31,8 +34,7 @@ type Proxy struct {
 	cfg     Config
 	targets []*target
 	byName  map[string]*target
-	rr      *roundRobin
-	lo      *leastOutstanding
+	sel     selector // balances requests that are not pinned
 	codec   *affinity.Codec
 	m       *metrics
 	reg     *prometheus.Registry
@@ -63,7 +65,7 @@ func New(cfg Config) (*Proxy, error) {
 	realClock := cfg.Now == nil
 	cfg.Defaults()
 	if probs := cfg.Validate(); len(probs) > 0 {
-		return nil, fmt.Errorf("stickyproxy: invalid configuration:\n  - %s", strings.Join(probs, "\n  - "))
+		return nil, fmt.Errorf("stickyproxy: invalid configuration: %w", errors.Join(probs...))
 	}
 	p := &Proxy{
 		cfg:       cfg,
@@ -81,10 +83,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.targets = append(p.targets, t)
 		p.byName[t.name] = t
 	}
-	p.rr = newRoundRobin(p.targets)
-	if cfg.Balance == LeastOutstanding {
-		p.lo = &leastOutstanding{targets: p.targets}
-	}
+	p.sel = selectors[cfg.Balance](p.targets)
 	if cfg.Stickiness != StickinessOff {
 		c, err := affinity.New(cfg.CookieName, cfg.Keys...)
 		if err != nil {
@@ -103,17 +102,18 @@ func New(cfg Config) (*Proxy, error) {
 	p.openBufs.New = func() any { return new(affinity.Buffer) }
 	p.exchanges.New = func() any { return &exchange{p: p} }
 	p.transport = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          cfg.MaxIdleConnsPerHost * len(p.targets),
-		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
-		DisableCompression:    true,
-		WriteBufferSize:       16 << 10,
-		ReadBufferSize:        16 << 10,
+		Proxy:                  nil,
+		DialContext:            (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:           cfg.MaxIdleConnsPerHost * len(p.targets),
+		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
+		ForceAttemptHTTP2:      false,
+		DisableCompression:     true,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
 	}
 	p.rp = p.newReverseProxy()
 	return p, nil
@@ -139,7 +139,7 @@ func (p *Proxy) buildCookieAttrs() {
 			b.WriteString("; Domain=")
 			b.WriteString(p.cfg.CookieDomain)
 		}
-		if p.cfg.CookieHTTPOnly {
+		if !p.cfg.CookieScriptable {
 			b.WriteString("; HttpOnly")
 		}
 		if secure {
@@ -205,8 +205,14 @@ type exchange struct {
 	wroteHead  bool
 	abort      bool
 	err        error
-	body       *retryBody // nil without a request body
-	relayState string     // instance read from RelayState, for the log
+	body       *retryBody          // nil without a request body
+	cbody      *clientBody         // nil without a request body or body timeout
+	relayState string              // instance read from RelayState, for the log
+	w          http.ResponseWriter // the client's, while the reverseproxy engine runs
+	// onlyIfAccepted: the request was routed by its RelayState or is a
+	// cross-site POST without a valid cookie, so the reply pins the client
+	// only if the target accepted it (2xx, 3xx).
+	onlyIfAccepted bool
 }
 
 func (x *exchange) reset() {
@@ -232,12 +238,45 @@ func (b *retryBody) Close() error { return nil }
 // bodyRead says whether any of the request body has been read.
 func (x *exchange) bodyRead() bool { return x.body != nil && x.body.read }
 
+// clientBody is the request body as it comes from the client, under the
+// ClientBodyTimeout deadline: it records a read error (the client's fault,
+// never the target's) and lifts the deadline once the body is complete, so
+// that a slow target does not make a finished request look timed out.
+type clientBody struct {
+	rc   io.ReadCloser
+	ctl  *http.ResponseController
+	cl   int64
+	n    int64
+	done bool
+	err  error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	switch {
+	case err == io.EOF || err == nil && b.cl >= 0 && b.n >= b.cl:
+		if !b.done {
+			b.done = true
+			_ = b.ctl.SetReadDeadline(time.Time{})
+		}
+	case err != nil:
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *clientBody) Close() error { return b.rc.Close() }
+
 // filter says which targets a pick may return.
 type filter struct {
 	now          int64 // unix nanoseconds
 	sticky       bool  // for a pinned client: a draining target may still do (haproxy drain)
 	ignoreHealth bool  // fail-open
-	tried        []*target
+	// balancing: a free choice, which passes over targets at their
+	// in-flight limit (a pinned client is not moved for that).
+	balancing bool
+	tried     []*target
 }
 
 func (p *Proxy) ok(t *target, f *filter) bool {
@@ -245,6 +284,9 @@ func (p *Proxy) ok(t *target, f *filter) bool {
 		return false
 	}
 	if t.draining.Load() && !(f.sticky && p.cfg.DrainMode == DrainHAProxy) {
+		return false
+	}
+	if f.balancing && p.cfg.MaxInFlightPerTarget > 0 && t.inflight.Load() >= int64(p.cfg.MaxInFlightPerTarget) {
 		return false
 	}
 	for _, u := range f.tried {
@@ -255,12 +297,7 @@ func (p *Proxy) ok(t *target, f *filter) bool {
 	return true
 }
 
-func (p *Proxy) pick(f *filter) *target {
-	if p.lo != nil {
-		return p.lo.pick(p, f)
-	}
-	return p.rr.pick(p, f)
-}
+func (p *Proxy) pick(f *filter) *target { return p.sel.pick(p, *f) }
 
 // ServeHTTP routes and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -283,13 +320,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.realClock {
 		x.start = p.now()
 	}
+	if r.Body != nil && r.Body != http.NoBody && p.cfg.ClientBodyTimeout > 0 {
+		ctl := http.NewResponseController(w)
+		if ctl.SetReadDeadline(x.began.Add(p.cfg.ClientBodyTimeout)) == nil {
+			x.cbody = &clientBody{rc: r.Body, ctl: ctl, cl: r.ContentLength}
+			r.Body = x.cbody
+		}
+	}
 	p.route(x, r)
 
 	switch x.d {
 	case DecisionStrictRefused:
 		p.refuse(w, x, fmt.Sprintf("stickyproxy: this client is pinned to target %s, which is down, and --on-pinned-down=strict refuses to move it.\nRetry later, or delete the %s cookie to be balanced anew.\n", x.t.name, p.cfg.CookieName))
 	case DecisionNoTarget:
-		p.refuse(w, x, "stickyproxy: no target is available (all are down or draining) and --all-down=503.\n")
+		p.refuse(w, x, "stickyproxy: no target is available (all are down, draining or at their in-flight limit).\n")
 	default:
 		if r.Body != nil && r.Body != http.NoBody {
 			// Not pooled with x: http.Transport may still read a body after
@@ -302,10 +346,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // forward sends r to x.t, retrying on another target when the connection
-// could not be established.
+// could not be established. Passive health counts only the target's own
+// failures: a dial error, the response-header timeout, a reset or close
+// before any byte of the reply to a request without a body, and, if
+// Passive5xx is set, runs of 5xx replies. A client that went away or sent
+// its body too slowly, a failure once the reply was under way, and 4xx
+// replies are never counted; nor is a reset or close before the reply to a
+// request with a body: that is how a target refuses a body over its limit,
+// and "the whole body was sent" only means the kernel took it, which on
+// loopback is megabytes the target may never have read.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	for {
-		x.t.inflight.Add(1)
+		if max := int64(p.cfg.MaxInFlightPerTarget); max > 0 && x.t.inflight.Add(1) > max {
+			x.t.inflight.Add(-1)
+			x.d = DecisionTargetBusy
+			p.refuse(w, x, "stickyproxy: target "+x.t.name+" has too many requests in flight; retry shortly.\n")
+			return
+		} else if max <= 0 {
+			x.t.inflight.Add(1)
+		}
 		x.err = nil
 		if p.cfg.Engine == EngineFast && fastOK(r, x.t) {
 			x.err = p.forwardFast(w, r, x)
@@ -314,7 +373,24 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 		}
 		x.t.inflight.Add(-1)
 		if x.err == nil {
-			p.passiveOK(x.t)
+			p.replied(x.t, x.status)
+			return
+		}
+		if x.cbody != nil && x.cbody.err != nil {
+			// The client's body failed (aborted, or slower than
+			// ClientBodyTimeout): not the target's fault. (Checked first:
+			// a failed body read also cancels the request's context.)
+			if x.wroteHead {
+				x.abort = true
+				return
+			}
+			status := http.StatusBadRequest
+			if isTimeout(x.cbody.err) {
+				status = http.StatusRequestTimeout
+			}
+			x.d = DecisionClientError
+			w.Header().Set("Connection", "close")
+			p.bad(w, x, status, "stickyproxy: reading the request body failed: "+x.cbody.err.Error()+"\n")
 			return
 		}
 		if r.Context().Err() != nil {
@@ -323,13 +399,21 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 			x.status, x.abort = 499, x.wroteHead
 			return
 		}
-		if !isDialError(x.err) || x.wroteHead || x.bodyRead() {
-			p.m.upstreamErrors.WithLabelValues(x.t.name, "transport").Inc()
-			p.passiveFail(x.t, x.err)
-			if x.wroteHead {
-				x.abort = true // the reply is under way; all we can do is cut it
-				return
+		if x.wroteHead {
+			// The reply is under way; all we can do is cut it. Not counted:
+			// a client that reads slowly can make a target give up here.
+			p.m.upstreamErrors.WithLabelValues(x.t.name, "after-head").Inc()
+			x.abort = true
+			return
+		}
+		if !isDialError(x.err) || x.bodyRead() {
+			kind := "transport"
+			if x.body == nil || isTimeout(x.err) {
+				p.passiveFail(x.t, x.err)
+			} else {
+				kind = "refused-body"
 			}
+			p.m.upstreamErrors.WithLabelValues(x.t.name, kind).Inc()
 			x.d = DecisionUpstreamError
 			p.bad(w, x, http.StatusBadGateway, "stickyproxy: target "+x.t.name+" failed: "+x.err.Error()+"\n")
 			return
@@ -337,7 +421,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 		p.m.upstreamErrors.WithLabelValues(x.t.name, "dial").Inc()
 		p.passiveFail(x.t, x.err)
 		x.tried = append(x.tried, x.t)
-		f := filter{now: p.now().UnixNano(), tried: x.tried}
+		f := filter{now: p.now().UnixNano(), tried: x.tried, balancing: true}
 		next := p.pick(&f)
 		if next == nil && p.cfg.AllDown == AllDownFailOpen {
 			f.ignoreHealth = true
@@ -355,6 +439,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	}
 }
 
+// isTimeout says whether err is a timeout (a deadline, the transport's
+// response-header timeout).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
 // decorate adds the proxy's headers to a reply from x.t about to be
 // written: target, decision and the affinity cookie.
 func (x *exchange) decorate(h http.Header, status int) {
@@ -367,6 +458,11 @@ func (x *exchange) decorate(h http.Header, status int) {
 		return
 	}
 	set := x.d.pinsClient() || x.d == DecisionPinned // refresh the expiry on every reply
+	if x.onlyIfAccepted && status >= 400 {
+		// A RelayState-routed or cross-site POST the target refused (a
+		// forged login) moves nobody.
+		set = false
+	}
 	if p.cfg.Stickiness == StickinessApp {
 		switch appCookieSet(h["Set-Cookie"], p.cfg.AppCookie, x.start) {
 		case appDeleted:
@@ -534,23 +630,10 @@ func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 func isUpgrade(r *http.Request) bool {
-	return r.Header["Upgrade"] != nil && headerHasToken(r.Header["Connection"], "upgrade")
+	return r.Header["Upgrade"] != nil && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
 }
 
-func headerHasToken(vals []string, token string) bool {
-	for _, v := range vals {
-		for v != "" {
-			var item string
-			item, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.TrimSpace(item), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// passiveFail counts a failed forward against t.
+// passiveFail counts a failure of t itself.
 func (p *Proxy) passiveFail(t *target, err error) {
 	if p.cfg.PassiveFall == 0 {
 		return
@@ -560,8 +643,20 @@ func (p *Proxy) passiveFail(t *target, err error) {
 	}
 }
 
-// passiveOK clears t's passive failure count after a successful forward.
-func (p *Proxy) passiveOK(t *target) {
+// replied records a reply from t: a 5xx counts towards Passive5xx, anything
+// else clears it, and any reply clears the failure count.
+func (p *Proxy) replied(t *target, status int) {
+	if p.cfg.Passive5xx > 0 {
+		if status >= 500 {
+			if int(t.fails5xx.Add(1)) >= p.cfg.Passive5xx {
+				p.markDown(t, "passive-5xx", "status "+strconv.Itoa(status))
+			}
+			return
+		}
+		if t.fails5xx.Load() != 0 {
+			t.fails5xx.Store(0)
+		}
+	}
 	if t.passiveFails.Load() != 0 {
 		t.passiveFails.Store(0)
 	}
@@ -589,6 +684,7 @@ func (p *Proxy) markUp(t *target, cause string) {
 	defer p.checkMu.Unlock()
 	t.downUntil.Store(0)
 	t.passiveFails.Store(0)
+	t.fails5xx.Store(0)
 	if !t.healthy.Swap(true) {
 		p.m.transitions.WithLabelValues(t.name, "up", cause).Inc()
 		p.log.Info("target up", "target", t.name, "cause", cause)

@@ -15,21 +15,22 @@ import (
 
 // route sets x.t and x.d for r.
 func (p *Proxy) route(x *exchange, r *http.Request) {
-	f := filter{now: x.start.UnixNano()}
+	f := filter{now: x.start.UnixNano(), balancing: true}
+	base, value, found := DecisionNew, "", false
 	if p.codec == nil {
-		x.d = DecisionBalanced
-		p.pickNew(x, &f)
-		return
-	}
-	base := DecisionNew
-	value, found := cookieValue(r.Header["Cookie"], p.cfg.CookieName)
-	if !found && p.twinName != "" {
-		value, found = cookieValue(r.Header["Cookie"], p.twinName)
-	}
-	if p.cfg.Stickiness == StickinessApp {
-		_, x.hadApp = cookieValue(r.Header["Cookie"], p.cfg.AppCookie)
-		// The proxy's cookie counts only alongside the application's.
-		found = found && x.hadApp
+		// Stickiness off: nothing pins, but SAML-aware routing still
+		// applies below.
+		base = DecisionBalanced
+	} else {
+		value, found = cookieValue(r.Header["Cookie"], p.cfg.CookieName)
+		if !found && p.twinName != "" {
+			value, found = cookieValue(r.Header["Cookie"], p.twinName)
+		}
+		if p.cfg.Stickiness == StickinessApp {
+			_, x.hadApp = cookieValue(r.Header["Cookie"], p.cfg.AppCookie)
+			// The proxy's cookie counts only alongside the application's.
+			found = found && x.hadApp
+		}
 	}
 	valid := false // an authentic, unexpired cookie naming a known target
 	if found {
@@ -54,12 +55,12 @@ func (p *Proxy) route(x *exchange, r *http.Request) {
 		}
 		if pinned != nil {
 			valid = true
-			f.sticky = true
+			f.sticky, f.balancing = true, false
 			if p.ok(pinned, &f) {
 				x.t, x.d = pinned, DecisionPinned
 				return
 			}
-			f.sticky = false
+			f.sticky, f.balancing = false, true
 			switch {
 			case pinned.up(f.now): // so it is draining, ALB semantics
 				base = DecisionRepinnedDraining
@@ -75,10 +76,11 @@ func (p *Proxy) route(x *exchange, r *http.Request) {
 		acs := r.URL.Path == p.cfg.ACSPath
 		if !valid && crossSite(r) {
 			p.crossSitePOST(r, acs, found)
+			x.onlyIfAccepted = true
 		}
 		if acs && p.cfg.SAMLAware {
 			if t := p.relayStateTarget(x, r, &f); t != nil {
-				x.t, x.d = t, DecisionRelayState
+				x.t, x.d, x.onlyIfAccepted = t, DecisionRelayState, true
 				return
 			}
 		}
@@ -147,6 +149,11 @@ func sameSiteName(s http.SameSite) string {
 }
 
 // cookieValue finds cookie name in Cookie header lines without allocating.
+// It stays rather than http.ParseCookie, which runs on every request here:
+// ParseCookie allocates every cookie of the header (BenchmarkRoute: from 0
+// to several allocations per request) and fails the whole header on one
+// malformed pair, so a stray third-party cookie would cost a client its
+// affinity.
 func cookieValue(lines []string, name string) (string, bool) {
 	for _, line := range lines {
 		for line != "" {
@@ -177,16 +184,9 @@ func (p *Proxy) relayStateTarget(x *exchange, r *http.Request, f *filter) *targe
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil
 	}
-	limit := p.cfg.RelayStatePeek
-	if r.ContentLength >= 0 && r.ContentLength < limit {
-		limit = r.ContentLength
-	}
-	prefix := make([]byte, limit)
-	n, err := io.ReadFull(r.Body, prefix)
-	prefix = prefix[:n]
-	complete := errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || int64(n) == r.ContentLength
+	prefix, complete, err := peek(r.Body, p.cfg.RelayStatePeek, r.ContentLength)
 	r.Body = &peekedBody{Reader: io.MultiReader(bytes.NewReader(prefix), r.Body), Closer: r.Body}
-	if err != nil && !complete {
+	if err != nil {
 		return nil // the client's body failed; forwarding will say so
 	}
 	instance, ok := RelayStateInstance(prefix, complete)
@@ -199,11 +199,43 @@ func (p *Proxy) relayStateTarget(x *exchange, r *http.Request, f *filter) *targe
 		return nil
 	}
 	g := *f
-	g.sticky = true // the login started there: like a pinned client
+	g.sticky, g.balancing = true, false // the login started there: like a pinned client
 	if !p.ok(t, &g) {
 		return nil
 	}
 	return t
+}
+
+// peekStart is the peek buffer's first size; it doubles as data arrives, up
+// to the limit. A client's Content-Length never sizes it: a client that
+// announces a large body and sends nothing costs peekStart bytes.
+const peekStart = 2 << 10
+
+// peek reads from body until limit bytes, the body's end or an error, into
+// a buffer that grows with what arrived. complete says the prefix is the
+// whole body (EOF, or the declared length reached); err is a read error
+// other than the body's end.
+func peek(body io.Reader, limit, contentLength int64) (prefix []byte, complete bool, err error) {
+	if contentLength >= 0 && contentLength < limit {
+		limit = contentLength
+	}
+	buf := make([]byte, 0, min(limit, peekStart))
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, rerr := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if rerr == io.EOF {
+			return buf, true, nil
+		}
+		if rerr != nil {
+			return buf, false, rerr
+		}
+	}
+	return buf, contentLength >= 0 && int64(len(buf)) >= contentLength, nil
 }
 
 type peekedBody struct {

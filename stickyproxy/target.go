@@ -22,6 +22,7 @@ type target struct {
 	// target down while active checks are off: it is tried again after it.
 	downUntil    atomic.Int64
 	passiveFails atomic.Int32
+	fails5xx     atomic.Int32
 	inflight     atomic.Int64
 
 	requests       atomic.Uint64
@@ -99,16 +100,16 @@ func newRoundRobin(ts []*target) *roundRobin {
 // not handed to the next one in the schedule: otherwise a dead target's
 // whole share would fall on its successor, which would then carry twice
 // the load of the others.
-func (rr *roundRobin) pick(p *Proxy, f *filter) *target {
+func (rr *roundRobin) pick(p *Proxy, f filter) *target {
 	n := uint64(len(rr.schedule))
 	start := rr.next.Add(1) - 1
-	if t := rr.schedule[start%n]; p.ok(t, f) {
+	if t := rr.schedule[start%n]; p.ok(t, &f) {
 		return t
 	}
 	var allowed [16]*target
 	ok := allowed[:0]
 	for _, t := range rr.distinct {
-		if p.ok(t, f) {
+		if p.ok(t, &f) {
 			ok = append(ok, t)
 		}
 	}
@@ -128,13 +129,13 @@ type leastOutstanding struct {
 }
 
 // pick returns the least loaded target that f allows, or nil.
-func (lo *leastOutstanding) pick(p *Proxy, f *filter) *target {
+func (lo *leastOutstanding) pick(p *Proxy, f filter) *target {
 	n := uint64(len(lo.targets))
 	start := lo.next.Add(1) - 1
 	var best *target
 	for i := range n {
 		t := lo.targets[(start+i)%n]
-		if !p.ok(t, f) {
+		if !p.ok(t, &f) {
 			continue
 		}
 		// Compare in/w < best.in/best.w without division.
@@ -209,4 +210,20 @@ func (im *imbalance) ratio(now int64) float64 {
 		return 0
 	}
 	return float64(most) * float64(n) / float64(total)
+}
+
+// selector balances: it returns the next target that f allows, or nil.
+// Round robin and least outstanding are the two; the proxy's fallback when
+// a selector finds nothing is fail-open (Config.AllDown), the same for both.
+//
+// The filter goes by value: through an interface call a pointer to the
+// caller's filter would escape to the heap, one allocation per request.
+type selector interface {
+	pick(p *Proxy, f filter) *target
+}
+
+// selectors builds the selector for each Balance.
+var selectors = map[Balance]func([]*target) selector{
+	RoundRobin:       func(ts []*target) selector { return newRoundRobin(ts) },
+	LeastOutstanding: func(ts []*target) selector { return &leastOutstanding{targets: ts} },
 }

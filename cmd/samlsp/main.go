@@ -69,7 +69,7 @@ type options struct {
 	storeMode, storeURL                            string
 	storeTimeout, storeWait                        time.Duration
 	requestTTL, tombstoneTTL, sessionIdle, sessMax time.Duration
-	cookieSameSite                                 string
+	cookieSameSite                                 cli.SameSite
 	maxRelogins                                    int
 	logFormat, logLevel                            string
 	shutdownGrace                                  time.Duration
@@ -126,7 +126,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.tombstoneTTL, "tombstone-ttl", 15*time.Minute, "how long a used or expired login is remembered, to tell \"already used\" and \"expired\" from \"unknown\"")
 	fs.DurationVar(&o.sessionIdle, "session-idle-ttl", 30*time.Minute, "a session ends after this long without requests")
 	fs.DurationVar(&o.sessMax, "session-max-ttl", 8*time.Hour, "a session ends this long after login at the latest (or at the IdP's SessionNotOnOrAfter)")
-	fs.StringVar(&o.cookieSameSite, "cookie-samesite", "auto", "SameSite of the cookie that binds a login to its browser: auto (None on https, Lax on http), lax, strict or none;\nit must reach the ACS on the IdP's cross-site POST")
+	o.cookieSameSite = cli.SameSiteAuto
+	fs.Var(&o.cookieSameSite, "cookie-samesite", "SameSite of the cookie that binds a login to its browser: "+cli.SameSiteHelp+";\nit must reach the ACS on the IdP's cross-site POST")
 	fs.IntVar(&o.maxRelogins, "max-relogins", 2, "re-logins tried for a session cookie this replica cannot use before explaining instead of looping")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -192,9 +193,6 @@ func (o *options) validate() error {
 	default:
 		p.Addf("--store %q: want memory, redis or stateless", o.storeMode)
 	}
-	if _, err := parseSameSite(o.cookieSameSite); err != nil {
-		p.Addf("--cookie-samesite: %v", err)
-	}
 	o.sessionKeyRing = o.sessionKeys.Keys(&p)
 	o.gwc = o.gw.build(&p, o.storeMode)
 	if o.maxRelogins < 0 {
@@ -253,20 +251,6 @@ func (o *options) validate() error {
 	return p.Err()
 }
 
-func parseSameSite(s string) (http.SameSite, error) {
-	switch strings.ToLower(s) {
-	case "auto", "":
-		return 0, nil
-	case "lax":
-		return http.SameSiteLaxMode, nil
-	case "strict":
-		return http.SameSiteStrictMode, nil
-	case "none":
-		return http.SameSiteNoneMode, nil
-	}
-	return 0, fmt.Errorf("%q: want auto, lax, strict or none", s)
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stdout, stderr)
@@ -297,7 +281,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--sp-key/--sp-cert: %w", err)
 	}
 	rootURL, _ := url.Parse(o.rootURL)
-	sameSite, _ := parseSameSite(o.cookieSameSite)
+	sameSite := o.cookieSameSite.Mode(rootURL.Scheme == "https")
 	idp := &sp.IDPMetadata{File: o.idpMetadataFile, Refresh: o.idpRefresh}
 	if o.idpMetadataURL != "" {
 		idp.URL, _ = url.Parse(o.idpMetadataURL)

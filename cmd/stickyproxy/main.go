@@ -5,10 +5,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
@@ -26,13 +30,16 @@ const summary = `stickyproxy: a cookie-affinity reverse proxy (AWS ALB and HAPro
 that names, on every response, the target that served it (X-Stickyproxy-Target)
 and why (X-Stickyproxy-Decision).
 
+Subcommand:
+  stickyproxy admin-token --file FILE [--print]   make the admin token file (kept if present)
+
 Example:
   stickyproxy --target sp-1=http://127.0.0.1:8081 --target sp-2=http://127.0.0.1:8082 \
       --stickiness duration --saml-aware --cookie-key "$(cat key)"
 `
 
 func main() {
-	cli.Exit("stickyproxy", run(context.Background(), os.Args[1:], os.Stderr))
+	cli.Exit("stickyproxy", run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 type options struct {
@@ -40,7 +47,9 @@ type options struct {
 	targets                              cli.StringList
 	targetsFile                          string
 	keys                                 cli.KeyRing
-	sameSite                             string
+	sameSite                             cli.SameSite
+	httpOnly                             bool
+	adminToken, adminTokenFile           string
 	trusted                              cli.StringList
 	peek                                 size
 	logFormat, logLevel                  string
@@ -53,7 +62,10 @@ func flags(fs *flag.FlagSet) *options {
 	o := &options{peek: 64 << 10}
 	c := &o.cfg
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "public `address` to listen on")
-	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8090", "admin API, /healthz and /metrics `address`; empty disables")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8090", "admin API, /healthz and /metrics `address` (keep it private: loopback or an internal network); empty disables")
+	fs.StringVar(&o.adminToken, "admin-token", "", "bearer `token` (16+ bytes) that admin calls other than /healthz and /readyz need (Authorization: Bearer <token>).\nWithout a token those calls are refused, unless --admin-insecure. Prefer --admin-token-file: a flag shows in ps")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "`file` holding the admin token (surrounding whitespace trimmed), e.g. a mounted secret")
+	fs.BoolVar(&o.cfg.AdminInsecure, "admin-insecure", false, "serve the admin calls without a token; accepted only with a loopback --admin-listen (local development)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve the public listener over TLS with this certificate `file` (PEM); needs --tls-key")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) for --tls-cert")
 	fs.Var(&o.targets, "target", "a target as `name=URL` or name=URL;weight=N (repeatable; in the environment, comma-separated).\nThe name is the SP replica's --instance-id, e.g. sp-1=http://127.0.0.1:8081")
@@ -66,9 +78,10 @@ func flags(fs *flag.FlagSet) *options {
 	fs.BoolVar(&c.CookieTwin, "cookie-twin", false, "also set <cookie-name>CORS with SameSite=None; Secure (ALB's AWSALBCORS), so cross-site POSTs keep affinity")
 	fs.StringVar(&c.CookiePath, "cookie-path", "/", "affinity cookie Path")
 	fs.StringVar(&c.CookieDomain, "cookie-domain", "", "affinity cookie Domain (empty: host-only)")
-	fs.BoolVar(&c.CookieSecure, "cookie-secure", false, "mark the affinity cookie Secure")
-	fs.BoolVar(&c.CookieHTTPOnly, "cookie-httponly", false, "mark the affinity cookie HttpOnly")
-	fs.StringVar(&o.sameSite, "cookie-samesite", "lax", "affinity cookie SameSite: lax, strict, none (needs --cookie-secure) or default (attribute omitted)")
+	fs.BoolVar(&c.CookieSecure, "cookie-secure", false, "mark the affinity cookie Secure (always on with --tls-cert; the twin is always Secure)")
+	fs.BoolVar(&o.httpOnly, "cookie-httponly", true, "mark the affinity cookie and its twin HttpOnly (--cookie-httponly=false lets page scripts read them)")
+	o.sameSite = cli.SameSiteLax
+	fs.Var(&o.sameSite, "cookie-samesite", "affinity cookie SameSite: "+cli.SameSiteHelp+" (none needs --cookie-secure or --tls-cert)")
 	o.keys.Register(fs, "cookie-key", "`secret` that seals and opens the affinity cookie (repeatable; the first seals, all open).\n32 bytes as base64 or hex, or any string of 16+ bytes. Proxies that share keys accept each other's cookies.\nWithout any key a random one is made, and other proxy instances will not accept its cookies")
 	fs.BoolVar(&c.SAMLAware, "saml-aware", false, "route a POST to --acs-path without a valid affinity cookie to the instance named in its RelayState (<instance>~<nonce>)")
 	fs.StringVar(&c.ACSPath, "acs-path", "/saml/acs", "the SP's Assertion Consumer Service path, for --saml-aware")
@@ -78,7 +91,8 @@ func flags(fs *flag.FlagSet) *options {
 	fs.DurationVar(&c.HealthTimeout, "health-timeout", time.Second, "timeout of one health check")
 	fs.IntVar(&c.HealthRise, "health-rise", 2, "consecutive passing checks that mark a down target up")
 	fs.IntVar(&c.HealthFall, "health-fall", 2, "consecutive failing checks that mark an up target down")
-	fs.IntVar(&c.PassiveFall, "passive-fall", 3, "consecutive failed forwards (connect or transport errors) that mark a target down; 0 disables")
+	fs.IntVar(&c.PassiveFall, "passive-fall", 3, "consecutive failures of a target itself (connect errors; resets, closes or --response-header-timeout after the whole request was sent) that mark it down; 0 disables.\nA client that aborts or is slow, a body the target refuses and 4xx replies never count")
+	fs.IntVar(&c.Passive5xx, "passive-5xx", 0, "consecutive 5xx replies that mark a target down; 0 disables (a client can often provoke a 5xx)")
 	fs.DurationVar(&c.PassiveCooldown, "passive-cooldown", 10*time.Second, "with --health-interval 0: how long a passively failed target is left alone before it is tried again")
 	fs.StringVar((*string)(&c.DrainMode), "drain-mode", "alb", "what a draining target still gets: alb (nothing, pinned clients are re-pinned) or haproxy (its pinned clients, no new ones)")
 	fs.StringVar((*string)(&c.OnPinnedDown), "on-pinned-down", "repin", "when the pinned target is down: repin (as ALB and HAProxy) or strict (503, as Envoy's strict mode)")
@@ -89,7 +103,12 @@ func flags(fs *flag.FlagSet) *options {
 	fs.StringVar((*string)(&c.Engine), "engine", "fast", "forwarding path: fast (own HTTP/1.1 client; upgrades and large or chunked bodies still use ReverseProxy) or reverseproxy (httputil.ReverseProxy for everything)")
 	fs.IntVar(&c.MaxIdleConnsPerHost, "max-idle-conns-per-target", 1024, "idle upstream connections kept per target (size it for the concurrency)")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to a target")
-	fs.DurationVar(&c.ResponseHeaderTimeout, "response-header-timeout", 60*time.Second, "timeout for a target's response headers; 0 waits forever")
+	fs.DurationVar(&c.ResponseHeaderTimeout, "response-header-timeout", 60*time.Second, "timeout for a target to take the request and send its response headers")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send its request line and headers")
+	fs.DurationVar(&c.ClientBodyTimeout, "client-body-timeout", 60*time.Second, "time a client has to send its whole request body, from the end of its headers (a slower client gets 408 and its connection closed); negative disables")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle client keep-alive connection is kept")
+	fs.IntVar(&c.MaxClientConns, "max-client-conns", stickyproxy.DefaultMaxClientConns, "open client connections at most; one more is answered 503 and closed; negative disables")
+	fs.IntVar(&c.MaxInFlightPerTarget, "max-in-flight-per-target", stickyproxy.DefaultMaxInFlightPerTarget, "requests forwarded to one target at once at most; balancing passes over a full target, a client pinned to it gets 503 target-busy; negative disables")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (the access log is at info)")
 	fs.DurationVar(&o.logFlush, "log-flush", 100*time.Millisecond, "write logs in batches at this interval (one system call per batch, not per line); 0 writes each line at once")
@@ -98,7 +117,10 @@ func flags(fs *flag.FlagSet) *options {
 	return o
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "admin-token" {
+		return adminToken(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("stickyproxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := flags(fs)
@@ -126,7 +148,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Logger = logger
 	if len(problems) == 0 {
 		cfg.Defaults()
-		problems = append(problems, cfg.Validate()...)
+		for _, err := range cfg.Validate() {
+			problems.Addf("%s", flagError(err))
+		}
 	}
 	if err := problems.Err(); err != nil {
 		return err
@@ -138,34 +162,41 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer p.Close()
 
 	var servers []*cli.Server
-	pub, err := cli.Listen("public", o.listen, &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	})
+	pub, err := cli.Listen("public", o.listen, p.PublicServer())
 	if err != nil {
 		return err
 	}
+	pub.Listener = p.Listener(pub.Listener)
 	pub.CertFile, pub.KeyFile = o.tlsCert, o.tlsKey
 	servers = append(servers, pub)
 	if o.adminListen != "" {
 		h := p.Admin()
 		if o.pprof {
+			pp := http.NewServeMux()
+			pp.HandleFunc("/debug/pprof/", pprof.Index)
+			pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
 			mux := http.NewServeMux()
 			mux.Handle("/", h)
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			mux.Handle("/debug/pprof/", p.Guard(pp))
 			h = mux
 		}
-		adm, err := cli.Listen("admin", o.adminListen, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second})
+		adm, err := cli.Listen("admin", o.adminListen, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)})
 		if err != nil {
 			pub.Listener.Close()
 			return err
 		}
 		servers = append(servers, adm)
+		switch {
+		case cfg.AdminToken != "":
+		case cfg.AdminInsecure:
+			logger.Warn("admin API without a token (--admin-insecure): anyone who can reach " + adm.Listener.Addr().String() + " can drain targets")
+		default:
+			logger.Warn("no --admin-token-file: the admin API serves /healthz and /readyz only; /targets, drain, undrain and /metrics answer 403")
+		}
 	}
 	names := make([]string, 0, len(cfg.Targets))
 	for _, t := range cfg.Targets {
@@ -202,11 +233,28 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 		cfg.Targets = append(cfg.Targets, t)
 	}
 	cfg.Keys = o.keys.Keys(&probs)
-	ss, err := stickyproxy.ParseSameSite(o.sameSite)
-	if err != nil {
-		probs.Addf("--cookie-samesite: %v", err)
+	tls := o.tlsCert != ""
+	cfg.CookieSameSite = o.sameSite.Mode(tls)
+	cfg.CookieSecure = cfg.CookieSecure || tls
+	cfg.CookieScriptable = !o.httpOnly
+	cfg.AdminToken = o.adminToken
+	if o.adminTokenFile != "" {
+		if o.adminToken != "" {
+			probs.Addf("--admin-token and --admin-token-file: give one")
+		}
+		b, err := os.ReadFile(o.adminTokenFile)
+		if err != nil {
+			probs.Addf("--admin-token-file: %v", err)
+		} else if cfg.AdminToken = strings.TrimSpace(string(b)); cfg.AdminToken == "" {
+			probs.Addf("--admin-token-file: %s is empty", o.adminTokenFile)
+		}
 	}
-	cfg.CookieSameSite = ss
+	if cfg.AdminInsecure && o.adminListen != "" && !loopback(o.adminListen) {
+		probs.Addf("--admin-insecure: only with a loopback --admin-listen, not %q", o.adminListen)
+	}
+	if o.adminListen != "" && o.adminListen == o.listen {
+		probs.Addf("--admin-listen: must differ from --listen")
+	}
 	cfg.RelayStatePeek = int64(o.peek)
 	for _, s := range o.trusted {
 		pfx, err := netip.ParsePrefix(s)
@@ -226,8 +274,92 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 	return cfg, probs
 }
 
+// adminToken makes the file an admin token is read from (--admin-token-file):
+// 32 random bytes as base64url, mode 0600, only when the file is missing or
+// empty, so that running it again keeps the token clients already have.
+func adminToken(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("stickyproxy admin-token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("file", "", "`file` to write the token to (required); an existing non-empty file is kept")
+	printTok := fs.Bool("print", false, "write the token to standard output (after making it if needed)")
+	if err := cli.Parse(fs, args, "SAMLHA_PROXY_TOKEN", "stickyproxy admin-token: make the admin API's bearer token file for --admin-token-file.\n"); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("admin-token: --file is required")
+	}
+	b, err := os.ReadFile(*file)
+	switch {
+	case err == nil && len(strings.TrimSpace(string(b))) > 0:
+		fmt.Fprintf(stderr, "keeping the admin token in %s\n", *file)
+	case err == nil || errors.Is(err, os.ErrNotExist):
+		tok := make([]byte, 32)
+		if _, err := rand.Read(tok); err != nil {
+			return err
+		}
+		b = []byte(base64.RawURLEncoding.EncodeToString(tok) + "\n")
+		if err := os.WriteFile(*file, b, 0o600); err != nil {
+			return fmt.Errorf("admin-token: %w", err)
+		}
+		fmt.Fprintf(stderr, "wrote a new admin token to %s\n", *file)
+	default:
+		return fmt.Errorf("admin-token: %w", err)
+	}
+	if *printTok {
+		fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// loopback says whether addr (host:port) binds loopback only: 127.0.0.0/8,
+// ::1 or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// flagNames maps stickyproxy.Config fields to the flags that set them.
+var flagNames = map[string]string{
+	"Targets": "--target", "Balance": "--balance", "Stickiness": "--stickiness", "Duration": "--cookie-duration",
+	"CookieName": "--cookie-name", "AppCookie": "--app-cookie", "CookiePath": "--cookie-path",
+	"CookieDomain": "--cookie-domain", "CookieSameSite": "--cookie-samesite", "Keys": "--cookie-key",
+	"ACSPath": "--acs-path", "RelayStatePeek": "--relaystate-peek", "HealthPath": "--health-path",
+	"HealthInterval": "--health-interval", "HealthTimeout": "--health-timeout", "HealthRise": "--health-rise",
+	"HealthFall": "--health-fall", "PassiveFall": "--passive-fall", "Passive5xx": "--passive-5xx",
+	"DrainMode": "--drain-mode", "OnPinnedDown": "--on-pinned-down", "AllDown": "--all-down",
+	"AccessLog": "--access-log", "Engine": "--engine", "ImbalanceWindow": "--imbalance-window",
+	"MaxIdleConnsPerHost": "--max-idle-conns-per-target", "ReadHeaderTimeout": "--read-header-timeout",
+	"IdleTimeout": "--idle-timeout", "AdminToken": "--admin-token",
+}
+
+// flagError words a Config problem in terms of the command's flags.
+func flagError(err error) string {
+	var fe *stickyproxy.FieldError
+	if errors.As(err, &fe) {
+		if f, ok := flagNames[fe.Field]; ok {
+			msg := fe.Msg
+			if fe.Field == "CookieSameSite" {
+				msg = "none needs --cookie-secure or --tls-cert (browsers drop SameSite=None cookies that are not Secure)"
+			}
+			return f + ": " + msg
+		}
+	}
+	return err.Error()
+}
+
 // size is a byte count flag with an optional unit: B, KiB, MiB, GiB (or KB,
 // MB, GB as powers of 1000).
+//
+// Not docker/go-units: its RAMInBytes reads KB as 1024 and its
+// FromHumanSize reads KiB as 1000, so either would change what a value
+// already in use (the README's "64KiB", a "2KB") means.
 type size int64
 
 func (s *size) String() string { return formatSize(int64(*s)) }

@@ -58,7 +58,7 @@ func start(t *testing.T, args ...string) (cancel context.CancelFunc, wait func()
 	done := make(chan struct{})
 	var err error
 	logs = &syncBuffer{}
-	go func() { defer close(done); err = run(ctx, args, logs) }()
+	go func() { defer close(done); err = run(ctx, args, io.Discard, logs) }()
 	wait = func() error {
 		select {
 		case <-done:
@@ -149,7 +149,7 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 	cert, key := selfSigned(t)
 	listen := freeAddr(t)
 	start(t, "--listen", listen, "--admin-listen", "", "--target", "sp-1="+backend.URL, "--tls-cert", cert, "--tls-key", key,
-		"--cookie-twin", "--cookie-secure", "--cookie-key", "a key of sixteen bytes or more", "--health-interval", "0")
+		"--cookie-twin", "--cookie-key", "a key of sixteen bytes or more", "--health-interval", "0")
 	waitListening(t, listen)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := client.Get("https://" + listen + "/")
@@ -167,7 +167,9 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 		_, attrs, _ := strings.Cut(rest, "; Path=")
 		got = append(got, name+": Path="+attrs)
 	}
-	want := []string{"AWSALB: Path=/; Secure; SameSite=Lax", "AWSALBCORS: Path=/; Secure; SameSite=None"}
+	// Serving TLS makes the cookie Secure without --cookie-secure; HttpOnly
+	// is the default.
+	want := []string{"AWSALB: Path=/; HttpOnly; Secure; SameSite=Lax", "AWSALBCORS: Path=/; HttpOnly; Secure; SameSite=None"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("cookies:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -175,20 +177,25 @@ func TestTLSListenerAndTwinCookie(t *testing.T) {
 
 func TestEveryProblemReported(t *testing.T) {
 	t.Setenv("SAMLHA_PROXY_DRAIN_MODE", "sometimes")
-	err := run(context.Background(), []string{"--target", "bad target", "--stickiness", "maybe", "--cookie-key", "short",
-		"--cookie-samesite", "loose", "--tls-cert", "x.pem", "--relaystate-peek", "1B"}, io.Discard)
+	err := run(context.Background(), []string{"--cookie-samesite", "loose"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "cookie-samesite") || !strings.Contains(err.Error(), "auto") {
+		t.Errorf("--cookie-samesite loose: %v", err)
+	}
+	err = run(context.Background(), []string{"--target", "bad target", "--stickiness", "maybe", "--cookie-key", "short",
+		"--tls-cert", "x.pem", "--relaystate-peek", "1B", "--admin-insecure", "--admin-listen", "0.0.0.0:0"}, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, flag := range []string{"--target", "--cookie-key", "--cookie-samesite", "--tls-cert"} {
+	for _, flag := range []string{"--target", "--cookie-key", "--tls-cert", "--admin-insecure"} {
 		if !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s:\n%v", flag, err)
 		}
 	}
 	// The first round (flag syntax) passed; the second reports config
 	// problems, including one set from the environment.
-	err = run(context.Background(), []string{"--target", "sp-1=http://127.0.0.1:1", "--stickiness", "maybe", "--relaystate-peek", "1B"}, io.Discard)
-	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek"} {
+	err = run(context.Background(), []string{"--target", "sp-1=http://127.0.0.1:1", "--stickiness", "maybe", "--relaystate-peek", "1B",
+		"--cookie-samesite", "none", "--admin-token", "short"}, io.Discard, io.Discard)
+	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek", "--cookie-samesite", "--admin-token"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s:\n%v", flag, err)
 		}
@@ -229,4 +236,79 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
 	return certFile, keyFile
+}
+
+func TestAdminTokenSubcommand(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "admin-token")
+	var out strings.Builder
+	if err := run(context.Background(), []string{"admin-token", "--file", file, "--print"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v; want mode 0600", fi, err)
+	}
+	tok := strings.TrimSpace(out.String())
+	if len(tok) != 43 {
+		t.Fatalf("token %q: want 43 base64url characters (32 bytes)", tok)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"admin-token", "--file", file, "--print"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); got != tok {
+		t.Fatalf("second run made a new token %q, want the kept %q", got, tok)
+	}
+	if err := run(context.Background(), []string{"admin-token"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("admin-token without --file: no error")
+	}
+}
+
+// TestAdminTokenFile: with --admin-token-file the admin calls need the
+// token; without a token they are refused (403) and /healthz still answers;
+// --admin-insecure serves them on loopback only.
+func TestAdminTokenFile(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	file := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(file, []byte("  a-token-of-sixteen-bytes-or-more\n"), 0o600)
+	get := func(u, token string) int {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tt := range []struct {
+		name      string
+		args      []string
+		token     string
+		want      int
+		wantNoTok int
+	}{
+		{"token file", []string{"--admin-token-file", file}, "a-token-of-sixteen-bytes-or-more", 200, 401},
+		{"no token", nil, "", 403, 403},
+		{"insecure on loopback", []string{"--admin-insecure"}, "", 200, 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			listen, admin := freeAddr(t), freeAddr(t)
+			start(t, append([]string{"--listen", listen, "--admin-listen", admin, "--target", "sp-1=" + backend.URL,
+				"--health-interval", "0", "--stickiness", "off"}, tt.args...)...)
+			waitListening(t, admin)
+			if got := get("http://"+admin+"/targets", tt.token); got != tt.want {
+				t.Errorf("GET /targets: %d, want %d", got, tt.want)
+			}
+			if got := get("http://"+admin+"/targets", ""); got != tt.wantNoTok {
+				t.Errorf("GET /targets without a token: %d, want %d", got, tt.wantNoTok)
+			}
+			if got := get("http://"+admin+"/healthz", ""); got != 200 {
+				t.Errorf("GET /healthz: %d", got)
+			}
+		})
+	}
 }

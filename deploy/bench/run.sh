@@ -53,9 +53,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
-for port in 9101 9102 18080 18081 18082; do
+for port in 20101 20102 20180 20181 20182; do
 	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-		echo "port $port is in use; the benchmark needs 9101, 9102, 18080-18082" >&2
+		echo "port $port is in use; the benchmark needs 20101, 20102, 20180-20182" >&2
 		exit 1
 	fi
 done
@@ -72,36 +72,36 @@ wait_port() {
 	return 1
 }
 
-taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:9101 --instance-id sp-1 & pids+=($!)
-taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:9102 --instance-id sp-2 & pids+=($!)
-wait_port 9101
-wait_port 9102
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:20101 --instance-id sp-1 & pids+=($!)
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:20102 --instance-id sp-2 & pids+=($!)
+wait_port 20101
+wait_port 20102
 
 key=$(head -c 32 /dev/urandom | base64)
 start_proxy() { # name -> url, starts the process, records its pid in proxy_pid
 	case "$1" in
-	direct) proxy_pid=""; url=http://127.0.0.1:9101/ ;;
+	direct) proxy_pid=""; url=http://127.0.0.1:20101/ ;;
 	stickyproxy | stickyproxy+log | stickyproxy-rp)
 		local extra=(--access-log off) log=/dev/null
 		[ "$1" = stickyproxy+log ] && extra=(--access-log all) && log="$out/access.log"
 		[ "$1" = stickyproxy-rp ] && extra=(--access-log off --engine reverseproxy)
-		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$work/stickyproxy" --listen 127.0.0.1:18080 --admin-listen "" \
-			--target sp-1=http://127.0.0.1:9101 --target sp-2=http://127.0.0.1:9102 \
+		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$work/stickyproxy" --listen 127.0.0.1:20180 --admin-listen "" \
+			--target sp-1=http://127.0.0.1:20101 --target sp-2=http://127.0.0.1:20102 \
 			--stickiness duration --cookie-key "$key" --log-format json "${extra[@]}" 2>"$log" &
 		proxy_pid=$!
-		url=http://127.0.0.1:18080/
-		wait_port 18080 ;;
+		url=http://127.0.0.1:20180/
+		wait_port 20180 ;;
 	haproxy)
 		taskset -c "$PROXY_CPU" haproxy -f "$here/haproxy.cfg" >/dev/null 2>&1 &
 		proxy_pid=$!
-		url=http://127.0.0.1:18081/
-		wait_port 18081 ;;
+		url=http://127.0.0.1:20181/
+		wait_port 20181 ;;
 	caddy)
 		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 HOME="$work" XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" \
 			caddy run --config "$here/Caddyfile" --adapter caddyfile >/dev/null 2>&1 &
 		proxy_pid=$!
-		url=http://127.0.0.1:18082/
-		wait_port 18082 ;;
+		url=http://127.0.0.1:20182/
+		wait_port 20182 ;;
 	esac
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"flag"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +84,31 @@ func TestNewLogger(t *testing.T) {
 	}
 	if _, err := NewLogger(&buf, "text", "loud"); err == nil {
 		t.Error("want error for level loud")
+	}
+}
+
+func TestSameSite(t *testing.T) {
+	for in, want := range map[string][2]http.SameSite{ // [http, https]
+		"auto":    {http.SameSiteLaxMode, http.SameSiteNoneMode},
+		"AUTO":    {http.SameSiteLaxMode, http.SameSiteNoneMode},
+		"default": {http.SameSiteDefaultMode, http.SameSiteDefaultMode},
+		"lax":     {http.SameSiteLaxMode, http.SameSiteLaxMode},
+		"strict":  {http.SameSiteStrictMode, http.SameSiteStrictMode},
+		" None ":  {http.SameSiteNoneMode, http.SameSiteNoneMode},
+	} {
+		var s SameSite
+		if err := s.Set(in); err != nil {
+			t.Fatalf("Set(%q): %v", in, err)
+		}
+		if got := [2]http.SameSite{s.Mode(false), s.Mode(true)}; got != want {
+			t.Errorf("%q: Mode(http, https) = %v, want %v", in, got, want)
+		}
+	}
+	var s SameSite
+	if s.String() != "auto" || s.Mode(true) != http.SameSiteNoneMode {
+		t.Errorf("zero value: %q, %v; want auto", s.String(), s.Mode(true))
+	}
+	if err := s.Set("loose"); err == nil || !strings.Contains(err.Error(), SameSiteHelp) {
+		t.Errorf("Set(loose): %v, want an error listing the values", err)
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:9101", "address to listen on")
+	listen := flag.String("listen", "127.0.0.1:20101", "address to listen on")
 	instance := flag.String("instance-id", "sp-1", "name sent in X-Samlha-Instance")
 	size := flag.Int("body-bytes", 64, "response body size in bytes")
 	flag.Parse()
