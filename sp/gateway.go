@@ -1,6 +1,7 @@
 package sp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -275,13 +276,21 @@ func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, f)
 		return
 	}
-	if err := s.setIdentity(r.Header, id); err != nil {
+	hdr := make(http.Header, 4+len(s.cfg.Gateway.PassAttributes))
+	if err := s.setIdentity(hdr, id); err != nil {
 		s.fail(w, r, &Failure{Cause: CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 		return
 	}
 	s.gm.requests.WithLabelValues("authenticated").Inc()
-	s.proxy.ServeHTTP(w, r)
+	// The headers are set on the outbound request in Rewrite, after
+	// ReverseProxy has removed the hop-by-hop headers, so a client's
+	// "Connection: X-Samlha-User" cannot strip them.
+	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)))
 }
+
+// identityHeadersKey carries the identity headers from serveUpstream to
+// the proxy's Rewrite.
+type identityHeadersKey struct{}
 
 // newUpstreamProxy is the reverse proxy to g.Upstream.
 func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
@@ -303,6 +312,11 @@ func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(g.Upstream)
 			s.setForwarded(pr)
+			if hdr, ok := pr.In.Context().Value(identityHeadersKey{}).(http.Header); ok {
+				for k, v := range hdr {
+					pr.Out.Header[k] = v
+				}
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.gm.requests.WithLabelValues("upstream-error").Inc()
