@@ -191,8 +191,12 @@ func pathUnder(p, prefix string) bool {
 // cleanPath reports whether p is in canonical form: the gateway decides
 // on the path the upstream will act on, so "/public/../admin" and
 // "/public//x" are refused rather than interpreted.
+//
+// Segments some servers treat as dot segments are refused too: "..;x" and
+// ".;x" (Tomcat drops path parameters before resolving dots) and any
+// backslash (IIS reads it as a separator).
 func cleanPath(p string) bool {
-	if p == "" || p[0] != '/' {
+	if p == "" || p[0] != '/' || strings.ContainsRune(p, '\\') || strings.Contains(p, "/..;") || strings.Contains(p, "/.;") {
 		return false
 	}
 	c := path.Clean(p)

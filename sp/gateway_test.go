@@ -264,6 +264,9 @@ func TestGatewayPublicPaths(t *testing.T) {
 		{"/public/../admin", 400},
 		{"/public//x", 400},
 		{"/public/%2e%2e/admin", 400},
+		{"/public/..;/admin", 400},
+		{"/public/.;x/a.css", 400},
+		{"/public/%5c..%5cadmin", 400},
 		{"/saml/nothing", 404},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, env.top.ProxyURL+tc.path, nil)
