@@ -60,7 +60,7 @@ func (s *SP) setIdentity(h http.Header, id identity) error {
 		}
 	}
 	if s.jwt != nil {
-		tok, err := s.jwt.sign(id, s.passedAttributes(id), s.now())
+		tok, err := s.jwt.token(id, s.passedAttributes(id), g.PassAttributes, s.now())
 		if err != nil {
 			return err
 		}
