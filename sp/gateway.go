@@ -1,6 +1,7 @@
 package sp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -190,8 +191,12 @@ func pathUnder(p, prefix string) bool {
 // cleanPath reports whether p is in canonical form: the gateway decides
 // on the path the upstream will act on, so "/public/../admin" and
 // "/public//x" are refused rather than interpreted.
+//
+// Segments some servers treat as dot segments are refused too: "..;x" and
+// ".;x" (Tomcat drops path parameters before resolving dots) and any
+// backslash (IIS reads it as a separator).
 func cleanPath(p string) bool {
-	if p == "" || p[0] != '/' {
+	if p == "" || p[0] != '/' || strings.ContainsRune(p, '\\') || strings.Contains(p, "/..;") || strings.Contains(p, "/.;") {
 		return false
 	}
 	c := path.Clean(p)
@@ -275,13 +280,21 @@ func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, f)
 		return
 	}
-	if err := s.setIdentity(r.Header, id); err != nil {
+	hdr := make(http.Header, 4+len(s.cfg.Gateway.PassAttributes))
+	if err := s.setIdentity(hdr, id); err != nil {
 		s.fail(w, r, &Failure{Cause: CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 		return
 	}
 	s.gm.requests.WithLabelValues("authenticated").Inc()
-	s.proxy.ServeHTTP(w, r)
+	// The headers are set on the outbound request in Rewrite, after
+	// ReverseProxy has removed the hop-by-hop headers, so a client's
+	// "Connection: X-Samlha-User" cannot strip them.
+	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)))
 }
+
+// identityHeadersKey carries the identity headers from serveUpstream to
+// the proxy's Rewrite.
+type identityHeadersKey struct{}
 
 // newUpstreamProxy is the reverse proxy to g.Upstream.
 func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
@@ -303,6 +316,11 @@ func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(g.Upstream)
 			s.setForwarded(pr)
+			if hdr, ok := pr.In.Context().Value(identityHeadersKey{}).(http.Header); ok {
+				for k, v := range hdr {
+					pr.Out.Header[k] = v
+				}
+			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.gm.requests.WithLabelValues("upstream-error").Inc()

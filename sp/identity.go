@@ -60,7 +60,7 @@ func (s *SP) setIdentity(h http.Header, id identity) error {
 		}
 	}
 	if s.jwt != nil {
-		tok, err := s.jwt.sign(id, s.passedAttributes(id), s.now())
+		tok, err := s.jwt.token(id, s.passedAttributes(id), g.PassAttributes, s.now())
 		if err != nil {
 			return err
 		}
@@ -86,12 +86,20 @@ func (s *SP) passedAttributes(id identity) map[string][]string {
 }
 
 // bufferPool is httputil.BufferPool over sync.Pool: 32 KiB copy buffers,
-// reused rather than allocated for every proxied body.
+// reused rather than allocated for every proxied body. It pools array
+// pointers, so neither Get nor Put allocates.
 type bufferPool struct{ p sync.Pool }
 
+const proxyBufferSize = 32 << 10
+
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([proxyBufferSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[proxyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(x []byte) {
+	if cap(x) >= proxyBufferSize {
+		b.p.Put((*[proxyBufferSize]byte)(x[:proxyBufferSize]))
+	}
+}

@@ -165,3 +165,31 @@ func TestIDPInitiatedRefusedWithPerReplicaReplayRecord(t *testing.T) {
 		}
 	}
 }
+
+// A response to an SP-initiated login, posted without its RelayState (so
+// that it looks unsolicited), is refused: it names an AuthnRequest
+// (InResponseTo), which the IdP-initiated path has none of. It cannot skip
+// the browser binding that way.
+func TestIDPInitiatedRefusesSolicitedResponseWithoutRelayState(t *testing.T) {
+	t.Parallel()
+	top := startTopology(t, topologyConfig{Replicas: 1,
+		Store: func(testing.TB, int) store.Store { return memory.New(memory.Options{}) },
+		Configure: func(_ int, c *sp.Config) {
+			c.IDPInitiated = &sp.IDPInitiated{AcceptLocalReplay: true}
+		}})
+	b := top.browser()
+	ctx := t.Context()
+	form, res, err := b.LoginUntilACS(ctx, top.ProxyURL+"/app", "alice", "alice-password")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, describe(res))
+	}
+	stripped := url.Values{"SAMLResponse": form.Fields["SAMLResponse"]}
+	resp := postForm(t, top.Replicas[0].URL, stripped)
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(sp.HeaderCause) != "response-invalid" {
+		t.Fatalf("solicited response without RelayState: %d cause %q, want 403 response-invalid", resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+	}
+	// The login itself still finishes in its own browser.
+	if res := b.Submit(ctx, form); !res.OK {
+		t.Fatalf("the real login after the attempt:\n%s", describe(res))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -61,6 +63,20 @@ type jwtSigner struct {
 	method           jwt.SigningMethod
 	kid              string
 	jwks             []byte // the JSON served at /saml/jwks.json
+
+	// Tokens are reused for the first half of their life: signing costs
+	// tens of microseconds, and an identity is asked for on every request.
+	// At most maxCachedTokens are kept; beyond that, tokens are signed
+	// every time.
+	mu     sync.Mutex
+	tokens map[[32]byte]cachedToken
+}
+
+const maxCachedTokens = 100000
+
+type cachedToken struct {
+	tok   string
+	until time.Time
 }
 
 func newJWTSigner(j *IdentityJWT, issuer, audience string) (*jwtSigner, error) {
@@ -85,7 +101,8 @@ func newJWTSigner(j *IdentityJWT, issuer, audience string) (*jwtSigner, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &jwtSigner{issuer: issuer, audience: audience, ttl: ttl, key: j.Keys[0], kid: set.Keys[0].Kid, jwks: b}
+	s := &jwtSigner{issuer: issuer, audience: audience, ttl: ttl, key: j.Keys[0], kid: set.Keys[0].Kid, jwks: b,
+		tokens: map[[32]byte]cachedToken{}}
 	switch j.Keys[0].(type) {
 	case *ecdsa.PrivateKey:
 		s.method = jwt.SigningMethodES256
@@ -102,6 +119,61 @@ type identityClaims struct {
 	jwt.RegisteredClaims
 	User       string              `json:"user,omitempty"`
 	Attributes map[string][]string `json:"attrs,omitempty"`
+}
+
+// token returns a token for id and attrs: a cached one in the first half
+// of its life, else a new one.
+func (j *jwtSigner) token(id identity, attrs map[string][]string, order []PassAttribute, now time.Time) (string, error) {
+	key := identityKey(id, attrs, order)
+	j.mu.Lock()
+	c, ok := j.tokens[key]
+	j.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.tok, nil
+	}
+	tok, err := j.sign(id, attrs, now)
+	if err != nil {
+		return "", err
+	}
+	j.mu.Lock()
+	if len(j.tokens) >= maxCachedTokens {
+		for k, e := range j.tokens {
+			if !now.Before(e.until) {
+				delete(j.tokens, k)
+			}
+		}
+	}
+	if len(j.tokens) < maxCachedTokens {
+		j.tokens[key] = cachedToken{tok: tok, until: now.Add(j.ttl / 2)}
+	}
+	j.mu.Unlock()
+	return tok, nil
+}
+
+// identityKey hashes everything a token says about its subject, each part
+// length-prefixed, so that two identities never share a token.
+func identityKey(id identity, attrs map[string][]string, order []PassAttribute) [32]byte {
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	put(id.NameID)
+	put(id.User)
+	for _, a := range order {
+		vals := attrs[a.Attribute]
+		put(a.Attribute)
+		binary.BigEndian.PutUint64(n[:], uint64(len(vals)))
+		h.Write(n[:])
+		for _, v := range vals {
+			put(v)
+		}
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
 }
 
 func (j *jwtSigner) sign(id identity, attrs map[string][]string, now time.Time) (string, error) {
