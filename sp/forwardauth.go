@@ -1,12 +1,9 @@
 package sp
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/crewjam/saml/samlsp"
 )
 
 // maxRedirectURL bounds a return URL (rd=, X-Forwarded-Uri): longer ones
@@ -112,9 +109,8 @@ func (s *SP) serveLoginRD(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &Failure{Cause: CauseRedirectRefused, Detail: "rd " + truncate(rd, 200) + " is not a local path or an allowed host"})
 		return
 	}
-	sess, err := rt.mw.Session.GetSession(r)
-	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-		s.fail(w, r, storeFailure(err, ""))
+	sess, _, ok := s.sessionOf(w, r, rt)
+	if !ok {
 		return
 	}
 	if sess != nil {
@@ -178,9 +174,8 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fw, trusted := s.forwardedRequest(r)
-	sess, err := rt.mw.Session.GetSession(r)
-	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-		s.fail(w, r, storeFailure(err, ""))
+	sess, _, ok := s.sessionOf(w, r, rt)
+	if !ok {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

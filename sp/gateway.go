@@ -2,7 +2,6 @@ package sp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -248,9 +247,8 @@ func (s *SP) serveGateway(authed http.Handler) http.HandlerFunc {
 		if rt == nil {
 			return
 		}
-		sess, err := rt.mw.Session.GetSession(r)
-		if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-			s.fail(w, r, storeFailure(err, ""))
+		sess, _, ok := s.sessionOf(w, r, rt)
+		if !ok {
 			return
 		}
 		if sess == nil {

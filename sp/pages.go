@@ -178,6 +178,19 @@ func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
 	}{s.page("App"), v, v.Expires.UTC().Format(time.RFC3339)})
 }
 
+// sessionOf reads r's session: nil without one, with err the session miss
+// (samlsp.ErrNoSession, wrapping a *sessionMiss when the cookie named one).
+// When the store fails it answers r with the named cause and returns ok
+// false: nothing is guessed, no login is started.
+func (s *SP) sessionOf(w http.ResponseWriter, r *http.Request, rt *liveConfig) (sess samlsp.Session, err error, ok bool) {
+	sess, err = rt.mw.Session.GetSession(r)
+	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
+		s.fail(w, r, storeFailure(err, ""))
+		return nil, nil, false
+	}
+	return sess, err, true
+}
+
 // serveWhoami answers with the session as JSON, or 401 without starting a
 // login: it is for scripts checking whether a session holds on a replica.
 func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
@@ -185,9 +198,8 @@ func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		return
 	}
-	sess, err := rt.mw.Session.GetSession(r)
-	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-		s.fail(w, r, storeFailure(err, ""))
+	sess, err, ok := s.sessionOf(w, r, rt)
+	if !ok {
 		return
 	}
 	if sess == nil {
