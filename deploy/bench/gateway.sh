@@ -40,6 +40,7 @@ O2P_VERSION=v7.15.6
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
 out="$here/results/gateway-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -142,32 +143,17 @@ stop_proxy() {
 	fi
 }
 
-# to_ms 1.23ms|456.00us|1.2s -> milliseconds
-to_ms() {
-	awk -v v="$1" 'BEGIN {
-		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-		else printf "%s", v }'
-}
 
 run_wrk() { # name round
 	local f="$out/$1.$2.txt" hdr=()
 	[ -n "$cookie" ] && hdr=(-H "Cookie: $cookie")
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "${hdr[@]}" "$url" >/dev/null 2>&1 || true
-	local ticks0=0 ticks1=0
-	[ -n "$proxy_pid" ] && ticks0=$(awk '{print $14 + $15}' "/proc/$proxy_pid/stat")
+	local ticks0 rps p50 p99 errs us
+	ticks0=$(cpu_ticks "$proxy_pid")
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url" >"$f" 2>&1
-	[ -n "$proxy_pid" ] && ticks1=$(awk '{print $14 + $15}' "/proc/$proxy_pid/stat")
-	local rps p50 p99 errs reqs us
-	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
-	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
-	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
 	# Any non-2xx (a redirect to log in, a 401) counts as an error: the
 	# session must hold for the whole round.
-	errs=$(awk '/Socket errors:/ {gsub(",", ""); s += $4 + $6 + $8 + $10} /Non-2xx/ {s += $NF} END {print s + 0}' "$f")
-	reqs=$(awk '/requests in/ {print $1}' "$f")
-	us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n="${reqs:-0}" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+	read -r rps p50 p99 errs us <<<"$(wrk_stats "$f" $(($(cpu_ticks "$proxy_pid") - ticks0)))"
 	echo "$1 $2 $rps $p50 $p99 $errs $us" >>"$out/rounds.txt"
 }
 

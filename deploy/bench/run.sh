@@ -31,6 +31,7 @@ CONTENDERS=${CONTENDERS:-"direct stickyproxy stickyproxy+log stickyproxy-rp hapr
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
 out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -112,15 +113,6 @@ stop_proxy() {
 	fi
 }
 
-# to_ms 1.23ms|456.00us|1.2s -> milliseconds
-to_ms() {
-	awk -v v="$1" 'BEGIN {
-		if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-		else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-		else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-		else printf "%s", v }'
-}
-
 # cpu_busy CPU SECONDS: how busy (percent) CPU was over the next SECONDS.
 cpu_busy() {
 	local a b
@@ -137,24 +129,18 @@ cpu_busy() {
 run_wrk() { # name round
 	local f="$out/$1.$2.txt"
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
-	local ticks0=0 ticks1=0
-	[ -n "$proxy_pid" ] && ticks0=$(awk '{print $14 + $15}' "/proc/$proxy_pid/stat")
+	local ticks0
+	ticks0=$(cpu_ticks "$proxy_pid")
 	taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$f" 2>&1 &
 	local wrk_pid=$! secs=${DURATION%s}
 	local busy
 	sleep 1
 	busy=$(cpu_busy "$PROXY_CPU" $((secs > 3 ? secs - 2 : 1)))
 	wait "$wrk_pid"
-	[ -n "$proxy_pid" ] && ticks1=$(awk '{print $14 + $15}' "/proc/$proxy_pid/stat")
-	local rps p50 p99 errs reqs us
-	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
-	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
-	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
-	errs=$(awk '/Socket errors:/ {gsub(",", ""); s += $4 + $6 + $8 + $10} /Non-2xx/ {s += $NF} END {print s + 0}' "$f")
 	# CPU time the proxy process used per request (user + system, all
 	# threads): its cost, whatever else runs on the machine.
-	reqs=$(awk '/requests in/ {print $1}' "$f")
-	us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n="${reqs:-0}" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+	local rps p50 p99 errs us
+	read -r rps p50 p99 errs us <<<"$(wrk_stats "$f" $(($(cpu_ticks "$proxy_pid") - ticks0)))"
 	echo "$1 $2 $rps $p50 $p99 $errs $busy $us" >>"$out/rounds.txt"
 }
 
