@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/store/localproc"
 )
 
 // TestReferenceConfigsKeepLogins runs each reference balancer config in front
@@ -192,15 +192,12 @@ func driveLogins(t *testing.T, rootURL string, n int, spread bool) {
 	t.Logf("logins per replica: %v", used)
 }
 
+// freePort is a port for a child to bind: localproc's, never handed out
+// twice in this process and below the kernel's ephemeral range, where a
+// listen-and-close port would be given to the next caller too.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return p
+	return strconv.Itoa(localproc.Port())
 }
 
 // startProc starts a program with a minimal environment (none of the
