@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/samlha/samlha/sp/keypair"
 )
 
 // IdentityJWT signs the identity the gateway passes upstream, so the
@@ -278,25 +279,9 @@ func readJWTKey(file string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM block", file)
-	}
-	var k any
-	switch blk.Type {
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(blk.Bytes)
-	default:
-		return nil, fmt.Errorf("%s: PEM block %q: want PRIVATE KEY or EC PRIVATE KEY", file, blk.Type)
-	}
+	s, err := keypair.ParseSigner(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: %T is not a signing key", file, k)
 	}
 	if _, err := jwkOf(s.Public()); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)

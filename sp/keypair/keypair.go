@@ -98,12 +98,12 @@ func Load(keyPath, certPath string) (crypto.Signer, *x509.Certificate, error) {
 	return key, cert, nil
 }
 
-// Parse parses a PEM private key (PKCS #8, PKCS #1 RSA or SEC 1 EC) and a
-// PEM certificate, and checks that the certificate is for the key.
-func Parse(keyPEM, certPEM []byte) (crypto.Signer, *x509.Certificate, error) {
+// ParseSigner parses a PEM private key (PKCS #8, PKCS #1 RSA or SEC 1 EC)
+// that can sign.
+func ParseSigner(keyPEM []byte) (crypto.Signer, error) {
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
-		return nil, nil, errors.New("no PEM block in the key file")
+		return nil, errors.New("no PEM block in the key file")
 	}
 	var key any
 	var err error
@@ -115,14 +115,24 @@ func Parse(keyPEM, certPEM []byte) (crypto.Signer, *x509.Certificate, error) {
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(kb.Bytes)
 	default:
-		return nil, nil, fmt.Errorf("unexpected PEM block %q in the key file", kb.Type)
+		return nil, fmt.Errorf("unexpected PEM block %q in the key file", kb.Type)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse private key: %w", err)
+		return nil, fmt.Errorf("parse private key: %w", err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, nil, fmt.Errorf("a private key of type %T cannot sign", key)
+		return nil, fmt.Errorf("a private key of type %T cannot sign", key)
+	}
+	return signer, nil
+}
+
+// Parse parses a PEM private key (PKCS #8, PKCS #1 RSA or SEC 1 EC) and a
+// PEM certificate, and checks that the certificate is for the key.
+func Parse(keyPEM, certPEM []byte) (crypto.Signer, *x509.Certificate, error) {
+	signer, err := ParseSigner(keyPEM)
+	if err != nil {
+		return nil, nil, err
 	}
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {
