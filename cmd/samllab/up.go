@@ -24,11 +24,11 @@ import (
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("samllab up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	mode := fs.String("mode", "sp", "what the replicas serve: sp (samlsp's own demo page), gateway (samlsp --upstream in front of\ndemoapp, an app with no SAML code that verifies the identity JWT) or forward-auth (nginx serves demoapp and asks\nsamlsp with auth_request; needs nginx and 3 replicas)")
+	mode := fs.String("mode", "sp", "what the replicas serve: sp (samlsp's own demo page), gateway (samlsp --upstream in front of demoapp,\nan app with no SAML code that verifies the identity JWT) or forward-auth (nginx serves demoapp and asks samlsp\nwith auth_request; needs nginx and 3 replicas)")
 	replicas := fs.Int("replicas", 0, "SP replicas (default 2; 3 with --mode forward-auth, which needs exactly 3)")
 	store := fs.String("store", "redis", "where login state lives: memory, redis or stateless")
 	stickiness := fs.String("stickiness", "off", "the proxy's stickiness: off (round robin) or duration")
-	fixed := fs.Bool("fixed-ports", true, "use the usual ports (IdP 9000, proxy 8080, admin 8090, replicas 8081...); false picks free ones")
+	fixed := fs.Bool("fixed-ports", true, "use the usual ports (IdP 9000, proxy 8080, admin 8090, replicas 8081..., demoapp 3000); false picks free ones")
 	binDir := fs.String("bin-dir", "", "directory with prebuilt samlsp, stickyproxy, devidp and demoapp (default: build them)")
 	redisURL := fs.String("redis-url", "", "use this Redis instead of a private redis-server")
 	out := fs.String("out", "", "directory for keys and logs (default: a new one under ./samllab-runs/)")

@@ -83,17 +83,18 @@ func (t *Topology) startApp() ([]string, error) {
 	t.App = t.proc("demoapp", t.env.Bins.DemoApp, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", t.ports.app),
 		"--require-jwt", "--jwks-url", jwks, "--issuer", t.PublicURL, "--audience", audience,
 		"--show-header", "X-Email", "--log-format", "json"})
-	t.App.Env = append(t.App.Env, "SSL_CERT_FILE="+t.env.CA.CertFile)
+	t.App.Env = append(t.App.Env, "SSL_CERT_FILE="+t.env.CA.CAFile)
 	if err := t.App.Start(); err != nil {
 		return nil, err
 	}
 	return gw, nil
 }
 
-// nginxConfig is deploy/nginx-forward-auth.conf with the topology's
-// addresses (and, with TLS, the lab's certificate on the listener).
-func (t *Topology) nginxConfig() (string, error) {
-	conf := deploy.NginxForwardAuth
+// nginxConfig is conf (deploy/nginx-forward-auth.conf) with the
+// topology's addresses (and, with TLS, the lab's certificate on the
+// listener). A conf without one of the addresses the lab moves is refused:
+// run half-placed, nginx would send requests to the reference ports.
+func (t *Topology) nginxConfig(conf string) (string, error) {
 	listen := "listen " + refNginxListen + ";"
 	need := []string{listen, "server " + refNginxApp + ";"}
 	for _, a := range refNginxReplicas {
@@ -120,7 +121,7 @@ func (t *Topology) nginxConfig() (string, error) {
 // startNginx starts nginx on the forward-auth reference config and waits
 // until it serves the SP's metadata through its /saml/ location.
 func (t *Topology) startNginx(ctx context.Context) error {
-	conf, err := t.nginxConfig()
+	conf, err := t.nginxConfig(deploy.NginxForwardAuth)
 	if err != nil {
 		return err
 	}

@@ -157,7 +157,7 @@ type Spec struct {
 	// IdPHost) instead of both on 127.0.0.1.
 	CrossSite bool
 	// FixedPorts uses the usual local ports (IdP 9000, proxy 8080, admin
-	// 8090, replicas 8081...) instead of fresh ones.
+	// 8090, replicas 8081..., demoapp 3000) instead of fresh ones.
 	FixedPorts bool
 	// SPArgs are extra samlsp flags.
 	SPArgs []string
