@@ -120,8 +120,6 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(tw, "Open\t%s/app\t(log in as alice / alice-password or bob / bob-password)\n", t.PublicURL)
 	if gw != "" {
-		fmt.Fprintf(tw, "\t\tdemoapp's page shows the identity headers it received (X-Samlha-User, X-Samlha-Name-Id, X-Email,\n")
-		fmt.Fprintf(tw, "\t\tX-Samlha-Jwt-Assertion) and whether the identity JWT verified, with its claims; JSON with Accept: application/json\n")
 		fmt.Fprintf(tw, "app, direct\t%s/app\t(no gateway: a forged X-Samlha-User gets 401, the JWT does not verify)\n", t.AppURL)
 		fmt.Fprintf(tw, "JWKS\t%s/saml/jwks.json\t(the public keys demoapp verifies with; signing key in %s)\n", t.PublicURL, t.JWTKeyDir)
 	}
@@ -138,6 +136,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(tw, "logs\t%s\n", t.Dir)
 	tw.Flush()
+	if gw != "" {
+		fmt.Fprintln(stdout, "\nWhat to look at: after login, demoapp's page shows the identity headers it received (X-Samlha-User,")
+		fmt.Fprintln(stdout, "X-Samlha-Name-Id, X-Email, X-Samlha-Jwt-Assertion) and whether the identity JWT verified against the JWKS,")
+		fmt.Fprintln(stdout, "with its claims (as JSON with Accept: application/json). demoapp has no SAML code and keeps no user state;")
+		fmt.Fprintln(stdout, "it answers with the user only when the JWT verifies.")
+	}
 	fmt.Fprintln(stdout, "\nCtrl-C stops everything.")
 	select {
 	case <-ctx.Done():
