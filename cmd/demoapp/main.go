@@ -266,7 +266,7 @@ func (k *keySet) get(ctx context.Context, kid string) (jose.JSONWebKey, error) {
 const pageHTML = `<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>demoapp</title></head>
 <body>
-<h1>demoapp{{if .User}}: hello, {{.User}}{{end}}</h1>
+<h1>demoapp{{if .User}}: hello, <span id="user">{{.User}}</span>{{end}}</h1>
 <p>Path: <code>{{.Path}}</code>. Identity JWT: <strong>{{.JWT}}</strong>{{if .Error}} ({{.Error}}){{end}}</p>
 <h2>Identity headers received</h2>
 <table>{{range $k, $v := .Headers}}<tr><th>{{$k}}</th><td><code>{{$v}}</code></td></tr>{{end}}</table>

@@ -123,3 +123,29 @@ func TestFlags(t *testing.T) {
 		t.Fatalf("--require-jwt alone: %v", err)
 	}
 }
+
+// The HTML page marks the user with id="user" only when the JWT verified:
+// samllab's Chromium check reads the login's outcome from it.
+func TestHTMLMarksTheVerifiedUser(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
+	}))
+	defer jwks.Close()
+	o := &options{jwksURL: jwks.URL, issuer: issuer, audience: audience, prefix: "X-Samlha-", minRefresh: time.Second, requireJWT: true}
+	a := newApp(o, slog.New(slog.DiscardHandler), jwks.Client())
+	for _, tc := range []struct {
+		tok  string
+		want bool
+	}{{sign(t, k, "k", nil), true}, {"forged", false}} {
+		req := httptest.NewRequest(http.MethodGet, "/app", nil)
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("X-Samlha-User", "alice")
+		req.Header.Set("X-Samlha-Jwt-Assertion", tc.tok)
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, req)
+		if got := strings.Contains(rec.Body.String(), `<span id="user">alice</span>`); got != tc.want {
+			t.Errorf("token %.10q: page marks the user: %v, want %v\n%s", tc.tok, got, tc.want, rec.Body.String())
+		}
+	}
+}

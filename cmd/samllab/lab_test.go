@@ -240,52 +240,16 @@ func TestRunAgainstTarget(t *testing.T) {
 // The README's quick start: samllab up serves a topology a person can log
 // in to, prints where, and stops everything on cancel.
 func TestUp(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"up", "--replicas", "2", "--store", "redis", "--fixed-ports=false",
-			"--bin-dir", filepath.Dir(testBins.SP), "--out", filepath.Join(t.TempDir(), "up")}, out, out)
-	}()
-	var appURL string
-	deadline := time.Now().Add(60 * time.Second)
-	for appURL == "" {
-		for _, line := range strings.Split(out.String(), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Open" {
-				appURL = f[1]
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("up ended early: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("up printed no URL in time:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	up := startUp(t, "--replicas", "2", "--store", "redis")
 	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer lcancel()
 	for i := range 2 {
-		res := sptest.NewBrowser(sptest.Options{}).Login(lctx, appURL, "alice", "alice-password")
+		res := sptest.NewBrowser(sptest.Options{}).Login(lctx, up.appURL, "alice", "alice-password")
 		if !res.OK || res.StartInstance == res.ACSInstance {
-			t.Fatalf("login %d at %s: ok=%v cause=%s start=%s acs=%s", i, appURL, res.OK, res.Cause, res.StartInstance, res.ACSInstance)
+			t.Fatalf("login %d at %s: ok=%v cause=%s start=%s acs=%s", i, up.appURL, res.OK, res.Cause, res.StartInstance, res.ACSInstance)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("up after Ctrl-C: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("up did not stop")
-	}
-	if _, err := http.Get(appURL); err == nil {
-		t.Error("the topology still answers after up stopped")
-	}
+	up.stop(t)
 }
 
 // --redis-url: the lab uses an existing Redis, each scenario under a key

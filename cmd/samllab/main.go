@@ -1,7 +1,8 @@
 // Command samllab runs samlha's lab: it starts topologies of real processes
-// (a development IdP, SP replicas, a sticky proxy, Redis) on loopback, drives
-// scripted logins through them, injects the faults that matter, and reports
-// what each strategy did to logins, side by side.
+// (a development IdP, SP replicas, a sticky proxy, Redis; for the gateway,
+// demoapp and nginx) on loopback, drives scripted logins through them,
+// injects the faults that matter, and reports what each strategy did to
+// logins, side by side.
 package main
 
 import (
@@ -28,6 +29,7 @@ Examples:
   go run ./cmd/samllab run --scenarios roundrobin-memory,sticky-lax-cookie --logins 300
   go run ./cmd/samllab run --scenarios sticky-lax-cookie --chromium 3   # and real Chromium beside it
   go run ./cmd/samllab up --replicas 2 --store redis    # then open the URL it prints
+  go run ./cmd/samllab up --mode gateway                # an app with no SAML code behind samlsp gateways
 `
 
 func main() {

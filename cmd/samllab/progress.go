@@ -71,6 +71,15 @@ func (pr *progress) Skip(name, reason string) {
 	fmt.Fprintf(pr.w, "%-*s skipped: %s\n", pr.col, name, reason)
 }
 
+// Fail reports a scenario that could not run and must have.
+func (pr *progress) Fail(name, reason string) {
+	if pr.p != nil {
+		pr.p.AddBar(1, mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-*s FAILED: %s", pr.col, name, reason)))).SetTotal(1, true)
+		return
+	}
+	fmt.Fprintf(pr.w, "%-*s FAILED: %s\n", pr.col, name, reason)
+}
+
 // Done counts one finished login.
 func (b *bar) Done(r *load.Record) {
 	if r.Login.OK {

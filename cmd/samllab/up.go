@@ -24,17 +24,37 @@ import (
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("samllab up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	replicas := fs.Int("replicas", 2, "SP replicas")
+	mode := fs.String("mode", "sp", "what the replicas serve: sp (samlsp's own demo page), gateway (samlsp --upstream in front of demoapp,\nan app with no SAML code that verifies the identity JWT) or forward-auth (nginx serves demoapp and asks samlsp\nwith auth_request; needs nginx and 3 replicas)")
+	replicas := fs.Int("replicas", 0, "SP replicas (default 2; 3 with --mode forward-auth, which needs exactly 3)")
 	store := fs.String("store", "redis", "where login state lives: memory, redis or stateless")
 	stickiness := fs.String("stickiness", "off", "the proxy's stickiness: off (round robin) or duration")
-	fixed := fs.Bool("fixed-ports", true, "use the usual ports (IdP 9000, proxy 8080, admin 8090, replicas 8081...); false picks free ones")
-	binDir := fs.String("bin-dir", "", "directory with prebuilt samlsp, stickyproxy and devidp (default: build them)")
+	fixed := fs.Bool("fixed-ports", true, "use the usual ports (IdP 9000, proxy 8080, admin 8090, replicas 8081..., demoapp 3000); false picks free ones")
+	binDir := fs.String("bin-dir", "", "directory with prebuilt samlsp, stickyproxy, devidp and demoapp (default: build them)")
 	redisURL := fs.String("redis-url", "", "use this Redis instead of a private redis-server")
 	out := fs.String("out", "", "directory for keys and logs (default: a new one under ./samllab-runs/)")
 	if err := cli.Parse(fs, args, "SAMLLAB_UP", summary); err != nil {
 		return err
 	}
 	var p cli.Problems
+	gw := ""
+	switch *mode {
+	case "sp":
+	case "gateway":
+		gw = topo.GatewayProxy
+	case "forward-auth":
+		gw = topo.GatewayForwardAuth
+		if *replicas == 0 {
+			*replicas = 3
+		}
+		if *replicas != 3 || *stickiness != "off" {
+			p.Addf("--mode forward-auth runs nginx's reference config: 3 replicas (--replicas %d), no stickiness", *replicas)
+		}
+	default:
+		p.Addf("--mode %q: want sp, gateway or forward-auth", *mode)
+	}
+	if *replicas == 0 {
+		*replicas = 2
+	}
 	if *replicas < 1 || *replicas > 9 {
 		p.Addf("--replicas must be 1 to 9")
 	}
@@ -63,11 +83,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *binDir != "" {
 		bins, err = topo.Find(*binDir)
 	} else {
-		fmt.Fprintln(stdout, "building samlsp, stickyproxy and devidp ...")
+		fmt.Fprintln(stdout, "building samlsp, stickyproxy, devidp and demoapp ...")
 		bins, err = topo.Build(ctx, filepath.Join(dir, "bin"))
 	}
 	if err != nil {
 		return err
+	}
+	if gw != "" && bins.DemoApp == "" {
+		return fmt.Errorf("--mode %s needs demoapp in --bin-dir %s (go build -o %s ./cmd/demoapp)", *mode, *binDir, *binDir)
+	}
+	if gw == topo.GatewayForwardAuth && bins.Nginx == "" {
+		return errors.New("--mode forward-auth needs nginx (apt-get install -y nginx)")
 	}
 	env, err := topo.NewEnv(dir, bins, *redisURL, nil)
 	if err != nil {
@@ -75,7 +101,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Plain http on 127.0.0.1, so an ordinary browser can use it without
 	// trusting a CA or resolving the lab's names.
-	t, err := topo.Start(ctx, env, topo.Spec{Name: "up", Replicas: *replicas, Store: *store, Stickiness: *stickiness, FixedPorts: *fixed})
+	t, err := topo.Start(ctx, env, topo.Spec{Name: "up", Replicas: *replicas, Store: *store, Stickiness: *stickiness, FixedPorts: *fixed, Gateway: gw})
 	if err != nil {
 		if *fixed {
 			err = fmt.Errorf("%w\n(if a port is taken, run with --fixed-ports=false)", err)
@@ -84,19 +110,38 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer t.Stop()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nUp: %d replicas, store %s, proxy stickiness %s.\n\n", *replicas, *store, *stickiness)
+	switch gw {
+	case topo.GatewayProxy:
+		fmt.Fprintf(tw, "\nUp: demoapp (no SAML code) behind %d samlsp gateways, store %s, proxy stickiness %s.\n\n", *replicas, *store, *stickiness)
+	case topo.GatewayForwardAuth:
+		fmt.Fprintf(tw, "\nUp: nginx serving demoapp (no SAML code), auth_request to %d samlsp replicas, store %s.\n\n", *replicas, *store)
+	default:
+		fmt.Fprintf(tw, "\nUp: %d replicas, store %s, proxy stickiness %s.\n\n", *replicas, *store, *stickiness)
+	}
 	fmt.Fprintf(tw, "Open\t%s/app\t(log in as alice / alice-password or bob / bob-password)\n", t.PublicURL)
+	if gw != "" {
+		fmt.Fprintf(tw, "app, direct\t%s/app\t(no gateway: a forged X-Samlha-User gets 401, the JWT does not verify)\n", t.AppURL)
+		fmt.Fprintf(tw, "JWKS\t%s/saml/jwks.json\t(the public keys demoapp verifies with; signing key in %s)\n", t.PublicURL, t.JWTKeyDir)
+	}
 	fmt.Fprintf(tw, "IdP\t%s\n", t.IdPURL)
 	for _, r := range t.Replicas {
 		fmt.Fprintf(tw, "%s\t%s\t(direct; every reply says X-Samlha-Instance)\n", r.ID, r.URL)
 	}
-	if t.AdminTokenFile != "" {
+	if t.AdminURL == "" {
+		fmt.Fprintf(tw, "nginx config\t%s\t(deploy/nginx-forward-auth.conf on these ports)\n", filepath.Join(t.Dir, "nginx", "nginx.conf"))
+	} else if t.AdminTokenFile != "" {
 		fmt.Fprintf(tw, "proxy admin\t%s/targets\t(send Authorization: Bearer <the token in %s>)\n", t.AdminURL, t.AdminTokenFile)
 	} else {
 		fmt.Fprintf(tw, "proxy admin\t%s/targets\n", t.AdminURL)
 	}
 	fmt.Fprintf(tw, "logs\t%s\n", t.Dir)
 	tw.Flush()
+	if gw != "" {
+		fmt.Fprintln(stdout, "\nWhat to look at: after login, demoapp's page shows the identity headers it received (X-Samlha-User,")
+		fmt.Fprintln(stdout, "X-Samlha-Name-Id, X-Email, X-Samlha-Jwt-Assertion) and whether the identity JWT verified against the JWKS,")
+		fmt.Fprintln(stdout, "with its claims (as JSON with Accept: application/json). demoapp has no SAML code and keeps no user state;")
+		fmt.Fprintln(stdout, "it answers with the user only when the JWT verifies.")
+	}
 	fmt.Fprintln(stdout, "\nCtrl-C stops everything.")
 	select {
 	case <-ctx.Done():

@@ -56,7 +56,7 @@ func matrixTable(w io.Writer, run *results.Run) {
 		case r.Worst != "":
 			wrap(w, "  "+r.Strategy+": ", strings.Fields(r.Worst), 4)
 		case r.Strategy == "gateway":
-			wrap(w, "  gateway: ", strings.Fields("no gateway scenario in this run yet (gateway mode lands separately; its scenarios fill this row)"), 4)
+			wrap(w, "  gateway: ", strings.Fields("no gateway scenario in this run yet (gateway-roundrobin-redis and gateway-forward-auth fill this row)"), 4)
 		}
 	}
 	fmt.Fprintln(w)

@@ -12,8 +12,8 @@ import (
 var MatrixColumns = []string{"none", "replica-killed", "drain", "rolling-restart", "scale-out", "store-outage", "store-failover", "lax-cookie", "slow-user", "key-mismatch"}
 
 // MatrixRows are the strategies, in order. A strategy without a scenario
-// (the gateway, until its scenarios exist) is a row of empty cells, so the
-// matrix shows what is not measured yet. A strategy not listed here goes
+// in the run (the gateway, when its scenarios are not selected) is a row
+// of empty cells, so the matrix shows what is not measured. A strategy not listed here goes
 // after them.
 var MatrixRows = []string{"affinity", "affinity (missing)", "saml-aware (memory)", "shared", "stateless", "gateway"}
 

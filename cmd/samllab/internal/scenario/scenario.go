@@ -53,6 +53,12 @@ func (s Scenario) NeedsRedis() bool { return s.Spec.Store == "redis" }
 // Topology describes the scenario's topology in words.
 func (s Scenario) Topology() string {
 	sp := s.Spec
+	switch sp.Gateway {
+	case topo.GatewayProxy:
+		return fmt.Sprintf("demoapp (no SAML code, --require-jwt) behind %d x samlsp gateways (--upstream, --identity-jwt, store %s) behind stickyproxy, round robin (no stickiness); https with the lab's CA; IdP on another site", max(sp.Replicas, 3), sp.Store)
+	case topo.GatewayForwardAuth:
+		return fmt.Sprintf("demoapp (no SAML code, --require-jwt) served by nginx (deploy/nginx-forward-auth.conf, auth_request to /saml/auth), round robin over %d x samlsp (store %s, --identity-jwt); https with the lab's CA; IdP on another site", max(sp.Replicas, 3), sp.Store)
+	}
 	proxy := "round robin (no stickiness)"
 	if sp.Stickiness == "duration" {
 		proxy = "sticky (duration cookie, SameSite=" + strings.ToLower(nonEmpty(sp.CookieSameSite, "lax"))
@@ -137,6 +143,11 @@ func scaleOut(t *topo.Topology) []load.Fault {
 
 func withSpare(s topo.Spec) topo.Spec {
 	s.Spare = 1
+	return s
+}
+
+func gateway(s topo.Spec, mode string) topo.Spec {
+	s.Gateway = mode
 	return s
 }
 
@@ -330,6 +341,19 @@ func All() []Scenario {
 				s.DistinctKeys = true
 				return s
 			}(),
+		},
+		{
+			Name: "gateway-roundrobin-redis", Strategy: "gateway", Fault: "replica-killed",
+			Description: "Gateway mode: an application with no SAML code (demoapp) behind three samlsp gateways on one Redis, balanced round robin; gateway sp-2 killed (SIGKILL) a third of the way through. The app answers with the user only when the identity JWT verifies against /saml/jwks.json.",
+			Expect:      "Nearly every login succeeds on the first try and the app verifies every identity; only requests sp-2 was serving at the instant it died can fail. Sessions live in Redis and hold.",
+			Spec:        gateway(base("gateway-roundrobin-redis", "redis"), topo.GatewayProxy),
+			Faults:      kill("sp-2", 1.0/3),
+		},
+		{
+			Name: "gateway-forward-auth", Strategy: "gateway", Fault: "none",
+			Description: "Forward-auth: nginx serves the application (demoapp) and asks samlsp about each request with auth_request (deploy/nginx-forward-auth.conf, only its addresses and TLS changed); three samlsp replicas on one Redis, round robin.",
+			Expect:      "Every login succeeds, the app verifies every identity JWT, and sessions hold. Needs nginx (skipped without it, but not under CI=true).",
+			Spec:        gateway(base("gateway-forward-auth", "redis"), topo.GatewayForwardAuth),
 		},
 	}
 }

@@ -14,8 +14,14 @@ import (
 // Binaries are the paths of the programs a topology runs.
 type Binaries struct {
 	SP, Proxy, IdP string
+	// DemoApp is the upstream of the gateway topologies (cmd/demoapp), or
+	// "" when --bin-dir has none (a binary set from before gateway mode).
+	DemoApp string
 	// Redis is redis-server, or "" when it is not available.
 	Redis string
+	// Nginx is nginx (the forward-auth topology's front), or "" when it
+	// is not installed.
+	Nginx string
 
 	// The binaries' --help texts, to use a flag only where the binary
 	// has it (a binary from an older commit may not).
@@ -51,21 +57,19 @@ func childEnv() []string {
 	return env
 }
 
-var binaryNames = map[string]string{"samlsp": "./cmd/samlsp", "stickyproxy": "./cmd/stickyproxy", "devidp": "./cmd/devidp"}
-
-// Build compiles samlsp, stickyproxy and devidp from the samlha module that
+// Build compiles samlsp, stickyproxy, devidp and demoapp from the samlha module that
 // contains the working directory into dir.
 func Build(ctx context.Context, dir string) (Binaries, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
-		return Binaries{}, fmt.Errorf("cannot run the go command to build the binaries (%v); pass --bin-dir with prebuilt samlsp, stickyproxy and devidp", err)
+		return Binaries{}, fmt.Errorf("cannot run the go command to build the binaries (%v); pass --bin-dir with prebuilt samlsp, stickyproxy, devidp and demoapp", err)
 	}
 	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
-		return Binaries{}, errors.New("not inside the samlha module: run samllab from the samlha checkout, or pass --bin-dir with prebuilt samlsp, stickyproxy and devidp")
+		return Binaries{}, errors.New("not inside the samlha module: run samllab from the samlha checkout, or pass --bin-dir with prebuilt samlsp, stickyproxy, devidp and demoapp")
 	}
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	for _, pkg := range []string{"./cmd/samlsp", "./cmd/stickyproxy", "./cmd/devidp"} {
+	for _, pkg := range []string{"./cmd/samlsp", "./cmd/stickyproxy", "./cmd/devidp", "./cmd/demoapp"} {
 		args = append(args, pkg)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
@@ -78,8 +82,9 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 	return Find(dir)
 }
 
-// Find returns the binaries in dir, checking that each is there, and
-// redis-server from PATH if it is installed.
+// Find returns the binaries in dir, checking that samlsp, stickyproxy and
+// devidp are there; demoapp if it is there (the gateway scenarios need
+// it); and redis-server and nginx if they are installed.
 func Find(dir string) (Binaries, error) {
 	b := Binaries{
 		SP:    filepath.Join(dir, "samlsp"),
@@ -88,17 +93,41 @@ func Find(dir string) (Binaries, error) {
 	}
 	var missing []string
 	for _, p := range []string{b.SP, b.Proxy, b.IdP} {
-		if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		if !executable(p) {
 			missing = append(missing, p)
 		}
 	}
 	if len(missing) > 0 {
 		return b, fmt.Errorf("missing or not executable: %s", strings.Join(missing, ", "))
 	}
+	if p := filepath.Join(dir, "demoapp"); executable(p) {
+		b.DemoApp = p
+	}
 	if p, err := exec.LookPath("redis-server"); err == nil {
 		b.Redis = p
 	}
+	b.Nginx = FindTool("nginx")
 	b.proxyHelp = helpText(b.Proxy)
 	b.spHelp = helpText(b.SP)
 	return b, nil
+}
+
+func executable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
+// FindTool returns the path of an installed tool, looking in the sbin
+// directories too (Debian puts nginx in /usr/sbin, which a non-root PATH
+// lacks), or "".
+func FindTool(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); executable(p) {
+			return p
+		}
+	}
+	return ""
 }

@@ -69,6 +69,7 @@ type Env struct {
 	spKey, spCert string
 	distinct      [][2]string
 	cookieKeyFile string
+	jwtKeys       string
 	mu            sync.Mutex
 }
 
@@ -156,11 +157,26 @@ type Spec struct {
 	// IdPHost) instead of both on 127.0.0.1.
 	CrossSite bool
 	// FixedPorts uses the usual local ports (IdP 9000, proxy 8080, admin
-	// 8090, replicas 8081...) instead of fresh ones.
+	// 8090, replicas 8081..., demoapp 3000) instead of fresh ones.
 	FixedPorts bool
 	// SPArgs are extra samlsp flags.
 	SPArgs []string
+	// Gateway puts samlsp in front of demoapp, an application with no SAML
+	// code that answers with the user only when the identity JWT
+	// verifies: "" (samlsp serves its own demo page), GatewayProxy (the
+	// replicas run --upstream demoapp behind stickyproxy) or
+	// GatewayForwardAuth (nginx serves demoapp and asks the replicas
+	// with auth_request, deploy/nginx-forward-auth.conf with its
+	// addresses rewritten; nginx replaces stickyproxy, so there is no
+	// admin API, and Replicas must be 3, the config's count).
+	Gateway string
 }
+
+// Gateway modes of a Spec.
+const (
+	GatewayProxy       = "proxy"
+	GatewayForwardAuth = "forward-auth"
+)
 
 // Replica is one samlsp.
 type Replica struct {
@@ -183,6 +199,11 @@ type Topology struct {
 	Replicas []*Replica
 	// Spares are the replicas not started yet (Spec.Spare).
 	Spares []*Replica
+	// App is demoapp (gateway topologies only), at AppURL, direct.
+	App    *Proc
+	AppURL string
+	// JWTKeyDir is the identity JWT key ring the gateway replicas share.
+	JWTKeyDir string
 
 	// PublicURL is the service's URL through the proxy (the SPs' root URL).
 	PublicURL string
@@ -203,7 +224,7 @@ type Topology struct {
 	spArgs                             map[string][]string
 }
 
-type ports struct{ idp, proxy, admin int }
+type ports struct{ idp, proxy, admin, app int }
 
 // Start starts a topology and waits until every part of it is ready, each
 // part proven to be the process the lab started (see localproc). When a
@@ -240,6 +261,21 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 	if spec.DrainMode == "" {
 		spec.DrainMode = "alb"
 	}
+	switch spec.Gateway {
+	case "", GatewayProxy:
+	case GatewayForwardAuth:
+		if spec.Replicas != 3 || spec.Spare != 0 || spec.Stickiness != "off" || spec.SAMLAware {
+			return nil, errors.New("the forward-auth topology runs nginx's reference config: exactly 3 replicas, no spares, no stickiness")
+		}
+	default:
+		return nil, fmt.Errorf("unknown gateway mode %q", spec.Gateway)
+	}
+	if spec.Gateway != "" && env.Bins.DemoApp == "" {
+		return nil, errors.New("the gateway topologies need demoapp beside samlsp (go build ./cmd/demoapp)")
+	}
+	if spec.Gateway == GatewayForwardAuth && env.Bins.Nginx == "" {
+		return nil, errors.New("the forward-auth topology needs nginx (apt-get install -y nginx)")
+	}
 	dir := filepath.Join(env.Dir, spec.Name)
 	if attempt > 1 {
 		dir = filepath.Join(env.Dir, fmt.Sprintf("%s.try%d", spec.Name, attempt))
@@ -268,6 +304,10 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		return localproc.Port()
 	}
 	top.ports = ports{idp: port(9000), proxy: port(8080), admin: port(8090)}
+	if spec.Gateway != "" {
+		top.ports.app = port(3000)
+		top.AppURL = fmt.Sprintf("http://127.0.0.1:%d", top.ports.app)
+	}
 	spHost, idpHost, scheme := "127.0.0.1", "127.0.0.1", "http"
 	if spec.CrossSite {
 		spHost, idpHost = SPHost, IdPHost
@@ -277,7 +317,9 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 	}
 	top.PublicURL = fmt.Sprintf("%s://%s:%d", scheme, spHost, top.ports.proxy)
 	top.IdPURL = fmt.Sprintf("http://%s:%d", idpHost, top.ports.idp)
-	top.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", top.ports.admin)
+	if spec.Gateway != GatewayForwardAuth {
+		top.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", top.ports.admin)
+	}
 	for i := range spec.Replicas + spec.Spare {
 		p := port(8081 + i)
 		r := &Replica{ID: fmt.Sprintf("sp-%d", i+1), Port: p, URL: fmt.Sprintf("http://127.0.0.1:%d", p)}
@@ -314,6 +356,12 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 	if err := top.IdP.Start(); err != nil {
 		return top, err
 	}
+	var gwArgs []string
+	if spec.Gateway != "" {
+		if gwArgs, err = top.startApp(); err != nil {
+			return top, err
+		}
+	}
 
 	for i, r := range append(append([]*Replica{}, top.Replicas...), top.Spares...) {
 		key, cert, err := env.keyPair(i, spec.DistinctKeys)
@@ -332,6 +380,7 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		if top.StoreURL != "" {
 			args = append(args, "--store-url", top.StoreURL)
 		}
+		args = append(args, gwArgs...)
 		args = append(args, spec.SPArgs...)
 		r.Proc = top.proc(r.ID, env.Bins.SP, args)
 		if i < spec.Replicas {
@@ -341,6 +390,26 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		}
 	}
 
+	if spec.Gateway == GatewayForwardAuth {
+		if err := top.startNginx(ctx); err != nil {
+			return top, err
+		}
+	} else if err := top.startStickyproxy(ctx); err != nil {
+		return top, err
+	}
+	if top.App != nil {
+		if err := localproc.Ready(ctx, top.App, []int{top.ports.app}, localproc.HTTPProbe(nil, top.AppURL+"/healthz")); err != nil {
+			return top, err
+		}
+	}
+	env.Logger.Debug("topology ready", "name", spec.Name, "public_url", top.PublicURL)
+	return top, nil
+}
+
+// startStickyproxy starts the proxy in front of the replicas and waits
+// until it is ready and sees every replica healthy.
+func (top *Topology) startStickyproxy(ctx context.Context) error {
+	env, spec, dir := top.env, top.Spec, top.Dir
 	pargs := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", top.ports.proxy), "--admin-listen", fmt.Sprintf("127.0.0.1:%d", top.ports.admin),
 		"--stickiness", spec.Stickiness, "--cookie-samesite", spec.CookieSameSite, "--drain-mode", spec.DrainMode,
 		"--cookie-key-file", env.cookieKeyFile, "--health-interval", "300ms", "--health-timeout", "250ms", "--health-fall", "1", "--health-rise", "2",
@@ -351,7 +420,7 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		top.AdminToken = randomHex(32)
 		top.AdminTokenFile = filepath.Join(dir, "admin-token")
 		if err := os.WriteFile(top.AdminTokenFile, []byte(top.AdminToken+"\n"), 0o600); err != nil {
-			return top, err
+			return err
 		}
 		pargs = append(pargs, "--admin-token-file", top.AdminTokenFile)
 	}
@@ -369,25 +438,24 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 	}
 	top.Proxy = top.proc("stickyproxy", env.Bins.Proxy, pargs)
 	if err := top.Proxy.Start(); err != nil {
-		return top, err
+		return err
 	}
-
-	for _, r := range top.Replicas {
-		if err := top.replicaReady(ctx, r); err != nil {
-			return top, err
-		}
-	}
-	if err := localproc.Ready(ctx, top.IdP, []int{top.ports.idp}, localproc.HTTPProbe(nil, fmt.Sprintf("http://127.0.0.1:%d/readyz", top.ports.idp))); err != nil {
-		return top, err
+	if err := top.replicasAndIdPReady(ctx); err != nil {
+		return err
 	}
 	if err := localproc.Ready(ctx, top.Proxy, []int{top.ports.proxy, top.ports.admin}, localproc.HTTPProbe(nil, top.AdminURL+"/healthz")); err != nil {
-		return top, err
+		return err
 	}
-	if err := top.WaitHealthy(ctx, top.ids(top.Replicas)...); err != nil {
-		return top, err
+	return top.WaitHealthy(ctx, top.ids(top.Replicas)...)
+}
+
+func (top *Topology) replicasAndIdPReady(ctx context.Context) error {
+	for _, r := range top.Replicas {
+		if err := top.replicaReady(ctx, r); err != nil {
+			return err
+		}
 	}
-	env.Logger.Debug("topology ready", "name", spec.Name, "public_url", top.PublicURL)
-	return top, nil
+	return localproc.Ready(ctx, top.IdP, []int{top.ports.idp}, localproc.HTTPProbe(nil, fmt.Sprintf("http://127.0.0.1:%d/readyz", top.ports.idp)))
 }
 
 func (t *Topology) proc(name, path string, args []string) *Proc {
@@ -517,6 +585,9 @@ func withPrefix(rawURL, prefix string) string {
 
 // admin sends a request to the proxy's admin API, with its token.
 func (t *Topology) admin(ctx context.Context, method, path string) (*http.Response, error) {
+	if t.AdminURL == "" {
+		return nil, errNoAdmin
+	}
 	req, err := http.NewRequestWithContext(ctx, method, t.AdminURL+path, nil)
 	if err != nil {
 		return nil, err
@@ -548,6 +619,11 @@ func (t *Topology) Targets(ctx context.Context) ([]stickyproxy.TargetStatus, err
 // WaitHealthy waits until the proxy's health checks see every one of ids
 // healthy.
 func (t *Topology) WaitHealthy(ctx context.Context, ids ...string) error {
+	if t.AdminURL == "" {
+		// nginx (the forward-auth front) has no health checks to wait
+		// for: it marks a replica down when a request to it fails.
+		return nil
+	}
 	var last string
 	err := localproc.Poll(ctx, func(ctx context.Context) error {
 		ts, err := t.Targets(ctx)
@@ -694,6 +770,7 @@ func (t *Topology) Stop() {
 	}
 	stop(t.Proxy)
 	wg.Wait()
+	stop(t.App)
 	for _, r := range append(append([]*Replica{}, t.Replicas...), t.Spares...) {
 		stop(r.Proc)
 	}
@@ -718,6 +795,7 @@ func (t *Topology) Crashed(expected map[string]bool) []string {
 	}
 	check(t.IdP, "idp")
 	check(t.Proxy, "proxy")
+	check(t.App, "app")
 	for _, r := range t.Replicas {
 		check(r.Proc, r.ID)
 	}
@@ -742,6 +820,7 @@ func (t *Topology) Logs() map[string]string {
 	}
 	add(t.IdP)
 	add(t.Proxy)
+	add(t.App)
 	add(t.Redis)
 	add(t.RedisReplica)
 	add(t.Sentinel)
