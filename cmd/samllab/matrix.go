@@ -53,7 +53,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs := flag.NewFlagSet("samllab run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Var(&o.scenarios, "scenarios", "scenarios to run, comma-separated (default: all; see samllab scenarios);\na name selects all its phases, name/phase one of them")
-	fs.IntVar(&o.logins, "logins", 100, "logins per scenario (M); more gives steadier numbers and a longer run")
+	fs.IntVar(&o.logins, "logins", 80, "logins per scenario (M); more gives steadier numbers and a longer run")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "logins in flight at once (C)")
 	fs.DurationVar(&o.think, "think", 250*time.Millisecond, "think time at the IdP's login form (a person takes seconds; this is scaled down)")
 	fs.IntVar(&o.followUps, "follow-ups", 2, "requests to /app each user makes right after logging in, to see whether the session holds")
