@@ -41,17 +41,7 @@ O2P_VERSION=v7.15.6
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
-out="$here/results/gateway-$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$out"
-work=$(mktemp -d)
-pids=()
-proxy_pid=""
-cleanup() {
-	for p in "${pids[@]}" $proxy_pid; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+bench_init gateway-
 
 for tool in wrk redis-server taskset go; do
 	command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }

@@ -29,3 +29,21 @@ wrk_stats() {
 	us=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="${reqs:-0}" 'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
 	echo "$rps $p50 $p99 $errs $us"
 }
+
+# bench_init PREFIX: $out, the results folder (results/PREFIX<time>); $work,
+# a scratch folder; $pids and $proxy_pid, the processes to stop. All three
+# are cleaned up when the script exits, however it exits. Needs $here.
+bench_init() {
+	out="$here/results/$1$(date -u +%Y%m%dT%H%M%SZ)"
+	mkdir -p "$out"
+	work=$(mktemp -d)
+	pids=()
+	proxy_pid=""
+	trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+	for p in "${pids[@]}" $proxy_pid; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}

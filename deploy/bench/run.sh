@@ -32,17 +32,7 @@ CONTENDERS=${CONTENDERS:-"direct stickyproxy stickyproxy+log stickyproxy-rp hapr
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
-out="$here/results/$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$out"
-work=$(mktemp -d)
-pids=()
-proxy_pid=""
-cleanup() {
-	for p in "${pids[@]}" $proxy_pid; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+bench_init ""
 
 missing=()
 for tool in haproxy caddy wrk taskset; do
