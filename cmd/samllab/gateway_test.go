@@ -20,7 +20,7 @@ import (
 // succeeds and no session is lost. Through nginx auth_request (the
 // reference config): every login succeeds and every session holds.
 func TestGatewayScenarios(t *testing.T) {
-	names := "gateway-roundrobin-redis"
+	names := "gateway-roundrobin-redis,gateway-roundrobin-redis-rolling"
 	if testBins.Nginx != "" {
 		names += ",gateway-forward-auth"
 	}
@@ -51,6 +51,16 @@ func TestGatewayScenarios(t *testing.T) {
 	}
 	if rr.Sessions.Revisited == 0 || rr.Sessions.Gone != 0 {
 		t.Errorf("gateway-roundrobin-redis: sessions %+v; want every session kept", rr.Sessions)
+	}
+	// Deploy day: every gateway restarted in turn. Sessions live in Redis
+	// and the JWT keys are the same everywhere: nothing is lost; only a
+	// request caught by a stopping gateway may fail, as an error.
+	roll := scenarioByName(t, r, "gateway-roundrobin-redis-rolling")
+	if len(roll.Faults) != 1 || roll.Sessions.Gone != 0 || roll.Sessions.Lost != 0 {
+		t.Errorf("gateway-roundrobin-redis-rolling: faults %+v sessions %+v; want every session kept", roll.Faults, roll.Sessions)
+	}
+	if roll.Logins.Tried != 30 || roll.Logins.Succeeded < roll.Logins.Tried-4 {
+		t.Errorf("gateway-roundrobin-redis-rolling: %+v; want all but requests caught by a stopping gateway to succeed", roll.Logins)
 	}
 	if testBins.Nginx == "" {
 		requireCI(t, "nginx is not installed (apt-get install -y nginx): gateway-forward-auth not run")

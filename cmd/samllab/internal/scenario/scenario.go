@@ -350,6 +350,14 @@ func All() []Scenario {
 			Faults:      kill("sp-2", 1.0/3),
 		},
 		{
+			Name: "gateway-roundrobin-redis-rolling", Strategy: "gateway", Fault: "rolling-restart",
+			Description: "Deploy day in gateway mode: every samlsp gateway in front of demoapp gets SIGTERM in turn, drains, and comes back, behind round robin, sessions in Redis; the proxy's health checks decide when it gets traffic again.",
+			Expect:      "As for shared state: sessions and logins in flight live in Redis and survive, and the app keeps verifying every identity (the JWT keys are the same on every gateway); only requests caught by a stopping gateway can fail (errors, not lost sessions).",
+			Pace:        rollingPace,
+			Spec:        gateway(base("gateway-roundrobin-redis-rolling", "redis"), topo.GatewayProxy),
+			Faults:      rolling(0.1),
+		},
+		{
 			Name: "gateway-forward-auth", Strategy: "gateway", Fault: "none",
 			Description: "Forward-auth: nginx serves the application (demoapp) and asks samlsp about each request with auth_request (deploy/nginx-forward-auth.conf, only its addresses and TLS changed); three samlsp replicas on one Redis, round robin.",
 			Expect:      "Every login succeeds, the app verifies every identity JWT, and sessions hold. Needs nginx (skipped without it, but not under CI=true).",
