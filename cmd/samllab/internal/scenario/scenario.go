@@ -160,6 +160,11 @@ func withRedis(s topo.Spec, mode string) topo.Spec {
 // a few seconds per replica.
 const rollingPace = 1500 * time.Millisecond
 
+// outagePace keeps users arriving for more than a second after Redis is
+// back (the last third of the run), so the recovery is measured: go-redis's
+// pools re-probe a dead server about once a second.
+const outagePace = 800 * time.Millisecond
+
 // SlowUserThink is the slow-user scenario's think time: even users take
 // 20 s, odd ones 3 minutes (on the browser's clock only).
 func SlowUserThink(i int) time.Duration {
@@ -221,7 +226,7 @@ func All() []Scenario {
 			Name: "roundrobin-redis-outage", Strategy: "shared", Fault: "store-outage",
 			Description:       "Shared state, and Redis stopped a third of the way through, restarted at two thirds.",
 			Expect:            "During the outage logins fail cleanly with store-unavailable (503) and readiness fails; within about a second of Redis answering again (go-redis's dial circuit breaker probes once a second) every login succeeds. Sessions made before the outage are gone at the end: this Redis keeps nothing on disk.",
-			Pace:              500 * time.Millisecond,
+			Pace:              outagePace,
 			Spec:              base("roundrobin-redis-outage", "redis"),
 			Faults:            redisRestart,
 			NeedsPrivateRedis: true,
@@ -230,7 +235,7 @@ func All() []Scenario {
 			Name: "roundrobin-redis-aof-restart", Strategy: "shared", Fault: "store-outage",
 			Description:       "The same outage, with Redis persisting every write to its append-only file (appendfsync always).",
 			Expect:            "During the outage logins fail with store-unavailable, as without persistence; after the restart Redis reloads its AOF, so the sessions made before the outage survive.",
-			Pace:              500 * time.Millisecond,
+			Pace:              outagePace,
 			Spec:              withRedis(base("roundrobin-redis-aof-restart", "redis"), "aof"),
 			Faults:            redisRestart,
 			NeedsPrivateRedis: true,
