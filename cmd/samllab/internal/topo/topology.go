@@ -508,10 +508,7 @@ func (t *Topology) startRedis(ctx context.Context) error {
 	t.RedisReplica = t.proc("redis-replica", env.Bins.Redis, []string{"--port", strconv.Itoa(t.replicaPort), "--bind", "127.0.0.1",
 		"--dir", t.Dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--appendfilename", "replica.aof", "--appenddirname", "aof-replica",
 		"--replicaof", "127.0.0.1", strconv.Itoa(t.redisPort)})
-	if err := t.RedisReplica.Start(); err != nil {
-		return err
-	}
-	if err := localproc.Ready(ctx, t.RedisReplica, []int{t.replicaPort}, localproc.RedisProbe(t.RedisReplica, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.replicaPort)})); err != nil {
+	if err := startRedisProc(ctx, t.RedisReplica, t.replicaPort); err != nil {
 		return err
 	}
 	// The replica must be in sync before the Sentinel starts, so that the
@@ -540,10 +537,7 @@ func (t *Topology) startRedis(ctx context.Context) error {
 		return err
 	}
 	t.Sentinel = t.proc("sentinel", env.Bins.Redis, []string{conf, "--sentinel"})
-	if err := t.Sentinel.Start(); err != nil {
-		return err
-	}
-	if err := localproc.Ready(ctx, t.Sentinel, []int{t.sentinelPt}, localproc.RedisProbe(t.Sentinel, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.sentinelPt)})); err != nil {
+	if err := startRedisProc(ctx, t.Sentinel, t.sentinelPt); err != nil {
 		return err
 	}
 	sc := goredis.NewSentinelClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.sentinelPt), DisableIdentity: true})
@@ -746,12 +740,18 @@ func (t *Topology) StartRedis(ctx context.Context) error {
 	if t.Redis == nil {
 		return errors.New("this topology has no private redis-server")
 	}
-	if err := t.Redis.Start(); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return localproc.Ready(ctx, t.Redis, []int{t.redisPort}, localproc.RedisProbe(t.Redis, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", t.redisPort)}))
+	return startRedisProc(ctx, t.Redis, t.redisPort)
+}
+
+// startRedisProc starts a redis-server (or Sentinel) process on port and
+// waits until it answers PING as itself (its process_id).
+func startRedisProc(ctx context.Context, p *localproc.Proc, port int) error {
+	if err := p.Start(); err != nil {
+		return err
+	}
+	return localproc.Ready(ctx, p, []int{port}, localproc.RedisProbe(p, &goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)}))
 }
 
 // Stop stops every process: the proxy first, then the replicas, the IdP and
