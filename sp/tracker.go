@@ -206,10 +206,6 @@ func storeFailure(err error, origin string) *Failure {
 		// A deadline here is the SP's own StoreTimeout, which the store
 		// reports as the caller's: the store did not answer in time.
 		c = CauseStoreUnavailable
-	case errors.Is(err, context.DeadlineExceeded):
-		// The SP bounds every store call by its StoreTimeout: a call that
-		// ran out of it met a store too slow to answer, not a bug.
-		c = CauseStoreUnavailable
 	}
 	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}
 }

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -124,8 +126,16 @@ func (p *Proxy) Guard(h http.Handler) http.Handler {
 	configured := p.cfg.AdminToken != ""
 	return p.sameSiteOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !configured {
-			if p.cfg.AdminInsecure {
+			if p.cfg.AdminInsecure && loopbackHost(r.Host) {
 				h.ServeHTTP(w, r)
+				return
+			}
+			if p.cfg.AdminInsecure {
+				// A page on another name that resolves to loopback (DNS
+				// rebinding) is same-origin to itself: without a token, only
+				// a request addressed to loopback by name or IP is served.
+				p.adminRefuse(w, r, http.StatusForbidden, "insecure-non-loopback-host",
+					"stickyproxy admin: --admin-insecure serves only requests whose Host is localhost or a loopback address")
 				return
 			}
 			p.adminRefuse(w, r, http.StatusForbidden, "no-token-configured",
@@ -189,4 +199,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// loopbackHost reports whether host (a Host header, with or without a port)
+// names loopback: localhost or an address in 127.0.0.0/8 or ::1.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }

@@ -569,6 +569,23 @@ func TestAdminGuard(t *testing.T) {
 		if p.Targets()[0].Draining != insecure {
 			t.Errorf("no token configured, insecure %v: draining %v", insecure, p.Targets()[0].Draining)
 		}
+		if insecure {
+			// DNS rebinding: a page at evil.example, resolved to 127.0.0.1,
+			// is same-origin to itself. Without a token, a Host that is not
+			// loopback is refused.
+			req, _ := http.NewRequest(http.MethodPost, adm.URL+"/targets/sp-1/undrain", nil)
+			req.Host = "evil.example:8090"
+			req.Header.Set("Origin", "http://evil.example:8090")
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 403 || !p.Targets()[0].Draining {
+				t.Errorf("insecure admin, rebound Host: %d, draining %v; want 403 and nothing changed", resp.StatusCode, p.Targets()[0].Draining)
+			}
+		}
 		adm.Close()
 		p.Close()
 	}
