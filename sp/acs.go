@@ -57,6 +57,12 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedReques
 	if r.PostForm.Get("SAMLResponse") == "" {
 		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "no SAMLResponse in the form"}
 	}
+	// crewjam reads a SAMLart (form or query) before the SAMLResponse and
+	// would resolve it with the IdP, then parse the reply unscreened. The
+	// SP offers only the HTTP-POST binding at its ACS.
+	if _, art := r.Form["SAMLart"]; art {
+		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "SAMLart in the request: the artifact binding is not offered"}
+	}
 	// Refused before the state is taken and before anything parses the
 	// XML: a DTD has no place in SAML, so a response that carries one
 	// neither burns the login it names nor reaches a parser.

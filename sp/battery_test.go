@@ -388,6 +388,16 @@ var batteryCases = []batteryCase{
 		return br, b.postXML(br, b.replicas[1], "sp-1~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", b.respond(l, mint{encrypt: true}))
 	}, refused(sp.CauseStateUnknown, "")},
 
+	// The artifact binding: crewjam would resolve a SAMLart from the form or
+	// the query before the SAMLResponse, and parse what the resolution
+	// returns without the DTD screen. The SP does not offer the binding.
+	{"SAMLart beside a real response", func(t *testing.T, b *battery) (*browserJar, *post) {
+		br := newBrowserJar()
+		l := b.begin(br, b.replicas[0])
+		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {base64.StdEncoding.EncodeToString(b.respond(l, mint{}))},
+			"RelayState": {l.relayState}, "SAMLart": {"AAQAAMFbLinlXaCM+FIxiDwGOLAy2T71gbpO7ZhNzAgEANlB90ECfpNEVLg="}})
+	}, refused(sp.CauseRequestMalformed, "")},
+
 	// Size and encoding.
 	{"oversized form (2 MiB)", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
