@@ -240,6 +240,9 @@ func (k *keySet) get(ctx context.Context, kid string) (jose.JSONWebKey, error) {
 	if time.Since(k.fetched) < k.minRefresh {
 		return jose.JSONWebKey{}, fmt.Errorf("unknown key ID %q (key set fetched %v ago)", kid, time.Since(k.fetched).Round(time.Millisecond))
 	}
+	// The attempt counts, not only a success: a gateway whose key set is
+	// down or refused is asked at most every minRefresh, not per request.
+	k.fetched = time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
 	if err != nil {
 		return jose.JSONWebKey{}, err
@@ -252,11 +255,19 @@ func (k *keySet) get(ctx context.Context, kid string) (jose.JSONWebKey, error) {
 	if resp.StatusCode != http.StatusOK {
 		return jose.JSONWebKey{}, fmt.Errorf("fetch key set: %s", resp.Status)
 	}
+	const maxKeySet = 1 << 20
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxKeySet+1))
+	if err != nil {
+		return jose.JSONWebKey{}, fmt.Errorf("fetch key set: %w", err)
+	}
+	if len(body) > maxKeySet {
+		return jose.JSONWebKey{}, fmt.Errorf("key set larger than %d bytes: refused", maxKeySet)
+	}
 	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+	if err := json.Unmarshal(body, &set); err != nil {
 		return jose.JSONWebKey{}, fmt.Errorf("key set: %w", err)
 	}
-	k.set, k.fetched = set, time.Now()
+	k.set = set
 	if ks := k.set.Key(kid); len(ks) == 1 {
 		return ks[0], nil
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -146,6 +147,31 @@ func TestHTMLMarksTheVerifiedUser(t *testing.T) {
 		a.ServeHTTP(rec, req)
 		if got := strings.Contains(rec.Body.String(), `<span id="user">alice</span>`); got != tc.want {
 			t.Errorf("token %.10q: page marks the user: %v, want %v\n%s", tc.tok, got, tc.want, rec.Body.String())
+		}
+	}
+}
+
+// A key set that fails, or is too large, is asked for at most every
+// minRefresh, not once per request: a token with an unknown key ID must not
+// turn the app into a flood of fetches against the gateway.
+func TestKeySetFetchBounded(t *testing.T) {
+	for name, serve := range map[string]http.HandlerFunc{
+		"failing":   func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusInternalServerError) },
+		"too large": func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(strings.Repeat(" ", 1<<20+10))) },
+	} {
+		var hits atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1); serve(w, r) }))
+		k := &keySet{url: srv.URL, client: srv.Client(), minRefresh: time.Hour}
+		_, first := k.get(context.Background(), "unknown")
+		for range 4 {
+			_, _ = k.get(context.Background(), "unknown")
+		}
+		srv.Close()
+		if hits.Load() != 1 {
+			t.Errorf("%s key set: %d fetches for 5 tokens, want 1", name, hits.Load())
+		}
+		if name == "too large" && (first == nil || !strings.Contains(first.Error(), "larger than")) {
+			t.Errorf("too large key set: %v, want it named as too large", first)
 		}
 	}
 }
