@@ -641,6 +641,9 @@ func TestRefusedLoginMovesNobody(t *testing.T) {
 			w.Header().Set("X-Samlha-Instance", name)
 			if r.URL.Path == "/saml/acs" {
 				r.ParseForm()
+				// The application's own cookie is set on refusals too (a
+				// framework's session), which app stickiness follows.
+				http.SetCookie(w, &http.Cookie{Name: "sid", Value: "x", Path: "/"})
 				if r.PostForm.Get("SAMLResponse") != "good" {
 					http.Error(w, "refused login", http.StatusForbidden)
 					return
@@ -652,29 +655,35 @@ func TestRefusedLoginMovesNobody(t *testing.T) {
 		return s.URL
 	}
 	forEngine(t, func(t *testing.T, engine stickyproxy.Engine) {
-		h := newHostile(t, engine, map[string]string{"sp-1": acs("sp-1"), "sp-2": acs("sp-2")}, func(c *stickyproxy.Config) {
-			c.SAMLAware = true
-		})
-		for _, tt := range []struct {
-			name, body string
-			wantStatus int
-			wantCookie bool
-		}{
-			{"forged RelayState, refused", "SAMLResponse=forged&RelayState=sp-1~" + nonce32, 403, false},
-			{"no RelayState, cross-site, refused", "SAMLResponse=forged", 403, false},
-			{"accepted login", "SAMLResponse=good&RelayState=sp-1~" + nonce32, 302, true},
-		} {
-			req, _ := http.NewRequest(http.MethodPost, h.url+"/saml/acs", strings.NewReader(tt.body))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Sec-Fetch-Site", "cross-site")
-			resp, err := http.DefaultTransport.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.wantStatus || (affinityCookie(resp, "AWSALB") != "") != tt.wantCookie {
-				t.Errorf("%s: %d, Set-Cookie %q; want %d, cookie %v", tt.name, resp.StatusCode,
-					resp.Header.Values("Set-Cookie"), tt.wantStatus, tt.wantCookie)
+		for _, app := range []bool{false, true} {
+			h := newHostile(t, engine, map[string]string{"sp-1": acs("sp-1"), "sp-2": acs("sp-2")}, func(c *stickyproxy.Config) {
+				c.SAMLAware = true
+				if app {
+					c.Stickiness, c.AppCookie = stickyproxy.StickinessApp, "sid"
+				}
+			})
+			for _, tt := range []struct {
+				name, body string
+				wantStatus int
+				wantCookie bool
+			}{
+				{"forged RelayState, refused", "SAMLResponse=forged&RelayState=sp-1~" + nonce32, 403, false},
+				{"no RelayState, cross-site, refused", "SAMLResponse=forged", 403, false},
+				{"accepted login", "SAMLResponse=good&RelayState=sp-1~" + nonce32, 302, true},
+			} {
+				req, _ := http.NewRequest(http.MethodPost, h.url+"/saml/acs", strings.NewReader(tt.body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Sec-Fetch-Site", "cross-site")
+				resp, err := http.DefaultTransport.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				name := map[bool]string{false: "AWSALB", true: "AWSALBAPP"}[app]
+				if resp.StatusCode != tt.wantStatus || (affinityCookie(resp, name) != "") != tt.wantCookie {
+					t.Errorf("%s (app stickiness %v): %d, Set-Cookie %q; want %d, cookie %v", tt.name, app, resp.StatusCode,
+						resp.Header.Values("Set-Cookie"), tt.wantStatus, tt.wantCookie)
+				}
 			}
 		}
 	})

@@ -458,11 +458,6 @@ func (x *exchange) decorate(h http.Header, status int) {
 		return
 	}
 	set := x.d.pinsClient() || x.d == DecisionPinned // refresh the expiry on every reply
-	if x.onlyIfAccepted && status >= 400 {
-		// A RelayState-routed or cross-site POST the target refused (a
-		// forged login) moves nobody.
-		set = false
-	}
 	if p.cfg.Stickiness == StickinessApp {
 		switch appCookieSet(h["Set-Cookie"], p.cfg.AppCookie, x.start) {
 		case appDeleted:
@@ -473,6 +468,12 @@ func (x *exchange) decorate(h http.Header, status int) {
 		default:
 			set = set && x.hadApp
 		}
+	}
+	if x.onlyIfAccepted && status >= 400 {
+		// A RelayState-routed or cross-site POST the target refused (a
+		// forged login) moves nobody, even if the target set its own
+		// cookie on the refusal (app stickiness).
+		set = false
 	}
 	if !set {
 		return
