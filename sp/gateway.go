@@ -2,6 +2,7 @@ package sp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -57,6 +58,10 @@ type Gateway struct {
 	// Transport reaches the upstream; nil: a transport tuned for one busy
 	// upstream (many idle connections kept).
 	Transport http.RoundTripper
+	// UpstreamHeaderTimeout bounds the wait for the upstream's response
+	// headers (the default transport only); default
+	// DefaultUpstreamHeaderTimeout. Past it the client gets 504.
+	UpstreamHeaderTimeout time.Duration
 	// FlushInterval is ReverseProxy's: 0 (the default) flushes
 	// server-sent events and responses of unknown length at every write,
 	// and buffers others; -1 flushes every write of every response.
@@ -234,7 +239,7 @@ func (s *SP) serveGateway(authed http.Handler) http.HandlerFunc {
 		}
 		if g.publicPath(r.URL.Path) {
 			s.gm.requests.WithLabelValues("public").Inc()
-			s.proxy.ServeHTTP(w, r)
+			s.forward(w, r)
 			return
 		}
 		if browserNavigation(r) {
@@ -287,12 +292,28 @@ func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
 	// The headers are set on the outbound request in Rewrite, after
 	// ReverseProxy has removed the hop-by-hop headers, so a client's
 	// "Connection: X-Samlha-User" cannot strip them.
-	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)))
+	s.forward(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)))
 }
 
 // identityHeadersKey carries the identity headers from serveUpstream to
 // the proxy's Rewrite.
 type identityHeadersKey struct{}
+
+// forward sends r to the upstream. Only here, for a request the gateway
+// has admitted, are the server's whole-request read and write deadlines
+// lifted: server-sent events, WebSockets, long downloads and large uploads
+// last as long as they last, while the SP's own routes (the ACS, login
+// starts, refusals) keep them against slow clients.
+func (s *SP) forward(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})  // no deadline to lift: nothing to do
+	_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	s.proxy.ServeHTTP(w, r)
+}
+
+// DefaultUpstreamHeaderTimeout bounds how long the gateway waits for the
+// upstream's response headers (Gateway.UpstreamHeaderTimeout).
+const DefaultUpstreamHeaderTimeout = time.Minute
 
 // newUpstreamProxy is the reverse proxy to g.Upstream.
 func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
@@ -305,6 +326,13 @@ func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
 		t.MaxIdleConns = 1024
 		t.MaxIdleConnsPerHost = 1024
 		t.IdleConnTimeout = 90 * time.Second
+		// An upstream that never answers does not hold a gateway
+		// goroutine and connection forever (streams are fine: their
+		// headers come at once).
+		t.ResponseHeaderTimeout = g.UpstreamHeaderTimeout
+		if t.ResponseHeaderTimeout <= 0 {
+			t.ResponseHeaderTimeout = DefaultUpstreamHeaderTimeout
+		}
 		tr = t
 	}
 	return &httputil.ReverseProxy{
@@ -321,12 +349,19 @@ func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
 			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.gm.requests.WithLabelValues("upstream-error").Inc()
-			s.log.Warn("upstream request failed", "path", r.URL.Path, "err", err)
 			if r.Context().Err() != nil {
-				return // the client left
+				s.gm.requests.WithLabelValues("client-gone").Inc()
+				s.log.Debug("client left before the upstream answered", "path", r.URL.Path, "err", err)
+				return
 			}
-			writeJSON(w, http.StatusBadGateway, map[string]any{"error": "upstream-unavailable", "instance": s.cfg.InstanceID})
+			status, what := http.StatusBadGateway, "upstream-unavailable"
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				status, what = http.StatusGatewayTimeout, "upstream-timeout"
+			}
+			s.gm.requests.WithLabelValues("upstream-error").Inc()
+			s.log.Warn("upstream request failed", "path", r.URL.Path, "status", status, "err", err)
+			writeJSON(w, status, map[string]any{"error": what, "detail": err.Error(), "instance": s.cfg.InstanceID})
 		},
 	}
 }

@@ -650,3 +650,63 @@ func TestGatewayXForwardedFromTrustedProxiesOnly(t *testing.T) {
 		}
 	}
 }
+
+// The server's whole-request deadlines are lifted for what the gateway
+// proxies, and only for that: a stream from the upstream outlives the write
+// deadline, a client trickling a body to the ACS is still cut off at the
+// read deadline, and an upstream that never sends its headers gets the
+// client a 504 after Gateway.UpstreamHeaderTimeout.
+func TestGatewayDeadlines(t *testing.T) {
+	t.Parallel()
+	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/x/hang" {
+			<-r.Context().Done()
+			return
+		}
+		for i := range 3 {
+			fmt.Fprintf(w, "chunk %d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+	env := startGateway(t, 1, stream, func(g *sp.Gateway) {
+		g.PublicPaths = []string{"/x/"}
+		g.UpstreamHeaderTimeout = 300 * time.Millisecond
+	})
+	srv := httptest.NewUnstartedServer(env.top.Replicas[0].SP)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "/x/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(body), "chunk 2") {
+		t.Errorf("a 750 ms stream through a server with a 300 ms write deadline: %q, %v; want all three chunks", body, err)
+	}
+
+	resp, err = (&http.Client{Timeout: 5 * time.Second}).Get(srv.URL + "/x/hang")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("an upstream that never answers: %d, want 504", resp.StatusCode)
+	}
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /saml/acs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nSAMLResponse=")
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	_, _ = io.ReadAll(conn) // the server answers or closes once its read deadline passes
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("a client trickling its ACS body held the connection for %v; the read deadline is 300 ms", d)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"time"
@@ -37,6 +36,7 @@ type gatewayOptions struct {
 	idpInitiatedAcceptReplica bool
 	spKeyNext, spCertNext     string
 	sessionCacheTTL           time.Duration
+	upstreamHeaderTimeout     time.Duration
 }
 
 func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
@@ -53,6 +53,7 @@ func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&g.allowIDPInitiated, "allow-idp-initiated", false, "accept IdP-initiated logins (needs a shared store: their only replay defence is the shared replay record)")
 	fs.Var(&g.idpInitiatedRedirects, "idp-initiated-redirect", "IdP-initiated login: path prefixes the RelayState may name as the landing page (repeatable); anything else lands on /")
 	fs.BoolVar(&g.idpInitiatedAcceptReplica, "idp-initiated-accept-replica-replay", false, "allow --allow-idp-initiated with a per-replica store (memory, stateless), accepting that a response\nreplayed to another replica logs in once more there")
+	fs.DurationVar(&g.upstreamHeaderTimeout, "upstream-header-timeout", sp.DefaultUpstreamHeaderTimeout, "gateway mode: how long to wait for the upstream's response headers; past it the client gets 504 (streams send theirs at once)")
 	fs.DurationVar(&g.sessionCacheTTL, "session-cache-ttl", 0, "serve a session from this replica's memory for this long after reading it from the store (0: off; at most 1m);\na logout on another replica is refused here at most this much later (1s suits the gateway)")
 	fs.StringVar(&g.spKeyNext, "sp-key-next", "", "SP key rollover: the next PEM private key, used to decrypt responses encrypted to --sp-cert-next")
 	fs.StringVar(&g.spCertNext, "sp-cert-next", "", "SP key rollover: the next certificate, published in the metadata beside --sp-cert (which still signs)")
@@ -60,7 +61,11 @@ func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 
 // build turns the flags into configuration, adding every problem to p.
 func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
-	c := &sp.Config{Gateway: &sp.Gateway{HeaderPrefix: g.headerPrefix, PublicPaths: g.publicPaths, AllowedRedirectHosts: g.redirectHosts}}
+	c := &sp.Config{Gateway: &sp.Gateway{HeaderPrefix: g.headerPrefix, PublicPaths: g.publicPaths, AllowedRedirectHosts: g.redirectHosts,
+		UpstreamHeaderTimeout: g.upstreamHeaderTimeout}}
+	if g.upstreamHeaderTimeout < 0 {
+		p.Addf("--upstream-header-timeout %v: want more than 0 (0: the default, %v)", g.upstreamHeaderTimeout, sp.DefaultUpstreamHeaderTimeout)
+	}
 	if g.upstream != "" {
 		u, err := url.Parse(g.upstream)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -172,14 +177,4 @@ func jwtkey(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s)\n", *out, *alg)
 	return nil
-}
-
-// gatewayTimeouts lifts the whole-request read and write deadlines in
-// gateway mode: server-sent events, WebSockets, long downloads and large
-// uploads to the upstream last as long as they last (the header and idle
-// deadlines stay). The SP's own pages answer in milliseconds either way.
-func gatewayTimeouts(hs *http.Server, g *sp.Gateway) {
-	if g != nil && g.Upstream != nil {
-		hs.ReadTimeout, hs.WriteTimeout = 0, 0
-	}
 }

@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
 )
@@ -22,7 +20,7 @@ func TestGatewayFlagsInHelp(t *testing.T) {
 	}
 	for _, f := range []string{"upstream", "public-path", "identity-header-prefix", "pass-attribute", "allow", "allowed-redirect-hosts",
 		"identity-jwt", "identity-jwt-key", "identity-jwt-ttl", "identity-jwt-audience", "trusted-proxies", "allow-idp-initiated",
-		"idp-initiated-redirect", "idp-initiated-accept-replica-replay", "sp-key-next", "sp-cert-next", "session-cache-ttl"} {
+		"idp-initiated-redirect", "idp-initiated-accept-replica-replay", "sp-key-next", "sp-cert-next", "session-cache-ttl", "upstream-header-timeout"} {
 		env := "$SAMLHA_" + strings.ToUpper(strings.ReplaceAll(f, "-", "_"))
 		if !strings.Contains(out.String(), "--"+f+" ") && !strings.Contains(out.String(), "--"+f+"\n") {
 			t.Errorf("--help lacks --%s", f)
@@ -73,20 +71,3 @@ func TestJWTKeyWritesALoadableKey(t *testing.T) {
 }
 
 type problemsRecorder struct{ Problems cli.Problems }
-
-// In gateway mode a stream may outlast the SP's own 30s write deadline.
-func TestGatewayModeLiftsWholeRequestDeadlines(t *testing.T) {
-	var p cli.Problems
-	g := gatewayOptions{upstream: "http://127.0.0.1:3000", headerPrefix: "X-Samlha-"}
-	c := g.build(&p, "redis")
-	hs := &http.Server{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, ReadHeaderTimeout: 10 * time.Second}
-	gatewayTimeouts(hs, c.Gateway)
-	if hs.ReadTimeout != 0 || hs.WriteTimeout != 0 || hs.ReadHeaderTimeout != 10*time.Second {
-		t.Fatalf("gateway mode: read %v write %v header %v", hs.ReadTimeout, hs.WriteTimeout, hs.ReadHeaderTimeout)
-	}
-	hs = &http.Server{ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	gatewayTimeouts(hs, (&gatewayOptions{headerPrefix: "X-Samlha-"}).build(&p, "redis").Gateway)
-	if hs.WriteTimeout != 30*time.Second {
-		t.Fatalf("forward-auth only mode changed the deadlines")
-	}
-}

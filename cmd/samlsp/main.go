@@ -328,7 +328,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(ilog.Handler(), slog.LevelWarn),
 	}
-	gatewayTimeouts(hs, o.gwc.Gateway)
 	srv, err := cli.Listen("public", o.listen, hs)
 	if err != nil {
 		return err
