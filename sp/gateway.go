@@ -423,7 +423,7 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "samlha_gateway_requests_total",
-			Help: "Requests for the upstream by outcome: authenticated, public, unauthenticated (401, no login state), forbidden, path-refused, upstream-error. Browser navigations without a session are counted as logins started.",
+			Help: "Requests for the upstream by outcome: authenticated, public, unauthenticated (401, no login state), forbidden, path-refused, upstream-error, client-gone. Browser navigations without a session are counted as logins started.",
 		}, []string{"outcome"}),
 		forwardAuth: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "samlha_gateway_forward_auth_total",

@@ -29,8 +29,10 @@ type sessionCache struct {
 	maxEntries int
 	now        func() time.Time
 
-	mu      sync.RWMutex
-	entries map[[32]byte]cachedSession
+	mu        sync.RWMutex
+	entries   map[[32]byte]cachedSession
+	nextSweep time.Time // a full cache is not swept again before this
+	sweeps    int       // full-cache sweeps so far (tests)
 }
 
 type cachedSession struct {
@@ -76,8 +78,11 @@ func (c *sessionCache) GetSession(r *http.Request) (samlsp.Session, error) {
 		return sess, err
 	}
 	c.mu.Lock()
-	if len(c.entries) >= c.maxEntries {
+	if len(c.entries) >= c.maxEntries && !now.Before(c.nextSweep) {
+		// A full cache of live entries is swept at most once per maxAge:
+		// until then a miss is served from the store without a scan.
 		c.sweepLocked(now)
+		c.nextSweep = now.Add(c.maxAge)
 	}
 	if len(c.entries) < c.maxEntries {
 		c.entries[key] = cachedSession{sess: sess, expires: now.Add(c.maxAge)}
@@ -88,6 +93,7 @@ func (c *sessionCache) GetSession(r *http.Request) (samlsp.Session, error) {
 
 // sweepLocked drops expired entries; the caller holds mu.
 func (c *sessionCache) sweepLocked(now time.Time) {
+	c.sweeps++
 	for k, e := range c.entries {
 		if !now.Before(e.expires) {
 			delete(c.entries, k)

@@ -1,6 +1,7 @@
 package sp
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -10,53 +11,38 @@ import (
 	"github.com/crewjam/saml/samlsp"
 )
 
-type countingProvider struct{ gets int }
+// everySession is a session provider that knows every cookie.
+type everySession struct{}
 
-func (p *countingProvider) GetSession(*http.Request) (samlsp.Session, error) {
-	p.gets++
-	return &Session{}, nil
-}
-func (p *countingProvider) CreateSession(http.ResponseWriter, *http.Request, *saml.Assertion) error {
+func (everySession) CreateSession(http.ResponseWriter, *http.Request, *saml.Assertion) error {
 	return nil
 }
-func (p *countingProvider) DeleteSession(http.ResponseWriter, *http.Request) error { return nil }
+func (everySession) DeleteSession(http.ResponseWriter, *http.Request) error { return nil }
+func (everySession) GetSession(*http.Request) (samlsp.Session, error)       { return &Session{}, nil }
 
-func withCookie(v string) *http.Request {
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.AddCookie(&http.Cookie{Name: sessionCookieName, Value: v})
-	return r
-}
-
-// The cache holds at most maxEntries sessions; beyond, sessions are read
-// from the store every time rather than evicting live entries; expired
-// entries make room.
-func TestSessionCacheBound(t *testing.T) {
+// A cache full of live sessions is swept at most once per TTL, not on
+// every miss: a flood of new cookies costs one scan of the cache, not one
+// scan each under the write lock.
+func TestSessionCacheFullSweepsOncePerTTL(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
-	inner := &countingProvider{}
-	c := newSessionCache(inner, time.Second, 2, func() time.Time { return now })
-	for _, v := range []string{"a", "b", "c", "a", "b", "c"} {
-		if _, err := c.GetSession(withCookie(v)); err != nil {
+	c := newSessionCache(everySession{}, time.Second, 100, func() time.Time { return now })
+	get := func(i int) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookieName, Value: fmt.Sprint("s", i)})
+		if _, err := c.GetSession(r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if c.len() != 2 {
-		t.Fatalf("cache holds %d entries, want the bound 2", c.len())
+	for i := range 1000 {
+		get(i)
 	}
-	if inner.gets != 4 { // a, b, c, then c again (not cached); a and b hit
-		t.Fatalf("provider read %d times, want 4", inner.gets)
+	if len(c.entries) != 100 || c.sweeps != 1 {
+		t.Fatalf("after 1000 cookies on a cache of 100 live entries: %d entries, %d sweeps; want 100 and 1", len(c.entries), c.sweeps)
 	}
-	now = now.Add(2 * time.Second)
-	if _, err := c.GetSession(withCookie("c")); err != nil {
-		t.Fatal(err)
-	}
-	if c.len() != 1 {
-		t.Fatalf("after expiry the sweep left %d entries, want 1 (c)", c.len())
-	}
-	// A logout through this replica drops the entry at once.
-	if err := c.DeleteSession(httptest.NewRecorder(), withCookie("c")); err != nil {
-		t.Fatal(err)
-	}
-	if c.len() != 0 {
-		t.Fatalf("DeleteSession left the entry")
+	now = now.Add(time.Second)
+	get(5000)
+	if c.sweeps != 2 || len(c.entries) != 1 {
+		t.Fatalf("once the TTL passed: %d sweeps, %d entries; want 2 and 1 (the expired ones dropped)", c.sweeps, len(c.entries))
 	}
 }
