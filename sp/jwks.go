@@ -69,8 +69,9 @@ type jwtSigner struct {
 	// tens of microseconds, and an identity is asked for on every request.
 	// At most maxCachedTokens are kept; beyond that, tokens are signed
 	// every time.
-	mu     sync.Mutex
-	tokens map[[32]byte]cachedToken
+	mu        sync.Mutex
+	nextSweep time.Time
+	tokens    map[[32]byte]cachedToken
 }
 
 const maxCachedTokens = 100000
@@ -137,7 +138,10 @@ func (j *jwtSigner) token(id identity, attrs map[string][]string, order []PassAt
 		return "", err
 	}
 	j.mu.Lock()
-	if len(j.tokens) >= maxCachedTokens {
+	if len(j.tokens) >= maxCachedTokens && !now.Before(j.nextSweep) {
+		// A full cache of live tokens is swept at most once per half
+		// TTL, not on every new identity under the lock.
+		j.nextSweep = now.Add(j.ttl / 2)
 		for k, e := range j.tokens {
 			if !now.Before(e.until) {
 				delete(j.tokens, k)
