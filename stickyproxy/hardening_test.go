@@ -725,3 +725,48 @@ func TestStaleConnectionRetried(t *testing.T) {
 		}
 	})
 }
+
+// On a TLS listener, a connection over MaxClientConns is closed without the
+// plain-text 503 (a TLS client would read it as a broken handshake), and
+// still counted.
+func TestTLSConnOverLimitClosedQuietly(t *testing.T) {
+	t.Parallel()
+	p, err := stickyproxy.New(stickyproxy.Config{Targets: []stickyproxy.Target{{Name: "sp-1", URL: mustURL("http://127.0.0.1:1")}},
+		Keys: [][32]byte{testKey}, MaxClientConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := p.TLSListener(ln)
+	t.Cleanup(func() { lim.Close(); p.Close() })
+	go func() {
+		for {
+			c, err := lim.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // held open: the one allowed connection
+		}
+	}()
+	first, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(second)
+	if len(b) != 0 || err != nil {
+		t.Fatalf("over-limit connection on a TLS listener read %q, %v; want a plain close and nothing written", b, err)
+	}
+	if n := metricValue(t, p.Registry(), "stickyproxy_client_conns_refused_total"); n < 1 {
+		t.Errorf("refused connections counted %v", n)
+	}
+}

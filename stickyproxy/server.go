@@ -44,12 +44,25 @@ func (p *Proxy) Listener(ln net.Listener) net.Listener {
 	return &limitListener{Listener: ln, p: p, max: int64(p.cfg.MaxClientConns)}
 }
 
+// TLSListener is Listener for a listener that TLS will wrap (ServeTLS): a
+// connection over the limit is closed without the plain-text 503, which a
+// TLS client would read as a broken handshake; the metric and the log
+// still count it.
+func (p *Proxy) TLSListener(ln net.Listener) net.Listener {
+	l := p.Listener(ln)
+	if ll, ok := l.(*limitListener); ok {
+		ll.silent = true
+	}
+	return l
+}
+
 type limitListener struct {
 	net.Listener
 	p      *Proxy
 	max    int64
 	open   atomic.Int64
 	logged atomic.Int64 // unix seconds of the last warning
+	silent bool         // TLS follows: close without the plain-text reply
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -68,8 +81,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		// A fresh socket's send buffer takes this at once; the deadline
 		// only guards against the impossible.
-		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_, _ = c.Write([]byte(busyReply))
+		if !l.silent {
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = c.Write([]byte(busyReply))
+		}
 		_ = c.Close()
 	}
 }

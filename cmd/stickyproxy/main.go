@@ -166,7 +166,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pub.Listener = p.Listener(pub.Listener)
+	if o.tlsCert != "" {
+		pub.Listener = p.TLSListener(pub.Listener)
+	} else {
+		pub.Listener = p.Listener(pub.Listener)
+	}
 	pub.CertFile, pub.KeyFile = o.tlsCert, o.tlsKey
 	servers = append(servers, pub)
 	if o.adminListen != "" {
