@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
 )
 
@@ -29,7 +30,7 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 			f.Origin, f.RequestID = tr.Origin, tr.RequestID
 		}
 		result = string(f.Cause)
-		s.fail(w, r, f)
+		s.resp.Fail(w, r, f)
 	} else {
 		s.m.loginsSucceeded.Inc()
 		s.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
@@ -42,26 +43,26 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 // finishLogin does the ACS's work: it returns the tracked request it
 // consumed (once it has one) and the failure, if any. On success it has set
 // the session cookie on w.
-func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedRequest, *Failure) {
+func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedRequest, *failure.Failure) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "ACS called with " + r.Method}
+		return nil, &failure.Failure{Cause: failure.CauseRequestMalformed, Detail: "ACS called with " + r.Method}
 	}
 	rt := s.rt.Load()
 	if rt == nil {
-		return nil, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
+		return nil, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
 	}
 	if f := limitBody(w, r, MaxACSBody); f != nil {
 		return nil, f
 	}
 	if r.PostForm.Get("SAMLResponse") == "" {
-		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "no SAMLResponse in the form"}
+		return nil, &failure.Failure{Cause: failure.CauseRequestMalformed, Detail: "no SAMLResponse in the form"}
 	}
 	// crewjam reads a SAMLart (form or query) before the SAMLResponse and
 	// would resolve it with the IdP, then parse the reply unscreened. The
 	// SP offers only the HTTP-POST binding at its ACS.
 	if _, art := r.Form["SAMLart"]; art {
-		return nil, &Failure{Cause: CauseRequestMalformed, Detail: "SAMLart in the request: the artifact binding is not offered"}
+		return nil, &failure.Failure{Cause: failure.CauseRequestMalformed, Detail: "SAMLart in the request: the artifact binding is not offered"}
 	}
 	// Refused before the state is taken and before anything parses the
 	// XML: a DTD has no place in SAML, so a response that carries one
@@ -74,7 +75,7 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedReques
 		return s.finishIDPInitiated(w, r, rt, rs)
 	}
 	if rs == "" {
-		return nil, &Failure{Cause: CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"}
+		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"}
 	}
 	tr, f := rt.state.finish(w, r, rs)
 	if f != nil {
@@ -88,17 +89,17 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedReques
 		return tr, s.commitLogin(w, r, assertion, tr.Origin)
 	}
 	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {
-		return tr, &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+		return tr, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
 	return tr, nil
 }
 
-// classifyResponseError turns crewjam's error into a Failure. The reason
+// classifyResponseError turns crewjam's error into a failure.Failure. The reason
 // is one of a fixed set, for the metric label; the private detail goes to
 // the log only (crewjam's InvalidResponseError.Response, the raw XML, is
 // never logged).
-func classifyResponseError(err error) *Failure {
-	f := &Failure{Cause: CauseResponseInvalid, Err: err}
+func classifyResponseError(err error) *failure.Failure {
+	f := &failure.Failure{Cause: failure.CauseResponseInvalid, Err: err}
 	var ire *saml.InvalidResponseError
 	if errors.As(err, &ire) && ire.PrivateErr != nil {
 		f.Detail = ire.PrivateErr.Error()
@@ -110,11 +111,11 @@ func classifyResponseError(err error) *Failure {
 	case isUnsigned(err):
 		f.Reason = "unsigned"
 	case errors.Is(err, store.ErrFull):
-		f.Cause = CauseStoreFull
+		f.Cause = failure.CauseStoreFull
 	case store.IsUnavailable(err):
-		f.Cause = CauseStoreUnavailable
+		f.Cause = failure.CauseStoreUnavailable
 	case errors.Is(err, saml.ErrAssertionReplayed):
-		f.Cause = CauseAssertionReplayed
+		f.Cause = failure.CauseAssertionReplayed
 	case errors.As(err, &badStatus):
 		f.Reason = "status"
 	default:
@@ -133,13 +134,13 @@ func classifyResponseError(err error) *Failure {
 // does: it decodes it as crewjam does (HTTP-POST: base64, no deflate) and
 // refuses a document with a DTD (reason "dtd"). What does not decode is
 // refused as malformed, as crewjam would.
-func screenResponse(b64 string) *Failure {
+func screenResponse(b64 string) *failure.Failure {
 	doc, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return &Failure{Cause: CauseResponseInvalid, Reason: "malformed", Detail: "SAMLResponse is not base64: " + err.Error(), Err: err}
+		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "malformed", Detail: "SAMLResponse is not base64: " + err.Error(), Err: err}
 	}
 	if err := checkNoDTD(doc); err != nil {
-		return &Failure{Cause: CauseResponseInvalid, Reason: "dtd", Detail: err.Error(), Err: err}
+		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "dtd", Detail: err.Error(), Err: err}
 	}
 	return nil
 }
@@ -195,19 +196,6 @@ var responseReasons = []struct {
 	{saml.ErrUnsupported, "unsupported"},
 }
 
-// fail logs, counts and renders f.
-func (s *SP) fail(w http.ResponseWriter, r *http.Request, f *Failure) {
-	s.m.failures.WithLabelValues(string(f.Cause), f.Reason).Inc()
-	level := slog.LevelWarn
-	if f.Cause.Status() >= 500 && f.Cause != CauseIdPMetadataUnavailable {
-		level = slog.LevelError // the replica's or the store's fault, not the request's
-	}
-	s.log.Log(r.Context(), level, "login failed",
-		"cause", string(f.Cause), "reason", f.Reason, "status", f.Cause.Status(),
-		"origin", f.Origin, "request_id", f.RequestID, "path", r.URL.Path, "detail", f.Detail)
-	s.renderFailure(w, r, f)
-}
-
 // startLogin sends the browser to the IdP with a new AuthnRequest tracked in
 // the login state. Unlike crewjam's HandleStartAuthFlow, a store failure is
 // a 503 with its cause, not a 500 with the error text.
@@ -227,12 +215,12 @@ func (s *SP) startLoginTo(w http.ResponseWriter, r *http.Request, rt *liveConfig
 		loc = sp.GetSSOBindingLocation(binding)
 	}
 	if loc == "" {
-		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata lists no SSO endpoint for HTTP-Redirect or HTTP-POST"})
+		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata lists no SSO endpoint for HTTP-Redirect or HTTP-POST"})
 		return
 	}
 	authReq, err := sp.MakeAuthenticationRequest(loc, binding, saml.HTTPPostBinding)
 	if err != nil {
-		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "cannot make AuthnRequest: " + err.Error(), Err: err})
+		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "cannot make AuthnRequest: " + err.Error(), Err: err})
 		return
 	}
 	uri, now, ok := s.admitLogin(w, r, target)
@@ -242,7 +230,7 @@ func (s *SP) startLoginTo(w http.ResponseWriter, r *http.Request, rt *liveConfig
 	rs, err := rt.state.begin(w, r, authReq.ID, uri)
 	if err != nil {
 		s.logins.release(now)
-		s.fail(w, r, storeFailure(err, s.cfg.InstanceID))
+		s.resp.Fail(w, r, failure.FromStore(err, s.cfg.InstanceID))
 		return
 	}
 	s.m.loginsStarted.Inc()
@@ -252,13 +240,13 @@ func (s *SP) startLoginTo(w http.ResponseWriter, r *http.Request, rt *liveConfig
 	if binding == saml.HTTPRedirectBinding {
 		u, err := authReq.Redirect(rs, sp)
 		if err != nil {
-			s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "cannot encode AuthnRequest: " + err.Error(), Err: err})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "cannot encode AuthnRequest: " + err.Error(), Err: err})
 			return
 		}
 		http.Redirect(w, r, u.String(), http.StatusFound)
 		return
 	}
-	writeAuthnRequestForm(w, authReq, rs)
+	respond.WriteAuthnRequestForm(w, authReq, rs)
 }
 
 // reloginCookie counts how often this browser was sent to log in again
@@ -285,7 +273,7 @@ func (s *SP) requireAccount(next http.Handler) http.Handler {
 			return
 		}
 		if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-			s.fail(w, r, storeFailure(err, ""))
+			s.resp.Fail(w, r, failure.FromStore(err, ""))
 			return
 		}
 		if _, ckErr := r.Cookie(sessionCookieName); ckErr != nil {
@@ -302,11 +290,11 @@ func (s *SP) requireAccount(next http.Handler) http.Handler {
 			n, _ = strconv.Atoi(ck.Value)
 		}
 		if n >= s.cfg.MaxRelogins && (miss.kind == "cross-instance" || miss.kind == "invalid" || miss.kind == "not-found") {
-			c := CauseSessionInvalid
+			c := failure.CauseSessionInvalid
 			if miss.kind == "cross-instance" {
-				c = CauseSessionCrossInstance
+				c = failure.CauseSessionCrossInstance
 			}
-			s.fail(w, r, &Failure{Cause: c, Origin: miss.origin,
+			s.resp.Fail(w, r, &failure.Failure{Cause: c, Origin: miss.origin,
 				Detail: miss.detail + "; gave up after " + strconv.Itoa(n) + " re-logins"})
 			return
 		}
@@ -328,10 +316,10 @@ func errString(err error) string {
 // (logout): log the private cause, never the XML, and explain.
 func (s *SP) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
 	f := classifyResponseError(err)
-	if f.Cause == CauseResponseInvalid {
+	if f.Cause == failure.CauseResponseInvalid {
 		f.Reason = "logout-" + f.Reason
 	}
-	s.fail(w, r, f)
+	s.resp.Fail(w, r, f)
 }
 
 // commitLogin records the assertion as used and stores the new session in
@@ -339,17 +327,17 @@ func (s *SP) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
 // and, if it already existed, the session just written is deleted and the
 // login refused. This is crewjam's AssertionReplayCache contract (the same
 // key as replayCache.Consume), batched with the session write.
-func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *Failure {
+func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *failure.Failure {
 	if assertion.ID == "" {
-		return &Failure{Cause: CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
+		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
 	}
 	ck, sess, err := s.sessions.newSession(assertion, loginInstance)
 	if err != nil {
-		return &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
 	value, err := s.sessions.seal(ck, sess)
 	if err != nil {
-		return &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
+		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
 	}
 	now := s.now()
 	// An assertion is never accepted after IssueInstant + MaxIssueDelay
@@ -367,11 +355,11 @@ func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 			_ = s.cfg.Store.Delete(ctx, sessKey)
 		}
 		if errors.Is(res[0], store.ErrExists) {
-			return &Failure{Cause: CauseAssertionReplayed, Detail: "assertion " + assertion.ID + " was accepted before"}
+			return &failure.Failure{Cause: failure.CauseAssertionReplayed, Detail: "assertion " + assertion.ID + " was accepted before"}
 		}
 		err := errors.Join(res[0], res[1])
 		s.storeError("put-batch", err)
-		return storeFailure(err, "")
+		return failure.FromStore(err, "")
 	}
 	s.sessions.replaceCookie(w, r, ck, sess)
 	return nil

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // AllowRule admits users whose Attribute has Value, on paths under
@@ -42,8 +44,8 @@ func (r AllowRule) String() string {
 	return r.PathPrefix + ":" + r.Attribute + "=" + r.Value
 }
 
-// authorize returns a forbidden Failure if id may not reach path.
-func (s *SP) authorize(id identity, path string) *Failure {
+// authorize returns a forbidden failure.Failure if id may not reach path.
+func (s *SP) authorize(id identity, path string) *failure.Failure {
 	rules := s.cfg.Gateway.Allow
 	best := ""
 	found := false
@@ -65,7 +67,7 @@ func (s *SP) authorize(id identity, path string) *Failure {
 		}
 		want = append(want, r.Attribute+"="+r.Value)
 	}
-	return &Failure{Cause: CauseForbidden, Origin: "",
+	return &failure.Failure{Cause: failure.CauseForbidden, Origin: "",
 		Detail: fmt.Sprintf("user %q may not reach %s: rules for %s want any of %s", id.User, path, best, strings.Join(want, ", "))}
 }
 

@@ -28,6 +28,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
@@ -413,7 +414,7 @@ type post struct {
 	status int
 	cause  string
 	body   string
-	// reason and detail are from the replica's "login failed" log record.
+	// reason and detail are from the replica's "login refused" log record.
 	reason, detail string
 	// sessionCookie is the value of the session cookie the answer set, if
 	// any.
@@ -430,18 +431,18 @@ func (b *battery) postXML(br *browserJar, r *batteryReplica, rs string, doc []by
 
 func (b *battery) postForm(br *browserJar, r *batteryReplica, form url.Values) *post {
 	b.t.Helper()
-	before := len(r.log.records(b.t, "login failed"))
+	before := len(r.log.records(b.t, "login refused"))
 	mark := b.store.mark()
 	req := httptest.NewRequest("POST", batteryRoot+"/saml/acs", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	rec := br.do(r, req)
-	p := &post{status: rec.Code, cause: rec.Header().Get(sp.HeaderCause), body: rec.Body.String(), written: b.store.written(mark)}
+	p := &post{status: rec.Code, cause: rec.Header().Get(respond.HeaderCause), body: rec.Body.String(), written: b.store.written(mark)}
 	for _, c := range rec.Result().Cookies() {
 		if c.Name == "samlha_session" && c.Value != "" && c.MaxAge >= 0 {
 			p.sessionCookie = c.Value
 		}
 	}
-	if recs := r.log.records(b.t, "login failed"); len(recs) > before {
+	if recs := r.log.records(b.t, "login refused"); len(recs) > before {
 		last := recs[len(recs)-1]
 		p.reason, _ = last["reason"].(string)
 		p.detail, _ = last["detail"].(string)

@@ -21,6 +21,8 @@ import (
 	"github.com/crewjam/saml/xmlenc"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/redis/redistest"
 )
@@ -119,13 +121,13 @@ func withDoctype(decl string) func(testing.TB, *etree.Document) {
 
 type outcome struct {
 	status int
-	cause  sp.Cause
+	cause  failure.Cause
 	reason string
 	// acceptAs is set for the controls: the login succeeds as this user.
 	acceptAs string
 }
 
-func refused(cause sp.Cause, reason string) outcome {
+func refused(cause failure.Cause, reason string) outcome {
 	return outcome{status: cause.Status(), cause: cause, reason: reason}
 }
 
@@ -168,31 +170,31 @@ var batteryCases = []batteryCase{
 	}}), outcome{acceptAs: "alice@example.org.evil@example.org"}},
 
 	// Signatures removed or broken.
-	{"no signature at all", answered(mint{unsignedAssertion: true, unsignedResponse: true}), refused(sp.CauseResponseInvalid, "unsigned")},
+	{"no signature at all", answered(mint{unsignedAssertion: true, unsignedResponse: true}), refused(failure.CauseResponseInvalid, "unsigned")},
 	{"signature removed from the response (its assertion unsigned)", answered(mint{unsignedAssertion: true, after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, d.Root(), "Signature")
-	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	}}), refused(failure.CauseResponseInvalid, "unsigned")},
 	{"signature removed from the assertion (its response unsigned)", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
-	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	}}), refused(failure.CauseResponseInvalid, "unsigned")},
 	{"both signatures removed", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, d.Root(), "Signature")
 		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
-	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	}}), refused(failure.CauseResponseInvalid, "unsigned")},
 	{"assertion signature removed inside a signed response", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		removeChild(t, mustChild(t, d.Root(), "Assertion"), "Signature")
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 	{"unsigned assertion swapped into a signed response", answered(mint{unsignedAssertion: true, after: func(t testing.TB, d *etree.Document) {
 		evil(t, mustChild(t, d.Root(), "Assertion"))
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 	{"signed assertion edited inside an unsigned response", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		mustChild(t, d.Root(), "Assertion", "Subject", "NameID").SetText(attackerTarget)
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 	{"signed by another key", func(t *testing.T, b *battery) (*browserJar, *post) {
 		key, cert := newKeyPair(t)
 		b.idp.Key, b.idp.Certificate = key, cert
 		return answered(mint{encrypt: true})(t, b)
-	}, refused(sp.CauseResponseInvalid, "untrusted-certificate")},
+	}, refused(failure.CauseResponseInvalid, "untrusted-certificate")},
 	{"signed assertion of one login in an unsigned response for another", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		first, second := b.begin(br, b.replicas[0]), b.begin(br, b.replicas[0])
@@ -200,7 +202,7 @@ var batteryCases = []batteryCase{
 			r.InResponseTo = second.req.Request.ID
 		}})
 		return br, b.postXML(br, b.replicas[1], second.relayState, doc)
-	}, refused(sp.CauseResponseInvalid, "in-response-to")},
+	}, refused(failure.CauseResponseInvalid, "in-response-to")},
 
 	// XML signature wrapping (Somorovsky et al., "On Breaking SAML", 2012).
 	// XSW1 and 2 wrap a signed Response, 3 to 8 a signed Assertion; each
@@ -214,7 +216,7 @@ var batteryCases = []batteryCase{
 		removeChild(t, origNoSig, "Signature")
 		mustChild(t, fake, "Signature").AddChild(origNoSig)
 		d.SetRoot(fake)
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 	{"XSW2: signed response as a sibling before its copied signature", answered(mint{unsignedAssertion: true, after: func(t testing.TB, d *etree.Document) {
 		orig := d.Root()
 		fake := orig.Copy()
@@ -224,34 +226,34 @@ var batteryCases = []batteryCase{
 		removeChild(t, origNoSig, "Signature")
 		fake.InsertChildAt(mustChild(t, fake, "Signature").Index(), origNoSig)
 		d.SetRoot(fake)
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 	{"XSW3: unsigned evil assertion before the signed one", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		removeChild(t, fake, "Signature")
 		d.Root().InsertChildAt(orig.Index(), fake)
-	}}), refused(sp.CauseResponseInvalid, "malformed")},
+	}}), refused(failure.CauseResponseInvalid, "malformed")},
 	{"XSW4: signed assertion inside the evil one", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		removeChild(t, fake, "Signature")
 		replace(d.Root(), orig, fake)
 		fake.AddChild(orig)
-	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	}}), refused(failure.CauseResponseInvalid, "unsigned")},
 	{"XSW5: evil assertion carries the copied signature, original appended unsigned", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		replace(d.Root(), orig, fake)
 		removeChild(t, orig, "Signature")
 		d.Root().AddChild(orig)
-	}}), refused(sp.CauseResponseInvalid, "malformed")},
+	}}), refused(failure.CauseResponseInvalid, "malformed")},
 	{"XSW6: original assertion inside the copied signature of the evil one", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
 		replace(d.Root(), orig, fake)
 		removeChild(t, orig, "Signature")
 		mustChild(t, fake, "Signature").AddChild(orig)
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 	{"XSW7: signed assertion hidden in Extensions, evil one in its place", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
@@ -260,7 +262,7 @@ var batteryCases = []batteryCase{
 		ext := etree.NewElement("samlp:Extensions")
 		ext.AddChild(orig)
 		d.Root().InsertChildAt(fake.Index(), ext)
-	}}), refused(sp.CauseResponseInvalid, "unsigned")},
+	}}), refused(failure.CauseResponseInvalid, "unsigned")},
 	{"XSW8: original assertion in an Object inside the evil one's signature", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		orig := mustChild(t, d.Root(), "Assertion")
 		fake := evil(t, orig.Copy())
@@ -268,35 +270,35 @@ var batteryCases = []batteryCase{
 		removeChild(t, orig, "Signature")
 		obj := mustChild(t, fake, "Signature").CreateElement("ds:Object")
 		obj.AddChild(orig)
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 
 	// Two assertions.
 	{"second, forged assertion appended to a signed response", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		fake := evil(t, mustChild(t, d.Root(), "Assertion").Copy())
 		removeChild(t, fake, "Signature")
 		d.Root().AddChild(fake)
-	}}), refused(sp.CauseResponseInvalid, "signature")},
+	}}), refused(failure.CauseResponseInvalid, "signature")},
 	{"two assertions in an unsigned response", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		d.Root().AddChild(mustChild(t, d.Root(), "Assertion").Copy())
-	}}), refused(sp.CauseResponseInvalid, "malformed")},
+	}}), refused(failure.CauseResponseInvalid, "malformed")},
 
 	// DTDs: refused before anything parses the XML, entities or not.
-	{"DOCTYPE without entities", answered(mint{after: withDoctype(`DOCTYPE samlp:Response`)}), refused(sp.CauseResponseInvalid, "dtd")},
+	{"DOCTYPE without entities", answered(mint{after: withDoctype(`DOCTYPE samlp:Response`)}), refused(failure.CauseResponseInvalid, "dtd")},
 	{"DOCTYPE with an internal entity in the NameID", answered(mint{unsignedResponse: true, after: func(t testing.TB, d *etree.Document) {
 		d.InsertChildAt(0, etree.NewDirective(`DOCTYPE samlp:Response [<!ENTITY who "admin">]`))
 		mustChild(t, d.Root(), "Assertion", "Subject", "NameID").SetText("ENTITY-REFERENCE")
 	}, raw: func(b []byte) []byte {
 		return bytes.Replace(b, []byte("ENTITY-REFERENCE"), []byte("&who;@example.org"), 1)
-	}}), refused(sp.CauseResponseInvalid, "dtd")},
-	{"billion laughs", answered(mint{after: withDoctype(`DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]`)}), refused(sp.CauseResponseInvalid, "dtd")},
-	{"external entity", answered(mint{after: withDoctype(`DOCTYPE samlp:Response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]`)}), refused(sp.CauseResponseInvalid, "dtd")},
+	}}), refused(failure.CauseResponseInvalid, "dtd")},
+	{"billion laughs", answered(mint{after: withDoctype(`DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]`)}), refused(failure.CauseResponseInvalid, "dtd")},
+	{"external entity", answered(mint{after: withDoctype(`DOCTYPE samlp:Response [<!ENTITY xxe SYSTEM "file:///etc/passwd">]`)}), refused(failure.CauseResponseInvalid, "dtd")},
 	{"DOCTYPE hidden in UTF-16 (the screen sees no ASCII \"<!\"; the parser reads only UTF-8)", answered(mint{after: withDoctype(`DOCTYPE samlp:Response`), raw: func(b []byte) []byte {
 		out := []byte{0xff, 0xfe}
 		for _, r := range `<?xml version="1.0" encoding="UTF-16"?>` + string(b) {
 			out = append(out, byte(r), byte(r>>8))
 		}
 		return out
-	}}), refused(sp.CauseResponseInvalid, "malformed")},
+	}}), refused(failure.CauseResponseInvalid, "malformed")},
 	// Inside an EncryptedAssertion a DTD cannot be seen before crewjam
 	// decrypts it, and crewjam does not refuse one there; anyone can encrypt
 	// to the SP's public key. The entity is still never expanded: its use
@@ -309,41 +311,41 @@ var batteryCases = []batteryCase{
 		encryptAssertion(t, d, `<!DOCTYPE saml:Assertion [<!ENTITY who "admin">]>`, func(b []byte) []byte {
 			return bytes.Replace(b, []byte("ENTITY-REFERENCE"), []byte("&who;@example.org"), 1)
 		})
-	}}), refused(sp.CauseResponseInvalid, "decryption")},
+	}}), refused(failure.CauseResponseInvalid, "decryption")},
 	{"lower-case doctype after a comment and a processing instruction", answered(mint{after: func(t testing.TB, d *etree.Document) {
 		d.InsertChildAt(0, etree.NewComment(" <!DOCTYPE in a comment is only text "))
 		d.InsertChildAt(1, etree.NewProcInst("xml-stylesheet", `href="<!x>"`))
 		d.InsertChildAt(2, etree.NewDirective(`doctype samlp:Response`))
-	}}), refused(sp.CauseResponseInvalid, "dtd")},
+	}}), refused(failure.CauseResponseInvalid, "dtd")},
 
 	// Fields the IdP signed, but not for this SP, this login or this time.
 	{"wrong Audience", answered(mint{assertion: func(a *saml.Assertion) {
 		a.Conditions.AudienceRestrictions[0].Audience.Value = "https://other-sp.example/saml/metadata"
-	}}), refused(sp.CauseResponseInvalid, "audience")},
+	}}), refused(failure.CauseResponseInvalid, "audience")},
 	{"wrong Destination", answered(mint{response: func(r *saml.Response) {
 		r.Destination = "https://other-sp.example/saml/acs"
-	}}), refused(sp.CauseResponseInvalid, "destination")},
+	}}), refused(failure.CauseResponseInvalid, "destination")},
 	{"wrong Recipient", answered(mint{assertion: func(a *saml.Assertion) {
 		a.Subject.SubjectConfirmations[0].SubjectConfirmationData.Recipient = "https://other-sp.example/saml/acs"
-	}}), refused(sp.CauseResponseInvalid, "destination")},
+	}}), refused(failure.CauseResponseInvalid, "destination")},
 	{"wrong Issuer of the response", answered(mint{response: func(r *saml.Response) {
 		r.Issuer.Value = "https://other-idp.example/metadata"
-	}}), refused(sp.CauseResponseInvalid, "issuer")},
+	}}), refused(failure.CauseResponseInvalid, "issuer")},
 	{"wrong Issuer of the assertion", answered(mint{assertion: func(a *saml.Assertion) {
 		a.Issuer.Value = "https://other-idp.example/metadata"
-	}}), refused(sp.CauseResponseInvalid, "issuer")},
-	{"expired (IdP clock an hour behind)", answered(mint{shift: -time.Hour}), refused(sp.CauseResponseInvalid, "expired")},
-	{"not yet valid (IdP clock an hour ahead)", answered(mint{shift: time.Hour}), refused(sp.CauseResponseInvalid, "not-yet-valid")},
+	}}), refused(failure.CauseResponseInvalid, "issuer")},
+	{"expired (IdP clock an hour behind)", answered(mint{shift: -time.Hour}), refused(failure.CauseResponseInvalid, "expired")},
+	{"not yet valid (IdP clock an hour ahead)", answered(mint{shift: time.Hour}), refused(failure.CauseResponseInvalid, "not-yet-valid")},
 	{"IdP says no (status Requester)", answered(mint{response: func(r *saml.Response) {
 		r.Status.StatusCode.Value = saml.StatusRequester
-	}}), refused(sp.CauseResponseInvalid, "status")},
+	}}), refused(failure.CauseResponseInvalid, "status")},
 
 	// Logins and browsers.
 	{"InResponseTo of another login", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		first, second := b.begin(br, b.replicas[0]), b.begin(br, b.replicas[0])
 		return br, b.postXML(br, b.replicas[1], second.relayState, b.respond(first, mint{encrypt: true}))
-	}, refused(sp.CauseResponseInvalid, "in-response-to")},
+	}, refused(failure.CauseResponseInvalid, "in-response-to")},
 	{"replay to another replica", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		l := b.begin(br, b.replicas[0])
@@ -358,7 +360,7 @@ var batteryCases = []batteryCase{
 			}
 		}
 		return thief, b.postXML(thief, b.replicas[0], l.relayState, doc)
-	}, refused(sp.CauseStateAlreadyUsed, "")},
+	}, refused(failure.CauseStateAlreadyUsed, "")},
 	{"assertion ID of an accepted login, re-signed for a new login on the other replica", func(t *testing.T, b *battery) (*browserJar, *post) {
 		first := newBrowserJar()
 		l1 := b.begin(first, b.replicas[0])
@@ -370,23 +372,23 @@ var batteryCases = []batteryCase{
 		br := newBrowserJar()
 		l2 := b.begin(br, b.replicas[1])
 		return br, b.postXML(br, b.replicas[1], l2.relayState, b.respond(l2, mint{assertion: func(a *saml.Assertion) { a.ID = id }}))
-	}, refused(sp.CauseAssertionReplayed, "")},
+	}, refused(failure.CauseAssertionReplayed, "")},
 	{"response of browser A posted by browser B", func(t *testing.T, b *battery) (*browserJar, *post) {
 		victim, attacker := newBrowserJar(), newBrowserJar()
 		l := b.begin(victim, b.replicas[0])
 		b.begin(attacker, b.replicas[0]) // the attacker has a binding cookie of its own
 		return attacker, b.postXML(attacker, b.replicas[1], l.relayState, b.respond(l, mint{encrypt: true}))
-	}, refused(sp.CauseBindingMismatch, "")},
+	}, refused(failure.CauseBindingMismatch, "")},
 	{"response posted by a browser without cookies", func(t *testing.T, b *battery) (*browserJar, *post) {
 		l := b.begin(newBrowserJar(), b.replicas[0])
 		br := newBrowserJar()
 		return br, b.postXML(br, b.replicas[1], l.relayState, b.respond(l, mint{encrypt: true}))
-	}, refused(sp.CauseBindingCookieMissing, "")},
+	}, refused(failure.CauseBindingCookieMissing, "")},
 	{"forged RelayState", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		l := b.begin(br, b.replicas[0])
 		return br, b.postXML(br, b.replicas[1], "sp-1~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", b.respond(l, mint{encrypt: true}))
-	}, refused(sp.CauseStateUnknown, "")},
+	}, refused(failure.CauseStateUnknown, "")},
 
 	// The artifact binding: crewjam would resolve a SAMLart from the form or
 	// the query before the SAMLResponse, and parse what the resolution
@@ -396,24 +398,24 @@ var batteryCases = []batteryCase{
 		l := b.begin(br, b.replicas[0])
 		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {base64.StdEncoding.EncodeToString(b.respond(l, mint{}))},
 			"RelayState": {l.relayState}, "SAMLart": {"AAQAAMFbLinlXaCM+FIxiDwGOLAy2T71gbpO7ZhNzAgEANlB90ECfpNEVLg="}})
-	}, refused(sp.CauseRequestMalformed, "")},
+	}, refused(failure.CauseRequestMalformed, "")},
 
 	// Size and encoding.
 	{"oversized form (2 MiB)", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		l := b.begin(br, b.replicas[0])
 		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {strings.Repeat("A", 2<<20)}, "RelayState": {l.relayState}})
-	}, refused(sp.CauseRequestTooLarge, "")},
+	}, refused(failure.CauseRequestTooLarge, "")},
 	{"deflate bomb (the HTTP-POST binding does not inflate)", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		l := b.begin(br, b.replicas[0])
 		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {deflateBomb(t, 16<<20)}, "RelayState": {l.relayState}})
-	}, refused(sp.CauseResponseInvalid, "malformed")},
+	}, refused(failure.CauseResponseInvalid, "malformed")},
 	{"not base64", func(t *testing.T, b *battery) (*browserJar, *post) {
 		br := newBrowserJar()
 		l := b.begin(br, b.replicas[0])
 		return br, b.postForm(br, b.replicas[1], url.Values{"SAMLResponse": {"<samlp:Response/>"}, "RelayState": {l.relayState}})
-	}, refused(sp.CauseResponseInvalid, "malformed")},
+	}, refused(failure.CauseResponseInvalid, "malformed")},
 }
 
 func mustParseURL(t testing.TB, s string) *url.URL {
@@ -455,7 +457,7 @@ var statelessDiffers = map[string]struct {
 	want outcome
 	skip string
 }{
-	"response of browser A posted by browser B": {want: refused(sp.CauseStateUnknown, "")},
+	"response of browser A posted by browser B": {want: refused(failure.CauseStateUnknown, "")},
 	"replay to another replica": {skip: "a replay from the same browser is TestStatelessRefusalsNameTheirCause/double_submit; " +
 		"from another browser it carries no tracking cookie (binding-cookie-missing)"},
 	"assertion ID of an accepted login, re-signed for a new login on the other replica": {skip: "stateless replay protection is per replica (crewjam's in-memory cache): README, the three strategies"},
@@ -521,7 +523,7 @@ func hostileResponses(t *testing.T, stateless bool) {
 			// anything else written (a session put beside a replayed
 			// assertion's record) must be gone again.
 			for _, k := range p.written {
-				if strings.HasPrefix(k, "req:") || (strings.HasPrefix(k, "replay:") && tc.want.cause == sp.CauseAssertionReplayed) {
+				if strings.HasPrefix(k, "req:") || (strings.HasPrefix(k, "replay:") && tc.want.cause == failure.CauseAssertionReplayed) {
 					continue
 				}
 				if _, err := b.store.Get(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
@@ -599,7 +601,7 @@ func TestHostileResponseMetrics(t *testing.T) {
 	}
 	r := &replica{Reg: b.replicas[1].reg}
 	for _, reason := range []string{"unsigned", "dtd"} {
-		if v := counterValue(t, r, "samlha_sp_failures_total", map[string]string{"cause": string(sp.CauseResponseInvalid), "reason": reason}); v != 1 {
+		if v := counterValue(t, r, "samlha_sp_failures_total", map[string]string{"cause": string(failure.CauseResponseInvalid), "reason": reason}); v != 1 {
 			t.Errorf("samlha_sp_failures_total{cause=response-invalid,reason=%s} = %v, want 1", reason, v)
 		}
 	}
@@ -618,8 +620,8 @@ func TestSLODeflateBomb(t *testing.T) {
 	for _, param := range []string{"SAMLRequest", "SAMLResponse"} {
 		rec := httptest.NewRecorder()
 		b.replicas[0].sp.ServeHTTP(rec, httptest.NewRequest("GET", batteryRoot+"/saml/slo?"+url.Values{param: {bomb}}.Encode(), nil))
-		if rec.Code < 400 || rec.Code >= 500 || rec.Header().Get(sp.HeaderCause) == "" {
-			t.Errorf("%s bomb: %d %q, want a named 4xx", param, rec.Code, rec.Header().Get(sp.HeaderCause))
+		if rec.Code < 400 || rec.Code >= 500 || rec.Header().Get(respond.HeaderCause) == "" {
+			t.Errorf("%s bomb: %d %q, want a named 4xx", param, rec.Code, rec.Header().Get(respond.HeaderCause))
 		}
 	}
 	runtime.ReadMemStats(&after)
@@ -674,10 +676,10 @@ func TestSLORefusesDTD(t *testing.T) {
 			if withDTD {
 				doc = dtd + msg
 			}
-			before := len(r.log.records(t, "login failed"))
+			before := len(r.log.records(t, "login refused"))
 			rec := httptest.NewRecorder()
 			r.sp.ServeHTTP(rec, tc.req(doc))
-			recs := r.log.records(t, "login failed")
+			recs := r.log.records(t, "login refused")
 			if len(recs) != before+1 {
 				t.Fatalf("%s (DTD %v): %d, %d failures logged, want 1", tc.name, withDTD, rec.Code, len(recs)-before)
 			}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/relaystate"
 )
 
@@ -119,7 +120,7 @@ func TestBindingPlantedValueRefused(t *testing.T) {
 		"value signed by another SP": named(foreign.cookie.ring.issueBinding(rs, f.clock.Now())),
 	} {
 		_, fail := finish(f.sp2, acsRequest(rs, planted), rs)
-		wantCause(t, fail, CauseBindingMismatch)
+		wantCause(t, fail, failure.CauseBindingMismatch)
 		if name != "real value of another login" && !strings.Contains(fail.Detail, "not") {
 			t.Errorf("%s: detail %q does not say the value is not this SP's", name, fail.Detail)
 		}
@@ -127,10 +128,10 @@ func TestBindingPlantedValueRefused(t *testing.T) {
 	// The browser that began another login posts this login's response:
 	// it sends binding cookies, but not this login's.
 	_, fail := finish(f.sp2, acsRequest(rs, otherReal), rs)
-	wantCause(t, fail, CauseBindingMismatch)
+	wantCause(t, fail, failure.CauseBindingMismatch)
 	// A browser that sends no binding cookie at all is told so.
 	_, fail = finish(f.sp2, acsRequest(rs), rs)
-	wantCause(t, fail, CauseBindingCookieMissing)
+	wantCause(t, fail, failure.CauseBindingCookieMissing)
 
 	if _, fail := finish(f.sp2, acsRequest(rs, real), rs); fail != nil {
 		t.Fatalf("the real browser could not finish after planted values: %s (%s)", fail.Cause, fail.Detail)
@@ -156,7 +157,7 @@ func TestBindingPlantedValueRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, fail = finish(f.sp2, acsRequest(rs3, &http.Cookie{Name: f.sp1.cookie.bindingName(rs3), Value: chosen}), rs3)
-	wantCause(t, fail, CauseBindingMismatch)
+	wantCause(t, fail, failure.CauseBindingMismatch)
 	if _, fail := finish(f.sp1, acsRequest(otherRS, otherReal), otherRS); fail != nil {
 		t.Fatalf("the other login: %s (%s)", fail.Cause, fail.Detail)
 	}
@@ -218,7 +219,7 @@ func TestBindingCookiesBounded(t *testing.T) {
 	}
 	// The evicted login is refused, and the detail says why it may be.
 	_, fail := finish(f.sp1, acsRequest(firstRS, jar.list()...), firstRS)
-	wantCause(t, fail, CauseBindingMismatch)
+	wantCause(t, fail, failure.CauseBindingMismatch)
 	if !strings.Contains(fail.Detail, "expired as the oldest") {
 		t.Errorf("detail %q does not mention the eviction", fail.Detail)
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
 	"github.com/samlha/samlha/store/redis/redistest"
@@ -88,9 +90,9 @@ func flood(t *testing.T, c *http.Client, target string, n, workers int, hdr func
 				switch {
 				case resp.StatusCode == http.StatusFound:
 				case resp.StatusCode != want:
-					res.bad = append(res.bad, fmt.Sprintf("status %d (cause %q)", resp.StatusCode, resp.Header.Get(sp.HeaderCause)))
-				case resp.Header.Get(sp.HeaderCause) != wantCause:
-					res.bad = append(res.bad, fmt.Sprintf("%d with cause %q, want %q", want, resp.Header.Get(sp.HeaderCause), wantCause))
+					res.bad = append(res.bad, fmt.Sprintf("status %d (cause %q)", resp.StatusCode, resp.Header.Get(respond.HeaderCause)))
+				case resp.Header.Get(respond.HeaderCause) != wantCause:
+					res.bad = append(res.bad, fmt.Sprintf("%d with cause %q, want %q", want, resp.Header.Get(respond.HeaderCause), wantCause))
 				case retryAfter(resp.Header) < 1:
 					res.bad = append(res.bad, fmt.Sprintf("%d without a Retry-After of at least 1s: %q", want, resp.Header.Get("Retry-After")))
 				}
@@ -236,7 +238,7 @@ func TestE2ELoginFloodFromOneClient(t *testing.T) {
 			res := flood(t, noRedirects("127.0.0.2"), top.Replicas[0].URL+"/app", floodSize, 8, func(int) http.Header {
 				once.Do(func() { close(floodStarted) })
 				return nil
-			}, http.StatusTooManyRequests, string(sp.CauseLoginRateLimited))
+			}, http.StatusTooManyRequests, string(failure.CauseLoginRateLimited))
 			elapsed := time.Since(start)
 			if err := <-userDone; err != nil {
 				t.Fatal(err)
@@ -253,7 +255,7 @@ func TestE2ELoginFloodFromOneClient(t *testing.T) {
 				t.Fatalf("%s store holds %d keys (%d tracked requests) after the flood; the documented bound is %d", be.name, all, requests, bound)
 			}
 			limited := metricValue(t, top.Replicas[0].Reg, "samlha_sp_failures_total",
-				map[string]string{"cause": string(sp.CauseLoginRateLimited), "reason": "client"})
+				map[string]string{"cause": string(failure.CauseLoginRateLimited), "reason": "client"})
 			if int(limited) != res.byStatus[http.StatusTooManyRequests] {
 				t.Errorf("failures_total{cause=login-rate-limited,reason=client} = %v, want the %d refusals", limited, res.byStatus[http.StatusTooManyRequests])
 			}
@@ -293,7 +295,7 @@ func TestE2EPendingLoginsCeiling(t *testing.T) {
 			// From a trusted proxy, every request another client.
 			fl := flood(t, noRedirects(""), top.Replicas[0].URL+"/app", 10*ceiling, 4, func(i int) http.Header {
 				return http.Header{"X-Forwarded-For": {fmt.Sprintf("198.18.%d.%d", i/250, i%250+1)}}
-			}, http.StatusServiceUnavailable, string(sp.CauseStoreFull))
+			}, http.StatusServiceUnavailable, string(failure.CauseStoreFull))
 			if got := fl.byStatus[http.StatusFound]; got != ceiling-2 {
 				t.Errorf("the flood started %d logins; with 2 begun before it, the ceiling of %d leaves %d", got, ceiling, ceiling-2)
 			}
@@ -313,7 +315,7 @@ func TestE2EPendingLoginsCeiling(t *testing.T) {
 			}
 			// Refused: a new login, with its cause.
 			if res := top.login(t, top.browser(), "alice"); res.OK || res.Final == nil || res.Final.Status != http.StatusServiceUnavailable ||
-				res.Final.Header.Get(sp.HeaderCause) != string(sp.CauseStoreFull) || retryAfter(res.Final.Header) < 60 {
+				res.Final.Header.Get(respond.HeaderCause) != string(failure.CauseStoreFull) || retryAfter(res.Final.Header) < 60 {
 				t.Errorf("a new login at the ceiling: want 503 store-full with a Retry-After of minutes:\n%s", describe(res))
 			}
 			// Ready, and saying why logins wait.
@@ -364,11 +366,11 @@ func TestE2ELoginRateLimits(t *testing.T) {
 	expect := func(t *testing.T, resp *http.Response, status int, reason string) {
 		t.Helper()
 		if resp.StatusCode != status {
-			t.Fatalf("status %d (cause %q), want %d", resp.StatusCode, resp.Header.Get(sp.HeaderCause), status)
+			t.Fatalf("status %d (cause %q), want %d", resp.StatusCode, resp.Header.Get(respond.HeaderCause), status)
 		}
-		if status == http.StatusTooManyRequests && (resp.Header.Get(sp.HeaderCause) != string(sp.CauseLoginRateLimited) || retryAfter(resp.Header) < 1) {
+		if status == http.StatusTooManyRequests && (resp.Header.Get(respond.HeaderCause) != string(failure.CauseLoginRateLimited) || retryAfter(resp.Header) < 1) {
 			t.Fatalf("429 with cause %q and Retry-After %q, want login-rate-limited and at least 1s (%s)",
-				resp.Header.Get(sp.HeaderCause), resp.Header.Get("Retry-After"), reason)
+				resp.Header.Get(respond.HeaderCause), resp.Header.Get("Retry-After"), reason)
 		}
 	}
 
@@ -410,7 +412,7 @@ func TestE2ELoginRateLimits(t *testing.T) {
 		resp := get(t, app, xff("203.0.113.50"))
 		expect(t, resp, http.StatusTooManyRequests, "replica")
 		if v := metricValue(t, top.Replicas[0].Reg, "samlha_sp_failures_total",
-			map[string]string{"cause": string(sp.CauseLoginRateLimited), "reason": "replica"}); v != 1 {
+			map[string]string{"cause": string(failure.CauseLoginRateLimited), "reason": "replica"}); v != 1 {
 			t.Errorf("failures_total{login-rate-limited,replica} = %v, want 1", v)
 		}
 	})
@@ -428,13 +430,13 @@ func TestE2ERateLimitedLogsAreSampled(t *testing.T) {
 		}})
 	const n = 400
 	start := time.Now()
-	res := flood(t, noRedirects(""), top.Replicas[0].URL+"/app", n, 4, nil, http.StatusTooManyRequests, string(sp.CauseLoginRateLimited))
+	res := flood(t, noRedirects(""), top.Replicas[0].URL+"/app", n, 4, nil, http.StatusTooManyRequests, string(failure.CauseLoginRateLimited))
 	elapsed := time.Since(start)
 	lines, mentions := 0, 0
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, `"cause":"login-rate-limited"`) {
 			lines++
-			if strings.Contains(line, "more refusals not logged") {
+			if strings.Contains(line, `"not_logged":`) {
 				mentions++
 			}
 		}
@@ -446,7 +448,7 @@ func TestE2ERateLimitedLogsAreSampled(t *testing.T) {
 		t.Errorf("no logged line says how many refusals were left out")
 	}
 	if v := metricValue(t, top.Replicas[0].Reg, "samlha_sp_failures_total",
-		map[string]string{"cause": string(sp.CauseLoginRateLimited), "reason": "client"}); int(v) != res.byStatus[429] {
+		map[string]string{"cause": string(failure.CauseLoginRateLimited), "reason": "client"}); int(v) != res.byStatus[429] {
 		t.Errorf("the metric counted %v refusals, want all %d", v, res.byStatus[429])
 	}
 }
@@ -498,7 +500,7 @@ func TestE2EReturnURLLimit(t *testing.T) {
 			res := top.browser().Login(ctx, top.ProxyURL+target, "alice", "alice-password")
 			if !tc.ok {
 				if res.OK || res.Final == nil || res.Final.Status != http.StatusRequestURITooLong ||
-					res.Final.Header.Get(sp.HeaderCause) != string(sp.CauseReturnURLTooLong) {
+					res.Final.Header.Get(respond.HeaderCause) != string(failure.CauseReturnURLTooLong) {
 					t.Fatalf("a %d-byte return URL: want 414 return-url-too-long:\n%s", tc.total, describe(res))
 				}
 				return
@@ -537,9 +539,9 @@ func TestE2EBodyLimits(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			tooLarge := resp.StatusCode == http.StatusRequestEntityTooLarge && resp.Header.Get(sp.HeaderCause) == string(sp.CauseRequestTooLarge)
+			tooLarge := resp.StatusCode == http.StatusRequestEntityTooLarge && resp.Header.Get(respond.HeaderCause) == string(failure.CauseRequestTooLarge)
 			if tooLarge != (size > tc.limit) {
-				t.Errorf("POST %s with %d bytes (limit %d): %d cause %q", tc.path, size, tc.limit, resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+				t.Errorf("POST %s with %d bytes (limit %d): %d cause %q", tc.path, size, tc.limit, resp.StatusCode, resp.Header.Get(respond.HeaderCause))
 			}
 		}
 	}

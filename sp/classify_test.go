@@ -2,7 +2,6 @@ package sp
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/crewjam/saml"
 
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/store"
 )
 
@@ -22,26 +22,26 @@ func TestClassifyResponseError(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		err    error
-		cause  Cause
+		cause  failure.Cause
 		reason string
 	}{
-		{wrap(saml.ErrInvalidSignature, saml.ErrUntrustedCertificate), CauseResponseInvalid, "untrusted-certificate"},
-		{wrap(saml.ErrInvalidSignature), CauseResponseInvalid, "signature"},
-		{wrap(saml.ErrExpired), CauseResponseInvalid, "expired"},
-		{wrap(saml.ErrNotYetValid), CauseResponseInvalid, "not-yet-valid"},
-		{wrap(saml.ErrAudienceMismatch), CauseResponseInvalid, "audience"},
-		{wrap(saml.ErrRequestIDMismatch), CauseResponseInvalid, "in-response-to"},
-		{wrap(saml.ErrDecryptionFailed), CauseResponseInvalid, "decryption"},
-		{wrap(saml.ErrDestinationMismatch), CauseResponseInvalid, "destination"},
-		{wrap(saml.ErrMalformedMessage), CauseResponseInvalid, "malformed"},
-		{wrap(saml.ErrBadStatus{Status: "urn:oasis:names:tc:SAML:2.0:status:Requester"}), CauseResponseInvalid, "status"},
-		{wrap(errors.New("something new")), CauseResponseInvalid, "other"},
-		{wrap(errors.New(crewjamUnsignedText)), CauseResponseInvalid, "unsigned"},
-		{wrap(fmt.Errorf("assertion: %w", errors.New(crewjamUnsignedText))), CauseResponseInvalid, "unsigned"},
-		{wrap(errors.New("the " + crewjamUnsignedText + " here")), CauseResponseInvalid, "other"},
-		{wrap(saml.ErrAssertionReplayed), CauseAssertionReplayed, ""},
-		{wrap(store.Unavailable("put-if-absent", errors.New("connection refused"))), CauseStoreUnavailable, ""},
-		{wrap(store.ErrFull), CauseStoreFull, ""},
+		{wrap(saml.ErrInvalidSignature, saml.ErrUntrustedCertificate), failure.CauseResponseInvalid, "untrusted-certificate"},
+		{wrap(saml.ErrInvalidSignature), failure.CauseResponseInvalid, "signature"},
+		{wrap(saml.ErrExpired), failure.CauseResponseInvalid, "expired"},
+		{wrap(saml.ErrNotYetValid), failure.CauseResponseInvalid, "not-yet-valid"},
+		{wrap(saml.ErrAudienceMismatch), failure.CauseResponseInvalid, "audience"},
+		{wrap(saml.ErrRequestIDMismatch), failure.CauseResponseInvalid, "in-response-to"},
+		{wrap(saml.ErrDecryptionFailed), failure.CauseResponseInvalid, "decryption"},
+		{wrap(saml.ErrDestinationMismatch), failure.CauseResponseInvalid, "destination"},
+		{wrap(saml.ErrMalformedMessage), failure.CauseResponseInvalid, "malformed"},
+		{wrap(saml.ErrBadStatus{Status: "urn:oasis:names:tc:SAML:2.0:status:Requester"}), failure.CauseResponseInvalid, "status"},
+		{wrap(errors.New("something new")), failure.CauseResponseInvalid, "other"},
+		{wrap(errors.New(crewjamUnsignedText)), failure.CauseResponseInvalid, "unsigned"},
+		{wrap(fmt.Errorf("assertion: %w", errors.New(crewjamUnsignedText))), failure.CauseResponseInvalid, "unsigned"},
+		{wrap(errors.New("the " + crewjamUnsignedText + " here")), failure.CauseResponseInvalid, "other"},
+		{wrap(saml.ErrAssertionReplayed), failure.CauseAssertionReplayed, ""},
+		{wrap(store.Unavailable("put-if-absent", errors.New("connection refused"))), failure.CauseStoreUnavailable, ""},
+		{wrap(store.ErrFull), failure.CauseStoreFull, ""},
 	} {
 		f := classifyResponseError(tc.err)
 		if f.Cause != tc.cause || f.Reason != tc.reason {
@@ -52,30 +52,6 @@ func TestClassifyResponseError(t *testing.T) {
 		}
 		if strings.Contains(f.Detail, "secret") {
 			t.Errorf("the raw response leaked into the detail: %q", f.Detail)
-		}
-	}
-}
-
-// Only store errors are called store errors: anything else is internal,
-// so an outage is never claimed for what was not one.
-func TestStoreFailure(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		err    error
-		cause  Cause
-		status int
-	}{
-		{store.Unavailable("get", errors.New("connection refused")), CauseStoreUnavailable, 503},
-		{store.ErrClosed, CauseStoreUnavailable, 503},
-		{fmt.Errorf("redis get: %w", context.DeadlineExceeded), CauseStoreUnavailable, 503},
-		{fmt.Errorf("put: %w", store.ErrFull), CauseStoreFull, 503},
-		{fmt.Errorf("redis put: %w", context.DeadlineExceeded), CauseStoreUnavailable, 503}, // the SP's --store-timeout ran out
-		{errors.New("cannot sign the tracking cookie"), CauseInternal, 500},
-		{fmt.Errorf("put: %w", store.ErrInvalid), CauseInternal, 500},
-	} {
-		f := storeFailure(tc.err, "sp-1")
-		if f.Cause != tc.cause || f.Cause.Status() != tc.status || f.Detail == "" {
-			t.Errorf("%v: %s (%d), want %s (%d)", tc.err, f.Cause, f.Cause.Status(), tc.cause, tc.status)
 		}
 	}
 }
@@ -126,7 +102,7 @@ func TestScreenResponse(t *testing.T) {
 		switch {
 		case tc.reason == "" && f != nil:
 			t.Errorf("%q: refused %v", tc.form, f)
-		case tc.reason != "" && (f == nil || f.Cause != CauseResponseInvalid || f.Reason != tc.reason):
+		case tc.reason != "" && (f == nil || f.Cause != failure.CauseResponseInvalid || f.Reason != tc.reason):
 			t.Errorf("%q: %v, want response-invalid (%s)", tc.form, f, tc.reason)
 		}
 	}

@@ -62,25 +62,3 @@ func FuzzDecodeState(f *testing.F) {
 		}
 	})
 }
-
-func TestEveryCauseIsExplained(t *testing.T) {
-	t.Parallel()
-	seen := map[string]Cause{}
-	for _, c := range AllCauses {
-		ex := explain(&Failure{Cause: c, Origin: "sp-2"}, "sp-1", "memory")
-		if ex.Title == "" || ex.What == "" || len(ex.Fixes) == 0 {
-			t.Errorf("cause %s has no full explanation: %+v", c, ex)
-		}
-		if prev, dup := seen[ex.Title]; dup && c != CauseRequestMalformed {
-			t.Errorf("causes %s and %s share the title %q", prev, c, ex.Title)
-		}
-		seen[ex.Title] = c
-		if s := c.Status(); s < 400 || s > 599 {
-			t.Errorf("cause %s has status %d", c, s)
-		}
-	}
-	ex := explain(&Failure{Cause: CauseStateCrossInstance, Origin: "sp-2"}, "sp-1", "memory")
-	if !strings.Contains(ex.What, `"sp-2"`) || !strings.Contains(ex.What, `"sp-1"`) {
-		t.Errorf("cross-instance explanation must name both instances: %s", ex.What)
-	}
-}

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
 	_ "github.com/samlha/samlha/store/redis"
 	"github.com/samlha/samlha/store/redis/redistest"
@@ -46,7 +47,7 @@ func whoami(t *testing.T, top *topology, b interface {
 	defer resp.Body.Close()
 	var body map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	if got := resp.Header.Get(sp.HeaderInstance); got != r.ID {
+	if got := resp.Header.Get(respond.HeaderInstance); got != r.ID {
 		t.Errorf("whoami on %s answered from %q", r.ID, got)
 	}
 	return resp.StatusCode, body
@@ -104,8 +105,8 @@ func TestE2ERedisReplayToAnotherReplica(t *testing.T) {
 		replay := *pending
 		replay.Action = r.URL + "/saml/acs"
 		got := b.Submit(ctx, &replay)
-		if got.OK || got.Cause != string(sp.CauseStateAlreadyUsed) || got.Hops[0].Status != http.StatusConflict {
-			t.Fatalf("replay to %s: want 409 %s:\n%s", r.ID, sp.CauseStateAlreadyUsed, describe(got))
+		if got.OK || got.Cause != string(failure.CauseStateAlreadyUsed) || got.Hops[0].Status != http.StatusConflict {
+			t.Fatalf("replay to %s: want 409 %s:\n%s", r.ID, failure.CauseStateAlreadyUsed, describe(got))
 		}
 	}
 }
@@ -121,8 +122,8 @@ func TestE2ERedisOutage(t *testing.T) {
 	srv.Stop()
 	for i := range 3 {
 		res := top.login(t, top.browser(), "bob")
-		if res.OK || res.Cause != string(sp.CauseStoreUnavailable) {
-			t.Fatalf("login %d during the outage: want %s:\n%s", i, sp.CauseStoreUnavailable, describe(res))
+		if res.OK || res.Cause != string(failure.CauseStoreUnavailable) {
+			t.Fatalf("login %d during the outage: want %s:\n%s", i, failure.CauseStoreUnavailable, describe(res))
 		}
 	}
 	for _, r := range top.Replicas {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store/redis/redistest"
@@ -222,16 +222,16 @@ func TestE2EPlantedBindingRefused(t *testing.T) {
 	if _, res, err := victim.LoginUntilACS(ctx, top.ProxyURL+"/app", "alice", "alice-password"); err != nil {
 		t.Fatalf("%v\n%s", err, describe(res))
 	}
-	if got := victim.Submit(ctx, pf); got.OK || got.Cause != string(sp.CauseBindingMismatch) {
-		t.Fatalf("the attacker's response in the victim's browser: want %s:\n%s", sp.CauseBindingMismatch, describe(got))
+	if got := victim.Submit(ctx, pf); got.OK || got.Cause != string(failure.CauseBindingMismatch) {
+		t.Fatalf("the attacker's response in the victim's browser: want %s:\n%s", failure.CauseBindingMismatch, describe(got))
 	}
 	// The attacker plants a cookie of the login's name with a value of its
 	// choosing.
 	if err := victim.SetCookie(root, &http.Cookie{Name: name, Value: relaystate.Token(25), Path: "/"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := victim.Submit(ctx, pf); got.OK || got.Cause != string(sp.CauseBindingMismatch) {
-		t.Fatalf("planted binding value: want %s:\n%s", sp.CauseBindingMismatch, describe(got))
+	if got := victim.Submit(ctx, pf); got.OK || got.Cause != string(failure.CauseBindingMismatch) {
+		t.Fatalf("planted binding value: want %s:\n%s", failure.CauseBindingMismatch, describe(got))
 	}
 	if code, body := whoamiRaw(t, top, victim, top.Replicas[0]); code == 200 {
 		t.Fatalf("the victim has a session after the refusals: %s", body)

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
 )
@@ -36,8 +37,8 @@ func TestE2EMemoryRoundRobinFailsCrossInstance(t *testing.T) {
 		if res.StartInstance == "" || res.ACSInstance == "" || res.StartInstance == res.ACSInstance {
 			t.Fatalf("login %d did not cross replicas (the test proxy should force it):\n%s", i, describe(res))
 		}
-		if res.Cause != string(sp.CauseStateCrossInstance) {
-			t.Fatalf("login %d: cause %q, want %q:\n%s", i, res.Cause, sp.CauseStateCrossInstance, describe(res))
+		if res.Cause != string(failure.CauseStateCrossInstance) {
+			t.Fatalf("login %d: cause %q, want %q:\n%s", i, res.Cause, failure.CauseStateCrossInstance, describe(res))
 		}
 		last := res.Hops[len(res.Hops)-1]
 		if last.Status != http.StatusMisdirectedRequest {
@@ -52,7 +53,7 @@ func TestE2EMemoryRoundRobinFailsCrossInstance(t *testing.T) {
 	}
 	var failures float64
 	for _, r := range top.Replicas {
-		failures += counterValue(t, r, "samlha_sp_failures_total", map[string]string{"cause": string(sp.CauseStateCrossInstance)})
+		failures += counterValue(t, r, "samlha_sp_failures_total", map[string]string{"cause": string(failure.CauseStateCrossInstance)})
 	}
 	if failures != logins {
 		t.Errorf("samlha_sp_failures_total{cause=cross-instance} summed over replicas = %v, want %d", failures, logins)
@@ -88,8 +89,8 @@ func TestE2EStatelessKeyMismatch(t *testing.T) {
 	}})
 	for i := range 3 {
 		res := top.login(t, top.browser(), "alice")
-		if res.OK || res.Cause != string(sp.CauseStateSignatureInvalid) {
-			t.Fatalf("login %d: want failure %s:\n%s", i, sp.CauseStateSignatureInvalid, describe(res))
+		if res.OK || res.Cause != string(failure.CauseStateSignatureInvalid) {
+			t.Fatalf("login %d: want failure %s:\n%s", i, failure.CauseStateSignatureInvalid, describe(res))
 		}
 		if !strings.Contains(string(res.Final.Body), "--sp-key") {
 			t.Errorf("the page should tell the operator to share --sp-key")
@@ -112,15 +113,15 @@ func TestE2EResponseFromAnotherBrowser(t *testing.T) {
 	}
 
 	fresh := top.browser() // no cookies of this SP at all
-	if r := fresh.Submit(ctx, pending); r.OK || r.Cause != string(sp.CauseBindingCookieMissing) {
-		t.Fatalf("post from a browser without the binding cookie: want %s:\n%s", sp.CauseBindingCookieMissing, describe(r))
+	if r := fresh.Submit(ctx, pending); r.OK || r.Cause != string(failure.CauseBindingCookieMissing) {
+		t.Fatalf("post from a browser without the binding cookie: want %s:\n%s", failure.CauseBindingCookieMissing, describe(r))
 	}
 	attacker := top.browser() // has a binding cookie of its own
 	if _, err := attacker.Get(ctx, top.ProxyURL+"/app"); err != nil {
 		t.Fatal(err)
 	}
-	if r := attacker.Submit(ctx, pending); r.OK || r.Cause != string(sp.CauseBindingMismatch) {
-		t.Fatalf("post from another browser: want %s:\n%s", sp.CauseBindingMismatch, describe(r))
+	if r := attacker.Submit(ctx, pending); r.OK || r.Cause != string(failure.CauseBindingMismatch) {
+		t.Fatalf("post from another browser: want %s:\n%s", failure.CauseBindingMismatch, describe(r))
 	}
 	if r := victim.Submit(ctx, pending); !r.OK {
 		t.Fatalf("the real browser could not finish its login after the forged posts:\n%s", describe(r))
@@ -135,8 +136,8 @@ func TestE2ESessionCrossInstanceDoesNotLoop(t *testing.T) {
 	top := startTopology(t, topologyConfig{Replicas: 2, Store: memoryStores, MaxRelogins: 2,
 		Pick: func(n int64, _ *http.Request) int { return int(n/2) % 2 }})
 	res := top.login(t, top.browser(), "alice")
-	if res.OK || res.Cause != string(sp.CauseSessionCrossInstance) {
-		t.Fatalf("want %s after capped re-logins:\n%s", sp.CauseSessionCrossInstance, describe(res))
+	if res.OK || res.Cause != string(failure.CauseSessionCrossInstance) {
+		t.Fatalf("want %s after capped re-logins:\n%s", failure.CauseSessionCrossInstance, describe(res))
 	}
 	acs := 0
 	for _, h := range res.Hops {
@@ -170,11 +171,11 @@ func TestE2EStoreDown(t *testing.T) {
 		t.Fatalf("%v\n%s", err, describe(res))
 	}
 	stores[0].Close()
-	if r := b.Submit(ctx, pending); r.OK || r.Cause != string(sp.CauseStoreUnavailable) || r.Hops[len(r.Hops)-1].Status != 503 {
-		t.Fatalf("ACS with the store down: want 503 %s:\n%s", sp.CauseStoreUnavailable, describe(r))
+	if r := b.Submit(ctx, pending); r.OK || r.Cause != string(failure.CauseStoreUnavailable) || r.Hops[len(r.Hops)-1].Status != 503 {
+		t.Fatalf("ACS with the store down: want 503 %s:\n%s", failure.CauseStoreUnavailable, describe(r))
 	}
-	if r := top.login(t, top.browser(), "alice"); r.OK || r.Cause != string(sp.CauseStoreUnavailable) {
-		t.Fatalf("login start with the store down: want %s:\n%s", sp.CauseStoreUnavailable, describe(r))
+	if r := top.login(t, top.browser(), "alice"); r.OK || r.Cause != string(failure.CauseStoreUnavailable) {
+		t.Fatalf("login start with the store down: want %s:\n%s", failure.CauseStoreUnavailable, describe(r))
 	}
 	resp, err := http.Get(top.Replicas[0].URL + "/readyz")
 	if err != nil {
@@ -202,8 +203,8 @@ func TestE2EInstanceHeaderEverywhere(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if got := resp.Header.Get(sp.HeaderInstance); got != "sp-1" {
-			t.Errorf("%s: %s = %q, want sp-1", path, sp.HeaderInstance, got)
+		if got := resp.Header.Get(respond.HeaderInstance); got != "sp-1" {
+			t.Errorf("%s: %s = %q, want sp-1", path, respond.HeaderInstance, got)
 		}
 	}
 }

@@ -26,6 +26,8 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/devidp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
@@ -221,7 +223,7 @@ func TestFaultLoad(t *testing.T) {
 	srv.Stop()
 	down := time.Now()
 	waitFor("logins refused while Redis is down", func() bool {
-		return count(down, func(r *sptest.Result) bool { return r.Cause == string(sp.CauseStoreUnavailable) }) >= faultOutageFailures
+		return count(down, func(r *sptest.Result) bool { return r.Cause == string(failure.CauseStoreUnavailable) }) >= faultOutageFailures
 	})
 	srv.Restart()
 	// Back means every replica answers a burst of concurrent readiness
@@ -339,8 +341,8 @@ func cleanRefusal(r *sptest.Result) error {
 	if last.Status != http.StatusServiceUnavailable {
 		return fmt.Errorf("last hop answered %d, want 503", last.Status)
 	}
-	if last.Cause != string(sp.CauseStoreUnavailable) && last.Cause != causeUpstreamCut {
-		return fmt.Errorf("503 with cause %q, want %q or %q", last.Cause, sp.CauseStoreUnavailable, causeUpstreamCut)
+	if last.Cause != string(failure.CauseStoreUnavailable) && last.Cause != causeUpstreamCut {
+		return fmt.Errorf("503 with cause %q, want %q or %q", last.Cause, failure.CauseStoreUnavailable, causeUpstreamCut)
 	}
 	if s, err := strconv.Atoi(r.Final.Header.Get("Retry-After")); err != nil || s <= 0 {
 		return fmt.Errorf("503 with Retry-After %q, want a positive number of seconds", r.Final.Header.Get("Retry-After"))
@@ -493,7 +495,7 @@ func newFaultBalancer(t *testing.T) *faultBalancer {
 		Transport: roundTripFunc(lb.roundTrip),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", "1")
-			w.Header().Set(sp.HeaderCause, causeUpstreamCut)
+			w.Header().Set(respond.HeaderCause, causeUpstreamCut)
 			http.Error(w, "replica unreachable: "+err.Error(), http.StatusServiceUnavailable)
 		},
 		ErrorLog: log.New(io.Discard, "", 0),

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // maxRedirectURL bounds a return URL (rd=, X-Forwarded-Uri): longer ones
@@ -92,11 +94,12 @@ func (s *SP) serveLoginRD(w http.ResponseWriter, r *http.Request) {
 		// any login state, as in gateway mode.
 		if !browserNavigation(r) {
 			s.gm.forwardAuth.WithLabelValues("unauthenticated").Inc()
-			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no-session", "instance": s.cfg.InstanceID})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "forward-auth", API: true,
+				Detail: "login start through nginx's error_page for a request that is not a browser navigation"})
 			return
 		}
 		if !localPath(fw.uri) {
-			s.fail(w, r, &Failure{Cause: CauseRedirectRefused, Detail: "X-Original-URI " + truncate(fw.uri, 200) + " is not a local path"})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseRedirectRefused, Detail: "X-Original-URI " + truncate(fw.uri, 200) + " is not a local path"})
 			return
 		}
 		rd = fw.uri
@@ -106,7 +109,7 @@ func (s *SP) serveLoginRD(w http.ResponseWriter, r *http.Request) {
 	}
 	target, ok := s.returnTarget(rd)
 	if !ok {
-		s.fail(w, r, &Failure{Cause: CauseRedirectRefused, Detail: "rd " + truncate(rd, 200) + " is not a local path or an allowed host"})
+		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseRedirectRefused, Detail: "rd " + truncate(rd, 200) + " is not a local path or an allowed host"})
 		return
 	}
 	sess, _, ok := s.sessionOf(w, r, rt)
@@ -186,23 +189,24 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 		case trusted && fw.uri != "":
 			if p = fw.originalPath(); p == "" {
 				s.gm.forwardAuth.WithLabelValues("path-refused").Inc()
-				writeJSON(w, http.StatusBadRequest, map[string]any{"error": "path-not-canonical", "instance": s.cfg.InstanceID})
+				s.resp.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth", API: true,
+					Detail: "original URI " + truncate(fw.uri, 200) + " is not in canonical form"})
 				return
 			}
 		case s.hasPathRules():
 			// Rules for some paths only, and no trusted proxy says which
 			// path this is: refuse rather than judge it as "/".
 			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
-			s.fail(w, r, &Failure{Cause: CauseForbidden, Detail: "--allow has per-path rules, and the original path is unknown (no X-Forwarded-Uri or X-Original-URI from a --trusted-proxies peer)"})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseForbidden, Detail: "--allow has per-path rules, and the original path is unknown (no X-Forwarded-Uri or X-Original-URI from a --trusted-proxies peer)"})
 			return
 		}
 		if f := s.authorize(id, p); f != nil {
 			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
-			s.fail(w, r, f)
+			s.resp.Fail(w, r, f)
 			return
 		}
 		if err := s.setIdentity(w.Header(), id); err != nil {
-			s.fail(w, r, &Failure{Cause: CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 			return
 		}
 		s.gm.forwardAuth.WithLabelValues("ok").Inc()
@@ -220,7 +224,8 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 			"host", truncate(fw.host, 100), "proto", truncate(fw.proto, 10))
 	}
 	s.gm.forwardAuth.WithLabelValues("unauthenticated").Inc()
-	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no-session", "instance": s.cfg.InstanceID})
+	s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "forward-auth", API: true,
+		Detail: "no session; the front proxy answers the client"})
 }
 
 // afterLogin is where the ACS sends the browser: the tracked return URL if

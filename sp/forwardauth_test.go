@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // The return URL is never an open redirect: every hostile form is refused.
@@ -107,7 +109,7 @@ func TestAuthorizeLongestPrefixAnyOf(t *testing.T) {
 		if (f == nil) != tc.ok {
 			t.Errorf("authorize(%s, %s) = %v, want ok=%v", tc.id.User, tc.path, f, tc.ok)
 		}
-		if f != nil && f.Cause != CauseForbidden {
+		if f != nil && f.Cause != failure.CauseForbidden {
 			t.Errorf("cause %s, want forbidden", f.Cause)
 		}
 	}

@@ -8,7 +8,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 )
 
 // FuzzACS posts mutated responses to the ACS. Each input is a splice into
@@ -64,7 +65,7 @@ func FuzzACS(f *testing.F) {
 		if bytes.Equal(doc, orig) && relay == l.relayState {
 			t.Fatalf("the unmutated response was refused: %d %s (%s): %s", p.status, p.cause, p.reason, p.detail)
 		}
-		if !slices.Contains(sp.AllCauses, sp.Cause(p.cause)) || sp.Cause(p.cause).Status() != p.status {
+		if !slices.Contains(failure.AllCauses, failure.Cause(p.cause)) || failure.Cause(p.cause).Status() != p.status {
 			t.Fatalf("refused with %d and cause %q, which is not a cause of the taxonomy with its status", p.status, p.cause)
 		}
 		if p.sessionCookie != "" {
@@ -98,8 +99,8 @@ func FuzzACSForm(f *testing.F) {
 		req := httptest.NewRequest("POST", batteryRoot+"/saml/acs", bytes.NewReader(body))
 		req.Header.Set("Content-Type", contentType)
 		rec := br.do(b.replicas[1], req)
-		cause := sp.Cause(rec.Header().Get(sp.HeaderCause))
-		if !slices.Contains(sp.AllCauses, cause) || cause.Status() != rec.Code {
+		cause := failure.Cause(rec.Header().Get(respond.HeaderCause))
+		if !slices.Contains(failure.AllCauses, cause) || cause.Status() != rec.Code {
 			t.Fatalf("answered %d with cause %q, not a cause of the taxonomy with its status", rec.Code, cause)
 		}
 		for _, c := range rec.Result().Cookies() {

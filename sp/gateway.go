@@ -16,6 +16,8 @@ import (
 	"github.com/crewjam/saml/samlsp"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // DefaultIdentityHeaderPrefix is the prefix of the identity headers the
@@ -233,8 +235,8 @@ func (s *SP) serveGateway(authed http.Handler) http.HandlerFunc {
 		}
 		if !cleanPath(r.URL.Path) {
 			s.gm.requests.WithLabelValues("path-refused").Inc()
-			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "path-not-canonical",
-				"detail": "the path has empty, . or .. segments; send its clean form", "instance": s.cfg.InstanceID})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "gateway",
+				Detail: "path " + truncate(r.URL.EscapedPath(), 200) + " is not in canonical form"})
 			return
 		}
 		if g.publicPath(r.URL.Path) {
@@ -259,9 +261,8 @@ func (s *SP) serveGateway(authed http.Handler) http.HandlerFunc {
 		if sess == nil {
 			// An API call: no login is started and no state is created.
 			s.gm.requests.WithLabelValues("unauthenticated").Inc()
-			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no-session",
-				"detail":    "this request needs a session; log in in a browser first",
-				"login_url": s.loginURL(r.URL.RequestURI()), "instance": s.cfg.InstanceID})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "gateway", API: true,
+				Detail: r.Method + " without a session, not a browser navigation", LoginURL: s.loginURL(r.URL.RequestURI())})
 			return
 		}
 		s.serveUpstream(w, r.WithContext(samlsp.ContextWithSession(r.Context(), sess)))
@@ -280,12 +281,12 @@ func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
 	id := s.identityOf(sess)
 	if f := s.authorize(id, r.URL.Path); f != nil {
 		s.gm.requests.WithLabelValues("forbidden").Inc()
-		s.fail(w, r, f)
+		s.resp.Fail(w, r, f)
 		return
 	}
 	hdr := make(http.Header, 4+len(s.cfg.Gateway.PassAttributes))
 	if err := s.setIdentity(hdr, id); err != nil {
-		s.fail(w, r, &Failure{Cause: CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
+		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 		return
 	}
 	s.gm.requests.WithLabelValues("authenticated").Inc()
@@ -349,19 +350,19 @@ func (s *SP) newUpstreamProxy() *httputil.ReverseProxy {
 			}
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if r.Context().Err() != nil {
-				s.gm.requests.WithLabelValues("client-gone").Inc()
-				s.log.Debug("client left before the upstream answered", "path", r.URL.Path, "err", err)
-				return
-			}
-			status, what := http.StatusBadGateway, "upstream-unavailable"
+			f := &failure.Failure{Cause: failure.CauseUpstreamUnavailable, Op: "gateway", Detail: err.Error(), Err: err}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				status, what = http.StatusGatewayTimeout, "upstream-timeout"
+			switch {
+			case r.Context().Err() != nil:
+				f.Cause = failure.CauseClientGone
+				s.gm.requests.WithLabelValues("client-gone").Inc()
+			case errors.As(err, &ne) && ne.Timeout():
+				f.Cause = failure.CauseUpstreamTimeout
+				s.gm.requests.WithLabelValues("upstream-error").Inc()
+			default:
+				s.gm.requests.WithLabelValues("upstream-error").Inc()
 			}
-			s.gm.requests.WithLabelValues("upstream-error").Inc()
-			s.log.Warn("upstream request failed", "path", r.URL.Path, "status", status, "err", err)
-			writeJSON(w, status, map[string]any{"error": what, "detail": err.Error(), "instance": s.cfg.InstanceID})
+			s.resp.Fail(w, r, f)
 		},
 	}
 }

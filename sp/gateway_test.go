@@ -28,6 +28,7 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
@@ -55,7 +56,7 @@ func startUpstream(t testing.TB, extra http.Handler) *upstreamApp {
 			u.extra.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set(sp.HeaderUser, r.Header.Get("X-Samlha-User"))
+		w.Header().Set(respond.HeaderUser, r.Header.Get("X-Samlha-User"))
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(w, "upstream %s\n", r.URL.Path)
 	}))
@@ -240,8 +241,8 @@ func TestGatewayAllowRules(t *testing.T) {
 			req.AddCookie(c)
 		}
 		resp := do(t, req)
-		if resp.StatusCode != tc.code || resp.Header.Get(sp.HeaderCause) != tc.cause {
-			t.Errorf("%s %s: %d cause %q, want %d %q", tc.user, tc.path, resp.StatusCode, resp.Header.Get(sp.HeaderCause), tc.code, tc.cause)
+		if resp.StatusCode != tc.code || resp.Header.Get(respond.HeaderCause) != tc.cause {
+			t.Errorf("%s %s: %d cause %q, want %d %q", tc.user, tc.path, resp.StatusCode, resp.Header.Get(respond.HeaderCause), tc.code, tc.cause)
 		}
 	}
 	if got := counterValue(t, env.top.Replicas[0], "samlha_sp_failures_total", map[string]string{"cause": "forbidden"}); got != 2 {
@@ -587,8 +588,8 @@ func TestLoginRDRefusesOpenRedirects(t *testing.T) {
 	top := startForwardAuth(t, "127.0.0.1/32", nil)
 	for _, rd := range []string{"//evil.test", "/\\evil.test", "https:evil.test", "https://evil.test/", "http://127.0.0.1@evil.test/", "/x\r\nLocation: //evil"} {
 		resp := do(t, mustGet(top.ProxyURL+"/saml/login?rd="+url.QueryEscape(rd)))
-		if resp.StatusCode != 400 || resp.Header.Get(sp.HeaderCause) != "redirect-refused" {
-			t.Errorf("rd=%q: %d cause %q, want 400 redirect-refused", rd, resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+		if resp.StatusCode != 400 || resp.Header.Get(respond.HeaderCause) != "redirect-refused" {
+			t.Errorf("rd=%q: %d cause %q, want 400 redirect-refused", rd, resp.StatusCode, resp.Header.Get(respond.HeaderCause))
 		}
 	}
 	b := sptest.NewBrowser(sptest.Options{RequestTimeout: 20 * time.Second, SuccessPath: "/app"})

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
@@ -70,7 +71,7 @@ func isOurRelayState(rs string) bool {
 // finishIDPInitiated finishes an IdP-initiated login: the response must
 // carry no InResponseTo (crewjam's AllowIDPInitiated), and its assertion
 // is recorded as used in the shared replay record with the new session.
-func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*trackedRequest, *Failure) {
+func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*trackedRequest, *failure.Failure) {
 	tr := &trackedRequest{Origin: "idp-initiated", URI: s.cfg.IDPInitiated.returnPath(rs)}
 	assertion, err := rt.idpParser.ParseResponse(r, nil)
 	if err != nil {
@@ -80,7 +81,7 @@ func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *live
 		return tr, s.commitLogin(w, r, assertion, "")
 	}
 	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {
-		return tr, &Failure{Cause: CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+		return tr, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
 	return tr, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
@@ -118,8 +119,8 @@ func TestIDPInitiatedLoginAndCrossReplicaReplay(t *testing.T) {
 		}
 		// Replayed to the other replica: refused.
 		again := postForm(t, top.Replicas[1].URL, form)
-		if again.StatusCode != http.StatusForbidden || again.Header.Get(sp.HeaderCause) != "assertion-replayed" {
-			t.Fatalf("replay to another replica: %d cause %q, want 403 assertion-replayed", again.StatusCode, again.Header.Get(sp.HeaderCause))
+		if again.StatusCode != http.StatusForbidden || again.Header.Get(respond.HeaderCause) != "assertion-replayed" {
+			t.Fatalf("replay to another replica: %d cause %q, want 403 assertion-replayed", again.StatusCode, again.Header.Get(respond.HeaderCause))
 		}
 	}
 }
@@ -133,8 +134,8 @@ func TestIDPInitiatedOffByDefault(t *testing.T) {
 		Configure: func(_ int, c *sp.Config) { c.IDP = &sp.IDPMetadata{Static: idp.Metadata()} }})
 	form := mintIDPInitiated(t, idp, spMetadata(t, top.ProxyURL), "")
 	resp := postForm(t, top.Replicas[0].URL, form)
-	if resp.StatusCode == http.StatusFound || resp.Header.Get(sp.HeaderCause) != "state-unknown" {
-		t.Fatalf("unsolicited response without --allow-idp-initiated: %d cause %q", resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+	if resp.StatusCode == http.StatusFound || resp.Header.Get(respond.HeaderCause) != "state-unknown" {
+		t.Fatalf("unsolicited response without --allow-idp-initiated: %d cause %q", resp.StatusCode, resp.Header.Get(respond.HeaderCause))
 	}
 }
 
@@ -185,8 +186,8 @@ func TestIDPInitiatedRefusesSolicitedResponseWithoutRelayState(t *testing.T) {
 	}
 	stripped := url.Values{"SAMLResponse": form.Fields["SAMLResponse"]}
 	resp := postForm(t, top.Replicas[0].URL, stripped)
-	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(sp.HeaderCause) != "response-invalid" {
-		t.Fatalf("solicited response without RelayState: %d cause %q, want 403 response-invalid", resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(respond.HeaderCause) != "response-invalid" {
+		t.Fatalf("solicited response without RelayState: %d cause %q, want 403 response-invalid", resp.StatusCode, resp.Header.Get(respond.HeaderCause))
 	}
 	// The login itself still finishes in its own browser.
 	if res := b.Submit(ctx, form); !res.OK {

@@ -63,6 +63,21 @@ func (m *IDPMetadata) load(ctx context.Context) (*saml.EntityDescriptor, error) 
 	}
 }
 
+// flag names the source as the flag that sets it, for advice on pages.
+func (m *IDPMetadata) flag() string {
+	switch {
+	case m == nil:
+		return ""
+	case m.Static != nil:
+		return "the IdP metadata given to the SP"
+	case m.File != "":
+		return "--idp-metadata-file " + m.File
+	case m.URL != nil:
+		return "--idp-metadata-url " + m.URL.String()
+	}
+	return ""
+}
+
 func (m *IDPMetadata) source() string {
 	switch {
 	case m.Static != nil:

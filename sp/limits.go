@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // Bounds on what a request may make the SP read or keep (README "Bounds on
@@ -35,7 +37,7 @@ const (
 // r's path and query, local to this site. It refuses (return-url-too-long,
 // 414) one longer than max bytes rather than store it whole or drop part
 // of it: a login never lands anywhere but where it was asked for.
-func returnURI(r *http.Request, max int) (string, *Failure) {
+func returnURI(r *http.Request, max int) (string, *failure.Failure) {
 	uri := r.URL.EscapedPath()
 	if r.URL.RawQuery != "" {
 		uri += "?" + r.URL.RawQuery
@@ -53,9 +55,9 @@ func returnURI(r *http.Request, max int) (string, *Failure) {
 
 // checkReturnLength refuses a return URL longer than max bytes
 // (return-url-too-long, 414).
-func checkReturnLength(uri string, max int) *Failure {
+func checkReturnLength(uri string, max int) *failure.Failure {
 	if len(uri) > max {
-		return &Failure{Cause: CauseReturnURLTooLong,
+		return &failure.Failure{Cause: failure.CauseReturnURLTooLong,
 			Detail: fmt.Sprintf("the address to return to after login is %d bytes; the limit (--max-return-url) is %d", len(uri), max)}
 	}
 	return nil
@@ -64,15 +66,15 @@ func checkReturnLength(uri string, max int) *Failure {
 // limitBody bounds r's body to n bytes and parses its form. A body over the
 // limit is request-too-large (413); any other parse error is
 // request-malformed.
-func limitBody(w http.ResponseWriter, r *http.Request, n int64) *Failure {
+func limitBody(w http.ResponseWriter, r *http.Request, n int64) *failure.Failure {
 	r.Body = http.MaxBytesReader(w, r.Body, n)
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &Failure{Cause: CauseRequestTooLarge, Err: err,
+			return &failure.Failure{Cause: failure.CauseRequestTooLarge, Err: err,
 				Detail: fmt.Sprintf("%s body over its limit of %d bytes", r.URL.Path, tooBig.Limit)}
 		}
-		return &Failure{Cause: CauseRequestMalformed, Detail: "cannot parse form: " + err.Error(), Err: err}
+		return &failure.Failure{Cause: failure.CauseRequestMalformed, Detail: "cannot parse form: " + err.Error(), Err: err}
 	}
 	return nil
 }

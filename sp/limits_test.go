@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // Whatever begin agrees to store, finish can read, and what it refuses the
@@ -159,12 +161,12 @@ func TestReturnURI(t *testing.T) {
 		target string
 		max    int
 		want   string
-		cause  Cause
+		cause  failure.Cause
 	}{
 		{"/app", 2048, "/app", ""},
 		{"/app?a=1&b=%2F", 2048, "/app?a=1&b=%2F", ""},
 		{"/app?q=" + strings.Repeat("x", 2048-7), 2048, "/app?q=" + strings.Repeat("x", 2048-7), ""},
-		{"/app?q=" + strings.Repeat("x", 2048-6), 2048, "", CauseReturnURLTooLong},
+		{"/app?q=" + strings.Repeat("x", 2048-6), 2048, "", failure.CauseReturnURLTooLong},
 		{"//evil.example/app", 2048, "/", ""},
 		{"http://evil.example/app?x", 2048, "/app?x", ""}, // absolute-form request target: path and query only
 	} {

@@ -7,6 +7,9 @@ import (
 	"net/http"
 
 	"github.com/crewjam/saml"
+
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 )
 
 // logoutTokenField is the form field of the logout page's CSRF token.
@@ -38,15 +41,15 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/", http.StatusFound) // nothing to log out of
 			return
 		}
-		s.render(w, http.StatusOK, "logout.html", struct {
-			page
+		s.resp.Page(w, http.StatusOK, "logout.html", struct {
+			respond.Page
 			Token        string
 			SingleLogout bool
-		}{s.page("Log out"), logoutToken(ck.Value), rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPRedirectBinding) != "" ||
+		}{s.resp.PageData("Log out"), logoutToken(ck.Value), rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPRedirectBinding) != "" ||
 			rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPPostBinding) != ""})
 	case http.MethodPost:
 		if f := limitBody(w, r, MaxFormBody); f != nil {
-			s.fail(w, r, f)
+			s.resp.Fail(w, r, f)
 			return
 		}
 		ck, err := r.Cookie(sessionCookieName)
@@ -60,7 +63,7 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 			if got == "" {
 				detail = "POST /logout without the logout page's token"
 			}
-			s.fail(w, r, &Failure{Cause: CauseLogoutTokenInvalid, Detail: detail})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseLogoutTokenInvalid, Detail: detail})
 			return
 		}
 		rt.mw.HandleStartLogout(w, r)
@@ -77,11 +80,11 @@ func (s *SP) serveSLO(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f := limitBody(w, r, MaxSLOBody); f != nil {
-		s.fail(w, r, f)
+		s.resp.Fail(w, r, f)
 		return
 	}
 	if f := screenSLO(r); f != nil {
-		s.fail(w, r, f)
+		s.resp.Fail(w, r, f)
 		return
 	}
 	rt.mw.ServeSLO(w, r)

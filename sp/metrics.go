@@ -9,7 +9,6 @@ import (
 type metrics struct {
 	loginsStarted   prometheus.Counter
 	loginsSucceeded prometheus.Counter
-	failures        *prometheus.CounterVec // cause, reason
 	acsDuration     *prometheus.HistogramVec
 	storeErrors     *prometheus.CounterVec // op
 	sessionMisses   *prometheus.CounterVec // kind
@@ -28,10 +27,6 @@ func newMetrics(reg prometheus.Registerer, instance, storeKind string) *metrics 
 			Name: "samlha_sp_logins_succeeded_total",
 			Help: "Logins this replica finished at its ACS with a new session.",
 		}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "samlha_sp_failures_total",
-			Help: "Login and session failures by cause (see README, failure taxonomy); reason sub-classifies response-invalid.",
-		}, []string{"cause", "reason"}),
 		acsDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "samlha_sp_acs_duration_seconds",
 			Help:    "Time to handle a POST to the ACS, by result (success or the failure cause).",
@@ -64,13 +59,8 @@ func newMetrics(reg prometheus.Registerer, instance, storeKind string) *metrics 
 		ConstLabels: prometheus.Labels{"instance_id": instance, "store": storeKind},
 	})
 	info.Set(1)
-	reg.MustRegister(m.loginsStarted, m.loginsSucceeded, m.failures, m.acsDuration, m.storeErrors,
+	reg.MustRegister(m.loginsStarted, m.loginsSucceeded, m.acsDuration, m.storeErrors,
 		m.sessionMisses, m.requests, m.idpMetadata, m.idpRefreshErrs, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, c := range AllCauses {
-		if c != CauseResponseInvalid {
-			m.failures.WithLabelValues(string(c), "")
-		}
-	}
 	return m
 }

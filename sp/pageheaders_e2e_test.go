@@ -15,6 +15,8 @@ import (
 	"golang.org/x/net/html/atom"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 )
 
@@ -125,8 +127,8 @@ func checkPageHeaders(t *testing.T, name string, h http.Header, body []byte) {
 	if cc := h.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
 		t.Errorf("%s: Cache-Control %q, want no-store", name, cc)
 	}
-	if rp := h.Get("Referrer-Policy"); rp != sp.ReferrerPolicy {
-		t.Errorf("%s: Referrer-Policy %q, want %q", name, rp, sp.ReferrerPolicy)
+	if rp := h.Get("Referrer-Policy"); rp != respond.ReferrerPolicy {
+		t.Errorf("%s: Referrer-Policy %q, want %q", name, rp, respond.ReferrerPolicy)
 	}
 	if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" {
 		t.Errorf("%s: X-Content-Type-Options %q, X-Frame-Options %q", name, h.Get("X-Content-Type-Options"), h.Get("X-Frame-Options"))
@@ -232,8 +234,8 @@ func TestE2ELogoutNeedsToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(sp.HeaderCause) != string(sp.CauseLogoutTokenInvalid) {
-			t.Errorf("%s: %d cause %q, want 403 logout-token-invalid", name, resp.StatusCode, resp.Header.Get(sp.HeaderCause))
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(respond.HeaderCause) != string(failure.CauseLogoutTokenInvalid) {
+			t.Errorf("%s: %d cause %q, want 403 logout-token-invalid", name, resp.StatusCode, resp.Header.Get(respond.HeaderCause))
 		}
 		if code, _ := whoami(t, top, alice, top.Replicas[0]); code != http.StatusOK {
 			t.Fatalf("%s: alice was logged out (/whoami %d)", name, code)

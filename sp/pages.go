@@ -1,15 +1,16 @@
 package sp
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/crewjam/saml/samlsp"
+
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 )
 
 type nameValue struct {
@@ -22,83 +23,6 @@ type attribute struct {
 	Values []string
 }
 
-// page is the data every template gets.
-type page struct {
-	Title, Instance, StoreKind, Now string
-}
-
-// page is the data of a page titled title. It names the store's kind, never
-// its address: the pages are public.
-func (s *SP) page(title string) page {
-	return page{Title: title, Instance: s.cfg.InstanceID, StoreKind: s.storeKind,
-		Now: s.now().UTC().Format(time.RFC3339)}
-}
-
-func (s *SP) render(w http.ResponseWriter, status int, name string, data any) {
-	var buf bytes.Buffer
-	if err := s.pages.ExecuteTemplate(&buf, name, data); err != nil {
-		s.log.Error("cannot render page", "template", name, "err", err)
-		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
-		return
-	}
-	setPageHeaders(w.Header())
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-}
-
-// renderFailure answers with f's status, cause header and explanation page.
-// A client that asks for JSON gets the same as JSON.
-func (s *SP) renderFailure(w http.ResponseWriter, r *http.Request, f *Failure) {
-	status := f.Cause.Status()
-	w.Header().Set(HeaderCause, string(f.Cause))
-	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", "5")
-	}
-	ex := explain(f, s.cfg.InstanceID, s.storeKind)
-	details := []nameValue{{"cause", string(f.Cause)}, {"this instance", s.cfg.InstanceID}, {"store", s.storeKind}}
-	if f.Reason != "" {
-		details = append(details, nameValue{"reason", f.Reason})
-	}
-	if f.Origin != "" {
-		details = append(details, nameValue{"login began on", f.Origin})
-	}
-	if f.RequestID != "" {
-		details = append(details, nameValue{"AuthnRequest ID", f.RequestID})
-	}
-	if wantsJSON(r) {
-		writeJSON(w, status, map[string]any{"error": string(f.Cause), "reason": f.Reason, "title": ex.Title,
-			"what": ex.What, "fixes": ex.Fixes, "instance": s.cfg.InstanceID, "origin": f.Origin})
-		return
-	}
-	retry := ""
-	if f.Cause != CauseStoreUnavailable && f.Cause != CauseIdPMetadataUnavailable {
-		retry = "/app"
-	}
-	s.render(w, status, "error.html", struct {
-		page
-		Cause    string
-		Status   int
-		What     string
-		Fixes    []string
-		Details  []nameValue
-		RetryURL string
-	}{s.page(ex.Title), string(f.Cause), status, ex.What, ex.Fixes, details, retry})
-}
-
-func wantsJSON(r *http.Request) bool {
-	a := r.Header.Get("Accept")
-	return a == "application/json" || r.URL.Path == "/whoami"
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 func (s *SP) serveIndex(w http.ResponseWriter, r *http.Request) {
 	expl := "Logins can only be finished by the replica that began them, so the load balancer must pin browsers to replicas (sticky sessions)."
 	switch {
@@ -107,10 +31,10 @@ func (s *SP) serveIndex(w http.ResponseWriter, r *http.Request) {
 	case s.tracker.shared:
 		expl = "Login state is shared: any replica using the same store can finish any login."
 	}
-	s.render(w, http.StatusOK, "index.html", struct {
-		page
+	s.resp.Page(w, http.StatusOK, "index.html", struct {
+		respond.Page
 		StoreExplanation string
-	}{s.page("Home"), expl})
+	}{s.resp.PageData("Home"), expl})
 }
 
 // sessionView is what /app and /whoami show of a session.
@@ -170,12 +94,12 @@ func userName(nameID string, attrs samlsp.Attributes) string {
 
 func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
 	v := s.view(samlsp.SessionFromContext(r.Context()))
-	w.Header().Set(HeaderUser, v.User)
-	s.render(w, http.StatusOK, "app.html", struct {
-		page
+	w.Header().Set(respond.HeaderUser, v.User)
+	s.resp.Page(w, http.StatusOK, "app.html", struct {
+		respond.Page
 		sessionView
 		Expires string
-	}{s.page("App"), v, v.Expires.UTC().Format(time.RFC3339)})
+	}{s.resp.PageData("App"), v, v.Expires.UTC().Format(time.RFC3339)})
 }
 
 // sessionOf reads r's session: nil without one, with err the session miss
@@ -185,7 +109,7 @@ func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
 func (s *SP) sessionOf(w http.ResponseWriter, r *http.Request, rt *liveConfig) (sess samlsp.Session, err error, ok bool) {
 	sess, err = rt.mw.Session.GetSession(r)
 	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-		s.fail(w, r, storeFailure(err, ""))
+		s.resp.Fail(w, r, failure.FromStore(err, ""))
 		return nil, nil, false
 	}
 	return sess, err, true
@@ -208,12 +132,12 @@ func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &miss) {
 			body["miss"], body["origin"], body["detail"] = miss.kind, miss.origin, miss.detail
 		}
-		writeJSON(w, http.StatusUnauthorized, body)
+		respond.JSON(w, http.StatusUnauthorized, body)
 		return
 	}
 	v := s.view(sess)
-	w.Header().Set(HeaderUser, v.User)
-	writeJSON(w, http.StatusOK, v)
+	w.Header().Set(respond.HeaderUser, v.User)
+	respond.JSON(w, http.StatusOK, v)
 }
 
 // serveMetadata serves the SP metadata. It does not need the IdP's, so the
@@ -227,7 +151,7 @@ func (s *SP) serveMetadata(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *SP) serveHealthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "alive", "instance": s.cfg.InstanceID})
+	respond.JSON(w, http.StatusOK, map[string]any{"status": "alive", "instance": s.cfg.InstanceID})
 }
 
 // serveReadyz is ready when the IdP metadata is loaded and the store
@@ -254,5 +178,5 @@ func (s *SP) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, map[string]any{"ready": ready, "instance": s.cfg.InstanceID, "store": s.storeKind, "checks": checks})
+	respond.JSON(w, status, map[string]any{"ready": ready, "instance": s.cfg.InstanceID, "store": s.storeKind, "checks": checks})
 }

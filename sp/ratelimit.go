@@ -8,12 +8,13 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // LoginLimits bound the logins a replica begins (README "Bounds on input").
@@ -90,17 +91,10 @@ type loginGate struct {
 	total   *rate.Limiter  // nil: off
 	pending *pendingWindow // nil: off (or stateless)
 
-	// logs samples the log lines of refused starts (10 a second, burst
-	// 20); suppressed counts those not logged, for the next line.
-	logs       *rate.Limiter
-	suppressed atomic.Int64
 }
 
-// logRefusal reports whether a refused start at now may be logged.
-func (g *loginGate) logRefusal(now time.Time) bool { return g.logs.AllowN(now, 1) }
-
 func newLoginGate(l LoginLimits, window time.Duration, stateless bool) *loginGate {
-	g := &loginGate{logs: rate.NewLimiter(10, 20)}
+	g := &loginGate{}
 	if l.PerClientRate >= 0 {
 		g.clients = newClientLimiter(rate.Limit(l.PerClientRate), l.PerClientBurst, l.Clients)
 	}
@@ -116,22 +110,22 @@ func newLoginGate(l LoginLimits, window time.Duration, stateless bool) *loginGat
 // admit reserves a login start for client at now, or returns the failure
 // to answer with (its RetryAfter set). A reserved start that then fails to
 // store its state is given back with release.
-func (g *loginGate) admit(client netip.Addr, now time.Time) (*Failure, time.Duration) {
+func (g *loginGate) admit(client netip.Addr, now time.Time) (*failure.Failure, time.Duration) {
 	if g.clients != nil {
 		if ok, wait := g.clients.allow(client, now); !ok {
-			return &Failure{Cause: CauseLoginRateLimited, Reason: "client",
+			return &failure.Failure{Cause: failure.CauseLoginRateLimited, Reason: "client",
 				Detail: fmt.Sprintf("client %s is over its login rate; retry in %v", clientKey(client), wait.Round(time.Millisecond))}, wait
 		}
 	}
 	if g.total != nil {
 		if ok, wait := reserve(g.total, now); !ok {
-			return &Failure{Cause: CauseLoginRateLimited, Reason: "replica",
+			return &failure.Failure{Cause: failure.CauseLoginRateLimited, Reason: "replica",
 				Detail: fmt.Sprintf("this replica is over its total login rate; retry in %v", wait.Round(time.Millisecond))}, wait
 		}
 	}
 	if g.pending != nil {
 		if ok, wait, n := g.pending.add(now); !ok {
-			return &Failure{Cause: CauseStoreFull, Reason: "pending-logins",
+			return &failure.Failure{Cause: failure.CauseStoreFull, Reason: "pending-logins",
 				Detail: fmt.Sprintf("%d logins begun here in the last %v, the ceiling (--max-pending-logins); the oldest leaves the window in %v",
 					n, g.pending.window, wait.Round(time.Second))}, wait
 		}
@@ -346,25 +340,14 @@ func (s *SP) admitLogin(w http.ResponseWriter, r *http.Request, target string) (
 		uri, f = target, checkReturnLength(target, s.cfg.MaxReturnURL)
 	}
 	if f != nil {
-		s.fail(w, r, f)
+		s.resp.Fail(w, r, f)
 		return "", time.Time{}, false
 	}
 	now := s.now()
 	client := clientAddress(r)
 	if f, wait := s.logins.admit(client, now); f != nil {
-		setRetryAfter(w, wait)
-		if s.logins.logRefusal(now) {
-			if n := s.logins.suppressed.Swap(0); n > 0 {
-				f.Detail += fmt.Sprintf(" (%d more refusals not logged)", n)
-			}
-			s.fail(w, r, f)
-		} else {
-			// A flood must not become a flood of log lines: the metric
-			// counts every refusal, the log samples them.
-			s.logins.suppressed.Add(1)
-			s.m.failures.WithLabelValues(string(f.Cause), f.Reason).Inc()
-			s.renderFailure(w, r, f)
-		}
+		f.RetryAfter = wait
+		s.resp.Fail(w, r, f) // logged by sample under a flood; counted in full
 		return "", time.Time{}, false
 	}
 	return uri, now, true

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crewjam/saml"
+
 	"github.com/samlha/samlha/store"
 )
 

@@ -17,7 +17,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -35,16 +34,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dsig "github.com/russellhaering/goxmldsig"
 
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/relaystate"
+	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/web"
-)
-
-// Header names every reply carries.
-const (
-	HeaderInstance = "X-Samlha-Instance" // the replica that served the reply
-	HeaderCause    = "X-Samlha-Cause"    // on failures: the Cause
-	HeaderUser     = "X-Samlha-User"     // on /app and /whoami: the logged-in user
 )
 
 // Config configures an SP. Zero durations take the defaults shown.
@@ -234,7 +228,7 @@ type SP struct {
 	storeKind string
 	cookies   cookieSettings
 	ring      *keyRing
-	pages     *template.Template
+	resp      *respond.Responder
 	handler   http.Handler
 	logins    *loginGate
 
@@ -292,12 +286,17 @@ func New(cfg Config) (*SP, error) {
 	s.registerLimitMetrics(cfg.Registry)
 	s.log.Info("bounds on input", "limits", cfg.describeLimits(), "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite, ring: s.ring}
-	pages, err := web.SPTemplates(template.FuncMap{})
-	if err != nil {
-		return nil, fmt.Errorf("parse templates: %w", err)
+	logoutPath := "/logout"
+	if cfg.Gateway != nil && cfg.Gateway.Upstream != nil {
+		logoutPath = "/saml/logout"
 	}
-	s.pages = pages
-
+	s.resp, err = respond.New(respond.Config{
+		Context: failure.Context{Instance: cfg.InstanceID, StoreKind: s.storeKind, MetadataSource: cfg.IDP.flag(),
+			IDPInitiated: cfg.IDPInitiated != nil, LogoutPath: logoutPath},
+		RetryPath: "/app", Logger: s.log, Registry: cfg.Registry, Now: s.now})
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Store != nil {
 		onErr := s.storeError
 		s.tracker = &storeTracker{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
@@ -444,7 +443,7 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 func (s *SP) live(w http.ResponseWriter, r *http.Request) *liveConfig {
 	rt := s.rt.Load()
 	if rt == nil {
-		s.fail(w, r, &Failure{Cause: CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
+		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"})
 	}
 	return rt
 }
@@ -467,10 +466,7 @@ func (s *SP) routes() http.Handler {
 		r.HandleFunc("/logout", s.serveLogout)
 		// The SP's pages need only the style sheet; the lab's vendored chart
 		// library, also under static/, is not served.
-		r.Get("/static/style.css", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Cache-Control", "public, max-age=3600")
-			http.ServeFileFS(w, r, web.Static(), "style.css")
-		})
+		r.Get("/static/style.css", serveStyle) // the address of earlier releases' pages
 	} else {
 		// Gateway: every other path is the upstream's.
 		gw := s.serveGateway(s.requireAccount(http.HandlerFunc(s.serveUpstream)))
@@ -485,6 +481,7 @@ func (s *SP) routes() http.Handler {
 			r.Get("/saml/jwks.json", s.serveJWKS)
 		}
 	}
+	r.Get(respond.StylePath, serveStyle)
 	r.Get("/saml/metadata", s.serveMetadata)
 	r.HandleFunc("/saml/acs", s.serveACS)
 	r.HandleFunc("/saml/slo", s.serveSLO)
@@ -502,7 +499,7 @@ func (s *SP) MetricsHandler() http.Handler {
 
 func (s *SP) instanceHeader(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(HeaderInstance, s.cfg.InstanceID)
+		w.Header().Set(respond.HeaderInstance, s.cfg.InstanceID)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -529,4 +526,27 @@ func localURI(uri string) string {
 		return "/app"
 	}
 	return uri
+}
+
+// securityHeaders sets the baseline on every reply of the SP's own routes,
+// before the handler runs, so a handler can replace any of them. In gateway
+// mode the upstream's replies keep the upstream's own caching and framing
+// policy; the SP's pages on those paths (logins, refusals) set theirs.
+func (s *SP) securityHeaders(next http.Handler) http.Handler {
+	base := respond.Baseline(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.proxy != nil && !ownPath(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		base.ServeHTTP(w, r)
+	})
+}
+
+// serveStyle serves the SP pages' style sheet. The SP's pages need only the
+// style sheet; the lab's vendored chart library, also under static/, is not
+// served.
+func serveStyle(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	http.ServeFileFS(w, r, web.Static(), "style.css")
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/crewjam/saml/samlsp"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/relaystate"
 )
 
@@ -49,32 +51,32 @@ func (t *statelessTracker) begin(w http.ResponseWriter, r *http.Request, request
 // other index).
 func (t *statelessTracker) cookieName(rs string) string { return t.cookies.NamePrefix + rs }
 
-func (t *statelessTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *Failure) {
+func (t *statelessTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *failure.Failure) {
 	origin, _, perr := relaystate.Parse(rs)
 	if perr != nil {
-		return nil, &Failure{Cause: CauseStateUnknown, Detail: perr.Error(), Err: perr}
+		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: perr.Error(), Err: perr}
 	}
 	name := t.cookieName(rs)
 	if ck, err := r.Cookie(name); err == nil && ck.Value == trackingTombstone {
-		return nil, &Failure{Cause: CauseStateAlreadyUsed, Origin: origin,
+		return nil, &failure.Failure{Cause: failure.CauseStateAlreadyUsed, Origin: origin,
 			Detail: "the tracking cookie of this RelayState was consumed by an earlier submission from this browser"}
 	}
 	got, err := t.cookies.GetTrackedRequest(r, rs)
 	if err != nil {
-		f := &Failure{Cause: CauseStateUnknown, Origin: origin, Detail: err.Error(), Err: err}
+		f := &failure.Failure{Cause: failure.CauseStateUnknown, Origin: origin, Detail: err.Error(), Err: err}
 		switch {
 		case errors.Is(err, http.ErrNoCookie):
 			if n := t.otherTrackingCookies(r, name); n > 0 {
 				f.Detail = "no tracking cookie for this RelayState, though the browser sent " + strconv.Itoa(n) +
 					" other tracking cookie(s) to the ACS: never issued to this browser, or forged"
 			} else {
-				f.Cause = CauseBindingCookieMissing
+				f.Cause = failure.CauseBindingCookieMissing
 				f.Detail = "no tracking cookie at all on the ACS request"
 			}
 		case errors.Is(err, jwt.ErrTokenExpired):
-			f.Cause = CauseStateExpired
+			f.Cause = failure.CauseStateExpired
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-			f.Cause = CauseStateSignatureInvalid
+			f.Cause = failure.CauseStateSignatureInvalid
 			if origin != t.instance {
 				f.Detail = "tracking cookie set by " + origin + " does not verify with this instance's key: " + err.Error()
 			}

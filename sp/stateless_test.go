@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/respond"
 )
 
 // Stateless mode names what the cookies allow it to tell apart: a second
@@ -42,7 +44,7 @@ func TestStatelessRefusalsNameTheirCause(t *testing.T) {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		rec := br.do(b.replicas[1], req)
 		if rec.Code != http.StatusFound {
-			t.Fatalf("first submission: %d %s", rec.Code, rec.Header().Get(sp.HeaderCause))
+			t.Fatalf("first submission: %d %s", rec.Code, rec.Header().Get(respond.HeaderCause))
 		}
 		var tomb *http.Cookie
 		for _, c := range rec.Result().Cookies() {
@@ -53,8 +55,8 @@ func TestStatelessRefusalsNameTheirCause(t *testing.T) {
 		if tomb == nil || tomb.Value != "used" || tomb.MaxAge <= 0 || tomb.Path != "/saml/acs" || !tomb.HttpOnly {
 			t.Fatalf("the consumed tracking cookie became %+v, want a tombstone on /saml/acs", tomb)
 		}
-		if p := b.postXML(br, b.replicas[0], l.relayState, doc); p.cause != string(sp.CauseStateAlreadyUsed) || p.status != http.StatusConflict {
-			t.Fatalf("second submission: %d %s (%s), want 409 %s", p.status, p.cause, p.detail, sp.CauseStateAlreadyUsed)
+		if p := b.postXML(br, b.replicas[0], l.relayState, doc); p.cause != string(failure.CauseStateAlreadyUsed) || p.status != http.StatusConflict {
+			t.Fatalf("second submission: %d %s (%s), want 409 %s", p.status, p.cause, p.detail, failure.CauseStateAlreadyUsed)
 		}
 	})
 
@@ -63,8 +65,8 @@ func TestStatelessRefusalsNameTheirCause(t *testing.T) {
 		b := newBattery(t, stateless)
 		l := b.begin(newBrowserJar(), b.replicas[0])
 		p := b.postXML(newBrowserJar(), b.replicas[1], l.relayState, b.respond(l, mint{encrypt: true}))
-		if p.cause != string(sp.CauseBindingCookieMissing) {
-			t.Fatalf("%d %s (%s), want %s", p.status, p.cause, p.detail, sp.CauseBindingCookieMissing)
+		if p.cause != string(failure.CauseBindingCookieMissing) {
+			t.Fatalf("%d %s (%s), want %s", p.status, p.cause, p.detail, failure.CauseBindingCookieMissing)
 		}
 	})
 
@@ -75,8 +77,8 @@ func TestStatelessRefusalsNameTheirCause(t *testing.T) {
 		other := newBrowserJar()
 		b.begin(other, b.replicas[1])
 		p := b.postXML(other, b.replicas[1], l.relayState, b.respond(l, mint{encrypt: true}))
-		if p.cause != string(sp.CauseStateUnknown) || p.sessionCookie != "" {
-			t.Fatalf("%d %s (%s), want %s", p.status, p.cause, p.detail, sp.CauseStateUnknown)
+		if p.cause != string(failure.CauseStateUnknown) || p.sessionCookie != "" {
+			t.Fatalf("%d %s (%s), want %s", p.status, p.cause, p.detail, failure.CauseStateUnknown)
 		}
 	})
 
@@ -90,8 +92,8 @@ func TestStatelessRefusalsNameTheirCause(t *testing.T) {
 		}
 		l2 := b.begin(newBrowserJar(), b.replicas[0])
 		p := b.postXML(br, b.replicas[1], "sp-1~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", b.respond(l2, mint{encrypt: true}))
-		if p.cause != string(sp.CauseStateUnknown) {
-			t.Fatalf("%d %s (%s), want %s", p.status, p.cause, p.detail, sp.CauseStateUnknown)
+		if p.cause != string(failure.CauseStateUnknown) {
+			t.Fatalf("%d %s (%s), want %s", p.status, p.cause, p.detail, failure.CauseStateUnknown)
 		}
 	})
 }

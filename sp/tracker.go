@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
@@ -25,7 +26,7 @@ type loginState interface {
 	begin(w http.ResponseWriter, r *http.Request, requestID, returnURI string) (string, error)
 	// finish consumes the login named by relayState, exactly once, and
 	// checks that r comes from the browser that began it.
-	finish(w http.ResponseWriter, r *http.Request, relayState string) (*trackedRequest, *Failure)
+	finish(w http.ResponseWriter, r *http.Request, relayState string) (*trackedRequest, *failure.Failure)
 }
 
 // storeTracker keeps tracked requests in a store.Store. It is the SP's
@@ -87,10 +88,10 @@ func (t *storeTracker) begin(w http.ResponseWriter, r *http.Request, requestID, 
 	return rs, nil
 }
 
-func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *Failure) {
+func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *failure.Failure) {
 	origin, _, perr := relaystate.Parse(rs)
 	if perr != nil {
-		return nil, &Failure{Cause: CauseStateUnknown, Detail: perr.Error(), Err: perr}
+		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: perr.Error(), Err: perr}
 	}
 	now := t.now()
 	ts := tombstone{Kind: tombstoneUsed, At: now, Instance: t.instance}
@@ -101,10 +102,10 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 	old, err := t.store.Swap(ctx, keyRequest+rs, ts.encode(), t.tombstone)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		f := &Failure{Cause: CauseStateUnknown, Origin: origin, Err: err}
+		f := &failure.Failure{Cause: failure.CauseStateUnknown, Origin: origin, Err: err}
 		switch {
 		case origin != t.instance && !t.shared:
-			f.Cause = CauseStateCrossInstance
+			f.Cause = failure.CauseStateCrossInstance
 			f.Detail = fmt.Sprintf("login began on %s; this is %s and the %s store is per instance", origin, t.instance, t.storeKind)
 		case origin == t.instance && !t.shared:
 			f.Detail = "no such login on this instance: never issued, expired long ago, or lost in a restart"
@@ -114,11 +115,11 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 		return nil, f
 	case err != nil:
 		t.onStoreErr("swap", err)
-		return nil, storeFailure(err, origin)
+		return nil, failure.FromStore(err, origin)
 	}
 	tr, prev, derr := decodeState(old)
 	if derr != nil {
-		return nil, &Failure{Cause: CauseStateUnknown, Origin: origin, Detail: derr.Error(), Err: derr}
+		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Origin: origin, Detail: derr.Error(), Err: derr}
 	}
 	if prev != nil {
 		// Put the tombstone back as it was: the second attempt must not
@@ -129,10 +130,10 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 			_ = t.store.Delete(ctx, keyRequest+rs)
 		}
 		if prev.Kind == tombstoneExpired {
-			return nil, &Failure{Cause: CauseStateExpired, Origin: origin,
+			return nil, &failure.Failure{Cause: failure.CauseStateExpired, Origin: origin,
 				Detail: fmt.Sprintf("expired at %s, found by %s", prev.At.UTC().Format(time.RFC3339), prev.Instance)}
 		}
-		return nil, &Failure{Cause: CauseStateAlreadyUsed, Origin: origin,
+		return nil, &failure.Failure{Cause: failure.CauseStateAlreadyUsed, Origin: origin,
 			Detail: fmt.Sprintf("consumed at %s by %s", prev.At.UTC().Format(time.RFC3339Nano), prev.Instance)}
 	}
 	if now.After(tr.Expires) {
@@ -144,7 +145,7 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 		} else {
 			_ = t.store.Delete(ctx, keyRequest+rs)
 		}
-		return nil, &Failure{Cause: CauseStateExpired, Origin: origin, RequestID: tr.RequestID,
+		return nil, &failure.Failure{Cause: failure.CauseStateExpired, Origin: origin, RequestID: tr.RequestID,
 			Detail: fmt.Sprintf("began %s, expired %s", tr.Created.UTC().Format(time.RFC3339), tr.Expires.UTC().Format(time.RFC3339))}
 	}
 	if f := t.checkBinding(r, rs, tr); f != nil {
@@ -165,7 +166,7 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 // signed by this SP's ring, for this login, and the value the login was
 // begun with. The signature is checked first, so the store is not trusted
 // to say what this SP issued.
-func (t *storeTracker) checkBinding(r *http.Request, rs string, tr *trackedRequest) *Failure {
+func (t *storeTracker) checkBinding(r *http.Request, rs string, tr *trackedRequest) *failure.Failure {
 	name := t.cookie.bindingName(rs)
 	ck, err := r.Cookie(name)
 	if err != nil {
@@ -177,35 +178,18 @@ func (t *storeTracker) checkBinding(r *http.Request, rs string, tr *trackedReque
 			if n >= maxBindingCookies-1 {
 				d += fmt.Sprintf(", or it began more than %d logins at once and this one's cookie was expired as the oldest", maxBindingCookies)
 			}
-			return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID, Detail: d}
+			return &failure.Failure{Cause: failure.CauseBindingMismatch, RequestID: tr.RequestID, Detail: d}
 		}
-		return &Failure{Cause: CauseBindingCookieMissing, RequestID: tr.RequestID,
+		return &failure.Failure{Cause: failure.CauseBindingCookieMissing, RequestID: tr.RequestID,
 			Detail: "no " + name + " cookie on the ACS request", Err: err}
 	}
 	if err := t.cookie.ring.verifyBinding(rs, ck.Value); err != nil {
-		return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID,
+		return &failure.Failure{Cause: failure.CauseBindingMismatch, RequestID: tr.RequestID,
 			Detail: name + ": " + err.Error() + " (planted or forged, or signed with a --session-key no longer in the ring)", Err: err}
 	}
 	if !tr.bindingMatches(ck.Value) {
-		return &Failure{Cause: CauseBindingMismatch, RequestID: tr.RequestID,
+		return &failure.Failure{Cause: failure.CauseBindingMismatch, RequestID: tr.RequestID,
 			Detail: "the " + name + " cookie is not the one the login began with"}
 	}
 	return nil
-}
-
-// storeFailure classifies an error from the state layer: a full store, an
-// unreachable one, or (not a store error at all, such as a cookie that
-// could not be signed) an internal error, so an outage is never claimed
-// for what was not one.
-func storeFailure(err error, origin string) *Failure {
-	c := CauseInternal
-	switch {
-	case errors.Is(err, store.ErrFull):
-		c = CauseStoreFull
-	case store.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
-		// A deadline here is the SP's own StoreTimeout, which the store
-		// reports as the caller's: the store did not answer in time.
-		c = CauseStoreUnavailable
-	}
-	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	dsig "github.com/russellhaering/goxmldsig"
 
+	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
@@ -97,11 +98,11 @@ func acsRequest(rs string, cookies ...*http.Cookie) *http.Request {
 	return req
 }
 
-func finish(tr *storeTracker, req *http.Request, rs string) (*trackedRequest, *Failure) {
+func finish(tr *storeTracker, req *http.Request, rs string) (*trackedRequest, *failure.Failure) {
 	return tr.finish(httptest.NewRecorder(), req, rs)
 }
 
-func wantCause(t *testing.T, f *Failure, want Cause) {
+func wantCause(t *testing.T, f *failure.Failure, want failure.Cause) {
 	t.Helper()
 	if f == nil {
 		t.Fatalf("finish succeeded, want failure %s", want)
@@ -123,17 +124,17 @@ func TestTrackerFinishOnce(t *testing.T) {
 		t.Errorf("tracked request %+v", tr)
 	}
 	_, fail = finish(f.sp1, acsRequest(rs, bind), rs)
-	wantCause(t, fail, CauseStateAlreadyUsed)
+	wantCause(t, fail, failure.CauseStateAlreadyUsed)
 	if !strings.Contains(fail.Detail, "sp-1") {
 		t.Errorf("already-used detail should say who consumed it: %q", fail.Detail)
 	}
 	// The tombstone outlives the request's own TTL but not its own.
 	f.clock.Add(14 * time.Minute)
 	_, fail = finish(f.sp1, acsRequest(rs, bind), rs)
-	wantCause(t, fail, CauseStateAlreadyUsed)
+	wantCause(t, fail, failure.CauseStateAlreadyUsed)
 	f.clock.Add(2 * time.Minute)
 	_, fail = finish(f.sp1, acsRequest(rs, bind), rs)
-	wantCause(t, fail, CauseStateUnknown)
+	wantCause(t, fail, failure.CauseStateUnknown)
 }
 
 func TestTrackerFinishExactlyOneWinner(t *testing.T) {
@@ -155,7 +156,7 @@ func TestTrackerFinishExactlyOneWinner(t *testing.T) {
 			switch {
 			case fail == nil:
 				wins.Add(1)
-			case fail.Cause == CauseStateAlreadyUsed:
+			case fail.Cause == failure.CauseStateAlreadyUsed:
 				used.Add(1)
 			default:
 				t.Errorf("unexpected failure %v", fail)
@@ -174,9 +175,9 @@ func TestTrackerExpired(t *testing.T) {
 	rs, bind := begin(t, f.sp1, nil)
 	f.clock.Add(11 * time.Minute)
 	_, fail := finish(f.sp1, acsRequest(rs, bind), rs)
-	wantCause(t, fail, CauseStateExpired)
+	wantCause(t, fail, failure.CauseStateExpired)
 	_, fail = finish(f.sp1, acsRequest(rs, bind), rs)
-	wantCause(t, fail, CauseStateExpired) // a retry is told the same
+	wantCause(t, fail, failure.CauseStateExpired) // a retry is told the same
 }
 
 func TestTrackerCrossInstance(t *testing.T) {
@@ -188,7 +189,7 @@ func TestTrackerCrossInstance(t *testing.T) {
 	f.sp2.store = other
 	rs, bind := begin(t, f.sp1, nil)
 	_, fail := finish(f.sp2, acsRequest(rs, bind), rs)
-	wantCause(t, fail, CauseStateCrossInstance)
+	wantCause(t, fail, failure.CauseStateCrossInstance)
 	if fail.Origin != "sp-1" || !strings.Contains(fail.Detail, "sp-2") {
 		t.Errorf("cross-instance failure must name both: origin %q detail %q", fail.Origin, fail.Detail)
 	}
@@ -218,7 +219,7 @@ func TestTrackerUnknown(t *testing.T) {
 		"not samlha format":           "some-idp-initiated-relaystate",
 	} {
 		_, fail := finish(f.sp1, acsRequest(rs), rs)
-		if fail == nil || fail.Cause != CauseStateUnknown {
+		if fail == nil || fail.Cause != failure.CauseStateUnknown {
 			t.Errorf("%s: got %v, want state-unknown", name, fail)
 		}
 	}
@@ -230,11 +231,11 @@ func TestTrackerBinding(t *testing.T) {
 	rs, bind := begin(t, f.sp1, nil)
 
 	_, fail := finish(f.sp1, acsRequest(rs), rs)
-	wantCause(t, fail, CauseBindingCookieMissing)
+	wantCause(t, fail, failure.CauseBindingCookieMissing)
 
 	_, otherBind := begin(t, f.sp1, nil) // another browser's cookie
 	_, fail = finish(f.sp2, acsRequest(rs, otherBind), rs)
-	wantCause(t, fail, CauseBindingMismatch)
+	wantCause(t, fail, failure.CauseBindingMismatch)
 
 	// Neither forged post burned the real login.
 	if _, fail := finish(f.sp2, acsRequest(rs, bind), rs); fail != nil {
@@ -248,7 +249,7 @@ func TestTrackerStoreDown(t *testing.T) {
 	rs, bind := begin(t, f.sp1, nil)
 	f.store.Close()
 	_, fail := finish(f.sp1, acsRequest(rs, bind), rs)
-	wantCause(t, fail, CauseStoreUnavailable)
+	wantCause(t, fail, failure.CauseStoreUnavailable)
 	if fail.Cause.Status() != http.StatusServiceUnavailable {
 		t.Errorf("status %d", fail.Cause.Status())
 	}
@@ -274,7 +275,7 @@ func TestTrackerStoreFull(t *testing.T) {
 		}
 	}
 	_, err := tr.begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "id", "/")
-	if f := storeFailure(err, ""); !errors.Is(err, store.ErrFull) || f.Cause != CauseStoreFull {
+	if f := failure.FromStore(err, ""); !errors.Is(err, store.ErrFull) || f.Cause != failure.CauseStoreFull {
 		t.Fatalf("third begin: %v (cause %s), want store-full", err, f.Cause)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/samlha/samlha/sp/failure"
 )
 
 // errDTD is the private detail of a SAML message refused because it
@@ -70,13 +72,13 @@ const maxInflate = 1 << 20
 // query string (HTTP-Redirect binding, deflated) or from a POSTed form
 // (base64 only). What does not decode is left to crewjam, which refuses it
 // with its own reason.
-func screenSLO(r *http.Request) *Failure {
+func screenSLO(r *http.Request) *failure.Failure {
 	params := []string{"SAMLRequest", "SAMLResponse"}
 	q := r.URL.Query()
 	for _, p := range params {
 		if v := q.Get(p); v != "" {
 			if err := screenMessage(v, true); err != nil {
-				return &Failure{Cause: CauseResponseInvalid, Reason: "logout-dtd", Detail: p + ": " + err.Error(), Err: err}
+				return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "logout-dtd", Detail: p + ": " + err.Error(), Err: err}
 			}
 		}
 	}
@@ -86,7 +88,7 @@ func screenSLO(r *http.Request) *Failure {
 	for _, p := range params {
 		if v := r.PostForm.Get(p); v != "" {
 			if err := screenMessage(v, false); err != nil {
-				return &Failure{Cause: CauseResponseInvalid, Reason: "logout-dtd", Detail: p + ": " + err.Error(), Err: err}
+				return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "logout-dtd", Detail: p + ": " + err.Error(), Err: err}
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package sp
+package respond
 
 import (
 	"net/http"
@@ -9,7 +9,7 @@ import (
 	"github.com/samlha/samlha/sp/relaystate"
 )
 
-// Security headers. Every reply gets the baseline; the SP's HTML pages
+// Security headers. Every reply of the SP's own gets the baseline; its HTML pages
 // replace its Content-Security-Policy with one that names everything the
 // page may load: its style sheet, and for the auto-POST form its one script,
 // by nonce. No page may be framed, cached or followed by a Referer.
@@ -28,49 +28,52 @@ const (
 	ReferrerPolicy = "no-referrer"
 )
 
-// securityHeaders sets the baseline on every reply, before the handler
-// runs, so a handler can replace any of them.
-func (s *SP) securityHeaders(next http.Handler) http.Handler {
+// SetBaseline sets the security headers of every reply the SP itself makes:
+// no framing, no sniffing, no Referer, no caching, and a policy that
+// restricts nothing a library's page may need (crewjam's own forms add
+// theirs with a script hash; browsers enforce both).
+func SetBaseline(h http.Header) {
+	h.Set("Content-Security-Policy", baselineCSP)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", ReferrerPolicy)
+	h.Set("Cache-Control", "no-store")
+}
+
+// Baseline is middleware that sets the baseline before the handler runs,
+// so the handler can replace any of it. Mount it on the SP's own routes
+// only: an upstream's replies keep the upstream's policy.
+func Baseline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.proxy != nil && !ownPath(r.URL.Path) {
-			// Gateway: the upstream's replies keep the upstream's own
-			// caching and framing policy; the SP's pages on these paths
-			// (login, refusals) set theirs with setPageHeaders.
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Security-Policy", baselineCSP)
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", ReferrerPolicy)
-		h.Set("Cache-Control", "no-store")
+		SetBaseline(w.Header())
 		next.ServeHTTP(w, r)
 	})
 }
 
-// setPageHeaders sets the headers of one of the SP's own HTML pages.
-func setPageHeaders(h http.Header) {
+// SetPageHeaders sets the headers of one of the SP's own HTML pages: the
+// baseline, with a policy that names everything the page may load.
+func SetPageHeaders(h http.Header) {
+	SetBaseline(h)
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", pageCSP)
-	h.Set("Cache-Control", "no-store")
 }
 
-// scriptCSP is the policy of a page whose only script carries nonce.
-func scriptCSP(nonce string) string {
+// ScriptCSP is the policy of a page whose only script carries nonce.
+func ScriptCSP(nonce string) string {
 	return "default-src 'none'; script-src 'nonce-" + nonce + "'; base-uri 'none'; frame-ancestors 'none'"
 }
 
-// writeAuthnRequestForm writes crewjam's auto-submitting HTTP-POST form for
+// WriteAuthnRequestForm writes crewjam's auto-submitting HTTP-POST form for
 // authReq under a policy that allows its one script by a fresh nonce, and
 // the no-cache headers the SAML bindings require (saml-bindings-2.0-os
 // §3.5.5.1). crewjam's HandleStartAuthFlow page has the same guarantees
 // (a script hash and no-store); this keeps them.
-func writeAuthnRequestForm(w http.ResponseWriter, authReq *saml.AuthnRequest, relayState string) {
+func WriteAuthnRequestForm(w http.ResponseWriter, authReq *saml.AuthnRequest, relayState string) {
 	nonce := relaystate.Token(16)
 	h := w.Header()
+	SetBaseline(h)
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", scriptCSP(nonce))
+	h.Set("Content-Security-Policy", ScriptCSP(nonce))
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("Pragma", "no-cache")
 	var b strings.Builder
