@@ -12,7 +12,9 @@ import (
 	"github.com/crewjam/saml/samlsp"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/respond"
+	"github.com/samlha/samlha/sp/session"
 	"github.com/samlha/samlha/store"
 )
 
@@ -43,7 +45,7 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 // finishLogin does the ACS's work: it returns the tracked request it
 // consumed (once it has one) and the failure, if any. On success it has set
 // the session cookie on w.
-func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedRequest, *failure.Failure) {
+func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tracked, *failure.Failure) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, &failure.Failure{Cause: failure.CauseRequestMalformed, Detail: "ACS called with " + r.Method}
@@ -77,7 +79,7 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*trackedReques
 	if rs == "" {
 		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"}
 	}
-	tr, f := rt.state.finish(w, r, rs)
+	tr, f := rt.state.Finish(w, r, rs)
 	if f != nil {
 		return nil, f
 	}
@@ -227,7 +229,7 @@ func (s *SP) startLoginTo(w http.ResponseWriter, r *http.Request, rt *liveConfig
 	if !ok {
 		return
 	}
-	rs, err := rt.state.begin(w, r, authReq.ID, uri)
+	rs, err := rt.state.Begin(w, r, authReq.ID, uri)
 	if err != nil {
 		s.logins.release(now)
 		s.resp.Fail(w, r, failure.FromStore(err, s.cfg.InstanceID))
@@ -264,43 +266,43 @@ func (s *SP) requireAccount(next http.Handler) http.Handler {
 		if rt == nil {
 			return
 		}
-		session, err := rt.mw.Session.GetSession(r)
-		if err == nil && session != nil {
+		sess, err := rt.mw.Session.GetSession(r)
+		if err == nil && sess != nil {
 			if _, err := r.Cookie(reloginCookie); err == nil {
-				http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cookies.secure, SameSite: http.SameSiteLaxMode})
+				http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cookies.Secure, SameSite: http.SameSiteLaxMode})
 			}
-			next.ServeHTTP(w, r.WithContext(samlsp.ContextWithSession(r.Context(), session)))
+			next.ServeHTTP(w, r.WithContext(samlsp.ContextWithSession(r.Context(), sess)))
 			return
 		}
 		if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
 			s.resp.Fail(w, r, failure.FromStore(err, ""))
 			return
 		}
-		if _, ckErr := r.Cookie(sessionCookieName); ckErr != nil {
+		if _, ckErr := r.Cookie(session.CookieName); ckErr != nil {
 			s.startLogin(w, r, rt) // no session cookie at all: an ordinary first login
 			return
 		}
-		miss := &sessionMiss{kind: "invalid", detail: "session cookie does not verify: " + errString(err)}
+		miss := &session.Miss{Kind: "invalid", Detail: "session cookie does not verify: " + errString(err)}
 		if !errors.As(err, &miss) && s.cfg.Store == nil {
-			miss.origin = "another replica"
+			miss.Origin = "another replica"
 		}
-		s.m.sessionMisses.WithLabelValues(miss.kind).Inc()
+		s.m.sessionMisses.WithLabelValues(miss.Kind).Inc()
 		n := 0
 		if ck, err := r.Cookie(reloginCookie); err == nil {
 			n, _ = strconv.Atoi(ck.Value)
 		}
-		if n >= s.cfg.MaxRelogins && (miss.kind == "cross-instance" || miss.kind == "invalid" || miss.kind == "not-found") {
+		if n >= s.cfg.MaxRelogins && (miss.Kind == "cross-instance" || miss.Kind == "invalid" || miss.Kind == "not-found") {
 			c := failure.CauseSessionInvalid
-			if miss.kind == "cross-instance" {
+			if miss.Kind == "cross-instance" {
 				c = failure.CauseSessionCrossInstance
 			}
-			s.resp.Fail(w, r, &failure.Failure{Cause: c, Origin: miss.origin,
-				Detail: miss.detail + "; gave up after " + strconv.Itoa(n) + " re-logins"})
+			s.resp.Fail(w, r, &failure.Failure{Cause: c, Origin: miss.Origin,
+				Detail: miss.Detail + "; gave up after " + strconv.Itoa(n) + " re-logins"})
 			return
 		}
-		s.log.Info("session unusable, logging in again", "kind", miss.kind, "origin", miss.origin, "attempt", n+1, "detail", miss.detail)
+		s.log.Info("session unusable, logging in again", "kind", miss.Kind, "origin", miss.Origin, "attempt", n+1, "detail", miss.Detail)
 		http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: strconv.Itoa(n + 1), Path: "/", MaxAge: 600,
-			HttpOnly: true, Secure: s.cookies.secure, SameSite: http.SameSiteLaxMode})
+			HttpOnly: true, Secure: s.cookies.Secure, SameSite: http.SameSiteLaxMode})
 		s.startLogin(w, r, rt)
 	})
 }
@@ -331,11 +333,11 @@ func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 	if assertion.ID == "" {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
 	}
-	ck, sess, err := s.sessions.newSession(assertion, loginInstance)
+	ck, sess, err := s.sessions.NewSession(assertion, loginInstance)
 	if err != nil {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
-	value, err := s.sessions.seal(ck, sess)
+	value, err := s.sessions.Seal(ck, sess)
 	if err != nil {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
 	}
@@ -345,10 +347,10 @@ func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 	until := assertion.IssueInstant.Add(saml.MaxIssueDelay + saml.MaxClockSkew)
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
 	defer cancel()
-	sessKey := ck.storeKey()
+	sessKey := ck.StoreKey()
 	res := s.cfg.Store.PutBatch(ctx, []store.Write{
-		{Key: replayKey(assertion.ID), Value: []byte{1}, TTL: replayTTL(until, now), IfAbsent: true},
-		{Key: sessKey, Value: value, TTL: s.sessions.ttl(sess, now)},
+		{Key: session.ReplayKey(assertion.ID), Value: []byte{1}, TTL: session.ReplayTTL(until, now), IfAbsent: true},
+		{Key: sessKey, Value: value, TTL: s.sessions.TTL(sess, now)},
 	})
 	if res[0] != nil || res[1] != nil {
 		if res[1] == nil {
@@ -361,6 +363,6 @@ func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 		s.storeError("put-batch", err)
 		return failure.FromStore(err, "")
 	}
-	s.sessions.replaceCookie(w, r, ck, sess)
+	s.sessions.ReplaceCookie(w, r, ck, sess)
 	return nil
 }

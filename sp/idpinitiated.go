@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
@@ -71,8 +72,8 @@ func isOurRelayState(rs string) bool {
 // finishIDPInitiated finishes an IdP-initiated login: the response must
 // carry no InResponseTo (crewjam's AllowIDPInitiated), and its assertion
 // is recorded as used in the shared replay record with the new session.
-func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*trackedRequest, *failure.Failure) {
-	tr := &trackedRequest{Origin: "idp-initiated", URI: s.cfg.IDPInitiated.returnPath(rs)}
+func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*loginstate.Tracked, *failure.Failure) {
+	tr := &loginstate.Tracked{Origin: "idp-initiated", URI: s.cfg.IDPInitiated.returnPath(rs)}
 	assertion, err := rt.idpParser.ParseResponse(r, nil)
 	if err != nil {
 		return tr, classifyResponseError(err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/loginstate"
 )
 
 // Bounds on what a request may make the SP read or keep (README "Bounds on
@@ -17,7 +18,7 @@ const (
 	DefaultMaxReturnURL = 2 << 10
 	// MaxStoredURI is the largest Config.MaxReturnURL accepted: the
 	// tracked-request codec refuses longer strings on both sides.
-	MaxStoredURI = maxEncodedURI
+	MaxStoredURI = loginstate.MaxURI
 	// MaxStatelessReturnURL is the largest Config.MaxReturnURL in stateless
 	// mode: crewjam's tracking cookie, a signed JWT holding the URL, is
 	// 3,485 bytes with a 2,048-byte URL and passes the 4,096 bytes browsers

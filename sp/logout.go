@@ -10,6 +10,7 @@ import (
 
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/respond"
+	"github.com/samlha/samlha/sp/session"
 )
 
 // logoutTokenField is the form field of the logout page's CSRF token.
@@ -36,7 +37,7 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		ck, err := r.Cookie(sessionCookieName)
+		ck, err := r.Cookie(session.CookieName)
 		if err != nil {
 			http.Redirect(w, r, "/", http.StatusFound) // nothing to log out of
 			return
@@ -52,7 +53,7 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 			s.resp.Fail(w, r, f)
 			return
 		}
-		ck, err := r.Cookie(sessionCookieName)
+		ck, err := r.Cookie(session.CookieName)
 		if err != nil {
 			http.Redirect(w, r, "/", http.StatusFound)
 			return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/respond"
+	"github.com/samlha/samlha/sp/session"
 )
 
 type nameValue struct {
@@ -28,7 +29,7 @@ func (s *SP) serveIndex(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.cfg.Store == nil:
 		expl = "Login state travels in cookies signed with the SP key: any replica with the same key can finish any login."
-	case s.tracker.shared:
+	case s.tracker.Shared():
 		expl = "Login state is shared: any replica using the same store can finish any login."
 	}
 	s.resp.Page(w, http.StatusOK, "index.html", struct {
@@ -54,7 +55,7 @@ func (s *SP) view(sess samlsp.Session) sessionView {
 		LoginInstance: "(not recorded in stateless mode)", ACSInstance: "(not recorded in stateless mode)"}
 	var attrs samlsp.Attributes
 	switch t := sess.(type) {
-	case *Session:
+	case *session.Session:
 		v.NameID = t.GetNameID()
 		v.LoginInstance, v.ACSInstance, v.Expires = t.LoginInstance, t.ACSInstance, t.Expires
 		attrs = t.GetAttributes()
@@ -103,7 +104,7 @@ func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
 }
 
 // sessionOf reads r's session: nil without one, with err the session miss
-// (samlsp.ErrNoSession, wrapping a *sessionMiss when the cookie named one).
+// (samlsp.ErrNoSession, wrapping a *session.Miss when the cookie named one).
 // When the store fails it answers r with the named cause and returns ok
 // false: nothing is guessed, no login is started.
 func (s *SP) sessionOf(w http.ResponseWriter, r *http.Request, rt *liveConfig) (sess samlsp.Session, err error, ok bool) {
@@ -128,9 +129,9 @@ func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
 	}
 	if sess == nil {
 		body := map[string]any{"error": "no-session", "instance": s.cfg.InstanceID}
-		var miss *sessionMiss
+		var miss *session.Miss
 		if errors.As(err, &miss) {
-			body["miss"], body["origin"], body["detail"] = miss.kind, miss.origin, miss.detail
+			body["miss"], body["origin"], body["detail"] = miss.Kind, miss.Origin, miss.Detail
 		}
 		respond.JSON(w, http.StatusUnauthorized, body)
 		return

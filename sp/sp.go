@@ -35,8 +35,11 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/keyring"
+	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/sp/respond"
+	"github.com/samlha/samlha/sp/session"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/web"
 )
@@ -226,14 +229,14 @@ type SP struct {
 	log       *slog.Logger
 	m         *metrics
 	storeKind string
-	cookies   cookieSettings
-	ring      *keyRing
+	cookies   loginstate.CookieSettings
+	ring      *keyring.Ring
 	resp      *respond.Responder
 	handler   http.Handler
 	logins    *loginGate
 
-	tracker  *storeTracker  // store mode
-	sessions *storeSessions // store mode
+	tracker  *loginstate.StoreTracker // store mode
+	sessions *session.Provider        // store mode
 	replay   saml.AssertionReplayCache
 	revoked  samlsp.SessionRevocationStore
 
@@ -245,14 +248,14 @@ type SP struct {
 	proxy http.Handler // gateway mode: the upstream
 	jwt   *jwtSigner   // gateway: the identity JWT signer, if any
 	gm    *gatewayMetrics
-	cache *sessionCache // store mode with SessionCacheTTL
+	cache *session.Cache // store mode with SessionCacheTTL
 }
 
 // liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
 // in atomically, each time the metadata changes.
 type liveConfig struct {
 	mw    *samlsp.Middleware
-	state loginState
+	state loginstate.Tracker
 	// parser is the ServiceProvider the ACS parses responses with. In
 	// store mode it is mw.ServiceProvider without its ReplayCache: the ACS
 	// records the assertion together with the session, in one round trip
@@ -279,13 +282,13 @@ func New(cfg Config) (*SP, error) {
 	}
 	s.log = cfg.Logger.With("instance", cfg.InstanceID, "store", s.storeKind)
 	s.m = newMetrics(cfg.Registry, cfg.InstanceID, s.storeKind)
-	if s.ring, err = sessionKeyRing(cfg); err != nil && cfg.Store != nil {
+	if s.ring, err = keyring.ForSP(cfg.SessionKeys, cfg.Key, cfg.NextKey); err != nil && cfg.Store != nil {
 		return nil, err // stateless mode uses crewjam's cookies, signed with Key, and no ring
 	}
 	s.logins = newLoginGate(cfg.LoginLimits, cfg.RequestTTL+cfg.TombstoneTTL, cfg.Store == nil)
 	s.registerLimitMetrics(cfg.Registry)
 	s.log.Info("bounds on input", "limits", cfg.describeLimits(), "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
-	s.cookies = cookieSettings{secure: cfg.RootURL.Scheme == "https", sameSite: cfg.BindingSameSite, ring: s.ring}
+	s.cookies = loginstate.CookieSettings{Secure: cfg.RootURL.Scheme == "https", SameSite: cfg.BindingSameSite, Ring: s.ring}
 	logoutPath := "/logout"
 	if cfg.Gateway != nil && cfg.Gateway.Upstream != nil {
 		logoutPath = "/saml/logout"
@@ -299,21 +302,20 @@ func New(cfg Config) (*SP, error) {
 	}
 	if cfg.Store != nil {
 		onErr := s.storeError
-		s.tracker = &storeTracker{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
-			ttl: cfg.RequestTTL, tombstone: cfg.TombstoneTTL, opTimeout: cfg.StoreTimeout, now: s.now,
-			cookie: s.cookies, onStoreErr: onErr}
-		rev := &revocations{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now}
-		s.revoked = rev
-		s.replay = &replayCache{store: cfg.Store, timeout: cfg.StoreTimeout, now: s.now, onErr: onErr}
-		s.sessions = &storeSessions{store: cfg.Store, storeKind: s.storeKind, shared: store.Shared(cfg.Store), instance: cfg.InstanceID,
-			idle: cfg.SessionIdleTTL, absolute: cfg.SessionMaxTTL, timeout: cfg.StoreTimeout, now: s.now,
-			revoked: rev, ring: s.ring, cookie: s.cookies, onErr: onErr}
+		s.tracker = loginstate.NewStoreTracker(loginstate.StoreConfig{Store: cfg.Store, StoreKind: s.storeKind, Instance: cfg.InstanceID,
+			TTL: cfg.RequestTTL, Tombstone: cfg.TombstoneTTL, Timeout: cfg.StoreTimeout, Now: s.now,
+			Cookie: s.cookies, OnStoreError: onErr})
+		s.replay = session.NewReplayCache(cfg.Store, cfg.StoreTimeout, s.now, onErr)
+		s.sessions = session.NewProvider(session.ProviderConfig{Store: cfg.Store, StoreKind: s.storeKind, Instance: cfg.InstanceID,
+			Idle: cfg.SessionIdleTTL, Absolute: cfg.SessionMaxTTL, Timeout: cfg.StoreTimeout, Now: s.now,
+			Ring: s.ring, Cookie: session.CookieSettings{Secure: s.cookies.Secure}, OnStoreError: onErr})
+		s.revoked = s.sessions.Revocations()
 		if cfg.SessionCacheTTL > 0 {
 			n := cfg.SessionCacheEntries
 			if n <= 0 {
 				n = 100000
 			}
-			s.cache = newSessionCache(s.sessions, cfg.SessionCacheTTL, n, s.now)
+			s.cache = session.NewCache(s.sessions, cfg.SessionCacheTTL, n, s.now)
 		}
 	} else {
 		// Stateless: crewjam's own in-process stores, as they are. They
@@ -371,7 +373,7 @@ func (s *SP) middlewareOptions(md *saml.EntityDescriptor) samlsp.Options {
 		Key:                  s.cfg.Key,
 		Certificate:          s.cfg.Certificate,
 		IDPMetadata:          md,
-		CookieName:           sessionCookieName,
+		CookieName:           session.CookieName,
 		CookieSameSite:       s.cfg.BindingSameSite,
 		TrackedRequestMaxAge: s.cfg.RequestTTL,
 		ReplayCache:          s.replay,
@@ -415,7 +417,7 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 	} else {
 		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
 		tr.SameSite = s.cfg.BindingSameSite
-		rt.state = &statelessTracker{cookies: tr, instance: s.cfg.InstanceID, tombstone: s.cfg.TombstoneTTL}
+		rt.state = loginstate.NewStateless(tr, s.cfg.InstanceID, s.cfg.TombstoneTTL)
 		cp := mw.Session.(samlsp.CookieSessionProvider)
 		cp.MaxAge = s.cfg.SessionMaxTTL
 		codec := cp.Codec.(samlsp.JWTSessionCodec)
@@ -430,8 +432,8 @@ func (s *SP) setIDPMetadata(md *saml.EntityDescriptor) error {
 		rt.idpParser = &p
 	}
 	if s.sessions != nil {
-		s.sessions.codec = samlsp.JWTSessionCodec{MaxAge: s.cfg.SessionMaxTTL, Clock: s.cfg.Clock,
-			Audience: s.cfg.RootURL.String(), Issuer: s.cfg.RootURL.String()}
+		s.sessions.SetCodec(samlsp.JWTSessionCodec{MaxAge: s.cfg.SessionMaxTTL, Clock: s.cfg.Clock,
+			Audience: s.cfg.RootURL.String(), Issuer: s.cfg.RootURL.String()})
 	}
 	s.rt.Store(rt)
 	s.m.idpMetadata.Set(1)

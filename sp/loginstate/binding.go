@@ -1,4 +1,4 @@
-package sp
+package loginstate
 
 import (
 	"cmp"
@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/samlha/samlha/sp/keyring"
 )
 
 // Browser binding (store mode): each login gets its own cookie, named after
@@ -50,8 +52,8 @@ const (
 )
 
 // bindingPrefix is the name of every binding cookie, before the nonce.
-func (c cookieSettings) bindingPrefix() string {
-	if c.secure && c.domain == "" {
+func (c CookieSettings) bindingPrefix() string {
+	if c.Secure && c.Domain == "" {
 		return hostPrefix + bindingCookieBase
 	}
 	return bindingCookieBase
@@ -59,13 +61,13 @@ func (c cookieSettings) bindingPrefix() string {
 
 // bindingName is the name of the binding cookie of the login whose
 // RelayState is rs.
-func (c cookieSettings) bindingName(rs string) string {
+func (c CookieSettings) bindingName(rs string) string {
 	_, nonce, _ := strings.Cut(rs, "~")
 	return c.bindingPrefix() + nonce
 }
 
 func bindingMAC(key []byte, rs string, issued []byte) []byte {
-	h := newMAC(key)
+	h := keyring.MAC(key)
 	h.Write([]byte(labelBindingMessage))
 	h.Write([]byte(rs))
 	h.Write(issued)
@@ -74,12 +76,12 @@ func bindingMAC(key []byte, rs string, issued []byte) []byte {
 
 // issueBinding returns a new binding value for the login rs, signed with the
 // sealing key.
-func (r *keyRing) issueBinding(rs string, now time.Time) string {
-	k := r.sealing()
+func issueBinding(r *keyring.Ring, rs string, now time.Time) string {
+	k := r.Sealing()
 	raw := make([]byte, 0, bindingRawLen)
-	raw = append(raw, k.id)
+	raw = append(raw, k.ID)
 	raw = binary.BigEndian.AppendUint64(raw, uint64(now.Unix()))
-	raw = append(raw, bindingMAC(k.binding, rs, raw[1:9])...)
+	raw = append(raw, bindingMAC(k.Binding, rs, raw[1:9])...)
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
@@ -90,7 +92,7 @@ var (
 
 // verifyBinding checks that value was issued, by a replica with a key of
 // this ring, for the login rs.
-func (r *keyRing) verifyBinding(rs, value string) error {
+func verifyBinding(r *keyring.Ring, rs, value string) error {
 	if len(value) != bindingValueLen {
 		return errBindingMalformed
 	}
@@ -98,8 +100,8 @@ func (r *keyRing) verifyBinding(rs, value string) error {
 	if err != nil || len(raw) != bindingRawLen {
 		return errBindingMalformed
 	}
-	for _, k := range r.byID(raw[0]) {
-		if hmac.Equal(raw[9:], bindingMAC(k.binding, rs, raw[1:9])) {
+	for _, k := range r.ByID(raw[0]) {
+		if hmac.Equal(raw[9:], bindingMAC(k.Binding, rs, raw[1:9])) {
 			return nil
 		}
 	}
@@ -117,7 +119,7 @@ func bindingIssued(value string) int64 {
 }
 
 // bindingCookies returns the binding cookies r carries.
-func (c cookieSettings) bindingCookies(r *http.Request) []*http.Cookie {
+func (c CookieSettings) bindingCookies(r *http.Request) []*http.Cookie {
 	var out []*http.Cookie
 	prefix := c.bindingPrefix()
 	for _, ck := range r.Cookies() {
@@ -128,23 +130,23 @@ func (c cookieSettings) bindingCookies(r *http.Request) []*http.Cookie {
 	return out
 }
 
-func (c cookieSettings) bindingCookie(name, value string, maxAge int) *http.Cookie {
+func (c CookieSettings) bindingCookie(name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     name,
 		Value:    value,
 		Path:     "/",
-		Domain:   c.domain,
+		Domain:   c.Domain,
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   c.secure,
-		SameSite: c.sameSite,
+		Secure:   c.Secure,
+		SameSite: c.SameSite,
 	}
 }
 
 // setBinding sets the binding cookie of the new login rs on w, lasting
 // maxAge, and expires the oldest of the browser's other binding cookies
 // beyond maxBindingCookies-1. It returns the value.
-func (c cookieSettings) setBinding(w http.ResponseWriter, r *http.Request, rs string, now time.Time, maxAge time.Duration) string {
+func (c CookieSettings) setBinding(w http.ResponseWriter, r *http.Request, rs string, now time.Time, maxAge time.Duration) string {
 	if old := c.bindingCookies(r); len(old) >= maxBindingCookies {
 		slices.SortFunc(old, func(a, b *http.Cookie) int {
 			return cmp.Compare(bindingIssued(a.Value), bindingIssued(b.Value))
@@ -153,12 +155,12 @@ func (c cookieSettings) setBinding(w http.ResponseWriter, r *http.Request, rs st
 			http.SetCookie(w, c.bindingCookie(ck.Name, "", -1))
 		}
 	}
-	v := c.ring.issueBinding(rs, now)
+	v := issueBinding(c.Ring, rs, now)
 	http.SetCookie(w, c.bindingCookie(c.bindingName(rs), v, int(maxAge/time.Second)+1))
 	return v
 }
 
 // clearBinding expires the binding cookie of login rs: its login is over.
-func (c cookieSettings) clearBinding(w http.ResponseWriter, rs string) {
+func (c CookieSettings) clearBinding(w http.ResponseWriter, rs string) {
 	http.SetCookie(w, c.bindingCookie(c.bindingName(rs), "", -1))
 }

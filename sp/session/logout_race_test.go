@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func testRefreshAfterLogout(t *testing.T, f *sessionFixture) {
 	ps := &pausingStore{Store: f.p.store, read: make(chan struct{}), resume: make(chan struct{})}
 	f.p.store = ps
 	c := f.login(t, assertionFor("alice@example.com", "idx", nil))
-	f.clock.Add(f.p.idle/4 + time.Minute) // the next read refreshes
+	f.clock.Advance(f.p.idle/4 + time.Minute) // the next read refreshes
 
 	ps.armed.Store(true)
 	type result struct {
@@ -92,8 +92,8 @@ func testRefreshAfterLogout(t *testing.T, f *sessionFixture) {
 	}
 	wantMiss(t, res.err, "not-found")
 
-	ck, _ := parseSessionCookie(c.Value)
-	if _, err := ps.Store.Get(context.Background(), ck.storeKey()); !errors.Is(err, store.ErrNotFound) {
+	ck, _ := ParseCookie(c.Value)
+	if _, err := ps.Store.Get(context.Background(), ck.StoreKey()); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the logged-out session is back in the store: %v", err)
 	}
 	wantMiss(t, func() error { _, err := f.get(c); return err }(), "not-found")

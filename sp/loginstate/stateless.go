@@ -1,4 +1,4 @@
-package sp
+package loginstate
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 	"github.com/samlha/samlha/sp/relaystate"
 )
 
-// statelessTracker is crewjam's CookieRequestTracker: the tracked request
+// StatelessTracker is crewjam's CookieRequestTracker: the tracked request
 // travels in a cookie signed with the SP key, named after the RelayState.
 // Only the RelayState follows samlha's format, so the proxy can route by it
 // and failures can name the replica that began the login.
@@ -27,20 +27,26 @@ import (
 // RelayState with no cookie, from a browser that did send other tracking
 // cookies (or tombstones) to the ACS, is state-unknown: its cookies do
 // reach the ACS, so SameSite is not why this one is missing.
-type statelessTracker struct {
+type StatelessTracker struct {
 	cookies  samlsp.CookieRequestTracker
 	instance string
 	// tombstone is how long a consumed tracking cookie is remembered.
 	tombstone time.Duration
 }
 
-var _ loginState = (*statelessTracker)(nil)
+var _ Tracker = (*StatelessTracker)(nil)
+
+// NewStateless tracks logins in crewjam's signed cookies, for the replica
+// instance, remembering a consumed one for tombstone.
+func NewStateless(cookies samlsp.CookieRequestTracker, instance string, tombstone time.Duration) *StatelessTracker {
+	return &StatelessTracker{cookies: cookies, instance: instance, tombstone: tombstone}
+}
 
 // trackingTombstone is the value of a consumed tracking cookie. It is not
 // signed: a browser that forges one only refuses its own login.
 const trackingTombstone = "used"
 
-func (t *statelessTracker) begin(w http.ResponseWriter, r *http.Request, requestID, _ string) (string, error) {
+func (t *StatelessTracker) Begin(w http.ResponseWriter, r *http.Request, requestID, _ string) (string, error) {
 	// CookieRequestTracker records r.URL as the return URI.
 	return t.cookies.TrackRequest(w, r, requestID)
 }
@@ -49,9 +55,9 @@ func (t *statelessTracker) begin(w http.ResponseWriter, r *http.Request, request
 // rs: the prefix and rs as it is, since a RelayState of samlha's form is a
 // cookie-name token that does not start with "~" (crewjam encodes any
 // other index).
-func (t *statelessTracker) cookieName(rs string) string { return t.cookies.NamePrefix + rs }
+func (t *StatelessTracker) cookieName(rs string) string { return t.cookies.NamePrefix + rs }
 
-func (t *statelessTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *failure.Failure) {
+func (t *StatelessTracker) Finish(w http.ResponseWriter, r *http.Request, rs string) (*Tracked, *failure.Failure) {
 	origin, _, perr := relaystate.Parse(rs)
 	if perr != nil {
 		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: perr.Error(), Err: perr}
@@ -85,12 +91,12 @@ func (t *statelessTracker) finish(w http.ResponseWriter, r *http.Request, rs str
 	}
 	t.bury(w, name)
 	// The ACS redirects only to a local path (localURI).
-	return &trackedRequest{RequestID: got.SAMLRequestID, URI: got.URI, Origin: origin}, nil
+	return &Tracked{RequestID: got.SAMLRequestID, URI: got.URI, Origin: origin}, nil
 }
 
 // otherTrackingCookies counts the tracking cookies (and tombstones) other
 // than name on r.
-func (t *statelessTracker) otherTrackingCookies(r *http.Request, name string) int {
+func (t *StatelessTracker) otherTrackingCookies(r *http.Request, name string) int {
 	n := 0
 	for _, ck := range r.Cookies() {
 		if ck.Name != name && strings.HasPrefix(ck.Name, t.cookies.NamePrefix) {
@@ -103,7 +109,7 @@ func (t *statelessTracker) otherTrackingCookies(r *http.Request, name string) in
 // bury replaces the tracking cookie name with its tombstone, with the
 // attributes CookieRequestTracker gives the tracking cookie, so that the
 // browser sends it back exactly when it would have sent the original.
-func (t *statelessTracker) bury(w http.ResponseWriter, name string) {
+func (t *StatelessTracker) bury(w http.ResponseWriter, name string) {
 	secure := t.cookies.ServiceProvider.AcsURL.Scheme == "https"
 	sameSite := t.cookies.SameSite
 	if (sameSite == 0 || sameSite == http.SameSiteDefaultMode) && secure {

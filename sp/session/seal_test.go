@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/crewjam/saml"
 
+	"github.com/samlha/samlha/sp/keyring/keyringtest"
 	"github.com/samlha/samlha/store"
 )
 
@@ -22,16 +23,16 @@ func TestSealedRecordHoldsNothingInClear(t *testing.T) {
 	t.Parallel()
 	f := newSessionFixture(t, "sp-1", "redis")
 	c := f.login(t, assertionFor("alice@example.com", "idx-secret-index", nil))
-	ck, err := parseSessionCookie(c.Value)
+	ck, err := ParseCookie(c.Value)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := f.p.store.Get(context.Background(), ck.storeKey())
+	rec, err := f.p.store.Get(context.Background(), ck.StoreKey())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, clear := range []string{"alice", "example.com", "idx-secret-index", "0.9.2342", "uid", ck.id, c.Value[strings.Index(c.Value, ".")+1:]} {
-		if bytes.Contains(rec, []byte(clear)) || strings.Contains(ck.storeKey(), clear) {
+		if bytes.Contains(rec, []byte(clear)) || strings.Contains(ck.StoreKey(), clear) {
 			t.Errorf("the store holds %q in clear", clear)
 		}
 	}
@@ -52,17 +53,17 @@ func TestSealedRecordForgeries(t *testing.T) {
 	ctx := context.Background()
 	victim := f.login(t, assertionFor("bob@example.com", "idx-b", nil))
 	attacker := f.login(t, assertionFor("mallory@example.com", "idx-m", nil))
-	vck, _ := parseSessionCookie(victim.Value)
-	ack, _ := parseSessionCookie(attacker.Value)
+	vck, _ := ParseCookie(victim.Value)
+	ack, _ := ParseCookie(attacker.Value)
 
 	// A writer of the store makes a cookie of its own and a record for it,
 	// sealed as the SP would but with a key that is not the SP's.
-	chosen := newSessionCookie("sp-1")
-	_, sess, err := f.p.newSession(assertionFor("bob@example.com", "idx-forged", nil), "sp-1")
+	chosen := NewCookie("sp-1")
+	_, sess, err := f.p.NewSession(assertionFor("bob@example.com", "idx-forged", nil), "sp-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := sealSession(testRing(t, "a key that is not the SP's"), chosen, sess)
+	forged, err := Seal(keyringtest.Ring(t, "a key that is not the SP's"), chosen, sess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestSealedRecordForgeries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	put(chosen.storeKey(), forged)
+	put(chosen.StoreKey(), forged)
 	_, err = f.get(cookieOf(chosen))
 	wantMiss(t, err, "invalid")
 	if !strings.Contains(err.Error(), errSealForged.Error()) {
@@ -80,8 +81,8 @@ func TestSealedRecordForgeries(t *testing.T) {
 
 	// The same writer copies the victim's real record under its own
 	// cookie's key.
-	real, _ := f.p.store.Get(ctx, vck.storeKey())
-	put(ack.storeKey(), real)
+	real, _ := f.p.store.Get(ctx, vck.StoreKey())
+	put(ack.StoreKey(), real)
 	wantMiss(t, func() error { _, err := f.get(attacker); return err }(), "invalid")
 
 	// The victim's ID with a secret of the attacker's: refused, and the
@@ -94,7 +95,7 @@ func TestSealedRecordForgeries(t *testing.T) {
 	}
 
 	// Clear JSON, as the store held before sessions were sealed.
-	put(chosen.storeKey(), []byte(`{"c":{"sub":"bob@example.com"},"t":"2026-11-25T12:00:00Z","x":"2099-01-01T00:00:00Z"}`))
+	put(chosen.StoreKey(), []byte(`{"c":{"sub":"bob@example.com"},"t":"2026-11-25T12:00:00Z","x":"2099-01-01T00:00:00Z"}`))
 	wantMiss(t, func() error { _, err := f.get(cookieOf(chosen)); return err }(), "invalid")
 }
 
@@ -104,17 +105,17 @@ func TestSealedRecordForgeries(t *testing.T) {
 func TestSealedRecordKeyRotation(t *testing.T) {
 	t.Parallel()
 	f := newSessionFixture(t, "sp-1", "redis")
-	f.p.ring = testRing(t, "old")
+	f.p.ring = keyringtest.Ring(t, "old")
 	c := f.login(t, assertionFor("alice@example.com", "idx", nil))
 
-	f.p.ring = testRing(t, "new")
+	f.p.ring = keyringtest.Ring(t, "new")
 	wantMiss(t, func() error { _, err := f.get(c); return err }(), "invalid")
 
-	f.p.ring = testRing(t, "new", "old")
+	f.p.ring = keyringtest.Ring(t, "new", "old")
 	if _, err := f.get(c); err != nil {
 		t.Fatalf("ring [new old] cannot read a session sealed under old: %v", err)
 	}
-	f.p.ring = testRing(t, "new")
+	f.p.ring = keyringtest.Ring(t, "new")
 	if _, err := f.get(c); err != nil {
 		t.Fatalf("the read under [new old] did not seal the session again under new: %v", err)
 	}
@@ -136,7 +137,7 @@ func TestDecodeSessionRefuses(t *testing.T) {
 			t.Errorf("%s: %v, want errSealMalformed", name, err)
 		}
 	}
-	if _, _, err := openSession(testRing(t, "k"), newSessionCookie("sp-1"), []byte{sealVersion, 0}); !errors.Is(err, errSealMalformed) {
+	if _, _, err := Open(keyringtest.Ring(t, "k"), NewCookie("sp-1"), []byte{sealVersion, 0}); !errors.Is(err, errSealMalformed) {
 		t.Errorf("short record: %v", err)
 	}
 }
@@ -144,9 +145,9 @@ func TestDecodeSessionRefuses(t *testing.T) {
 // The session cookie's parser accepts exactly what newSessionCookie makes.
 func TestParseSessionCookie(t *testing.T) {
 	t.Parallel()
-	c := newSessionCookie("sp-1.a_b")
-	got, err := parseSessionCookie(c.String())
-	if err != nil || got.instance != c.instance || got.id != c.id || !bytes.Equal(got.secret, c.secret) || got.storeKey() != c.storeKey() {
+	c := NewCookie("sp-1.a_b")
+	got, err := ParseCookie(c.String())
+	if err != nil || got.instance != c.instance || got.id != c.id || !bytes.Equal(got.secret, c.secret) || got.StoreKey() != c.StoreKey() {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	if len(c.String()) > maxSessionCookieLen {
@@ -155,17 +156,17 @@ func TestParseSessionCookie(t *testing.T) {
 	v := c.String()
 	for _, bad := range []string{"", v + "A", v[:len(v)-1], strings.Replace(v, ".", "~", 1), strings.Replace(v, "~", ".", 1),
 		"sp-1~" + c.id, "x y~" + v[strings.Index(v, "~")+1:], strings.Repeat("a", 40) + "a" + v[strings.Index(v, "~"):]} {
-		if _, err := parseSessionCookie(bad); !errors.Is(err, errSessionCookie) {
+		if _, err := ParseCookie(bad); !errors.Is(err, errSessionCookie) {
 			t.Errorf("%q: %v, want errSessionCookie", bad, err)
 		}
 	}
-	if store.MaxKeyLen < len(c.storeKey()) {
-		t.Errorf("store key of %d bytes", len(c.storeKey()))
+	if store.MaxKeyLen < len(c.StoreKey()) {
+		t.Errorf("store key of %d bytes", len(c.StoreKey()))
 	}
 }
 
-func cookieOf(c sessionCookie) *http.Cookie {
-	return &http.Cookie{Name: sessionCookieName, Value: c.String()}
+func cookieOf(c Cookie) *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: c.String()}
 }
 
 // Revocations (IdP logout) hold on every replica during a key rotation,
@@ -181,15 +182,15 @@ func TestRevocationAcrossKeyRotation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newSessionFixture(t, "sp-1", "redis")
-			f.p.ring = testRing(t, "old")
+			f.p.ring = keyringtest.Ring(t, "old")
 			c := f.login(t, assertionFor("alice@example.com", "idx-1", nil))
-			f.clock.Add(time.Second)
-			f.p.ring = testRing(t, strings.Split(tc.writer, ",")...)
+			f.clock.Advance(time.Second)
+			f.p.ring = keyringtest.Ring(t, strings.Split(tc.writer, ",")...)
 			req := &saml.LogoutRequest{NameID: &saml.NameID{Value: "alice@example.com"}}
 			if err := f.p.TerminateSessions(context.Background(), req); err != nil {
 				t.Fatal(err)
 			}
-			f.p.ring = testRing(t, strings.Split(tc.reader, ",")...)
+			f.p.ring = keyringtest.Ring(t, strings.Split(tc.reader, ",")...)
 			wantMiss(t, func() error { _, err := f.get(c); return err }(), "revoked")
 		})
 	}
@@ -201,7 +202,7 @@ func TestRevocationAcrossKeyRotation(t *testing.T) {
 	if _, err := f.p.store.Get(context.Background(), keyRevoked+"nameid:"+hex.EncodeToString(sum[:])); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a revocation is stored under the plain hash of the NameID: %v", err)
 	}
-	if _, err := f.p.store.Get(context.Background(), keyRevoked+nameIDRevocationKey(f.p.ring.sealing().pepper, "alice@example.com")); err != nil {
+	if _, err := f.p.store.Get(context.Background(), keyRevoked+nameIDRevocationKey(f.p.ring.Sealing().Pepper, "alice@example.com")); err != nil {
 		t.Errorf("no revocation under the peppered key: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"crypto/aes"
@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/samlha/samlha/sp/keyring"
 	"github.com/samlha/samlha/sp/relaystate"
 )
 
@@ -48,52 +49,52 @@ const (
 	maxSessionJSON = 256 << 10 // a session larger than this is refused, not stored
 )
 
-// sessionCookie is a parsed session cookie value.
-type sessionCookie struct {
+// Cookie is a parsed session cookie value.
+type Cookie struct {
 	instance string
 	id       string
 	secret   []byte
 }
 
-func newSessionCookie(instance string) sessionCookie {
+func NewCookie(instance string) Cookie {
 	secret := make([]byte, sessionSecretBytes)
 	_, _ = rand.Read(secret)
-	return sessionCookie{instance: instance, id: relaystate.Token(sessionIDBytes), secret: secret}
+	return Cookie{instance: instance, id: relaystate.Token(sessionIDBytes), secret: secret}
 }
 
 // String is the cookie value.
-func (c sessionCookie) String() string {
+func (c Cookie) String() string {
 	return c.instance + relaystate.Sep + c.id + sessionSecretSep + base64.RawURLEncoding.EncodeToString(c.secret)
 }
 
-// storeKey is where the session's record lives. It hashes the public part
+// StoreKey is where the session's record lives. It hashes the public part
 // only, so the store never holds anything that opens a record.
-func (c sessionCookie) storeKey() string {
+func (c Cookie) StoreKey() string {
 	sum := sha256.Sum256([]byte(c.instance + relaystate.Sep + c.id))
 	return keySession + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 var errSessionCookie = errors.New("not a samlha session cookie")
 
-// parseSessionCookie parses a session cookie value of exactly the form
-// newSessionCookie makes. It never panics, whatever v is.
-func parseSessionCookie(v string) (sessionCookie, error) {
+// ParseCookie parses a session cookie value of exactly the form
+// NewCookie makes. It never panics, whatever v is.
+func ParseCookie(v string) (Cookie, error) {
 	if len(v) > maxSessionCookieLen {
-		return sessionCookie{}, fmt.Errorf("%w: %d bytes, longer than %d", errSessionCookie, len(v), maxSessionCookieLen)
+		return Cookie{}, fmt.Errorf("%w: %d bytes, longer than %d", errSessionCookie, len(v), maxSessionCookieLen)
 	}
 	inst, rest, ok := strings.Cut(v, relaystate.Sep)
 	if !ok || !relaystate.ValidInstanceID(inst) {
-		return sessionCookie{}, fmt.Errorf("%w: no valid instance", errSessionCookie)
+		return Cookie{}, fmt.Errorf("%w: no valid instance", errSessionCookie)
 	}
 	id, sec, ok := strings.Cut(rest, sessionSecretSep)
 	if !ok || !relaystate.ValidToken(id, sessionIDBytes) || !relaystate.ValidToken(sec, sessionSecretBytes) {
-		return sessionCookie{}, fmt.Errorf("%w: not <instance>~<id>.<secret>", errSessionCookie)
+		return Cookie{}, fmt.Errorf("%w: not <instance>~<id>.<secret>", errSessionCookie)
 	}
 	secret, err := base64.RawURLEncoding.DecodeString(sec)
 	if err != nil {
-		return sessionCookie{}, fmt.Errorf("%w: %v", errSessionCookie, err)
+		return Cookie{}, fmt.Errorf("%w: %v", errSessionCookie, err)
 	}
-	return sessionCookie{instance: inst, id: id, secret: secret}, nil
+	return Cookie{instance: inst, id: id, secret: secret}, nil
 }
 
 // Errors of openSession.
@@ -107,8 +108,8 @@ var (
 	errSealForged = errors.New("stored session does not open with this cookie and the SP's session keys")
 )
 
-func recordAEAD(rk *ringKey, c sessionCookie, key string) (cipher.AEAD, error) {
-	k, err := hkdf.Key(sha256.New, c.secret, rk.session, labelSealKey+key, 32)
+func recordAEAD(rk *keyring.Key, c Cookie, key string) (cipher.AEAD, error) {
+	k, err := hkdf.Key(sha256.New, c.secret, rk.Session, labelSealKey+key, 32)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +124,9 @@ func recordAAD(id byte, key string) []byte {
 	return append([]byte{sealVersion, id}, key...)
 }
 
-// sealSession encodes s and seals it for the session of cookie c under the
+// Seal encodes s and seals it for the session of cookie c under the
 // ring's sealing key.
-func sealSession(r *keyRing, c sessionCookie, s *Session) ([]byte, error) {
+func Seal(r *keyring.Ring, c Cookie, s *Session) ([]byte, error) {
 	plain, err := json.Marshal(s)
 	if err != nil {
 		return nil, err
@@ -138,39 +139,39 @@ func sealSession(r *keyRing, c sessionCookie, s *Session) ([]byte, error) {
 
 // sealPlain seals the encoded session plain for the session of cookie c
 // under the ring's sealing key.
-func sealPlain(r *keyRing, c sessionCookie, plain []byte) ([]byte, error) {
-	rk := r.sealing()
-	key := c.storeKey()
+func sealPlain(r *keyring.Ring, c Cookie, plain []byte) ([]byte, error) {
+	rk := r.Sealing()
+	key := c.StoreKey()
 	aead, err := recordAEAD(rk, c, key)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]byte, sealHeaderLen, sealOverhead+len(plain))
-	out[0], out[1] = sealVersion, rk.id
+	out[0], out[1] = sealVersion, rk.ID
 	_, _ = rand.Read(out[2:sealHeaderLen])
-	return aead.Seal(out, out[2:sealHeaderLen], plain, recordAAD(rk.id, key)), nil
+	return aead.Seal(out, out[2:sealHeaderLen], plain, recordAAD(rk.ID, key)), nil
 }
 
-// openSession opens the stored value rec of the session of cookie c with
+// Open opens the stored value rec of the session of cookie c with
 // any key of the ring, and decodes it. It reports whether the sealing key
 // opened it (false: a key being rotated out did, and the record should be
 // sealed again).
-func openSession(r *keyRing, c sessionCookie, rec []byte) (s *Session, current bool, err error) {
+func Open(r *keyring.Ring, c Cookie, rec []byte) (s *Session, current bool, err error) {
 	if len(rec) < sealOverhead || rec[0] != sealVersion {
 		return nil, false, errSealMalformed
 	}
-	key := c.storeKey()
-	for _, rk := range r.byID(rec[1]) {
+	key := c.StoreKey()
+	for _, rk := range r.ByID(rec[1]) {
 		aead, err := recordAEAD(rk, c, key)
 		if err != nil {
 			return nil, false, err
 		}
-		plain, err := aead.Open(nil, rec[2:sealHeaderLen], rec[sealHeaderLen:], recordAAD(rk.id, key))
+		plain, err := aead.Open(nil, rec[2:sealHeaderLen], rec[sealHeaderLen:], recordAAD(rk.ID, key))
 		if err != nil {
 			continue
 		}
 		s, err := decodeSession(plain)
-		return s, rk == r.sealing(), err
+		return s, rk == r.Sealing(), err
 	}
 	return nil, false, errSealForged
 }
@@ -191,3 +192,7 @@ func decodeSession(plain []byte) (*Session, error) {
 	}
 	return s, nil
 }
+
+// Instance is the replica that made the session (not secret; for
+// diagnosis).
+func (c Cookie) Instance() string { return c.instance }

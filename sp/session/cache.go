@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/crewjam/saml/samlsp"
 )
 
-// sessionCache is a near cache in front of a session provider: a session
+// Cache is a near cache in front of a session provider: a session
 // found in the store is served from this replica's memory for at most
 // MaxAge, so the authenticated path of the gateway costs no store round
 // trip on most requests. A session ended anywhere (logout on another
@@ -23,7 +23,7 @@ import (
 // Only successes are cached: a miss or a store error goes to the provider
 // every time. Entries are keyed by a hash of the whole session cookie, so
 // a cookie that differs in any byte is a different entry.
-type sessionCache struct {
+type Cache struct {
 	inner      samlsp.SessionProvider
 	maxAge     time.Duration
 	maxEntries int
@@ -41,16 +41,16 @@ type cachedSession struct {
 }
 
 var (
-	_ samlsp.SessionProvider   = (*sessionCache)(nil)
-	_ samlsp.SessionTerminator = (*sessionCache)(nil)
+	_ samlsp.SessionProvider   = (*Cache)(nil)
+	_ samlsp.SessionTerminator = (*Cache)(nil)
 )
 
-func newSessionCache(inner samlsp.SessionProvider, maxAge time.Duration, maxEntries int, now func() time.Time) *sessionCache {
-	return &sessionCache{inner: inner, maxAge: maxAge, maxEntries: maxEntries, now: now, entries: map[[32]byte]cachedSession{}}
+func NewCache(inner samlsp.SessionProvider, maxAge time.Duration, maxEntries int, now func() time.Time) *Cache {
+	return &Cache{inner: inner, maxAge: maxAge, maxEntries: maxEntries, now: now, entries: map[[32]byte]cachedSession{}}
 }
 
 func cacheKey(r *http.Request) ([32]byte, bool) {
-	ck, err := r.Cookie(sessionCookieName)
+	ck, err := r.Cookie(CookieName)
 	if err != nil || ck.Value == "" {
 		return [32]byte{}, false
 	}
@@ -58,7 +58,7 @@ func cacheKey(r *http.Request) ([32]byte, bool) {
 }
 
 // GetSession implements samlsp.SessionProvider.
-func (c *sessionCache) GetSession(r *http.Request) (samlsp.Session, error) {
+func (c *Cache) GetSession(r *http.Request) (samlsp.Session, error) {
 	key, ok := cacheKey(r)
 	if !ok {
 		return c.inner.GetSession(r)
@@ -92,7 +92,7 @@ func (c *sessionCache) GetSession(r *http.Request) (samlsp.Session, error) {
 }
 
 // sweepLocked drops expired entries; the caller holds mu.
-func (c *sessionCache) sweepLocked(now time.Time) {
+func (c *Cache) sweepLocked(now time.Time) {
 	c.sweeps++
 	for k, e := range c.entries {
 		if !now.Before(e.expires) {
@@ -101,14 +101,14 @@ func (c *sessionCache) sweepLocked(now time.Time) {
 	}
 }
 
-func (c *sessionCache) drop(key [32]byte) {
+func (c *Cache) drop(key [32]byte) {
 	c.mu.Lock()
 	delete(c.entries, key)
 	c.mu.Unlock()
 }
 
 // CreateSession implements samlsp.SessionProvider.
-func (c *sessionCache) CreateSession(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) error {
+func (c *Cache) CreateSession(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) error {
 	if key, ok := cacheKey(r); ok {
 		c.drop(key)
 	}
@@ -117,7 +117,7 @@ func (c *sessionCache) CreateSession(w http.ResponseWriter, r *http.Request, ass
 
 // DeleteSession implements samlsp.SessionProvider: the entry goes first,
 // so this replica refuses the session at once.
-func (c *sessionCache) DeleteSession(w http.ResponseWriter, r *http.Request) error {
+func (c *Cache) DeleteSession(w http.ResponseWriter, r *http.Request) error {
 	if key, ok := cacheKey(r); ok {
 		c.drop(key)
 	}
@@ -128,7 +128,7 @@ func (c *sessionCache) DeleteSession(w http.ResponseWriter, r *http.Request) err
 // from the IdP): the named sessions are revoked in the store, and this
 // replica forgets every cached session, since it cannot tell which
 // entries they are.
-func (c *sessionCache) TerminateSessions(ctx context.Context, req *saml.LogoutRequest) error {
+func (c *Cache) TerminateSessions(ctx context.Context, req *saml.LogoutRequest) error {
 	c.mu.Lock()
 	clear(c.entries)
 	c.mu.Unlock()
@@ -139,7 +139,7 @@ func (c *sessionCache) TerminateSessions(ctx context.Context, req *saml.LogoutRe
 }
 
 // len is the number of entries, for tests and the bound.
-func (c *sessionCache) len() int {
+func (c *Cache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.entries)

@@ -1,4 +1,10 @@
-package sp
+// Package loginstate tracks logins in flight: the tracked AuthnRequest
+// (request ID, return URL, the replica that began it) and its compact codec
+// (tracked.go), the store-backed tracker whose Finish consumes a login
+// exactly once (this file), the cookie that binds a login to the browser
+// that began it (binding.go), and the stateless tracker on crewjam's signed
+// cookies (stateless.go).
+package loginstate
 
 import (
 	"context"
@@ -8,33 +14,30 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/keyring"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
 
-const (
-	keyRequest = "req:"
-	keySession = "sess:"
-	keyReplay  = "replay:"
-	keyRevoked = "revoked:"
-)
+// keyRequest prefixes a tracked login's key: "req:" + RelayState.
+const keyRequest = "req:"
 
-// loginState begins and finishes the tracking of logins: the store-backed
+// Tracker begins and finishes the tracking of logins: the store-backed
 // tracker and the stateless (signed cookie) one.
-type loginState interface {
-	// begin tracks a new AuthnRequest and returns its RelayState.
-	begin(w http.ResponseWriter, r *http.Request, requestID, returnURI string) (string, error)
-	// finish consumes the login named by relayState, exactly once, and
+type Tracker interface {
+	// Begin tracks a new AuthnRequest and returns its RelayState.
+	Begin(w http.ResponseWriter, r *http.Request, requestID, returnURI string) (string, error)
+	// Finish consumes the login named by relayState, exactly once, and
 	// checks that r comes from the browser that began it.
-	finish(w http.ResponseWriter, r *http.Request, relayState string) (*trackedRequest, *failure.Failure)
+	Finish(w http.ResponseWriter, r *http.Request, relayState string) (*Tracked, *failure.Failure)
 }
 
-// storeTracker keeps tracked requests in a store.Store. It is the SP's
-// loginState, whose finish is the atomic consume the ACS relies on. It is
+// StoreTracker keeps tracked requests in a store.Store. It is the SP's
+// Tracker, whose finish is the atomic consume the ACS relies on. It is
 // not crewjam's samlsp.RequestTracker: only crewjam's ServeACS,
 // HandleStartAuthFlow and RequireAccount read that, and the SP mounts none
 // of them (serveACS and startLogin replace them).
-type storeTracker struct {
+type StoreTracker struct {
 	store      store.Store
 	storeKind  string
 	shared     bool // store.Shared: other replicas see the same logins
@@ -43,28 +46,52 @@ type storeTracker struct {
 	tombstone  time.Duration // how long "already used"/"expired" is remembered
 	opTimeout  time.Duration
 	now        func() time.Time
-	cookie     cookieSettings
+	cookie     CookieSettings
 	onStoreErr func(op string, err error)
 }
 
-var _ loginState = (*storeTracker)(nil)
+var _ Tracker = (*StoreTracker)(nil)
 
-// cookieSettings are the attributes of the cookies the SP sets.
-type cookieSettings struct {
-	secure   bool
-	sameSite http.SameSite
-	domain   string
-	ring     *keyRing // signs the binding cookies (binding.go)
+// CookieSettings are the attributes of the binding cookies.
+type CookieSettings struct {
+	Secure   bool
+	SameSite http.SameSite
+	Domain   string
+	Ring     *keyring.Ring // signs the binding cookies (binding.go)
 }
 
-func (t *storeTracker) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+// StoreConfig configures a StoreTracker.
+type StoreConfig struct {
+	Store     store.Store
+	StoreKind string
+	Instance  string
+	TTL       time.Duration // how long a login may take
+	Tombstone time.Duration // how long "already used"/"expired" is remembered
+	Timeout   time.Duration // per store call
+	Now       func() time.Time
+	Cookie    CookieSettings
+	// OnStoreError is told of every store failure other than not-found.
+	OnStoreError func(op string, err error)
+}
+
+// NewStoreTracker returns the tracker c configures.
+func NewStoreTracker(c StoreConfig) *StoreTracker {
+	return &StoreTracker{store: c.Store, storeKind: c.StoreKind, shared: store.Shared(c.Store), instance: c.Instance,
+		ttl: c.TTL, tombstone: c.Tombstone, opTimeout: c.Timeout, now: c.Now, cookie: c.Cookie, onStoreErr: c.OnStoreError}
+}
+
+// Shared reports whether other replicas see the same logins.
+func (t *StoreTracker) Shared() bool { return t.shared }
+
+func (t *StoreTracker) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), t.opTimeout)
 }
 
-func (t *storeTracker) begin(w http.ResponseWriter, r *http.Request, requestID, returnURI string) (string, error) {
+// Begin implements Tracker.
+func (t *StoreTracker) Begin(w http.ResponseWriter, r *http.Request, requestID, returnURI string) (string, error) {
 	rs := relaystate.New(t.instance)
 	now := t.now()
-	tr := trackedRequest{
+	tr := Tracked{
 		RequestID: requestID,
 		URI:       returnURI,
 		Origin:    t.instance,
@@ -88,7 +115,8 @@ func (t *storeTracker) begin(w http.ResponseWriter, r *http.Request, requestID, 
 	return rs, nil
 }
 
-func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string) (*trackedRequest, *failure.Failure) {
+// Finish implements Tracker.
+func (t *StoreTracker) Finish(w http.ResponseWriter, r *http.Request, rs string) (*Tracked, *failure.Failure) {
 	origin, _, perr := relaystate.Parse(rs)
 	if perr != nil {
 		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: perr.Error(), Err: perr}
@@ -166,7 +194,7 @@ func (t *storeTracker) finish(w http.ResponseWriter, r *http.Request, rs string)
 // signed by this SP's ring, for this login, and the value the login was
 // begun with. The signature is checked first, so the store is not trusted
 // to say what this SP issued.
-func (t *storeTracker) checkBinding(r *http.Request, rs string, tr *trackedRequest) *failure.Failure {
+func (t *StoreTracker) checkBinding(r *http.Request, rs string, tr *Tracked) *failure.Failure {
 	name := t.cookie.bindingName(rs)
 	ck, err := r.Cookie(name)
 	if err != nil {
@@ -183,7 +211,7 @@ func (t *storeTracker) checkBinding(r *http.Request, rs string, tr *trackedReque
 		return &failure.Failure{Cause: failure.CauseBindingCookieMissing, RequestID: tr.RequestID,
 			Detail: "no " + name + " cookie on the ACS request", Err: err}
 	}
-	if err := t.cookie.ring.verifyBinding(rs, ck.Value); err != nil {
+	if err := verifyBinding(t.cookie.Ring, rs, ck.Value); err != nil {
 		return &failure.Failure{Cause: failure.CauseBindingMismatch, RequestID: tr.RequestID,
 			Detail: name + ": " + err.Error() + " (planted or forged, or signed with a --session-key no longer in the ring)", Err: err}
 	}

@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"fmt"
@@ -26,10 +26,10 @@ func (everySession) GetSession(*http.Request) (samlsp.Session, error)       { re
 func TestSessionCacheFullSweepsOncePerTTL(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
-	c := newSessionCache(everySession{}, time.Second, 100, func() time.Time { return now })
+	c := NewCache(everySession{}, time.Second, 100, func() time.Time { return now })
 	get := func(i int) {
 		r := httptest.NewRequest("GET", "/", nil)
-		r.AddCookie(&http.Cookie{Name: sessionCookieName, Value: fmt.Sprint("s", i)})
+		r.AddCookie(&http.Cookie{Name: CookieName, Value: fmt.Sprint("s", i)})
 		if _, err := c.GetSession(r); err != nil {
 			t.Fatal(err)
 		}

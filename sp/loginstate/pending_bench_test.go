@@ -1,4 +1,4 @@
-package sp
+package loginstate
 
 import (
 	"net/http/httptest"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samlha/samlha/sp/keyring/keyringtest"
 	"github.com/samlha/samlha/store/memory"
 )
 
@@ -14,18 +15,18 @@ import (
 // "req:" + RelayState, compact value), in a store holding 100k of them.
 // Goal: at most 512 bytes per pending login.
 //
-//	go test -run '^$' -bench PendingLoginMemory ./sp
+//	go test -run '^$' -bench PendingLoginMemory ./sp/loginstate
 func BenchmarkPendingLoginMemory(b *testing.B) {
 	const n = 100_000
 	for range b.N {
 		st := memory.New(memory.Options{JanitorInterval: -1})
-		tr := &storeTracker{store: st, storeKind: "memory", instance: "sp-1", ttl: 10 * time.Minute,
-			tombstone: 15 * time.Minute, opTimeout: time.Second, now: time.Now, onStoreErr: func(string, error) {},
-			cookie: cookieSettings{ring: testRing(b, "k1")}}
+		tr := NewStoreTracker(StoreConfig{Store: st, StoreKind: "memory", Instance: "sp-1", TTL: 10 * time.Minute,
+			Tombstone: 15 * time.Minute, Timeout: time.Second, Now: time.Now, OnStoreError: func(string, error) {},
+			Cookie: CookieSettings{Ring: keyringtest.Ring(b, "k1")}})
 		r := httptest.NewRequest("GET", "/app", nil)
 		const requestID = "id-0123456789abcdef0123456789abcdef01234567" // crewjam's form: "id-" + 40 hex
 		// Warm the store's shards before measuring.
-		if _, err := tr.begin(httptest.NewRecorder(), r, requestID, "/app"); err != nil {
+		if _, err := tr.Begin(httptest.NewRecorder(), r, requestID, "/app"); err != nil {
 			b.Fatal(err)
 		}
 		var before, after runtime.MemStats
@@ -34,7 +35,7 @@ func BenchmarkPendingLoginMemory(b *testing.B) {
 		for range n {
 			// A fresh writer each time: the binding cookies it is sent
 			// are garbage, not state the store holds.
-			if _, err := tr.begin(httptest.NewRecorder(), r, requestID, "/app"); err != nil {
+			if _, err := tr.Begin(httptest.NewRecorder(), r, requestID, "/app"); err != nil {
 				b.Fatal(err)
 			}
 		}

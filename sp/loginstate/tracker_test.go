@@ -1,4 +1,4 @@
-package sp
+package loginstate
 
 import (
 	"errors"
@@ -12,39 +12,25 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/keyring/keyringtest"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
 )
 
-// fakeClock is a settable clock for unit tests, shared with crewjam
-// through dsig (see dsigClock).
-type fakeClock struct {
-	fc *clockwork.FakeClock
-}
-
-func newFakeClock(t time.Time) *fakeClock { return &fakeClock{fc: clockwork.NewFakeClockAt(t)} }
-
-func (c *fakeClock) Now() time.Time      { return c.fc.Now() }
-func (c *fakeClock) Add(d time.Duration) { c.fc.Advance(d) }
-func (c *fakeClock) dsigClock() *dsig.Clock {
-	return dsig.NewFakeClock(c.fc)
-}
-
 type trackerFixture struct {
-	clock   *fakeClock
+	clock   *clockwork.FakeClock
 	store   store.Store
-	sp1     *storeTracker
-	sp2     *storeTracker
+	sp1     *StoreTracker
+	sp2     *StoreTracker
 	storeEr atomic.Int64
 }
 
 func newTrackerFixture(t *testing.T, shared bool) *trackerFixture {
 	t.Helper()
-	f := &trackerFixture{clock: newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))}
+	f := &trackerFixture{clock: clockwork.NewFakeClockAt(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))}
 	st := memory.New(memory.Options{Now: f.clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
 	f.store = st
@@ -52,9 +38,9 @@ func newTrackerFixture(t *testing.T, shared bool) *trackerFixture {
 	if shared {
 		kind = "redis" // what the tracker believes; the bytes go to one memory store either way
 	}
-	mk := func(inst string) *storeTracker {
-		return &storeTracker{store: st, storeKind: kind, shared: shared, instance: inst, ttl: 10 * time.Minute, tombstone: 15 * time.Minute,
-			opTimeout: time.Second, now: f.clock.Now, cookie: cookieSettings{sameSite: http.SameSiteLaxMode, ring: testRing(t, "k1")},
+	mk := func(inst string) *StoreTracker {
+		return &StoreTracker{store: st, storeKind: kind, shared: shared, instance: inst, ttl: 10 * time.Minute, tombstone: 15 * time.Minute,
+			opTimeout: time.Second, now: f.clock.Now, cookie: CookieSettings{SameSite: http.SameSiteLaxMode, Ring: keyringtest.Ring(t, "k1")},
 			onStoreErr: func(string, error) { f.storeEr.Add(1) }}
 	}
 	f.sp1, f.sp2 = mk("sp-1"), mk("sp-2")
@@ -63,7 +49,7 @@ func newTrackerFixture(t *testing.T, shared bool) *trackerFixture {
 
 // begin starts a login on tr, from a browser holding cookies, and returns
 // its RelayState and the binding cookie the browser got for it.
-func begin(t *testing.T, tr *storeTracker, cookies ...*http.Cookie) (string, *http.Cookie) {
+func begin(t *testing.T, tr *StoreTracker, cookies ...*http.Cookie) (string, *http.Cookie) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/app", nil)
@@ -72,7 +58,7 @@ func begin(t *testing.T, tr *storeTracker, cookies ...*http.Cookie) (string, *ht
 			req.AddCookie(c)
 		}
 	}
-	rs, err := tr.begin(rec, req, "id-123", "/app")
+	rs, err := tr.Begin(rec, req, "id-123", "/app")
 	if err != nil {
 		t.Fatalf("begin: %v", err)
 	}
@@ -98,8 +84,8 @@ func acsRequest(rs string, cookies ...*http.Cookie) *http.Request {
 	return req
 }
 
-func finish(tr *storeTracker, req *http.Request, rs string) (*trackedRequest, *failure.Failure) {
-	return tr.finish(httptest.NewRecorder(), req, rs)
+func finish(tr *StoreTracker, req *http.Request, rs string) (*Tracked, *failure.Failure) {
+	return tr.Finish(httptest.NewRecorder(), req, rs)
 }
 
 func wantCause(t *testing.T, f *failure.Failure, want failure.Cause) {
@@ -129,10 +115,10 @@ func TestTrackerFinishOnce(t *testing.T) {
 		t.Errorf("already-used detail should say who consumed it: %q", fail.Detail)
 	}
 	// The tombstone outlives the request's own TTL but not its own.
-	f.clock.Add(14 * time.Minute)
+	f.clock.Advance(14 * time.Minute)
 	_, fail = finish(f.sp1, acsRequest(rs, bind), rs)
 	wantCause(t, fail, failure.CauseStateAlreadyUsed)
-	f.clock.Add(2 * time.Minute)
+	f.clock.Advance(2 * time.Minute)
 	_, fail = finish(f.sp1, acsRequest(rs, bind), rs)
 	wantCause(t, fail, failure.CauseStateUnknown)
 }
@@ -173,7 +159,7 @@ func TestTrackerExpired(t *testing.T) {
 	t.Parallel()
 	f := newTrackerFixture(t, false)
 	rs, bind := begin(t, f.sp1, nil)
-	f.clock.Add(11 * time.Minute)
+	f.clock.Advance(11 * time.Minute)
 	_, fail := finish(f.sp1, acsRequest(rs, bind), rs)
 	wantCause(t, fail, failure.CauseStateExpired)
 	_, fail = finish(f.sp1, acsRequest(rs, bind), rs)
@@ -253,7 +239,7 @@ func TestTrackerStoreDown(t *testing.T) {
 	if fail.Cause.Status() != http.StatusServiceUnavailable {
 		t.Errorf("status %d", fail.Cause.Status())
 	}
-	_, err := f.sp1.begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/app", nil), "id", "/")
+	_, err := f.sp1.Begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/app", nil), "id", "/")
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("begin on a closed store: %v, want ErrUnavailable", err)
 	}
@@ -264,17 +250,17 @@ func TestTrackerStoreDown(t *testing.T) {
 
 func TestTrackerStoreFull(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(time.Now())
+	clock := clockwork.NewFakeClockAt(time.Now())
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1, MaxEntries: 2, Shards: 1})
 	t.Cleanup(func() { st.Close() })
-	tr := &storeTracker{store: st, storeKind: "memory", instance: "sp-1", ttl: time.Minute, tombstone: time.Minute,
-		opTimeout: time.Second, now: clock.Now, onStoreErr: func(string, error) {}, cookie: cookieSettings{ring: testRing(t, "k1")}}
+	tr := &StoreTracker{store: st, storeKind: "memory", instance: "sp-1", ttl: time.Minute, tombstone: time.Minute,
+		opTimeout: time.Second, now: clock.Now, onStoreErr: func(string, error) {}, cookie: CookieSettings{Ring: keyringtest.Ring(t, "k1")}}
 	for i := range 2 {
-		if _, err := tr.begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "id", "/"); err != nil {
+		if _, err := tr.Begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "id", "/"); err != nil {
 			t.Fatalf("begin %d: %v", i, err)
 		}
 	}
-	_, err := tr.begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "id", "/")
+	_, err := tr.Begin(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), "id", "/")
 	if f := failure.FromStore(err, ""); !errors.Is(err, store.ErrFull) || f.Cause != failure.CauseStoreFull {
 		t.Fatalf("third begin: %v (cause %s), want store-full", err, f.Cause)
 	}

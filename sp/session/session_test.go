@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"context"
@@ -8,29 +8,33 @@ import (
 	"testing"
 	"time"
 
+	dsig "github.com/russellhaering/goxmldsig"
+
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
+	"github.com/jonboulle/clockwork"
 
+	"github.com/samlha/samlha/sp/keyring/keyringtest"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store/memory"
 )
 
 type sessionFixture struct {
-	clock *fakeClock
-	p     *storeSessions
+	clock *clockwork.FakeClock
+	p     *Provider
 }
 
 func newSessionFixture(t *testing.T, instance, kind string) *sessionFixture {
 	t.Helper()
-	clock := newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
 	f := &sessionFixture{clock: clock}
 	// What the provider believes; the bytes go to one memory store either way.
-	f.p = &storeSessions{store: st, storeKind: kind, shared: kind != "memory", instance: instance, idle: 30 * time.Minute, absolute: 8 * time.Hour,
+	f.p = &Provider{store: st, storeKind: kind, shared: kind != "memory", instance: instance, idle: 30 * time.Minute, absolute: 8 * time.Hour,
 		timeout: time.Second, now: clock.Now, onErr: func(string, error) {},
-		revoked: &revocations{store: st, timeout: time.Second, now: clock.Now}, ring: testRing(t, "k1"),
-		codec: samlsp.JWTSessionCodec{MaxAge: 8 * time.Hour, Clock: clock.dsigClock()}}
+		revoked: &Revocations{store: st, timeout: time.Second, now: clock.Now}, ring: keyringtest.Ring(t, "k1"),
+		codec: samlsp.JWTSessionCodec{MaxAge: 8 * time.Hour, Clock: dsig.NewFakeClock(clock)}}
 	return f
 }
 
@@ -49,11 +53,11 @@ func assertionFor(nameID, sessionIndex string, notOnOrAfter *time.Time) *saml.As
 func (f *sessionFixture) login(t *testing.T, a *saml.Assertion) *http.Cookie {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	if err := f.p.CreateSession(rec, httptest.NewRequest("POST", "/saml/acs", nil), a); err != nil {
+	if err := createSession(f.p, rec, httptest.NewRequest("POST", "/saml/acs", nil), a); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range rec.Result().Cookies() {
-		if c.Name == sessionCookieName {
+		if c.Name == CookieName {
 			return c
 		}
 	}
@@ -69,8 +73,8 @@ func (f *sessionFixture) get(c *http.Cookie) (samlsp.Session, error) {
 
 func wantMiss(t *testing.T, err error, kind string) {
 	t.Helper()
-	var m *sessionMiss
-	if !errors.Is(err, samlsp.ErrNoSession) || !errors.As(err, &m) || m.kind != kind {
+	var m *Miss
+	if !errors.Is(err, samlsp.ErrNoSession) || !errors.As(err, &m) || m.Kind != kind {
 		t.Fatalf("err = %v, want a %q session miss", err, kind)
 	}
 }
@@ -85,24 +89,24 @@ func TestSessionIdleAndAbsoluteExpiry(t *testing.T) {
 	}
 	// Activity every 20 minutes keeps a 30-minute idle timeout alive...
 	for range 5 {
-		f.clock.Add(20 * time.Minute)
+		f.clock.Advance(20 * time.Minute)
 		if _, err := f.get(c); err != nil {
 			t.Fatalf("active session expired at %v: %v", f.clock.Now(), err)
 		}
 	}
 	// ...but not 31 minutes of silence.
-	f.clock.Add(31 * time.Minute)
+	f.clock.Advance(31 * time.Minute)
 	wantMiss(t, func() error { _, err := f.get(c); return err }(), "not-found")
 
 	// The absolute limit ends even an active session.
 	c = f.login(t, assertionFor("alice@example.com", "idx-2", nil))
 	for range 8*3 - 1 {
-		f.clock.Add(20 * time.Minute)
+		f.clock.Advance(20 * time.Minute)
 		if _, err := f.get(c); err != nil {
 			t.Fatalf("session ended early at %v: %v", f.clock.Now(), err)
 		}
 	}
-	f.clock.Add(21 * time.Minute)
+	f.clock.Advance(21 * time.Minute)
 	_, err = f.get(c)
 	if !errors.Is(err, samlsp.ErrNoSession) {
 		t.Fatalf("after 8h: %v, want no session", err)
@@ -114,11 +118,11 @@ func TestSessionCappedBySessionNotOnOrAfter(t *testing.T) {
 	f := newSessionFixture(t, "sp-1", "memory")
 	end := f.clock.Now().Add(10 * time.Minute)
 	c := f.login(t, assertionFor("bob@example.com", "idx", &end))
-	f.clock.Add(9 * time.Minute)
+	f.clock.Advance(9 * time.Minute)
 	if _, err := f.get(c); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.Add(2*time.Minute + saml.MaxClockSkew)
+	f.clock.Advance(2*time.Minute + saml.MaxClockSkew)
 	if _, err := f.get(c); !errors.Is(err, samlsp.ErrNoSession) {
 		t.Fatalf("past the IdP's SessionNotOnOrAfter: %v", err)
 	}
@@ -130,7 +134,7 @@ func TestSessionRevokedByIdPLogout(t *testing.T) {
 	c1 := f.login(t, assertionFor("alice@example.com", "idx-1", nil))
 	c2 := f.login(t, assertionFor("alice@example.com", "idx-2", nil))
 	other := f.login(t, assertionFor("bob@example.com", "idx-9", nil))
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	req := &saml.LogoutRequest{NameID: &saml.NameID{Value: "alice@example.com"}, SessionIndex: &saml.SessionIndex{Value: "idx-1"}}
 	if err := f.p.TerminateSessions(context.Background(), req); err != nil {
 		t.Fatal(err)
@@ -148,7 +152,7 @@ func TestSessionRevokedByIdPLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantMiss(t, func() error { _, err := f.get(c2); return err }(), "revoked")
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	if _, err := f.get(f.login(t, assertionFor("alice@example.com", "idx-3", nil))); err != nil {
 		t.Errorf("a session made after the revocation was refused: %v", err)
 	}
@@ -161,14 +165,14 @@ func TestSessionCrossInstanceAndForgedCookies(t *testing.T) {
 	c := sp1.login(t, assertionFor("alice@example.com", "idx", nil))
 	_, err := sp2.get(c)
 	wantMiss(t, err, "cross-instance")
-	var m *sessionMiss
+	var m *Miss
 	errors.As(err, &m)
-	if m.origin != "sp-1" {
-		t.Errorf("origin %q, want sp-1", m.origin)
+	if m.Origin != "sp-1" {
+		t.Errorf("origin %q, want sp-1", m.Origin)
 	}
 	for _, v := range []string{"", "garbage", "sp-1~short", "bad id!~" + relaystate.Token(sessionIDBytes) + "." + relaystate.Token(sessionSecretBytes),
 		"sp-1~" + relaystate.Token(sessionIDBytes), "sp-1~" + relaystate.Token(32)} {
-		_, err := sp1.get(&http.Cookie{Name: sessionCookieName, Value: v})
+		_, err := sp1.get(&http.Cookie{Name: CookieName, Value: v})
 		if !errors.Is(err, samlsp.ErrNoSession) {
 			t.Errorf("cookie %q: %v, want no session", v, err)
 		}
@@ -177,8 +181,40 @@ func TestSessionCrossInstanceAndForgedCookies(t *testing.T) {
 	r := httptest.NewRequest("POST", "/saml/acs", nil)
 	r.AddCookie(c)
 	rec := httptest.NewRecorder()
-	if err := sp1.p.CreateSession(rec, r, assertionFor("alice@example.com", "idx-new", nil)); err != nil {
+	if err := createSession(sp1.p, rec, r, assertionFor("alice@example.com", "idx-new", nil)); err != nil {
 		t.Fatal(err)
 	}
 	wantMiss(t, func() error { _, err := sp1.get(c); return err }(), "not-found")
+}
+
+// createSession makes and stores a session for a, as the SP's ACS does
+// (without the replay record), and sets its cookie on w.
+func createSession(p *Provider, w http.ResponseWriter, r *http.Request, a *saml.Assertion) error {
+	c, sess, err := p.NewSession(a, "")
+	if err != nil {
+		return err
+	}
+	b, err := p.Seal(c, sess)
+	if err != nil {
+		return err
+	}
+	if err := p.store.Put(r.Context(), c.StoreKey(), b, p.TTL(sess, sess.Created)); err != nil {
+		return err
+	}
+	p.ReplaceCookie(w, r, c, sess)
+	return nil
+}
+
+// crewjam's SessionProvider.CreateSession would make a session without the
+// assertion's replay record: the provider refuses it, and writes nothing.
+func TestCreateSessionThroughCrewjamRefused(t *testing.T) {
+	t.Parallel()
+	f := newSessionFixture(t, "sp-1", "redis")
+	rec := httptest.NewRecorder()
+	if err := f.p.CreateSession(rec, httptest.NewRequest("POST", "/saml/acs", nil), assertionFor("alice@example.com", "idx", nil)); err == nil {
+		t.Fatal("CreateSession made a session")
+	}
+	if len(rec.Result().Cookies()) != 0 {
+		t.Error("CreateSession set a cookie")
+	}
 }

@@ -1,8 +1,7 @@
-package sp
+package loginstate
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -11,22 +10,9 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/keyring/keyringtest"
 	"github.com/samlha/samlha/sp/relaystate"
 )
-
-// testRing is a key ring of keys named by secrets, first sealing.
-func testRing(t testing.TB, secrets ...string) *keyRing {
-	t.Helper()
-	keys := make([][32]byte, len(secrets))
-	for i, s := range secrets {
-		keys[i] = sha256.Sum256([]byte(s))
-	}
-	r, err := newKeyRing(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // cookieJar is the few rules of a browser's jar these tests need: a
 // Set-Cookie replaces the cookie of the same name, Max-Age<0 deletes it.
@@ -61,11 +47,11 @@ func TestBindingTwoTabsAtOnce(t *testing.T) {
 			f := newTrackerFixture(t, true)
 			jar := cookieJar{}
 			recA, recB := httptest.NewRecorder(), httptest.NewRecorder()
-			rsA, err := f.sp1.begin(recA, httptest.NewRequest("GET", "/app?tab=a", nil), "id-a", "/app?tab=a")
+			rsA, err := f.sp1.Begin(recA, httptest.NewRequest("GET", "/app?tab=a", nil), "id-a", "/app?tab=a")
 			if err != nil {
 				t.Fatal(err)
 			}
-			rsB, err := f.sp2.begin(recB, httptest.NewRequest("GET", "/app?tab=b", nil), "id-b", "/app?tab=b")
+			rsB, err := f.sp2.Begin(recB, httptest.NewRequest("GET", "/app?tab=b", nil), "id-b", "/app?tab=b")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +63,7 @@ func TestBindingTwoTabsAtOnce(t *testing.T) {
 			}
 			for _, l := range logins {
 				rec := httptest.NewRecorder()
-				tr, fail := f.sp1.finish(rec, acsRequest(l[0], jar.list()...), l[0])
+				tr, fail := f.sp1.Finish(rec, acsRequest(l[0], jar.list()...), l[0])
 				if fail != nil {
 					t.Fatalf("login of %s: %s (%s)", l[1], fail.Cause, fail.Detail)
 				}
@@ -100,7 +86,7 @@ func TestBindingPlantedValueRefused(t *testing.T) {
 	f := newTrackerFixture(t, true)
 	rs, real := begin(t, f.sp1)
 	otherRS, otherReal := begin(t, f.sp1)
-	foreign := &storeTracker{cookie: cookieSettings{ring: testRing(t, "another deployment's key")}}
+	foreign := &StoreTracker{cookie: CookieSettings{Ring: keyringtest.Ring(t, "another deployment's key")}}
 	named := func(v string) *http.Cookie { return &http.Cookie{Name: real.Name, Value: v} }
 
 	raw := []byte(real.Value)
@@ -117,7 +103,7 @@ func TestBindingPlantedValueRefused(t *testing.T) {
 		// ...or to a real value they were issued for their own login...
 		"real value of another login": named(otherReal.Value),
 		// ...or to one made by another SP (another key ring).
-		"value signed by another SP": named(foreign.cookie.ring.issueBinding(rs, f.clock.Now())),
+		"value signed by another SP": named(issueBinding(foreign.cookie.Ring, rs, f.clock.Now())),
 	} {
 		_, fail := finish(f.sp2, acsRequest(rs, planted), rs)
 		wantCause(t, fail, failure.CauseBindingMismatch)
@@ -168,19 +154,19 @@ func TestBindingPlantedValueRefused(t *testing.T) {
 // has dropped the old key.
 func TestBindingKeyRotation(t *testing.T) {
 	t.Parallel()
-	old := testRing(t, "old")
+	old := keyringtest.Ring(t, "old")
 	rs := relaystate.New("sp-1")
-	v := old.issueBinding(rs, time.Now())
-	if err := testRing(t, "new", "old").verifyBinding(rs, v); err != nil {
+	v := issueBinding(old, rs, time.Now())
+	if err := verifyBinding(keyringtest.Ring(t, "new", "old"), rs, v); err != nil {
 		t.Errorf("ring [new old] refused a value of old: %v", err)
 	}
-	if err := testRing(t, "new").verifyBinding(rs, v); !errors.Is(err, errBindingForged) {
+	if err := verifyBinding(keyringtest.Ring(t, "new"), rs, v); !errors.Is(err, errBindingForged) {
 		t.Errorf("ring [new] accepted a value of the dropped key: %v", err)
 	}
-	if err := old.verifyBinding(relaystate.New("sp-1"), v); !errors.Is(err, errBindingForged) {
+	if err := verifyBinding(old, relaystate.New("sp-1"), v); !errors.Is(err, errBindingForged) {
 		t.Errorf("a value verified for another login: %v", err)
 	}
-	if got := testRing(t, "new", "old").issueBinding(rs, time.Now()); testRing(t, "new").verifyBinding(rs, got) != nil {
+	if got := issueBinding(keyringtest.Ring(t, "new", "old"), rs, time.Now()); verifyBinding(keyringtest.Ring(t, "new"), rs, got) != nil {
 		t.Error("the first key of the ring does not sign")
 	}
 }
@@ -198,7 +184,7 @@ func TestBindingCookiesBounded(t *testing.T) {
 		for _, c := range jar.list() {
 			req.AddCookie(c)
 		}
-		rs, err := f.sp1.begin(rec, req, "id", "/app")
+		rs, err := f.sp1.Begin(rec, req, "id", "/app")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +192,7 @@ func TestBindingCookiesBounded(t *testing.T) {
 			first, firstRS = f.sp1.cookie.bindingName(rs), rs
 		}
 		jar.store(rec)
-		f.clock.Add(time.Second)
+		f.clock.Advance(time.Second)
 		if len(jar) > maxBindingCookies {
 			t.Fatalf("after %d logins begun the browser holds %d binding cookies, want at most %d", i+1, len(jar), maxBindingCookies)
 		}
@@ -230,7 +216,7 @@ func TestBindingCookiesBounded(t *testing.T) {
 func TestBindingHostPrefix(t *testing.T) {
 	t.Parallel()
 	f := newTrackerFixture(t, true)
-	f.sp1.cookie.secure, f.sp1.cookie.sameSite = true, http.SameSiteNoneMode
+	f.sp1.cookie.Secure, f.sp1.cookie.SameSite = true, http.SameSiteNoneMode
 	rs, c := begin(t, f.sp1)
 	if !strings.HasPrefix(c.Name, "__Host-samlha_binding_") || !c.Secure || c.Path != "/" || c.Domain != "" {
 		t.Errorf("https binding cookie %s; Secure=%v Path=%q Domain=%q: want __Host-, Secure, Path=/ and no Domain", c.Name, c.Secure, c.Path, c.Domain)
@@ -238,7 +224,7 @@ func TestBindingHostPrefix(t *testing.T) {
 	if _, fail := finish(f.sp1, acsRequest(rs, c), rs); fail != nil {
 		t.Fatalf("%s (%s)", fail.Cause, fail.Detail)
 	}
-	f.sp1.cookie.domain = "example.org"
+	f.sp1.cookie.Domain = "example.org"
 	if _, c := begin(t, f.sp1); strings.HasPrefix(c.Name, "__Host-") {
 		t.Errorf("a cookie with a Domain cannot be __Host-: %s", c.Name)
 	}

@@ -1,4 +1,4 @@
-package sp
+package loginstate
 
 import (
 	"crypto"
@@ -8,6 +8,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/samlha/samlha/sp/keyring"
 )
 
 // opaqueSigner is a key whose private part cannot be read (an HSM's).
@@ -25,25 +27,25 @@ func TestSessionKeyRingDefault(t *testing.T) {
 	t.Parallel()
 	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	a, err := sessionKeyRing(Config{Key: k1})
+	a, err := keyring.ForSP(nil, k1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := sessionKeyRing(Config{Key: k1})
-	c, _ := sessionKeyRing(Config{Key: k2})
+	b, _ := keyring.ForSP(nil, k1, nil)
+	c, _ := keyring.ForSP(nil, k2, nil)
 	rs := "sp-1~" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-	v := a.issueBinding(rs, time.Unix(1_800_000_000, 0))
-	if err := b.verifyBinding(rs, v); err != nil {
+	v := issueBinding(a, rs, time.Unix(1_800_000_000, 0))
+	if err := verifyBinding(b, rs, v); err != nil {
 		t.Errorf("two replicas with one SP key disagree: %v", err)
 	}
-	if err := c.verifyBinding(rs, v); err == nil {
+	if err := verifyBinding(c, rs, v); err == nil {
 		t.Error("a replica with another SP key accepts the binding")
 	}
-	given, _ := sessionKeyRing(Config{Key: k1, SessionKeys: [][32]byte{{1}}})
-	if given.verifyBinding(rs, v) == nil {
+	given, _ := keyring.ForSP([][32]byte{{1}}, k1, nil)
+	if verifyBinding(given, rs, v) == nil {
 		t.Error("SessionKeys did not replace the derived key")
 	}
-	if _, err := sessionKeyRing(Config{Key: opaqueSigner{k1.Public()}}); err == nil {
+	if _, err := keyring.ForSP(nil, opaqueSigner{k1.Public()}, nil); err == nil {
 		t.Error("an unexportable key gave a ring")
 	}
 }
@@ -56,12 +58,12 @@ func TestSessionKeyRingFollowsSPKeyRollover(t *testing.T) {
 	t.Parallel()
 	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ring := func(cur, next *ecdsa.PrivateKey) *keyRing {
-		c := Config{Key: cur}
+	ring := func(cur, next *ecdsa.PrivateKey) *keyring.Ring {
+		var n crypto.Signer
 		if next != nil {
-			c.NextKey = next
+			n = next
 		}
-		r, err := sessionKeyRing(c)
+		r, err := keyring.ForSP(nil, cur, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,19 +72,19 @@ func TestSessionKeyRingFollowsSPKeyRollover(t *testing.T) {
 	before, step1, step2, step3 := ring(k1, nil), ring(k1, k2), ring(k2, k1), ring(k2, nil)
 	rs := "sp-1~" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	at := time.Unix(1_800_000_000, 0)
-	old := before.issueBinding(rs, at)
-	for name, r := range map[string]*keyRing{"step 1 (next published)": step1, "step 2 (swapped)": step2} {
-		if err := r.verifyBinding(rs, old); err != nil {
+	old := issueBinding(before, rs, at)
+	for name, r := range map[string]*keyring.Ring{"step 1 (next published)": step1, "step 2 (swapped)": step2} {
+		if err := verifyBinding(r, rs, old); err != nil {
 			t.Errorf("%s refuses what the old key issued: %v", name, err)
 		}
 	}
-	if step3.verifyBinding(rs, old) == nil {
+	if verifyBinding(step3, rs, old) == nil {
 		t.Error("step 3 (old key dropped) still accepts the old key's binding")
 	}
-	if err := step1.verifyBinding(rs, step2.issueBinding(rs, at)); err != nil {
+	if err := verifyBinding(step1, rs, issueBinding(step2, rs, at)); err != nil {
 		t.Errorf("step 1 refuses what step 2 issued (replicas mid-rollout): %v", err)
 	}
-	if err := step3.verifyBinding(rs, step2.issueBinding(rs, at)); err != nil {
+	if err := verifyBinding(step3, rs, issueBinding(step2, rs, at)); err != nil {
 		t.Errorf("step 3 refuses what step 2 issued: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/crewjam/saml"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
@@ -14,11 +15,11 @@ import (
 
 func TestReplayCache(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
 	var storeErrs int
-	c := &replayCache{store: st, timeout: time.Second, now: clock.Now, onErr: func(string, error) { storeErrs++ }}
+	c := &ReplayCache{store: st, timeout: time.Second, now: clock.Now, onErr: func(string, error) { storeErrs++ }}
 
 	exp := clock.Now().Add(5 * time.Minute)
 	if err := c.Consume("id-a", exp); err != nil {
@@ -30,7 +31,7 @@ func TestReplayCache(t *testing.T) {
 	if err := c.Consume("id-b", exp); err != nil {
 		t.Fatalf("other ID: %v", err)
 	}
-	clock.Add(6 * time.Minute)
+	clock.Advance(6 * time.Minute)
 	if err := c.Consume("id-a", clock.Now().Add(time.Minute)); err != nil {
 		t.Fatalf("after the assertion expired the record may go: %v", err)
 	}
@@ -46,10 +47,10 @@ func TestReplayCache(t *testing.T) {
 
 func TestRevocationsKeepLaterTime(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
 	t.Cleanup(func() { st.Close() })
-	v := &revocations{store: st, timeout: time.Second, now: clock.Now}
+	v := &Revocations{store: st, timeout: time.Second, now: clock.Now}
 	ctx := context.Background()
 	if at, err := v.RevokedAt(ctx, "k"); err != nil || !at.IsZero() {
 		t.Fatalf("unrevoked key: %v %v", at, err)
@@ -65,7 +66,7 @@ func TestRevocationsKeepLaterTime(t *testing.T) {
 	if at, err := v.RevokedAt(ctx, "k"); err != nil || !at.Equal(t1) {
 		t.Fatalf("RevokedAt = %v, %v; want the later time %v", at, err, t1)
 	}
-	clock.Add(2 * time.Hour)
+	clock.Advance(2 * time.Hour)
 	if at, err := v.RevokedAt(ctx, "k"); err != nil || !at.IsZero() {
 		t.Fatalf("record should expire with the sessions it covers: %v %v", at, err)
 	}

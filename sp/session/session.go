@@ -1,4 +1,8 @@
-package sp
+// Package session keeps logged-in users' sessions: the session record and
+// its sealing (seal.go), the store-backed provider crewjam reads and the
+// revocations single logout writes (this file), the assertion replay record
+// (replay.go), and the per-replica near cache (cache.go).
+package session
 
 import (
 	"context"
@@ -13,12 +17,26 @@ import (
 	"github.com/crewjam/saml"
 	"github.com/crewjam/saml/samlsp"
 
+	"github.com/samlha/samlha/sp/keyring"
 	"github.com/samlha/samlha/store"
 )
 
-// sessionCookieName holds the session's ID and secret in store mode (see
+// CookieName holds the session's ID and secret in store mode (see
 // seal.go), and crewjam's signed session JWT in stateless mode.
-const sessionCookieName = "samlha_session"
+const CookieName = "samlha_session"
+
+// Key prefixes of what this package keeps in the store.
+const (
+	keySession = "sess:"
+	keyReplay  = "replay:"
+	keyRevoked = "revoked:"
+)
+
+// CookieSettings are the attributes of the session cookie.
+type CookieSettings struct {
+	Secure bool
+	Domain string
+}
 
 // Session is a logged-in user's server-side session. It embeds crewjam's
 // claims (made by its JWTSessionCodec.New from the assertion, so attributes,
@@ -42,23 +60,23 @@ type Session struct {
 // precision (the JWT claim has only seconds).
 func (s *Session) GetSessionIssuedAt() time.Time { return s.Created }
 
-// sessionMiss is wrapped, with samlsp.ErrNoSession, in the error GetSession
+// Miss is wrapped, with samlsp.ErrNoSession, in the error GetSession
 // returns when the browser presents a session cookie whose session cannot be
-// used. It tells requireAccount whether a re-login can help.
-type sessionMiss struct {
-	kind   string // cross-instance, not-found, invalid, revoked, expired
-	origin string
-	detail string
+// used. It tells the caller whether a re-login can help.
+type Miss struct {
+	Kind   string // cross-instance, not-found, invalid, revoked, expired
+	Origin string // the instance the cookie names
+	Detail string
 }
 
-func (m *sessionMiss) Error() string { return "session " + m.kind + ": " + m.detail }
+func (m *Miss) Error() string { return "session " + m.Kind + ": " + m.Detail }
 
-// storeSessions is a samlsp.SessionProvider whose sessions live in a
+// Provider is a samlsp.SessionProvider whose sessions live in a
 // store.Store, sealed: the cookie holds a random ID and secret, new at each
 // login, prefixed by the instance that made it (for diagnosis); the store
 // holds the session encrypted under a key derived from that secret and the
 // SP's session key (seal.go), under a hash of the ID.
-type storeSessions struct {
+type Provider struct {
 	store     store.Store
 	storeKind string
 	shared    bool // store.Shared: other replicas see the same sessions
@@ -68,82 +86,103 @@ type storeSessions struct {
 	timeout   time.Duration
 	now       func() time.Time
 	codec     samlsp.JWTSessionCodec // only its New: claims from an assertion
-	revoked   *revocations
-	ring      *keyRing
-	cookie    cookieSettings
+	revoked   *Revocations
+	ring      *keyring.Ring
+	cookie    CookieSettings
 	onErr     func(op string, err error)
 }
 
 var (
-	_ samlsp.SessionProvider   = (*storeSessions)(nil)
-	_ samlsp.SessionTerminator = (*storeSessions)(nil)
+	_ samlsp.SessionProvider   = (*Provider)(nil)
+	_ samlsp.SessionTerminator = (*Provider)(nil)
 )
 
-// newSession builds the session and its cookie for assertion, for a login
-// begun on loginInstance; it writes nothing. The ACS stores it (p.seal)
-// together with the replay record (see SP.commitLogin).
-func (p *storeSessions) newSession(assertion *saml.Assertion, loginInstance string) (sessionCookie, *Session, error) {
+// ProviderConfig configures a Provider.
+type ProviderConfig struct {
+	Store     store.Store
+	StoreKind string
+	Instance  string
+	Idle      time.Duration // idle timeout
+	Absolute  time.Duration // absolute lifetime (capped by the IdP's SessionNotOnOrAfter)
+	Timeout   time.Duration // per store call
+	Now       func() time.Time
+	Ring      *keyring.Ring
+	Cookie    CookieSettings
+	// OnStoreError is told of every store failure other than not-found
+	// (for the store-errors metric and the log).
+	OnStoreError func(op string, err error)
+}
+
+// NewProvider returns the provider configured by c. Call SetCodec before
+// it makes sessions.
+func NewProvider(c ProviderConfig) *Provider {
+	return &Provider{store: c.Store, storeKind: c.StoreKind, shared: store.Shared(c.Store), instance: c.Instance,
+		idle: c.Idle, absolute: c.Absolute, timeout: c.Timeout, now: c.Now,
+		revoked: &Revocations{store: c.Store, timeout: c.Timeout, now: c.Now},
+		ring:    c.Ring, cookie: c.Cookie, onErr: c.OnStoreError}
+}
+
+// SetCodec sets the crewjam codec whose New turns an assertion into the
+// session's claims (it depends on the IdP metadata's configuration).
+func (p *Provider) SetCodec(c samlsp.JWTSessionCodec) { p.codec = c }
+
+// Revocations is the crewjam SessionRevocationStore this provider checks.
+func (p *Provider) Revocations() *Revocations { return p.revoked }
+
+// Shared reports whether other replicas see the same sessions.
+func (p *Provider) Shared() bool { return p.shared }
+
+// NewSession builds the session and its cookie for assertion, for a login
+// begun on loginInstance; it writes nothing. The ACS stores it (Seal)
+// together with the replay record.
+func (p *Provider) NewSession(assertion *saml.Assertion, loginInstance string) (Cookie, *Session, error) {
 	claims, err := p.codec.New(assertion)
 	if err != nil {
-		return sessionCookie{}, nil, err
+		return Cookie{}, nil, err
 	}
 	c := claims.(samlsp.JWTSessionClaims)
 	now := p.now()
 	s := &Session{JWTSessionClaims: c, LoginInstance: loginInstance, ACSInstance: p.instance,
 		Created: now, Touched: now, Expires: c.ExpiresAt.Time}
-	return newSessionCookie(p.instance), s, nil
+	return NewCookie(p.instance), s, nil
 }
 
-// seal is the stored value of session s of cookie c.
-func (p *storeSessions) seal(c sessionCookie, s *Session) ([]byte, error) {
-	return sealSession(p.ring, c, s)
+// Seal is the stored value of session s of cookie c.
+func (p *Provider) Seal(c Cookie, s *Session) ([]byte, error) {
+	return Seal(p.ring, c, s)
 }
 
-// ttl is how long the record lives from now: the idle timeout, capped by the
+// TTL is how long the record lives from now: the idle timeout, capped by the
 // absolute expiry.
-func (p *storeSessions) ttl(s *Session, now time.Time) time.Duration {
+func (p *Provider) TTL(s *Session, now time.Time) time.Duration {
 	return min(p.idle, s.Expires.Sub(now))
 }
 
-// CreateSession implements samlsp.SessionProvider.
-func (p *storeSessions) CreateSession(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion) error {
-	// Called through crewjam's interface, the login's origin is unknown.
-	c, s, err := p.newSession(assertion, "")
-	if err != nil {
-		return err
-	}
-	b, err := p.seal(c, s)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-	defer cancel()
-	if err := p.store.Put(ctx, c.storeKey(), b, p.ttl(s, s.Created)); err != nil {
-		p.onErr("put", err)
-		return err
-	}
-	p.replaceCookie(w, r, c, s)
-	return nil
+// CreateSession implements samlsp.SessionProvider. It refuses: sessions are
+// made by the SP's ACS, which records the assertion as used in the same
+// round trip (crewjam calls this only from handlers the SP does not mount).
+func (p *Provider) CreateSession(http.ResponseWriter, *http.Request, *saml.Assertion) error {
+	return errors.New("sessions are created by the SP's ACS with the assertion's replay record, not through crewjam's SessionProvider")
 }
 
-// replaceCookie sets the session cookie for a new session and deletes the
+// ReplaceCookie sets the session cookie for a new session and deletes the
 // session the browser held before, if any (a new ID at every login).
-func (p *storeSessions) replaceCookie(w http.ResponseWriter, r *http.Request, c sessionCookie, s *Session) {
-	if ck, err := r.Cookie(sessionCookieName); err == nil {
-		if old, err := parseSessionCookie(ck.Value); err == nil && old.storeKey() != c.storeKey() {
+func (p *Provider) ReplaceCookie(w http.ResponseWriter, r *http.Request, c Cookie, s *Session) {
+	if ck, err := r.Cookie(CookieName); err == nil {
+		if old, err := ParseCookie(ck.Value); err == nil && old.StoreKey() != c.StoreKey() {
 			ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-			_ = p.store.Delete(ctx, old.storeKey())
+			_ = p.store.Delete(ctx, old.StoreKey())
 			cancel()
 		}
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name:     sessionCookieName,
+		Name:     CookieName,
 		Value:    c.String(),
 		Path:     "/",
-		Domain:   p.cookie.domain,
+		Domain:   p.cookie.Domain,
 		Expires:  s.Expires,
 		HttpOnly: true,
-		Secure:   p.cookie.secure,
+		Secure:   p.cookie.Secure,
 		// The session cookie need not survive the IdP's cross-site POST
 		// (it is set by the ACS response), so it is Lax.
 		SameSite: http.SameSiteLaxMode,
@@ -151,39 +190,39 @@ func (p *storeSessions) replaceCookie(w http.ResponseWriter, r *http.Request, c 
 }
 
 // DeleteSession implements samlsp.SessionProvider.
-func (p *storeSessions) DeleteSession(w http.ResponseWriter, r *http.Request) error {
-	if ck, err := r.Cookie(sessionCookieName); err == nil {
-		if c, err := parseSessionCookie(ck.Value); err == nil {
+func (p *Provider) DeleteSession(w http.ResponseWriter, r *http.Request) error {
+	if ck, err := r.Cookie(CookieName); err == nil {
+		if c, err := ParseCookie(ck.Value); err == nil {
 			ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 			defer cancel()
-			if err := p.store.Delete(ctx, c.storeKey()); err != nil {
+			if err := p.store.Delete(ctx, c.StoreKey()); err != nil {
 				p.onErr("delete", err)
 				return err
 			}
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookieName, Value: "", Path: "/", Domain: p.cookie.domain,
-		MaxAge: -1, HttpOnly: true, Secure: p.cookie.secure, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", Domain: p.cookie.Domain,
+		MaxAge: -1, HttpOnly: true, Secure: p.cookie.Secure, SameSite: http.SameSiteLaxMode})
 	return nil
 }
 
 // GetSession implements samlsp.SessionProvider. A missing or unusable
 // session is an error matching samlsp.ErrNoSession (and, when the browser
-// did present a cookie, wrapping a *sessionMiss); a store failure is an
+// did present a cookie, wrapping a *Miss); a store failure is an
 // error that does not match it, so no login is started on a guess.
-func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
-	ck, err := r.Cookie(sessionCookieName)
+func (p *Provider) GetSession(r *http.Request) (samlsp.Session, error) {
+	ck, err := r.Cookie(CookieName)
 	if err != nil {
 		return nil, samlsp.ErrNoSession
 	}
-	c, err := parseSessionCookie(ck.Value)
+	c, err := ParseCookie(ck.Value)
 	if err != nil {
-		return nil, missErr(&sessionMiss{kind: "invalid", detail: "session cookie is not a samlha session cookie"})
+		return nil, missErr(&Miss{Kind: "invalid", Detail: "session cookie is not a samlha session cookie"})
 	}
 	origin := c.instance
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	key := c.storeKey()
+	key := c.StoreKey()
 	b, err := p.store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, missErr(p.notFound(origin))
@@ -192,16 +231,16 @@ func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
 		p.onErr("get", err)
 		return nil, err
 	}
-	s, current, err := openSession(p.ring, c, b)
+	s, current, err := Open(p.ring, c, b)
 	if err != nil {
 		// Not deleted: whoever presents a wrong secret for a real ID
 		// must not be able to end that session.
-		return nil, missErr(&sessionMiss{kind: "invalid", origin: origin, detail: err.Error()})
+		return nil, missErr(&Miss{Kind: "invalid", Origin: origin, Detail: err.Error()})
 	}
 	now := p.now()
 	if !now.Before(s.Expires) {
 		_ = p.store.Delete(ctx, key)
-		return nil, missErr(&sessionMiss{kind: "expired", origin: origin, detail: "session reached its absolute expiry"})
+		return nil, missErr(&Miss{Kind: "expired", Origin: origin, Detail: "session reached its absolute expiry"})
 	}
 	if err := p.checkRevoked(ctx, s); err != nil {
 		return nil, err
@@ -213,14 +252,14 @@ func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
 	// not undone, and the session ends here too.
 	if now.Sub(s.Touched) > p.idle/4 || !current {
 		s.Touched = now
-		nb, err := p.seal(c, s)
+		nb, err := p.Seal(c, s)
 		if err != nil {
 			return nil, err
 		}
-		_, err = p.store.Swap(ctx, key, nb, p.ttl(s, now))
+		_, err = p.store.Swap(ctx, key, nb, p.TTL(s, now))
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			return nil, missErr(&sessionMiss{kind: "not-found", origin: origin, detail: "session ended (logged out) while this request read it"})
+			return nil, missErr(&Miss{Kind: "not-found", Origin: origin, Detail: "session ended (logged out) while this request read it"})
 		case err != nil:
 			p.onErr("swap", err)
 		}
@@ -229,21 +268,21 @@ func (p *storeSessions) GetSession(r *http.Request) (samlsp.Session, error) {
 }
 
 // notFound describes a session cookie whose record is not in the store.
-func (p *storeSessions) notFound(origin string) *sessionMiss {
-	m := &sessionMiss{kind: "not-found", origin: origin, detail: "no such session (expired, logged out, or never existed)"}
+func (p *Provider) notFound(origin string) *Miss {
+	m := &Miss{Kind: "not-found", Origin: origin, Detail: "no such session (expired, logged out, or never existed)"}
 	if origin != p.instance && !p.shared {
-		m.kind = "cross-instance"
-		m.detail = fmt.Sprintf("session was created on %s; this is %s and the %s store is per instance", origin, p.instance, p.storeKind)
+		m.Kind = "cross-instance"
+		m.Detail = fmt.Sprintf("session was created on %s; this is %s and the %s store is per instance", origin, p.instance, p.storeKind)
 	}
 	return m
 }
 
-func missErr(m *sessionMiss) error { return fmt.Errorf("%w: %w", samlsp.ErrNoSession, m) }
+func missErr(m *Miss) error { return fmt.Errorf("%w: %w", samlsp.ErrNoSession, m) }
 
 // TerminateSessions implements samlsp.SessionTerminator, for logout
 // requests from the IdP: the sessions it names are recorded as revoked and
 // refused by GetSession on every replica that shares the store.
-func (p *storeSessions) TerminateSessions(ctx context.Context, req *saml.LogoutRequest) error {
+func (p *Provider) TerminateSessions(ctx context.Context, req *saml.LogoutRequest) error {
 	if req.NameID == nil || req.NameID.Value == "" {
 		return fmt.Errorf("%w: the LogoutRequest has no NameID", saml.ErrUnsupported)
 	}
@@ -254,8 +293,8 @@ func (p *storeSessions) TerminateSessions(ctx context.Context, req *saml.LogoutR
 	// A revocation is written under every key of the ring and read under
 	// every key, so it holds on every replica during a rotation, whichever
 	// ring each replica has.
-	for i := range p.ring.keys {
-		pepper := p.ring.keys[i].pepper
+	for _, k := range p.ring.All() {
+		pepper := k.Pepper
 		if len(indexes) == 0 {
 			if err := p.revoked.Revoke(ctx, nameIDRevocationKey(pepper, nameID), now, until); err != nil {
 				return err
@@ -271,7 +310,7 @@ func (p *storeSessions) TerminateSessions(ctx context.Context, req *saml.LogoutR
 	return nil
 }
 
-func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
+func (p *Provider) checkRevoked(ctx context.Context, s *Session) error {
 	nameID := s.GetNameID()
 	if nameID == "" {
 		return nil
@@ -280,9 +319,9 @@ func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
 	if len(indexes) == 0 {
 		indexes = []string{""}
 	}
-	keys := make([]string, 0, (1+len(indexes))*len(p.ring.keys))
-	for i := range p.ring.keys {
-		pepper := p.ring.keys[i].pepper
+	keys := make([]string, 0, (1+len(indexes))*len(p.ring.All()))
+	for _, k := range p.ring.All() {
+		pepper := k.Pepper
 		keys = append(keys, nameIDRevocationKey(pepper, nameID))
 		for _, idx := range indexes {
 			keys = append(keys, sessionIndexRevocationKey(pepper, nameID, idx))
@@ -313,7 +352,7 @@ func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
 			return fmt.Errorf("cannot check whether the session is revoked: %w", a.err)
 		}
 		if !a.at.IsZero() && !s.Created.After(a.at) {
-			return missErr(&sessionMiss{kind: "revoked", detail: "session ended by single logout"})
+			return missErr(&Miss{Kind: "revoked", Detail: "session ended by single logout"})
 		}
 	}
 	return nil
@@ -325,14 +364,14 @@ func (p *storeSessions) checkRevoked(ctx context.Context, s *Session) error {
 // NameID (an e-mail address, often) could be confirmed by anyone with a
 // list of candidates and a copy of the store.
 func nameIDRevocationKey(pepper []byte, nameID string) string {
-	h := newMAC(pepper)
+	h := keyring.MAC(pepper)
 	h.Write([]byte("nameid\x00"))
 	h.Write([]byte(nameID))
 	return "nameid:" + hex.EncodeToString(h.Sum(nil))
 }
 
 func sessionIndexRevocationKey(pepper []byte, nameID, sessionIndex string) string {
-	h := newMAC(pepper)
+	h := keyring.MAC(pepper)
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(nameID)))
 	h.Write([]byte("sessionindex\x00"))

@@ -1,4 +1,4 @@
-package sp
+package session
 
 import (
 	"bytes"
@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/crewjam/saml/samlsp"
+	"github.com/jonboulle/clockwork"
 
+	"github.com/samlha/samlha/sp/keyring/keyringtest"
 	"github.com/samlha/samlha/store/memory"
 )
 
@@ -39,15 +41,15 @@ func FuzzSessionRecord(f *testing.F) {
 	f.Add(cookie, []byte(`{"c":{"attr":{"uid":["alice"]}},"x":"2999-01-01T00:00:00Z"}`), true)
 	f.Add("sp-1~short", good, true)
 	f.Add("", []byte(nil), false)
-	ring := testRing(f, "fuzz")
+	ring := keyringtest.Ring(f, "fuzz")
 	f.Fuzz(func(t *testing.T, ck string, record []byte, seal bool) {
-		clock := newFakeClock(now)
+		clock := clockwork.NewFakeClockAt(now)
 		st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
 		defer st.Close()
-		p := &storeSessions{store: st, storeKind: "memory", instance: "sp-1", idle: 30 * time.Minute, absolute: 8 * time.Hour,
+		p := &Provider{store: st, storeKind: "memory", instance: "sp-1", idle: 30 * time.Minute, absolute: 8 * time.Hour,
 			timeout: time.Second, now: clock.Now, onErr: func(string, error) {},
-			revoked: &revocations{store: st, timeout: time.Second, now: clock.Now}, ring: ring}
-		c, perr := parseSessionCookie(ck)
+			revoked: &Revocations{store: st, timeout: time.Second, now: clock.Now}, ring: ring}
+		c, perr := ParseCookie(ck)
 		if perr == nil && len(record) > 0 {
 			stored := record
 			if seal {
@@ -56,15 +58,15 @@ func FuzzSessionRecord(f *testing.F) {
 					t.Fatal(err)
 				}
 			}
-			if err := st.Put(context.Background(), c.storeKey(), stored, time.Hour); err != nil {
+			if err := st.Put(context.Background(), c.StoreKey(), stored, time.Hour); err != nil {
 				t.Fatal(err)
 			}
 		}
 		req := httptest.NewRequest("GET", "/app", nil)
-		if (&http.Cookie{Name: sessionCookieName, Value: ck}).Valid() != nil {
+		if (&http.Cookie{Name: CookieName, Value: ck}).Valid() != nil {
 			return // no browser can send it
 		}
-		req.AddCookie(&http.Cookie{Name: sessionCookieName, Value: ck})
+		req.AddCookie(&http.Cookie{Name: CookieName, Value: ck})
 		sess, err := p.GetSession(req)
 		if ck == cookie && bytes.Equal(record, good) && seal && err != nil {
 			t.Fatalf("the well-formed record is no session: %v", err) // the target would pass by refusing all

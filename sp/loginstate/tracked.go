@@ -1,4 +1,4 @@
-package sp
+package loginstate
 
 import (
 	"crypto/sha256"
@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// trackedRequest is the server-side state of one login in progress, stored
+// Tracked is the server-side state of one login in progress, stored
 // under "req:" + RelayState. It is encoded compactly (about 100 bytes) so
 // that a memory store holds a pending login in well under 512 bytes.
-type trackedRequest struct {
+type Tracked struct {
 	RequestID string    // the AuthnRequest ID, which the response's InResponseTo must name
 	URI       string    // where to send the browser after login
 	Origin    string    // the instance that began the login
@@ -45,11 +45,11 @@ const (
 )
 
 // The longest string each field may hold. The encoder's caller checks them
-// (trackedRequest.check) and the decoder refuses anything longer, so the two
+// (Tracked.check) and the decoder refuses anything longer, so the two
 // agree: whatever begin stores, finish can read (TestTrackedCodecAgreesOnLimits).
 const (
 	maxEncodedRequestID = 256 // crewjam's IDs are "id-" and 40 hex digits
-	maxEncodedURI       = 8 << 10
+	MaxURI              = 8 << 10
 	maxEncodedInstance  = 40 // relaystate.ValidInstanceID
 )
 
@@ -62,12 +62,12 @@ func bindingHash(cookieValue string) [bindingHashLen]byte {
 	return h
 }
 
-func (t *trackedRequest) bindingMatches(cookieValue string) bool {
+func (t *Tracked) bindingMatches(cookieValue string) bool {
 	h := bindingHash(cookieValue)
 	return subtle.ConstantTimeCompare(h[:], t.Binding[:]) == 1
 }
 
-func (t *trackedRequest) encode() []byte {
+func (t *Tracked) encode() []byte {
 	b := make([]byte, 0, 2+3*2+len(t.RequestID)+len(t.URI)+len(t.Origin)+2*binary.MaxVarintLen64+bindingHashLen)
 	b = append(b, magicTracked, trackedVersion)
 	b = appendString(b, t.RequestID)
@@ -89,12 +89,12 @@ var errCorrupt = errors.New("stored login state is corrupt")
 
 // check reports a field too long for the decoder to accept; begin refuses
 // to store such a request rather than write what finish cannot read.
-func (t *trackedRequest) check() error {
+func (t *Tracked) check() error {
 	for _, f := range []struct {
 		name string
 		v    string
 		max  int
-	}{{"request ID", t.RequestID, maxEncodedRequestID}, {"return URL", t.URI, maxEncodedURI}, {"origin", t.Origin, maxEncodedInstance}} {
+	}{{"request ID", t.RequestID, maxEncodedRequestID}, {"return URL", t.URI, MaxURI}, {"origin", t.Origin, maxEncodedInstance}} {
 		if len(f.v) > f.max {
 			return fmt.Errorf("tracked request: %s is %d bytes, over the %d the codec stores", f.name, len(f.v), f.max)
 		}
@@ -104,16 +104,16 @@ func (t *trackedRequest) check() error {
 
 // decodeState decodes a stored value into a tracked request or a tombstone
 // (exactly one of the results is non-nil when err is nil).
-func decodeState(b []byte) (*trackedRequest, *tombstone, error) {
+func decodeState(b []byte) (*Tracked, *tombstone, error) {
 	if len(b) < 2 || b[1] != trackedVersion {
 		return nil, nil, fmt.Errorf("%w: unknown version", errCorrupt)
 	}
 	d := decoder{b: b[2:]}
 	switch b[0] {
 	case magicTracked:
-		t := &trackedRequest{}
+		t := &Tracked{}
 		t.RequestID = d.string(maxEncodedRequestID)
-		t.URI = d.string(maxEncodedURI)
+		t.URI = d.string(MaxURI)
 		t.Origin = d.string(maxEncodedInstance)
 		t.Created = time.UnixMilli(d.varint())
 		t.Expires = time.UnixMilli(d.varint())
