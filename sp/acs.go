@@ -37,7 +37,7 @@ func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 		s.m.loginsSucceeded.Inc()
 		s.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
 			"cross_instance", tr.Origin != s.cfg.InstanceID, "duration", time.Since(start))
-		http.Redirect(w, r, s.afterLogin(tr.URI), http.StatusFound)
+		http.Redirect(w, r, s.returnURL.Landing(tr.URI), http.StatusFound)
 	}
 	s.m.acsDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 }

@@ -5,78 +5,9 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
 )
-
-// maxRedirectURL bounds a return URL (rd=, X-Forwarded-Uri): longer ones
-// are refused, not truncated.
-const maxRedirectURL = 2048
-
-// returnTarget checks a return URL: a local path ("/x?y"), or an absolute
-// http(s) URL whose host is the root URL's or in AllowedRedirectHosts.
-// Anything else (//evil, /\evil, https:evil, user@host, control
-// characters, non-ASCII, over maxRedirectURL) is refused, so the SP is
-// never an open redirect. It returns the URL to redirect to.
-func (s *SP) returnTarget(raw string) (string, bool) {
-	if raw == "" || len(raw) > maxRedirectURL {
-		return "", false
-	}
-	for i := 0; i < len(raw); i++ {
-		if c := raw[i]; c < 0x21 || c > 0x7e || c == '\\' {
-			return "", false // controls, space, non-ASCII, backslash
-		}
-	}
-	if raw[0] == '/' {
-		if len(raw) > 1 && (raw[1] == '/' || raw[1] == '\\') {
-			return "", false
-		}
-		u, err := url.Parse(raw)
-		if err != nil || u.Host != "" || u.Scheme != "" {
-			return "", false
-		}
-		return raw, true
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.User != nil || u.Host == "" {
-		return "", false
-	}
-	if !s.redirectHostAllowed(u) {
-		return "", false
-	}
-	return u.String(), true
-}
-
-func (s *SP) redirectHostAllowed(u *url.URL) bool {
-	host := strings.ToLower(u.Host)
-	name := strings.ToLower(u.Hostname())
-	if name == "" || strings.HasSuffix(name, ".") {
-		return false
-	}
-	if host == strings.ToLower(s.cfg.RootURL.Host) {
-		return true
-	}
-	if s.cfg.Gateway == nil {
-		return false
-	}
-	for _, a := range s.cfg.Gateway.AllowedRedirectHosts {
-		a = strings.ToLower(a)
-		switch {
-		case strings.HasPrefix(a, "."):
-			if strings.HasSuffix(name, a) {
-				return true
-			}
-		case strings.Contains(a, ":"):
-			if host == a {
-				return true
-			}
-		default:
-			if name == a {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // serveLoginRD starts a login explicitly: /saml/login?rd=URL returns to
 // URL afterwards (checked by returnTarget; default "/"). A browser that
@@ -98,18 +29,14 @@ func (s *SP) serveLoginRD(w http.ResponseWriter, r *http.Request) {
 				Detail: "login start through nginx's error_page for a request that is not a browser navigation"})
 			return
 		}
-		if !localPath(fw.uri) {
-			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseRedirectRefused, Detail: "X-Original-URI " + truncate(fw.uri, 200) + " is not a local path"})
-			return
-		}
 		rd = fw.uri
 	}
 	if rd == "" {
 		rd = "/"
 	}
-	target, ok := s.returnTarget(rd)
-	if !ok {
-		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseRedirectRefused, Detail: "rd " + truncate(rd, 200) + " is not a local path or an allowed host"})
+	target, f := s.returnURL.Check(rd)
+	if f != nil {
+		s.resp.Fail(w, r, f)
 		return
 	}
 	sess, _, ok := s.sessionOf(w, r, rt)
@@ -159,10 +86,14 @@ func (f forwarded) originalPath() string {
 		return ""
 	}
 	u, err := url.ParseRequestURI(f.uri)
-	if err != nil || !cleanPath(u.Path) {
+	if err != nil {
 		return ""
 	}
-	return u.Path
+	p, err := access.Canonical(u.EscapedPath())
+	if err != nil {
+		return ""
+	}
+	return p
 }
 
 // serveAuth is the forward-auth endpoint for nginx auth_request, Caddy
@@ -193,14 +124,15 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 					Detail: "original URI " + truncate(fw.uri, 200) + " is not in canonical form"})
 				return
 			}
-		case s.hasPathRules():
+		case s.cfg.Gateway.Allow.PathMatters():
 			// Rules for some paths only, and no trusted proxy says which
 			// path this is: refuse rather than judge it as "/".
 			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
-			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseForbidden, Detail: "--allow has per-path rules, and the original path is unknown (no X-Forwarded-Uri or X-Original-URI from a --trusted-proxies peer)"})
+			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseForbidden, Op: "forward-auth", Detail: "--allow has per-path rules, and the original path is unknown (no X-Forwarded-Uri or X-Original-URI from a --trusted-proxies peer)"})
 			return
 		}
-		if f := s.authorize(id, p); f != nil {
+		if f := s.cfg.Gateway.Allow.Decide(p, id.User, id.Attrs); f != nil {
+			f.Op = "forward-auth"
 			s.gm.forwardAuth.WithLabelValues("forbidden").Inc()
 			s.resp.Fail(w, r, f)
 			return
@@ -213,9 +145,9 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if trusted && fw.method != "" && fw.proto != "" && fw.host != "" && localPath(fw.uri) &&
+	if trusted && fw.method != "" && fw.proto != "" && fw.host != "" && strings.HasPrefix(fw.uri, "/") &&
 		(fw.method == http.MethodGet || fw.method == http.MethodHead) && browserNavigation(&http.Request{Method: fw.method, Header: r.Header}) {
-		if target, ok := s.returnTarget(fw.proto + "://" + fw.host + fw.uri); ok {
+		if target, f := s.returnURL.Check(fw.proto + "://" + fw.host + fw.uri); f == nil {
 			s.gm.forwardAuth.WithLabelValues("redirect").Inc()
 			http.Redirect(w, r, s.loginURL(target), http.StatusFound)
 			return
@@ -226,22 +158,4 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 	s.gm.forwardAuth.WithLabelValues("unauthenticated").Inc()
 	s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "forward-auth", API: true,
 		Detail: "no session; the front proxy answers the client"})
-}
-
-// afterLogin is where the ACS sends the browser: the tracked return URL if
-// it passes returnTarget (gateway) or is local, else the start page.
-func (s *SP) afterLogin(uri string) string {
-	if s.cfg.Gateway == nil {
-		return localURI(uri)
-	}
-	if t, ok := s.returnTarget(uri); ok {
-		return t
-	}
-	return "/"
-}
-
-// localPath reports whether uri is a path on this host: "/x", not "//x"
-// or "/\\x" (which browsers read as another host).
-func localPath(uri string) bool {
-	return strings.HasPrefix(uri, "/") && !strings.HasPrefix(uri, "//") && !strings.HasPrefix(uri, "/\\")
 }

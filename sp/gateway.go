@@ -9,7 +9,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"path"
 	"strings"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
 )
 
@@ -41,7 +41,7 @@ type Gateway struct {
 	// PublicPaths need no session: prefixes ("/static/", "/health"), or
 	// path.Match patterns when they contain * ? or [. They get no
 	// identity headers either.
-	PublicPaths []string
+	PublicPaths access.PublicPaths
 	// HeaderPrefix prefixes the identity headers; every request header
 	// with this prefix is removed from every client request before anything
 	// else. Default DefaultIdentityHeaderPrefix.
@@ -49,7 +49,7 @@ type Gateway struct {
 	// PassAttributes are the session attributes sent as headers.
 	PassAttributes []PassAttribute
 	// Allow restricts paths to users with given attribute values.
-	Allow []AllowRule
+	Allow access.Rules
 	// AllowedRedirectHosts may be named in an absolute return URL
 	// (/saml/login?rd=, forward-auth): "host", "host:port", or ".domain"
 	// for every subdomain. The root URL's host is always allowed.
@@ -111,8 +111,8 @@ func (g *Gateway) validate() []error {
 	for _, pp := range g.PublicPaths {
 		if !strings.HasPrefix(pp, "/") {
 			errs = append(errs, fmt.Errorf("public path %q must begin with /", pp))
-		} else if _, err := path.Match(pp, "/"); err != nil {
-			errs = append(errs, fmt.Errorf("public path %q: %v", pp, err))
+		} else if err := access.CheckPublicPath(pp); err != nil {
+			errs = append(errs, err)
 		} else if ownPath(pp) {
 			errs = append(errs, fmt.Errorf("public path %q is the SP's own", pp))
 		}
@@ -169,46 +169,6 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-// publicPath reports whether p (a clean path) needs no session.
-func (g *Gateway) publicPath(p string) bool {
-	for _, pp := range g.PublicPaths {
-		if strings.ContainsAny(pp, "*?[") {
-			if ok, _ := path.Match(pp, p); ok {
-				return true
-			}
-			continue
-		}
-		if pathUnder(p, pp) {
-			return true
-		}
-	}
-	return false
-}
-
-// pathUnder reports whether p is prefix or below it: "/a" is under "/a"
-// and "/a/", "/ab" is not under "/a"; every path is under "/".
-func pathUnder(p, prefix string) bool {
-	if strings.HasSuffix(prefix, "/") {
-		return strings.HasPrefix(p, prefix) || p+"/" == prefix
-	}
-	return p == prefix || strings.HasPrefix(p, prefix+"/")
-}
-
-// cleanPath reports whether p is in canonical form: the gateway decides
-// on the path the upstream will act on, so "/public/../admin" and
-// "/public//x" are refused rather than interpreted.
-//
-// Segments some servers treat as dot segments are refused too: "..;x" and
-// ".;x" (Tomcat drops path parameters before resolving dots) and any
-// backslash (IIS reads it as a separator).
-func cleanPath(p string) bool {
-	if p == "" || p[0] != '/' || strings.ContainsRune(p, '\\') || strings.Contains(p, "/..;") || strings.Contains(p, "/.;") {
-		return false
-	}
-	c := path.Clean(p)
-	return c == p || c+"/" == p
-}
-
 // browserNavigation reports whether r is a top-level navigation by a
 // browser, which may be sent to log in: GET or HEAD asking for HTML, and
 // not a fetch/XHR (Sec-Fetch-Mode, X-Requested-With).
@@ -233,13 +193,14 @@ func (s *SP) serveGateway(authed http.Handler) http.HandlerFunc {
 			http.NotFound(w, r)
 			return
 		}
-		if !cleanPath(r.URL.Path) {
+		p, err := access.Canonical(r.URL.EscapedPath())
+		if err != nil {
 			s.gm.requests.WithLabelValues("path-refused").Inc()
 			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "gateway",
-				Detail: "path " + truncate(r.URL.EscapedPath(), 200) + " is not in canonical form"})
+				Detail: truncate(r.URL.EscapedPath(), 200) + ": " + err.Error(), Err: err})
 			return
 		}
-		if g.publicPath(r.URL.Path) {
+		if g.PublicPaths.Match(p) {
 			s.gm.requests.WithLabelValues("public").Inc()
 			s.forward(w, r)
 			return
@@ -279,7 +240,8 @@ func (s *SP) loginURL(rd string) string {
 func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
 	sess := samlsp.SessionFromContext(r.Context())
 	id := s.identityOf(sess)
-	if f := s.authorize(id, r.URL.Path); f != nil {
+	if f := s.cfg.Gateway.Allow.Decide(r.URL.Path, id.User, id.Attrs); f != nil {
+		f.Op = "gateway"
 		s.gm.requests.WithLabelValues("forbidden").Inc()
 		s.resp.Fail(w, r, f)
 		return

@@ -19,8 +19,10 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +30,7 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store"
@@ -217,11 +220,11 @@ func TestGatewayAPICallCreatesNoLoginState(t *testing.T) {
 // (admins) passes; everyone passes elsewhere.
 func TestGatewayAllowRules(t *testing.T) {
 	t.Parallel()
-	rule, err := sp.ParseAllowRule("/admin:eduPersonAffiliation=admins")
+	rule, err := access.ParseRule("/admin:eduPersonAffiliation=admins")
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.Allow = []sp.AllowRule{rule} })
+	env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.Allow = access.Rules{rule} })
 	for _, tc := range []struct {
 		user  string
 		path  string
@@ -510,8 +513,8 @@ func startForwardAuth(t testing.TB, trusted string, gw func(*sp.Gateway)) *topol
 // navigation, 401 otherwise; never a redirect off-site.
 func TestForwardAuth(t *testing.T) {
 	t.Parallel()
-	rule, _ := sp.ParseAllowRule("/admin:eduPersonAffiliation=admins")
-	top := startForwardAuth(t, "127.0.0.1/32", func(g *sp.Gateway) { g.Allow = []sp.AllowRule{rule} })
+	rule, _ := access.ParseRule("/admin:eduPersonAffiliation=admins")
+	top := startForwardAuth(t, "127.0.0.1/32", func(g *sp.Gateway) { g.Allow = access.Rules{rule} })
 	untrusted := startForwardAuth(t, "10.0.0.0/8", nil)
 	b := top.browser()
 	if res := top.login(t, b, "alice"); !res.OK {
@@ -709,5 +712,93 @@ func TestGatewayDeadlines(t *testing.T) {
 	_, _ = io.ReadAll(conn) // the server answers or closes once its read deadline passes
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("a client trickling its ACS body held the connection for %v; the read deadline is 300 ms", d)
+	}
+}
+
+// A login through the gateway lands on the URL it began at, up to
+// --max-return-url: the gateway used to cap return URLs at 2 KiB whatever
+// the flag said and land longer ones on /.
+func TestGatewayLongReturnURL(t *testing.T) {
+	t.Parallel()
+	env := startGateway(t, 1, nil, nil, func(c *sp.Config) { c.MaxReturnURL = 8192 })
+	path := "/deep/page?q=" + strings.Repeat("x", 3000)
+	b := newBrowser()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res := b.Login(ctx, env.top.ProxyURL+path, "alice", "alice-password")
+	if res.Final == nil || res.Final.Status != http.StatusOK {
+		t.Fatalf("login failed:\n%s", describe(res))
+	}
+	if got := res.Final.URL.RequestURI(); got != path {
+		t.Fatalf("landed on %.60q (%d bytes), want the %d-byte URL it began at", got, len(got), len(path))
+	}
+}
+
+// normalise reads a request target as the most lenient servers do, all at
+// once: Tomcat and Spring drop ";" parameters, IIS reads "\" as "/" and
+// strips trailing dots and spaces, some decode escapes twice, and many
+// route without regard to case.
+func normalise(target string) string {
+	p, _, _ := strings.Cut(target, "?")
+	p = strings.ReplaceAll(p, "\\", "/")
+	for range 2 {
+		if d, err := url.PathUnescape(p); err == nil {
+			p = d
+		}
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		s, _, _ = strings.Cut(s, ";")
+		segs[i] = strings.TrimRight(strings.TrimRight(s, "\x00"), ". ")
+	}
+	return strings.ToLower(path.Clean("/" + strings.Join(segs, "/")))
+}
+
+// An --allow rule holds for an upstream that normalises paths: no spelling
+// of /admin reaches that upstream's /admin for a user the rule refuses
+// (each is refused as path-not-canonical, or judged as /admin and refused
+// as forbidden), while the user the rule admits gets there.
+func TestGatewayAllowHoldsForANormalisingUpstream(t *testing.T) {
+	t.Parallel()
+	rule, _ := access.ParseRule("/admin:eduPersonAffiliation=admins")
+	var adminHits atomic.Int64
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if access.Under(normalise(r.RequestURI), "/admin") {
+			adminHits.Add(1)
+		}
+		w.Header().Set(respond.HeaderUser, r.Header.Get("X-Samlha-User"))
+		fmt.Fprintln(w, "ok")
+	})
+	env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.Allow = access.Rules{rule} })
+	env.up.Config.Handler = app
+	send := func(b *sptest.Browser, target string) *http.Response {
+		u := mustURL(env.top.ProxyURL)
+		req := &http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: u.Scheme, Host: u.Host, Opaque: target}, Header: http.Header{}, Host: u.Host}
+		for _, c := range b.Cookies(u) {
+			req.AddCookie(c)
+		}
+		return do(t, req)
+	}
+	alice := newBrowser()
+	loginVia(t, env, alice, "alice", "/app")
+	for _, target := range []string{
+		"/admin", "/ADMIN", "/Admin/x", "/admin;/x", "/admin;jsessionid=1", "/admin.", "/admin%20", "/admin%00",
+		"/admin%2e", "/%61dmin", "/public/../admin", "/public/%2e%2e/admin", "/x/..%2fadmin", "/admin%252f",
+		"/%2561dmin", "/admin\\x", "/ADMIN%3b", "/aDmIn./x",
+	} {
+		before := adminHits.Load()
+		resp := send(alice, target)
+		if adminHits.Load() != before {
+			t.Errorf("%s reached the upstream's /admin for alice (%d)", target, resp.StatusCode)
+			continue
+		}
+		if c := resp.Header.Get(respond.HeaderCause); c != "forbidden" && c != "path-not-canonical" {
+			t.Errorf("%s: %d cause %q, want forbidden or path-not-canonical", target, resp.StatusCode, c)
+		}
+	}
+	bob := newBrowser()
+	loginVia(t, env, bob, "bob", "/app")
+	if resp := send(bob, "/admin/users"); resp.StatusCode != http.StatusOK || adminHits.Load() == 0 {
+		t.Fatalf("bob (admins) did not reach /admin/users: %d", resp.StatusCode)
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/relaystate"
+	"github.com/samlha/samlha/sp/returnurl"
 	"github.com/samlha/samlha/store"
 )
 
@@ -40,7 +42,7 @@ func (c *IDPInitiated) validate(st store.Store) []error {
 			": a response replayed to another replica would log in again. Use a shared store (redis), or accept that risk explicitly"))
 	}
 	for _, p := range c.RedirectPrefixes {
-		if !cleanPath(p) {
+		if _, err := access.Canonical(p); err != nil {
 			errs = append(errs, errors.New("IdP-initiated redirect prefix "+p+" must be a clean local path"))
 		}
 	}
@@ -48,15 +50,19 @@ func (c *IDPInitiated) validate(st store.Store) []error {
 }
 
 // returnPath is where an IdP-initiated login lands: the RelayState when it
-// is a local path under one of the prefixes, else "/".
-func (c *IDPInitiated) returnPath(rs string) string {
-	p, _, _ := strings.Cut(rs, "?")
-	if rs == "" || !strings.HasPrefix(rs, "/") || strings.HasPrefix(rs, "//") || strings.ContainsAny(rs, "\\\r\n\t ") || !cleanPath(p) {
+// is a local path (by policy) under one of the prefixes, else "/".
+func (c *IDPInitiated) returnPath(policy returnurl.Policy, rs string) string {
+	if rs == "" || rs[0] != '/' {
 		return "/"
 	}
+	target, f := policy.Check(rs)
+	if f != nil {
+		return "/"
+	}
+	p, _, _ := strings.Cut(target, "?")
 	for _, pre := range c.RedirectPrefixes {
-		if pathUnder(p, pre) {
-			return rs
+		if access.Under(p, pre) {
+			return target
 		}
 	}
 	return "/"
@@ -73,7 +79,7 @@ func isOurRelayState(rs string) bool {
 // carry no InResponseTo (crewjam's AllowIDPInitiated), and its assertion
 // is recorded as used in the shared replay record with the new session.
 func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*loginstate.Tracked, *failure.Failure) {
-	tr := &loginstate.Tracked{Origin: "idp-initiated", URI: s.cfg.IDPInitiated.returnPath(rs)}
+	tr := &loginstate.Tracked{Origin: "idp-initiated", URI: s.cfg.IDPInitiated.returnPath(s.returnURL, rs)}
 	assertion, err := rt.idpParser.ParseResponse(r, nil)
 	if err != nil {
 		return tr, classifyResponseError(err)

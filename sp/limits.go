@@ -34,36 +34,6 @@ const (
 	MaxFormBody = 4 << 10
 )
 
-// returnURI is where the browser is sent after the login that r starts:
-// r's path and query, local to this site. It refuses (return-url-too-long,
-// 414) one longer than max bytes rather than store it whole or drop part
-// of it: a login never lands anywhere but where it was asked for.
-func returnURI(r *http.Request, max int) (string, *failure.Failure) {
-	uri := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		uri += "?" + r.URL.RawQuery
-	}
-	if f := checkReturnLength(uri, max); f != nil {
-		return "", f
-	}
-	// The router only starts logins on local paths; a path that a browser
-	// could read as another origin is not one, whatever reached us.
-	if localURI(uri) != uri {
-		uri = "/"
-	}
-	return uri, nil
-}
-
-// checkReturnLength refuses a return URL longer than max bytes
-// (return-url-too-long, 414).
-func checkReturnLength(uri string, max int) *failure.Failure {
-	if len(uri) > max {
-		return &failure.Failure{Cause: failure.CauseReturnURLTooLong,
-			Detail: fmt.Sprintf("the address to return to after login is %d bytes; the limit (--max-return-url) is %d", len(uri), max)}
-	}
-	return nil
-}
-
 // limitBody bounds r's body to n bytes and parses its form. A body over the
 // limit is request-too-large (413); any other parse error is
 // request-malformed.

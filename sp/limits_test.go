@@ -1,13 +1,10 @@
 package sp
 
 import (
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/samlha/samlha/sp/failure"
 )
 
 // The pending window refuses the start past its limit, says when a slot
@@ -86,37 +83,6 @@ func TestClientLimiter(t *testing.T) {
 	}
 	if n := c.len(); n != 100 {
 		t.Fatalf("limiter tracks %d clients, want its maximum 100", n)
-	}
-}
-
-// The return URL is the path and query, refused past the limit, and never
-// anything a browser would read as another site.
-func TestReturnURI(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		target string
-		max    int
-		want   string
-		cause  failure.Cause
-	}{
-		{"/app", 2048, "/app", ""},
-		{"/app?a=1&b=%2F", 2048, "/app?a=1&b=%2F", ""},
-		{"/app?q=" + strings.Repeat("x", 2048-7), 2048, "/app?q=" + strings.Repeat("x", 2048-7), ""},
-		{"/app?q=" + strings.Repeat("x", 2048-6), 2048, "", failure.CauseReturnURLTooLong},
-		{"//evil.example/app", 2048, "/", ""},
-		{"http://evil.example/app?x", 2048, "/app?x", ""}, // absolute-form request target: path and query only
-	} {
-		r := httptest.NewRequest("GET", tc.target, nil)
-		got, f := returnURI(r, tc.max)
-		if f != nil {
-			if f.Cause != tc.cause {
-				t.Errorf("%.40s: cause %s, want %q", tc.target, f.Cause, tc.cause)
-			}
-			continue
-		}
-		if tc.cause != "" || got != tc.want {
-			t.Errorf("%.40s: %.40q, want %.40q (cause %q)", tc.target, got, tc.want, tc.cause)
-		}
 	}
 }
 

@@ -335,9 +335,9 @@ func clientIPMiddleware(trusted []netip.Prefix) func(http.Handler) http.Handler 
 // about to start. It returns the URI to store and the time the start was
 // counted at (for loginGate.release), or answers r and returns false.
 func (s *SP) admitLogin(w http.ResponseWriter, r *http.Request, target string) (string, time.Time, bool) {
-	uri, f := returnURI(r, s.cfg.MaxReturnURL)
+	uri, f := s.returnURL.FromRequest(r)
 	if target != "" {
-		uri, f = target, checkReturnLength(target, s.cfg.MaxReturnURL)
+		uri, f = s.returnURL.Check(target)
 	}
 	if f != nil {
 		s.resp.Fail(w, r, f)

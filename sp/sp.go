@@ -22,7 +22,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +38,7 @@ import (
 	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/sp/respond"
+	"github.com/samlha/samlha/sp/returnurl"
 	"github.com/samlha/samlha/sp/session"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/web"
@@ -232,6 +232,7 @@ type SP struct {
 	cookies   loginstate.CookieSettings
 	ring      *keyring.Ring
 	resp      *respond.Responder
+	returnURL returnurl.Policy
 	handler   http.Handler
 	logins    *loginGate
 
@@ -289,6 +290,10 @@ func New(cfg Config) (*SP, error) {
 	s.registerLimitMetrics(cfg.Registry)
 	s.log.Info("bounds on input", "limits", cfg.describeLimits(), "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	s.cookies = loginstate.CookieSettings{Secure: cfg.RootURL.Scheme == "https", SameSite: cfg.BindingSameSite, Ring: s.ring}
+	s.returnURL = returnurl.Policy{Root: cfg.RootURL, MaxLen: cfg.MaxReturnURL, Home: "/app"}
+	if cfg.Gateway != nil {
+		s.returnURL.AllowedHosts, s.returnURL.Home = cfg.Gateway.AllowedRedirectHosts, "/"
+	}
 	logoutPath := "/logout"
 	if cfg.Gateway != nil && cfg.Gateway.Upstream != nil {
 		logoutPath = "/saml/logout"
@@ -520,14 +525,6 @@ func (s *SP) countRequests(next http.Handler) http.Handler {
 		}
 		s.m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 	})
-}
-
-// localURI returns uri if it is a path on this site, else "/app".
-func localURI(uri string) string {
-	if !strings.HasPrefix(uri, "/") || strings.HasPrefix(uri, "//") || strings.ContainsAny(uri, "\\\r\n\t") {
-		return "/app"
-	}
-	return uri
 }
 
 // securityHeaders sets the baseline on every reply of the SP's own routes,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/keypair"
 )
 
@@ -61,7 +62,7 @@ func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 
 // build turns the flags into configuration, adding every problem to p.
 func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
-	c := &sp.Config{Gateway: &sp.Gateway{HeaderPrefix: g.headerPrefix, PublicPaths: g.publicPaths, AllowedRedirectHosts: g.redirectHosts,
+	c := &sp.Config{Gateway: &sp.Gateway{HeaderPrefix: g.headerPrefix, PublicPaths: access.PublicPaths(g.publicPaths), AllowedRedirectHosts: g.redirectHosts,
 		UpstreamHeaderTimeout: g.upstreamHeaderTimeout}}
 	if g.upstreamHeaderTimeout < 0 {
 		p.Addf("--upstream-header-timeout %v: want more than 0 (0: the default, %v)", g.upstreamHeaderTimeout, sp.DefaultUpstreamHeaderTimeout)
@@ -85,7 +86,7 @@ func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
 		c.Gateway.PassAttributes = append(c.Gateway.PassAttributes, a)
 	}
 	for _, s := range g.allow {
-		r, err := sp.ParseAllowRule(s)
+		r, err := access.ParseRule(s)
 		if err != nil {
 			p.Addf("--allow %v", err)
 			continue
