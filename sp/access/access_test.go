@@ -130,4 +130,3 @@ func TestAuthorizeLongestPrefixAnyOf(t *testing.T) {
 		t.Errorf("without rules a session is enough; got %v", f)
 	}
 }
-
