@@ -12,6 +12,7 @@ import (
 	"github.com/crewjam/saml/samlsp"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/session"
@@ -54,7 +55,7 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 	if rt == nil {
 		return nil, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
 	}
-	if f := limitBody(w, r, MaxACSBody); f != nil {
+	if f := limits.Body(w, r, limits.MaxACSBody); f != nil {
 		return nil, f
 	}
 	if r.PostForm.Get("SAMLResponse") == "" {
@@ -231,7 +232,7 @@ func (s *SP) startLoginTo(w http.ResponseWriter, r *http.Request, rt *liveConfig
 	}
 	rs, err := rt.state.Begin(w, r, authReq.ID, uri)
 	if err != nil {
-		s.logins.release(now)
+		s.logins.Release(now)
 		s.resp.Fail(w, r, failure.FromStore(err, s.cfg.InstanceID))
 		return
 	}

@@ -28,6 +28,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
@@ -217,7 +218,7 @@ func newBatteryOn(t testing.TB, st store.Store, configure func(*sp.Config)) *bat
 			Clock: dsig.NewFakeClock(b.clock),
 			// Every browser of the battery and the fuzzers comes from
 			// 127.0.0.1: the login limits have tests of their own.
-			LoginLimits: sp.LoginLimits{PerClientRate: -1, TotalRate: -1},
+			LoginLimits: limits.LoginLimits{PerClientRate: -1, TotalRate: -1},
 		}
 		if configure != nil {
 			configure(&cfg)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/memory"
@@ -214,7 +215,7 @@ func TestE2ELoginFloodFromOneClient(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
 			open, size := be.open(t)
-			defaults := sp.LoginLimits{} // the defaults, as samlsp runs
+			defaults := limits.LoginLimits{} // the defaults, as samlsp runs
 			top := startTopology(t, topologyConfig{Replicas: 1, Store: open, LoginLimits: &defaults, Quiet: true})
 			// The defaults, as sp.Config documents them.
 			const burst, ratePerSec, floodSize = 40, 2.0, 20000
@@ -275,7 +276,7 @@ func TestE2EPendingLoginsCeiling(t *testing.T) {
 			t.Parallel()
 			open, size := be.open(t)
 			const ceiling = 30
-			limits := sp.LoginLimits{MaxPending: ceiling, TotalRate: -1}
+			limits := limits.LoginLimits{MaxPending: ceiling, TotalRate: -1}
 			top := startTopology(t, topologyConfig{Replicas: 1, Store: open, LoginLimits: &limits,
 				TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -377,7 +378,7 @@ func TestE2ELoginRateLimits(t *testing.T) {
 	t.Run("per client behind a trusted proxy", func(t *testing.T) {
 		t.Parallel()
 		top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores,
-			LoginLimits:    &sp.LoginLimits{PerClientRate: 0.001, PerClientBurst: 3, TotalRate: -1},
+			LoginLimits:    &limits.LoginLimits{PerClientRate: 0.001, PerClientBurst: 3, TotalRate: -1},
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 		app := top.Replicas[0].URL + "/app"
 		for range 3 {
@@ -393,7 +394,7 @@ func TestE2ELoginRateLimits(t *testing.T) {
 	t.Run("X-Forwarded-For from an untrusted peer is ignored", func(t *testing.T) {
 		t.Parallel()
 		top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores,
-			LoginLimits: &sp.LoginLimits{PerClientRate: 0.001, PerClientBurst: 2, TotalRate: -1}})
+			LoginLimits: &limits.LoginLimits{PerClientRate: 0.001, PerClientBurst: 2, TotalRate: -1}})
 		app := top.Replicas[0].URL + "/app"
 		for i := range 2 {
 			expect(t, get(t, app, xff(fmt.Sprintf("203.0.113.%d", i+1))), http.StatusFound, "")
@@ -403,7 +404,7 @@ func TestE2ELoginRateLimits(t *testing.T) {
 	t.Run("per replica", func(t *testing.T) {
 		t.Parallel()
 		top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores,
-			LoginLimits:    &sp.LoginLimits{PerClientRate: -1, TotalRate: 0.001, TotalBurst: 2},
+			LoginLimits:    &limits.LoginLimits{PerClientRate: -1, TotalRate: 0.001, TotalBurst: 2},
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 		app := top.Replicas[0].URL + "/app"
 		for i := range 2 {
@@ -424,7 +425,7 @@ func TestE2ERateLimitedLogsAreSampled(t *testing.T) {
 	t.Parallel()
 	var logs lockedBuffer
 	top := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores,
-		LoginLimits: &sp.LoginLimits{PerClientRate: 0.001, PerClientBurst: 1, TotalRate: -1},
+		LoginLimits: &limits.LoginLimits{PerClientRate: 0.001, PerClientBurst: 1, TotalRate: -1},
 		Configure: func(_ int, c *sp.Config) {
 			c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 		}})
@@ -525,9 +526,9 @@ func TestE2EBodyLimits(t *testing.T) {
 		path  string
 		limit int
 	}{
-		{"/saml/acs", sp.MaxACSBody},
-		{"/saml/slo", sp.MaxSLOBody},
-		{"/logout", sp.MaxFormBody},
+		{"/saml/acs", limits.MaxACSBody},
+		{"/saml/slo", limits.MaxSLOBody},
+		{"/logout", limits.MaxFormBody},
 	} {
 		for _, size := range []int{tc.limit, tc.limit + 1} {
 			body := "RelayState=" + strings.Repeat("a", size-len("RelayState="))

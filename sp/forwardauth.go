@@ -7,6 +7,7 @@ import (
 
 	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/identity"
 )
 
 // serveLoginRD starts a login explicitly: /saml/login?rd=URL returns to
@@ -114,7 +115,7 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if sess != nil {
-		id := s.identityOf(sess)
+		id := identity.Of(sess)
 		p := "/"
 		switch {
 		case trusted && fw.uri != "":
@@ -137,7 +138,7 @@ func (s *SP) serveAuth(w http.ResponseWriter, r *http.Request) {
 			s.resp.Fail(w, r, f)
 			return
 		}
-		if err := s.setIdentity(w.Header(), id); err != nil {
+		if err := s.ids.Set(w.Header(), id); err != nil {
 			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 			return
 		}

@@ -10,25 +10,16 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/crewjam/saml/samlsp"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
-)
-
-// DefaultIdentityHeaderPrefix is the prefix of the identity headers the
-// gateway sends to the upstream (and strips from every client request).
-const DefaultIdentityHeaderPrefix = "X-Samlha-"
-
-// Identity header names, after the prefix.
-const (
-	identityNameID = "Name-Id"       // the NameID
-	identityUser   = "User"          // uid attribute, or the NameID
-	identityJWT    = "Jwt-Assertion" // the signed identity (Gateway.JWT)
+	"github.com/samlha/samlha/sp/identity"
+	"github.com/samlha/samlha/sp/returnurl"
 )
 
 // Gateway puts the SP in front of an application (DESIGN.md section 8):
@@ -44,10 +35,10 @@ type Gateway struct {
 	PublicPaths access.PublicPaths
 	// HeaderPrefix prefixes the identity headers; every request header
 	// with this prefix is removed from every client request before anything
-	// else. Default DefaultIdentityHeaderPrefix.
+	// else. Default identity.DefaultHeaderPrefix.
 	HeaderPrefix string
 	// PassAttributes are the session attributes sent as headers.
-	PassAttributes []PassAttribute
+	PassAttributes []identity.PassAttribute
 	// Allow restricts paths to users with given attribute values.
 	Allow access.Rules
 	// AllowedRedirectHosts may be named in an absolute return URL
@@ -56,7 +47,7 @@ type Gateway struct {
 	AllowedRedirectHosts []string
 	// JWT, when set, signs a short-lived identity JWT sent in
 	// <prefix>Jwt-Assertion; its public keys are at /saml/jwks.json.
-	JWT *IdentityJWT
+	JWT *identity.JWT
 	// Transport reaches the upstream; nil: a transport tuned for one busy
 	// upstream (many idle connections kept).
 	Transport http.RoundTripper
@@ -70,31 +61,9 @@ type Gateway struct {
 	FlushInterval time.Duration
 }
 
-// PassAttribute sends a session attribute to the upstream as a header.
-// Several values are joined with ", " (RFC 9110 list syntax); a value that
-// is not a valid header field value (control characters) is dropped and
-// logged. Values that themselves contain commas are ambiguous in the
-// header: read them from the identity JWT, which carries them as an array.
-type PassAttribute struct {
-	Attribute string // attribute name as the session has it (FriendlyName or Name)
-	Header    string // header name, e.g. X-Email
-}
-
-// ParsePassAttribute parses "attribute=Header-Name".
-func ParsePassAttribute(s string) (PassAttribute, error) {
-	a, h, ok := strings.Cut(s, "=")
-	if !ok || a == "" || h == "" {
-		return PassAttribute{}, fmt.Errorf("%q: want attribute=Header-Name", s)
-	}
-	if !httpguts.ValidHeaderFieldName(h) {
-		return PassAttribute{}, fmt.Errorf("%q: %q is not a valid header name", s, h)
-	}
-	return PassAttribute{Attribute: a, Header: http.CanonicalHeaderKey(h)}, nil
-}
-
 func (g *Gateway) setDefaults() {
 	if g.HeaderPrefix == "" {
-		g.HeaderPrefix = DefaultIdentityHeaderPrefix
+		g.HeaderPrefix = identity.DefaultHeaderPrefix
 	}
 	g.HeaderPrefix = http.CanonicalHeaderKey(g.HeaderPrefix)
 }
@@ -104,10 +73,7 @@ func (g *Gateway) validate() []error {
 	if g.Upstream != nil && (g.Upstream.Host == "" || (g.Upstream.Scheme != "http" && g.Upstream.Scheme != "https")) {
 		errs = append(errs, fmt.Errorf("upstream %q must be an absolute http or https URL", g.Upstream))
 	}
-	p := g.HeaderPrefix
-	if !strings.HasSuffix(p, "-") || len(p) < 3 || !httpguts.ValidHeaderFieldName(p) {
-		errs = append(errs, fmt.Errorf("identity header prefix %q must be a header name ending in '-', like X-Samlha-", p))
-	}
+	errs = append(errs, g.identity().Problems()...)
 	for _, pp := range g.PublicPaths {
 		if !strings.HasPrefix(pp, "/") {
 			errs = append(errs, fmt.Errorf("public path %q must begin with /", pp))
@@ -117,24 +83,17 @@ func (g *Gateway) validate() []error {
 			errs = append(errs, fmt.Errorf("public path %q is the SP's own", pp))
 		}
 	}
-	for _, a := range g.PassAttributes {
-		if !httpguts.ValidHeaderFieldName(a.Header) {
-			errs = append(errs, fmt.Errorf("pass-attribute header %q is not a valid header name", a.Header))
-		}
-		switch strings.ToLower(a.Header) {
-		case "host", "cookie", "authorization", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer":
-			errs = append(errs, fmt.Errorf("pass-attribute header %q would replace a header the request needs", a.Header))
-		}
-	}
 	for _, h := range g.AllowedRedirectHosts {
-		if h == "" || strings.ContainsAny(h, "/\\@ ") || h == "." {
-			errs = append(errs, fmt.Errorf("allowed redirect host %q: want host, host:port or .domain", h))
+		if msg := returnurl.ValidAllowedHost(h); msg != "" {
+			errs = append(errs, errors.New(msg))
 		}
-	}
-	if g.JWT != nil {
-		errs = append(errs, g.JWT.validate()...)
 	}
 	return errs
+}
+
+// identity is the identity headers' configuration.
+func (g *Gateway) identity() identity.Config {
+	return identity.Config{HeaderPrefix: g.HeaderPrefix, PassAttributes: g.PassAttributes, JWT: g.JWT}
 }
 
 // ownPath reports whether p is served by the SP itself, never upstream.
@@ -143,30 +102,17 @@ func ownPath(p string) bool {
 }
 
 // stripIdentity removes, from every request, each header the gateway
-// itself sets for the upstream: its prefix, and the configured attribute
-// headers. It runs first, before routing, so no handler (and no upstream)
-// can see a client's copy.
+// itself sets for the upstream, under any spelling (identity.Protected).
+// It runs first, before routing, so no handler (and no upstream) can see a
+// client's copy.
 func (s *SP) stripIdentity(next http.Handler) http.Handler {
-	g := s.cfg.Gateway
-	exact := map[string]bool{}
-	for _, a := range g.PassAttributes {
-		exact[a.Header] = true
-	}
+	prot := s.ids.Protected()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for k := range r.Header {
-			// Keys from the server are canonical; compare case-insensitively
-			// anyway, for handlers built by hand.
-			if exact[http.CanonicalHeaderKey(k)] || hasPrefixFold(k, g.HeaderPrefix) {
-				s.gm.identityStripped.Inc()
-				delete(r.Header, k)
-			}
+		if n := len(prot.Strip(r.Header)); n > 0 {
+			s.gm.identityStripped.Add(float64(n))
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // browserNavigation reports whether r is a top-level navigation by a
@@ -239,7 +185,7 @@ func (s *SP) loginURL(rd string) string {
 // sends r upstream with the identity headers.
 func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
 	sess := samlsp.SessionFromContext(r.Context())
-	id := s.identityOf(sess)
+	id := identity.Of(sess)
 	if f := s.cfg.Gateway.Allow.Decide(r.URL.Path, id.User, id.Attrs); f != nil {
 		f.Op = "gateway"
 		s.gm.requests.WithLabelValues("forbidden").Inc()
@@ -247,7 +193,7 @@ func (s *SP) serveUpstream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hdr := make(http.Header, 4+len(s.cfg.Gateway.PassAttributes))
-	if err := s.setIdentity(hdr, id); err != nil {
+	if err := s.ids.Set(hdr, id); err != nil {
 		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseInternal, Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 		return
 	}
@@ -395,4 +341,23 @@ func newGatewayMetrics(reg prometheus.Registerer) *gatewayMetrics {
 	}
 	reg.MustRegister(m.identityStripped, m.requests, m.forwardAuth)
 	return m
+}
+
+// bufferPool is httputil.BufferPool over sync.Pool: 32 KiB copy buffers,
+// reused rather than allocated for every proxied body. It pools array
+// pointers, so neither Get nor Put allocates.
+type bufferPool struct{ p sync.Pool }
+
+const proxyBufferSize = 32 << 10
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { return new([proxyBufferSize]byte) }}}
+}
+
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[proxyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(x []byte) {
+	if cap(x) >= proxyBufferSize {
+		b.p.Put((*[proxyBufferSize]byte)(x[:proxyBufferSize]))
+	}
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/access"
+	"github.com/samlha/samlha/sp/identity"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store"
@@ -98,7 +99,7 @@ func startGateway(t testing.TB, replicas int, extra http.Handler, gw func(*sp.Ga
 	env.top = startTopology(t, topologyConfig{Replicas: replicas,
 		Store: func(testing.TB, int) store.Store { return env.store },
 		Configure: func(_ int, c *sp.Config) {
-			g := &sp.Gateway{Upstream: upURL, PassAttributes: []sp.PassAttribute{
+			g := &sp.Gateway{Upstream: upURL, PassAttributes: []identity.PassAttribute{
 				{Attribute: "mail", Header: "X-Email"}, {Attribute: "eduPersonAffiliation", Header: "X-Groups"}}}
 			if gw != nil {
 				gw(g)
@@ -420,7 +421,7 @@ func TestGatewayIdentityJWTVerifiesWithGoJose(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.JWT = &sp.IdentityJWT{Keys: tc.ring} })
+			env := startGateway(t, 1, nil, func(g *sp.Gateway) { g.JWT = &identity.JWT{Keys: tc.ring} })
 			b := newBrowser()
 			loginVia(t, env, b, "bob", "/app")
 			tok := env.up.last().Get("X-Samlha-Jwt-Assertion")
@@ -500,7 +501,7 @@ func startForwardAuth(t testing.TB, trusted string, gw func(*sp.Gateway)) *topol
 		Store: func(testing.TB, int) store.Store { return memory.New(memory.Options{}) },
 		Configure: func(_ int, c *sp.Config) {
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(trusted)}
-			g := &sp.Gateway{PassAttributes: []sp.PassAttribute{{Attribute: "mail", Header: "X-Email"}}}
+			g := &sp.Gateway{PassAttributes: []identity.PassAttribute{{Attribute: "mail", Header: "X-Email"}}}
 			if gw != nil {
 				gw(g)
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
@@ -68,7 +69,7 @@ type topologyConfig struct {
 	// LoginLimits of every replica; nil switches the rate limits off
 	// (every test client is 127.0.0.1) and keeps the pending ceiling's
 	// default.
-	LoginLimits *sp.LoginLimits
+	LoginLimits *limits.LoginLimits
 	// TrustedProxies of every replica.
 	TrustedProxies []netip.Prefix
 }
@@ -108,7 +109,7 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 			MaxRelogins: cfg.MaxRelogins, StoreTimeout: 500 * time.Millisecond,
 			Logger:   slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_replica", id),
 			Registry: reg, TrustedProxies: cfg.TrustedProxies,
-			LoginLimits: sp.LoginLimits{PerClientRate: -1, TotalRate: -1},
+			LoginLimits: limits.LoginLimits{PerClientRate: -1, TotalRate: -1},
 		}
 		if cfg.LoginLimits != nil {
 			c.LoginLimits = *cfg.LoginLimits

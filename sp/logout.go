@@ -9,6 +9,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/session"
 )
@@ -49,7 +50,7 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 		}{s.resp.PageData("Log out"), logoutToken(ck.Value), rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPRedirectBinding) != "" ||
 			rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPPostBinding) != ""})
 	case http.MethodPost:
-		if f := limitBody(w, r, MaxFormBody); f != nil {
+		if f := limits.Body(w, r, limits.MaxFormBody); f != nil {
 			s.resp.Fail(w, r, f)
 			return
 		}
@@ -80,7 +81,7 @@ func (s *SP) serveSLO(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		return
 	}
-	if f := limitBody(w, r, MaxSLOBody); f != nil {
+	if f := limits.Body(w, r, limits.MaxSLOBody); f != nil {
 		s.resp.Fail(w, r, f)
 		return
 	}

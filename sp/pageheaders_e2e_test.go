@@ -16,6 +16,7 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 )
@@ -157,7 +158,7 @@ func TestE2EPageHeaders(t *testing.T) {
 	}
 	// A rate-limited login start is an error page too.
 	limited := startTopology(t, topologyConfig{Replicas: 1, Store: memoryStores,
-		LoginLimits: &sp.LoginLimits{PerClientRate: 0.001, PerClientBurst: 1, TotalRate: -1}})
+		LoginLimits: &limits.LoginLimits{PerClientRate: 0.001, PerClientBurst: 1, TotalRate: -1}})
 	if _, err := top.browser().Get(ctx, limited.ProxyURL+"/app"); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/crewjam/saml/samlsp"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/identity"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/session"
 )
@@ -66,7 +67,7 @@ func (s *SP) view(sess samlsp.Session) sessionView {
 		}
 		attrs = t.GetAttributes()
 	}
-	v.User = userName(v.NameID, attrs)
+	v.User = identity.UserName(v.NameID, attrs)
 	for name, vals := range attrs {
 		v.Attributes = append(v.Attributes, attribute{Name: name, Values: vals})
 	}
@@ -80,17 +81,6 @@ func (s *SP) view(sess samlsp.Session) sessionView {
 		return 0
 	})
 	return v
-}
-
-// userName is the user's short name: the uid attribute the IdP sends, or
-// the NameID.
-func userName(nameID string, attrs samlsp.Attributes) string {
-	for _, k := range []string{"uid", "urn:oid:0.9.2342.19200300.100.1.1", "eduPersonPrincipalName"} {
-		if v := attrs.Get(k); v != "" {
-			return v
-		}
-	}
-	return nameID
 }
 
 func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +164,7 @@ func (s *SP) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	// A replica at its pending-logins ceiling stays ready: it still serves
 	// sessions and finishes logins in progress; only new logins wait.
-	checks["login_capacity"] = s.loginCapacity()
+	checks["login_capacity"] = s.logins.Capacity(s.now())
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable

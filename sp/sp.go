@@ -34,7 +34,9 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/identity"
 	"github.com/samlha/samlha/sp/keyring"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/sp/respond"
@@ -42,6 +44,20 @@ import (
 	"github.com/samlha/samlha/sp/session"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/web"
+)
+
+// Bounds of the return URL (README "Bounds on input").
+const (
+	// DefaultMaxReturnURL is the default of Config.MaxReturnURL.
+	DefaultMaxReturnURL = 2 << 10
+	// MaxStoredURI is the largest Config.MaxReturnURL accepted: the
+	// tracked-request codec refuses longer strings on both sides.
+	MaxStoredURI = loginstate.MaxURI
+	// MaxStatelessReturnURL is the largest Config.MaxReturnURL in stateless
+	// mode: crewjam's tracking cookie, a signed JWT holding the URL, is
+	// 3,485 bytes with a 2,048-byte URL and passes the 4,096 bytes browsers
+	// keep of a cookie at about 2.5 KiB.
+	MaxStatelessReturnURL = DefaultMaxReturnURL
 )
 
 // Config configures an SP. Zero durations take the defaults shown.
@@ -100,7 +116,7 @@ type Config struct {
 	MaxReturnURL int
 	// LoginLimits bound login starts per client, per replica, and the
 	// pending state they leave.
-	LoginLimits LoginLimits
+	LoginLimits limits.LoginLimits
 
 	// Gateway, when set, protects an upstream application (reverse proxy
 	// mode) and serves forward-auth; see Gateway.
@@ -146,7 +162,7 @@ func (c *Config) setDefaults() {
 	if c.MaxReturnURL == 0 {
 		c.MaxReturnURL = DefaultMaxReturnURL
 	}
-	c.LoginLimits.setDefaults()
+	c.LoginLimits.SetDefaults()
 	if c.BindingSameSite == 0 {
 		if c.RootURL != nil && c.RootURL.Scheme == "https" {
 			c.BindingSameSite = http.SameSiteNoneMode
@@ -219,7 +235,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("trusted proxy prefix %v is not valid", p))
 		}
 	}
-	errs = append(errs, c.LoginLimits.validate()...)
+	errs = append(errs, c.LoginLimits.Validate()...)
 	return errors.Join(errs...)
 }
 
@@ -234,7 +250,7 @@ type SP struct {
 	resp      *respond.Responder
 	returnURL returnurl.Policy
 	handler   http.Handler
-	logins    *loginGate
+	logins    *limits.Gate
 
 	tracker  *loginstate.StoreTracker // store mode
 	sessions *session.Provider        // store mode
@@ -246,8 +262,8 @@ type SP struct {
 	// the IdP can register the SP first.
 	metadataOnly *samlsp.Middleware
 
-	proxy http.Handler // gateway mode: the upstream
-	jwt   *jwtSigner   // gateway: the identity JWT signer, if any
+	proxy http.Handler      // gateway mode: the upstream
+	ids   *identity.Headers // gateway and forward-auth: the identity headers
 	gm    *gatewayMetrics
 	cache *session.Cache // store mode with SessionCacheTTL
 }
@@ -286,9 +302,9 @@ func New(cfg Config) (*SP, error) {
 	if s.ring, err = keyring.ForSP(cfg.SessionKeys, cfg.Key, cfg.NextKey); err != nil && cfg.Store != nil {
 		return nil, err // stateless mode uses crewjam's cookies, signed with Key, and no ring
 	}
-	s.logins = newLoginGate(cfg.LoginLimits, cfg.RequestTTL+cfg.TombstoneTTL, cfg.Store == nil)
-	s.registerLimitMetrics(cfg.Registry)
-	s.log.Info("bounds on input", "limits", cfg.describeLimits(), "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
+	s.logins = limits.NewGate(cfg.LoginLimits, cfg.RequestTTL+cfg.TombstoneTTL, cfg.Store == nil)
+	s.logins.Register(cfg.Registry, s.now)
+	s.log.Info("bounds on input", "limits", fmt.Sprintf("max-return-url=%d %s", cfg.MaxReturnURL, cfg.LoginLimits.Describe()), "trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 	s.cookies = loginstate.CookieSettings{Secure: cfg.RootURL.Scheme == "https", SameSite: cfg.BindingSameSite, Ring: s.ring}
 	s.returnURL = returnurl.Policy{Root: cfg.RootURL, MaxLen: cfg.MaxReturnURL, Home: "/app"}
 	if cfg.Gateway != nil {
@@ -340,14 +356,12 @@ func New(cfg Config) (*SP, error) {
 		if g.Upstream != nil {
 			s.proxy = s.newUpstreamProxy()
 		}
-		if g.JWT != nil {
-			aud := cfg.RootURL.String()
-			if g.Upstream != nil {
-				aud = g.Upstream.String()
-			}
-			if s.jwt, err = newJWTSigner(g.JWT, cfg.RootURL.String(), aud); err != nil {
-				return nil, err
-			}
+		aud := cfg.RootURL.String()
+		if g.Upstream != nil {
+			aud = g.Upstream.String()
+		}
+		if s.ids, err = identity.NewHeaders(g.identity(), cfg.RootURL.String(), aud, s.log, s.now); err != nil {
+			return nil, err
 		}
 	}
 	s.handler = s.routes()
@@ -460,7 +474,7 @@ func (s *SP) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.Serve
 
 func (s *SP) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(clientIPMiddleware(s.cfg.TrustedProxies))
+	r.Use(limits.ClientIP(s.cfg.TrustedProxies))
 	if s.cfg.Gateway != nil {
 		// First of all: no client's identity header gets any further.
 		r.Use(s.stripIdentity)
@@ -484,8 +498,12 @@ func (s *SP) routes() http.Handler {
 		r.Head("/saml/auth", s.serveAuth)
 		r.Get("/saml/login", s.serveLoginRD)
 		r.HandleFunc("/saml/logout", s.serveLogout)
-		if s.jwt != nil {
-			r.Get("/saml/jwks.json", s.serveJWKS)
+		if jwks := s.ids.JWKS(); jwks != nil {
+			r.Get("/saml/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/jwk-set+json")
+				w.Header().Set("Cache-Control", "public, max-age=300")
+				_, _ = w.Write(jwks)
+			})
 		}
 	}
 	r.Get(respond.StylePath, serveStyle)
@@ -548,4 +566,26 @@ func (s *SP) securityHeaders(next http.Handler) http.Handler {
 func serveStyle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	http.ServeFileFS(w, r, web.Static(), "style.css")
+}
+
+// admitLogin checks the return URL and the login limits for a login r is
+// about to start. It returns the URI to store and the time the start was
+// counted at (for limits.Gate.Release), or answers r and returns false.
+func (s *SP) admitLogin(w http.ResponseWriter, r *http.Request, target string) (string, time.Time, bool) {
+	uri, f := s.returnURL.FromRequest(r)
+	if target != "" {
+		uri, f = s.returnURL.Check(target)
+	}
+	if f != nil {
+		s.resp.Fail(w, r, f)
+		return "", time.Time{}, false
+	}
+	now := s.now()
+	client := limits.ClientAddress(r)
+	if f, wait := s.logins.Admit(client, now); f != nil {
+		f.RetryAfter = wait
+		s.resp.Fail(w, r, f) // logged by sample under a flood; counted in full
+		return "", time.Time{}, false
+	}
+	return uri, now, true
 }

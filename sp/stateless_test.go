@@ -97,3 +97,18 @@ func TestStatelessRefusalsNameTheirCause(t *testing.T) {
 		}
 	})
 }
+
+// In stateless mode the return URL travels in a cookie, so the limit may not
+// be raised past what a browser keeps.
+func TestStatelessReturnURLLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		max int
+		ok  bool
+	}{{sp.MaxStatelessReturnURL, true}, {sp.MaxStatelessReturnURL + 1, false}} {
+		_, err := sp.New(sp.Config{MaxReturnURL: tc.max})
+		if got := err == nil || !strings.Contains(err.Error(), "stateless mode"); got != tc.ok {
+			t.Errorf("stateless, max return URL %d: %v", tc.max, err)
+		}
+	}
+}

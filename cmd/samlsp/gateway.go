@@ -16,6 +16,7 @@ import (
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/access"
+	"github.com/samlha/samlha/sp/identity"
 	"github.com/samlha/samlha/sp/keypair"
 )
 
@@ -43,7 +44,7 @@ type gatewayOptions struct {
 func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&g.upstream, "upstream", "", "gateway mode: the application to protect (http://host:port); every path but /saml/*, /healthz, /readyz\nand --public-path needs a session and is proxied there with the identity headers")
 	fs.Var(&g.publicPaths, "public-path", "gateway: a path that needs no session (repeatable): a prefix (/static/) or a pattern with * ? [ (/*.ico);\nit gets no identity headers")
-	fs.StringVar(&g.headerPrefix, "identity-header-prefix", sp.DefaultIdentityHeaderPrefix, "prefix of the identity headers (<prefix>Name-Id, <prefix>User, <prefix>Jwt-Assertion);\nevery request header with it is removed from every client request first")
+	fs.StringVar(&g.headerPrefix, "identity-header-prefix", identity.DefaultHeaderPrefix, "prefix of the identity headers (<prefix>Name-Id, <prefix>User, <prefix>Jwt-Assertion);\nevery request header with it is removed from every client request first")
 	fs.Var(&g.passAttributes, "pass-attribute", "send a session attribute to the upstream (and in /saml/auth answers) as a header: attribute=Header-Name,\ne.g. mail=X-Email (repeatable); several values are joined with \", \"; the header is stripped from client requests")
 	fs.Var(&g.allow, "allow", "admit only users with an attribute value: attribute=value, or /prefix:attribute=value for paths under /prefix\n(repeatable; the longest matching prefix's rules apply, any one admits; others get 403, cause forbidden)")
 	fs.Var(&g.redirectHosts, "allowed-redirect-hosts", "hosts an absolute return URL may name (/saml/login?rd=, forward-auth): host, host:port or .domain for subdomains;\nthe --root-url host is always allowed")
@@ -78,7 +79,7 @@ func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
 		p.Addf("--public-path needs --upstream")
 	}
 	for _, s := range g.passAttributes {
-		a, err := sp.ParsePassAttribute(s)
+		a, err := identity.ParsePassAttribute(s)
 		if err != nil {
 			p.Addf("--pass-attribute %v", err)
 			continue
@@ -99,14 +100,14 @@ func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
 	case !g.identityJWT && len(g.jwtKeys) > 0:
 		p.Addf("--identity-jwt-key is given but --identity-jwt is off")
 	case g.identityJWT:
-		keys, err := sp.LoadJWTKeys(g.jwtKeys)
+		keys, err := identity.LoadJWTKeys(g.jwtKeys)
 		if err != nil {
 			p.Addf("--identity-jwt-key: %v", err)
 		}
 		if g.jwtTTL <= 0 || g.jwtTTL > time.Hour {
 			p.Addf("--identity-jwt-ttl %v: want more than 0 and at most 1h (it is meant to be short)", g.jwtTTL)
 		}
-		c.Gateway.JWT = &sp.IdentityJWT{Keys: keys, TTL: g.jwtTTL, Audience: g.jwtAudience}
+		c.Gateway.JWT = &identity.JWT{Keys: keys, TTL: g.jwtTTL, Audience: g.jwtAudience}
 	}
 	if g.allowIDPInitiated {
 		if storeMode != "redis" && !g.idpInitiatedAcceptReplica {
@@ -161,7 +162,7 @@ func jwtkey(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := sp.MarshalJWTKey(k)
+	b, err := identity.MarshalJWTKey(k)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 	_ "github.com/samlha/samlha/store/memory" // memory:// stores
@@ -365,16 +366,16 @@ func metricsMux(s *sp.SP) http.Handler {
 	return mux
 }
 
-// loginLimits maps the flags to sp.LoginLimits, where a negative value,
+// loginLimits maps the flags to limits.LoginLimits, where a negative value,
 // not 0, switches a limit off.
-func (o *options) loginLimits() sp.LoginLimits {
+func (o *options) loginLimits() limits.LoginLimits {
 	off := func(v float64) float64 {
 		if v == 0 {
 			return -1
 		}
 		return v
 	}
-	l := sp.LoginLimits{PerClientRate: off(o.loginRatePerClient), PerClientBurst: o.loginBurstPerClient,
+	l := limits.LoginLimits{PerClientRate: off(o.loginRatePerClient), PerClientBurst: o.loginBurstPerClient,
 		TotalRate: off(o.loginRate), TotalBurst: o.loginBurst, MaxPending: o.maxPendingLogins, Clients: o.rateLimitClients}
 	if l.MaxPending == 0 {
 		l.MaxPending = -1

@@ -1,4 +1,4 @@
-package sp
+package identity
 
 import (
 	"crypto"
@@ -12,20 +12,20 @@ import (
 // identity; then a new one is signed. The cache is bounded.
 func TestIdentityTokenReuse(t *testing.T) {
 	_, k, _ := ed25519.GenerateKey(rand.Reader)
-	j, err := newJWTSigner(&IdentityJWT{Keys: []crypto.Signer{k}, TTL: 2 * time.Minute}, "http://gw", "http://app")
+	j, err := newJWTSigner(&JWT{Keys: []crypto.Signer{k}, TTL: 2 * time.Minute}, "http://gw", "http://app")
 	if err != nil {
 		t.Fatal(err)
 	}
 	order := []PassAttribute{{Attribute: "mail", Header: "X-Email"}}
 	now := time.Unix(1_800_000_000, 0)
-	alice := identity{NameID: "alice", User: "alice"}
+	alice := Identity{NameID: "alice", User: "alice"}
 	a1, _ := j.token(alice, map[string][]string{"mail": {"a@x"}}, order, now)
 	a2, _ := j.token(alice, map[string][]string{"mail": {"a@x"}}, order, now.Add(59*time.Second))
 	if a1 != a2 {
 		t.Fatal("a token was not reused within the first half of its life")
 	}
 	other, _ := j.token(alice, map[string][]string{"mail": {"a@y"}}, order, now.Add(time.Second))
-	bob, _ := j.token(identity{NameID: "bob", User: "bob"}, map[string][]string{"mail": {"a@x"}}, order, now)
+	bob, _ := j.token(Identity{NameID: "bob", User: "bob"}, map[string][]string{"mail": {"a@x"}}, order, now)
 	if other == a1 || bob == a1 {
 		t.Fatal("a token was reused for a different identity")
 	}
@@ -38,7 +38,7 @@ func TestIdentityTokenReuse(t *testing.T) {
 		j.tokens[[32]byte{byte(i), byte(i >> 8), byte(i >> 16)}] = cachedToken{until: now.Add(time.Hour)}
 	}
 	before := len(j.tokens)
-	if _, err := j.token(identity{NameID: "carol"}, nil, order, now); err != nil {
+	if _, err := j.token(Identity{NameID: "carol"}, nil, order, now); err != nil {
 		t.Fatal(err)
 	}
 	if len(j.tokens) > before {

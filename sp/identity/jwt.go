@@ -1,4 +1,4 @@
-package sp
+package identity
 
 import (
 	"crypto"
@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,12 +24,12 @@ import (
 	"github.com/samlha/samlha/sp/keypair"
 )
 
-// IdentityJWT signs the identity the gateway passes upstream, so the
+// JWT signs the identity the gateway passes upstream, so the
 // upstream can tell it came from samlha: a JWT with iss = the root URL,
 // aud = Audience, sub = the NameID, valid for TTL. Keys[0] signs; every key
 // is published at /saml/jwks.json, so a key can be published before it
 // signs and kept published after it stops (rotation).
-type IdentityJWT struct {
+type JWT struct {
 	// Keys is the ring: ECDSA P-256 (ES256) or Ed25519 (EdDSA) private
 	// keys. The first signs.
 	Keys []crypto.Signer
@@ -41,7 +40,7 @@ type IdentityJWT struct {
 	TTL time.Duration
 }
 
-func (j *IdentityJWT) validate() []error {
+func (j *JWT) validate() []error {
 	var errs []error
 	if len(j.Keys) == 0 {
 		errs = append(errs, errors.New("identity JWT: no signing key (every replica needs the same key ring)"))
@@ -82,7 +81,7 @@ type cachedToken struct {
 	until time.Time
 }
 
-func newJWTSigner(j *IdentityJWT, issuer, audience string) (*jwtSigner, error) {
+func newJWTSigner(j *JWT, issuer, audience string) (*jwtSigner, error) {
 	if j.Audience != "" {
 		audience = j.Audience
 	}
@@ -126,7 +125,7 @@ type identityClaims struct {
 
 // token returns a token for id and attrs: a cached one in the first half
 // of its life, else a new one.
-func (j *jwtSigner) token(id identity, attrs map[string][]string, order []PassAttribute, now time.Time) (string, error) {
+func (j *jwtSigner) token(id Identity, attrs map[string][]string, order []PassAttribute, now time.Time) (string, error) {
 	key := identityKey(id, attrs, order)
 	j.mu.Lock()
 	c, ok := j.tokens[key]
@@ -158,7 +157,7 @@ func (j *jwtSigner) token(id identity, attrs map[string][]string, order []PassAt
 
 // identityKey hashes everything a token says about its subject, each part
 // length-prefixed, so that two identities never share a token.
-func identityKey(id identity, attrs map[string][]string, order []PassAttribute) [32]byte {
+func identityKey(id Identity, attrs map[string][]string, order []PassAttribute) [32]byte {
 	h := sha256.New()
 	var n [8]byte
 	put := func(s string) {
@@ -182,7 +181,7 @@ func identityKey(id identity, attrs map[string][]string, order []PassAttribute) 
 	return k
 }
 
-func (j *jwtSigner) sign(id identity, attrs map[string][]string, now time.Time) (string, error) {
+func (j *jwtSigner) sign(id Identity, attrs map[string][]string, now time.Time) (string, error) {
 	c := identityClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    j.issuer,
@@ -198,12 +197,6 @@ func (j *jwtSigner) sign(id identity, attrs map[string][]string, now time.Time) 
 	t := jwt.NewWithClaims(j.method, c)
 	t.Header["kid"] = j.kid
 	return t.SignedString(j.key)
-}
-
-func (s *SP) serveJWKS(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/jwk-set+json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(s.jwt.jwks)
 }
 
 // jwk is a public JSON Web Key (RFC 7517) for ES256 or EdDSA.

@@ -1,4 +1,8 @@
-package sp
+// Package limits bounds what an anonymous client can make a replica read or
+// keep: request bodies (body.go), and login starts per client, per replica
+// and in pending state (this file), with the client address they are
+// counted by.
+package limits
 
 import (
 	"container/list"
@@ -6,7 +10,6 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -44,7 +47,7 @@ type LoginLimits struct {
 	Clients int
 }
 
-func (l *LoginLimits) setDefaults() {
+func (l *LoginLimits) SetDefaults() {
 	if l.PerClientRate == 0 {
 		l.PerClientRate = 2
 	}
@@ -65,7 +68,7 @@ func (l *LoginLimits) setDefaults() {
 	}
 }
 
-func (l *LoginLimits) validate() []error {
+func (l *LoginLimits) Validate() []error {
 	var errs []error
 	if l.PerClientRate >= 0 && l.PerClientBurst < 1 {
 		errs = append(errs, fmt.Errorf("per-client login burst %d must be at least 1", l.PerClientBurst))
@@ -84,17 +87,17 @@ func (l *LoginLimits) validate() []error {
 	return errs
 }
 
-// loginGate decides whether a login may start: per-client rate, replica
+// Gate decides whether a login may start: per-client rate, replica
 // rate, then the pending-logins ceiling.
-type loginGate struct {
+type Gate struct {
 	clients *clientLimiter // nil: off
 	total   *rate.Limiter  // nil: off
 	pending *pendingWindow // nil: off (or stateless)
 
 }
 
-func newLoginGate(l LoginLimits, window time.Duration, stateless bool) *loginGate {
-	g := &loginGate{}
+func NewGate(l LoginLimits, window time.Duration, stateless bool) *Gate {
+	g := &Gate{}
 	if l.PerClientRate >= 0 {
 		g.clients = newClientLimiter(rate.Limit(l.PerClientRate), l.PerClientBurst, l.Clients)
 	}
@@ -107,10 +110,10 @@ func newLoginGate(l LoginLimits, window time.Duration, stateless bool) *loginGat
 	return g
 }
 
-// admit reserves a login start for client at now, or returns the failure
+// Admit reserves a login start for client at now, or returns the failure
 // to answer with (its RetryAfter set). A reserved start that then fails to
 // store its state is given back with release.
-func (g *loginGate) admit(client netip.Addr, now time.Time) (*failure.Failure, time.Duration) {
+func (g *Gate) Admit(client netip.Addr, now time.Time) (*failure.Failure, time.Duration) {
 	if g.clients != nil {
 		if ok, wait := g.clients.allow(client, now); !ok {
 			return &failure.Failure{Cause: failure.CauseLoginRateLimited, Reason: "client",
@@ -133,9 +136,9 @@ func (g *loginGate) admit(client netip.Addr, now time.Time) (*failure.Failure, t
 	return nil, 0
 }
 
-// release gives back a pending-login slot reserved at now whose state was
+// Release gives back a pending-login slot reserved at now whose state was
 // not stored.
-func (g *loginGate) release(now time.Time) {
+func (g *Gate) Release(now time.Time) {
 	if g.pending != nil {
 		g.pending.remove(now)
 	}
@@ -292,24 +295,17 @@ func (p *pendingWindow) count(now time.Time) int {
 	return p.total
 }
 
-// setRetryAfter sets the Retry-After header to d in whole seconds, at
-// least one.
-func setRetryAfter(w http.ResponseWriter, d time.Duration) {
-	secs := int64(math.Ceil(d.Seconds()))
-	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-}
-
-// clientAddress is the client address of r as the client-IP middleware
+// ClientAddress is the client address of r as the client-IP middleware
 // (mounted at the top of the router, see Config.TrustedProxies) found it:
 // the TCP peer, or, from a trusted proxy, the first untrusted address of
 // X-Forwarded-For. Invalid if neither could be read.
-func clientAddress(r *http.Request) netip.Addr {
+func ClientAddress(r *http.Request) netip.Addr {
 	return middleware.GetClientIPAddr(r.Context())
 }
 
-// clientIPMiddleware is the middleware that finds the client address: from
+// ClientIP is the middleware that finds the client address: from
 // X-Forwarded-For when the peer is one of trusted, else the peer itself.
-func clientIPMiddleware(trusted []netip.Prefix) func(http.Handler) http.Handler {
+func ClientIP(trusted []netip.Prefix) func(http.Handler) http.Handler {
 	if len(trusted) == 0 {
 		return middleware.ClientIPFromRemoteAddr
 	}
@@ -331,31 +327,8 @@ func clientIPMiddleware(trusted []netip.Prefix) func(http.Handler) http.Handler 
 	}
 }
 
-// admitLogin checks the return URL and the login limits for a login r is
-// about to start. It returns the URI to store and the time the start was
-// counted at (for loginGate.release), or answers r and returns false.
-func (s *SP) admitLogin(w http.ResponseWriter, r *http.Request, target string) (string, time.Time, bool) {
-	uri, f := s.returnURL.FromRequest(r)
-	if target != "" {
-		uri, f = s.returnURL.Check(target)
-	}
-	if f != nil {
-		s.resp.Fail(w, r, f)
-		return "", time.Time{}, false
-	}
-	now := s.now()
-	client := clientAddress(r)
-	if f, wait := s.logins.admit(client, now); f != nil {
-		f.RetryAfter = wait
-		s.resp.Fail(w, r, f) // logged by sample under a flood; counted in full
-		return "", time.Time{}, false
-	}
-	return uri, now, true
-}
-
-// registerLimitMetrics exports the state of the login limits.
-func (s *SP) registerLimitMetrics(reg prometheus.Registerer) {
-	g := s.logins
+// Register exports the state of the login limits; now is the clock.
+func (g *Gate) Register(reg prometheus.Registerer, now func() time.Time) {
 	limit := -1.0
 	if g.pending != nil {
 		limit = float64(g.pending.limit)
@@ -373,13 +346,13 @@ func (s *SP) registerLimitMetrics(reg prometheus.Registerer) {
 			if g.pending == nil {
 				return 0
 			}
-			return float64(g.pending.count(s.now()))
+			return float64(g.pending.count(now()))
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "samlha_sp_login_capacity_full",
 			Help: "1 while the pending-logins ceiling refuses new logins (store-full, 503); sessions and logins in progress are still served.",
 		}, func() float64 {
-			if g.pending != nil && g.pending.count(s.now()) >= g.pending.limit {
+			if g.pending != nil && g.pending.count(now()) >= g.pending.limit {
 				return 1
 			}
 			return 0
@@ -395,15 +368,14 @@ func (s *SP) registerLimitMetrics(reg prometheus.Registerer) {
 		}))
 }
 
-// loginCapacity describes the pending-logins ceiling for /readyz: "ok ...",
-// or "full ..." while new logins are refused. Neither makes the replica
-// unready.
-func (s *SP) loginCapacity() string {
-	p := s.logins.pending
+// Capacity describes the pending-logins ceiling for /readyz at now: "ok
+// ...", or "full ..." while new logins are refused.
+func (g *Gate) Capacity(now time.Time) string {
+	p := g.pending
 	if p == nil {
 		return "ok (no pending-logins ceiling)"
 	}
-	n := p.count(s.now())
+	n := p.count(now)
 	if n >= p.limit {
 		return fmt.Sprintf("full: %d of %d pending logins; new logins are refused with store-full, sessions and logins in progress are served", n, p.limit)
 	}

@@ -1,8 +1,7 @@
-package sp
+package limits
 
 import (
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 )
@@ -83,22 +82,5 @@ func TestClientLimiter(t *testing.T) {
 	}
 	if n := c.len(); n != 100 {
 		t.Fatalf("limiter tracks %d clients, want its maximum 100", n)
-	}
-}
-
-// In stateless mode the return URL travels in a cookie, so the limit may not
-// be raised past what a browser keeps.
-func TestStatelessReturnURLLimit(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		max int
-		ok  bool
-	}{{MaxStatelessReturnURL, true}, {MaxStatelessReturnURL + 1, false}} {
-		c := Config{MaxReturnURL: tc.max}
-		c.setDefaults()
-		err := c.Validate()
-		if got := err == nil || !strings.Contains(err.Error(), "stateless mode"); got != tc.ok {
-			t.Errorf("stateless, max return URL %d: %v", tc.max, err)
-		}
 	}
 }
