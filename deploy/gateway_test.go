@@ -87,7 +87,7 @@ func TestForwardAuthConfigsLogIn(t *testing.T) {
 				startProc(t, dir, id, nil, samlsp, "--instance-id", id, "--listen", "127.0.0.1:"+port, "--root-url", rootURL,
 					"--idp-metadata-url", idpURL+"/metadata", "--sp-key", filepath.Join(keys, "sp.key"),
 					"--sp-cert", filepath.Join(keys, "sp.crt"), "--store", "redis", "--store-url", redis.URL(),
-					"--trusted-proxies", "127.0.0.1", "--pass-attribute", "mail=X-Email",
+					"--mode", "forward-auth", "--trusted-proxies", "127.0.0.1", "--pass-attribute", "mail=X-Email",
 					"--identity-jwt", "--identity-jwt-key", jwtKeys)
 				waitHTTP(t, "http://127.0.0.1:"+port+"/readyz", 30*time.Second)
 			}
@@ -117,19 +117,26 @@ func driveForwardAuth(t *testing.T, rootURL string) {
 	defer cancel()
 	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-	// An API call without a session, with forged identity headers: 401,
-	// and the app is not reached (it would answer 200 JSON).
-	req, _ := http.NewRequest(http.MethodGet, rootURL+"/api/items", nil)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("X-Samlha-User", "mallory")
-	req.Header.Set("X-Samlha-Jwt-Assertion", "forged")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Demoapp-Jwt") != "" {
-		t.Fatalf("API call without a session: %d (app answered: %q), want 401 from samlsp", resp.StatusCode, resp.Header.Get("X-Demoapp-Jwt"))
+	// An API call without a session: 401, and the app is not reached (it
+	// would answer 200 JSON). With forged identity headers: 403
+	// (identity-header-forged), the app not reached either.
+	for _, forged := range []bool{false, true} {
+		req, _ := http.NewRequest(http.MethodGet, rootURL+"/api/items", nil)
+		req.Header.Set("Accept", "application/json")
+		want := http.StatusUnauthorized
+		if forged {
+			req.Header.Set("X-Samlha-User", "mallory")
+			req.Header.Set("X-Samlha-Jwt-Assertion", "forged")
+			want = http.StatusForbidden
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want || resp.Header.Get("X-Demoapp-Jwt") != "" {
+			t.Fatalf("API call without a session (forged identity %v): %d (app answered: %q), want %d from samlsp", forged, resp.StatusCode, resp.Header.Get("X-Demoapp-Jwt"), want)
+		}
 	}
 
 	acs := map[string]int{}
@@ -145,12 +152,27 @@ func driveForwardAuth(t *testing.T, rootURL string) {
 			t.Fatalf("login %d (%s) through the proxy failed: cause %s: %v\n%s", i, user, res.Cause, res.Err, strings.Join(hops, "\n"))
 		}
 		acs[res.ACSInstance]++
-		// With the session, forged identity headers are replaced by
-		// samlsp's, and the app verifies the JWT.
+		// With the session, a forged identity header never reaches the
+		// app: samlsp refuses it (403), or the proxy drops it first (nginx
+		// drops every header with an underscore) and the app gets
+		// samlsp's identity.
+		forged, _ := http.NewRequest(http.MethodGet, rootURL+"/api/items", nil)
+		forged.Header.Set("Accept", "application/json")
+		forged.Header.Set("X_Email", "mallory@evil.test")
+		for _, c := range b.Cookies(forged.URL) {
+			forged.AddCookie(c)
+		}
+		fresp, err := client.Do(forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fbody, _ := io.ReadAll(fresp.Body)
+		fresp.Body.Close()
+		if fresp.StatusCode != http.StatusForbidden && (fresp.StatusCode != http.StatusOK || strings.Contains(string(fbody), "mallory")) {
+			t.Fatalf("login %d: a forged X_Email with a session: %d %s; want 403, or the app without the forgery", i, fresp.StatusCode, fbody)
+		}
 		req, _ := http.NewRequest(http.MethodGet, rootURL+"/api/items", nil)
 		req.Header.Set("Accept", "application/json")
-		req.Header.Set("X-Samlha-User", "mallory")
-		req.Header.Set("X-Email", "mallory@evil.test")
 		u := req.URL
 		for _, c := range b.Cookies(u) {
 			req.AddCookie(c)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/limits"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
@@ -213,7 +214,7 @@ func newBatteryOn(t testing.TB, st store.Store, configure func(*sp.Config)) *bat
 		reg := prometheus.NewRegistry()
 		cfg := sp.Config{
 			InstanceID: id, RootURL: root, Store: b.store, Key: spKey, Certificate: spCert,
-			IDP:    &sp.IDPMetadata{Static: b.idp.Metadata()},
+			IDP:    &login.IDPMetadata{Static: b.idp.Metadata()},
 			Logger: slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: reg,
 			Clock: dsig.NewFakeClock(b.clock),
 			// Every browser of the battery and the fuzzers comes from
@@ -271,9 +272,9 @@ func (b *browserJar) do(r *batteryReplica, req *http.Request) *httptest.Response
 	return rec
 }
 
-// login is one login begun at a replica: the AuthnRequest as the IdP
+// begun is one login begun at a replica: the AuthnRequest as the IdP
 // received it and the RelayState.
-type login struct {
+type begun struct {
 	req        *saml.IdpAuthnRequest
 	relayState string
 	browser    *browserJar
@@ -281,7 +282,7 @@ type login struct {
 
 // begin starts a login in browser br at replica r, as a browser does
 // (GET /app, follow to the IdP), and returns what the IdP received.
-func (b *battery) begin(br *browserJar, r *batteryReplica) *login {
+func (b *battery) begin(br *browserJar, r *batteryReplica) *begun {
 	b.t.Helper()
 	rec := br.do(r, httptest.NewRequest("GET", batteryRoot+"/app", nil))
 	if rec.Code != http.StatusFound {
@@ -295,7 +296,7 @@ func (b *battery) begin(br *browserJar, r *batteryReplica) *login {
 	if err := idpReq.Validate(); err != nil {
 		b.t.Fatalf("IdP refused the SP's AuthnRequest: %v", err)
 	}
-	return &login{req: idpReq, relayState: idpReq.RelayState, browser: br}
+	return &begun{req: idpReq, relayState: idpReq.RelayState, browser: br}
 }
 
 // mint describes the response the IdP makes for a login.
@@ -346,7 +347,7 @@ func randomID() string {
 
 // respond makes the IdP's response to l as m says, and returns the
 // Response XML.
-func (b *battery) respond(l *login, m mint) []byte {
+func (b *battery) respond(l *begun, m mint) []byte {
 	b.t.Helper()
 	req := *l.req
 	req.Now = b.clock.Now().Add(m.shift)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/store/redis/redistest"
 )
 
@@ -43,7 +44,7 @@ func TestE2ELogout(t *testing.T) {
 			t.Fatalf("GET /logout ended the session on %s: only the page's button may", r.ID)
 		}
 	}
-	page, err := b.SubmitForm(ctx, confirm, "/logout")
+	page, err := b.SubmitForm(ctx, confirm, sp.PathLogout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
@@ -385,7 +386,7 @@ func (c *cluster) start(i int) {
 	key, cert := spKeyPair(c.t)
 	s, err := sp.New(sp.Config{
 		InstanceID: id, RootURL: c.root, Store: st, Key: key, Certificate: cert,
-		IDP: &sp.IDPMetadata{Static: c.idp.Metadata()}, StoreTimeout: 2 * time.Second,
+		IDP: &login.IDPMetadata{Static: c.idp.Metadata()}, StoreTimeout: 2 * time.Second,
 		Logger: c.logger("test_replica", id),
 	})
 	if err != nil {

@@ -493,13 +493,14 @@ func do(t testing.TB, req *http.Request) *http.Response {
 	return resp
 }
 
-// startForwardAuth runs one replica in forward-auth only mode (no
-// upstream), trusting proxies in trusted.
+// startForwardAuth runs one replica in forward-auth mode (no upstream),
+// trusting proxies in trusted.
 func startForwardAuth(t testing.TB, trusted string, gw func(*sp.Gateway)) *topology {
 	t.Helper()
 	return startTopology(t, topologyConfig{Replicas: 1,
 		Store: func(testing.TB, int) store.Store { return memory.New(memory.Options{}) },
 		Configure: func(_ int, c *sp.Config) {
+			c.Mode = sp.ModeApp | sp.ModeForwardAuth // the app pages to log in on, and /saml/auth
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(trusted)}
 			g := &sp.Gateway{PassAttributes: []identity.PassAttribute{{Attribute: "mail", Header: "X-Email"}}}
 			if gw != nil {
@@ -535,8 +536,18 @@ func TestForwardAuth(t *testing.T) {
 		user     string
 	}{
 		{name: "session", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 200, user: "alice"},
-		{name: "session, forged identity in the auth request", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 200, user: "alice",
+		// A client's copy of an identity header, under any spelling, or a
+		// Connection header naming one, is refused: a proxy that copies
+		// only the headers the SP sends would pass the client's copy of
+		// one the SP does not send (an attribute the user lacks).
+		{name: "session, forged identity in the auth request", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 403,
 			header: map[string]string{"X-Samlha-User": "mallory"}},
+		{name: "session, forged underscore identity", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 403,
+			header: map[string]string{"X_Email": "admin@example.com"}},
+		{name: "no session, forged identity", base: top.Replicas[0].URL, uri: "/page", code: 403,
+			header: map[string]string{"x-samlha_user": "mallory"}},
+		{name: "session, Connection names an identity header", base: top.Replicas[0].URL, cookies: true, uri: "/page", code: 403,
+			header: map[string]string{"Connection": "X-Samlha-User"}},
 		{name: "session, forbidden path", base: top.Replicas[0].URL, cookies: true, uri: "/admin/x", code: 403},
 		{name: "session, nginx X-Original-URI forbidden", base: top.Replicas[0].URL, cookies: true, code: 403,
 			header: map[string]string{"X-Original-URI": "/admin"}},
@@ -618,16 +629,19 @@ func mustGet(u string) *http.Request {
 	return req
 }
 
-// X-Forwarded-* reach the upstream as the client sent them only from a
-// trusted proxy; from anyone else they are the gateway's own view.
-func TestGatewayXForwardedFromTrustedProxiesOnly(t *testing.T) {
+// X-Forwarded-For reaches the upstream appended to from a trusted proxy and
+// replaced from anyone else; X-Forwarded-Host and -Proto are the SP's root
+// URL's whoever sent what (a client must not choose the host the app
+// believes it serves: password-reset links, redirects); X-Real-IP is the
+// client address the SP found, never a client's copy; the SP's own cookies
+// stay with the SP, the application's pass.
+func TestGatewayForwardedHeadersAreTheGatewaysOwn(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		trusted                 string
-		wantXFF, wantHost, prot string
+		trusted, wantXFF, wantRealIP string
 	}{
-		{"127.0.0.1/32", "203.0.113.9, 127.0.0.1", "app.example.test", "https"},
-		{"10.0.0.0/8", "127.0.0.1", "", "http"},
+		{"127.0.0.1/32", "203.0.113.9, 127.0.0.1", "203.0.113.9"},
+		{"10.0.0.0/8", "127.0.0.1", "127.0.0.1"},
 	} {
 		env := startGateway(t, 1, nil, nil, func(c *sp.Config) {
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(tc.trusted)}
@@ -638,20 +652,25 @@ func TestGatewayXForwardedFromTrustedProxiesOnly(t *testing.T) {
 		for _, c := range b.Cookies(mustURL(env.top.ProxyURL)) {
 			req.AddCookie(c)
 		}
+		req.AddCookie(&http.Cookie{Name: "app_pref", Value: "dark"})
 		req.Header.Set("X-Forwarded-For", "203.0.113.9")
-		req.Header.Set("X-Forwarded-Host", "app.example.test")
+		req.Header.Set("X-Forwarded-Host", "evil.example.test")
 		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("X-Real-IP", "198.51.100.66")
+		req.Header.Set("Forwarded", "for=198.51.100.66;host=evil.example.test")
 		if resp := do(t, req); resp.StatusCode != 200 {
 			t.Fatalf("trusted %s: %d", tc.trusted, resp.StatusCode)
 		}
 		h := env.up.last()
-		wantHost := tc.wantHost
-		if wantHost == "" {
-			wantHost = strings.TrimPrefix(env.top.Replicas[0].URL, "http://")
+		root := mustURL(env.top.ProxyURL)
+		if got := strings.Join(h.Values("X-Forwarded-For"), ", "); got != tc.wantXFF || h.Get("X-Forwarded-Host") != root.Host ||
+			h.Get("X-Forwarded-Proto") != root.Scheme || h.Get("X-Real-Ip") != tc.wantRealIP || h.Get("Forwarded") != "" {
+			t.Errorf("trusted %s: upstream got X-Forwarded-For %q Host %q Proto %q X-Real-IP %q Forwarded %q; want %q %q %q %q none", tc.trusted,
+				got, h.Get("X-Forwarded-Host"), h.Get("X-Forwarded-Proto"), h.Get("X-Real-Ip"), h.Get("Forwarded"),
+				tc.wantXFF, root.Host, root.Scheme, tc.wantRealIP)
 		}
-		if got := strings.Join(h.Values("X-Forwarded-For"), ", "); got != tc.wantXFF || h.Get("X-Forwarded-Host") != wantHost || h.Get("X-Forwarded-Proto") != tc.prot {
-			t.Errorf("trusted %s: upstream got X-Forwarded-For %q Host %q Proto %q; want %q %q %q", tc.trusted,
-				got, h.Get("X-Forwarded-Host"), h.Get("X-Forwarded-Proto"), tc.wantXFF, wantHost, tc.prot)
+		if c := h.Get("Cookie"); strings.Contains(c, "samlha_") || !strings.Contains(c, "app_pref=dark") {
+			t.Errorf("trusted %s: the upstream got Cookie %q: the SP's cookies must stay with the SP, the app's pass", tc.trusted, c)
 		}
 	}
 }

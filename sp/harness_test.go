@@ -23,6 +23,7 @@ import (
 	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/limits"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
@@ -105,7 +106,7 @@ func startTopology(t testing.TB, cfg topologyConfig) *topology {
 		reg := prometheus.NewRegistry()
 		c := sp.Config{
 			InstanceID: id, RootURL: root, Store: st, Key: key, Certificate: cert,
-			IDP:         &sp.IDPMetadata{Static: top.IdP.Metadata()},
+			IDP:         &login.IDPMetadata{Static: top.IdP.Metadata()},
 			MaxRelogins: cfg.MaxRelogins, StoreTimeout: 500 * time.Millisecond,
 			Logger:   slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_replica", id),
 			Registry: reg, TrustedProxies: cfg.TrustedProxies,

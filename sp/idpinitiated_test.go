@@ -15,6 +15,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
@@ -92,8 +93,8 @@ func TestIDPInitiatedLoginAndCrossReplicaReplay(t *testing.T) {
 	srv := redistest.Start(t)
 	top := startTopology(t, topologyConfig{Replicas: 2, Store: redisStores(srv.URL()),
 		Configure: func(_ int, c *sp.Config) {
-			c.IDP = &sp.IDPMetadata{Static: idp.Metadata()}
-			c.IDPInitiated = &sp.IDPInitiated{RedirectPrefixes: []string{"/reports"}}
+			c.IDP = &login.IDPMetadata{Static: idp.Metadata()}
+			c.IDPInitiated = &login.IDPInitiated{RedirectPrefixes: []string{"/reports"}}
 		}})
 	md := spMetadata(t, top.ProxyURL)
 
@@ -131,7 +132,7 @@ func TestIDPInitiatedOffByDefault(t *testing.T) {
 	idp := testIdP(t)
 	top := startTopology(t, topologyConfig{Replicas: 1,
 		Store:     func(testing.TB, int) store.Store { return memory.New(memory.Options{}) },
-		Configure: func(_ int, c *sp.Config) { c.IDP = &sp.IDPMetadata{Static: idp.Metadata()} }})
+		Configure: func(_ int, c *sp.Config) { c.IDP = &login.IDPMetadata{Static: idp.Metadata()} }})
 	form := mintIDPInitiated(t, idp, spMetadata(t, top.ProxyURL), "")
 	resp := postForm(t, top.Replicas[0].URL, form)
 	if resp.StatusCode == http.StatusFound || resp.Header.Get(respond.HeaderCause) != "state-unknown" {
@@ -157,7 +158,7 @@ func TestIDPInitiatedRefusedWithPerReplicaReplayRecord(t *testing.T) {
 		{"stateless, accepted", nil, true, true},
 	} {
 		_, err := sp.New(sp.Config{InstanceID: "sp-1", RootURL: root, Store: tc.store, Key: key, Certificate: cert,
-			IDP: &sp.IDPMetadata{Static: &saml.EntityDescriptor{}}, IDPInitiated: &sp.IDPInitiated{AcceptLocalReplay: tc.accept}})
+			IDP: &login.IDPMetadata{Static: &saml.EntityDescriptor{}}, IDPInitiated: &login.IDPInitiated{AcceptLocalReplay: tc.accept}})
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: sp.New error %v, want ok=%v", tc.name, err, tc.ok)
 		}
@@ -176,7 +177,7 @@ func TestIDPInitiatedRefusesSolicitedResponseWithoutRelayState(t *testing.T) {
 	top := startTopology(t, topologyConfig{Replicas: 1,
 		Store: func(testing.TB, int) store.Store { return memory.New(memory.Options{}) },
 		Configure: func(_ int, c *sp.Config) {
-			c.IDPInitiated = &sp.IDPInitiated{AcceptLocalReplay: true}
+			c.IDPInitiated = &login.IDPInitiated{AcceptLocalReplay: true}
 		}})
 	b := top.browser()
 	ctx := t.Context()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/devidp"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 )
 
@@ -44,7 +45,7 @@ func TestRunRetriesTheFirstMetadataLoad(t *testing.T) {
 	key, cert := spKeyPair(t)
 	reg := prometheus.NewRegistry()
 	s, err := sp.New(sp.Config{InstanceID: "sp-1", RootURL: root, Store: memoryStores(t, 0), Key: key, Certificate: cert,
-		IDP: &sp.IDPMetadata{URL: mdURL, Refresh: time.Hour}, Registry: reg})
+		IDP: &login.IDPMetadata{URL: mdURL, Refresh: time.Hour}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/limits"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 )
@@ -35,7 +36,7 @@ func postBindingOnly(c *sp.Config) {
 		}
 		md.IDPSSODescriptors[i].SingleSignOnServices = keep
 	}
-	c.IDP = &sp.IDPMetadata{Static: &md}
+	c.IDP = &login.IDPMetadata{Static: &md}
 }
 
 // cspDirectives parses a Content-Security-Policy value.
@@ -265,7 +266,7 @@ func TestE2ELogoutNeedsToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.SubmitForm(ctx, page, "/logout"); err != nil {
+	if _, err := alice.SubmitForm(ctx, page, sp.PathLogout); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := whoami(t, top, alice, top.Replicas[0]); code != http.StatusUnauthorized {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/devidp"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store/memory"
@@ -43,7 +44,7 @@ func TestSPCertificateRolloverLosesNoLogin(t *testing.T) {
 	logw := devidptest.LogWriter(t)
 	newSP := func(key crypto.Signer, cert *x509.Certificate, nextKey crypto.Signer, nextCert *x509.Certificate) *sp.SP {
 		s, err := sp.New(sp.Config{InstanceID: "sp-1", RootURL: root, Store: st, Key: key, Certificate: cert,
-			NextKey: nextKey, NextCertificate: nextCert, IDP: &sp.IDPMetadata{Static: idp.Metadata()},
+			NextKey: nextKey, NextCertificate: nextCert, IDP: &login.IDPMetadata{Static: idp.Metadata()},
 			// One session ring throughout: this test is about the SAML key
 			// pair (the ring derived from it rolls over with it too, see
 			// TestSessionKeyRingFollowsSPKeyRollover; here the replica

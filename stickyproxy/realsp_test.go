@@ -16,6 +16,7 @@ import (
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/stickyproxy"
@@ -51,7 +52,7 @@ func TestSAMLAwareRealSPs(t *testing.T) {
 				t.Cleanup(func() { st.Close() })
 				s, err := sp.New(sp.Config{
 					InstanceID: id, RootURL: root, Store: st, Key: key, Certificate: cert,
-					IDP:    &sp.IDPMetadata{Static: idp.Metadata()},
+					IDP:    &login.IDPMetadata{Static: idp.Metadata()},
 					Logger: slog.New(slog.NewTextHandler(devidptest.LogWriter(t), nil)).With("replica", id),
 				})
 				if err != nil {

@@ -16,8 +16,10 @@ import (
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/access"
+	"github.com/samlha/samlha/sp/gateway"
 	"github.com/samlha/samlha/sp/identity"
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/sp/login"
 )
 
 // gatewayOptions are the flags of gateway mode, forward-auth, IdP-initiated
@@ -55,28 +57,26 @@ func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&g.allowIDPInitiated, "allow-idp-initiated", false, "accept IdP-initiated logins (needs a shared store: their only replay defence is the shared replay record)")
 	fs.Var(&g.idpInitiatedRedirects, "idp-initiated-redirect", "IdP-initiated login: path prefixes the RelayState may name as the landing page (repeatable); anything else lands on /")
 	fs.BoolVar(&g.idpInitiatedAcceptReplica, "idp-initiated-accept-replica-replay", false, "allow --allow-idp-initiated with a per-replica store (memory, stateless), accepting that a response\nreplayed to another replica logs in once more there")
-	fs.DurationVar(&g.upstreamHeaderTimeout, "upstream-header-timeout", sp.DefaultUpstreamHeaderTimeout, "gateway mode: how long to wait for the upstream's response headers; past it the client gets 504 (streams send theirs at once)")
+	fs.DurationVar(&g.upstreamHeaderTimeout, "upstream-header-timeout", gateway.DefaultUpstreamHeaderTimeout, "gateway mode: how long to wait for the upstream's response headers; past it the client gets 504 (streams send theirs at once)")
 	fs.DurationVar(&g.sessionCacheTTL, "session-cache-ttl", 0, "serve a session from this replica's memory for this long after reading it from the store (0: off; at most 1m);\na logout on another replica is refused here at most this much later (1s suits the gateway)")
 	fs.StringVar(&g.spKeyNext, "sp-key-next", "", "SP key rollover: the next PEM private key, used to decrypt responses encrypted to --sp-cert-next")
 	fs.StringVar(&g.spCertNext, "sp-cert-next", "", "SP key rollover: the next certificate, published in the metadata beside --sp-cert (which still signs)")
 }
 
-// build turns the flags into configuration, adding every problem to p.
-func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
+// build parses the flags of gateway mode, forward-auth, IdP-initiated
+// login and the key rollover into the sp.Config fields they set, adding
+// every parse problem to p. Whether the result makes sense is the SP's
+// validator's to say.
+func (g *gatewayOptions) build(p *cli.Problems) *sp.Config {
 	c := &sp.Config{Gateway: &sp.Gateway{HeaderPrefix: g.headerPrefix, PublicPaths: access.PublicPaths(g.publicPaths), AllowedRedirectHosts: g.redirectHosts,
-		UpstreamHeaderTimeout: g.upstreamHeaderTimeout}}
-	if g.upstreamHeaderTimeout < 0 {
-		p.Addf("--upstream-header-timeout %v: want more than 0 (0: the default, %v)", g.upstreamHeaderTimeout, sp.DefaultUpstreamHeaderTimeout)
-	}
+		UpstreamHeaderTimeout: g.upstreamHeaderTimeout}, SessionCacheTTL: g.sessionCacheTTL}
 	if g.upstream != "" {
 		u, err := url.Parse(g.upstream)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			p.Addf("--upstream %q must be an absolute http or https URL", g.upstream)
+		if err != nil {
+			p.Addf("--upstream %q: %v", g.upstream, err)
 		} else {
 			c.Gateway.Upstream = u
 		}
-	} else if len(g.publicPaths) > 0 {
-		p.Addf("--public-path needs --upstream")
 	}
 	for _, s := range g.passAttributes {
 		a, err := identity.ParsePassAttribute(s)
@@ -104,26 +104,13 @@ func (g *gatewayOptions) build(p *cli.Problems, storeMode string) *sp.Config {
 		if err != nil {
 			p.Addf("--identity-jwt-key: %v", err)
 		}
-		if g.jwtTTL <= 0 || g.jwtTTL > time.Hour {
-			p.Addf("--identity-jwt-ttl %v: want more than 0 and at most 1h (it is meant to be short)", g.jwtTTL)
-		}
 		c.Gateway.JWT = &identity.JWT{Keys: keys, TTL: g.jwtTTL, Audience: g.jwtAudience}
 	}
 	if g.allowIDPInitiated {
-		if storeMode != "redis" && !g.idpInitiatedAcceptReplica {
-			p.Addf("--allow-idp-initiated with --store %s: an IdP-initiated response has no login state to consume, so only the assertion replay record stops its replay, and with this store each replica keeps its own: the same response replayed to another replica would log in again. Use --store redis, or pass --idp-initiated-accept-replica-replay to accept that", storeMode)
-		}
-		c.IDPInitiated = &sp.IDPInitiated{RedirectPrefixes: g.idpInitiatedRedirects, AcceptLocalReplay: g.idpInitiatedAcceptReplica}
+		c.IDPInitiated = &login.IDPInitiated{RedirectPrefixes: g.idpInitiatedRedirects, AcceptLocalReplay: g.idpInitiatedAcceptReplica}
 	} else if len(g.idpInitiatedRedirects) > 0 || g.idpInitiatedAcceptReplica {
 		p.Addf("--idp-initiated-redirect and --idp-initiated-accept-replica-replay need --allow-idp-initiated")
 	}
-	switch {
-	case g.sessionCacheTTL < 0 || g.sessionCacheTTL > time.Minute:
-		p.Addf("--session-cache-ttl %v: want 0 (off) to 1m", g.sessionCacheTTL)
-	case g.sessionCacheTTL > 0 && storeMode == "stateless":
-		p.Addf("--session-cache-ttl is for --store memory or redis; stateless sessions are read from the cookie")
-	}
-	c.SessionCacheTTL = g.sessionCacheTTL
 	if (g.spKeyNext == "") != (g.spCertNext == "") {
 		p.Addf("--sp-key-next and --sp-cert-next: give both or neither")
 	} else if g.spKeyNext != "" {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/limits"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 	_ "github.com/samlha/samlha/store/memory" // memory:// stores
@@ -86,8 +88,12 @@ type options struct {
 	maxConnections                     int
 	readHeaderTimeout, readTimeout     time.Duration
 	writeTimeout, idleTimeout          time.Duration
+	mode                               string
 	gw                                 gatewayOptions
-	gwc                                *sp.Config // what gw builds
+	// parseFailed names the sp.Config fields whose flags could not be
+	// parsed, so the SP's validator is not asked about them again.
+	parseFailed map[string]bool
+	cfg         sp.Config // what the flags build (without its store, logger and registry)
 }
 
 // maxHeaderBytes bounds the request line and headers of the public
@@ -147,6 +153,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection is held")
 	fs.IntVar(&o.maxConnections, "max-connections", 4096, "connections the public listener holds at once; more wait in the kernel's accept queue until one closes")
 	fs.IntVar(&o.rateLimitClients, "rate-limit-clients", 16384, "clients the per-client login limiter remembers (about 200 bytes each; the least recently seen is forgotten first)")
+	fs.StringVar(&o.mode, "mode", "", "what this replica serves: app (samlsp's own pages /, /app, /whoami), gateway (every path but the SP's own\n"+
+		"goes to --upstream), forward-auth (/saml/auth for nginx, Caddy, Traefik), or a comma-separated list (app,forward-auth).\n"+
+		"Empty: gateway with --upstream, else app; forward-auth is never implied")
 	o.gw.addFlags(fs)
 	if err := cli.Parse(fs, args, "SAMLHA", summary); err != nil {
 		return nil, err
@@ -157,25 +166,97 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	return o, o.validate()
 }
 
+// fieldFlags names the flag of each sp.Config field the SP's validator can
+// name (TestEveryConfigFieldHasAFlag holds it to sp's validator).
+var fieldFlags = map[string]string{
+	"InstanceID": "--instance-id", "RootURL": "--root-url", "Mode": "--mode", "StoreKind": "--store",
+	"Key": "--sp-key/--sp-cert", "NextKey": "--sp-key-next/--sp-cert-next", "IDP": "--idp-metadata-url/--idp-metadata-file",
+	"RequestTTL": "--request-ttl", "TombstoneTTL": "--tombstone-ttl", "SessionIdleTTL": "--session-idle-ttl",
+	"SessionMaxTTL": "--session-max-ttl", "StoreTimeout": "--store-timeout", "BindingSameSite": "--cookie-samesite",
+	"MaxRelogins": "--max-relogins", "TrustedProxies": "--trusted-proxies", "MaxReturnURL": "--max-return-url",
+	"LoginLimits.PerClientRate": "--login-rate-per-client", "LoginLimits.PerClientBurst": "--login-burst-per-client",
+	"LoginLimits.TotalRate": "--login-rate", "LoginLimits.TotalBurst": "--login-burst", "LoginLimits.Clients": "--rate-limit-clients",
+	"SessionCacheTTL":  "--session-cache-ttl",
+	"Gateway.Upstream": "--upstream", "Gateway.PublicPaths": "--public-path", "Gateway.HeaderPrefix": "--identity-header-prefix",
+	"Gateway.PassAttributes": "--pass-attribute", "Gateway.AllowedRedirectHosts": "--allowed-redirect-hosts",
+	"Gateway.UpstreamHeaderTimeout": "--upstream-header-timeout", "Gateway.JWT.Keys": "--identity-jwt-key",
+	"Gateway.JWT.TTL": "--identity-jwt-ttl", "IDPInitiated": "--allow-idp-initiated",
+	"IDPInitiated.RedirectPrefixes": "--idp-initiated-redirect",
+}
+
+// validate turns the flags into o.cfg: it parses what the flags name (URLs,
+// addresses, files, keys) and then asks the SP's one validator
+// (sp.Config.Validate), naming each problem by its flag. Every problem is
+// reported at once.
 func (o *options) validate() error {
 	var p cli.Problems
-	if o.spKey == "" || o.spCert == "" {
-		p.Addf("--sp-key and --sp-cert are required: every replica must sign and decrypt with the same key pair, or logins fail on every replica but one (create one with: samlsp keygen --dir ./sp-keys)")
+	o.parseFailed = map[string]bool{}
+	o.parseSource(&p)
+	o.parseStore(&p)
+	o.sessionKeyRing = o.sessionKeys.Keys(&p)
+	o.parseBounds(&p)
+	mode, err := sp.ParseMode(o.mode)
+	if err != nil {
+		p.Addf("--mode: %v", err)
 	}
-	if (o.idpMetadataURL == "") == (o.idpMetadataFile == "") {
-		p.Addf("give exactly one of --idp-metadata-url and --idp-metadata-file")
+	gw := o.gw.build(&p)
+	o.cfg = sp.Config{InstanceID: o.instanceID, Mode: mode, StoreKind: o.storeMode, SessionKeys: o.sessionKeyRing,
+		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
+		StoreTimeout: o.storeTimeout, MaxRelogins: o.maxRelogins, TrustedProxies: o.trustedPrefixes,
+		MaxReturnURL: o.maxReturnURL, LoginLimits: o.loginLimits(), Gateway: gw.Gateway, IDPInitiated: gw.IDPInitiated,
+		NextKey: gw.NextKey, NextCertificate: gw.NextCertificate, SessionCacheTTL: gw.SessionCacheTTL}
+	o.cfg.RootURL, _ = url.Parse(o.rootURL)
+	if o.cfg.RootURL != nil {
+		o.cfg.BindingSameSite = o.cookieSameSite.Mode(o.cfg.RootURL.Scheme == "https")
+	}
+	o.cfg.IDP = &login.IDPMetadata{File: o.idpMetadataFile, Refresh: o.idpRefresh}
+	if o.idpMetadataURL != "" {
+		o.cfg.IDP.URL, _ = url.Parse(o.idpMetadataURL)
+	}
+	if o.spKey != "" && o.spCert != "" {
+		if o.cfg.Key, o.cfg.Certificate, err = keypair.Load(o.spKey, o.spCert); err != nil {
+			p.Addf("--sp-key/--sp-cert: %v", err)
+			o.parseFailed["Key"] = true
+		}
+	}
+	if err := o.cfg.Validate(); err != nil {
+		var ps sp.Problems
+		if !errors.As(err, &ps) {
+			return err
+		}
+		for _, pr := range ps {
+			if o.parseFailed[pr.Field] {
+				continue // said above, as the flag's own problem
+			}
+			p.Addf("%s: %s", flagOf(pr.Field), pr.Msg)
+		}
+	}
+	return p.Err()
+}
+
+// flagOf is the flag that sets an sp.Config field.
+func flagOf(field string) string {
+	if f, ok := fieldFlags[field]; ok {
+		return f
+	}
+	return field
+}
+
+// parseSource checks where the SP's identity and the IdP metadata come
+// from.
+func (o *options) parseSource(p *cli.Problems) {
+	if o.spKey != "" && o.spCert == "" || o.spKey == "" && o.spCert != "" {
+		p.Addf("--sp-key and --sp-cert: give both")
 	}
 	if o.idpMetadataURL != "" {
 		if u, err := url.Parse(o.idpMetadataURL); err != nil || u.Host == "" {
 			p.Addf("--idp-metadata-url %q is not an absolute URL", o.idpMetadataURL)
 		}
 	}
-	if !relaystate.ValidInstanceID(o.instanceID) {
-		p.Addf("--instance-id %q: use 1 to 40 characters of A-Z a-z 0-9 . _ -", o.instanceID)
-	}
-	if u, err := url.Parse(o.rootURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		p.Addf("--root-url %q must be an absolute http or https URL", o.rootURL)
-	}
+}
+
+// parseStore checks --store and --store-url against the store registry.
+func (o *options) parseStore(p *cli.Problems) {
 	switch o.storeMode {
 	case "memory", "redis":
 		if o.storeURL == "" {
@@ -194,11 +275,10 @@ func (o *options) validate() error {
 	default:
 		p.Addf("--store %q: want memory, redis or stateless", o.storeMode)
 	}
-	o.sessionKeyRing = o.sessionKeys.Keys(&p)
-	o.gwc = o.gw.build(&p, o.storeMode)
-	if o.maxRelogins < 0 {
-		p.Addf("--max-relogins must not be negative")
-	}
+}
+
+// parseBounds parses the addresses, numbers and durations that bound input.
+func (o *options) parseBounds(p *cli.Problems) {
 	o.trustedPrefixes = nil
 	for _, c := range o.trustedProxies {
 		pfx, err := netip.ParsePrefix(c)
@@ -212,11 +292,9 @@ func (o *options) validate() error {
 		}
 		o.trustedPrefixes = append(o.trustedPrefixes, pfx.Masked())
 	}
-	if o.maxReturnURL < 1 || o.maxReturnURL > sp.MaxStoredURI {
-		p.Addf("--max-return-url must be 1 to %d, got %d", sp.MaxStoredURI, o.maxReturnURL)
-	} else if o.storeMode == "stateless" && o.maxReturnURL > sp.MaxStatelessReturnURL {
-		p.Addf("--max-return-url %d: with --store stateless the return URL travels in a cookie, which browsers drop above %d bytes of URL", o.maxReturnURL, sp.MaxStatelessReturnURL)
-	}
+	// A flag of 0 switches a rate or the ceiling off (sp.LoginLimits uses a
+	// negative value for that): a negative flag would be read as off too,
+	// so it is refused as the typo it is.
 	for _, r := range []struct {
 		flag string
 		v    float64
@@ -225,19 +303,22 @@ func (o *options) validate() error {
 			p.Addf("%s must be a number of starts per second, 0 or more, got %v", r.flag, r.v)
 		}
 	}
-	for _, n := range []struct {
-		flag string
-		v    int
-	}{{"--login-burst-per-client", o.loginBurstPerClient}, {"--login-burst", o.loginBurst}, {"--rate-limit-clients", o.rateLimitClients},
-		{"--max-connections", o.maxConnections}} {
-		if n.v < 1 {
-			p.Addf("%s must be at least 1, got %d", n.flag, n.v)
-		}
-	}
 	if o.maxPendingLogins < 0 {
 		p.Addf("--max-pending-logins must not be negative (0 switches it off)")
 	}
-	// In flag order, so the report reads the same every time.
+	// The library reads 0 as its default; a flag of 0 is a mistake.
+	for _, n := range []struct {
+		flag, field string
+		v           int
+	}{{"--login-burst-per-client", "LoginLimits.PerClientBurst", o.loginBurstPerClient}, {"--login-burst", "LoginLimits.TotalBurst", o.loginBurst},
+		{"--rate-limit-clients", "LoginLimits.Clients", o.rateLimitClients}, {"--max-connections", "", o.maxConnections}} {
+		if n.v < 1 {
+			p.Addf("%s must be at least 1, got %d", n.flag, n.v)
+			o.parseFailed[n.field] = true
+		}
+	}
+	// A zero duration would silently become the SP's default: refused, in
+	// flag order, so the report reads the same every time.
 	for _, d := range []struct {
 		flag string
 		d    time.Duration
@@ -249,7 +330,6 @@ func (o *options) validate() error {
 			p.Addf("%s must be positive, got %v", d.flag, d.d)
 		}
 	}
-	return p.Err()
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -277,17 +357,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := cli.SignalContext(ctx)
 	defer stop()
 
-	key, cert, err := keypair.Load(o.spKey, o.spCert)
-	if err != nil {
-		return fmt.Errorf("--sp-key/--sp-cert: %w", err)
-	}
-	rootURL, _ := url.Parse(o.rootURL)
-	sameSite := o.cookieSameSite.Mode(rootURL.Scheme == "https")
-	idp := &sp.IDPMetadata{File: o.idpMetadataFile, Refresh: o.idpRefresh}
-	if o.idpMetadataURL != "" {
-		idp.URL, _ = url.Parse(o.idpMetadataURL)
-	}
-
 	var st store.Store
 	if o.storeMode != "stateless" {
 		st, err = openStore(ctx, o, ilog)
@@ -297,15 +366,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer st.Close()
 	}
 	reg := prometheus.NewRegistry()
-	s, err := sp.New(sp.Config{
-		InstanceID: o.instanceID, RootURL: rootURL, Store: st, Key: key, Certificate: cert, IDP: idp,
-		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
-		StoreTimeout: o.storeTimeout, BindingSameSite: sameSite, MaxRelogins: o.maxRelogins, SessionKeys: o.sessionKeyRing,
-		TrustedProxies: o.trustedPrefixes, MaxReturnURL: o.maxReturnURL, LoginLimits: o.loginLimits(),
-		Logger: logger, Registry: reg,
-		Gateway: o.gwc.Gateway, IDPInitiated: o.gwc.IDPInitiated,
-		NextKey: o.gwc.NextKey, NextCertificate: o.gwc.NextCertificate, SessionCacheTTL: o.gwc.SessionCacheTTL,
-	})
+	cfg := o.cfg
+	cfg.Store, cfg.StoreKind, cfg.Logger, cfg.Registry = st, "", logger, reg
+	s, err := sp.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -314,10 +377,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		keySource = fmt.Sprintf("--session-key (%d in the ring)", len(o.sessionKeyRing))
 	}
 	ilog.Info("samlsp starting", "root_url", o.rootURL, "store", o.storeMode,
-		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cert), "session_keys", keySource,
+		"store_url", store.Redact(o.storeURL), "key_fingerprint", keypair.Fingerprint(cfg.Certificate), "mode", cfg.Mode.String(), "session_keys", keySource,
 		"upstream", o.gw.upstream, "identity_jwt", o.gw.identityJWT)
-	if o.gwc.NextCertificate != nil {
-		ilog.Info("SP key rollover: next certificate published, decrypting with both", "next_key_fingerprint", keypair.Fingerprint(o.gwc.NextCertificate))
+	if cfg.NextCertificate != nil {
+		ilog.Info("SP key rollover: next certificate published, decrypting with both", "next_key_fingerprint", keypair.Fingerprint(cfg.NextCertificate))
 	}
 
 	hs := &http.Server{

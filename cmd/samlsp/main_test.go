@@ -55,11 +55,14 @@ func TestProblemsReportedAtOnce(t *testing.T) {
 	for _, want := range []string{"--sp-key", "--idp-metadata-url", "--store \"mongodb\"", "--instance-id", "--root-url",
 		"--session-key #2", "--session-key-file",
 
-		`--trusted-proxies: "not-a-cidr"`, "--max-return-url must be 1 to 8192", "--login-rate must be", "--login-burst-per-client must be at least 1",
+		`--trusted-proxies: "not-a-cidr"`, "--max-return-url: 9000 must be 1 to 8192", "--login-rate must be", "--login-burst-per-client must be at least 1",
 		"--max-pending-logins must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != len(uniq(lines)) {
+		t.Errorf("a problem is reported twice (two validators?):\n%v", err)
 	}
 	if strings.Contains(err.Error(), "tooshort") || strings.Contains(err.Error(), "--session-key #1") {
 		t.Errorf("error prints a secret or blames a good key:\n%v", err)
@@ -394,4 +397,12 @@ func TestSlowClientsCutOff(t *testing.T) {
 	if !closedWithin(idle, 5*time.Second) {
 		t.Error("an idle keep-alive connection was held past 5s (--idle-timeout 300ms)")
 	}
+}
+
+func uniq(lines []string) map[string]bool {
+	m := map[string]bool{}
+	for _, l := range lines {
+		m[l] = true
+	}
+	return m
 }

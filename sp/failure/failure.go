@@ -124,15 +124,18 @@ var AllCauses = []Cause{
 // statuses maps each cause to its HTTP status; a cause not listed is 400.
 var statuses = map[Cause]int{
 	// The request reached a replica that cannot answer it.
-	CauseStateCrossInstance:     http.StatusMisdirectedRequest,
-	CauseSessionCrossInstance:   http.StatusMisdirectedRequest,
-	CauseStateSignatureInvalid:  http.StatusMisdirectedRequest,
-	CauseSessionInvalid:         http.StatusMisdirectedRequest,
-	CauseStateAlreadyUsed:       http.StatusConflict,
-	CauseBindingMismatch:        http.StatusForbidden,
-	CauseResponseInvalid:        http.StatusForbidden,
-	CauseAssertionReplayed:      http.StatusForbidden,
-	CauseForbidden:              http.StatusForbidden,
+	CauseStateCrossInstance:    http.StatusMisdirectedRequest,
+	CauseSessionCrossInstance:  http.StatusMisdirectedRequest,
+	CauseStateSignatureInvalid: http.StatusMisdirectedRequest,
+	CauseSessionInvalid:        http.StatusMisdirectedRequest,
+	CauseStateAlreadyUsed:      http.StatusConflict,
+	CauseBindingMismatch:       http.StatusForbidden,
+	CauseResponseInvalid:       http.StatusForbidden,
+	CauseAssertionReplayed:     http.StatusForbidden,
+	CauseForbidden:             http.StatusForbidden,
+	// 403, not 400: nginx's auth_request passes only 401 and 403 on to
+	// the client (anything else becomes its own 500).
+	CauseIdentityHeaderForged:   http.StatusForbidden,
 	CauseLogoutTokenInvalid:     http.StatusForbidden,
 	CauseStoreUnavailable:       http.StatusServiceUnavailable,
 	CauseStoreFull:              http.StatusServiceUnavailable,

@@ -93,27 +93,30 @@ type Config struct {
 	JWT *JWT
 }
 
-// Problems reports every problem with c.
-func (c Config) Problems() []error {
-	var errs []error
-	p := c.prefix()
+// CheckPrefix reports what is wrong with an identity header prefix ("" is
+// the default).
+func CheckPrefix(p string) error {
+	if p == "" {
+		return nil
+	}
 	if !strings.HasSuffix(p, "-") || len(p) < 3 || !httpguts.ValidHeaderFieldName(p) {
-		errs = append(errs, fmt.Errorf("identity header prefix %q must be a header name ending in '-', like X-Samlha-", p))
+		return fmt.Errorf("identity header prefix %q must be a header name ending in '-', like X-Samlha-", p)
 	}
-	for _, a := range c.PassAttributes {
-		if !httpguts.ValidHeaderFieldName(a.Header) {
-			errs = append(errs, fmt.Errorf("pass-attribute header %q is not a valid header name", a.Header))
-		}
-		switch normalise(a.Header) {
-		case "host", "cookie", "authorization", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
-			"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded":
-			errs = append(errs, fmt.Errorf("pass-attribute header %q would replace a header the request needs", a.Header))
-		}
+	return nil
+}
+
+// CheckPassAttribute reports what is wrong with a passed attribute's
+// header: not a header name, or one the request needs.
+func CheckPassAttribute(a PassAttribute) error {
+	if !httpguts.ValidHeaderFieldName(a.Header) {
+		return fmt.Errorf("pass-attribute header %q is not a valid header name", a.Header)
 	}
-	if c.JWT != nil {
-		errs = append(errs, c.JWT.validate()...)
+	switch normalise(a.Header) {
+	case "host", "cookie", "authorization", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+		"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded":
+		return fmt.Errorf("pass-attribute header %q would replace a header the request needs", a.Header)
 	}
-	return errs
+	return nil
 }
 
 func (c Config) prefix() string {

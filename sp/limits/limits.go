@@ -381,3 +381,21 @@ func (g *Gate) Capacity(now time.Time) string {
 	}
 	return fmt.Sprintf("ok: %d of %d pending logins", n, p.limit)
 }
+
+// PeerTrusted reports whether r's TCP peer is in trusted.
+func PeerTrusted(r *http.Request, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -164,3 +164,9 @@ func (c CookieSettings) setBinding(w http.ResponseWriter, r *http.Request, rs st
 func (c CookieSettings) clearBinding(w http.ResponseWriter, rs string) {
 	http.SetCookie(w, c.bindingCookie(c.bindingName(rs), "", -1))
 }
+
+// IsBindingCookie reports whether name is a login's binding cookie, with
+// or without the __Host- prefix.
+func IsBindingCookie(name string) bool {
+	return strings.HasPrefix(strings.TrimPrefix(name, hostPrefix), bindingCookieBase)
+}

@@ -78,7 +78,7 @@ func (t *Topology) startApp() ([]string, error) {
 		audience = t.PublicURL
 		// nginx's X-Original-URI and X-Forwarded-Proto are believed from
 		// loopback only.
-		gw = append(gw, "--trusted-proxies", "127.0.0.1/32")
+		gw = append(gw, "--mode", "forward-auth", "--trusted-proxies", "127.0.0.1/32")
 	}
 	t.App = t.proc("demoapp", t.env.Bins.DemoApp, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", t.ports.app),
 		"--require-jwt", "--jwks-url", jwks, "--issuer", t.PublicURL, "--audience", audience,

@@ -1,4 +1,4 @@
-package sp
+package login
 
 import (
 	"crypto/hmac"
@@ -26,13 +26,13 @@ func logoutToken(sessionCookie string) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// serveLogout starts a logout only from the SP's own logout page: a GET
+// ServeLogout starts a logout only from the SP's own logout page: a GET
 // shows a page with one button, which POSTs the token of this browser's
 // session; a POST without it is logout-token-invalid (403), so a link or
 // a form on another site cannot log the user out (crewjam's
 // RequirePOSTToStartLogout, which is also set, refuses a GET).
-func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
-	rt := s.live(w, r)
+func (e *Engine) ServeLogout(w http.ResponseWriter, r *http.Request) {
+	rt := e.live(w, r)
 	if rt == nil {
 		return
 	}
@@ -43,15 +43,15 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/", http.StatusFound) // nothing to log out of
 			return
 		}
-		s.resp.Page(w, http.StatusOK, "logout.html", struct {
+		e.resp.Page(w, http.StatusOK, "logout.html", struct {
 			respond.Page
 			Token        string
 			SingleLogout bool
-		}{s.resp.PageData("Log out"), logoutToken(ck.Value), rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPRedirectBinding) != "" ||
+		}{e.resp.PageData("Log out"), logoutToken(ck.Value), rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPRedirectBinding) != "" ||
 			rt.mw.ServiceProvider.GetSLOBindingLocation(saml.HTTPPostBinding) != ""})
 	case http.MethodPost:
 		if f := limits.Body(w, r, limits.MaxFormBody); f != nil {
-			s.resp.Fail(w, r, f)
+			e.resp.Fail(w, r, f)
 			return
 		}
 		ck, err := r.Cookie(session.CookieName)
@@ -65,7 +65,7 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 			if got == "" {
 				detail = "POST /logout without the logout page's token"
 			}
-			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseLogoutTokenInvalid, Detail: detail})
+			e.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseLogoutTokenInvalid, Detail: detail})
 			return
 		}
 		rt.mw.HandleStartLogout(w, r)
@@ -75,18 +75,18 @@ func (s *SP) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveSLO is crewjam's single logout endpoint with a body limit of its own.
-func (s *SP) serveSLO(w http.ResponseWriter, r *http.Request) {
-	rt := s.live(w, r)
+// ServeSLO is crewjam's single logout endpoint with a body limit of its own.
+func (e *Engine) ServeSLO(w http.ResponseWriter, r *http.Request) {
+	rt := e.live(w, r)
 	if rt == nil {
 		return
 	}
 	if f := limits.Body(w, r, limits.MaxSLOBody); f != nil {
-		s.resp.Fail(w, r, f)
+		e.resp.Fail(w, r, f)
 		return
 	}
 	if f := screenSLO(r); f != nil {
-		s.resp.Fail(w, r, f)
+		e.resp.Fail(w, r, f)
 		return
 	}
 	rt.mw.ServeSLO(w, r)

@@ -1,6 +1,7 @@
-package sp
+package login
 
 import (
+	"crypto"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/xml"
@@ -11,8 +12,8 @@ import (
 
 // applyRollover gives sp the next key pair (Config.NextKey): it decrypts
 // assertions encrypted to either certificate. Signing stays with Key.
-func (s *SP) applyRollover(sp *saml.ServiceProvider) {
-	if k, ok := s.cfg.NextKey.(*rsa.PrivateKey); ok {
+func applyRollover(sp *saml.ServiceProvider, next crypto.Signer) {
+	if k, ok := next.(*rsa.PrivateKey); ok {
 		sp.DecryptionKeys = append(sp.DecryptionKeys, k)
 	}
 }
@@ -21,9 +22,9 @@ func (s *SP) applyRollover(sp *saml.ServiceProvider) {
 // certificate published beside the current one, for signing and for
 // encryption. IdPs encrypt to the first encryption key, the current one,
 // until the swap makes the next one current.
-func (s *SP) writeMetadata(w http.ResponseWriter, sp *saml.ServiceProvider) {
+func (e *Engine) writeMetadata(w http.ResponseWriter, sp *saml.ServiceProvider) {
 	md := sp.Metadata()
-	if next := s.cfg.NextCertificate; next != nil {
+	if next := e.cfg.NextCertificate; next != nil {
 		data := base64.StdEncoding.EncodeToString(next.Raw)
 		for i := range md.SPSSODescriptors {
 			d := &md.SPSSODescriptors[i]
@@ -38,10 +39,20 @@ func (s *SP) writeMetadata(w http.ResponseWriter, sp *saml.ServiceProvider) {
 	}
 	buf, err := xml.MarshalIndent(md, "", "  ")
 	if err != nil {
-		s.log.Error("cannot marshal metadata", "err", err)
+		e.log.Error("cannot marshal metadata", "err", err)
 		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/samlmetadata+xml")
 	_, _ = w.Write(buf)
+}
+
+// ServeMetadata serves the SP metadata. It does not need the IdP's, so the
+// IdP can register this SP before the SP has loaded the IdP metadata.
+func (e *Engine) ServeMetadata(w http.ResponseWriter, _ *http.Request) {
+	if rt := e.rt.Load(); rt != nil {
+		e.writeMetadata(w, &rt.mw.ServiceProvider)
+		return
+	}
+	e.writeMetadata(w, &e.metadataOnly.ServiceProvider)
 }

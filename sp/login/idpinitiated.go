@@ -1,7 +1,6 @@
-package sp
+package login
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/samlha/samlha/sp/loginstate"
 	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/sp/returnurl"
-	"github.com/samlha/samlha/store"
 )
 
 // IDPInitiated accepts IdP-initiated (unsolicited) logins: a response that
@@ -25,28 +23,6 @@ type IDPInitiated struct {
 	// accept IdP-initiated logins although a response replayed to another
 	// replica would be accepted there once more.
 	AcceptLocalReplay bool
-}
-
-func (c *IDPInitiated) validate(st store.Store) []error {
-	var errs []error
-	kind := ""
-	if d, ok := st.(store.Describer); ok {
-		kind = d.Kind()
-	}
-	if (st == nil || !store.Shared(st)) && !c.AcceptLocalReplay {
-		what := "stateless mode keeps its replay cache in each replica's memory"
-		if st != nil {
-			what = "the " + kind + " store is per replica"
-		}
-		errs = append(errs, errors.New("IdP-initiated login needs a replay record every replica sees, and "+what+
-			": a response replayed to another replica would log in again. Use a shared store (redis), or accept that risk explicitly"))
-	}
-	for _, p := range c.RedirectPrefixes {
-		if _, err := access.Canonical(p); err != nil {
-			errs = append(errs, errors.New("IdP-initiated redirect prefix "+p+" must be a clean local path"))
-		}
-	}
-	return errs
 }
 
 // returnPath is where an IdP-initiated login lands: the RelayState when it
@@ -78,14 +54,14 @@ func isOurRelayState(rs string) bool {
 // finishIDPInitiated finishes an IdP-initiated login: the response must
 // carry no InResponseTo (crewjam's AllowIDPInitiated), and its assertion
 // is recorded as used in the shared replay record with the new session.
-func (s *SP) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*loginstate.Tracked, *failure.Failure) {
-	tr := &loginstate.Tracked{Origin: "idp-initiated", URI: s.cfg.IDPInitiated.returnPath(s.returnURL, rs)}
+func (e *Engine) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*loginstate.Tracked, *failure.Failure) {
+	tr := &loginstate.Tracked{Origin: "idp-initiated", URI: e.cfg.IDPInitiated.returnPath(e.cfg.ReturnURL, rs)}
 	assertion, err := rt.idpParser.ParseResponse(r, nil)
 	if err != nil {
 		return tr, classifyResponseError(err)
 	}
-	if s.sessions != nil {
-		return tr, s.commitLogin(w, r, assertion, "")
+	if e.sessions != nil {
+		return tr, e.commitLogin(w, r, assertion, "")
 	}
 	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {
 		return tr, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}

@@ -1,4 +1,4 @@
-package sp
+package login
 
 import (
 	"bytes"
@@ -29,7 +29,8 @@ type IDPMetadata struct {
 	HTTPClient *http.Client
 }
 
-func (m *IDPMetadata) validate() error {
+// Check reports whether exactly one source is given.
+func (m *IDPMetadata) Check() error {
 	n := 0
 	for _, set := range []bool{m.URL != nil, m.File != "", m.Static != nil} {
 		if set {
@@ -63,8 +64,8 @@ func (m *IDPMetadata) load(ctx context.Context) (*saml.EntityDescriptor, error) 
 	}
 }
 
-// flag names the source as the flag that sets it, for advice on pages.
-func (m *IDPMetadata) flag() string {
+// Flag names the source as the flag that sets it, for advice on pages.
+func (m *IDPMetadata) Flag() string {
 	switch {
 	case m == nil:
 		return ""
@@ -93,9 +94,9 @@ func (m *IDPMetadata) source() string {
 // then refreshes it until ctx is done. The SP serves its own metadata and
 // health endpoints meanwhile; logins answer idp-metadata-unavailable until
 // the first load. Run returns nil when ctx is done.
-func (s *SP) Run(ctx context.Context) error {
-	src := s.cfg.IDP
-	if err := src.validate(); err != nil {
+func (e *Engine) Run(ctx context.Context) error {
+	src := e.cfg.IDP
+	if err := src.Check(); err != nil {
 		return err
 	}
 	refresh := src.Refresh
@@ -108,14 +109,14 @@ func (s *SP) Run(ctx context.Context) error {
 		if err == nil {
 			b, _ := xml.Marshal(md)
 			if !bytes.Equal(b, current) {
-				if err = s.setIDPMetadata(md); err == nil {
+				if err = e.setIDPMetadata(md); err == nil {
 					current = b
-					s.log.Info("IdP metadata loaded", "source", src.source(), "entity_id", md.EntityID)
+					e.log.Info("IdP metadata loaded", "source", src.source(), "entity_id", md.EntityID)
 				}
 			}
 		}
 		if err != nil {
-			s.m.idpRefreshErrs.Inc()
+			e.m.idpRefreshErrs.Inc()
 		}
 		return struct{}{}, err
 	}
@@ -125,7 +126,7 @@ func (s *SP) Run(ctx context.Context) error {
 	b.InitialInterval, b.Multiplier, b.MaxInterval = 250*time.Millisecond, 2, 10*time.Second
 	if _, err := backoff.Retry(ctx, load, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0),
 		backoff.WithNotify(func(err error, wait time.Duration) {
-			s.log.Warn("IdP metadata not available yet; retrying", "source", src.source(), "err", err,
+			e.log.Warn("IdP metadata not available yet; retrying", "source", src.source(), "err", err,
 				"retry_in", wait.Round(time.Millisecond))
 		})); err != nil {
 		return nil
@@ -143,17 +144,17 @@ func (s *SP) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		if _, err := load(); err != nil {
-			s.log.Warn("IdP metadata refresh failed; keeping the metadata in use", "source", src.source(), "err", err)
+			e.log.Warn("IdP metadata refresh failed; keeping the metadata in use", "source", src.source(), "err", err)
 		}
 	}
 }
 
 // LoadIDPMetadata loads the IdP metadata once, for callers that want to
 // fail fast instead of running Run in the background.
-func (s *SP) LoadIDPMetadata(ctx context.Context) error {
-	md, err := s.cfg.IDP.load(ctx)
+func (e *Engine) LoadIDPMetadata(ctx context.Context) error {
+	md, err := e.cfg.IDP.load(ctx)
 	if err != nil {
-		return fmt.Errorf("load IdP metadata from %s: %w", s.cfg.IDP.source(), err)
+		return fmt.Errorf("load IdP metadata from %s: %w", e.cfg.IDP.source(), err)
 	}
-	return s.setIDPMetadata(md)
+	return e.setIDPMetadata(md)
 }

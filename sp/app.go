@@ -9,16 +9,10 @@ import (
 
 	"github.com/crewjam/saml/samlsp"
 
-	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/identity"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/session"
 )
-
-type nameValue struct {
-	Name  string
-	Value string
-}
 
 type attribute struct {
 	Name   string
@@ -30,7 +24,7 @@ func (s *SP) serveIndex(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.cfg.Store == nil:
 		expl = "Login state travels in cookies signed with the SP key: any replica with the same key can finish any login."
-	case s.tracker.Shared():
+	case s.engine.Shared():
 		expl = "Login state is shared: any replica using the same store can finish any login."
 	}
 	s.resp.Page(w, http.StatusOK, "index.html", struct {
@@ -93,27 +87,10 @@ func (s *SP) serveApp(w http.ResponseWriter, r *http.Request) {
 	}{s.resp.PageData("App"), v, v.Expires.UTC().Format(time.RFC3339)})
 }
 
-// sessionOf reads r's session: nil without one, with err the session miss
-// (samlsp.ErrNoSession, wrapping a *session.Miss when the cookie named one).
-// When the store fails it answers r with the named cause and returns ok
-// false: nothing is guessed, no login is started.
-func (s *SP) sessionOf(w http.ResponseWriter, r *http.Request, rt *liveConfig) (sess samlsp.Session, err error, ok bool) {
-	sess, err = rt.mw.Session.GetSession(r)
-	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-		s.resp.Fail(w, r, failure.FromStore(err, ""))
-		return nil, nil, false
-	}
-	return sess, err, true
-}
-
 // serveWhoami answers with the session as JSON, or 401 without starting a
 // login: it is for scripts checking whether a session holds on a replica.
 func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
-	rt := s.live(w, r)
-	if rt == nil {
-		return
-	}
-	sess, err, ok := s.sessionOf(w, r, rt)
+	sess, err, ok := s.engine.Session(w, r)
 	if !ok {
 		return
 	}
@@ -131,16 +108,6 @@ func (s *SP) serveWhoami(w http.ResponseWriter, r *http.Request) {
 	respond.JSON(w, http.StatusOK, v)
 }
 
-// serveMetadata serves the SP metadata. It does not need the IdP's, so the
-// IdP can register this SP before the SP has loaded the IdP metadata.
-func (s *SP) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	if rt := s.rt.Load(); rt != nil {
-		s.writeMetadata(w, &rt.mw.ServiceProvider)
-		return
-	}
-	s.writeMetadata(w, &s.metadataOnly.ServiceProvider)
-}
-
 func (s *SP) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	respond.JSON(w, http.StatusOK, map[string]any{"status": "alive", "instance": s.cfg.InstanceID})
 }
@@ -150,7 +117,7 @@ func (s *SP) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 func (s *SP) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{"idp_metadata": "ok", "store": "ok"}
 	ready := true
-	if s.rt.Load() == nil {
+	if !s.engine.Ready() {
 		checks["idp_metadata"], ready = "not loaded", false
 	}
 	if s.cfg.Store != nil {

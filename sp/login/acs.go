@@ -1,57 +1,54 @@
-package sp
+package login
 
 import (
 	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/crewjam/saml"
-	"github.com/crewjam/saml/samlsp"
 
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/loginstate"
-	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/session"
 	"github.com/samlha/samlha/store"
 )
 
-// serveACS finishes a login. Unlike crewjam's ServeACS it consumes the
+// ServeACS finishes a login. Unlike crewjam's ServeACS it consumes the
 // tracked request first, in one atomic store operation, so that every way a
 // login can fail is told apart and named: the state is elsewhere, expired,
 // used, unknown, or not this browser's; the store is down; the response is
 // invalid or replayed. Every outcome is logged, counted and timed here.
-func (s *SP) serveACS(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) ServeACS(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	tr, f := s.finishLogin(w, r)
+	tr, f := e.finishLogin(w, r)
 	result := "success"
 	if f != nil {
 		if tr != nil {
 			f.Origin, f.RequestID = tr.Origin, tr.RequestID
 		}
 		result = string(f.Cause)
-		s.resp.Fail(w, r, f)
+		e.resp.Fail(w, r, f)
 	} else {
-		s.m.loginsSucceeded.Inc()
-		s.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
-			"cross_instance", tr.Origin != s.cfg.InstanceID, "duration", time.Since(start))
-		http.Redirect(w, r, s.returnURL.Landing(tr.URI), http.StatusFound)
+		e.m.loginsSucceeded.Inc()
+		e.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
+			"cross_instance", tr.Origin != e.cfg.Instance, "duration", time.Since(start))
+		http.Redirect(w, r, e.cfg.ReturnURL.Landing(tr.URI), http.StatusFound)
 	}
-	s.m.acsDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	e.m.acsDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 }
 
 // finishLogin does the ACS's work: it returns the tracked request it
 // consumed (once it has one) and the failure, if any. On success it has set
 // the session cookie on w.
-func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tracked, *failure.Failure) {
+func (e *Engine) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tracked, *failure.Failure) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, &failure.Failure{Cause: failure.CauseRequestMalformed, Detail: "ACS called with " + r.Method}
 	}
-	rt := s.rt.Load()
+	rt := e.rt.Load()
 	if rt == nil {
 		return nil, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
 	}
@@ -74,8 +71,8 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 		return nil, f
 	}
 	rs := r.PostForm.Get("RelayState")
-	if s.cfg.IDPInitiated != nil && !isOurRelayState(rs) {
-		return s.finishIDPInitiated(w, r, rt, rs)
+	if e.cfg.IDPInitiated != nil && !isOurRelayState(rs) {
+		return e.finishIDPInitiated(w, r, rt, rs)
 	}
 	if rs == "" {
 		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"}
@@ -88,8 +85,8 @@ func (s *SP) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 	if err != nil {
 		return tr, classifyResponseError(err)
 	}
-	if s.sessions != nil {
-		return tr, s.commitLogin(w, r, assertion, tr.Origin)
+	if e.sessions != nil {
+		return tr, e.commitLogin(w, r, assertion, tr.Origin)
 	}
 	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {
 		return tr, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
@@ -199,130 +196,14 @@ var responseReasons = []struct {
 	{saml.ErrUnsupported, "unsupported"},
 }
 
-// startLogin sends the browser to the IdP with a new AuthnRequest tracked in
-// the login state. Unlike crewjam's HandleStartAuthFlow, a store failure is
-// a 503 with its cause, not a 500 with the error text.
-func (s *SP) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConfig) {
-	s.startLoginTo(w, r, rt, "")
-}
-
-// startLoginTo starts a login that returns to target: "" is r's own path and
-// query (returnURI); anything else is a return URL the caller has already
-// checked (forward-auth's rd, against --allowed-redirect-hosts).
-func (s *SP) startLoginTo(w http.ResponseWriter, r *http.Request, rt *liveConfig, target string) {
-	sp := &rt.mw.ServiceProvider
-	binding := saml.HTTPRedirectBinding
-	loc := sp.GetSSOBindingLocation(binding)
-	if loc == "" {
-		binding = saml.HTTPPostBinding
-		loc = sp.GetSSOBindingLocation(binding)
-	}
-	if loc == "" {
-		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata lists no SSO endpoint for HTTP-Redirect or HTTP-POST"})
-		return
-	}
-	authReq, err := sp.MakeAuthenticationRequest(loc, binding, saml.HTTPPostBinding)
-	if err != nil {
-		s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "cannot make AuthnRequest: " + err.Error(), Err: err})
-		return
-	}
-	uri, now, ok := s.admitLogin(w, r, target)
-	if !ok {
-		return
-	}
-	rs, err := rt.state.Begin(w, r, authReq.ID, uri)
-	if err != nil {
-		s.logins.Release(now)
-		s.resp.Fail(w, r, failure.FromStore(err, s.cfg.InstanceID))
-		return
-	}
-	s.m.loginsStarted.Inc()
-	s.log.Debug("login started", "request_id", authReq.ID, "return_to", r.URL.Path)
-	w.Header().Set("Cache-Control", "no-cache, no-store")
-	w.Header().Set("Pragma", "no-cache")
-	if binding == saml.HTTPRedirectBinding {
-		u, err := authReq.Redirect(rs, sp)
-		if err != nil {
-			s.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "cannot encode AuthnRequest: " + err.Error(), Err: err})
-			return
-		}
-		http.Redirect(w, r, u.String(), http.StatusFound)
-		return
-	}
-	respond.WriteAuthnRequestForm(w, authReq, rs)
-}
-
-// reloginCookie counts how often this browser was sent to log in again
-// because its session cookie named a session this replica could not use.
-const reloginCookie = "samlha_relogin"
-
-// requireAccount serves next if the request has a session, and starts a
-// login otherwise. A browser whose session cookie names a session this
-// replica cannot use (it lives on another replica, or is signed with
-// another key) is sent to log in again at most MaxRelogins times in a row;
-// after that the SP explains instead of looping.
-func (s *SP) requireAccount(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rt := s.live(w, r)
-		if rt == nil {
-			return
-		}
-		sess, err := rt.mw.Session.GetSession(r)
-		if err == nil && sess != nil {
-			if _, err := r.Cookie(reloginCookie); err == nil {
-				http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cookies.Secure, SameSite: http.SameSiteLaxMode})
-			}
-			next.ServeHTTP(w, r.WithContext(samlsp.ContextWithSession(r.Context(), sess)))
-			return
-		}
-		if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
-			s.resp.Fail(w, r, failure.FromStore(err, ""))
-			return
-		}
-		if _, ckErr := r.Cookie(session.CookieName); ckErr != nil {
-			s.startLogin(w, r, rt) // no session cookie at all: an ordinary first login
-			return
-		}
-		miss := &session.Miss{Kind: "invalid", Detail: "session cookie does not verify: " + errString(err)}
-		if !errors.As(err, &miss) && s.cfg.Store == nil {
-			miss.Origin = "another replica"
-		}
-		s.m.sessionMisses.WithLabelValues(miss.Kind).Inc()
-		n := 0
-		if ck, err := r.Cookie(reloginCookie); err == nil {
-			n, _ = strconv.Atoi(ck.Value)
-		}
-		if n >= s.cfg.MaxRelogins && (miss.Kind == "cross-instance" || miss.Kind == "invalid" || miss.Kind == "not-found") {
-			c := failure.CauseSessionInvalid
-			if miss.Kind == "cross-instance" {
-				c = failure.CauseSessionCrossInstance
-			}
-			s.resp.Fail(w, r, &failure.Failure{Cause: c, Origin: miss.Origin,
-				Detail: miss.Detail + "; gave up after " + strconv.Itoa(n) + " re-logins"})
-			return
-		}
-		s.log.Info("session unusable, logging in again", "kind", miss.Kind, "origin", miss.Origin, "attempt", n+1, "detail", miss.Detail)
-		http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: strconv.Itoa(n + 1), Path: "/", MaxAge: 600,
-			HttpOnly: true, Secure: s.cookies.Secure, SameSite: http.SameSiteLaxMode})
-		s.startLogin(w, r, rt)
-	})
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 // onLibraryError is crewjam's OnError, for the flows it still runs
 // (logout): log the private cause, never the XML, and explain.
-func (s *SP) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
+func (e *Engine) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
 	f := classifyResponseError(err)
 	if f.Cause == failure.CauseResponseInvalid {
 		f.Reason = "logout-" + f.Reason
 	}
-	s.resp.Fail(w, r, f)
+	e.resp.Fail(w, r, f)
 }
 
 // commitLogin records the assertion as used and stores the new session in
@@ -330,40 +211,40 @@ func (s *SP) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
 // and, if it already existed, the session just written is deleted and the
 // login refused. This is crewjam's AssertionReplayCache contract (the same
 // key as replayCache.Consume), batched with the session write.
-func (s *SP) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *failure.Failure {
+func (e *Engine) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *failure.Failure {
 	if assertion.ID == "" {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
 	}
-	ck, sess, err := s.sessions.NewSession(assertion, loginInstance)
+	ck, sess, err := e.sessions.NewSession(assertion, loginInstance)
 	if err != nil {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
-	value, err := s.sessions.Seal(ck, sess)
+	value, err := e.sessions.Seal(ck, sess)
 	if err != nil {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
 	}
-	now := s.now()
+	now := e.now()
 	// An assertion is never accepted after IssueInstant + MaxIssueDelay
 	// (+ skew), so its record is kept that long.
 	until := assertion.IssueInstant.Add(saml.MaxIssueDelay + saml.MaxClockSkew)
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.StoreTimeout)
 	defer cancel()
 	sessKey := ck.StoreKey()
-	res := s.cfg.Store.PutBatch(ctx, []store.Write{
+	res := e.cfg.Store.PutBatch(ctx, []store.Write{
 		{Key: session.ReplayKey(assertion.ID), Value: []byte{1}, TTL: session.ReplayTTL(until, now), IfAbsent: true},
-		{Key: sessKey, Value: value, TTL: s.sessions.TTL(sess, now)},
+		{Key: sessKey, Value: value, TTL: e.sessions.TTL(sess, now)},
 	})
 	if res[0] != nil || res[1] != nil {
 		if res[1] == nil {
-			_ = s.cfg.Store.Delete(ctx, sessKey)
+			_ = e.cfg.Store.Delete(ctx, sessKey)
 		}
 		if errors.Is(res[0], store.ErrExists) {
 			return &failure.Failure{Cause: failure.CauseAssertionReplayed, Detail: "assertion " + assertion.ID + " was accepted before"}
 		}
 		err := errors.Join(res[0], res[1])
-		s.storeError("put-batch", err)
+		e.storeError("put-batch", err)
 		return failure.FromStore(err, "")
 	}
-	s.sessions.ReplaceCookie(w, r, ck, sess)
+	e.sessions.ReplaceCookie(w, r, ck, sess)
 	return nil
 }

@@ -1,0 +1,305 @@
+// Package gateway is the SP in front of an application (DESIGN.md section
+// 8): every path that is not the SP's own goes to the upstream, with a
+// session, for a user the --allow rules admit, and with the identity in
+// headers only the SP sets. A path is decided on in its one canonical form
+// (package access); an API call without a session gets 401 and creates no
+// login state; a browser is sent to log in and back.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crewjam/saml/samlsp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/samlha/samlha/sp/access"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/identity"
+	"github.com/samlha/samlha/sp/limits"
+	"github.com/samlha/samlha/sp/login"
+	"github.com/samlha/samlha/sp/respond"
+)
+
+// DefaultUpstreamHeaderTimeout bounds how long the gateway waits for the
+// upstream's response headers (Options.UpstreamHeaderTimeout).
+const DefaultUpstreamHeaderTimeout = time.Minute
+
+// Options configure a Gateway.
+type Options struct {
+	Upstream    *url.URL
+	PublicPaths access.PublicPaths
+	Allow       access.Rules
+	// RootURL is the SP's public URL: the upstream is told it is its host
+	// and scheme (X-Forwarded-Host, X-Forwarded-Proto), whatever Host the
+	// client sent.
+	RootURL *url.URL
+	// TrustedProxies are the peers whose X-Forwarded-For is kept (and
+	// appended to); from anyone else it is replaced.
+	TrustedProxies []netip.Prefix
+	// Transport reaches the upstream; nil: a transport tuned for one busy
+	// upstream, whose response headers must come within
+	// UpstreamHeaderTimeout (default DefaultUpstreamHeaderTimeout).
+	Transport             http.RoundTripper
+	UpstreamHeaderTimeout time.Duration
+	// FlushInterval is ReverseProxy's: 0 flushes server-sent events and
+	// responses of unknown length at every write, -1 every write of every
+	// response.
+	FlushInterval time.Duration
+	// OwnPath reports whether a path is the SP's own (never proxied).
+	OwnPath func(string) bool
+
+	Engine    *login.Engine
+	Identity  *identity.Headers
+	Responder *respond.Responder
+	Registry  prometheus.Registerer
+	Logger    *slog.Logger
+}
+
+// Gateway serves every path of the application.
+type Gateway struct {
+	o        Options
+	proxy    *httputil.ReverseProxy
+	requests *prometheus.CounterVec // outcome
+	stripped prometheus.Counter
+}
+
+// New returns the gateway o configures, with its metrics registered.
+func New(o Options) *Gateway {
+	g := &Gateway{o: o,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "samlha_gateway_requests_total",
+			Help: "Requests for the upstream by outcome: authenticated, public, unauthenticated (401, no login state), forbidden, path-refused, upstream-error, client-gone. Browser navigations without a session are counted as logins started.",
+		}, []string{"outcome"}),
+		stripped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "samlha_gateway_identity_headers_stripped_total",
+			Help: "Identity headers (the gateway's prefix or a --pass-attribute header, under any spelling) a client sent, removed before anything else.",
+		}),
+	}
+	o.Registry.MustRegister(g.requests, g.stripped)
+	g.proxy = g.newProxy()
+	return g
+}
+
+// Strip is middleware that removes, from every request, each header the
+// gateway itself sets for the upstream, under any spelling
+// (identity.Protected). Mount it first, before routing, so no handler and
+// no upstream sees a client's copy.
+func (g *Gateway) Strip(next http.Handler) http.Handler {
+	prot := g.o.Identity.Protected()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := len(prot.Strip(r.Header)); n > 0 {
+			g.stripped.Add(float64(n))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ServeHTTP serves every path that is not the SP's own.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.o.OwnPath(r.URL.Path) {
+		http.NotFound(w, r)
+		return
+	}
+	p, err := access.Canonical(r.URL.EscapedPath())
+	if err != nil {
+		g.requests.WithLabelValues("path-refused").Inc()
+		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "gateway",
+			Detail: truncate(r.URL.EscapedPath(), 200) + ": " + err.Error(), Err: err})
+		return
+	}
+	if g.o.PublicPaths.Match(p) {
+		g.requests.WithLabelValues("public").Inc()
+		g.forward(w, r)
+		return
+	}
+	if BrowserNavigation(r) {
+		// A browser: RequireAccount logs it in (and back to this URL),
+		// with its loop protection.
+		g.o.Engine.RequireAccount(http.HandlerFunc(g.serveUpstream)).ServeHTTP(w, r)
+		return
+	}
+	sess, _, ok := g.o.Engine.Session(w, r)
+	if !ok {
+		return
+	}
+	if sess == nil {
+		// An API call: no login is started and no state is created.
+		g.requests.WithLabelValues("unauthenticated").Inc()
+		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "gateway", API: true,
+			Detail: r.Method + " without a session, not a browser navigation", LoginURL: g.loginURL(r.URL.RequestURI())})
+		return
+	}
+	g.serveUpstream(w, r.WithContext(samlsp.ContextWithSession(r.Context(), sess)))
+}
+
+// BrowserNavigation reports whether r is a top-level navigation by a
+// browser, which may be sent to log in: GET or HEAD asking for HTML, and
+// not a fetch/XHR (Sec-Fetch-Mode, X-Requested-With).
+func BrowserNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	if strings.EqualFold(r.Header.Get("X-Requested-With"), "XMLHttpRequest") {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// loginURL is the URL that starts a login returning to rd.
+func (g *Gateway) loginURL(rd string) string {
+	return g.o.RootURL.JoinPath("/saml/login").String() + "?rd=" + url.QueryEscape(rd)
+}
+
+// serveUpstream authorizes the session in r's context for r's path and
+// sends r upstream with the identity headers.
+func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request) {
+	id := identity.Of(samlsp.SessionFromContext(r.Context()))
+	if f := g.o.Allow.Decide(r.URL.Path, id.User, id.Attrs); f != nil {
+		f.Op = "gateway"
+		g.requests.WithLabelValues("forbidden").Inc()
+		g.o.Responder.Fail(w, r, f)
+		return
+	}
+	hdr := make(http.Header, 8)
+	if err := g.o.Identity.Set(hdr, id); err != nil {
+		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseInternal, Op: "gateway",
+			Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
+		return
+	}
+	g.requests.WithLabelValues("authenticated").Inc()
+	// The headers are set on the outbound request in Rewrite, after
+	// ReverseProxy has removed the hop-by-hop headers, so a client's
+	// "Connection: X-Samlha-User" cannot strip them.
+	g.forward(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)))
+}
+
+// identityHeadersKey carries the identity headers from serveUpstream to
+// the proxy's Rewrite.
+type identityHeadersKey struct{}
+
+// forward sends r to the upstream. Only here, for a request the gateway
+// has admitted, are the server's whole-request read and write deadlines
+// lifted: server-sent events, WebSockets, long downloads and large uploads
+// last as long as they last, while the SP's own routes (the ACS, login
+// starts, refusals) keep them against slow clients.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})  // no deadline to lift: nothing to do
+	_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	g.proxy.ServeHTTP(w, r)
+}
+
+// newProxy is the reverse proxy to the upstream.
+func (g *Gateway) newProxy() *httputil.ReverseProxy {
+	tr := g.o.Transport
+	if tr == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Go's default keeps two idle connections per host: under load,
+		// most requests would open a new one.
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 1024
+		t.IdleConnTimeout = 90 * time.Second
+		// An upstream that never answers does not hold a gateway
+		// goroutine and connection forever (streams are fine: their
+		// headers come at once).
+		t.ResponseHeaderTimeout = g.o.UpstreamHeaderTimeout
+		if t.ResponseHeaderTimeout <= 0 {
+			t.ResponseHeaderTimeout = DefaultUpstreamHeaderTimeout
+		}
+		tr = t
+	}
+	return &httputil.ReverseProxy{
+		Transport:     tr,
+		FlushInterval: g.o.FlushInterval,
+		BufferPool:    newBufferPool(),
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(g.o.Upstream)
+			g.setForwarded(pr)
+			login.StripOwnCookies(pr.Out.Header)
+			if hdr, ok := pr.In.Context().Value(identityHeadersKey{}).(http.Header); ok {
+				for k, v := range hdr {
+					pr.Out.Header[k] = v
+				}
+			}
+		},
+		ErrorHandler: g.upstreamFailed,
+	}
+}
+
+// upstreamFailed answers a request the upstream could not serve.
+func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, err error) {
+	f := &failure.Failure{Cause: failure.CauseUpstreamUnavailable, Op: "gateway", Detail: err.Error(), Err: err}
+	var ne net.Error
+	switch {
+	case r.Context().Err() != nil:
+		f.Cause = failure.CauseClientGone
+		g.requests.WithLabelValues("client-gone").Inc()
+	case errors.As(err, &ne) && ne.Timeout():
+		f.Cause = failure.CauseUpstreamTimeout
+		g.requests.WithLabelValues("upstream-error").Inc()
+	default:
+		g.requests.WithLabelValues("upstream-error").Inc()
+	}
+	g.o.Responder.Fail(w, r, f)
+}
+
+// setForwarded tells the upstream who asked and where: X-Forwarded-For is
+// appended to from a trusted proxy and replaced from anyone else;
+// X-Forwarded-Host and X-Forwarded-Proto are the SP's root URL's, never a
+// client's choice; X-Real-IP is the client address the SP found (or
+// absent), never a client's copy; Forwarded is dropped.
+func (g *Gateway) setForwarded(pr *httputil.ProxyRequest) {
+	trusted := limits.PeerTrusted(pr.In, g.o.TrustedProxies)
+	if trusted {
+		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = append([]string(nil), xff...)
+		}
+	}
+	pr.SetXForwarded()
+	pr.Out.Header.Set("X-Forwarded-Host", g.o.RootURL.Host)
+	pr.Out.Header.Set("X-Forwarded-Proto", g.o.RootURL.Scheme)
+	pr.Out.Header.Del("Forwarded")
+	pr.Out.Header.Del("X-Real-Ip")
+	if a := limits.ClientAddress(pr.In); a.IsValid() {
+		pr.Out.Header.Set("X-Real-Ip", a.String())
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// bufferPool is httputil.BufferPool over sync.Pool: 32 KiB copy buffers,
+// reused rather than allocated for every proxied body. It pools array
+// pointers, so neither Get nor Put allocates.
+type bufferPool struct{ p sync.Pool }
+
+const proxyBufferSize = 32 << 10
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { return new([proxyBufferSize]byte) }}}
+}
+
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[proxyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(x []byte) {
+	if cap(x) >= proxyBufferSize {
+		b.p.Put((*[proxyBufferSize]byte)(x[:proxyBufferSize]))
+	}
+}

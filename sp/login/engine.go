@@ -1,0 +1,247 @@
+// Package login is the SP's login engine: crewjam/saml's service provider
+// with its hooks filled (engine.go), the IdP metadata that configures it
+// (idpmeta.go), starting a login (start.go), the ACS that finishes one and
+// names the cause of every failure (acs.go), IdP-initiated logins
+// (idpinitiated.go), what a request's session is (account.go), logout and
+// single logout (logout.go), the screen that refuses DTDs before crewjam
+// parses (xmlguard.go), and the SP's own metadata (rollover.go).
+package login
+
+import (
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlsp"
+	"github.com/prometheus/client_golang/prometheus"
+	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/keyring"
+	"github.com/samlha/samlha/sp/limits"
+	"github.com/samlha/samlha/sp/loginstate"
+	"github.com/samlha/samlha/sp/relaystate"
+	"github.com/samlha/samlha/sp/respond"
+	"github.com/samlha/samlha/sp/returnurl"
+	"github.com/samlha/samlha/sp/session"
+	"github.com/samlha/samlha/store"
+)
+
+// Config configures the engine. Durations must be set (the SP's defaults
+// are applied by package sp).
+type Config struct {
+	Instance string
+	RootURL  *url.URL
+	// Store holds login state; nil is stateless mode (crewjam's signed
+	// cookies).
+	Store     store.Store
+	StoreKind string
+
+	Key             crypto.Signer
+	Certificate     *x509.Certificate
+	NextKey         crypto.Signer // the pair being rolled in, if any
+	NextCertificate *x509.Certificate
+	// Ring is the SP's own key ring (store mode).
+	Ring *keyring.Ring
+
+	IDP *IDPMetadata
+
+	RequestTTL, TombstoneTTL      time.Duration
+	SessionIdleTTL, SessionMaxTTL time.Duration
+	StoreTimeout                  time.Duration
+	BindingSameSite               http.SameSite
+	MaxRelogins                   int
+	IDPInitiated                  *IDPInitiated
+	SessionCacheTTL               time.Duration
+	SessionCacheEntries           int
+	Clock                         *dsig.Clock
+	Responder                     *respond.Responder
+	ReturnURL                     returnurl.Policy
+	Gate                          *limits.Gate
+	Logger                        *slog.Logger
+	Registry                      prometheus.Registerer
+	Now                           func() time.Time
+}
+
+// Engine runs logins for one SP replica.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	resp    *respond.Responder
+	cookies loginstate.CookieSettings
+
+	tracker  *loginstate.StoreTracker // store mode
+	sessions *session.Provider        // store mode
+	cache    *session.Cache           // store mode with SessionCacheTTL
+	replay   saml.AssertionReplayCache
+	revoked  samlsp.SessionRevocationStore
+
+	rt atomic.Pointer[liveConfig] // nil until the IdP metadata is loaded
+	// metadataOnly serves this SP's metadata until the IdP's is loaded, so
+	// the IdP can register the SP first.
+	metadataOnly *samlsp.Middleware
+}
+
+// liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
+// in atomically, each time the metadata changes.
+type liveConfig struct {
+	mw    *samlsp.Middleware
+	state loginstate.Tracker
+	// parser is the ServiceProvider the ACS parses responses with. In
+	// store mode it is mw.ServiceProvider without its ReplayCache: the ACS
+	// records the assertion together with the session, in one round trip
+	// (see commit). crewjam's other flows (logout requests) still use
+	// mw.ServiceProvider and its ReplayCache.
+	parser *saml.ServiceProvider
+	// idpParser is parser accepting unsolicited responses (IDPInitiated).
+	idpParser *saml.ServiceProvider
+}
+
+// New returns an engine. Call Run to load (and refresh) the IdP metadata.
+func New(cfg Config) (*Engine, error) {
+	e := &Engine{cfg: cfg, log: cfg.Logger, resp: cfg.Responder}
+	e.m = newMetrics(cfg.Registry)
+	e.cookies = loginstate.CookieSettings{Secure: cfg.RootURL.Scheme == "https", SameSite: cfg.BindingSameSite, Ring: cfg.Ring}
+	if cfg.Store != nil {
+		onErr := e.storeError
+		e.tracker = loginstate.NewStoreTracker(loginstate.StoreConfig{Store: cfg.Store, StoreKind: cfg.StoreKind, Instance: cfg.Instance,
+			TTL: cfg.RequestTTL, Tombstone: cfg.TombstoneTTL, Timeout: cfg.StoreTimeout, Now: cfg.Now,
+			Cookie: e.cookies, OnStoreError: onErr})
+		e.replay = session.NewReplayCache(cfg.Store, cfg.StoreTimeout, cfg.Now, onErr)
+		e.sessions = session.NewProvider(session.ProviderConfig{Store: cfg.Store, StoreKind: cfg.StoreKind, Instance: cfg.Instance,
+			Idle: cfg.SessionIdleTTL, Absolute: cfg.SessionMaxTTL, Timeout: cfg.StoreTimeout, Now: cfg.Now,
+			Ring: cfg.Ring, Cookie: session.CookieSettings{Secure: e.cookies.Secure}, OnStoreError: onErr})
+		e.sessions.SetCodec(samlsp.JWTSessionCodec{MaxAge: cfg.SessionMaxTTL, Clock: cfg.Clock,
+			Audience: cfg.RootURL.String(), Issuer: cfg.RootURL.String()})
+		e.revoked = e.sessions.Revocations()
+		if cfg.SessionCacheTTL > 0 {
+			n := cfg.SessionCacheEntries
+			if n <= 0 {
+				n = 100000
+			}
+			e.cache = session.NewCache(e.sessions, cfg.SessionCacheTTL, n, cfg.Now)
+		}
+	} else {
+		// Stateless: crewjam's own in-process stores, as they are. They
+		// protect one replica only; that is the point of this mode.
+		rc := samlsp.NewMemoryReplayCache(100000)
+		rc.Clock = cfg.Clock
+		e.replay = rc
+		rv := samlsp.NewMemorySessionRevocationStore(samlsp.DefaultMaxSessionRevocations)
+		rv.Clock = cfg.Clock
+		e.revoked = rv
+	}
+	var err error
+	if e.metadataOnly, err = samlsp.New(e.middlewareOptions(nil)); err != nil {
+		return nil, fmt.Errorf("configure SAML middleware: %w", err)
+	}
+	return e, nil
+}
+
+func (e *Engine) now() time.Time { return e.cfg.Now() }
+
+func (e *Engine) storeError(op string, err error) {
+	e.m.storeErrors.WithLabelValues(op).Inc()
+	e.log.Warn("store operation failed", "op", op, "err", err)
+}
+
+// Ready reports whether the engine can serve logins: the IdP metadata is
+// loaded.
+func (e *Engine) Ready() bool { return e.rt.Load() != nil }
+
+// Shared reports whether other replicas see this replica's logins and
+// sessions (a shared store); false for a per-replica store and stateless
+// mode.
+func (e *Engine) Shared() bool { return e.tracker != nil && e.tracker.Shared() }
+
+// middlewareOptions are crewjam's options for IdP metadata md (nil before
+// it is loaded: enough to serve this SP's own metadata).
+func (e *Engine) middlewareOptions(md *saml.EntityDescriptor) samlsp.Options {
+	return samlsp.Options{
+		URL:                  *e.cfg.RootURL,
+		Key:                  e.cfg.Key,
+		Certificate:          e.cfg.Certificate,
+		IDPMetadata:          md,
+		CookieName:           session.CookieName,
+		CookieSameSite:       e.cfg.BindingSameSite,
+		TrackedRequestMaxAge: e.cfg.RequestTTL,
+		ReplayCache:          e.replay,
+		SessionRevocations:   e.revoked,
+		Clock:                e.cfg.Clock,
+		RelayStateFunc: func(http.ResponseWriter, *http.Request) string {
+			return relaystate.New(e.cfg.Instance)
+		},
+		LogoutBindings: []string{saml.HTTPPostBinding, saml.HTTPRedirectBinding},
+		// The single logout profile requires signed logout messages over
+		// the front-channel bindings, and IdPs (samlidp among them) refuse
+		// unsigned ones; it also puts the signing key in our metadata.
+		SignLogout: true,
+	}
+}
+
+// setIDPMetadata builds the crewjam middleware for md and swaps it in.
+func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
+	opts := e.middlewareOptions(md)
+	mw, err := samlsp.New(opts)
+	if err != nil {
+		return fmt.Errorf("configure SAML middleware: %w", err)
+	}
+	mw.OnError = e.onLibraryError
+	// mw.RequestTracker stays crewjam's default and is never read: only
+	// crewjam's ServeACS, HandleStartAuthFlow and RequireAccount read it,
+	// and the SP mounts none of them (rt.state tracks logins instead).
+	// Only the logout page's form may start a logout (see ServeLogout).
+	mw.RequirePOSTToStartLogout = true
+	applyRollover(&mw.ServiceProvider, e.cfg.NextKey)
+	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
+	if e.cfg.Store != nil {
+		parser := mw.ServiceProvider
+		parser.ReplayCache = nil
+		rt.parser = &parser
+		mw.Session = e.sessions
+		if e.cache != nil {
+			mw.Session = e.cache
+		}
+		rt.state = e.tracker
+	} else {
+		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
+		tr.SameSite = e.cfg.BindingSameSite
+		rt.state = loginstate.NewStateless(tr, e.cfg.Instance, e.cfg.TombstoneTTL)
+		cp := mw.Session.(samlsp.CookieSessionProvider)
+		cp.MaxAge = e.cfg.SessionMaxTTL
+		codec := cp.Codec.(samlsp.JWTSessionCodec)
+		codec.MaxAge = e.cfg.SessionMaxTTL
+		cp.Codec = codec
+		cp.SameSite = http.SameSiteLaxMode
+		mw.Session = cp
+	}
+	if e.cfg.IDPInitiated != nil {
+		p := *rt.parser
+		p.AllowIDPInitiated = true
+		rt.idpParser = &p
+	}
+	e.rt.Store(rt)
+	e.m.idpMetadata.Set(1)
+	return nil
+}
+
+// live returns the configuration that depends on the IdP metadata or, if
+// it is not loaded yet, answers idp-metadata-unavailable and returns nil.
+func (e *Engine) live(w http.ResponseWriter, r *http.Request) *liveConfig {
+	rt := e.rt.Load()
+	if rt == nil {
+		e.resp.Fail(w, r, errMetadataNotLoaded())
+	}
+	return rt
+}
+
+func errMetadataNotLoaded() *failure.Failure {
+	return &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
+}
