@@ -244,3 +244,12 @@ func FromStore(err error, origin string) *Failure {
 	}
 	return &Failure{Cause: c, Origin: origin, Detail: err.Error(), Err: err}
 }
+
+// Truncate cuts s to n bytes for a Detail, marking the cut: a request can
+// make a detail as long as it likes, a log line is bounded.
+func Truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

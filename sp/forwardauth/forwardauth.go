@@ -114,7 +114,7 @@ func (h *Handler) ServeAuth(w http.ResponseWriter, r *http.Request) {
 	if name, forged := h.o.Identity.Protected().Forged(r.Header); forged {
 		h.answers.WithLabelValues("forged").Inc()
 		h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseIdentityHeaderForged, Op: "forward-auth", API: true,
-			Detail: "the request carries " + truncate(name, 100) + ", which only this SP may set"})
+			Detail: "the request carries " + failure.Truncate(name, 100) + ", which only this SP may set"})
 		return
 	}
 	o, trusted := h.originalOf(r)
@@ -134,7 +134,7 @@ func (h *Handler) ServeAuth(w http.ResponseWriter, r *http.Request) {
 		if p, err = o.path(); err != nil {
 			h.answers.WithLabelValues("path-refused").Inc()
 			h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth", API: true,
-				Detail: "original URI " + truncate(o.uri, 200) + ": " + err.Error(), Err: err})
+				Detail: "original URI " + failure.Truncate(o.uri, 200) + ": " + err.Error(), Err: err})
 			return
 		}
 	case h.o.Allow.PathMatters():
@@ -173,16 +173,9 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, o orig
 			return
 		}
 		h.o.Logger.Warn("forward-auth: original URL is not an allowed return URL; answering 401",
-			"host", truncate(o.host, 100), "proto", truncate(o.proto, 10))
+			"host", failure.Truncate(o.host, 100), "proto", failure.Truncate(o.proto, 10))
 	}
 	h.answers.WithLabelValues("unauthenticated").Inc()
 	h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "forward-auth", API: true,
 		Detail: "no session; the front proxy answers the client"})
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

@@ -114,7 +114,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		g.requests.WithLabelValues("path-refused").Inc()
 		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "gateway",
-			Detail: truncate(r.URL.EscapedPath(), 200) + ": " + err.Error(), Err: err})
+			Detail: failure.Truncate(r.URL.EscapedPath(), 200) + ": " + err.Error(), Err: err})
 		return
 	}
 	if g.o.PublicPaths.Match(p) {
@@ -276,13 +276,6 @@ func (g *Gateway) setForwarded(pr *httputil.ProxyRequest) {
 	if a := limits.ClientAddress(pr.In); a.IsValid() {
 		pr.Out.Header.Set("X-Real-Ip", a.String())
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 // bufferPool is httputil.BufferPool over sync.Pool: 32 KiB copy buffers,

@@ -39,7 +39,7 @@ func (e *Engine) RequireAccount(next http.Handler) http.Handler {
 			return
 		}
 		if _, ckErr := r.Cookie(session.CookieName); ckErr != nil {
-			e.startLogin(w, r, rt, "") // no session cookie at all: an ordinary first login
+			starter{e}.login(w, r, rt, "") // no session cookie at all: an ordinary first login
 			return
 		}
 		miss := &session.Miss{Kind: "invalid", Detail: "session cookie does not verify: " + errString(err)}
@@ -63,7 +63,7 @@ func (e *Engine) RequireAccount(next http.Handler) http.Handler {
 		e.log.Info("session unusable, logging in again", "kind", miss.Kind, "origin", miss.Origin, "attempt", n+1, "detail", miss.Detail)
 		http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: strconv.Itoa(n + 1), Path: "/", MaxAge: 600,
 			HttpOnly: true, Secure: e.cookies.Secure, SameSite: http.SameSiteLaxMode})
-		e.startLogin(w, r, rt, "")
+		starter{e}.login(w, r, rt, "")
 	})
 }
 

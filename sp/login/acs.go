@@ -21,7 +21,12 @@ import (
 // login can fail is told apart and named: the state is elsewhere, expired,
 // used, unknown, or not this browser's; the store is down; the response is
 // invalid or replayed. Every outcome is logged, counted and timed here.
-func (e *Engine) ServeACS(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) ServeACS(w http.ResponseWriter, r *http.Request) { acs{e}.serve(w, r) }
+
+// acs is the engine seen as its assertion consumer service.
+type acs struct{ *Engine }
+
+func (e acs) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	tr, f := e.finishLogin(w, r)
 	result := "success"
@@ -43,7 +48,7 @@ func (e *Engine) ServeACS(w http.ResponseWriter, r *http.Request) {
 // finishLogin does the ACS's work: it returns the tracked request it
 // consumed (once it has one) and the failure, if any. On success it has set
 // the session cookie on w.
-func (e *Engine) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tracked, *failure.Failure) {
+func (e acs) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tracked, *failure.Failure) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, &failure.Failure{Cause: failure.CauseRequestMalformed, Detail: "ACS called with " + r.Method}
@@ -211,7 +216,7 @@ func (e *Engine) onLibraryError(w http.ResponseWriter, r *http.Request, err erro
 // and, if it already existed, the session just written is deleted and the
 // login refused. This is crewjam's AssertionReplayCache contract (the same
 // key as replayCache.Consume), batched with the session write.
-func (e *Engine) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *failure.Failure {
+func (e acs) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *failure.Failure {
 	if assertion.ID == "" {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
 	}
@@ -223,7 +228,7 @@ func (e *Engine) commitLogin(w http.ResponseWriter, r *http.Request, assertion *
 	if err != nil {
 		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
 	}
-	now := e.now()
+	now := e.cfg.Now()
 	// An assertion is never accepted after IssueInstant + MaxIssueDelay
 	// (+ skew), so its record is kept that long.
 	until := assertion.IssueInstant.Add(saml.MaxIssueDelay + saml.MaxClockSkew)

@@ -145,8 +145,6 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-func (e *Engine) now() time.Time { return e.cfg.Now() }
-
 func (e *Engine) storeError(op string, err error) {
 	e.m.storeErrors.WithLabelValues(op).Inc()
 	e.log.Warn("store operation failed", "op", op, "err", err)

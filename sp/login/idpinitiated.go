@@ -54,7 +54,7 @@ func isOurRelayState(rs string) bool {
 // finishIDPInitiated finishes an IdP-initiated login: the response must
 // carry no InResponseTo (crewjam's AllowIDPInitiated), and its assertion
 // is recorded as used in the shared replay record with the new session.
-func (e *Engine) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*loginstate.Tracked, *failure.Failure) {
+func (e acs) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *liveConfig, rs string) (*loginstate.Tracked, *failure.Failure) {
 	tr := &loginstate.Tracked{Origin: "idp-initiated", URI: e.cfg.IDPInitiated.returnPath(e.cfg.ReturnURL, rs)}
 	assertion, err := rt.idpParser.ParseResponse(r, nil)
 	if err != nil {

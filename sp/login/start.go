@@ -17,7 +17,7 @@ import (
 // with the error text.
 func (e *Engine) Start(w http.ResponseWriter, r *http.Request) {
 	if rt := e.live(w, r); rt != nil {
-		e.startLogin(w, r, rt, "")
+		starter{e}.login(w, r, rt, "")
 	}
 }
 
@@ -45,7 +45,7 @@ func (e *Engine) StartTo(w http.ResponseWriter, r *http.Request, rd string) {
 		http.Redirect(w, r, target, http.StatusFound)
 		return
 	}
-	e.startLogin(w, r, rt, target)
+	starter{e}.login(w, r, rt, target)
 }
 
 // ServeLogin is /saml/login?rd=URL: StartTo(rd).
@@ -53,10 +53,13 @@ func (e *Engine) ServeLogin(w http.ResponseWriter, r *http.Request) {
 	e.StartTo(w, r, r.URL.Query().Get("rd"))
 }
 
-// startLogin starts a login that returns to target: "" is r's own path and
+// login starts a login that returns to target: "" is r's own path and
 // query (returnurl.Policy.FromRequest); anything else is a return URL the
 // caller has already checked (StartTo).
-func (e *Engine) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConfig, target string) {
+// starter is the engine seen as what begins logins.
+type starter struct{ *Engine }
+
+func (e starter) login(w http.ResponseWriter, r *http.Request, rt *liveConfig, target string) {
 	sp := &rt.mw.ServiceProvider
 	binding := saml.HTTPRedirectBinding
 	loc := sp.GetSSOBindingLocation(binding)
@@ -102,7 +105,7 @@ func (e *Engine) startLogin(w http.ResponseWriter, r *http.Request, rt *liveConf
 // admit checks the return URL and the login limits for a login r is
 // about to start. It returns the URI to store and the time the start was
 // counted at (for limits.Gate.Release), or answers r and returns false.
-func (e *Engine) admit(w http.ResponseWriter, r *http.Request, target string) (string, time.Time, bool) {
+func (e starter) admit(w http.ResponseWriter, r *http.Request, target string) (string, time.Time, bool) {
 	uri, f := target, (*failure.Failure)(nil)
 	if target == "" {
 		uri, f = e.cfg.ReturnURL.FromRequest(r)
@@ -111,7 +114,7 @@ func (e *Engine) admit(w http.ResponseWriter, r *http.Request, target string) (s
 		e.resp.Fail(w, r, f)
 		return "", time.Time{}, false
 	}
-	now := e.now()
+	now := e.cfg.Now()
 	client := limits.ClientAddress(r)
 	if f, wait := e.cfg.Gate.Admit(client, now); f != nil {
 		f.RetryAfter = wait

@@ -162,7 +162,7 @@ func (r *Responder) log(req *http.Request, f *failure.Failure) {
 		op = "login"
 	}
 	attrs := []any{"cause", string(f.Cause), "reason", f.Reason, "status", f.Cause.Status(),
-		"origin", f.Origin, "request_id", f.RequestID, "method", req.Method, "path", truncate(req.URL.Path, 200), "detail", f.Detail}
+		"origin", f.Origin, "request_id", f.RequestID, "method", req.Method, "path", failure.Truncate(req.URL.Path, 200), "detail", f.Detail}
 	if left > 0 {
 		attrs = append(attrs, "not_logged", left)
 	}
@@ -265,11 +265,4 @@ func JSON(w http.ResponseWriter, status int, v any) {
 func SetRetryAfter(h http.Header, d time.Duration) {
 	secs := int64(math.Ceil(d.Seconds()))
 	h.Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

@@ -61,7 +61,7 @@ func (p Policy) Check(raw string) (string, *failure.Failure) {
 	target, ok := p.check(raw)
 	if !ok {
 		return "", &failure.Failure{Cause: failure.CauseRedirectRefused,
-			Detail: "return URL " + truncate(raw, 200) + " is neither a plain local path nor an http(s) URL on an allowed host"}
+			Detail: "return URL " + failure.Truncate(raw, 200) + " is neither a plain local path nor an http(s) URL on an allowed host"}
 	}
 	return target, nil
 }
@@ -174,11 +174,4 @@ func ValidAllowedHost(h string) string {
 		return fmt.Sprintf("allowed redirect host %q: want host, host:port or .domain", h)
 	}
 	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

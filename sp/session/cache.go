@@ -137,10 +137,3 @@ func (c *Cache) TerminateSessions(ctx context.Context, req *saml.LogoutRequest) 
 	}
 	return nil
 }
-
-// len is the number of entries, for tests and the bound.
-func (c *Cache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
