@@ -26,7 +26,7 @@ import (
 // configs.
 const refApp = "127.0.0.1:3000"
 
-// TestForwardAuthConfigsLogIn runs the nginx and Caddy forward-auth
+// TestForwardAuthConfigsLogIn runs the nginx, Caddy and HAProxy forward-auth
 // reference configs in front of demoapp (no SAML code, --require-jwt), with
 // three samlsp replicas on a private Redis balanced round robin, and a real
 // devidp: every login succeeds on the first try (the app answers with the
@@ -51,6 +51,7 @@ func TestForwardAuthConfigsLogIn(t *testing.T) {
 	}{
 		{thirdparty.Nginx, "nginx-forward-auth.conf"},
 		{thirdparty.Caddy, "Caddyfile.forward-auth"},
+		{thirdparty.HAProxy, "haproxy-forward-auth.cfg"},
 	} {
 		t.Run(string(px.kind), func(t *testing.T) {
 			needTool(t, string(px.kind))
@@ -83,7 +84,7 @@ func TestForwardAuthConfigsLogIn(t *testing.T) {
 					"--identity-jwt", "--identity-jwt-key", jwtKeys)
 				waitHTTP(t, "http://127.0.0.1:"+port+"/readyz", 30*time.Second)
 			}
-			runProxy(t, px.kind, placeConf(t, px.conf, place), proxyPort, rootURL+"/saml/metadata")
+			runReference(t, px.kind, px.conf, place, proxyPort, rootURL+"/saml/metadata")
 			waitHTTP(t, idpURL+"/readyz", 60*time.Second)
 			waitHTTP(t, "http://127.0.0.1:"+appPort+"/healthz", 30*time.Second)
 			driveForwardAuth(t, rootURL)
@@ -352,7 +353,7 @@ func TestGatewayRoundRobinSurvivesAKilledReplica(t *testing.T) {
 			"--trusted-proxies", "127.0.0.1"))
 		waitHTTP(t, "http://127.0.0.1:"+port+"/readyz", 30*time.Second)
 	}
-	runProxy(t, thirdparty.HAProxy, placeConf(t, "haproxy-gateway.cfg", place), lbPort, rootURL+"/saml/metadata")
+	runReference(t, thirdparty.HAProxy, "haproxy-gateway.cfg", place, lbPort, rootURL+"/saml/metadata")
 	waitHTTP(t, idpURL+"/readyz", 60*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -413,6 +414,11 @@ func TestGatewayReferenceConfigs(t *testing.T) {
 			"health_uri /readyz", "request_header @not_upgrade -Connection",
 			"copy_headers " + strings.Join(identityHeaders, " "),
 		}},
+		{thirdparty.HAProxy, "haproxy-forward-auth.cfg", []string{
+			"default-path config", "lua-load haproxy-forward-auth.lua", "http-check send meth GET uri /readyz",
+			"http-request del-header _ -m sub", "http-request del-header x-samlha- -m beg",
+			"http-request lua.samlha_auth abns@samlha-auth " + strings.Join(identityHeaders, ",") + " unless samlsp_path || public_path",
+		}},
 		{thirdparty.HAProxy, "haproxy-gateway.cfg", []string{
 			"balance roundrobin", "http-check send meth GET uri /readyz", "http-request del-header _ -m sub",
 			"http-request del-header x-samlha- -m beg", "http-request set-header X-Real-IP %[src]",
@@ -443,7 +449,7 @@ func TestGatewayReferenceConfigs(t *testing.T) {
 				}
 			}
 			needTool(t, string(c.kind))
-			if _, err := (thirdparty.ProxyConfig{Kind: c.kind, Dir: t.TempDir(), Text: text}).Check(); err != nil {
+			if _, err := (thirdparty.ProxyConfig{Kind: c.kind, Dir: t.TempDir(), Text: text, Files: filesOf(t, c.conf)}).Check(); err != nil {
 				t.Error(err)
 			}
 		})

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"testing"
 	"time"
@@ -36,6 +37,38 @@ func placeConf(t *testing.T, name string, place map[string]string) string {
 // the test fails.
 func runProxy(t *testing.T, kind thirdparty.Kind, text, port, probeURL string, env ...string) *thirdparty.Proxy {
 	t.Helper()
+	return runProxyConfig(t, thirdparty.ProxyConfig{Kind: kind, Text: text, Env: env}, port, probeURL)
+}
+
+// proxyFiles are the files a reference config loads, by config.
+var proxyFiles = map[string][]string{"haproxy-forward-auth.cfg": {"haproxy-forward-auth.lua"}}
+
+// filesOf reads the files the reference config name loads.
+func filesOf(t *testing.T, name string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, f := range proxyFiles[name] {
+		files[f] = readConf(t, f)
+	}
+	return files
+}
+
+// runReference runs the reference config conf with the files it loads,
+// the addresses in place moved, and its internal addresses (HAProxy's
+// abstract auth socket) made this test's own, as runProxy does.
+func runReference(t *testing.T, kind thirdparty.Kind, conf string, place map[string]string, port, probeURL string, env ...string) *thirdparty.Proxy {
+	t.Helper()
+	place = maps.Clone(place)
+	if conf == "haproxy-forward-auth.cfg" {
+		place["abns@samlha-auth"] = "abns@samlha-auth-" + port
+	}
+	return runProxyConfig(t, thirdparty.ProxyConfig{Kind: kind, Text: placeConf(t, conf, place), Files: filesOf(t, conf), Env: env}, port, probeURL)
+}
+
+// runProxyConfig runs c (Dir is a new temporary directory) as runProxy does.
+func runProxyConfig(t *testing.T, c thirdparty.ProxyConfig, port, probeURL string) *thirdparty.Proxy {
+	t.Helper()
+	kind := c.Kind
 	needTool(t, string(kind))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -43,7 +76,8 @@ func runProxy(t *testing.T, kind thirdparty.Kind, text, port, probeURL string, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	px, err := thirdparty.ProxyConfig{Kind: kind, Dir: t.TempDir(), Text: text, Env: env}.Start(ctx, []int{p},
+	c.Dir = t.TempDir()
+	px, err := c.Start(ctx, []int{p},
 		localproc.HTTPProbe(nil, probeURL))
 	if err != nil {
 		t.Fatal(err)

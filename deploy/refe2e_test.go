@@ -104,7 +104,7 @@ func TestReferenceConfigsKeepLogins(t *testing.T) {
 	for _, bal := range balancers {
 		t.Run(string(bal.kind), func(t *testing.T) {
 			// SAMLHA_LB_SECRET keys the Caddyfile's cookie HMAC.
-			runProxy(t, bal.kind, placeConf(t, bal.conf, replace), proxyPort, rootURL+"/healthz", "SAMLHA_LB_SECRET=e2e-secret")
+			runReference(t, bal.kind, bal.conf, replace, proxyPort, rootURL+"/healthz", "SAMLHA_LB_SECRET=e2e-secret")
 			// The IdP is ready once it has the SP metadata, fetched
 			// through the balancer.
 			waitHTTP(t, idpURL+"/readyz", 60*time.Second)

@@ -37,6 +37,9 @@ type ProxyConfig struct {
 	// Env is added to the program's environment (which is otherwise only
 	// PATH and HOME): a Caddyfile's {$VAR}, say.
 	Env []string
+	// Files are written into Dir beside the configuration, by name: files
+	// it loads (HAProxy's lua-load).
+	Files map[string]string
 }
 
 func (c ProxyConfig) path() string {
@@ -64,6 +67,14 @@ func (c ProxyConfig) write() (exe, cfg string, env []string, err error) {
 	cfg = c.path()
 	if err := os.WriteFile(cfg, []byte(c.Text), 0o644); err != nil {
 		return "", "", nil, err
+	}
+	for name, text := range c.Files {
+		if name != filepath.Base(name) {
+			return "", "", nil, fmt.Errorf("file %q: a plain name in Dir, please", name)
+		}
+		if err := os.WriteFile(filepath.Join(c.Dir, name), []byte(text), 0o644); err != nil {
+			return "", "", nil, err
+		}
 	}
 	// Caddy keeps its state under HOME and the XDG directories.
 	env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Dir, "XDG_DATA_HOME=" + c.Dir, "XDG_CONFIG_HOME=" + c.Dir}, c.Env...)
