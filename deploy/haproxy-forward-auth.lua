@@ -47,20 +47,25 @@ local function without_samlha_cookies(value)
 	return table.concat(kept, "; ")
 end
 
+-- values turns HAProxy's header values (indexed from 0) into a list.
+local function values(v)
+	local list = {}
+	for i = 0, #v do
+		list[#list + 1] = v[i]
+	end
+	return list
+end
+
 core.register_action("samlha_auth", { "http-req" }, function(txn, addr, names)
 	local identity = {}
 	for n in string.gmatch(names, "[^,%s]+") do
 		identity[#identity + 1] = n
 	end
 	local hdrs = {}
-	for name, values in pairs(txn.http:req_get_headers()) do
+	for name, vals in pairs(txn.http:req_get_headers()) do
 		local n = string.lower(name)
 		if not hop_by_hop[n] then
-			local list = {}
-			for i = 0, #values do
-				list[#list + 1] = values[i]
-			end
-			hdrs[n] = list
+			hdrs[n] = values(vals)
 		end
 	end
 	local host = txn.sf:req_hdr("host") or ""
@@ -88,13 +93,8 @@ core.register_action("samlha_auth", { "http-req" }, function(txn, addr, names)
 	if res.status < 200 or res.status > 299 then
 		local out = {}
 		for _, n in ipairs(reply_headers) do
-			local v = res.headers[n]
-			if v ~= nil then
-				local list = {}
-				for i = 0, #v do
-					list[#list + 1] = v[i]
-				end
-				out[n] = list
+			if res.headers[n] ~= nil then
+				out[n] = values(res.headers[n])
 			end
 		end
 		txn:done(txn:reply({ status = res.status, headers = out, body = res.body or "" }))
