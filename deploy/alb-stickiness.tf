@@ -58,7 +58,7 @@ resource "aws_lb_target_group" "samlsp" {
   health_check {
     enabled             = true
     protocol            = "HTTP"
-    path                = "/healthz"
+    path                = "/readyz"
     matcher             = "200"
     interval            = 10
     timeout             = 5

@@ -425,10 +425,12 @@ func checkStack(t *testing.T, st *stack) (sp, proxy *composeRun) {
 			t.Errorf("replica %s (%s) is not a target of %s", id, instances[id].Service, proxy.Service)
 		}
 	}
-	if hp, ok := proxy.value("health-path"); ok && hp != "/healthz" {
-		t.Errorf("%s: --health-path %s, want /healthz", proxy.Service, hp)
+	// Readiness, not liveness: targets are checked on /readyz, and the
+	// proxy is healthy when some target is usable.
+	if hp, ok := proxy.value("health-path"); !ok || hp != "/readyz" {
+		t.Errorf("%s: --health-path %q, want /readyz", proxy.Service, hp)
 	}
-	checkHealth(t, p.Services[proxy.Service], proxy, "/healthz")
+	checkHealth(t, p.Services[proxy.Service], proxy, "/readyz")
 
 	// The IdP: reachable by the browser at its public URL, fetches the SPs'
 	// metadata through the proxy.

@@ -3,11 +3,13 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/samlha/samlha/deploy/thirdparty"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store/redis/redistest"
 )
@@ -23,7 +26,7 @@ import (
 // configs.
 const refApp = "127.0.0.1:3000"
 
-// TestForwardAuthConfigsLogIn runs the nginx and Caddy forward-auth
+// TestForwardAuthConfigsLogIn runs the nginx, Caddy and HAProxy forward-auth
 // reference configs in front of demoapp (no SAML code, --require-jwt), with
 // three samlsp replicas on a private Redis balanced round robin, and a real
 // devidp: every login succeeds on the first try (the app answers with the
@@ -43,26 +46,15 @@ func TestForwardAuthConfigsLogIn(t *testing.T) {
 	demoapp := bins.path(t, "demoapp", "./cmd/demoapp")
 
 	for _, px := range []struct {
-		name, tool, conf string
-		start            func(t *testing.T, exe, cfg string)
+		kind thirdparty.Kind
+		conf string
 	}{
-		{"nginx", "nginx", "nginx-forward-auth.conf", func(t *testing.T, exe, cfg string) {
-			prefix := t.TempDir()
-			os.MkdirAll(filepath.Join(prefix, "logs"), 0o755)
-			startProc(t, prefix, "nginx", nil, exe, "-p", prefix, "-c", cfg,
-				"-g", "pid "+filepath.Join(prefix, "nginx.pid")+"; error_log stderr; daemon off;")
-		}},
-		{"caddy", "caddy", "Caddyfile.forward-auth", func(t *testing.T, exe, cfg string) {
-			home := t.TempDir()
-			startProc(t, home, "caddy", []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home},
-				exe, "run", "--config", cfg, "--adapter", "caddyfile")
-		}},
+		{thirdparty.Nginx, "nginx-forward-auth.conf"},
+		{thirdparty.Caddy, "Caddyfile.forward-auth"},
+		{thirdparty.HAProxy, "haproxy-forward-auth.cfg"},
 	} {
-		t.Run(px.name, func(t *testing.T) {
-			exe, ok := findTool(px.tool)
-			if !ok {
-				skipOrFail(t, "%s is not installed (apt-get install -y %s)", px.tool, px.tool)
-			}
+		t.Run(string(px.kind), func(t *testing.T) {
+			needTool(t, string(px.kind))
 			dir := t.TempDir()
 			proxyPort, idpPort, appPort := freePort(t), freePort(t), freePort(t)
 			rootURL := "http://127.0.0.1:" + proxyPort
@@ -79,10 +71,11 @@ func TestForwardAuthConfigsLogIn(t *testing.T) {
 				"--sp-metadata", rootURL+"/saml/metadata", "--register-timeout", "0", "--data-dir", filepath.Join(dir, "idp"))
 			startProc(t, dir, "demoapp", nil, demoapp, "--listen", "127.0.0.1:"+appPort, "--require-jwt",
 				"--jwks-url", rootURL+"/saml/jwks.json", "--issuer", rootURL, "--audience", rootURL, "--show-header", "X-Email")
-			replace := map[string]string{refListen: "127.0.0.1:" + proxyPort, refApp: "127.0.0.1:" + appPort}
+			place := map[string]string{refListen: "127.0.0.1:" + proxyPort, refApp: "127.0.0.1:" + appPort}
+			waitHTTP(t, idpURL+"/metadata", 30*time.Second)
 			for i, addr := range refReplicas {
 				port := freePort(t)
-				replace[addr] = "127.0.0.1:" + port
+				place[addr] = "127.0.0.1:" + port
 				id := "sp-" + strconv.Itoa(i+1)
 				startProc(t, dir, id, nil, samlsp, "--instance-id", id, "--listen", "127.0.0.1:"+port, "--root-url", rootURL,
 					"--idp-metadata-url", idpURL+"/metadata", "--sp-key", filepath.Join(keys, "sp.key"),
@@ -91,19 +84,7 @@ func TestForwardAuthConfigsLogIn(t *testing.T) {
 					"--identity-jwt", "--identity-jwt-key", jwtKeys)
 				waitHTTP(t, "http://127.0.0.1:"+port+"/readyz", 30*time.Second)
 			}
-			text := readConf(t, px.conf)
-			for from, to := range replace {
-				text = strings.ReplaceAll(text, from, to)
-			}
-			if px.tool == "caddy" {
-				text = strings.Replace(text, "auto_https off", "auto_https off\n\tadmin off", 1)
-			}
-			cfg := filepath.Join(t.TempDir(), px.conf)
-			if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			px.start(t, exe, cfg)
-			waitHTTP(t, rootURL+"/saml/metadata", 30*time.Second)
+			runReference(t, px.kind, px.conf, place, proxyPort, rootURL+"/saml/metadata")
 			waitHTTP(t, idpURL+"/readyz", 60*time.Second)
 			waitHTTP(t, "http://127.0.0.1:"+appPort+"/healthz", 30*time.Second)
 			driveForwardAuth(t, rootURL)
@@ -201,8 +182,10 @@ func driveForwardAuth(t *testing.T, rootURL string) {
 }
 
 // The ingress-nginx overlay protects the app with auth-url pointing at
-// samlsp's /saml/auth, signs in through /saml/login, and copies exactly the
-// identity headers samlsp sets.
+// samlsp's /saml/auth, signs in through /saml/login, copies exactly the
+// identity headers samlsp sets (which replaces the client's copies), sets
+// the auth request's path headers itself, and lets ordinary traffic
+// through: bodies of any size, streamed both ways.
 func TestK8sForwardAuthOverlayProtectsTheApp(t *testing.T) {
 	t.Parallel()
 	r := renderOverlay(t, filepath.Join(overlaysDir, "forward-auth"))
@@ -211,15 +194,50 @@ func TestK8sForwardAuthOverlayProtectsTheApp(t *testing.T) {
 		t.Fatalf("no Ingress/app (%v)", r.kinds())
 	}
 	a := ing.Metadata.Annotations
-	if got := a["nginx.ingress.kubernetes.io/auth-url"]; !strings.HasPrefix(got, "http://samlsp.") || !strings.HasSuffix(got, "/saml/auth") {
+	const ann = "nginx.ingress.kubernetes.io/"
+	if got := a[ann+"auth-url"]; !strings.HasPrefix(got, "http://samlsp.") || !strings.HasSuffix(got, "/saml/auth") {
 		t.Errorf("auth-url %q: want the samlsp Service's /saml/auth", got)
 	}
-	if got := a["nginx.ingress.kubernetes.io/auth-signin"]; !strings.HasSuffix(got, "/saml/login") {
+	if got := a[ann+"auth-signin"]; !strings.HasSuffix(got, "/saml/login") {
 		t.Errorf("auth-signin %q: want samlsp's /saml/login (ingress-nginx appends rd=)", got)
 	}
-	for _, h := range []string{"X-Samlha-User", "X-Samlha-Name-Id", "X-Samlha-Jwt-Assertion", "X-Email"} {
-		if !strings.Contains(a["nginx.ingress.kubernetes.io/auth-response-headers"], h) {
-			t.Errorf("auth-response-headers lacks %s", h)
+	got := strings.Split(a[ann+"auth-response-headers"], ",")
+	if !slices.Equal(got, identityHeaders) {
+		t.Errorf("auth-response-headers %q, want every identity header samlsp sets: %q", got, identityHeaders)
+	}
+	for k, want := range map[string]string{"proxy-body-size": "0", "proxy-request-buffering": "off", "proxy-buffering": "off"} {
+		if a[ann+k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, a[ann+k], want)
+		}
+	}
+	// The auth request's X-Original-URI is the controller's, and a
+	// client's X-Forwarded-Uri (which samlsp reads first) is emptied.
+	ns, name, _ := strings.Cut(a[ann+"auth-proxy-set-headers"], "/")
+	cm, ok := r.get("ConfigMap", name)
+	if !ok || ns != ing.Metadata.Namespace {
+		t.Fatalf("auth-proxy-set-headers %q names no ConfigMap of the overlay's namespace %q", a[ann+"auth-proxy-set-headers"], ing.Metadata.Namespace)
+	}
+	want := map[string]string{"X-Original-URI": "$request_uri", "X-Forwarded-Uri": "", "X-Forwarded-Method": ""}
+	if fmt.Sprint(cm.Data) != fmt.Sprint(want) {
+		t.Errorf("ConfigMap %s = %v, want %v", name, cm.Data, want)
+	}
+	var pass []string
+	var passAttr string
+	for _, o := range r.objs {
+		if o.Kind == "ConfigMap" && strings.HasPrefix(o.Metadata.Name, "samlsp-env") {
+			passAttr = o.Data["SAMLHA_PASS_ATTRIBUTE"]
+		}
+	}
+	if passAttr == "" {
+		t.Fatal("samlsp-env sets no SAMLHA_PASS_ATTRIBUTE")
+	}
+	for _, p := range strings.Split(passAttr, ",") {
+		_, h, _ := strings.Cut(p, "=")
+		pass = append(pass, h)
+	}
+	for _, h := range pass {
+		if !slices.Contains(got, h) {
+			t.Errorf("SAMLHA_PASS_ATTRIBUTE sends %s, which auth-response-headers does not copy (a client's copy would pass)", h)
 		}
 	}
 	sp, _ := r.get("Ingress", "samlha")
@@ -242,6 +260,9 @@ func TestTraefikForwardAuthConfig(t *testing.T) {
 				Service     string   `json:"service"`
 			} `json:"routers"`
 			Middlewares map[string]struct {
+				Headers *struct {
+					CustomRequestHeaders map[string]string `json:"customRequestHeaders"`
+				} `json:"headers"`
 				ForwardAuth *struct {
 					Address             string   `json:"address"`
 					TrustForwardHeader  bool     `json:"trustForwardHeader"`
@@ -257,6 +278,9 @@ func TestTraefikForwardAuthConfig(t *testing.T) {
 						Path     string `json:"path"`
 						Interval string `json:"interval"`
 					} `json:"healthCheck"`
+					ResponseForwarding *struct {
+						FlushInterval string `json:"flushInterval"`
+					} `json:"responseForwarding"`
 				} `json:"loadBalancer"`
 			} `json:"services"`
 		} `json:"http"`
@@ -268,37 +292,53 @@ func TestTraefikForwardAuthConfig(t *testing.T) {
 	if fa == nil || !strings.HasSuffix(fa.Address, "/saml/auth") || fa.TrustForwardHeader {
 		t.Fatalf("forwardAuth middleware: %+v", fa)
 	}
-	for _, h := range []string{"X-Samlha-User", "X-Samlha-Name-Id", "X-Samlha-Jwt-Assertion", "X-Email"} {
-		if !strings.Contains(strings.Join(fa.AuthResponseHeaders, ","), h) {
-			t.Errorf("authResponseHeaders lacks %s", h)
+	if !slices.Equal(fa.AuthResponseHeaders, identityHeaders) {
+		t.Errorf("authResponseHeaders %q, want every identity header samlsp sets: %q", fa.AuthResponseHeaders, identityHeaders)
+	}
+	// Every underscore spelling of an identity or forwarding header is
+	// deleted before forwardAuth runs.
+	strip := c.HTTP.Middlewares["samlha-strip"].Headers
+	if strip == nil {
+		t.Fatal("no samlha-strip headers middleware")
+	}
+	for _, h := range append(slices.Clone(identityHeaders), "X-Real-Ip", "X-Forwarded-Host") {
+		for _, sp := range separatorSpellings(h) {
+			if v, ok := strip.CustomRequestHeaders[sp]; !ok || v != "" {
+				t.Errorf("samlha-strip does not delete %s", sp)
+			}
 		}
 	}
 	app := c.HTTP.Routers["app"]
-	if len(app.Middlewares) != 1 || app.Middlewares[0] != "samlha-auth" || app.Service != "app" {
-		t.Errorf("router app: %+v", app)
+	if !slices.Equal(app.Middlewares, []string{"samlha-strip", "samlha-auth"}) || app.Service != "app" {
+		t.Errorf("router app: %+v, want middlewares samlha-strip then samlha-auth", app)
 	}
 	if sp := c.HTTP.Routers["samlsp"]; !strings.Contains(sp.Rule, "/saml/") || len(sp.Middlewares) != 0 {
 		t.Errorf("router samlsp: %+v", sp)
 	}
-	if n := len(c.HTTP.Services["samlsp"].LoadBalancer.Servers); n != len(refReplicas) {
+	lb := c.HTTP.Services["samlsp"].LoadBalancer
+	if n := len(lb.Servers); n != len(refReplicas) {
 		t.Errorf("samlsp service has %d servers, want %d", n, len(refReplicas))
+	}
+	if lb.HealthCheck == nil || lb.HealthCheck.Path != "/readyz" {
+		t.Errorf("samlsp health check %+v, want /readyz (readiness, not liveness)", lb.HealthCheck)
+	}
+	if rf := c.HTTP.Services["app"].LoadBalancer.ResponseForwarding; rf == nil || rf.FlushInterval == "" {
+		t.Error("the app service sets no responseForwarding.flushInterval")
 	}
 }
 
 // TestGatewayRoundRobinSurvivesAKilledReplica is the gateway's promise end
 // to end, with the real binaries: demoapp (no SAML code, --require-jwt)
-// behind three samlsp gateways on one Redis behind a round-robin balancer
-// (Caddy, no affinity). Every login succeeds on the first try and the app
+// behind three samlsp gateways on one Redis behind HAProxy on its
+// reference config (haproxy-gateway.cfg: round robin, no affinity,
+// readiness checks). Every login succeeds on the first try and the app
 // verifies the identity JWT; after one gateway is killed, every session
 // keeps working and new logins succeed.
 func TestGatewayRoundRobinSurvivesAKilledReplica(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts Redis, devidp, three samlsp gateways, demoapp and Caddy (-short)")
+		t.Skip("starts Redis, devidp, three samlsp gateways, demoapp and HAProxy (-short)")
 	}
-	exe, ok := findTool("caddy")
-	if !ok {
-		skipOrFail(t, "caddy is not installed (apt-get install -y caddy)")
-	}
+	needTool(t, "haproxy")
 	d := loadDockerfile(t)
 	spPkg, _ := d.pkgOf("samlsp")
 	idpPkg, _ := d.pkgOf("devidp")
@@ -321,28 +361,21 @@ func TestGatewayRoundRobinSurvivesAKilledReplica(t *testing.T) {
 		"--sp-metadata", rootURL+"/saml/metadata", "--register-timeout", "0", "--data-dir", filepath.Join(dir, "idp"))
 	startProc(t, dir, "demoapp", nil, demoapp, "--listen", "127.0.0.1:"+appPort, "--require-jwt",
 		"--jwks-url", rootURL+"/saml/jwks.json", "--issuer", rootURL, "--audience", appURL)
+	waitHTTP(t, idpURL+"/metadata", 30*time.Second)
 	var gws []*exec.Cmd
-	var addrs []string
-	for i := range 3 {
+	place := map[string]string{refListen: "127.0.0.1:" + lbPort}
+	for i, addr := range refReplicas {
 		port := freePort(t)
+		place[addr] = "127.0.0.1:" + port
 		id := "gw-" + strconv.Itoa(i+1)
 		gws = append(gws, startProcCmd(t, dir, id, nil, samlsp, "--instance-id", id, "--listen", "127.0.0.1:"+port,
 			"--root-url", rootURL, "--idp-metadata-url", idpURL+"/metadata", "--sp-key", filepath.Join(keys, "sp.key"),
 			"--sp-cert", filepath.Join(keys, "sp.crt"), "--store", "redis", "--store-url", redis.URL(),
-			"--upstream", appURL, "--identity-jwt", "--identity-jwt-key", jwtKeys, "--session-cache-ttl", "1s"))
-		addrs = append(addrs, "127.0.0.1:"+port)
+			"--upstream", appURL, "--identity-jwt", "--identity-jwt-key", jwtKeys, "--session-cache-ttl", "1s",
+			"--trusted-proxies", "127.0.0.1"))
 		waitHTTP(t, "http://127.0.0.1:"+port+"/readyz", 30*time.Second)
 	}
-	caddyfile := "{\n\tauto_https off\n\tadmin off\n}\n\nhttp://127.0.0.1:" + lbPort + " {\n\treverse_proxy " + strings.Join(addrs, " ") +
-		" {\n\t\tlb_policy round_robin\n\t\tlb_try_duration 2s\n\t\tfail_duration 10s\n\t}\n}\n"
-	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	home := t.TempDir()
-	startProc(t, home, "caddy", []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home},
-		exe, "run", "--config", cfg, "--adapter", "caddyfile")
-	waitHTTP(t, rootURL+"/saml/metadata", 30*time.Second)
+	runReference(t, thirdparty.HAProxy, "haproxy-gateway.cfg", place, lbPort, rootURL+"/saml/metadata")
 	waitHTTP(t, idpURL+"/readyz", 60*time.Second)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -378,5 +411,69 @@ func TestGatewayRoundRobinSurvivesAKilledReplica(t *testing.T) {
 	}
 	for i := 6; i < 9; i++ {
 		login(i)
+	}
+}
+
+// TestGatewayReferenceConfigs checks what each forward-auth and gateway
+// reference config promises, in its text and with the proxy's own check
+// (TestTopologies runs them).
+func TestGatewayReferenceConfigs(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		kind thirdparty.Kind
+		conf string
+		want []string // active lines that must be there
+	}{
+		{thirdparty.Nginx, "nginx-forward-auth.conf", []string{
+			"underscores_in_headers off;", "client_max_body_size 0;", "proxy_request_buffering off;", "proxy_buffering off;",
+			"map $http_upgrade $connection_upgrade {", "proxy_set_header Connection $connection_upgrade;",
+			"proxy_set_header Upgrade $http_upgrade;", `proxy_set_header X-Forwarded-Uri "";`, "proxy_method GET;",
+			"proxy_set_header Cookie $app_cookie;", "proxy_set_header X-Real-IP $remote_addr;",
+			"proxy_set_header X-Forwarded-Host $http_host;", "error_page 401 = @samlha_login;",
+		}},
+		{thirdparty.Caddy, "Caddyfile.forward-auth", []string{
+			"admin off", "bind 127.0.0.1", "request_header -X-Samlha-*", "request_header -*_*", "flush_interval -1",
+			"health_uri /readyz", "request_header @not_upgrade -Connection",
+			"copy_headers " + strings.Join(identityHeaders, " "),
+		}},
+		{thirdparty.HAProxy, "haproxy-forward-auth.cfg", []string{
+			"default-path config", "lua-load haproxy-forward-auth.lua", "http-check send meth GET uri /readyz",
+			"http-request del-header _ -m sub", "http-request del-header x-samlha- -m beg",
+			"http-request lua.samlha_auth abns@samlha-auth " + strings.Join(identityHeaders, ",") + " unless samlsp_path || public_path",
+		}},
+		{thirdparty.HAProxy, "haproxy-gateway.cfg", []string{
+			"balance roundrobin", "http-check send meth GET uri /readyz", "http-request del-header _ -m sub",
+			"http-request del-header x-samlha- -m beg", "http-request set-header X-Real-IP %[src]",
+		}},
+	} {
+		t.Run(c.conf, func(t *testing.T) {
+			t.Parallel()
+			text := readConf(t, c.conf)
+			active := activeLines(text)
+			for _, w := range c.want {
+				if !slices.Contains(active, w) {
+					t.Errorf("%s lacks the line %q", c.conf, w)
+				}
+			}
+			if c.kind == thirdparty.Nginx {
+				// Every identity header is set from samlsp's answer where
+				// the app is protected, and emptied where it is public.
+				for _, h := range identityHeaders {
+					v := "$samlha_" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(h, "X-Samlha-"), "X-")), "-", "_")
+					if h == "X-Samlha-Jwt-Assertion" {
+						v = "$samlha_jwt"
+					}
+					for _, w := range []string{"proxy_set_header " + h + " " + v + ";", "proxy_set_header " + h + ` "";`} {
+						if !slices.Contains(active, w) {
+							t.Errorf("%s lacks the line %q", c.conf, w)
+						}
+					}
+				}
+			}
+			needTool(t, string(c.kind))
+			if _, err := (thirdparty.ProxyConfig{Kind: c.kind, Dir: t.TempDir(), Text: text, Files: filesOf(t, c.conf)}).Check(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }

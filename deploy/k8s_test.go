@@ -222,7 +222,7 @@ var overlays = map[string]overlayWant{
 	"affinity-alb": {store: "memory", ingressClass: "alb", annotations: map[string]string{
 		"alb.ingress.kubernetes.io/target-type":             "ip",
 		"alb.ingress.kubernetes.io/target-group-attributes": "~stickiness.enabled=true,stickiness.type=lb_cookie,stickiness.lb_cookie.duration_seconds=",
-		"alb.ingress.kubernetes.io/healthcheck-path":        "/healthz",
+		"alb.ingress.kubernetes.io/healthcheck-path":        "/readyz",
 	}},
 	"forward-auth": {store: "redis", redis: true, ingressClass: "nginx", noAnnotations: []string{
 		"nginx.ingress.kubernetes.io/affinity", "alb.ingress.kubernetes.io/target-group-attributes",

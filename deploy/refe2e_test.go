@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/samlha/samlha/deploy/thirdparty"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store/localproc"
 )
@@ -53,74 +54,33 @@ func TestReferenceConfigsKeepLogins(t *testing.T) {
 		waitHTTP(t, "http://127.0.0.1:"+port+"/readyz", 30*time.Second)
 	}
 
-	rewrite := func(t *testing.T, name string, extra func(string) string) string {
-		text := readConf(t, name)
-		for from, to := range replace {
-			text = strings.ReplaceAll(text, from, to)
-		}
-		if extra != nil {
-			text = extra(text)
-		}
-		p := filepath.Join(t.TempDir(), name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-
 	balancers := []struct {
-		name string
-		tool string
+		kind thirdparty.Kind
+		conf string
 		// spread: logins from one address must still reach several
 		// replicas (not for ip_hash, which pins all of loopback to one).
 		spread bool
-		start  func(t *testing.T, exe string)
 	}{
-		{"haproxy", "haproxy", true, func(t *testing.T, exe string) {
-			cfg := rewrite(t, "haproxy.cfg", nil)
-			startProc(t, t.TempDir(), "haproxy", nil, exe, "-db", "-f", cfg)
-		}},
-		{"nginx", "nginx", false, func(t *testing.T, exe string) {
-			cfg := rewrite(t, "nginx.conf", nil)
-			prefix := t.TempDir()
-			os.MkdirAll(filepath.Join(prefix, "logs"), 0o755)
-			startProc(t, prefix, "nginx", nil, exe, "-p", prefix, "-c", cfg,
-				"-g", "pid "+filepath.Join(prefix, "nginx.pid")+"; error_log stderr; daemon off;")
-		}},
-		{"caddy", "caddy", true, func(t *testing.T, exe string) {
-			// Without the admin endpoint, which would want port 2019.
-			cfg := rewrite(t, "Caddyfile", func(s string) string {
-				return strings.Replace(s, "auto_https off", "auto_https off\n\tadmin off", 1)
-			})
-			home := t.TempDir()
-			startProc(t, home, "caddy", []string{"HOME=" + home, "XDG_DATA_HOME=" + home, "XDG_CONFIG_HOME=" + home, "SAMLHA_LB_SECRET=e2e-secret"},
-				exe, "run", "--config", cfg, "--adapter", "caddyfile")
-		}},
+		{thirdparty.HAProxy, "haproxy.cfg", true},
+		{thirdparty.Nginx, "nginx.conf", false},
+		{thirdparty.Caddy, "Caddyfile", true},
 	}
 	// The control: the HAProxy config without its cookie is plain round
 	// robin, and the same logins must then fail across replicas, or this
 	// test would prove nothing.
 	t.Run("haproxy-without-cookie", func(t *testing.T) {
-		exe, ok := findTool("haproxy")
-		if !ok {
-			skipOrFail(t, "haproxy is not installed (apt-get install -y haproxy)")
-		}
-		cfg := rewrite(t, "haproxy.cfg", func(s string) string {
-			var out []string
-			for _, line := range strings.Split(s, "\n") {
-				trimmed := strings.TrimSpace(line)
-				switch {
-				case strings.HasPrefix(trimmed, "cookie SRV"):
-					continue
-				case strings.HasPrefix(trimmed, "server "):
-					line, _, _ = strings.Cut(line, " cookie ")
-				}
-				out = append(out, line)
+		var out []string
+		for _, line := range strings.Split(placeConf(t, "haproxy.cfg", replace), "\n") {
+			trimmed := strings.TrimSpace(line)
+			switch {
+			case strings.HasPrefix(trimmed, "cookie SRV"):
+				continue
+			case strings.HasPrefix(trimmed, "server "):
+				line, _, _ = strings.Cut(line, " cookie ")
 			}
-			return strings.Join(out, "\n")
-		})
-		startProc(t, t.TempDir(), "haproxy", nil, exe, "-db", "-f", cfg)
-		waitHTTP(t, rootURL+"/healthz", 30*time.Second)
+			out = append(out, line)
+		}
+		runProxy(t, thirdparty.HAProxy, strings.Join(out, "\n"), proxyPort, rootURL+"/healthz")
 		waitHTTP(t, idpURL+"/readyz", 60*time.Second)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -142,13 +102,9 @@ func TestReferenceConfigsKeepLogins(t *testing.T) {
 	})
 
 	for _, bal := range balancers {
-		t.Run(bal.name, func(t *testing.T) {
-			exe, ok := findTool(bal.tool)
-			if !ok {
-				skipOrFail(t, "%s is not installed (apt-get install -y %s)", bal.tool, bal.tool)
-			}
-			bal.start(t, exe)
-			waitHTTP(t, rootURL+"/healthz", 30*time.Second)
+		t.Run(string(bal.kind), func(t *testing.T) {
+			// SAMLHA_LB_SECRET keys the Caddyfile's cookie HMAC.
+			runReference(t, bal.kind, bal.conf, replace, proxyPort, rootURL+"/healthz", "SAMLHA_LB_SECRET=e2e-secret")
 			// The IdP is ready once it has the SP metadata, fetched
 			// through the balancer.
 			waitHTTP(t, idpURL+"/readyz", 60*time.Second)
