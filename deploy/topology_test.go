@@ -192,6 +192,8 @@ func startStack(t *testing.T, topo topology, app string) *rig {
 			"--identity-jwt", "--identity-jwt-key", jwtKeys, "--login-rate-per-client", "0"}
 		if topo.gateway {
 			args = append(args, "--upstream", appURL, "--public-path", publicPrefix)
+		} else {
+			args = append(args, "--mode", "forward-auth")
 		}
 		if topo.kind != "" {
 			args = append(args, "--trusted-proxies", "127.0.0.1")
@@ -730,7 +732,7 @@ func (s *rig) checkSpoof(t *testing.T, sc spoofContext, req *http.Request, check
 	ev, resp := s.echoRequest(t, req)
 	if ev == nil {
 		switch {
-		case resp.StatusCode == http.StatusBadRequest && resp.Header.Get("X-Samlha-Cause") == "identity-header-forged":
+		case resp.StatusCode == http.StatusForbidden && resp.Header.Get("X-Samlha-Cause") == "identity-header-forged":
 			// samlsp refused the forged header: nothing reached the app.
 		case !sc.appAllowed && resp.StatusCode == http.StatusUnauthorized:
 		case req.Host != "" && (resp.StatusCode == http.StatusMisdirectedRequest ||

@@ -167,9 +167,9 @@ type Gateway struct {
 	// headers; default gateway.DefaultUpstreamHeaderTimeout. Past it the
 	// client gets 504.
 	UpstreamHeaderTimeout time.Duration
-	// FlushInterval is ReverseProxy's: 0 (the default) flushes
-	// server-sent events and responses of unknown length at every write,
-	// and buffers others; -1 flushes every write of every response.
+	// FlushInterval is how often a response is flushed to the client
+	// while it streams; 0 (the default) flushes every write at once, so a
+	// stream with a Content-Length is not held back until it ends.
 	FlushInterval time.Duration
 }
 

@@ -214,7 +214,7 @@ func (s *SP) newProtection(policy returnurl.Policy) error {
 	if s.cfg.Mode.Has(ModeGateway) {
 		s.gw = gateway.New(gateway.Options{Upstream: g.Upstream, PublicPaths: g.PublicPaths, Allow: g.Allow,
 			RootURL: s.cfg.RootURL, TrustedProxies: s.cfg.TrustedProxies, Transport: g.Transport,
-			UpstreamHeaderTimeout: g.UpstreamHeaderTimeout, FlushInterval: g.FlushInterval, OwnPath: ownPath,
+			UpstreamHeaderTimeout: g.UpstreamHeaderTimeout, FlushInterval: flushInterval(g.FlushInterval), OwnPath: ownPath,
 			Engine: s.engine, Identity: s.ids, Responder: s.resp, Registry: s.cfg.Registry, Logger: s.log})
 	}
 	if s.cfg.Mode.Has(ModeForwardAuth) {
@@ -268,11 +268,12 @@ func (s *SP) routes() http.Handler {
 	r.HandleFunc("/saml/acs", e.ServeACS)
 	r.HandleFunc("/saml/slo", e.ServeSLO)
 	r.HandleFunc(PathLogout, e.ServeLogout)
+	loginStart := e.ServeLogin
 	if s.fa != nil {
-		r.Get(PathLogin, s.fa.ServeLogin) // also reads nginx's X-Original-URI
-	} else {
-		r.Get(PathLogin, e.ServeLogin)
+		loginStart = s.fa.ServeLogin // also reads nginx's X-Original-URI
 	}
+	r.Get(PathLogin, loginStart)
+	r.Head(PathLogin, loginStart)
 	r.Get(respond.StylePath, serveStyle)
 	r.Get("/healthz", s.serveHealthz)
 	r.Get("/readyz", s.serveReadyz)
@@ -367,4 +368,14 @@ func (s *SP) registerMetrics() {
 func serveStyle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	http.ServeFileFS(w, r, web.Static(), "style.css")
+}
+
+// flushInterval is the gateway's flush interval: 0, the default, flushes
+// every write at once (a stream with a Content-Length, such as /drip, is
+// not held back until it ends).
+func flushInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -9,6 +9,7 @@
 package forwardauth
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
-	"github.com/samlha/samlha/sp/gateway"
 	"github.com/samlha/samlha/sp/identity"
 	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/login"
@@ -66,19 +66,36 @@ type original struct {
 
 // originalOf reads the original request from a trusted peer's
 // X-Forwarded-Method/-Proto/-Host/-Uri (Caddy forward_auth, Traefik
-// forwardAuth) or X-Original-URI (nginx auth_request). ok is false when
-// the peer is not trusted.
-func (h *Handler) originalOf(r *http.Request) (o original, ok bool) {
+// forwardAuth), X-Original-URI (nginx auth_request) or X-Original-URL
+// (ingress-nginx). ok is false when the peer is not trusted. When more than
+// one names the URI they must agree: a proxy that passes a client's copy of
+// one of them on (and sets another) must not let the client choose the
+// path the rules judge; disagreement is an error.
+func (h *Handler) originalOf(r *http.Request) (o original, ok bool, err error) {
 	if !limits.PeerTrusted(r, h.o.TrustedProxies) {
-		return original{}, false
+		return original{}, false, nil
 	}
 	hd := r.Header
-	o = original{method: hd.Get("X-Forwarded-Method"), proto: hd.Get("X-Forwarded-Proto"),
-		host: hd.Get("X-Forwarded-Host"), uri: hd.Get("X-Forwarded-Uri")}
-	if o.uri == "" {
-		o.uri = hd.Get("X-Original-Uri")
+	o = original{method: hd.Get("X-Forwarded-Method"), proto: hd.Get("X-Forwarded-Proto"), host: hd.Get("X-Forwarded-Host")}
+	for _, name := range []string{"X-Forwarded-Uri", "X-Original-Uri", "X-Original-Url"} {
+		v := hd.Get(name)
+		if name == "X-Original-Url" && v != "" {
+			u, perr := url.Parse(v)
+			if perr != nil {
+				return o, true, fmt.Errorf("X-Original-URL %q: %v", failure.Truncate(v, 200), perr)
+			}
+			v = u.RequestURI()
+		}
+		switch {
+		case v == "":
+		case o.uri == "":
+			o.uri = v
+		case v != o.uri:
+			return o, true, fmt.Errorf("the front proxy's headers disagree on the original URI (%s %q, another %q): a client's copy was passed on",
+				name, failure.Truncate(v, 100), failure.Truncate(o.uri, 100))
+		}
 	}
-	return o, true
+	return o, true, nil
 }
 
 // path is the canonical path of the original request, for the allow rules.
@@ -97,8 +114,14 @@ func (o original) path() (string, error) {
 // login state, as in gateway mode.
 func (h *Handler) ServeLogin(w http.ResponseWriter, r *http.Request) {
 	rd := r.URL.Query().Get("rd")
-	if o, trusted := h.originalOf(r); rd == "" && trusted && o.uri != "" {
-		if !gateway.BrowserNavigation(r) {
+	o, trusted, err := h.originalOf(r)
+	if err != nil {
+		h.answers.WithLabelValues("path-refused").Inc()
+		h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth", Detail: err.Error(), Err: err})
+		return
+	}
+	if rd == "" && trusted && o.uri != "" {
+		if !login.Navigation(r) {
 			h.answers.WithLabelValues("unauthenticated").Inc()
 			h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "forward-auth", API: true,
 				Detail: "login start through nginx's error_page for a request that is not a browser navigation"})
@@ -117,7 +140,12 @@ func (h *Handler) ServeAuth(w http.ResponseWriter, r *http.Request) {
 			Detail: "the request carries " + failure.Truncate(name, 100) + ", which only this SP may set"})
 		return
 	}
-	o, trusted := h.originalOf(r)
+	o, trusted, err := h.originalOf(r)
+	if err != nil {
+		h.answers.WithLabelValues("path-refused").Inc()
+		h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth", API: true, Detail: err.Error(), Err: err})
+		return
+	}
 	sess, _, ok := h.o.Engine.Session(w, r)
 	if !ok {
 		return
@@ -166,7 +194,7 @@ func (h *Handler) ServeAuth(w http.ResponseWriter, r *http.Request) {
 // an allowed URL, else 401.
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request, o original, trusted bool) {
 	if trusted && o.method != "" && o.proto != "" && o.host != "" && strings.HasPrefix(o.uri, "/") &&
-		gateway.BrowserNavigation(&http.Request{Method: o.method, Header: r.Header}) {
+		login.Navigation(&http.Request{Method: o.method, Header: r.Header}) {
 		if target, f := h.o.ReturnURL.Check(o.proto + "://" + o.host + o.uri); f == nil {
 			h.answers.WithLabelValues("redirect").Inc()
 			http.Redirect(w, r, h.o.RootURL.JoinPath("/saml/login").String()+"?rd="+url.QueryEscape(target), http.StatusFound)

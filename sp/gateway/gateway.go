@@ -15,7 +15,6 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -122,7 +121,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.forward(w, r)
 		return
 	}
-	if BrowserNavigation(r) {
+	if login.Navigation(r) {
 		// A browser: RequireAccount logs it in (and back to this URL),
 		// with its loop protection.
 		g.o.Engine.RequireAccount(http.HandlerFunc(g.serveUpstream)).ServeHTTP(w, r)
@@ -140,22 +139,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.serveUpstream(w, r.WithContext(samlsp.ContextWithSession(r.Context(), sess)))
-}
-
-// BrowserNavigation reports whether r is a top-level navigation by a
-// browser, which may be sent to log in: GET or HEAD asking for HTML, and
-// not a fetch/XHR (Sec-Fetch-Mode, X-Requested-With).
-func BrowserNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return false
-	}
-	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
-		return false
-	}
-	if strings.EqualFold(r.Header.Get("X-Requested-With"), "XMLHttpRequest") {
-		return false
-	}
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // loginURL is the URL that starts a login returning to rd.

@@ -2,6 +2,7 @@ package login
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/crewjam/saml"
@@ -22,19 +23,26 @@ func (e *Engine) Start(w http.ResponseWriter, r *http.Request) {
 }
 
 // StartTo starts a login explicitly, to return to rd (checked by the
-// return-URL policy; "" is "/"): /saml/login?rd=. A browser that already
-// has a session goes to rd at once.
+// return-URL policy; "" is "/"): /saml/login?rd=. A hostile rd is refused
+// whoever asks; a program (not a browser navigation: an API call, a fetch)
+// gets 401 session-required and no login state is created; a browser that
+// already has a session goes to rd at once.
 func (e *Engine) StartTo(w http.ResponseWriter, r *http.Request, rd string) {
-	rt := e.live(w, r)
-	if rt == nil {
-		return
-	}
 	if rd == "" {
 		rd = "/"
 	}
 	target, f := e.cfg.ReturnURL.Check(rd)
 	if f != nil {
 		e.resp.Fail(w, r, f)
+		return
+	}
+	if !Navigation(r) {
+		e.resp.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, API: true, Op: "login",
+			Detail: r.Method + " " + PathLoginDoc + " from a program, not a browser navigation: no login started"})
+		return
+	}
+	rt := e.live(w, r)
+	if rt == nil {
 		return
 	}
 	sess, _, ok := e.session(w, r, rt)
@@ -51,6 +59,25 @@ func (e *Engine) StartTo(w http.ResponseWriter, r *http.Request, rd string) {
 // ServeLogin is /saml/login?rd=URL: StartTo(rd).
 func (e *Engine) ServeLogin(w http.ResponseWriter, r *http.Request) {
 	e.StartTo(w, r, r.URL.Query().Get("rd"))
+}
+
+// PathLoginDoc names the explicit login start in log lines.
+const PathLoginDoc = "/saml/login"
+
+// Navigation reports whether r is a top-level navigation by a browser,
+// which may be sent to log in: GET or HEAD asking for HTML, and not a
+// fetch or XHR (Sec-Fetch-Mode, X-Requested-With).
+func Navigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	if strings.EqualFold(r.Header.Get("X-Requested-With"), "XMLHttpRequest") {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // login starts a login that returns to target: "" is r's own path and
