@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/samlha/samlha/sp/relaystate"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // Stickiness selects how a client is pinned to a target.
@@ -198,8 +199,17 @@ type Config struct {
 	OnPinnedDown PinnedDown
 	AllDown      AllDown
 
-	// TrustedProxies are the peers whose X-Forwarded-* headers are kept.
+	// TrustedProxies are the peers whose X-Forwarded-* headers are kept
+	// (forward.Policy) and through whose X-Forwarded-For the client is
+	// found (forward.Trusted.ClientAddr).
 	TrustedProxies []netip.Prefix
+	// StripRequestHeaders and StripRequestHeaderPrefixes name request
+	// headers no client may send on (identity headers an application
+	// behind the proxy trusts): they are removed before forwarding,
+	// compared case-insensitively with '_' and '-' alike
+	// (forward.Protected). None by default.
+	StripRequestHeaders        []string
+	StripRequestHeaderPrefixes []string
 
 	AccessLog       AccessLog
 	ImbalanceWindow time.Duration
@@ -429,6 +439,12 @@ func (c *Config) Validate() []error {
 	}
 	if c.IdleTimeout < 0 {
 		add("IdleTimeout", "%v, want > 0", c.IdleTimeout)
+	}
+	if _, err := forward.NewProtected(c.StripRequestHeaders, nil); err != nil {
+		add("StripRequestHeaders", "%v", err)
+	}
+	if _, err := forward.NewProtected(nil, c.StripRequestHeaderPrefixes); err != nil {
+		add("StripRequestHeaderPrefixes", "%v", err)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		add("AdminToken", "%d bytes, want at least 16", len(c.AdminToken))

@@ -101,6 +101,7 @@ type metrics struct {
 	transitions    *prometheus.CounterVec
 	connsRefused   prometheus.Counter
 	adminRefused   *prometheus.CounterVec
+	stripped       prometheus.Counter
 }
 
 func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
@@ -142,8 +143,12 @@ func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
 			Name: "stickyproxy_admin_refused_total",
 			Help: "Admin API requests refused, by reason: no-token-configured, missing-token, wrong-token, cross-site.",
 		}, []string{"reason"}),
+		stripped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stickyproxy_request_headers_stripped_total",
+			Help: "Client request headers removed because Config.StripRequestHeaders or StripRequestHeaderPrefixes name them (any case, '_' as '-').",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.invalidCookies, m.crossSitePOST, m.upstreamErrors, m.healthChecks, m.transitions,
+	reg.MustRegister(m.stripped, m.requests, m.latency, m.invalidCookies, m.crossSitePOST, m.upstreamErrors, m.healthChecks, m.transitions,
 		m.connsRefused, m.adminRefused)
 	gauge := func(name, help string, f func(*target) float64) {
 		for _, t := range p.targets {

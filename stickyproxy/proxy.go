@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/samlha/samlha/stickyproxy/affinity"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // Response headers set on every reply.
@@ -43,6 +43,9 @@ type Proxy struct {
 	imb     *imbalance
 
 	inflight atomic.Int64
+
+	fwd   forward.Policy     // X-Forwarded-*, X-Real-IP, Forwarded
+	strip *forward.Protected // request headers no client may send on
 
 	transport *http.Transport
 	rp        *httputil.ReverseProxy
@@ -84,6 +87,12 @@ func New(cfg Config) (*Proxy, error) {
 		p.byName[t.name] = t
 	}
 	p.sel = selectors[cfg.Balance](p.targets)
+	p.fwd = forward.Policy{Trusted: forward.NewTrusted(cfg.TrustedProxies)}
+	strip, err := forward.NewProtected(cfg.StripRequestHeaders, cfg.StripRequestHeaderPrefixes)
+	if err != nil { // Validate has said so already
+		return nil, err
+	}
+	p.strip = strip
 	if cfg.Stickiness != StickinessOff {
 		c, err := affinity.New(cfg.CookieName, cfg.Keys...)
 		if err != nil {
@@ -629,10 +638,6 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
-
-func isUpgrade(r *http.Request) bool {
-	return r.Header["Upgrade"] != nil && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
-}
 
 // passiveFail counts a failure of t itself.
 func (p *Proxy) passiveFail(t *target, err error) {

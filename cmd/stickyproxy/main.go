@@ -24,6 +24,7 @@ import (
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/stickyproxy"
 	"github.com/samlha/samlha/stickyproxy/affinity"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 const summary = `stickyproxy: a cookie-affinity reverse proxy (AWS ALB and HAProxy semantics)
@@ -51,6 +52,7 @@ type options struct {
 	httpOnly                             bool
 	adminToken, adminTokenFile           string
 	trusted                              cli.StringList
+	strip, stripPrefix                   cli.StringList
 	peek                                 size
 	logFormat, logLevel                  string
 	grace, logFlush                      time.Duration
@@ -98,6 +100,8 @@ func flags(fs *flag.FlagSet) *options {
 	fs.StringVar((*string)(&c.OnPinnedDown), "on-pinned-down", "repin", "when the pinned target is down: repin (as ALB and HAProxy) or strict (503, as Envoy's strict mode)")
 	fs.StringVar((*string)(&c.AllDown), "all-down", "fail-open", "when no target is healthy: fail-open (route anyway, as ALB) or 503")
 	fs.Var(&o.trusted, "trusted-proxies", "`CIDRs` of peers whose X-Forwarded-For/-Proto/-Host are kept (comma-separated or repeated); others' are dropped")
+	fs.Var(&o.strip, "strip-request-header", "request header `name` no client may send to a target (an identity header the application trusts), removed under any case and with '_' for '-' (repeatable or comma-separated)")
+	fs.Var(&o.stripPrefix, "strip-request-header-prefix", "request header `prefix` (e.g. X-Remote-) whose headers no client may send to a target; like --strip-request-header (repeatable or comma-separated)")
 	fs.StringVar((*string)(&c.AccessLog), "access-log", "all", "access log: all, anomalies (decisions other than new/pinned/balanced, and 5xx) or off")
 	fs.DurationVar(&c.ImbalanceWindow, "imbalance-window", time.Minute, "sliding window of the load-imbalance gauge")
 	fs.StringVar((*string)(&c.Engine), "engine", "fast", "forwarding path: fast (own HTTP/1.1 client; upgrades and large or chunked bodies still use ReverseProxy) or reverseproxy (httputil.ReverseProxy for everything)")
@@ -261,17 +265,15 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 	}
 	cfg.RelayStatePeek = int64(o.peek)
 	for _, s := range o.trusted {
-		pfx, err := netip.ParsePrefix(s)
+		pfx, err := forward.ParsePrefix(s)
 		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				probs.Addf("--trusted-proxies: %q is not a CIDR or an address", s)
-				continue
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
+			probs.Addf("--trusted-proxies: %v", err)
+			continue
 		}
-		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx.Masked())
+		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
 	}
+	cfg.StripRequestHeaders = o.strip
+	cfg.StripRequestHeaderPrefixes = o.stripPrefix
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		probs.Addf("--tls-cert and --tls-key: give both or neither")
 	}
@@ -341,6 +343,7 @@ var flagNames = map[string]string{
 	"AccessLog": "--access-log", "Engine": "--engine", "ImbalanceWindow": "--imbalance-window",
 	"MaxIdleConnsPerHost": "--max-idle-conns-per-target", "ReadHeaderTimeout": "--read-header-timeout",
 	"IdleTimeout": "--idle-timeout", "AdminToken": "--admin-token",
+	"StripRequestHeaders": "--strip-request-header", "StripRequestHeaderPrefixes": "--strip-request-header-prefix",
 }
 
 // flagError words a Config problem in terms of the command's flags.
