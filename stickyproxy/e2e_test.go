@@ -718,9 +718,14 @@ func TestRelayStateRouting(t *testing.T) {
 	})
 }
 
+// TestRelayStateBeyondPeekLimit: a body too large to buffer whole
+// (MaxBufferedBody) is peeked at for RelayState only up to RelayStatePeek.
+// (A buffered body is read whole, and its RelayState found anywhere.)
 func TestRelayStateBeyondPeekLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, stickyproxy.EngineFast, func(c *stickyproxy.Config) { c.SAMLAware, c.RelayStatePeek = true, 4096 })
+	e := newEnv(t, stickyproxy.EngineFast, func(c *stickyproxy.Config) {
+		c.SAMLAware, c.RelayStatePeek, c.MaxBufferedBody = true, 4096, 4096
+	})
 	body := "SAMLResponse=" + strings.Repeat("A", 5000) + "&RelayState=sp-3~AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH"
 	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/saml/acs", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -42,10 +42,11 @@ const (
 	idleTimeout    = 90 * time.Second
 )
 
-// fastOK says whether the fast engine can take r for t.
-func fastOK(r *http.Request, t *target) bool {
-	return t.pool.addr != "" && r.Trailer == nil && r.ContentLength >= 0 && r.ContentLength <= fastMaxBody &&
-		r.Header["Upgrade"] == nil
+// fastOK says whether the fast engine can take r for x.t: a body already
+// in memory of any size, else one of known length up to fastMaxBody.
+func fastOK(r *http.Request, x *exchange) bool {
+	return x.t.pool.addr != "" && r.Trailer == nil && r.Header["Upgrade"] == nil &&
+		(x.buffered != nil || r.ContentLength >= 0 && r.ContentLength <= fastMaxBody)
 }
 
 type connPool struct {
