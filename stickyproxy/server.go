@@ -5,7 +5,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/samlha/samlha/stickyproxy/forward"
@@ -45,11 +48,11 @@ const (
 // beyond either is answered (503, or 429 for the client's share) and
 // closed at once, rather than left waiting in the kernel's queue, counted
 // in stickyproxy_client_conns_refused_total{reason} and logged (at most
-// once a second). With both limits negative, ln is returned as is.
+// once a second).
+//
+// Its connections also spare net/http a system call per request: see
+// clientConn.
 func (p *Proxy) Listener(ln net.Listener) net.Listener {
-	if p.cfg.MaxClientConns <= 0 && p.cfg.MaxConnsPerClient <= 0 {
-		return ln
-	}
 	return &limitListener{Listener: ln, p: p}
 }
 
@@ -90,7 +93,7 @@ func (l *limitListener) admit(c net.Conn) net.Conn {
 		l.refuse(c, "total", busyReply)
 		return nil
 	}
-	lc := &limitConn{Conn: c, p: p}
+	lc := &clientConn{Conn: c, p: p, wake: make(chan struct{}, 1)}
 	peer, ok := forward.PeerAddr(c.RemoteAddr().String())
 	if ok && p.cfg.MaxConnsPerClient > 0 && !p.fwd.Trusted.Contains(peer) {
 		lc.client = p.clients.get(forward.ClientKey(peer))
@@ -119,14 +122,99 @@ func (l *limitListener) refuse(c net.Conn, reason, reply string) {
 	_ = c.Close()
 }
 
-type limitConn struct {
+// clientConn is a client connection counted against the limits. It also
+// defers net/http's background read.
+//
+// While a handler runs, net/http keeps a one-byte read pending on the
+// connection, to notice a client that goes away; when the handler returns
+// it aborts that read by setting a read deadline in the past. On Linux a
+// read that finds nothing (EAGAIN) and the trip through the poller cost
+// several microseconds per request, most of a proxied request's own
+// work. So a one-byte read (net/http reads one byte only there) first
+// waits up to backgroundReadDelay, without a system call, for a read
+// deadline: one in the past ends it as the real read would (a timeout,
+// which net/http expects of its abort); if none comes in time, the real
+// read is made, and a client that left a long request is noticed then.
+type clientConn struct {
 	net.Conn
 	p      *Proxy
 	client *clientUse // nil: not counted per client
 	once   sync.Once
+
+	rdl   atomic.Int64  // read deadline, unix nanoseconds; 0: none
+	wake  chan struct{} // a read deadline was set
+	timer *time.Timer   // the deferred read's (one at a time)
+	wrote atomic.Bool   // written to since the last read
 }
 
-func (c *limitConn) Close() error {
+// backgroundReadDelay is how long a client that leaves during a request
+// may go unnoticed (the request's context is cancelled that much later).
+const backgroundReadDelay = 250 * time.Millisecond
+
+func (c *clientConn) Read(b []byte) (int, error) {
+	if len(b) == 1 {
+		if err := c.deferRead(); err != nil {
+			return 0, err
+		}
+	} else if c.wrote.Swap(false) {
+		// The reply went out: let the other ready requests run before
+		// reading the next one, which by then has usually arrived (a read
+		// that finds nothing costs a system call and a trip through the
+		// poller). When nothing else is ready this returns at once.
+		runtime.Gosched()
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *clientConn) Write(b []byte) (int, error) {
+	c.wrote.Store(true)
+	return c.Conn.Write(b)
+}
+
+// deferRead waits for a read deadline that has passed (returned as the
+// real read would fail), or for backgroundReadDelay (nil: read now).
+func (c *clientConn) deferRead() error {
+	if c.timer == nil {
+		c.timer = time.NewTimer(backgroundReadDelay)
+	} else {
+		c.timer.Reset(backgroundReadDelay)
+	}
+	defer c.timer.Stop()
+	for {
+		if d := c.rdl.Load(); d != 0 && d <= time.Now().UnixNano() {
+			return os.ErrDeadlineExceeded
+		}
+		select {
+		case <-c.wake:
+		case <-c.timer.C:
+			return nil
+		}
+	}
+}
+
+func (c *clientConn) noteReadDeadline(t time.Time) {
+	var n int64
+	if !t.IsZero() {
+		n = t.UnixNano()
+	}
+	c.rdl.Store(n)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.noteReadDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	c.noteReadDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *clientConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		c.p.conns.Add(-1)
