@@ -56,6 +56,17 @@ func replyOn(t testing.TB, c net.Conn) *http.Response {
 	return resp
 }
 
+// wantServed checks that a GET from ip is answered 200 with decision.
+func wantServed(t testing.TB, what, ip, u, decision string) {
+	t.Helper()
+	resp, err := clientFrom(ip).Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	wantReply(t, what, resp, 200, decision)
+}
+
 func wantReply(t testing.TB, what string, resp *http.Response, status int, decision string) {
 	t.Helper()
 	if resp.StatusCode != status || resp.Header.Get(stickyproxy.HeaderDecision) != decision {
@@ -124,12 +135,7 @@ func TestStalledBodiesHoldNoTargetSlots(t *testing.T) {
 		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: p\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n%s", strings.Repeat("x", 60))
 	}
 	waitFor(t, "every stalled POST inside the proxy", func() bool { return inFlight(h)() == stalled })
-	resp, err := clientFrom("127.0.0.2").Get(h.url + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	wantReply(t, "another client's request beside the stalled POSTs", resp, 200, "new")
+	wantServed(t, "another client's request beside the stalled POSTs", "127.0.0.2", h.url+"/", "new")
 }
 
 // relayStateForm is the start of an ACS POST body naming instance in its
@@ -188,54 +194,50 @@ func stallPOST(t *testing.T, ip, addr, path string, length, n int) net.Conn {
 	return c
 }
 
-// TestBufferBudgetPerClient: one client's bodies being buffered (and
-// RelayState peeks) pin at most Config.MaxBufferPerClient bytes; a request
-// past it is refused 429 client-limit at once, and other clients are
-// served.
-func TestBufferBudgetPerClient(t *testing.T) {
+// TestBufferBudgets: one client's bodies being buffered (and RelayState
+// peeks) pin at most Config.MaxBufferPerClient bytes, a request past it
+// being refused 429 client-limit at once; all clients' together at most
+// Config.MaxBufferTotal, past which 503 proxy-busy. Other clients are
+// served meanwhile.
+func TestBufferBudgets(t *testing.T) {
 	t.Parallel()
 	u1, _ := sink(t, "sp-1")
-	h := newHostile(t, stickyproxy.EngineFast, nil, both(ordered(u1), func(c *stickyproxy.Config) {
-		c.MaxBufferedBody = 100_000
-		c.MaxBufferPerClient = 150_000
-	}))
-	stallPOST(t, "127.0.0.1", h.addr, "/a", 70_000, 100)
-	stallPOST(t, "127.0.0.1", h.addr, "/b", 70_000, 100)
-	waitFor(t, "two stalled POSTs inside the proxy", func() bool { return inFlight(h)() == 2 })
-	third := stallPOST(t, "127.0.0.1", h.addr, "/c", 70_000, 100)
-	wantReply(t, "a third 70 KB body from the same client", replyOn(t, third), 429, "client-limit")
-	if n := metricValue(t, h.proxy.Registry(), "stickyproxy_client_limited_total", "limit", "buffer-per-client"); n != 1 {
-		t.Errorf("limited counted %v, want 1", n)
-	}
-	if got := gaugeValue(t, h.proxy, "stickyproxy_buffered_bytes"); got > 150_000 {
-		t.Errorf("%v bytes buffered for one client, over its 150000", got)
-	}
-	resp, err := clientFrom("127.0.0.2").Post(h.url+"/", "text/plain", bytes.NewReader(make([]byte, 70_000)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	wantReply(t, "another client's 70 KB POST", resp, 200, "new")
-}
-
-// TestBufferBudgetTotal: all clients together buffer at most
-// Config.MaxBufferTotal bytes; past it a request is refused 503
-// proxy-busy.
-func TestBufferBudgetTotal(t *testing.T) {
-	t.Parallel()
-	u1, _ := sink(t, "sp-1")
-	h := newHostile(t, stickyproxy.EngineFast, nil, both(ordered(u1), func(c *stickyproxy.Config) {
-		c.MaxBufferedBody = 100_000
-		c.MaxBufferPerClient = 100_000
-		c.MaxBufferTotal = 150_000
-	}))
-	stallPOST(t, "127.0.0.1", h.addr, "/a", 70_000, 100)
-	stallPOST(t, "127.0.0.2", h.addr, "/b", 70_000, 100)
-	waitFor(t, "two stalled POSTs inside the proxy", func() bool { return inFlight(h)() == 2 })
-	c := stallPOST(t, "127.0.0.3", h.addr, "/c", 70_000, 100)
-	wantReply(t, "a third client's 70 KB body past the total", replyOn(t, c), 503, "proxy-busy")
-	if n := metricValue(t, h.proxy.Registry(), "stickyproxy_client_limited_total", "limit", "buffer-total"); n != 1 {
-		t.Errorf("limited counted %v, want 1", n)
+	for _, tt := range []struct {
+		limit, decision  string
+		perClient, total int64
+		from             [3]string // the two stalled POSTs, then the refused one
+		status           int
+		served           string // a client still served after
+	}{
+		{"buffer-per-client", "client-limit", 150_000, -1, [3]string{"127.0.0.1", "127.0.0.1", "127.0.0.1"}, 429, "127.0.0.2"},
+		{"buffer-total", "proxy-busy", 100_000, 150_000, [3]string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, 503, ""},
+	} {
+		t.Run(tt.limit, func(t *testing.T) {
+			t.Parallel()
+			h := newHostile(t, stickyproxy.EngineFast, nil, both(ordered(u1), func(c *stickyproxy.Config) {
+				c.MaxBufferedBody, c.MaxBufferPerClient, c.MaxBufferTotal = 100_000, tt.perClient, tt.total
+			}))
+			stallPOST(t, tt.from[0], h.addr, "/a", 70_000, 100)
+			stallPOST(t, tt.from[1], h.addr, "/b", 70_000, 100)
+			waitFor(t, "two stalled POSTs inside the proxy", func() bool { return inFlight(h)() == 2 })
+			third := stallPOST(t, tt.from[2], h.addr, "/c", 70_000, 100)
+			wantReply(t, "a third 70 KB body", replyOn(t, third), tt.status, tt.decision)
+			if n := metricValue(t, h.proxy.Registry(), "stickyproxy_client_limited_total", "limit", tt.limit); n != 1 {
+				t.Errorf("limited counted %v, want 1", n)
+			}
+			if got := gaugeValue(t, h.proxy, "stickyproxy_buffered_bytes"); got > 150_000 {
+				t.Errorf("%v bytes buffered, over the 150000 allowed", got)
+			}
+			if tt.served == "" {
+				return
+			}
+			resp, err := clientFrom(tt.served).Post(h.url+"/", "text/plain", bytes.NewReader(make([]byte, 70_000)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			wantReply(t, "another client's 70 KB POST", resp, 200, "new")
+		})
 	}
 }
 
@@ -257,12 +259,7 @@ func TestStreamedBodiesPerClient(t *testing.T) {
 	for _, p := range []string{"/c", "/d"} {
 		wantReply(t, "a third streamed upload from the same client", replyOn(t, stallPOST(t, "127.0.0.1", h.addr, p, 100_000, 10)), 429, "client-limit")
 	}
-	resp, err := clientFrom("127.0.0.2").Get(h.url + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	wantReply(t, "another client beside the stalled uploads", resp, 200, "new")
+	wantServed(t, "another client beside the stalled uploads", "127.0.0.2", h.url+"/", "new")
 }
 
 // TestConnsPerClient: one client (TCP peer; an IPv6 peer by its /64) may
@@ -295,12 +292,7 @@ func TestConnsPerClient(t *testing.T) {
 			if resp := replyOn(t, c); resp.StatusCode != want {
 				t.Errorf("a fourth connection: %d, want %d", resp.StatusCode, want)
 			}
-			resp, err := clientFrom("127.0.0.2").Get(h.url + "/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			wantReply(t, "another client", resp, 200, "new")
+			wantServed(t, "another client", "127.0.0.2", h.url+"/", "new")
 		})
 	}
 }

@@ -213,6 +213,16 @@ func (e *env) do(req *http.Request) (reply, *http.Response, []byte) {
 }
 
 // get requests path with the given cookies ("name=value" each).
+// echo sends req and returns what the backend received.
+func (e *env) echo(req *http.Request) echo {
+	_, _, body := e.do(req)
+	var got echo
+	if err := json.Unmarshal(body, &got); err != nil {
+		e.t.Fatalf("the backend's echo: %v: %s", err, body)
+	}
+	return got
+}
+
 func (e *env) get(path string, cookies ...string) (reply, *http.Response) {
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
@@ -790,9 +800,7 @@ func TestForwardedHeaders(t *testing.T) {
 				req.Header.Set("X-Forwarded-Proto", "https")
 				req.Header.Set("X-Forwarded-Host", "edge.example")
 				req.Header.Set("X-Real-IP", "198.51.100.66")
-				_, _, body := e.do(req)
-				var got echo
-				json.Unmarshal(body, &got)
+				got := e.echo(req)
 				if got.Host != "public.example" {
 					t.Errorf("Host %q, want the public host kept", got.Host)
 				}
@@ -820,10 +828,7 @@ func TestStripRequestHeaders(t *testing.T) {
 			req.Header[k] = []string{"admin"}
 		}
 		req.Header.Set("X-Samlhax", "kept")
-		_, _, body := e.do(req)
-		var got echo
-		json.Unmarshal(body, &got)
-		if got.Identity != "X-Samlhax=kept" {
+		if got := e.echo(req); got.Identity != "X-Samlhax=kept" {
 			t.Errorf("identity headers at the target: %q, want only X-Samlhax", got.Identity)
 		}
 		if n := metricValue(t, e.proxy.Registry(), "stickyproxy_request_headers_stripped_total"); n != 5 {

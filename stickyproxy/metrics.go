@@ -105,9 +105,6 @@ func (d Decision) anomaly() bool {
 	return d != DecisionNew && d != DecisionPinned && d != DecisionBalanced
 }
 
-// Decisions lists every decision name.
-func Decisions() []string { return append([]string(nil), decisionNames[:]...) }
-
 type metrics struct {
 	requests       *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
@@ -197,26 +194,23 @@ func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
 		func(t *target) float64 { return b2f(t.draining.Load()) })
 	gauge("stickyproxy_target_in_flight_requests", "Requests being forwarded to the target now.",
 		func(t *target) float64 { return float64(t.inflight.Load()) })
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stickyproxy_in_flight_requests",
-		Help: "Requests being served by the proxy now.",
-	}, func() float64 { return float64(p.inflight.Load()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stickyproxy_buffered_bytes",
-		Help: "Bytes of buffer reserved for request bodies being read whole and RelayState peeks, all clients (at most MaxBufferTotal).",
-	}, func() float64 { return float64(p.buffered.Load()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stickyproxy_clients",
-		Help: "Clients holding a connection, a request or buffer now.",
-	}, func() float64 { return float64(p.clients.len()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stickyproxy_client_conns",
-		Help: "Open client connections (through Listener).",
-	}, func() float64 { return float64(p.conns.Load()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stickyproxy_load_imbalance_ratio",
-		Help: "Requests to the busiest target over the mean per target, across the sliding window (--imbalance-window): 1 is even, the number of targets is everything on one; 0 without traffic.",
-	}, func() float64 { return p.imb.ratio(p.now().UnixNano()) }))
+	for _, g := range []struct {
+		name, help string
+		f          func() float64
+	}{
+		{"stickyproxy_in_flight_requests", "Requests being served by the proxy now.",
+			func() float64 { return float64(p.inflight.Load()) }},
+		{"stickyproxy_buffered_bytes", "Bytes of buffer reserved for request bodies being read whole and RelayState peeks, all clients (at most MaxBufferTotal).",
+			func() float64 { return float64(p.buffered.Load()) }},
+		{"stickyproxy_clients", "Clients holding a connection, a request or buffer now.",
+			func() float64 { return float64(p.clients.len()) }},
+		{"stickyproxy_client_conns", "Open client connections (through Listener).",
+			func() float64 { return float64(p.conns.Load()) }},
+		{"stickyproxy_load_imbalance_ratio", "Requests to the busiest target over the mean per target, across the sliding window (--imbalance-window): 1 is even, the number of targets is everything on one; 0 without traffic.",
+			func() float64 { return p.imb.ratio(p.now().UnixNano()) }},
+	} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, g.f))
+	}
 
 	for _, t := range p.targets {
 		for d := range numDecisions {
