@@ -42,15 +42,21 @@ type clientUse struct {
 // clientTable holds an entry per client that holds anything; an entry goes
 // when its last holder lets go.
 type clientTable struct {
-	mu sync.Mutex
-	m  map[netip.Addr]*clientUse
+	mu   sync.Mutex
+	m    map[netip.Addr]*clientUse
+	free []*clientUse // entries let go of, for reuse (an entry per request otherwise)
 }
 
 func (ct *clientTable) get(key netip.Addr) *clientUse {
 	ct.mu.Lock()
 	cu := ct.m[key]
 	if cu == nil {
-		cu = &clientUse{key: key}
+		if n := len(ct.free); n > 0 {
+			cu, ct.free = ct.free[n-1], ct.free[:n-1]
+		} else {
+			cu = new(clientUse)
+		}
+		cu.key = key
 		ct.m[key] = cu
 	}
 	cu.refs++
@@ -58,10 +64,17 @@ func (ct *clientTable) get(key netip.Addr) *clientUse {
 	return cu
 }
 
+// maxFreeClients bounds the entries kept for reuse.
+const maxFreeClients = 1024
+
 func (ct *clientTable) put(cu *clientUse) {
 	ct.mu.Lock()
 	if cu.refs--; cu.refs == 0 {
 		delete(ct.m, cu.key)
+		// Every holder has let go, so its counters are back to zero.
+		if len(ct.free) < maxFreeClients {
+			ct.free = append(ct.free, cu)
+		}
 	}
 	ct.mu.Unlock()
 }

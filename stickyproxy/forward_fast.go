@@ -62,6 +62,7 @@ type upConn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer // for bodies streamed from the client
 	head      []byte        // the request head being written, reused
+	abort     func()        // cuts the exchange short (the client left); made once
 	idleSince time.Time
 	nread     int64 // bytes read from c, to tell "closed before any reply byte"
 	limit     int64 // while reading a reply's head: nread may not pass it (0: no limit)
@@ -125,6 +126,7 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 	}
 	uc := &upConn{c: c, bw: bufio.NewWriterSize(c, 8<<10)}
 	uc.br = bufio.NewReaderSize(uc, 8<<10)
+	uc.abort = func() { c.SetDeadline(time.Unix(1, 0)) }
 	return uc, false, nil
 }
 
@@ -181,7 +183,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	// Abort the exchange if the client goes away. stop must run before the
 	// connection goes back to the pool, and a connection whose abort ran is
 	// not pooled: its deadline is in the past.
-	stop := context.AfterFunc(r.Context(), func() { uc.c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(r.Context(), uc.abort)
 	defer stop()
 	resp, err := p.fastExchange(uc, r, x, reused)
 	if err != nil {
