@@ -354,6 +354,11 @@ var flagNames = map[string]string{
 	"IdleTimeout": "--idle-timeout", "AdminToken": "--admin-token",
 	"StripRequestHeaders": "--strip-request-header", "StripRequestHeaderPrefixes": "--strip-request-header-prefix",
 	"MaxBufferedBody": "--max-buffered-body", "MaxBufferPerClient": "--max-buffer-per-client", "MaxBufferTotal": "--max-buffer-total",
+	"MaxConnsPerClient": "--max-conns-per-client", "MaxInFlightPerClient": "--max-in-flight-per-client",
+	"MaxStreamingPerClient": "--max-streaming-bodies-per-client", "MaxClientConns": "--max-client-conns",
+	"MaxInFlightPerTarget": "--max-in-flight-per-target", "ClientBodyTimeout": "--client-body-timeout",
+	"TrustedProxies": "--trusted-proxies", "DialTimeout": "--dial-timeout", "ResponseHeaderTimeout": "--response-header-timeout",
+	"PassiveCooldown": "--passive-cooldown",
 }
 
 // flagError words a Config problem in terms of the command's flags.
