@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -185,10 +186,19 @@ func bearer(h string) (string, bool) {
 	return tok, tok != ""
 }
 
+// adminRefusalReasons are the values of stickyproxy_admin_refused_total's
+// reason label.
+var adminRefusalReasons = []string{"no-token-configured", "insecure-non-loopback-host", "missing-token", "wrong-token", "cross-site"}
+
+// adminRefuse refuses an admin call: counted always, logged at most once a
+// second per reason (a flood of refusals must not flood the log).
 func (p *Proxy) adminRefuse(w http.ResponseWriter, r *http.Request, status int, reason, msg string) {
 	p.m.adminRefused.WithLabelValues(reason).Inc()
-	p.log.Warn("admin request refused", "reason", reason, "method", r.Method, "path", r.URL.Path,
-		"client", clientIP(r.RemoteAddr), "origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"))
+	if ok, dropped := p.sample("admin:"+reason, time.Now()); ok {
+		p.log.Warn("admin request refused", "reason", reason, "method", r.Method, "path", r.URL.Path,
+			"client", r.RemoteAddr, "origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"),
+			"refused_since_last_line", dropped)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Error(w, msg, status)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/samlha/samlha/sp/relaystate"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // Stickiness selects how a client is pinned to a target.
@@ -198,8 +199,17 @@ type Config struct {
 	OnPinnedDown PinnedDown
 	AllDown      AllDown
 
-	// TrustedProxies are the peers whose X-Forwarded-* headers are kept.
+	// TrustedProxies are the peers whose X-Forwarded-* headers are kept
+	// (forward.Policy) and through whose X-Forwarded-For the client is
+	// found (forward.Trusted.ClientAddr).
 	TrustedProxies []netip.Prefix
+	// StripRequestHeaders and StripRequestHeaderPrefixes name request
+	// headers no client may send on (identity headers an application
+	// behind the proxy trusts): they are removed before forwarding,
+	// compared case-insensitively with '_' and '-' alike
+	// (forward.Protected). None by default.
+	StripRequestHeaders        []string
+	StripRequestHeaderPrefixes []string
 
 	AccessLog       AccessLog
 	ImbalanceWindow time.Duration
@@ -216,6 +226,26 @@ type Config struct {
 	ClientBodyTimeout    time.Duration
 	MaxClientConns       int
 	MaxInFlightPerTarget int
+
+	// A client's share (the TCP peer, or the address a trusted peer's
+	// X-Forwarded-For names; IPv6 by its /64). Each takes a negative
+	// value to mean "no limit".
+	//
+	// MaxBufferedBody: a request body of known length up to this is read
+	// whole before the request takes a target's in-flight slot, so a
+	// client that stalls its body holds no slot; a larger or chunked body
+	// streams and holds a slot meanwhile (MaxStreamingPerClient).
+	// MaxBufferPerClient bounds the bytes one client's bodies being
+	// buffered and RelayState peeks may take at once, MaxBufferTotal those
+	// of all clients. MaxConnsPerClient bounds one TCP peer's connections
+	// (Listener; a trusted peer is not limited), MaxInFlightPerClient one
+	// client's requests forwarded at once.
+	MaxBufferedBody       int64
+	MaxBufferPerClient    int64
+	MaxBufferTotal        int64
+	MaxConnsPerClient     int
+	MaxInFlightPerClient  int
+	MaxStreamingPerClient int
 
 	// AdminToken guards the admin API (Admin): every call but /healthz
 	// and /readyz needs "Authorization: Bearer <AdminToken>". Without a
@@ -237,13 +267,19 @@ type Config struct {
 
 // Defaults of the client bounds.
 const (
-	DefaultMaxClientConns       = 10000
-	DefaultMaxInFlightPerTarget = 1000
+	DefaultMaxClientConns        = 10000
+	DefaultMaxInFlightPerTarget  = 1000
+	DefaultMaxBufferedBody       = 256 << 10
+	DefaultMaxBufferPerClient    = 2 << 20
+	DefaultMaxBufferTotal        = 256 << 20
+	DefaultMaxConnsPerClient     = 512
+	DefaultMaxInFlightPerClient  = 256
+	DefaultMaxStreamingPerClient = 16
 )
 
 // Defaults fills zero fields with the defaults. The bounds take a negative
 // value to mean "none" (MaxClientConns, MaxInFlightPerTarget,
-// ClientBodyTimeout).
+// ClientBodyTimeout and the client shares).
 func (c *Config) Defaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
@@ -252,71 +288,57 @@ func (c *Config) Defaults() {
 	}
 	def((*string)(&c.Balance), string(RoundRobin))
 	def((*string)(&c.Stickiness), string(StickinessDuration))
-	if c.Duration == 0 {
-		c.Duration = 24 * time.Hour
-	}
 	if c.Stickiness == StickinessApp {
 		def(&c.CookieName, "AWSALBAPP")
 	}
 	def(&c.CookieName, "AWSALB")
 	def(&c.CookiePath, "/")
-	if c.CookieSameSite == 0 {
-		c.CookieSameSite = http.SameSiteLaxMode
-	}
 	def(&c.ACSPath, "/saml/acs")
-	if c.RelayStatePeek == 0 {
-		c.RelayStatePeek = 64 << 10
-	}
 	def(&c.HealthPath, "/healthz")
-	if c.HealthTimeout == 0 {
-		c.HealthTimeout = time.Second
-	}
-	if c.HealthRise == 0 {
-		c.HealthRise = 2
-	}
-	if c.HealthFall == 0 {
-		c.HealthFall = 2
-	}
-	if c.PassiveCooldown == 0 {
-		c.PassiveCooldown = 10 * time.Second
-	}
 	def((*string)(&c.DrainMode), string(DrainALB))
 	def((*string)(&c.OnPinnedDown), string(PinnedDownRepin))
 	def((*string)(&c.AllDown), string(AllDownFailOpen))
 	def((*string)(&c.AccessLog), string(AccessLogAll))
-	if c.ImbalanceWindow == 0 {
-		c.ImbalanceWindow = time.Minute
-	}
 	def((*string)(&c.Engine), string(EngineFast))
-	if c.MaxIdleConnsPerHost == 0 {
-		c.MaxIdleConnsPerHost = 1024
+	if c.CookieSameSite == 0 {
+		c.CookieSameSite = http.SameSiteLaxMode
 	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = 2 * time.Second
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.Duration, 24 * time.Hour}, {&c.HealthTimeout, time.Second}, {&c.PassiveCooldown, 10 * time.Second},
+		{&c.ImbalanceWindow, time.Minute}, {&c.DialTimeout, 2 * time.Second}, {&c.ResponseHeaderTimeout, time.Minute},
+		{&c.ReadHeaderTimeout, 10 * time.Second}, {&c.IdleTimeout, 2 * time.Minute}, {&c.ClientBodyTimeout, time.Minute},
+	} {
+		defInt(d.v, d.def)
 	}
-	if c.ResponseHeaderTimeout == 0 {
-		c.ResponseHeaderTimeout = 60 * time.Second
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{
+		{&c.HealthRise, 2}, {&c.HealthFall, 2}, {&c.MaxIdleConnsPerHost, 1024},
+		{&c.MaxClientConns, DefaultMaxClientConns}, {&c.MaxInFlightPerTarget, DefaultMaxInFlightPerTarget},
+		{&c.MaxConnsPerClient, DefaultMaxConnsPerClient}, {&c.MaxInFlightPerClient, DefaultMaxInFlightPerClient},
+		{&c.MaxStreamingPerClient, DefaultMaxStreamingPerClient},
+	} {
+		defInt(d.v, d.def)
 	}
-	if c.ReadHeaderTimeout == 0 {
-		c.ReadHeaderTimeout = 10 * time.Second
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 2 * time.Minute
-	}
-	if c.ClientBodyTimeout == 0 {
-		c.ClientBodyTimeout = 60 * time.Second
-	}
-	if c.MaxClientConns == 0 {
-		c.MaxClientConns = DefaultMaxClientConns
-	}
-	if c.MaxInFlightPerTarget == 0 {
-		c.MaxInFlightPerTarget = DefaultMaxInFlightPerTarget
-	}
+	defInt(&c.RelayStatePeek, 64<<10)
+	defInt(&c.MaxBufferedBody, DefaultMaxBufferedBody)
+	defInt(&c.MaxBufferPerClient, DefaultMaxBufferPerClient)
+	defInt(&c.MaxBufferTotal, DefaultMaxBufferTotal)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+}
+
+func defInt[T int | int64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
 	}
 }
 
@@ -332,108 +354,106 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // Validate returns every problem with c (after Defaults), each a
 // *FieldError naming the Config field.
 func (c *Config) Validate() []error {
-	var p []error
-	add := func(field, format string, args ...any) {
-		p = append(p, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	var p problems
+	c.validateTargets(&p)
+	c.validateStickiness(&p)
+	c.validateCookie(&p)
+	c.validateHealth(&p)
+	c.validateBounds(&p)
+	oneOf(p.add, "Balance", c.Balance, RoundRobin, LeastOutstanding)
+	oneOf(p.add, "DrainMode", c.DrainMode, DrainALB, DrainHAProxy)
+	oneOf(p.add, "OnPinnedDown", c.OnPinnedDown, PinnedDownRepin, PinnedDownStrict)
+	oneOf(p.add, "AllDown", c.AllDown, AllDownFailOpen, AllDown503)
+	oneOf(p.add, "AccessLog", c.AccessLog, AccessLogAll, AccessLogAnomalies, AccessLogOff)
+	oneOf(p.add, "Engine", c.Engine, EngineFast, EngineReverseProxy)
+	p.check(c.ImbalanceWindow >= time.Second, "ImbalanceWindow", "%v, want at least 1s", c.ImbalanceWindow)
+	p.check(c.AdminToken == "" || len(c.AdminToken) >= 16, "AdminToken", "%d bytes, want at least 16", len(c.AdminToken))
+	if _, err := forward.NewProtected(c.StripRequestHeaders, nil); err != nil {
+		p.add("StripRequestHeaders", "%v", err)
 	}
-	if len(c.Targets) == 0 {
-		add("Targets", "at least one target is needed")
+	if _, err := forward.NewProtected(nil, c.StripRequestHeaderPrefixes); err != nil {
+		p.add("StripRequestHeaderPrefixes", "%v", err)
 	}
+	return p.errs
+}
+
+// problems collects FieldErrors.
+type problems struct{ errs []error }
+
+func (p *problems) add(field, format string, args ...any) {
+	p.errs = append(p.errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// check adds the problem unless ok.
+func (p *problems) check(ok bool, field, format string, args ...any) {
+	if !ok {
+		p.add(field, format, args...)
+	}
+}
+
+func (c *Config) validateTargets(p *problems) {
+	p.check(len(c.Targets) > 0, "Targets", "at least one target is needed")
 	seen := map[string]bool{}
 	for _, t := range c.Targets {
-		if seen[t.Name] {
-			add("Targets", "name %q given twice", t.Name)
-		}
+		p.check(!seen[t.Name], "Targets", "name %q given twice", t.Name)
 		seen[t.Name] = true
-		if !relaystate.ValidInstanceID(t.Name) {
-			add("Targets", "name %q must be 1 to 40 characters of [A-Za-z0-9._-], the SP's instance ID", t.Name)
-		}
-		if t.URL == nil {
-			add("Targets", "%s: no URL", t.Name)
-		}
+		p.check(relaystate.ValidInstanceID(t.Name), "Targets", "name %q must be 1 to 40 characters of [A-Za-z0-9._-], the SP's instance ID", t.Name)
+		p.check(t.URL != nil, "Targets", "%s: no URL", t.Name)
 	}
-	oneOf(add, "Balance", c.Balance, RoundRobin, LeastOutstanding)
-	switch c.Stickiness {
-	case StickinessOff, StickinessDuration:
-	case StickinessApp:
-		if c.AppCookie == "" {
-			add("AppCookie", "app stickiness needs the name of the application's cookie")
-		}
-	default:
-		oneOf(add, "Stickiness", c.Stickiness, StickinessOff, StickinessDuration, StickinessApp)
+}
+
+func (c *Config) validateStickiness(p *problems) {
+	oneOf(p.add, "Stickiness", c.Stickiness, StickinessOff, StickinessDuration, StickinessApp)
+	p.check(c.Stickiness != StickinessApp || c.AppCookie != "", "AppCookie", "app stickiness needs the name of the application's cookie")
+	p.check(c.Duration >= time.Second && c.Duration <= 7*24*time.Hour, "Duration", "%v, want 1s to 168h (7 days)", c.Duration)
+	p.check(c.Stickiness == StickinessOff || len(c.Keys) > 0, "Keys", "no key given (a library caller must set Keys)")
+	p.check(strings.HasPrefix(c.ACSPath, "/"), "ACSPath", "%q, want an absolute path", c.ACSPath)
+	p.check(c.RelayStatePeek >= 1<<10 && c.RelayStatePeek <= 16<<20, "RelayStatePeek", "%d bytes, want 1KiB to 16MiB", c.RelayStatePeek)
+}
+
+func (c *Config) validateCookie(p *problems) {
+	p.check(validCookieName(c.CookieName), "CookieName", "%q is not a valid cookie name", c.CookieName)
+	if c.AppCookie != "" {
+		p.check(validCookieName(c.AppCookie), "AppCookie", "%q is not a valid cookie name", c.AppCookie)
+		p.check(c.AppCookie != c.CookieName, "AppCookie", "must differ from CookieName %q", c.CookieName)
 	}
-	if c.Duration < time.Second || c.Duration > 7*24*time.Hour {
-		add("Duration", "%v, want 1s to 168h (7 days)", c.Duration)
+	p.check(strings.HasPrefix(c.CookiePath, "/") && validCookieAttr(c.CookiePath), "CookiePath", "%q, want an absolute path", c.CookiePath)
+	p.check(!strings.ContainsRune(c.CookieDomain, ' ') && validCookieAttr(c.CookieDomain), "CookieDomain", "%q is not a domain", c.CookieDomain)
+	p.check(c.CookieSameSite != http.SameSiteNoneMode || c.CookieSecure, "CookieSameSite", "None needs CookieSecure (browsers drop SameSite=None cookies that are not Secure)")
+}
+
+func (c *Config) validateHealth(p *problems) {
+	p.check(strings.HasPrefix(c.HealthPath, "/"), "HealthPath", "%q, want an absolute path", c.HealthPath)
+	p.check(c.HealthInterval == 0 || c.HealthInterval >= 10*time.Millisecond, "HealthInterval", "%v, want 0 (off) or at least 10ms", c.HealthInterval)
+	p.check(c.HealthTimeout > 0, "HealthTimeout", "%v, want > 0", c.HealthTimeout)
+	for _, n := range []struct {
+		field    string
+		v, least int
+		want     string
+	}{
+		{"HealthRise", c.HealthRise, 1, "at least 1"}, {"HealthFall", c.HealthFall, 1, "at least 1"},
+		{"PassiveFall", c.PassiveFall, 0, "0 (off) or more"}, {"Passive5xx", c.Passive5xx, 0, "0 (off) or more"},
+		{"MaxIdleConnsPerHost", c.MaxIdleConnsPerHost, 1, "at least 1"},
+	} {
+		p.check(n.v >= n.least, n.field, "%d, want %s", n.v, n.want)
 	}
-	if c.Stickiness != StickinessOff && len(c.Keys) == 0 {
-		add("Keys", "no key given (a library caller must set Keys)")
+}
+
+// validateBounds checks the client bounds: a buffer share that could not
+// hold one buffered body (or one RelayState peek) would refuse every such
+// request.
+func (c *Config) validateBounds(p *problems) {
+	p.check(c.ReadHeaderTimeout >= 0, "ReadHeaderTimeout", "%v, want > 0", c.ReadHeaderTimeout)
+	p.check(c.IdleTimeout >= 0, "IdleTimeout", "%v, want > 0", c.IdleTimeout)
+	p.check(c.MaxBufferedBody <= 64<<20, "MaxBufferedBody", "%d bytes, want at most 64MiB (or negative: stream every body)", c.MaxBufferedBody)
+	perClient, total := c.MaxBufferPerClient, c.MaxBufferTotal
+	for _, need := range []struct {
+		what string
+		n    int64
+	}{{"MaxBufferedBody", c.MaxBufferedBody}, {"RelayStatePeek", c.RelayStatePeek}} {
+		p.check(perClient < 0 || need.n <= perClient, "MaxBufferPerClient", "%d bytes, less than %s (%d): such requests would all be refused", perClient, need.what, need.n)
+		p.check(total < 0 || need.n <= total, "MaxBufferTotal", "%d bytes, less than %s (%d): such requests would all be refused", total, need.what, need.n)
 	}
-	if !validCookieName(c.CookieName) {
-		add("CookieName", "%q is not a valid cookie name", c.CookieName)
-	}
-	if c.AppCookie != "" && !validCookieName(c.AppCookie) {
-		add("AppCookie", "%q is not a valid cookie name", c.AppCookie)
-	}
-	if c.AppCookie != "" && c.AppCookie == c.CookieName {
-		add("AppCookie", "must differ from CookieName %q", c.CookieName)
-	}
-	if !strings.HasPrefix(c.CookiePath, "/") || !validCookieAttr(c.CookiePath) {
-		add("CookiePath", "%q, want an absolute path", c.CookiePath)
-	}
-	if strings.ContainsRune(c.CookieDomain, ' ') || !validCookieAttr(c.CookieDomain) {
-		add("CookieDomain", "%q is not a domain", c.CookieDomain)
-	}
-	if c.CookieSameSite == http.SameSiteNoneMode && !c.CookieSecure {
-		add("CookieSameSite", "None needs CookieSecure (browsers drop SameSite=None cookies that are not Secure)")
-	}
-	if !strings.HasPrefix(c.ACSPath, "/") {
-		add("ACSPath", "%q, want an absolute path", c.ACSPath)
-	}
-	if c.RelayStatePeek < 1<<10 || c.RelayStatePeek > 16<<20 {
-		add("RelayStatePeek", "%d bytes, want 1KiB to 16MiB", c.RelayStatePeek)
-	}
-	if !strings.HasPrefix(c.HealthPath, "/") {
-		add("HealthPath", "%q, want an absolute path", c.HealthPath)
-	}
-	if c.HealthInterval < 0 || c.HealthInterval > 0 && c.HealthInterval < 10*time.Millisecond {
-		add("HealthInterval", "%v, want 0 (off) or at least 10ms", c.HealthInterval)
-	}
-	if c.HealthTimeout <= 0 {
-		add("HealthTimeout", "%v, want > 0", c.HealthTimeout)
-	}
-	if c.HealthRise < 1 {
-		add("HealthRise", "%d, want at least 1", c.HealthRise)
-	}
-	if c.HealthFall < 1 {
-		add("HealthFall", "%d, want at least 1", c.HealthFall)
-	}
-	if c.PassiveFall < 0 {
-		add("PassiveFall", "%d, want 0 (off) or more", c.PassiveFall)
-	}
-	if c.Passive5xx < 0 {
-		add("Passive5xx", "%d, want 0 (off) or more", c.Passive5xx)
-	}
-	oneOf(add, "DrainMode", c.DrainMode, DrainALB, DrainHAProxy)
-	oneOf(add, "OnPinnedDown", c.OnPinnedDown, PinnedDownRepin, PinnedDownStrict)
-	oneOf(add, "AllDown", c.AllDown, AllDownFailOpen, AllDown503)
-	oneOf(add, "AccessLog", c.AccessLog, AccessLogAll, AccessLogAnomalies, AccessLogOff)
-	oneOf(add, "Engine", c.Engine, EngineFast, EngineReverseProxy)
-	if c.ImbalanceWindow < time.Second {
-		add("ImbalanceWindow", "%v, want at least 1s", c.ImbalanceWindow)
-	}
-	if c.MaxIdleConnsPerHost < 1 {
-		add("MaxIdleConnsPerHost", "%d, want at least 1", c.MaxIdleConnsPerHost)
-	}
-	if c.ReadHeaderTimeout < 0 {
-		add("ReadHeaderTimeout", "%v, want > 0", c.ReadHeaderTimeout)
-	}
-	if c.IdleTimeout < 0 {
-		add("IdleTimeout", "%v, want > 0", c.IdleTimeout)
-	}
-	if c.AdminToken != "" && len(c.AdminToken) < 16 {
-		add("AdminToken", "%d bytes, want at least 16", len(c.AdminToken))
-	}
-	return p
 }
 
 // oneOf reports v, the value of field, unless it is one of allowed:

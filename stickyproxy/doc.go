@@ -28,12 +28,14 @@
 //	expired             authentic but expired; re-pinned
 //	relaystate          ACS POST without a valid cookie, routed by its RelayState
 //	strict-refused      the pinned target is down and --on-pinned-down=strict: 503
-//	no-target           nothing usable and --all-down=503: 503
+//	no-target           nothing up (or all draining) and --all-down=503: 503
 //	fail-open           nothing healthy and --all-down=fail-open: balanced over all
 //	retried             the chosen target could not be connected to; sent elsewhere and re-pinned
 //	upstream-error      the target failed after the connection was made: 502, not retried
-//	target-busy         the pinned target has MaxInFlightPerTarget in flight: 503
+//	target-busy         the pinned target (or every healthy one) is full: 503
 //	client-error        the client's body failed (aborted, too slow): 400 or 408
+//	client-limit        the client holds its whole share already: 429
+//	proxy-busy          the proxy buffers MaxBufferTotal already: 503
 //
 // The same names are the "decision" label of stickyproxy_requests_total and
 // the access log's "decision" field.
@@ -79,10 +81,19 @@
 //
 // # Bounds
 //
-// PublicServer and Listener apply the client bounds (header deadline,
-// MaxClientConns); ServeHTTP the body deadline and the per-target in-flight
-// cap; Admin requires Config.AdminToken and refuses cross-site requests.
-// The README's "Security and failure behaviour" lists each.
+// PublicServer and Listener apply the connection bounds (header deadline,
+// MaxClientConns, MaxConnsPerClient); ServeHTTP the rest, in this order:
+// the body deadline; a body of known length up to MaxBufferedBody read
+// whole, its length reserved first against the client's buffer share and
+// the total (MaxBufferPerClient, MaxBufferTotal), or else counted among
+// the client's streamed bodies (MaxStreamingPerClient); routing; then one
+// of the client's in-flight requests (MaxInFlightPerClient) and a slot of
+// the target (MaxInFlightPerTarget), each taken atomically against its
+// limit, so that a request whose body has not arrived holds no slot. The
+// client is the TCP peer, or behind a trusted proxy the address it names,
+// an IPv6 client by its /64. Admin requires Config.AdminToken and refuses
+// cross-site requests. The README's "Security and failure behaviour" lists
+// each bound and the test that proves it.
 //
 // # Forwarding
 //
@@ -91,8 +102,10 @@
 // (upgrades such as WebSocket, bodies of unknown length or over 1 MiB,
 // request trailers, https targets) and the whole of the "reverseproxy" engine
 // go through httputil.ReverseProxy with Rewrite over one shared, tuned
-// http.Transport. Both remove hop-by-hop headers, pass trailers, flush
-// streamed replies, keep the client's Host, and set X-Forwarded-For, -Proto
-// and -Host from the real connection, keeping a client's own values only
-// when its address is in TrustedProxies.
+// http.Transport. Both pass trailers, flush streamed replies, keep the
+// client's Host, and follow package forward: hop-by-hop headers removed,
+// X-Forwarded-For, -Proto, -Host and X-Real-IP from the real connection
+// (a client's own values kept only when its address is in TrustedProxies),
+// and the headers StripRequestHeaders and StripRequestHeaderPrefixes name
+// removed under any spelling.
 package stickyproxy

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,8 @@ type echo struct {
 	XFF           string
 	XFProto       string
 	XFHost        string
+	RealIP        string
+	Identity      string // every header a test strips, as "name=value" lines
 	Host          string
 }
 
@@ -109,7 +112,16 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 		Instance: b.name, Method: r.Method, Path: r.URL.Path, ContentLength: r.ContentLength,
 		BodySHA: hex.EncodeToString(sum[:]), XFF: strings.Join(r.Header.Values("X-Forwarded-For"), "|"),
 		XFProto: r.Header.Get("X-Forwarded-Proto"), XFHost: r.Header.Get("X-Forwarded-Host"), Host: r.Host,
+		RealIP: r.Header.Get("X-Real-Ip"),
 	}
+	var ids []string
+	for k, v := range r.Header {
+		if l := strings.ToLower(k); strings.HasPrefix(l, "x-samlha") || strings.HasPrefix(l, "x_samlha") || l == "x-groups" || l == "x_groups" {
+			ids = append(ids, k+"="+strings.Join(v, ","))
+		}
+	}
+	slices.Sort(ids)
+	e.Identity = strings.Join(ids, ";")
 	b.mu.Lock()
 	b.last = e
 	b.mu.Unlock()
@@ -201,6 +213,16 @@ func (e *env) do(req *http.Request) (reply, *http.Response, []byte) {
 }
 
 // get requests path with the given cookies ("name=value" each).
+// echo sends req and returns what the backend received.
+func (e *env) echo(req *http.Request) echo {
+	_, _, body := e.do(req)
+	var got echo
+	if err := json.Unmarshal(body, &got); err != nil {
+		e.t.Fatalf("the backend's echo: %v: %s", err, body)
+	}
+	return got
+}
+
 func (e *env) get(path string, cookies ...string) (reply, *http.Response) {
 	e.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
@@ -706,9 +728,14 @@ func TestRelayStateRouting(t *testing.T) {
 	})
 }
 
+// TestRelayStateBeyondPeekLimit: a body too large to buffer whole
+// (MaxBufferedBody) is peeked at for RelayState only up to RelayStatePeek.
+// (A buffered body is read whole, and its RelayState found anywhere.)
 func TestRelayStateBeyondPeekLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, stickyproxy.EngineFast, func(c *stickyproxy.Config) { c.SAMLAware, c.RelayStatePeek = true, 4096 })
+	e := newEnv(t, stickyproxy.EngineFast, func(c *stickyproxy.Config) {
+		c.SAMLAware, c.RelayStatePeek, c.MaxBufferedBody = true, 4096, 4096
+	})
 	body := "SAMLResponse=" + strings.Repeat("A", 5000) + "&RelayState=sp-3~AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH"
 	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/saml/acs", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -761,9 +788,9 @@ func TestForwardedHeaders(t *testing.T) {
 			trusted []netip.Prefix
 			want    echo
 		}{
-			{"spoofed values dropped", nil, echo{XFF: "127.0.0.1", XFProto: "http", XFHost: "public.example"}},
+			{"spoofed values dropped", nil, echo{XFF: "127.0.0.1", XFProto: "http", XFHost: "public.example", RealIP: "127.0.0.1"}},
 			{"trusted peer kept", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-				echo{XFF: "203.0.113.9, 127.0.0.1", XFProto: "https", XFHost: "edge.example"}},
+				echo{XFF: "203.0.113.9, 127.0.0.1", XFProto: "https", XFHost: "edge.example", RealIP: "203.0.113.9"}},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				e := newEnv(t, engine, func(c *stickyproxy.Config) { c.TrustedProxies = tt.trusted })
@@ -772,17 +799,40 @@ func TestForwardedHeaders(t *testing.T) {
 				req.Header.Set("X-Forwarded-For", "203.0.113.9")
 				req.Header.Set("X-Forwarded-Proto", "https")
 				req.Header.Set("X-Forwarded-Host", "edge.example")
-				_, _, body := e.do(req)
-				var got echo
-				json.Unmarshal(body, &got)
+				req.Header.Set("X-Real-IP", "198.51.100.66")
+				got := e.echo(req)
 				if got.Host != "public.example" {
 					t.Errorf("Host %q, want the public host kept", got.Host)
 				}
-				got = echo{XFF: got.XFF, XFProto: got.XFProto, XFHost: got.XFHost}
+				got = echo{XFF: got.XFF, XFProto: got.XFProto, XFHost: got.XFHost, RealIP: got.RealIP}
 				if diff := cmp.Diff(tt.want, got); diff != "" {
 					t.Errorf("(-want +got):\n%s", diff)
 				}
 			})
+		}
+	})
+}
+
+// TestStripRequestHeaders: with --strip-request-header(-prefix), a client's
+// identity headers never reach the target, under any spelling, by both
+// engines, and they are counted.
+func TestStripRequestHeaders(t *testing.T) {
+	t.Parallel()
+	forEngine(t, func(t *testing.T, engine stickyproxy.Engine) {
+		e := newEnv(t, engine, func(c *stickyproxy.Config) {
+			c.StripRequestHeaders = []string{"X-Groups"}
+			c.StripRequestHeaderPrefixes = []string{"X-Samlha-"}
+		})
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/", nil)
+		for _, k := range []string{"X-Samlha-User", "x_samlha_user", "X_Groups", "x-groups", "X-Samlha-Email"} {
+			req.Header[k] = []string{"admin"}
+		}
+		req.Header.Set("X-Samlhax", "kept")
+		if got := e.echo(req); got.Identity != "X-Samlhax=kept" {
+			t.Errorf("identity headers at the target: %q, want only X-Samlhax", got.Identity)
+		}
+		if n := metricValue(t, e.proxy.Registry(), "stickyproxy_request_headers_stripped_total"); n != 5 {
+			t.Errorf("stripped counted %v, want 5", n)
 		}
 	})
 }

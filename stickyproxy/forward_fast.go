@@ -11,11 +11,14 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // The fast engine is an HTTP/1.1 client driven from the request's own
@@ -39,10 +42,11 @@ const (
 	idleTimeout    = 90 * time.Second
 )
 
-// fastOK says whether the fast engine can take r for t.
-func fastOK(r *http.Request, t *target) bool {
-	return t.pool.addr != "" && r.Trailer == nil && r.ContentLength >= 0 && r.ContentLength <= fastMaxBody &&
-		r.Header["Upgrade"] == nil
+// fastOK says whether the fast engine can take r for x.t: a body already
+// in memory of any size, else one of known length up to fastMaxBody.
+func fastOK(r *http.Request, x *exchange) bool {
+	return x.t.pool.addr != "" && r.Trailer == nil && r.Header["Upgrade"] == nil &&
+		(x.buffered != nil || r.ContentLength >= 0 && r.ContentLength <= fastMaxBody)
 }
 
 type connPool struct {
@@ -56,7 +60,9 @@ type connPool struct {
 type upConn struct {
 	c         net.Conn
 	br        *bufio.Reader
-	bw        *bufio.Writer
+	bw        *bufio.Writer // for bodies streamed from the client
+	head      []byte        // the request head being written, reused
+	abort     func()        // cuts the exchange short (the client left); made once
 	idleSince time.Time
 	nread     int64 // bytes read from c, to tell "closed before any reply byte"
 	limit     int64 // while reading a reply's head: nread may not pass it (0: no limit)
@@ -120,6 +126,7 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 	}
 	uc := &upConn{c: c, bw: bufio.NewWriterSize(c, 8<<10)}
 	uc.br = bufio.NewReaderSize(uc, 8<<10)
+	uc.abort = func() { c.SetDeadline(time.Unix(1, 0)) }
 	return uc, false, nil
 }
 
@@ -145,18 +152,10 @@ func (cp *connPool) closeIdle() {
 	}
 }
 
-// hopHeaders are removed in both directions (RFC 9110 section 7.6.1), along
-// with any header the Connection header names.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
-	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
-// dropOnRequest are request headers the proxy replaces or drops.
-var dropOnRequest = map[string]bool{
-	"X-Forwarded-For": true, "X-Forwarded-Proto": true, "X-Forwarded-Host": true,
-	"Forwarded": true, "Expect": true, "Content-Length": true, "Host": true,
+// dropOnRequest are request headers the fast engine writes itself (Host,
+// Content-Length) or never sends (Expect: the proxy answers 100-continue).
+func dropOnRequest(k string) bool {
+	return k == "Host" || k == "Content-Length" || k == "Expect"
 }
 
 // errStaleConn is a reused connection that the target had closed before
@@ -173,123 +172,27 @@ func (p *Proxy) forwardFast(w http.ResponseWriter, r *http.Request, x *exchange)
 	return err
 }
 
+// fastOnce is one attempt: a connection, the request, the reply's head,
+// then the reply to the client.
 func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fresh bool) error {
-	t := x.t
 	x.sent = time.Now()
-	uc, reused, err := t.pool.get(r.Context(), x.sent, !replayable(r), fresh)
+	uc, reused, err := x.t.pool.get(r.Context(), x.sent, !replayable(r), fresh)
 	if err != nil {
 		return err
 	}
 	// Abort the exchange if the client goes away. stop must run before the
 	// connection goes back to the pool, and a connection whose abort ran is
 	// not pooled: its deadline is in the past.
-	stop := context.AfterFunc(r.Context(), func() { uc.c.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(r.Context(), uc.abort)
 	defer stop()
-
-	if p.cfg.ResponseHeaderTimeout > 0 {
-		// One deadline for writing the request (a target that does not
-		// take the body would stall it) and reading the reply's head.
-		uc.c.SetDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
-	}
-	werr := p.writeRequest(uc.bw, r)
-	if werr != nil {
-		if x.cbody != nil && x.cbody.err != nil {
-			uc.c.Close()
-			return fmt.Errorf("reading request body: %w", werr)
-		}
-		if reused && !x.bodyRead() && replayable(r) {
-			uc.c.Close()
-			return errStaleConn
-		}
-		// The target may have answered (413, 400...) and closed before
-		// taking the whole body: read its reply, if any, as
-		// http.Transport does.
-	} else {
-		// Let the other requests that are ready run before reading the
-		// reply: under load the target has usually answered by then, which
-		// saves a read that would find nothing (EAGAIN) and a trip through
-		// the poller. When nothing else is ready this returns at once.
-		// (Measured: 7 to 20% more requests per CPU second at 256
-		// connections.)
-		runtime.Gosched()
-	}
-	var resp *http.Response
-	before := uc.nread
-	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
-	for {
-		resp, err = http.ReadResponse(uc.br, r)
-		if err != nil {
-			uc.c.Close()
-			if werr != nil {
-				return fmt.Errorf("writing request: %w", werr)
-			}
-			// A pooled connection the target closed before any byte of
-			// the reply: http.ReadResponse reports a clean close as
-			// io.ErrUnexpectedEOF, a reset as ECONNRESET.
-			stale := uc.nread == before && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err))
-			if reused && stale && !x.bodyRead() && replayable(r) {
-				return errStaleConn
-			}
-			return fmt.Errorf("reading response: %w", err)
-		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			break
-		}
-		// 1xx: 100 Continue is ours to send (the server does when the body is
-		// read); others are informational and dropped.
-	}
-	uc.limit = 0
-	if werr != nil {
-		resp.Close = true // the request was cut short: never reuse
-	}
-	if p.cfg.ResponseHeaderTimeout > 0 {
-		uc.c.SetDeadline(time.Time{})
+	resp, err := p.fastExchange(uc, r, x, reused)
+	if err != nil {
+		return err
 	}
 	x.upstream = time.Since(x.sent)
-	if resp.StatusCode == http.StatusSwitchingProtocols {
+	if err := p.fastReply(w, r, x, uc, resp); err != nil {
 		uc.c.Close()
-		return errors.New("target switched protocols on a request that did not ask to upgrade")
-	}
-
-	h := w.Header()
-	// No Content-Type from the target means none to the client: a nil
-	// value stops net/http from sniffing one from the body (which could
-	// turn a target's untyped bytes into text/html).
-	h["Content-Type"] = nil
-	connTokens := resp.Header["Connection"]
-	for k, vv := range resp.Header {
-		if hopHeaders[k] || len(connTokens) > 0 && httpguts.HeaderValuesContainsToken(connTokens, k) {
-			continue
-		}
-		h[k] = vv
-	}
-	if resp.ContentLength >= 0 && h["Content-Length"] == nil && r.Method != http.MethodHead {
-		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
-	}
-	if len(resp.Trailer) > 0 {
-		for k := range resp.Trailer {
-			h.Add("Trailer", k)
-		}
-	}
-	x.decorate(h, resp.StatusCode)
-	w.WriteHeader(resp.StatusCode)
-
-	flush := resp.ContentLength < 0
-	if ct := resp.Header["Content-Type"]; len(ct) > 0 && len(ct[0]) >= 17 && ct[0][:17] == "text/event-stream" {
-		flush = true
-	}
-	bufp := p.bufs.Get().(*[]byte)
-	rerr, werr := copyBody(w, resp.Body, *bufp, flush)
-	p.bufs.Put(bufp)
-	if rerr != nil || werr != nil {
-		uc.c.Close()
-		if rerr != nil {
-			return fmt.Errorf("reading response body: %w", rerr)
-		}
-		return fmt.Errorf("writing response body to client: %w", werr)
-	}
-	for k, vv := range resp.Trailer {
-		h[http.TrailerPrefix+k] = vv
+		return err
 	}
 	// Bytes beyond the reply (a 204 or 304 with a body, a miscounted
 	// length) would be read as the next reply: such a connection is not
@@ -297,23 +200,142 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	if !stop() || resp.Close || r.Close || uc.br.Buffered() > 0 {
 		uc.c.Close()
 	} else {
-		t.pool.put(uc, time.Now())
+		x.t.pool.put(uc, time.Now())
+	}
+	return nil
+}
+
+// fastExchange writes r on uc and reads the reply's head; on an error uc
+// is closed. errStaleConn means the target had closed a reused connection
+// before the request could matter.
+func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bool) (*http.Response, error) {
+	if p.cfg.ResponseHeaderTimeout > 0 {
+		// One deadline for writing the request (a target that does not
+		// take the body would stall it) and reading the reply's head.
+		uc.c.SetDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
+	}
+	werr := p.writeRequest(uc, r)
+	switch {
+	case werr == nil:
+		// Let the other requests that are ready run before reading the
+		// reply: under load the target has usually answered by then, which
+		// saves a read that would find nothing (EAGAIN) and a trip through
+		// the poller. When nothing else is ready this returns at once.
+		// (Measured: 7 to 20% more requests per CPU second at 256
+		// connections.)
+		runtime.Gosched()
+	case x.cbody != nil && x.cbody.err != nil:
+		uc.c.Close()
+		return nil, fmt.Errorf("reading request body: %w", werr)
+	case reused && !x.bodyRead() && replayable(r):
+		uc.c.Close()
+		return nil, errStaleConn
+	}
+	// After a write error the target may have answered (413, 400...) and
+	// closed before taking the whole body: read its reply, if any, as
+	// http.Transport does.
+	resp, stale, err := readHead(uc, r)
+	if err != nil {
+		uc.c.Close()
+		if werr != nil {
+			return nil, fmt.Errorf("writing request: %w", werr)
+		}
+		if stale && reused && !x.bodyRead() && replayable(r) {
+			return nil, errStaleConn
+		}
+		return nil, fmt.Errorf("reading response: %w", err)
+	}
+	if werr != nil {
+		resp.Close = true // the request was cut short: never reuse
+	}
+	if p.cfg.ResponseHeaderTimeout > 0 {
+		uc.c.SetDeadline(time.Time{})
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		uc.c.Close()
+		return nil, errors.New("target switched protocols on a request that did not ask to upgrade")
+	}
+	return resp, nil
+}
+
+// readHead reads the reply's head, skipping 1xx replies (100 Continue is
+// the proxy's own to send; others are informational and dropped), with the
+// head bounded by MaxResponseHeaderBytes. stale says the target closed (or
+// reset) the connection before any byte of a reply.
+func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
+	before := uc.nread
+	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
+	defer func() { uc.limit = 0 }()
+	for {
+		resp, err := http.ReadResponse(uc.br, r)
+		if err != nil {
+			// http.ReadResponse reports a clean close as
+			// io.ErrUnexpectedEOF, a reset as ECONNRESET.
+			stale := uc.nread == before && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err))
+			return nil, stale, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, false, nil
+		}
+	}
+}
+
+// fastReply writes the target's reply to the client: its end-to-end
+// headers, the proxy's, the body (flushed as it comes when streamed) and
+// its trailers.
+func (p *Proxy) fastReply(w http.ResponseWriter, r *http.Request, x *exchange, uc *upConn, resp *http.Response) error {
+	h := w.Header()
+	// No Content-Type from the target means none to the client: a nil
+	// value stops net/http from sniffing one from the body (which could
+	// turn a target's untyped bytes into text/html).
+	h["Content-Type"] = nil
+	for k, vv := range resp.Header {
+		if forward.Forwardable(resp.Header, k) {
+			h[k] = vv
+		}
+	}
+	if resp.ContentLength >= 0 && h["Content-Length"] == nil && r.Method != http.MethodHead {
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	x.decorate(h, resp.StatusCode)
+	w.WriteHeader(resp.StatusCode)
+
+	flush := resp.ContentLength < 0
+	if ct := resp.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream") {
+		flush = true
+	}
+	bufp := p.bufs.Get().(*[]byte)
+	rerr, werr := copyBody(w, resp.Body, *bufp, flush)
+	p.bufs.Put(bufp)
+	switch {
+	case rerr != nil:
+		return fmt.Errorf("reading response body: %w", rerr)
+	case werr != nil:
+		return fmt.Errorf("writing response body to client: %w", werr)
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
 	}
 	return nil
 }
 
 // copyBody copies src to w, flushing after each write if flush.
 func copyBody(w http.ResponseWriter, src io.Reader, buf []byte, flush bool) (rerr, werr error) {
+	var fl http.Flusher
+	if flush {
+		fl, _ = w.(http.Flusher)
+	}
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr = w.Write(buf[:n]); werr != nil {
 				return nil, werr
 			}
-			if flush {
-				if werr = http.NewResponseController(w).Flush(); werr != nil {
-					return nil, werr
-				}
+			if fl != nil {
+				fl.Flush()
 			}
 		}
 		if err == io.EOF {
@@ -325,89 +347,67 @@ func copyBody(w http.ResponseWriter, src io.Reader, buf []byte, flush bool) (rer
 	}
 }
 
-// writeRequest writes r as an HTTP/1.1 request with the proxy's forwarding
-// headers, without hop-by-hop headers, and its body.
-func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request) error {
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
+// writeRequest writes r to uc as an HTTP/1.1 request: its end-to-end
+// headers but those the forwarding policy owns and those stripped, the
+// policy's, and its body. The head is built in uc's buffer and written
+// with the body, in one system call when the body fits.
+func (p *Proxy) writeRequest(uc *upConn, r *http.Request) error {
+	b := append(uc.head[:0], r.Method...)
+	b = append(b, ' ')
 	if uri := r.RequestURI; len(uri) > 0 && uri[0] == '/' {
-		bw.WriteString(uri)
+		b = append(b, uri...)
 	} else {
-		bw.WriteString(r.URL.RequestURI())
+		b = append(b, r.URL.RequestURI()...)
 	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(r.Host)
-	bw.WriteString("\r\n")
-	connTokens := r.Header["Connection"]
+	b = append(append(append(b, " HTTP/1.1\r\nHost: "...), r.Host...), "\r\n"...)
 	for k, vv := range r.Header {
-		if hopHeaders[k] || dropOnRequest[k] || len(connTokens) > 0 && httpguts.HeaderValuesContainsToken(connTokens, k) {
+		if dropOnRequest(k) || !forward.Forwardable(r.Header, k) || p.fwd.Owns(k) {
+			continue
+		}
+		if p.strip.Match(k) {
+			p.m.stripped.Inc()
 			continue
 		}
 		for _, v := range vv {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
 		}
 	}
 	if te := r.Header["Te"]; len(te) > 0 && httpguts.HeaderValuesContainsToken(te, "trailers") {
-		bw.WriteString("Te: trailers\r\n")
+		b = append(b, "Te: trailers\r\n"...)
 	}
-	p.writeForwarded(bw, r)
+	b = p.fwd.Append(b, r)
 	if r.ContentLength > 0 || r.ContentLength == 0 && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
-		bw.WriteString("Content-Length: ")
-		var nb [20]byte
-		bw.Write(strconv.AppendInt(nb[:0], r.ContentLength, 10))
-		bw.WriteString("\r\n")
+		b = strconv.AppendInt(append(b, "Content-Length: "...), r.ContentLength, 10)
+		b = append(b, "\r\n"...)
 	}
-	bw.WriteString("\r\n")
-	if r.ContentLength > 0 {
-		n, err := io.Copy(bw, io.LimitReader(r.Body, r.ContentLength))
-		if err != nil {
-			return err
-		}
-		if n != r.ContentLength {
-			return fmt.Errorf("request body: %d of %d bytes", n, r.ContentLength)
-		}
-	}
-	return bw.Flush()
+	b = append(b, "\r\n"...)
+	uc.head = b
+	return uc.writeWithBody(b, r.Body, r.ContentLength)
 }
 
-// writeForwarded is setForwarded for the fast engine, written straight to
-// the wire.
-func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
-	peer := clientIP(r.RemoteAddr)
-	trusted := p.trusted(peer)
-	bw.WriteString("X-Forwarded-For: ")
-	if prior := r.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
-		for _, v := range prior {
-			bw.WriteString(v)
-			bw.WriteString(", ")
-		}
+// writeWithBody writes head and then n bytes of body. A body already in
+// memory (bufferedBody) goes out with the head in one write.
+func (uc *upConn) writeWithBody(head []byte, body io.Reader, n int64) error {
+	if n <= 0 {
+		_, err := uc.c.Write(head)
+		return err
 	}
-	bw.WriteString(peer)
-	bw.WriteString("\r\nX-Forwarded-Proto: ")
-	if v := r.Header["X-Forwarded-Proto"]; trusted && len(v) > 0 {
-		bw.WriteString(v[0])
-	} else if r.TLS != nil {
-		bw.WriteString("https")
-	} else {
-		bw.WriteString("http")
+	if bb, ok := body.(*bufferedBody); ok && int64(len(bb.rest())) == n {
+		bufs := net.Buffers{head, bb.rest()}
+		_, err := bufs.WriteTo(uc.c)
+		bb.consume()
+		return err
 	}
-	bw.WriteString("\r\nX-Forwarded-Host: ")
-	if v := r.Header["X-Forwarded-Host"]; trusted && len(v) > 0 {
-		bw.WriteString(v[0])
-	} else {
-		bw.WriteString(r.Host)
+	uc.bw.Reset(uc.c)
+	uc.bw.Write(head)
+	m, err := io.Copy(uc.bw, io.LimitReader(body, n))
+	if err != nil {
+		return err
 	}
-	bw.WriteString("\r\n")
-	if v := r.Header["Forwarded"]; trusted && len(v) > 0 {
-		for _, f := range v {
-			bw.WriteString("Forwarded: ")
-			bw.WriteString(f)
-			bw.WriteString("\r\n")
-		}
+	if m != n {
+		return fmt.Errorf("request body: %d of %d bytes", m, n)
 	}
+	return uc.bw.Flush()
 }
 
 func isReset(err error) bool {

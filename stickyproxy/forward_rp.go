@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"time"
 )
 
@@ -25,7 +24,13 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 			x := pr.In.Context().Value(exchangeKey{}).(*exchange)
 			pr.SetURL(x.t.url)
 			pr.Out.Host = pr.In.Host // the application sees the public host, as behind ALB or HAProxy
-			p.setForwarded(pr.In, pr.Out.Header)
+			// ReverseProxy has removed the hop-by-hop headers (keeping an
+			// upgrade) and the client's X-Forwarded-*, as
+			// forward.RemoveHopByHop would.
+			p.fwd.Set(pr.Out.Header, pr.In)
+			if n := p.strip.Strip(pr.Out.Header); n > 0 {
+				p.m.stripped.Add(float64(n))
+			}
 			x.sent = time.Now()
 		},
 		Transport:  p.transport,
@@ -60,66 +65,4 @@ func (p *Proxy) forwardRP(w http.ResponseWriter, r *http.Request, x *exchange) {
 	if x.err == nil && x.status == http.StatusSwitchingProtocols {
 		x.upstream = time.Since(x.sent)
 	}
-}
-
-// setForwarded sets X-Forwarded-For, -Proto and -Host on out from the real
-// connection of in. Client-supplied values are kept (and the peer appended to
-// X-Forwarded-For) only when the peer is a trusted proxy; otherwise they are
-// dropped, along with Forwarded.
-func (p *Proxy) setForwarded(in *http.Request, out http.Header) {
-	peer := clientIP(in.RemoteAddr)
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	host := in.Host
-	xff := peer
-	if p.trusted(peer) {
-		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-			xff = joinComma(prior) + ", " + peer
-		}
-		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
-			proto = v
-		}
-		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
-			host = v
-		}
-		if v := in.Header["Forwarded"]; len(v) > 0 {
-			out["Forwarded"] = v
-		}
-	} else {
-		delete(out, "Forwarded")
-	}
-	out["X-Forwarded-For"] = []string{xff}
-	out["X-Forwarded-Proto"] = []string{proto}
-	out["X-Forwarded-Host"] = []string{host}
-}
-
-func joinComma(vals []string) string {
-	if len(vals) == 1 {
-		return vals[0]
-	}
-	s := vals[0]
-	for _, v := range vals[1:] {
-		s += ", " + v
-	}
-	return s
-}
-
-// trusted says whether ip is in --trusted-proxies.
-func (p *Proxy) trusted(ip string) bool {
-	if len(p.cfg.TrustedProxies) == 0 {
-		return false
-	}
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, pfx := range p.cfg.TrustedProxies {
-		if pfx.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

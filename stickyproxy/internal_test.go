@@ -398,3 +398,70 @@ func BenchmarkServeHTTP(b *testing.B) {
 		}
 	}
 }
+
+// TestBalancedAcquireNoRace: two balanced requests routed at once to the
+// same target, which has room for one, both go through: the second takes
+// a slot elsewhere instead of 503 target-busy. (Before, the check in
+// routing and the increment in forwarding were apart, so concurrent
+// requests could all pass the check and all but one be refused while
+// other targets had room.)
+func TestBalancedAcquireNoRace(t *testing.T) {
+	t.Parallel()
+	p := testProxy(t, time.Now(), func(c *Config) {
+		c.Targets = c.Targets[:2]
+		c.Targets[0].Weight = 3 // round robin: sp-1, sp-1, sp-2, sp-1
+		c.MaxInFlightPerTarget = 1
+	})
+	r := httptest.NewRequest("GET", "/", nil)
+	var xs [2]*exchange
+	for i := range xs {
+		x := &exchange{p: p, start: time.Now()}
+		x.client, x.clientAddr = p.clientOf(r)
+		p.route(x, r)
+		if x.t == nil || x.t.name != "sp-1" {
+			t.Fatalf("request %d routed to %v, want sp-1 (the race needs both there)", i, x.t)
+		}
+		xs[i] = x
+	}
+	for i, x := range xs {
+		w := &discardWriter{h: http.Header{}}
+		if !p.acquire(w, x) {
+			t.Fatalf("request %d refused %d %s while sp-2 had room", i, w.code, x.d)
+		}
+	}
+	if xs[0].t == xs[1].t {
+		t.Errorf("both requests hold a slot of %s, whose limit is 1", xs[0].t.name)
+	}
+	if xs[1].d != DecisionNew {
+		t.Errorf("the moved request's decision is %s, want new", xs[1].d)
+	}
+}
+
+// TestPassiveFailuresPastThresholdTakeNoLock: once a target is down, the
+// 5xx replies and failures that follow do not take the health lock (they
+// did on every one, which a flood of 5xx turned into contention).
+func TestPassiveFailuresPastThresholdTakeNoLock(t *testing.T) {
+	t.Parallel()
+	p := testProxy(t, time.Now(), func(c *Config) { c.Passive5xx, c.PassiveFall = 1, 1 })
+	sp1 := p.targets[0]
+	p.replied(sp1, 500)
+	if sp1.up(p.now().UnixNano()) {
+		t.Fatal("sp-1 not marked down by a 5xx")
+	}
+	p.checkMu.Lock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			p.replied(sp1, 503)
+			p.passiveFail(sp1, errors.New("refused"))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Error("failures of a target already down wait for the health lock")
+	}
+	p.checkMu.Unlock()
+	<-done
+}

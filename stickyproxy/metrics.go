@@ -52,6 +52,12 @@ const (
 	// client aborted or was slower than ClientBodyTimeout): 400 or 408 if
 	// nothing was sent yet; the target is not blamed.
 	DecisionClientError
+	// DecisionClientLimit: the client holds its whole share already (in
+	// flight, streamed bodies, buffer; see Config): 429.
+	DecisionClientLimit
+	// DecisionProxyBusy: the proxy buffers MaxBufferTotal bytes already:
+	// 503.
+	DecisionProxyBusy
 
 	numDecisions
 )
@@ -59,7 +65,7 @@ const (
 var decisionNames = [numDecisions]string{
 	"balanced", "new", "pinned", "repinned-unhealthy", "repinned-draining",
 	"invalid-cookie", "expired", "relaystate", "strict-refused", "no-target",
-	"fail-open", "retried", "upstream-error", "target-busy", "client-error",
+	"fail-open", "retried", "upstream-error", "target-busy", "client-error", "client-limit", "proxy-busy",
 }
 
 // decisionHeader holds the header values, precomputed so that a response
@@ -77,7 +83,18 @@ func (d Decision) String() string { return decisionNames[d] }
 func (d Decision) pinsClient() bool {
 	switch d {
 	case DecisionBalanced, DecisionPinned, DecisionStrictRefused, DecisionNoTarget, DecisionUpstreamError,
-		DecisionTargetBusy, DecisionClientError:
+		DecisionTargetBusy, DecisionClientError, DecisionClientLimit, DecisionProxyBusy:
+		return false
+	}
+	return true
+}
+
+// balanced says whether the balancer chose the target, so that another
+// may do when it is full; a pinned or RelayState-routed client is not
+// moved.
+func (d Decision) balanced() bool {
+	switch d {
+	case DecisionPinned, DecisionRelayState, DecisionStrictRefused:
 		return false
 	}
 	return true
@@ -88,9 +105,6 @@ func (d Decision) anomaly() bool {
 	return d != DecisionNew && d != DecisionPinned && d != DecisionBalanced
 }
 
-// Decisions lists every decision name.
-func Decisions() []string { return append([]string(nil), decisionNames[:]...) }
-
 type metrics struct {
 	requests       *prometheus.CounterVec
 	latency        *prometheus.HistogramVec
@@ -99,8 +113,10 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	healthChecks   *prometheus.CounterVec
 	transitions    *prometheus.CounterVec
-	connsRefused   prometheus.Counter
+	connsRefused   *prometheus.CounterVec
+	limited        *prometheus.CounterVec
 	adminRefused   *prometheus.CounterVec
+	stripped       prometheus.Counter
 }
 
 func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
@@ -134,17 +150,31 @@ func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
 			Name: "stickyproxy_target_transitions_total",
 			Help: "Health state changes by target, new state (up, down) and cause (active, passive).",
 		}, []string{"target", "to", "cause"}),
-		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stickyproxy_client_conns_refused_total",
-			Help: "Client connections answered 503 and closed because MaxClientConns were open.",
-		}),
+			Help: "Client connections refused and closed, by reason: total (MaxClientConns open, 503), per-client (the peer holds MaxConnsPerClient, 429).",
+		}, []string{"reason"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stickyproxy_client_limited_total",
+			Help: "Requests refused because their client holds its share, by limit: in-flight-per-client, streaming-per-client, buffer-per-client (429 client-limit), buffer-total (503 proxy-busy).",
+		}, []string{"limit"}),
 		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stickyproxy_admin_refused_total",
 			Help: "Admin API requests refused, by reason: no-token-configured, missing-token, wrong-token, cross-site.",
 		}, []string{"reason"}),
+		stripped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "stickyproxy_request_headers_stripped_total",
+			Help: "Client request headers removed because Config.StripRequestHeaders or StripRequestHeaderPrefixes name them (any case, '_' as '-').",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.invalidCookies, m.crossSitePOST, m.upstreamErrors, m.healthChecks, m.transitions,
-		m.connsRefused, m.adminRefused)
+	reg.MustRegister(m.stripped, m.requests, m.latency, m.invalidCookies, m.crossSitePOST, m.upstreamErrors, m.healthChecks, m.transitions,
+		m.connsRefused, m.limited, m.adminRefused)
+	for _, r := range []string{"total", "per-client"} {
+		m.connsRefused.WithLabelValues(r)
+	}
+	for _, l := range limitNames {
+		m.limited.WithLabelValues(l)
+	}
 	gauge := func(name, help string, f func(*target) float64) {
 		for _, t := range p.targets {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -164,14 +194,23 @@ func newMetrics(p *Proxy, reg *prometheus.Registry) *metrics {
 		func(t *target) float64 { return b2f(t.draining.Load()) })
 	gauge("stickyproxy_target_in_flight_requests", "Requests being forwarded to the target now.",
 		func(t *target) float64 { return float64(t.inflight.Load()) })
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stickyproxy_in_flight_requests",
-		Help: "Requests being served by the proxy now.",
-	}, func() float64 { return float64(p.inflight.Load()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "stickyproxy_load_imbalance_ratio",
-		Help: "Requests to the busiest target over the mean per target, across the sliding window (--imbalance-window): 1 is even, the number of targets is everything on one; 0 without traffic.",
-	}, func() float64 { return p.imb.ratio(p.now().UnixNano()) }))
+	for _, g := range []struct {
+		name, help string
+		f          func() float64
+	}{
+		{"stickyproxy_in_flight_requests", "Requests being served by the proxy now.",
+			func() float64 { return float64(p.inflight.Load()) }},
+		{"stickyproxy_buffered_bytes", "Bytes of buffer reserved for request bodies being read whole and RelayState peeks, all clients (at most MaxBufferTotal).",
+			func() float64 { return float64(p.buffered.Load()) }},
+		{"stickyproxy_clients", "Clients holding a connection, a request or buffer now.",
+			func() float64 { return float64(p.clients.len()) }},
+		{"stickyproxy_client_conns", "Open client connections (through Listener).",
+			func() float64 { return float64(p.conns.Load()) }},
+		{"stickyproxy_load_imbalance_ratio", "Requests to the busiest target over the mean per target, across the sliding window (--imbalance-window): 1 is even, the number of targets is everything on one; 0 without traffic.",
+			func() float64 { return p.imb.ratio(p.now().UnixNano()) }},
+	} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, g.f))
+	}
 
 	for _, t := range p.targets {
 		for d := range numDecisions {

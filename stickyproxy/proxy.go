@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -16,9 +17,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http/httpguts"
 
 	"github.com/samlha/samlha/stickyproxy/affinity"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // Response headers set on every reply.
@@ -44,6 +45,9 @@ type Proxy struct {
 
 	inflight atomic.Int64
 
+	fwd   forward.Policy     // X-Forwarded-*, X-Real-IP, Forwarded
+	strip *forward.Protected // request headers no client may send on
+
 	transport *http.Transport
 	rp        *httputil.ReverseProxy
 	bufs      sync.Pool // *[]byte, 32 KiB copy buffers
@@ -55,6 +59,11 @@ type Proxy struct {
 	twinName     string
 	twinAttrs    string
 	deleteCookie []string // Set-Cookie values that delete the cookie (and twin)
+
+	clients  clientTable
+	buffered atomic.Int64 // bytes of buffer reserved, all clients
+	conns    atomic.Int64 // client connections open (Listener)
+	samplers map[string]*logSampler
 
 	checkMu   sync.Mutex // guards targets' rise/fall counters
 	realClock bool       // Config.Now was nil: start and began are one reading
@@ -70,6 +79,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg:       cfg,
 		byName:    map[string]*target{},
+		clients:   clientTable{m: map[netip.Addr]*clientUse{}},
 		log:       cfg.Logger,
 		now:       cfg.Now,
 		durSec:    int64(cfg.Duration / time.Second),
@@ -84,6 +94,12 @@ func New(cfg Config) (*Proxy, error) {
 		p.byName[t.name] = t
 	}
 	p.sel = selectors[cfg.Balance](p.targets)
+	p.fwd = forward.Policy{Trusted: forward.NewTrusted(cfg.TrustedProxies)}
+	strip, err := forward.NewProtected(cfg.StripRequestHeaders, cfg.StripRequestHeaderPrefixes)
+	if err != nil { // Validate has said so already
+		return nil, err
+	}
+	p.strip = strip
 	if cfg.Stickiness != StickinessOff {
 		c, err := affinity.New(cfg.CookieName, cfg.Keys...)
 		if err != nil {
@@ -98,6 +114,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.imb = newImbalance(cfg.ImbalanceWindow, len(p.targets))
 	p.m = newMetrics(p, p.reg)
 	p.buildCookieAttrs()
+	p.initSamplers()
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.openBufs.New = func() any { return new(affinity.Buffer) }
 	p.exchanges.New = func() any { return &exchange{p: p} }
@@ -209,6 +226,18 @@ type exchange struct {
 	cbody      *clientBody         // nil without a request body or body timeout
 	relayState string              // instance read from RelayState, for the log
 	w          http.ResponseWriter // the client's, while the reverseproxy engine runs
+	buffered   *bufferedBody       // the body, read whole before a slot was taken
+
+	client     *clientUse // the client's share (referenced)
+	clientAddr netip.Addr
+	clientSlot bool  // x holds one of the client's in-flight requests
+	slot       bool  // x holds one of x.t's in-flight slots
+	streaming  bool  // x counts among the client's streamed bodies
+	reserved   int64 // bytes of buffer x holds
+	// unread: the request has a body not read whole; a refusal closes the
+	// connection rather than let net/http read the rest first (which a
+	// stalled client would hold up).
+	unread bool
 	// onlyIfAccepted: the request was routed by its RelayState or is a
 	// cross-site POST without a valid cookie, so the reply pins the client
 	// only if the target accepted it (2xx, 3xx).
@@ -235,8 +264,12 @@ func (b *retryBody) Read(p []byte) (int, error) {
 // Close is a no-op: the server closes the real body after the handler.
 func (b *retryBody) Close() error { return nil }
 
-// bodyRead says whether any of the request body has been read.
+// bodyRead says whether any of a streamed request body has been read (a
+// buffered one can be sent again).
 func (x *exchange) bodyRead() bool { return x.body != nil && x.body.read }
+
+// hasBody says whether the request has a body.
+func (x *exchange) hasBody() bool { return x.body != nil || x.buffered != nil }
 
 // clientBody is the request body as it comes from the client, under the
 // ClientBodyTimeout deadline: it records a read error (the client's fault,
@@ -244,7 +277,7 @@ func (x *exchange) bodyRead() bool { return x.body != nil && x.body.read }
 // that a slow target does not make a finished request look timed out.
 type clientBody struct {
 	rc   io.ReadCloser
-	ctl  *http.ResponseController
+	w    http.ResponseWriter // to lift the read deadline
 	cl   int64
 	n    int64
 	done bool
@@ -258,7 +291,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	case err == io.EOF || err == nil && b.cl >= 0 && b.n >= b.cl:
 		if !b.done {
 			b.done = true
-			_ = b.ctl.SetReadDeadline(time.Time{})
+			_ = setReadDeadline(b.w, time.Time{})
 		}
 	case err != nil:
 		b.err = err
@@ -267,6 +300,15 @@ func (b *clientBody) Read(p []byte) (int, error) {
 }
 
 func (b *clientBody) Close() error { return b.rc.Close() }
+
+// setReadDeadline sets the client connection's read deadline, without
+// http.NewResponseController's allocation when w is net/http's own.
+func setReadDeadline(w http.ResponseWriter, t time.Time) error {
+	if d, ok := w.(interface{ SetReadDeadline(time.Time) error }); ok {
+		return d.SetReadDeadline(t)
+	}
+	return http.NewResponseController(w).SetReadDeadline(t)
+}
 
 // filter says which targets a pick may return.
 type filter struct {
@@ -304,38 +346,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	x := p.exchanges.Get().(*exchange)
-	defer func() {
-		p.account(r, x)
-		abort := x.abort
-		x.reset()
-		p.exchanges.Put(x)
-		if abort {
-			// The reply was cut short after its head went out: make the
-			// server drop the connection rather than end it as if complete.
-			panic(http.ErrAbortHandler)
-		}
-	}()
+	defer p.done(r, x)
 	x.began = time.Now()
 	x.start = x.began
 	if !p.realClock {
 		x.start = p.now()
 	}
-	if r.Body != nil && r.Body != http.NoBody && p.cfg.ClientBodyTimeout > 0 {
-		ctl := http.NewResponseController(w)
-		if ctl.SetReadDeadline(x.began.Add(p.cfg.ClientBodyTimeout)) == nil {
-			x.cbody = &clientBody{rc: r.Body, ctl: ctl, cl: r.ContentLength}
-			r.Body = x.cbody
-		}
+	x.client, x.clientAddr = p.clientOf(r)
+	if !p.admitBody(w, r, x) {
+		return
 	}
 	p.route(x, r)
-
 	switch x.d {
 	case DecisionStrictRefused:
 		p.refuse(w, x, fmt.Sprintf("stickyproxy: this client is pinned to target %s, which is down, and --on-pinned-down=strict refuses to move it.\nRetry later, or delete the %s cookie to be balanced anew.\n", x.t.name, p.cfg.CookieName))
 	case DecisionNoTarget:
-		p.refuse(w, x, "stickyproxy: no target is available (all are down, draining or at their in-flight limit).\n")
+		p.refuse(w, x, "stickyproxy: no target is available (all are down or draining).\n")
+	case DecisionTargetBusy:
+		p.refuse(w, x, "stickyproxy: every available target has too many requests in flight; retry shortly.\n")
 	default:
-		if r.Body != nil && r.Body != http.NoBody {
+		if r.Body != nil && r.Body != http.NoBody && x.buffered == nil {
 			// Not pooled with x: http.Transport may still read a body after
 			// RoundTrip has returned.
 			x.body = &retryBody{rc: r.Body}
@@ -343,6 +373,77 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.forward(w, r, x)
 	}
+}
+
+// done ends x: the metrics and the access log, then what x held.
+func (p *Proxy) done(r *http.Request, x *exchange) {
+	p.account(r, x)
+	p.releaseClient(x)
+	abort := x.abort
+	x.reset()
+	p.exchanges.Put(x)
+	if abort {
+		// The reply was cut short after its head went out: make the
+		// server drop the connection rather than end it as if complete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// admitBody applies the bounds on a request body before the request goes
+// anywhere: the body deadline, then either the whole body read into a
+// buffer (up to MaxBufferedBody, within the client's and the total
+// buffer), or the body counted among the client's streamed ones (and a
+// RelayState peek within its buffer). It has answered the client when it
+// returns false.
+func (p *Proxy) admitBody(w http.ResponseWriter, r *http.Request, x *exchange) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	x.unread = true
+	if p.cfg.ClientBodyTimeout > 0 && setReadDeadline(w, x.began.Add(p.cfg.ClientBodyTimeout)) == nil {
+		x.cbody = &clientBody{rc: r.Body, w: w, cl: r.ContentLength}
+		r.Body = x.cbody
+	}
+	if r.ContentLength >= 0 && r.ContentLength <= p.cfg.MaxBufferedBody {
+		return p.bufferBody(w, r, x)
+	}
+	if !addCapped(&x.client.streaming, 1, int64(p.cfg.MaxStreamingPerClient)) {
+		p.limited(w, x, limitStreamingPerClient)
+		return false
+	}
+	x.streaming = true
+	if p.peeks(r) {
+		n := p.cfg.RelayStatePeek
+		if r.ContentLength >= 0 {
+			n = min(n, r.ContentLength)
+		}
+		if lim := p.reserve(x, n); lim != "" {
+			p.limited(w, x, lim)
+			return false
+		}
+	}
+	return true
+}
+
+// bufferBody reads r's whole body (of known length) into memory, the
+// buffer growing with what arrives, never sized by Content-Length alone.
+func (p *Proxy) bufferBody(w http.ResponseWriter, r *http.Request, x *exchange) bool {
+	if lim := p.reserve(x, r.ContentLength); lim != "" {
+		p.limited(w, x, lim)
+		return false
+	}
+	buf, _, err := peek(r.Body, r.ContentLength, r.ContentLength)
+	if err != nil {
+		if x.cbody == nil || x.cbody.err == nil {
+			x.cbody = &clientBody{err: err}
+		}
+		p.clientBodyFailed(w, x)
+		return false
+	}
+	x.buffered = &bufferedBody{buf: buf}
+	x.unread = false
+	r.Body = x.buffered
+	return true
 }
 
 // forward sends r to x.t, retrying on another target when the connection
@@ -357,86 +458,133 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // loopback is megabytes the target may never have read.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	for {
-		if max := int64(p.cfg.MaxInFlightPerTarget); max > 0 && x.t.inflight.Add(1) > max {
-			x.t.inflight.Add(-1)
-			x.d = DecisionTargetBusy
-			p.refuse(w, x, "stickyproxy: target "+x.t.name+" has too many requests in flight; retry shortly.\n")
+		if !p.acquire(w, x) {
 			return
-		} else if max <= 0 {
-			x.t.inflight.Add(1)
 		}
 		x.err = nil
-		if p.cfg.Engine == EngineFast && fastOK(r, x.t) {
+		if x.buffered != nil {
+			x.buffered.rewind()
+		}
+		if p.cfg.Engine == EngineFast && fastOK(r, x) {
 			x.err = p.forwardFast(w, r, x)
 		} else {
 			p.forwardRP(w, r, x)
 		}
 		x.t.inflight.Add(-1)
+		x.slot = false
 		if x.err == nil {
 			p.replied(x.t, x.status)
 			return
 		}
-		if x.cbody != nil && x.cbody.err != nil {
-			// The client's body failed (aborted, or slower than
-			// ClientBodyTimeout): not the target's fault. (Checked first:
-			// a failed body read also cancels the request's context.)
-			if x.wroteHead {
-				x.abort = true
-				return
-			}
-			status := http.StatusBadRequest
-			if isTimeout(x.cbody.err) {
-				status = http.StatusRequestTimeout
-			}
-			x.d = DecisionClientError
-			w.Header().Set("Connection", "close")
-			p.bad(w, x, status, "stickyproxy: reading the request body failed: "+x.cbody.err.Error()+"\n")
+		if !p.failed(w, r, x) {
 			return
 		}
-		if r.Context().Err() != nil {
-			// The client went away: not the target's fault. 499 is for the
-			// log only (nginx's "client closed request").
-			x.status, x.abort = 499, x.wroteHead
-			return
-		}
-		if x.wroteHead {
-			// The reply is under way; all we can do is cut it. Not counted:
-			// a client that reads slowly can make a target give up here.
-			p.m.upstreamErrors.WithLabelValues(x.t.name, "after-head").Inc()
-			x.abort = true
-			return
-		}
-		if !isDialError(x.err) || x.bodyRead() {
-			kind := "transport"
-			if x.body == nil || isTimeout(x.err) {
-				p.passiveFail(x.t, x.err)
-			} else {
-				kind = "refused-body"
-			}
-			p.m.upstreamErrors.WithLabelValues(x.t.name, kind).Inc()
-			x.d = DecisionUpstreamError
-			p.bad(w, x, http.StatusBadGateway, "stickyproxy: target "+x.t.name+" failed: "+x.err.Error()+"\n")
-			return
-		}
-		p.m.upstreamErrors.WithLabelValues(x.t.name, "dial").Inc()
-		p.passiveFail(x.t, x.err)
-		x.tried = append(x.tried, x.t)
-		f := filter{now: p.now().UnixNano(), tried: x.tried, balancing: true}
-		next := p.pick(&f)
-		if next == nil && p.cfg.AllDown == AllDownFailOpen {
-			f.ignoreHealth = true
-			next = p.pick(&f)
-		}
-		if next == nil {
-			x.d = DecisionUpstreamError
-			p.bad(w, x, http.StatusBadGateway, "stickyproxy: no target could be reached; last: "+x.t.name+": "+x.err.Error()+"\n")
-			return
-		}
-		if x.first == nil {
-			x.first = x.t
-		}
-		x.t, x.d = next, DecisionRetried
 	}
+}
+
+// acquire takes one of the client's in-flight requests and one of x.t's
+// slots, atomically against their limits. A target the balancer chose
+// that is full is passed over for another; a pinned or RelayState-routed
+// client is not moved (503 target-busy). It has answered the client when
+// it returns false.
+func (p *Proxy) acquire(w http.ResponseWriter, x *exchange) bool {
+	if !x.clientSlot {
+		if !addCapped(&x.client.inflight, 1, int64(p.cfg.MaxInFlightPerClient)) {
+			p.limited(w, x, limitInFlightPerClient)
+			return false
+		}
+		x.clientSlot = true
+	}
+	for !addCapped(&x.t.inflight, 1, int64(p.cfg.MaxInFlightPerTarget)) {
+		if !x.d.balanced() {
+			x.d = DecisionTargetBusy
+			p.refuse(w, x, "stickyproxy: target "+x.t.name+" has too many requests in flight; retry shortly.\n")
+			return false
+		}
+		d := x.d
+		x.tried = append(x.tried, x.t)
+		p.pickNew(x, &filter{now: p.now().UnixNano(), tried: x.tried, balancing: true})
+		if x.t == nil {
+			p.refuse(w, x, "stickyproxy: every available target has too many requests in flight; retry shortly.\n")
+			return false
+		}
+		if x.d != DecisionFailOpen {
+			x.d = d
+		}
+	}
+	x.slot = true
+	return true
+}
+
+// failed handles a forward that failed. It returns true when the request
+// is to be sent again, to x.t: the connection to the first target could
+// not be made, so nothing was sent.
+func (p *Proxy) failed(w http.ResponseWriter, r *http.Request, x *exchange) bool {
+	switch {
+	case x.cbody != nil && x.cbody.err != nil:
+		// The client's body failed (aborted, or slower than
+		// ClientBodyTimeout): not the target's fault. (Checked first: a
+		// failed body read also cancels the request's context.)
+		p.clientBodyFailed(w, x)
+	case r.Context().Err() != nil:
+		// The client went away: not the target's fault. 499 is for the
+		// log only (nginx's "client closed request").
+		x.status, x.abort = 499, x.wroteHead
+	case x.wroteHead:
+		// The reply is under way; all we can do is cut it. Not counted: a
+		// client that reads slowly can make a target give up here.
+		p.m.upstreamErrors.WithLabelValues(x.t.name, "after-head").Inc()
+		x.abort = true
+	case !isDialError(x.err) || x.bodyRead():
+		kind := "transport"
+		if !x.hasBody() || isTimeout(x.err) {
+			p.passiveFail(x.t, x.err)
+		} else {
+			kind = "refused-body"
+		}
+		p.m.upstreamErrors.WithLabelValues(x.t.name, kind).Inc()
+		x.d = DecisionUpstreamError
+		p.bad(w, x, http.StatusBadGateway, "stickyproxy: target "+x.t.name+" failed: "+x.err.Error()+"\n")
+	default:
+		return p.retry(w, x)
+	}
+	return false
+}
+
+// retry picks another target after a failed connection to x.t.
+func (p *Proxy) retry(w http.ResponseWriter, x *exchange) bool {
+	p.m.upstreamErrors.WithLabelValues(x.t.name, "dial").Inc()
+	p.passiveFail(x.t, x.err)
+	failed := x.t
+	x.tried = append(x.tried, failed)
+	p.pickNew(x, &filter{now: p.now().UnixNano(), tried: x.tried, balancing: true})
+	if x.t == nil {
+		x.t, x.d = failed, DecisionUpstreamError
+		p.bad(w, x, http.StatusBadGateway, "stickyproxy: no target could be reached; last: "+failed.name+": "+x.err.Error()+"\n")
+		return false
+	}
+	if x.first == nil {
+		x.first = failed
+	}
+	x.d = DecisionRetried
+	return true
+}
+
+// clientBodyFailed answers a request whose body the client failed to send
+// (400, or 408 when it was too slow) and closes the connection; if the
+// reply had begun, it is cut.
+func (p *Proxy) clientBodyFailed(w http.ResponseWriter, x *exchange) {
+	if x.wroteHead {
+		x.abort = true
+		return
+	}
+	status := http.StatusBadRequest
+	if isTimeout(x.cbody.err) {
+		status = http.StatusRequestTimeout
+	}
+	x.d = DecisionClientError
+	w.Header().Set("Connection", "close")
+	p.bad(w, x, status, "stickyproxy: reading the request body failed: "+x.cbody.err.Error()+"\n")
 }
 
 // isTimeout says whether err is a timeout (a deadline, the transport's
@@ -519,26 +667,39 @@ func appCookieSet(setCookies []string, name string, now time.Time) int {
 	return appUntouched
 }
 
-// refuse writes a 503 decided by the proxy (strict, no target).
+// refuse writes a 503 decided by the proxy (strict, no target, busy).
 func (p *Proxy) refuse(w http.ResponseWriter, x *exchange, msg string) {
+	p.refuseStatus(w, x, http.StatusServiceUnavailable, msg)
+}
+
+// refuseStatus writes a refusal decided by the proxy, with Retry-After.
+func (p *Proxy) refuseStatus(w http.ResponseWriter, x *exchange, status int, msg string) {
 	if x.t == nil {
-		w.Header()[HeaderTarget] = []string{"none"}
+		w.Header()[HeaderTarget] = noTarget
 		w.Header()[HeaderDecision] = decisionHeader[x.d]
-		x.status = http.StatusServiceUnavailable
+		x.status = status
 	} else {
-		x.decorate(w.Header(), http.StatusServiceUnavailable)
+		x.decorate(w.Header(), status)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Retry-After", "5")
-	w.WriteHeader(http.StatusServiceUnavailable)
+	if x.unread {
+		w.Header().Set("Connection", "close")
+	}
+	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg)
 }
 
-// bad writes a 502 after an upstream failure.
+var noTarget = []string{"none"}
+
+// bad writes a 502 after an upstream failure, or a client error.
 func (p *Proxy) bad(w http.ResponseWriter, x *exchange, status int, msg string) {
 	h := w.Header()
-	h[HeaderTarget] = x.t.hdrName
+	h[HeaderTarget] = noTarget
+	if x.t != nil {
+		h[HeaderTarget] = x.t.hdrName
+	}
 	h[HeaderDecision] = decisionHeader[x.d]
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -588,7 +749,7 @@ func (p *Proxy) account(r *http.Request, x *exchange) {
 		slog.String("decision", x.d.String()),
 		slog.Duration("latency", time.Since(x.began)),
 		slog.Duration("upstream_latency", x.upstream),
-		slog.String("client", clientIP(r.RemoteAddr)),
+		slog.String("client", x.clientAddr.String()),
 	)
 	if x.cookieErr != "" {
 		attrs = append(attrs, slog.String("cookie", x.cookieErr))
@@ -603,14 +764,6 @@ func (p *Proxy) account(r *http.Request, x *exchange) {
 		attrs = append(attrs, slog.String("err", x.err.Error()))
 	}
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
-}
-
-func clientIP(remoteAddr string) string {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return remoteAddr
-	}
-	return host
 }
 
 // isDialError says whether err means the connection to the target was never
@@ -630,16 +783,14 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-func isUpgrade(r *http.Request) bool {
-	return r.Header["Upgrade"] != nil && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
-}
-
-// passiveFail counts a failure of t itself.
+// passiveFail counts a failure of t itself. Past the threshold, only a
+// target that is up now is marked down (under the health lock): the
+// failures that follow while it is down take no lock.
 func (p *Proxy) passiveFail(t *target, err error) {
 	if p.cfg.PassiveFall == 0 {
 		return
 	}
-	if int(t.passiveFails.Add(1)) >= p.cfg.PassiveFall {
+	if int(t.passiveFails.Add(1)) >= p.cfg.PassiveFall && t.up(p.now().UnixNano()) {
 		p.markDown(t, "passive", err.Error())
 	}
 }
@@ -649,7 +800,7 @@ func (p *Proxy) passiveFail(t *target, err error) {
 func (p *Proxy) replied(t *target, status int) {
 	if p.cfg.Passive5xx > 0 {
 		if status >= 500 {
-			if int(t.fails5xx.Add(1)) >= p.cfg.Passive5xx {
+			if int(t.fails5xx.Add(1)) >= p.cfg.Passive5xx && t.up(p.now().UnixNano()) {
 				p.markDown(t, "passive-5xx", "status "+strconv.Itoa(status))
 			}
 			return

@@ -2,6 +2,8 @@ package stickyproxy_test
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,26 +47,7 @@ func TestSAMLAwareRealSPs(t *testing.T) {
 				t.Fatal(err)
 			}
 			root, _ := url.Parse("http://" + ln.Addr().String())
-			var targets []stickyproxy.Target
-			for i := range 3 {
-				id := fmt.Sprintf("sp-%d", i+1)
-				st := memory.New(memory.Options{})
-				t.Cleanup(func() { st.Close() })
-				s, err := sp.New(sp.Config{
-					InstanceID: id, RootURL: root, Store: st, Key: key, Certificate: cert,
-					IDP:    &login.IDPMetadata{Static: idp.Metadata()},
-					Logger: slog.New(slog.NewTextHandler(devidptest.LogWriter(t), nil)).With("replica", id),
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := s.LoadIDPMetadata(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				srv := httptest.NewServer(s)
-				t.Cleanup(srv.Close)
-				targets = append(targets, stickyproxy.Target{Name: id, URL: mustURL(srv.URL)})
-			}
+			targets := startSPs(t, idp, key, cert, root)
 			p, err := stickyproxy.New(stickyproxy.Config{
 				Targets: targets, Stickiness: stickyproxy.StickinessOff, SAMLAware: aware,
 				Logger: slog.New(slog.NewTextHandler(devidptest.LogWriter(t), nil)),
@@ -128,4 +111,30 @@ func TestSAMLAwareRealSPs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startSPs starts three SP replicas, each with its own memory store, as
+// the proxy's targets.
+func startSPs(t *testing.T, idp *devidptest.IdP, key *rsa.PrivateKey, cert *x509.Certificate, root *url.URL) []stickyproxy.Target {
+	var targets []stickyproxy.Target
+	for i := range 3 {
+		id := fmt.Sprintf("sp-%d", i+1)
+		st := memory.New(memory.Options{})
+		t.Cleanup(func() { st.Close() })
+		s, err := sp.New(sp.Config{
+			InstanceID: id, RootURL: root, Store: st, Key: key, Certificate: cert,
+			IDP:    &login.IDPMetadata{Static: idp.Metadata()},
+			Logger: slog.New(slog.NewTextHandler(devidptest.LogWriter(t), nil)).With("replica", id),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.LoadIDPMetadata(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		targets = append(targets, stickyproxy.Target{Name: id, URL: mustURL(srv.URL)})
+	}
+	return targets
 }

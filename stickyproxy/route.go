@@ -89,10 +89,20 @@ func (p *Proxy) route(x *exchange, r *http.Request) {
 	p.pickNew(x, &f)
 }
 
-// pickNew balances: x.t is the chosen target, or nil with x.d no-target.
+// pickNew balances: x.t is the chosen target, or nil with x.d
+// target-busy (healthy targets exist, all at their in-flight limit) or
+// no-target. Fail-open is for when no target is healthy: it never sends a
+// request to a down target because the healthy ones are only busy.
 func (p *Proxy) pickNew(x *exchange, f *filter) {
 	if x.t = p.pick(f); x.t != nil {
 		return
+	}
+	if g := *f; p.cfg.MaxInFlightPerTarget > 0 {
+		g.balancing = false
+		if p.anyUsable(&g) {
+			x.d = DecisionTargetBusy
+			return
+		}
 	}
 	if p.cfg.AllDown == AllDownFailOpen {
 		f.ignoreHealth = true
@@ -102,6 +112,16 @@ func (p *Proxy) pickNew(x *exchange, f *filter) {
 		}
 	}
 	x.d = DecisionNoTarget
+}
+
+// anyUsable says whether some target passes f.
+func (p *Proxy) anyUsable(f *filter) bool {
+	for _, t := range p.targets {
+		if p.ok(t, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // crossSite says whether r came from another site, by Sec-Fetch-Site or,
@@ -133,7 +153,7 @@ func (p *Proxy) crossSitePOST(r *http.Request, acs, hadCookie bool) {
 		"path", r.URL.Path, "acs", acs, "origin", r.Header.Get("Origin"),
 		"sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "had_invalid_cookie", hadCookie,
 		"cookie_samesite", sameSiteName(p.cfg.CookieSameSite), "twin_cookie", p.twinName != "",
-		"client", clientIP(r.RemoteAddr))
+		"client", r.RemoteAddr)
 }
 
 func sameSiteName(s http.SameSite) string {
@@ -172,22 +192,38 @@ func cookieValue(lines []string, name string) (string, bool) {
 	return "", false
 }
 
+// formBody says whether r's body is application/x-www-form-urlencoded.
+func formBody(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+// peeks says whether routing will peek into r's body for a RelayState.
+func (p *Proxy) peeks(r *http.Request) bool {
+	return p.cfg.SAMLAware && r.Method == http.MethodPost && r.URL.Path == p.cfg.ACSPath && formBody(r)
+}
+
 // relayStateTarget reads at most RelayStatePeek bytes of a form-encoded
 // body, finds RelayState, and returns the usable target named by its
 // instance part (see the package doc for the format). The body is put back
 // whole: the peeked prefix followed by the rest.
 func (p *Proxy) relayStateTarget(x *exchange, r *http.Request, f *filter) *target {
-	if r.Body == nil || r.Body == http.NoBody {
+	if r.Body == nil || r.Body == http.NoBody || !formBody(r) {
 		return nil
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil
-	}
-	prefix, complete, err := peek(r.Body, p.cfg.RelayStatePeek, r.ContentLength)
-	r.Body = &peekedBody{Reader: io.MultiReader(bytes.NewReader(prefix), r.Body), Closer: r.Body}
-	if err != nil {
-		return nil // the client's body failed; forwarding will say so
+	var (
+		prefix   []byte
+		complete bool
+	)
+	if x.buffered != nil {
+		prefix, complete = x.buffered.buf, true
+	} else {
+		var err error
+		prefix, complete, err = peek(r.Body, p.cfg.RelayStatePeek, r.ContentLength)
+		r.Body = &peekedBody{Reader: io.MultiReader(bytes.NewReader(prefix), r.Body), Closer: r.Body}
+		if err != nil {
+			return nil // the client's body failed; forwarding will say so
+		}
 	}
 	instance, ok := RelayStateInstance(prefix, complete)
 	if !ok {

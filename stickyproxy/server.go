@@ -1,12 +1,17 @@
 package stickyproxy
 
 import (
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // PublicServer returns the http.Server for the public listener, with the
@@ -27,25 +32,32 @@ func (p *Proxy) PublicServer() *http.Server {
 const MaxHeaderBytes = 64 << 10
 
 // busyReply is what a connection over MaxClientConns gets before it is
-// closed.
-const busyReply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-	"Connection: close\r\nRetry-After: 1\r\nContent-Length: 50\r\n\r\n" +
-	"stickyproxy: too many client connections; retry.\n\n"
+// closed; clientBusyReply, one over MaxConnsPerClient.
+const (
+	busyReply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Connection: close\r\nRetry-After: 1\r\nContent-Length: 50\r\n\r\n" +
+		"stickyproxy: too many client connections; retry.\n\n"
+	clientBusyReply = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Connection: close\r\nRetry-After: 5\r\nContent-Length: 58\r\n\r\n" +
+		"stickyproxy: too many connections from this client; retry\n"
+)
 
 // Listener wraps ln so that at most Config.MaxClientConns client
-// connections are open at once; a connection beyond that is answered 503
-// (stickyproxy_client_conns_refused_total) and closed at once, rather than
-// left waiting in the kernel's queue. With MaxClientConns < 0, ln is
-// returned as is.
+// connections are open at once, and at most Config.MaxConnsPerClient from
+// one TCP peer (by /64 for IPv6) that is not a trusted proxy. A connection
+// beyond either is answered (503, or 429 for the client's share) and
+// closed at once, rather than left waiting in the kernel's queue, counted
+// in stickyproxy_client_conns_refused_total{reason} and logged (at most
+// once a second).
+//
+// Its connections also spare net/http a system call per request: see
+// clientConn.
 func (p *Proxy) Listener(ln net.Listener) net.Listener {
-	if p.cfg.MaxClientConns <= 0 {
-		return ln
-	}
-	return &limitListener{Listener: ln, p: p, max: int64(p.cfg.MaxClientConns)}
+	return &limitListener{Listener: ln, p: p}
 }
 
 // TLSListener is Listener for a listener that TLS will wrap (ServeTLS): a
-// connection over the limit is closed without the plain-text 503, which a
+// connection over a limit is closed without the plain-text reply, which a
 // TLS client would read as a broken handshake; the metric and the log
 // still count it.
 func (p *Proxy) TLSListener(ln net.Listener) net.Listener {
@@ -59,10 +71,7 @@ func (p *Proxy) TLSListener(ln net.Listener) net.Listener {
 type limitListener struct {
 	net.Listener
 	p      *Proxy
-	max    int64
-	open   atomic.Int64
-	logged atomic.Int64 // unix seconds of the last warning
-	silent bool         // TLS follows: close without the plain-text reply
+	silent bool // TLS follows: close without the plain-text reply
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -71,32 +80,148 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.open.Add(1) <= l.max {
-			return &limitConn{Conn: c, l: l}, nil
+		if lc := l.admit(c); lc != nil {
+			return lc, nil
 		}
-		l.open.Add(-1)
-		l.p.m.connsRefused.Inc()
-		if now := time.Now().Unix(); l.logged.Swap(now) != now {
-			l.p.log.Warn("client connection refused: too many open", "max_client_conns", l.max, "client", clientIP(c.RemoteAddr().String()))
-		}
-		// A fresh socket's send buffer takes this at once; the deadline
-		// only guards against the impossible.
-		if !l.silent {
-			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			_, _ = c.Write([]byte(busyReply))
-		}
-		_ = c.Close()
 	}
 }
 
-type limitConn struct {
-	net.Conn
-	l    *limitListener
-	once sync.Once
+// admit counts c against the limits, or refuses and closes it (nil).
+func (l *limitListener) admit(c net.Conn) net.Conn {
+	p := l.p
+	if !addCapped(&p.conns, 1, int64(p.cfg.MaxClientConns)) {
+		l.refuse(c, "total", busyReply)
+		return nil
+	}
+	lc := &clientConn{Conn: c, p: p, wake: make(chan struct{}, 1)}
+	peer, ok := forward.PeerAddr(c.RemoteAddr().String())
+	if ok && p.cfg.MaxConnsPerClient > 0 && !p.fwd.Trusted.Contains(peer) {
+		lc.client = p.clients.get(forward.ClientKey(peer))
+		if !addCapped(&lc.client.conns, 1, int64(p.cfg.MaxConnsPerClient)) {
+			p.clients.put(lc.client)
+			p.conns.Add(-1)
+			l.refuse(c, "per-client", clientBusyReply)
+			return nil
+		}
+	}
+	return lc
 }
 
-func (c *limitConn) Close() error {
+func (l *limitListener) refuse(c net.Conn, reason, reply string) {
+	l.p.m.connsRefused.WithLabelValues(reason).Inc()
+	if ok, dropped := l.p.sample("conns-"+reason, time.Now()); ok {
+		l.p.log.Warn("client connection refused", "reason", reason, "max_client_conns", l.p.cfg.MaxClientConns,
+			"max_conns_per_client", l.p.cfg.MaxConnsPerClient, "client", c.RemoteAddr().String(), "refused_since_last_line", dropped)
+	}
+	// A fresh socket's send buffer takes this at once; the deadline only
+	// guards against the impossible.
+	if !l.silent {
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = io.WriteString(c, reply)
+	}
+	_ = c.Close()
+}
+
+// clientConn is a client connection counted against the limits. It also
+// defers net/http's background read.
+//
+// While a handler runs, net/http keeps a one-byte read pending on the
+// connection, to notice a client that goes away; when the handler returns
+// it aborts that read by setting a read deadline in the past. On Linux a
+// read that finds nothing (EAGAIN) and the trip through the poller cost
+// several microseconds per request, most of a proxied request's own
+// work. So a one-byte read (net/http reads one byte only there) first
+// waits up to backgroundReadDelay, without a system call, for a read
+// deadline: one in the past ends it as the real read would (a timeout,
+// which net/http expects of its abort); if none comes in time, the real
+// read is made, and a client that left a long request is noticed then.
+type clientConn struct {
+	net.Conn
+	p      *Proxy
+	client *clientUse // nil: not counted per client
+	once   sync.Once
+
+	rdl   atomic.Int64  // read deadline, unix nanoseconds; 0: none
+	wake  chan struct{} // a read deadline was set
+	timer *time.Timer   // the deferred read's (one at a time)
+	wrote atomic.Bool   // written to since the last read
+}
+
+// backgroundReadDelay is how long a client that leaves during a request
+// may go unnoticed (the request's context is cancelled that much later).
+const backgroundReadDelay = 250 * time.Millisecond
+
+func (c *clientConn) Read(b []byte) (int, error) {
+	if len(b) == 1 {
+		if err := c.deferRead(); err != nil {
+			return 0, err
+		}
+	} else if c.wrote.Swap(false) {
+		// The reply went out: let the other ready requests run before
+		// reading the next one, which by then has usually arrived (a read
+		// that finds nothing costs a system call and a trip through the
+		// poller). When nothing else is ready this returns at once.
+		runtime.Gosched()
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *clientConn) Write(b []byte) (int, error) {
+	c.wrote.Store(true)
+	return c.Conn.Write(b)
+}
+
+// deferRead waits for a read deadline that has passed (returned as the
+// real read would fail), or for backgroundReadDelay (nil: read now).
+func (c *clientConn) deferRead() error {
+	if c.timer == nil {
+		c.timer = time.NewTimer(backgroundReadDelay)
+	} else {
+		c.timer.Reset(backgroundReadDelay)
+	}
+	defer c.timer.Stop()
+	for {
+		if d := c.rdl.Load(); d != 0 && d <= time.Now().UnixNano() {
+			return os.ErrDeadlineExceeded
+		}
+		select {
+		case <-c.wake:
+		case <-c.timer.C:
+			return nil
+		}
+	}
+}
+
+func (c *clientConn) noteReadDeadline(t time.Time) {
+	var n int64
+	if !t.IsZero() {
+		n = t.UnixNano()
+	}
+	c.rdl.Store(n)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.noteReadDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	c.noteReadDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *clientConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.once.Do(func() {
+		c.p.conns.Add(-1)
+		if c.client != nil {
+			c.client.conns.Add(-1)
+			c.p.clients.put(c.client)
+		}
+	})
 	return err
 }

@@ -50,6 +50,30 @@ func TestImportsPointDown(t *testing.T) {
 	for _, d := range ourDeps(t, leaf)[leaf] {
 		t.Errorf("%s imports %s; it must stay a leaf", leaf, d)
 	}
+	// The forwarding rules (hop-by-hop headers, trusted peers, the client's
+	// address, X-Forwarded-*, identity headers stripped), which the proxy's
+	// engines and the SP's gateway must apply alike: a leaf too, which sp
+	// may import.
+	const fwdLeaf = "github.com/samlha/samlha/stickyproxy/forward"
+	for _, d := range ourDeps(t, fwdLeaf)[fwdLeaf] {
+		t.Errorf("%s imports %s; it must stay a leaf", fwdLeaf, d)
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", fwdLeaf).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", fwdLeaf, err)
+	}
+	for _, d := range strings.Fields(string(out)) {
+		if d != fwdLeaf && !strings.HasPrefix(d, "golang.org/x/net/") && !strings.HasPrefix(d, "golang.org/x/text/") {
+			t.Errorf("%s depends on %s: it may use the standard library and golang.org/x/net only", fwdLeaf, d)
+		}
+	}
+	for pkg, deps := range ourDeps(t, "github.com/samlha/samlha/sp/...") {
+		for _, d := range deps {
+			if strings.HasPrefix(d, "github.com/samlha/samlha/stickyproxy") && d != fwdLeaf {
+				t.Errorf("%s imports %s: of stickyproxy, the SP may import only %s", pkg, d, fwdLeaf)
+			}
+		}
+	}
 	for pkg, deps := range ourDeps(t, "github.com/samlha/samlha/stickyproxy/...") {
 		for _, d := range deps {
 			if !strings.HasPrefix(d, "github.com/samlha/samlha/stickyproxy") && d != leaf {

@@ -24,6 +24,7 @@ import (
 	"github.com/samlha/samlha/cmd/internal/cli"
 	"github.com/samlha/samlha/stickyproxy"
 	"github.com/samlha/samlha/stickyproxy/affinity"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 const summary = `stickyproxy: a cookie-affinity reverse proxy (AWS ALB and HAProxy semantics)
@@ -51,7 +52,9 @@ type options struct {
 	httpOnly                             bool
 	adminToken, adminTokenFile           string
 	trusted                              cli.StringList
+	strip, stripPrefix                   cli.StringList
 	peek                                 size
+	maxBuffered, bufPerClient, bufTotal  size
 	logFormat, logLevel                  string
 	grace, logFlush                      time.Duration
 	pprof                                bool
@@ -59,7 +62,8 @@ type options struct {
 }
 
 func flags(fs *flag.FlagSet) *options {
-	o := &options{peek: 64 << 10}
+	o := &options{peek: 64 << 10, maxBuffered: stickyproxy.DefaultMaxBufferedBody,
+		bufPerClient: stickyproxy.DefaultMaxBufferPerClient, bufTotal: stickyproxy.DefaultMaxBufferTotal}
 	c := &o.cfg
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "public `address` to listen on")
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8090", "admin API, /healthz and /metrics `address` (keep it private: loopback or an internal network); empty disables")
@@ -98,6 +102,8 @@ func flags(fs *flag.FlagSet) *options {
 	fs.StringVar((*string)(&c.OnPinnedDown), "on-pinned-down", "repin", "when the pinned target is down: repin (as ALB and HAProxy) or strict (503, as Envoy's strict mode)")
 	fs.StringVar((*string)(&c.AllDown), "all-down", "fail-open", "when no target is healthy: fail-open (route anyway, as ALB) or 503")
 	fs.Var(&o.trusted, "trusted-proxies", "`CIDRs` of peers whose X-Forwarded-For/-Proto/-Host are kept (comma-separated or repeated); others' are dropped")
+	fs.Var(&o.strip, "strip-request-header", "request header `name` no client may send to a target (an identity header the application trusts), removed under any case and with '_' for '-' (repeatable or comma-separated)")
+	fs.Var(&o.stripPrefix, "strip-request-header-prefix", "request header `prefix` (e.g. X-Remote-) whose headers no client may send to a target; like --strip-request-header (repeatable or comma-separated)")
 	fs.StringVar((*string)(&c.AccessLog), "access-log", "all", "access log: all, anomalies (decisions other than new/pinned/balanced, and 5xx) or off")
 	fs.DurationVar(&c.ImbalanceWindow, "imbalance-window", time.Minute, "sliding window of the load-imbalance gauge")
 	fs.StringVar((*string)(&c.Engine), "engine", "fast", "forwarding path: fast (own HTTP/1.1 client; upgrades and large or chunked bodies still use ReverseProxy) or reverseproxy (httputil.ReverseProxy for everything)")
@@ -109,6 +115,12 @@ func flags(fs *flag.FlagSet) *options {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle client keep-alive connection is kept")
 	fs.IntVar(&c.MaxClientConns, "max-client-conns", stickyproxy.DefaultMaxClientConns, "open client connections at most; one more is answered 503 and closed; negative disables")
 	fs.IntVar(&c.MaxInFlightPerTarget, "max-in-flight-per-target", stickyproxy.DefaultMaxInFlightPerTarget, "requests forwarded to one target at once at most; balancing passes over a full target, a client pinned to it gets 503 target-busy; negative disables")
+	fs.Var(&o.maxBuffered, "max-buffered-body", "a request body of known length up to this `size` is read whole before the request takes a target's in-flight slot (a client stalling its body holds none);\nlarger or chunked bodies stream and hold a slot meanwhile; negative streams every body")
+	fs.Var(&o.bufPerClient, "max-buffer-per-client", "bytes (`size`) one client's bodies being read whole and RelayState peeks may take at once; past it 429 client-limit; negative disables")
+	fs.Var(&o.bufTotal, "max-buffer-total", "bytes (`size`) all clients' bodies being read whole and RelayState peeks may take at once; past it 503 proxy-busy; negative disables")
+	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", stickyproxy.DefaultMaxConnsPerClient, "open connections from one client address (IPv6: its /64) at most; one more is answered 429 and closed; trusted proxies are not limited; negative disables")
+	fs.IntVar(&c.MaxInFlightPerClient, "max-in-flight-per-client", stickyproxy.DefaultMaxInFlightPerClient, "requests of one client (the address a trusted proxy names, else the peer; IPv6: its /64) forwarded at once at most; past it 429 client-limit; negative disables")
+	fs.IntVar(&c.MaxStreamingPerClient, "max-streaming-bodies-per-client", stickyproxy.DefaultMaxStreamingPerClient, "requests of one client whose body streams to a target (over --max-buffered-body, or chunked) at once at most; past it 429 client-limit; negative disables")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (the access log is at info)")
 	fs.DurationVar(&o.logFlush, "log-flush", 100*time.Millisecond, "write logs in batches at this interval (one system call per batch, not per line); 0 writes each line at once")
@@ -260,18 +272,17 @@ func (o *options) config() (stickyproxy.Config, cli.Problems) {
 		probs.Addf("--admin-listen: must differ from --listen")
 	}
 	cfg.RelayStatePeek = int64(o.peek)
+	cfg.MaxBufferedBody, cfg.MaxBufferPerClient, cfg.MaxBufferTotal = int64(o.maxBuffered), int64(o.bufPerClient), int64(o.bufTotal)
 	for _, s := range o.trusted {
-		pfx, err := netip.ParsePrefix(s)
+		pfx, err := forward.ParsePrefix(s)
 		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				probs.Addf("--trusted-proxies: %q is not a CIDR or an address", s)
-				continue
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
+			probs.Addf("--trusted-proxies: %v", err)
+			continue
 		}
-		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx.Masked())
+		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
 	}
+	cfg.StripRequestHeaders = o.strip
+	cfg.StripRequestHeaderPrefixes = o.stripPrefix
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		probs.Addf("--tls-cert and --tls-key: give both or neither")
 	}
@@ -341,6 +352,13 @@ var flagNames = map[string]string{
 	"AccessLog": "--access-log", "Engine": "--engine", "ImbalanceWindow": "--imbalance-window",
 	"MaxIdleConnsPerHost": "--max-idle-conns-per-target", "ReadHeaderTimeout": "--read-header-timeout",
 	"IdleTimeout": "--idle-timeout", "AdminToken": "--admin-token",
+	"StripRequestHeaders": "--strip-request-header", "StripRequestHeaderPrefixes": "--strip-request-header-prefix",
+	"MaxBufferedBody": "--max-buffered-body", "MaxBufferPerClient": "--max-buffer-per-client", "MaxBufferTotal": "--max-buffer-total",
+	"MaxConnsPerClient": "--max-conns-per-client", "MaxInFlightPerClient": "--max-in-flight-per-client",
+	"MaxStreamingPerClient": "--max-streaming-bodies-per-client", "MaxClientConns": "--max-client-conns",
+	"MaxInFlightPerTarget": "--max-in-flight-per-target", "ClientBodyTimeout": "--client-body-timeout",
+	"TrustedProxies": "--trusted-proxies", "DialTimeout": "--dial-timeout", "ResponseHeaderTimeout": "--response-header-timeout",
+	"PassiveCooldown": "--passive-cooldown",
 }
 
 // flagError words a Config problem in terms of the command's flags.
@@ -370,6 +388,8 @@ func (s *size) String() string { return formatSize(int64(*s)) }
 
 func formatSize(n int64) string {
 	switch {
+	case n < 0:
+		return "-1 (none)"
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return strconv.FormatInt(n>>20, 10) + "MiB"
 	case n >= 1<<10 && n%(1<<10) == 0:
@@ -378,8 +398,20 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10) + "B"
 }
 
+// Set parses a size; a negative one ("-1") means "no limit" where a flag
+// says so.
 func (s *size) Set(v string) error {
 	v = strings.TrimSpace(v)
+	if rest, ok := strings.CutPrefix(v, "-"); ok {
+		if err := s.Set(rest); err != nil {
+			return err
+		}
+		*s = -*s
+		if *s == 0 {
+			*s = -1
+		}
+		return nil
+	}
 	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	num, unit := v, ""
 	if i >= 0 {

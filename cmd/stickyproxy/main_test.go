@@ -194,8 +194,10 @@ func TestEveryProblemReported(t *testing.T) {
 	// The first round (flag syntax) passed; the second reports config
 	// problems, including one set from the environment.
 	err = run(context.Background(), []string{"--target", "sp-1=http://127.0.0.1:1", "--stickiness", "maybe", "--relaystate-peek", "1B",
-		"--cookie-samesite", "none", "--admin-token", "short"}, io.Discard, io.Discard)
-	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek", "--cookie-samesite", "--admin-token"} {
+		"--cookie-samesite", "none", "--admin-token", "short", "--max-buffered-body", "1MiB", "--max-buffer-per-client", "512KiB",
+		"--strip-request-header", "bad name"}, io.Discard, io.Discard)
+	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek", "--cookie-samesite", "--admin-token",
+		"--max-buffer-per-client", "--strip-request-header"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s:\n%v", flag, err)
 		}
@@ -203,7 +205,7 @@ func TestEveryProblemReported(t *testing.T) {
 }
 
 func TestSize(t *testing.T) {
-	for in, want := range map[string]int64{"64KiB": 64 << 10, "1MiB": 1 << 20, "100": 100, "2KB": 2000, "1.5k": 1536} {
+	for in, want := range map[string]int64{"64KiB": 64 << 10, "1MiB": 1 << 20, "100": 100, "2KB": 2000, "1.5k": 1536, "-1": -1, "-0": -1} {
 		var s size
 		if err := s.Set(in); err != nil || int64(s) != want {
 			t.Errorf("Set(%q) = %d, %v; want %d", in, s, err, want)

@@ -19,6 +19,8 @@
 #
 # Installs haproxy, caddy and wrk from Debian's packages if missing.
 # Usage: deploy/bench/run.sh            (DURATION=10s CONNS=256 ROUNDS=3)
+# Also prints the machine's load average before and after, since other work
+# on the machine moves every figure.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -76,8 +78,11 @@ start_proxy() { # name -> url, starts the process, records its pid in proxy_pid
 		local extra=(--access-log off) log=/dev/null
 		[ "$1" = stickyproxy+log ] && extra=(--access-log all) && log="$out/access.log"
 		[ "$1" = stickyproxy-rp ] && extra=(--access-log off --engine reverseproxy)
+		# wrk's connections all come from one address: its share of
+		# connections and requests in flight must hold all of them.
 		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$work/stickyproxy" --listen 127.0.0.1:20180 --admin-listen "" \
 			--target sp-1=http://127.0.0.1:20101 --target sp-2=http://127.0.0.1:20102 \
+			--max-conns-per-client $((CONNS > 512 ? CONNS : 512)) --max-in-flight-per-client $((CONNS > 256 ? CONNS : 256)) \
 			--stickiness duration --cookie-key "$key" --log-format json "${extra[@]}" 2>"$log" &
 		proxy_pid=$!
 		url=http://127.0.0.1:20180/
@@ -134,6 +139,7 @@ run_wrk() { # name round
 	echo "$1 $2 $rps $p50 $p99 $errs $busy $us" >>"$out/rounds.txt"
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "wrk: $CONNS connections, ${DURATION} per round after ${WARMUP} warm-up, $ROUNDS rounds; proxy on CPU $PROXY_CPU, backends and wrk on CPU $LOAD_CPU" >&2
 for round in $(seq "$ROUNDS"); do
 	for c in $CONTENDERS; do
@@ -171,6 +177,7 @@ echo "$summary" >"$out/summary.txt"
 echo
 echo "stickyproxy benchmark, $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(haproxy -v | head -1 | awk '{print "HAProxy", $3}'), Caddy $(caddy version | awk '{print $1}')"
 echo "wrk -t1 -c$CONNS -d$DURATION, $ROUNDS interleaved rounds, medians; proxy pinned to CPU $PROXY_CPU, backends and wrk to CPU $LOAD_CPU"
+echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "cpu$PROXY_CPU%: how busy the proxy's CPU was (for direct nothing of ours runs there); us/req: the proxy process's CPU time per request;"
 echo "ratios are per round, to HAProxy; eff/HAP is HAProxy's CPU per request over the contender's (1.00x = as frugal as HAProxy)"
 printf '%-16s %9s %8s %8s %7s %6s %8s %8s %8s %8s\n' contender "req/s" "p50 ms" "p99 ms" errors "cpu${PROXY_CPU}%" "rps/HAP" "p99/HAP" "us/req" "eff/HAP"
