@@ -69,13 +69,14 @@ type Options struct {
 
 // Store is a store.Store on Redis. Create it with Open, store.Open or New.
 type Store struct {
-	client   goredis.UniversalClient
+	client   atomic.Pointer[clientRef]
 	prefix   string
 	timeout  time.Duration
 	kind     string
 	location string
 	logger   *slog.Logger
 	closed   atomic.Bool
+	hooks    hooks
 }
 
 var (
@@ -105,14 +106,15 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{
-		client:   client,
+	s := &Store{
 		prefix:   opts.Prefix,
 		timeout:  opts.Timeout,
 		kind:     opts.Kind,
 		location: opts.Location,
 		logger:   opts.Logger,
 	}
+	s.client.Store(&clientRef{client})
+	return s
 }
 
 // Open opens the store that rawURL names (see ParseURL). Unless the URL
@@ -162,8 +164,14 @@ func (s *Store) Location() string { return s.location }
 // Sentinel set, or Cluster) sees the same keys.
 func (s *Store) Shared() bool { return true }
 
-// Client returns the store's go-redis client, for diagnostics.
-func (s *Store) Client() goredis.UniversalClient { return s.client }
+// Client returns the store's go-redis client, for diagnostics: the one in
+// use now (after a Sentinel failover, the one that follows the new master).
+func (s *Store) Client() goredis.UniversalClient { return s.cli() }
+
+// clientRef holds the client in use, so that it can be replaced whole.
+type clientRef struct{ goredis.UniversalClient }
+
+func (s *Store) cli() goredis.UniversalClient { return s.client.Load().UniversalClient }
 
 // once marks a command that must not be sent twice: go-redis retries a
 // command whose connection failed, which for these could report the
@@ -270,9 +278,9 @@ func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl tim
 	defer cancel()
 	if ifAbsent {
 		cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl, "nx")...)
-		err = s.client.Process(cctx, once{cmd})
+		err = s.cli().Process(cctx, once{cmd})
 	} else {
-		err = s.client.Process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
+		err = s.cli().Process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
 	}
 	switch {
 	case err == nil:
@@ -296,7 +304,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	defer cancel()
 	cmd := goredis.NewStringCmd(cctx, "get", s.prefix+key)
-	return s.value(ctx, cctx, op, cmd, s.client.Process(cctx, cmd))
+	return s.value(ctx, cctx, op, cmd, s.cli().Process(cctx, cmd))
 }
 
 // value returns a copy of cmd's reply, or its error classified.
@@ -325,7 +333,7 @@ func (s *Store) Swap(ctx context.Context, key string, value []byte, ttl time.Dur
 	}
 	defer cancel()
 	cmd := goredis.NewStringCmd(cctx, s.setCmd(key, value, ttl, "xx", "get")...)
-	return s.value(ctx, cctx, op, cmd, s.client.Process(cctx, once{cmd}))
+	return s.value(ctx, cctx, op, cmd, s.cli().Process(cctx, once{cmd}))
 }
 
 // Delete implements store.Store.
@@ -339,7 +347,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer cancel()
-	if err := s.client.Process(cctx, goredis.NewIntCmd(cctx, "del", s.prefix+key)); err != nil {
+	if err := s.cli().Process(cctx, goredis.NewIntCmd(cctx, "del", s.prefix+key)); err != nil {
 		return s.fail(ctx, cctx, op, err)
 	}
 	return nil
@@ -360,37 +368,45 @@ func (s *Store) PutBatch(ctx context.Context, writes []store.Write) []error {
 		return errs
 	}
 	defer cancel()
-	pipe := s.client.Pipeline()
-	cmds := make([]*goredis.StatusCmd, len(writes))
+	var valid []int
 	for i, w := range writes {
-		if errs[i] = checkWrite(w.Key, w.Value, w.TTL); errs[i] != nil {
-			continue
-		}
-		if w.IfAbsent {
-			cmds[i] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL, "nx")...)
-			pipe.Process(cctx, once{cmds[i]})
-		} else {
-			cmds[i] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL)...)
-			pipe.Process(cctx, cmds[i])
+		if errs[i] = checkWrite(w.Key, w.Value, w.TTL); errs[i] == nil {
+			valid = append(valid, i)
 		}
 	}
-	if pipe.Len() == 0 {
-		return errs
+	s.pipeWrites(ctx, cctx, op, writes, valid, errs)
+	return errs
+}
+
+// pipeWrites sends writes[i] for each i of which, in one pipeline, and
+// sets errs[i] to each one's result.
+func (s *Store) pipeWrites(ctx, cctx context.Context, op string, writes []store.Write, which []int, errs []error) {
+	if len(which) == 0 {
+		return
+	}
+	pipe := s.cli().Pipeline()
+	cmds := make([]*goredis.StatusCmd, len(which))
+	for j, i := range which {
+		w := writes[i]
+		if w.IfAbsent {
+			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL, "nx")...)
+			pipe.Process(cctx, once{cmds[j]})
+		} else {
+			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL)...)
+			pipe.Process(cctx, cmds[j])
+		}
 	}
 	pipe.Exec(cctx) // each command carries its own error
-	for i, cmd := range cmds {
-		if cmd == nil {
-			continue
-		}
-		switch err := cmd.Err(); {
+	for j, i := range which {
+		switch err := cmds[j].Err(); {
 		case err == nil:
+			errs[i] = nil
 		case writes[i].IfAbsent && errors.Is(err, goredis.Nil):
 			errs[i] = store.ErrExists
 		default:
 			errs[i] = s.fail(ctx, cctx, op, err)
 		}
 	}
-	return errs
 }
 
 // Ping implements store.Store, as a health check that does real work: it
@@ -408,7 +424,7 @@ func (s *Store) ping(ctx context.Context, op string, timeout time.Duration) erro
 	}
 	defer cancel()
 	key := s.prefix + "health:" + rand.Text()
-	pipe := s.client.Pipeline()
+	pipe := s.cli().Pipeline()
 	set := goredis.NewStatusCmd(cctx, "set", key, "1", "px", int64(10_000))
 	pipe.Process(cctx, set)
 	pipe.Process(cctx, goredis.NewIntCmd(cctx, "del", key))
@@ -424,7 +440,7 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if err := s.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
+	if err := s.cli().Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("redis: close: %w", err)
 	}
 	return nil
