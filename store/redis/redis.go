@@ -65,6 +65,11 @@ type Options struct {
 	Kind, Location string
 	// Logger receives the store's reports. Default: discard.
 	Logger *slog.Logger
+	// Heartbeat is how often a subscription publishes a heartbeat to
+	// itself, and Liveness how long it stays live without receiving one
+	// (its DeliveryBound). Zero means DefaultHeartbeat and
+	// DefaultLiveness; Liveness is raised to at least twice Heartbeat.
+	Heartbeat, Liveness time.Duration
 }
 
 // Store is a store.Store on Redis. Create it with Open, store.Open or New.
@@ -77,6 +82,9 @@ type Store struct {
 	logger   *slog.Logger
 	closed   atomic.Bool
 	hooks    hooks
+
+	heartbeat, liveness time.Duration
+	subs                subscriptions
 }
 
 var (
@@ -106,12 +114,21 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.Liveness <= 0 {
+		opts.Liveness = DefaultLiveness
+	}
+	opts.Liveness = max(opts.Liveness, 2*opts.Heartbeat)
 	s := &Store{
-		prefix:   opts.Prefix,
-		timeout:  opts.Timeout,
-		kind:     opts.Kind,
-		location: opts.Location,
-		logger:   opts.Logger,
+		heartbeat: opts.Heartbeat,
+		liveness:  opts.Liveness,
+		prefix:    opts.Prefix,
+		timeout:   opts.Timeout,
+		kind:      opts.Kind,
+		location:  opts.Location,
+		logger:    opts.Logger,
 	}
 	s.client.Store(&clientRef{client})
 	return s
@@ -440,6 +457,7 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.subs.closeAll()
 	if err := s.cli().Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("redis: close: %w", err)
 	}
