@@ -149,7 +149,7 @@ func (s *Store) runOnce(ctx context.Context, sc script, keys []string, args []an
 		}
 		cmdArgs = append(cmdArgs, args...)
 		cmd := goredis.NewCmd(ctx, cmdArgs...)
-		err := s.cli().Process(ctx, once{cmd})
+		err := s.process(ctx, once{cmd})
 		return cmd.Val(), err
 	}
 	reply, err := run("evalsha", sc.sha)
@@ -185,13 +185,13 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 	defer cancel()
 	vals := make([][]byte, len(keys))
 	if _, cluster := s.cli().(*goredis.ClusterClient); cluster {
-		pipe := s.cli().Pipeline()
 		cmds := make([]*goredis.StringCmd, len(keys))
+		sent := make([]goredis.Cmder, len(keys))
 		for i, k := range keys {
 			cmds[i] = goredis.NewStringCmd(cctx, "get", s.prefix+k)
-			pipe.Process(cctx, cmds[i])
+			sent[i] = cmds[i]
 		}
-		pipe.Exec(cctx)
+		s.pipeline(cctx, sent)
 		for i, cmd := range cmds {
 			switch err := cmd.Err(); {
 			case err == nil:
@@ -208,7 +208,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 		args = append(args, s.prefix+k)
 	}
 	cmd := goredis.NewSliceCmd(cctx, args...)
-	if err := s.cli().Process(cctx, cmd); err != nil {
+	if err := s.process(cctx, cmd); err != nil {
 		return nil, s.fail(ctx, cctx, op, err)
 	}
 	if len(cmd.Val()) != len(keys) {

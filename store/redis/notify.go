@@ -68,7 +68,7 @@ func (s *Store) publish(ctx context.Context, name string, msg []byte) error {
 	if _, cluster := s.cli().(*goredis.ClusterClient); cluster {
 		verb = "spublish"
 	}
-	return s.cli().Process(ctx, goredis.NewIntCmd(ctx, verb, name, msg))
+	return s.process(ctx, goredis.NewIntCmd(ctx, verb, name, msg))
 }
 
 // DeliveryBound implements store.Notifier: the liveness timeout (URL
@@ -157,6 +157,26 @@ func (ss *subscriptions) remove(sub *subscription) {
 	ss.mu.Lock()
 	delete(ss.open, sub)
 	ss.mu.Unlock()
+}
+
+// resetAll makes every subscription drop its connection and subscribe
+// again, with the client in use now: the store follows a new master, and a
+// connection to the old one could go on receiving heartbeats (once it
+// replicates from the new master) without what was published before that.
+func (ss *subscriptions) resetAll() {
+	ss.mu.Lock()
+	open := make([]*subscription, 0, len(ss.open))
+	for sub := range ss.open {
+		open = append(open, sub)
+	}
+	ss.mu.Unlock()
+	for _, sub := range open {
+		sub.psMu.Lock()
+		if sub.ps != nil {
+			sub.ps.Close()
+		}
+		sub.psMu.Unlock()
+	}
 }
 
 // closeAll ends every subscription; later ones are refused.
@@ -298,17 +318,20 @@ func (e *livedError) Error() string { return e.err.Error() }
 // stopped, and returns why it ended.
 func (sub *subscription) session(ctx context.Context) error {
 	s := sub.s
+	ref := s.client.Load()
 	var ps *goredis.PubSub
-	if c, ok := s.cli().(*goredis.ClusterClient); ok {
+	if c, ok := ref.UniversalClient.(*goredis.ClusterClient); ok {
 		ps = c.SSubscribe(ctx, sub.name, sub.beat)
 	} else {
-		ps = s.cli().Subscribe(ctx, sub.name, sub.beat)
+		ps = ref.Subscribe(ctx, sub.name, sub.beat)
 	}
 	sub.psMu.Lock()
-	if sub.stopped() {
+	// A client replaced meanwhile (a new master) would not have seen
+	// this connection to reset it.
+	if sub.stopped() || s.client.Load() != ref {
 		sub.psMu.Unlock()
 		ps.Close()
-		return errors.New("stopped")
+		return errors.New("stopped, or the client was replaced")
 	}
 	sub.ps = ps
 	sub.psMu.Unlock()

@@ -85,6 +85,8 @@ type Store struct {
 
 	heartbeat, liveness time.Duration
 	subs                subscriptions
+
+	follow *follower // behind Sentinels: follows the master they name
 }
 
 var (
@@ -158,7 +160,12 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Options.Logger = logger
-	s := New(goredis.NewUniversalClient(&cfg.Client), cfg.Options)
+	var s *Store
+	if cfg.Client.MasterName != "" {
+		s = newFollowing(ctx, cfg)
+	} else {
+		s = New(goredis.NewUniversalClient(&cfg.Client), cfg.Options)
+	}
 	if cfg.Verify {
 		// The first round trip also dials (and may do a TLS handshake).
 		if err := s.ping(ctx, "verify", cfg.Client.DialTimeout+s.timeout); err != nil {
@@ -169,6 +176,24 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 	logger.Info("store opened", "kind", s.kind, "location", s.location, "prefix", s.prefix,
 		"timeout", s.timeout, "verified", cfg.Verify)
 	return s, nil
+}
+
+// newFollowing returns a store on the master that the Sentinels of cfg
+// name, following it through failovers (see follower). Its first client
+// dials whatever master a Sentinel names when it needs a connection; a
+// new client replaces it as soon as one does.
+func newFollowing(ctx context.Context, cfg *Config) *Store {
+	s := New(nil, cfg.Options)
+	s.follow = newFollower(s, cfg.Client)
+	s.client.Store(&clientRef{s.follow.newClient("")})
+	if cfg.Verify {
+		// Open's round trip will say it if no Sentinel answers.
+		cctx, cancel := context.WithTimeout(ctx, cfg.Client.DialTimeout+s.timeout)
+		_, _ = s.follow.ask(cctx)
+		cancel()
+	}
+	s.follow.start()
+	return s
 }
 
 // Kind implements store.Describer: redis, redis-sentinel or redis-cluster.
@@ -295,9 +320,9 @@ func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl tim
 	defer cancel()
 	if ifAbsent {
 		cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl, "nx")...)
-		err = s.cli().Process(cctx, once{cmd})
+		err = s.process(cctx, once{cmd})
 	} else {
-		err = s.cli().Process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
+		err = s.process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
 	}
 	switch {
 	case err == nil:
@@ -321,7 +346,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	defer cancel()
 	cmd := goredis.NewStringCmd(cctx, "get", s.prefix+key)
-	return s.value(ctx, cctx, op, cmd, s.cli().Process(cctx, cmd))
+	return s.value(ctx, cctx, op, cmd, s.process(cctx, cmd))
 }
 
 // value returns a copy of cmd's reply, or its error classified.
@@ -350,7 +375,7 @@ func (s *Store) Swap(ctx context.Context, key string, value []byte, ttl time.Dur
 	}
 	defer cancel()
 	cmd := goredis.NewStringCmd(cctx, s.setCmd(key, value, ttl, "xx", "get")...)
-	return s.value(ctx, cctx, op, cmd, s.cli().Process(cctx, once{cmd}))
+	return s.value(ctx, cctx, op, cmd, s.process(cctx, once{cmd}))
 }
 
 // Delete implements store.Store.
@@ -364,10 +389,66 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer cancel()
-	if err := s.cli().Process(cctx, goredis.NewIntCmd(cctx, "del", s.prefix+key)); err != nil {
+	if err := s.process(cctx, goredis.NewIntCmd(cctx, "del", s.prefix+key)); err != nil {
 		return s.fail(ctx, cctx, op, err)
 	}
 	return nil
+}
+
+// process sends cmd on the client in use. Behind a Sentinel, it is held
+// while a replica is being promoted (see follower.event), and a command
+// that failed without running (see neverRan) is sent again, within ctx,
+// once the store follows the new master (or after a short wait); any
+// failure makes the store ask the Sentinels at once.
+func (s *Store) process(ctx context.Context, cmd goredis.Cmder) error {
+	for {
+		if s.follow != nil {
+			if err := s.follow.hold(ctx); err != nil {
+				cmd.SetErr(err)
+				return err
+			}
+		}
+		err := s.cli().Process(ctx, cmd)
+		if err == nil || s.follow == nil || !s.follow.retry(ctx, err) {
+			return err
+		}
+	}
+}
+
+// pipeline sends cmds in one pipeline on the client in use, and returns
+// the first error (each command also carries its own). Behind a Sentinel,
+// the pipeline is sent again, as process does, if no command in it ran.
+func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
+	for {
+		if s.follow != nil {
+			if err := s.follow.hold(ctx); err != nil {
+				for _, c := range cmds {
+					c.SetErr(err)
+				}
+				return err
+			}
+		}
+		pipe := s.cli().Pipeline()
+		for _, c := range cmds {
+			pipe.Process(ctx, c)
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil || s.follow == nil {
+			return err
+		}
+		for _, c := range cmds {
+			if !neverRan(c.Err()) {
+				s.follow.suspect(err)
+				return err
+			}
+		}
+		if !s.follow.retry(ctx, err) {
+			return err
+		}
+		for _, c := range cmds {
+			c.SetErr(nil)
+		}
+	}
 }
 
 // PutBatch implements store.Store: the valid writes go in one pipeline.
@@ -401,19 +482,19 @@ func (s *Store) pipeWrites(ctx, cctx context.Context, op string, writes []store.
 	if len(which) == 0 {
 		return
 	}
-	pipe := s.cli().Pipeline()
 	cmds := make([]*goredis.StatusCmd, len(which))
+	sent := make([]goredis.Cmder, len(which))
 	for j, i := range which {
 		w := writes[i]
 		if w.IfAbsent {
 			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL, "nx")...)
-			pipe.Process(cctx, once{cmds[j]})
+			sent[j] = once{cmds[j]}
 		} else {
 			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL)...)
-			pipe.Process(cctx, cmds[j])
+			sent[j] = cmds[j]
 		}
 	}
-	pipe.Exec(cctx) // each command carries its own error
+	s.pipeline(cctx, sent) // each command carries its own error
 	for j, i := range which {
 		switch err := cmds[j].Err(); {
 		case err == nil:
@@ -441,11 +522,11 @@ func (s *Store) ping(ctx context.Context, op string, timeout time.Duration) erro
 	}
 	defer cancel()
 	key := s.prefix + "health:" + rand.Text()
-	pipe := s.cli().Pipeline()
-	set := goredis.NewStatusCmd(cctx, "set", key, "1", "px", int64(10_000))
-	pipe.Process(cctx, set)
-	pipe.Process(cctx, goredis.NewIntCmd(cctx, "del", key))
-	if _, err := pipe.Exec(cctx); err != nil {
+	cmds := []goredis.Cmder{
+		goredis.NewStatusCmd(cctx, "set", key, "1", "px", int64(10_000)),
+		goredis.NewIntCmd(cctx, "del", key),
+	}
+	if err := s.pipeline(cctx, cmds); err != nil {
 		return s.fail(ctx, cctx, op, err)
 	}
 	return nil
@@ -458,6 +539,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.subs.closeAll()
+	if s.follow != nil {
+		s.follow.close()
+	}
 	if err := s.cli().Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("redis: close: %w", err)
 	}

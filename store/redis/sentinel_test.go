@@ -2,12 +2,10 @@ package redis_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/samlha/samlha/store"
-	"github.com/samlha/samlha/store/redis/redistest"
 )
 
 // TestSentinelFailover kills the master behind a Sentinel: until the
@@ -17,20 +15,9 @@ import (
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	master := redistest.Start(t)
-	host, port, _ := strings.Cut(master.Addr(), ":")
-	replica := redistest.Start(t, redistest.WithArgs("--replicaof", host, port))
-	waitFor(t, 10*time.Second, "the replica to replicate", func() bool {
-		info, err := replica.Client().Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	})
-	sentinel := redistest.StartSentinel(t, master, "samlha-master")
-	waitFor(t, 10*time.Second, "the Sentinel to know the replica", func() bool {
-		replicas, err := sentinel.Client().Do(ctx, "SENTINEL", "REPLICAS", "samlha-master").Slice()
-		return err == nil && len(replicas) == 1
-	})
-
-	s := open(t, with(sentinel.URL(), "timeout=500ms"))
+	f := startFailoverSet(t)
+	master, replica := f.master, f.replica
+	s := open(t, with(f.sentinel.URL(), "timeout=500ms"))
 	if err := s.Put(ctx, "k", []byte("v"), time.Hour); err != nil {
 		t.Fatalf("Put before the failover: %v", err)
 	}
