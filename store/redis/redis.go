@@ -395,59 +395,74 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// process sends cmd on the client in use. Behind a Sentinel, it is held
-// while a replica is being promoted (see follower.event), and a command
-// that failed without running (see neverRan) is sent again, within ctx,
-// once the store follows the new master (or after a short wait); any
-// failure makes the store ask the Sentinels at once.
+// process sends cmd on the client in use (see retrying).
 func (s *Store) process(ctx context.Context, cmd goredis.Cmder) error {
-	for {
-		if s.follow != nil {
-			if err := s.follow.hold(ctx); err != nil {
-				cmd.SetErr(err)
-				return err
-			}
-		}
-		err := s.cli().Process(ctx, cmd)
-		if err == nil || s.follow == nil || !s.follow.retry(ctx, err) {
-			return err
-		}
+	err := s.retrying(ctx, func() error { return s.cli().Process(ctx, cmd) }, neverRan)
+	if err != nil {
+		cmd.SetErr(err)
 	}
+	return err
 }
 
-// pipeline sends cmds in one pipeline on the client in use, and returns
-// the first error (each command also carries its own). Behind a Sentinel,
-// the pipeline is sent again, as process does, if no command in it ran.
+// pipeline sends cmds in one pipeline on the client in use (see retrying:
+// the pipeline is sent again only if none of its commands ran), and
+// returns the first error; each command carries its own.
 func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
-	for {
-		if s.follow != nil {
-			if err := s.follow.hold(ctx); err != nil {
-				for _, c := range cmds {
-					c.SetErr(err)
-				}
-				return err
-			}
-		}
+	sent := false
+	err := s.retrying(ctx, func() error {
+		sent = true
 		pipe := s.cli().Pipeline()
 		for _, c := range cmds {
+			c.SetErr(nil)
 			pipe.Process(ctx, c)
 		}
 		_, err := pipe.Exec(ctx)
-		if err == nil || s.follow == nil {
-			return err
-		}
+		return err
+	}, func(error) bool {
 		for _, c := range cmds {
 			if !neverRan(c.Err()) {
-				s.follow.suspect(err)
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		for _, c := range cmds {
+			if !sent || c.Err() != nil {
+				c.SetErr(err)
+			}
+		}
+	}
+	return err
+}
+
+// retrying runs send, one attempt of a command or pipeline. Behind a
+// Sentinel, it holds the attempt while a replica is being promoted (see
+// follower.event), and when an attempt failed without running (ran
+// reports it; see neverRan) it sends it again, within ctx, once the store
+// follows the new master or after a short wait; any failure makes the
+// store ask the Sentinels at once. If time runs out while retrying, the
+// error says why the retry was needed.
+func (s *Store) retrying(ctx context.Context, send func() error, neverRanAll func(error) bool) error {
+	var last error // why the previous attempt did not run
+	for {
+		if s.follow != nil {
+			if err := s.follow.hold(ctx); err != nil {
 				return err
 			}
 		}
-		if !s.follow.retry(ctx, err) {
+		err := send()
+		if err == nil || s.follow == nil {
 			return err
 		}
-		for _, c := range cmds {
-			c.SetErr(nil)
+		s.follow.suspect(err)
+		if last != nil && ctxErr(ctx) != nil {
+			return fmt.Errorf("%w (retried until: %v)", last, err)
 		}
+		if !neverRanAll(err) || !s.follow.retry(ctx) {
+			return err
+		}
+		last = err
 	}
 }
 

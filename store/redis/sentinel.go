@@ -88,6 +88,7 @@ func newFollower(s *Store, client goredis.UniversalOptions) *follower {
 			ReadTimeout: s.timeout, WriteTimeout: s.timeout, PoolTimeout: s.timeout,
 			DialerRetries: client.DialerRetries, DialerRetryTimeout: client.DialerRetryTimeout,
 			ContextTimeoutEnabled: true, DisableIdentity: true, PoolSize: 2,
+			MaxRetries:               -1, // the follower asks again, and the next Sentinel
 			MaintNotificationsConfig: client.MaintNotificationsConfig,
 		}
 	}
@@ -364,15 +365,10 @@ func (f *follower) hold(ctx context.Context) error {
 	}
 }
 
-// retry reports whether a command that failed with err, which shows it
-// never ran, is worth sending again within ctx: it waits until the
-// follower follows a new master or retryWait passes, and says no if ctx
+// retry waits before a command that never ran is sent again: until the
+// follower follows a new master or retryWait passes. It says no if ctx
 // would end first.
-func (f *follower) retry(ctx context.Context, err error) bool {
-	f.suspect(err)
-	if !neverRan(err) {
-		return false
-	}
+func (f *follower) retry(ctx context.Context) bool {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < retryWait {
 		return false
 	}

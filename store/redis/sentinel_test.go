@@ -2,10 +2,12 @@ package redis_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/store/redis/redistest"
 )
 
 // TestSentinelFailover kills the master behind a Sentinel: until the
@@ -52,4 +54,36 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestSentinelUnreachable: with no Sentinel answering, Open fails at once,
+// as unavailable, saying so; with verify=false the store starts, reports
+// itself unavailable, and finds the master once a Sentinel answers.
+func TestSentinelUnreachable(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t, redistest.WithPassword(password))
+	sentinel := redistest.StartSentinel(t, master, masterName)
+	url := with(sentinel.URL(), "timeout=300ms&dial_timeout=300ms")
+	sentinel.Stop()
+
+	start := time.Now()
+	_, err := store.Open(t.Context(), url, nil)
+	took := time.Since(start)
+	switch {
+	case err == nil:
+		t.Fatal("store.Open with no Sentinel answering succeeded")
+	case !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "Sentinel"):
+		t.Fatalf("store.Open with no Sentinel answering: %v; want an unavailable error that names the Sentinels", err)
+	case strings.Contains(err.Error(), password):
+		t.Fatalf("store.Open error %q contains the password", err)
+	case took > 3*time.Second:
+		t.Fatalf("store.Open with no Sentinel answering took %v", took)
+	}
+
+	s := open(t, with(url, "verify=false"))
+	start = time.Now()
+	err = s.Put(t.Context(), "k", []byte("v"), time.Minute)
+	wantUnavailable(t, "Put with no Sentinel answering", err, time.Since(start), 2*time.Second)
+	sentinel.Restart()
+	waitPing(t, s)
 }
