@@ -3,8 +3,9 @@
 // master found through Sentinel (redis-sentinel://) or a Redis Cluster
 // (redis-cluster://). See ParseURL for the URL forms and their parameters.
 //
-// Each operation is one Redis command on one key, so every replica sees
-// the same state and no operation spans two keys:
+// Each operation of store.Store is one Redis command on one key, and the
+// optional ones one command (or script) too, so every replica sees the
+// same state:
 //
 //	Put          SET k v PX ttl
 //	PutIfAbsent  SET k v NX PX ttl          (nil reply: ErrExists)
@@ -13,17 +14,31 @@
 //	Delete       DEL k
 //	PutBatch     the writes above in one pipeline (split by node on a Cluster)
 //	Ping         SET of a short-lived random key and DEL of it, pipelined
+//	Commit       EVALSHA of a Lua script (EVAL after NOSCRIPT); on a Cluster the
+//	             writes in other slots than the swapped key follow in one pipeline
+//	GetMany      MGET (a pipeline of GETs on a Cluster)
+//	Publish      PUBLISH (SPUBLISH on a Cluster)
+//	Subscribe    SUBSCRIBE (SSUBSCRIBE on a Cluster) on a connection of its own,
+//	             with heartbeats PUBLISHed to itself (see Subscribe)
 //
-// Keys are the prefix followed by the caller's key, byte for byte. Since no
-// operation touches two keys, a Cluster needs no hash tags: each key lives
-// in whatever slot it hashes to, and a "{" in a caller's key is harmless.
+// Keys are the prefix followed by the caller's key, byte for byte. Only
+// Commit touches several keys; on a Cluster it needs no hash tags (it
+// splits by slot), so a "{" in a caller's key is harmless, though hash
+// tags that put a commit's keys in one slot save its second round trip.
 // TTLs are rounded up to whole milliseconds.
 //
-// The commands that must not run twice (PutIfAbsent, Swap, and a
+// Behind Sentinels (redis-sentinel://) the store follows the master
+// itself rather than through go-redis's FailoverClient: see follower.
+//
+// The commands that must not run twice (PutIfAbsent, Swap, Commit, and a
 // batch holding an IfAbsent write) are never retried by the client after a
 // connection fails mid-call: a retry could report the command's own effect
 // (the key it set, the value it replaced) as somebody else's. They fail with
 // ErrUnavailable instead, and the operation may or may not have happened.
+// Behind Sentinels, a command (any of them) whose error shows it never
+// reached a server that ran it (a refused dial, READONLY from a demoted
+// master, ...; see neverRan) is sent again, within its timeout, to the
+// master the store follows by then.
 //
 // Errors are classified at this boundary: a nil reply becomes ErrNotFound
 // or ErrExists; an error of the caller's context matches that error; a
