@@ -15,6 +15,10 @@ var (
 	// ErrExists: PutIfAbsent found a live value under the key.
 	ErrExists = errors.New("store: key already exists")
 
+	// ErrConflict: a Commit's guard failed: the live value does not begin
+	// with the prefix it requires. Nothing was written.
+	ErrConflict = errors.New("store: guard failed")
+
 	// ErrUnavailable: the store could not perform the operation: the
 	// connection was refused or lost, a call timed out, the server is
 	// loading or read-only, or the store is closed. The operation may or

@@ -12,8 +12,17 @@
 //     so a tracked login is consumed once and "already used" can be told
 //     apart from "never existed".
 //
+// Optional interfaces add what a backend can do better than the plain
+// methods, each with a package helper that falls back to them:
+//
+//   - Committer (CommitTo): the ACS's guarded swap and the writes that
+//     follow it, in one atomic step (one Redis round trip).
+//   - MultiGetter (GetMany): several keys in one round trip.
+//   - Notifier: an invalidation channel whose subscriptions say, within a
+//     bound, when they may have missed a message (no fallback).
+//
 // Errors are classified with sentinels that callers test with errors.Is:
-// ErrNotFound and ErrExists describe the data; ErrUnavailable describes the
+// ErrNotFound, ErrExists and ErrConflict describe the data; ErrUnavailable describes the
 // store (connection refused, timeout, closed) and is never confused with
 // ErrNotFound. ErrFull is a store that refuses new state rather than evict
 // live state. Backends register themselves by URL scheme (see Register and

@@ -26,11 +26,13 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math/bits"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +85,7 @@ type Store struct {
 
 	count  atomic.Int64 // entries held in all shards
 	closed atomic.Bool
+	notify notifier
 
 	closeOnce   sync.Once
 	stopJanitor chan struct{}
@@ -90,8 +93,10 @@ type Store struct {
 }
 
 var (
-	_ store.Store     = (*Store)(nil)
-	_ store.Describer = (*Store)(nil)
+	_ store.Store       = (*Store)(nil)
+	_ store.Describer   = (*Store)(nil)
+	_ store.Committer   = (*Store)(nil)
+	_ store.MultiGetter = (*Store)(nil)
 )
 
 // shard is one independently locked part of the store. The padding keeps
@@ -247,7 +252,11 @@ func (s *Store) Location() string { return s.location }
 func (s *Store) Len() int { return int(s.count.Load()) }
 
 func (s *Store) shardOf(key string) *shard {
-	return &s.shards[maphash.String(s.seed, key)&s.mask]
+	return &s.shards[s.shardIndex(key)]
+}
+
+func (s *Store) shardIndex(key string) uint64 {
+	return maphash.String(s.seed, key) & s.mask
 }
 
 // begin checks what every operation checks first: the store is open and
@@ -314,7 +323,14 @@ func (s *Store) put(ctx context.Context, op, key string, value []byte, ttl time.
 	if err := s.checkWrite(key, value, ttl); err != nil {
 		return err
 	}
-	return s.write(op, key, value, ttl, ifAbsent)
+	return s.fullIfNoRoom(s.write(op, key, value, ttl, ifAbsent))
+}
+
+func (s *Store) fullIfNoRoom(err error) error {
+	if err == errNoRoom {
+		return s.fullErr()
+	}
+	return err
 }
 
 // write stores value under key, or with ifAbsent only where key holds no
@@ -327,31 +343,50 @@ func (s *Store) write(op, key string, value []byte, ttl time.Duration, ifAbsent 
 		sh.mu.Lock()
 		if sh.m == nil {
 			sh.mu.Unlock()
-			return closedErr("put")
+			return closedErr(op)
 		}
-		now := s.now().UnixNano()
-		// An expired entry counts as absent; its slot is reused.
-		old, present := sh.m[key]
-		if ifAbsent && present && old.exp > now {
-			sh.mu.Unlock()
-			return store.ErrExists
-		}
-		if !present && !s.reserve(sh, now) {
-			sh.mu.Unlock()
-			if attempt == 0 && s.sweepAll() > 0 {
-				continue
-			}
-			return fmt.Errorf("%w: the memory store holds its limit of %d entries (max_entries)", store.ErrFull, s.maxEntries)
-		}
-		exp := expiry(now, ttl)
-		k, v := pack(key, value)
-		sh.m[k] = entry{val: v, exp: exp}
-		if exp < sh.minExp.Load() {
-			sh.minExp.Store(exp)
-		}
+		err := s.putLocked(sh, key, value, ttl, ifAbsent, s.now().UnixNano())
 		sh.mu.Unlock()
-		return nil
+		if err == errNoRoom && attempt == 0 && s.sweepAll() > 0 {
+			continue
+		}
+		return err
 	}
+}
+
+// errNoRoom is putLocked's report of a full store, before the sweep of
+// every shard that write tries; it is returned as a full error.
+var errNoRoom = errors.New("no room")
+
+// putLocked stores value under key in sh, whose lock the caller holds: or,
+// with ifAbsent, returns ErrExists if key holds a live value; or
+// errNoRoom if key is new and the store is full even after a sweep of sh.
+func (s *Store) putLocked(sh *shard, key string, value []byte, ttl time.Duration, ifAbsent bool, now int64) error {
+	// An expired entry counts as absent; its slot is reused.
+	old, present := sh.m[key]
+	if ifAbsent && present && old.exp > now {
+		return store.ErrExists
+	}
+	if !present && !s.reserve(sh, now) {
+		return errNoRoom
+	}
+	s.setLocked(sh, key, value, ttl, now)
+	return nil
+}
+
+// setLocked stores value under key in sh, whose lock the caller holds,
+// over an entry already counted.
+func (s *Store) setLocked(sh *shard, key string, value []byte, ttl time.Duration, now int64) {
+	exp := expiry(now, ttl)
+	k, v := pack(key, value)
+	sh.m[k] = entry{val: v, exp: exp}
+	if exp < sh.minExp.Load() {
+		sh.minExp.Store(exp)
+	}
+}
+
+func (s *Store) fullErr() error {
+	return fmt.Errorf("%w: the memory store holds its limit of %d entries (max_entries)", store.ErrFull, s.maxEntries)
 }
 
 // reserve counts one more entry if there is room, sweeping sh (whose lock
@@ -441,12 +476,7 @@ func (s *Store) Swap(ctx context.Context, key string, value []byte, ttl time.Dur
 		sh.mu.Unlock()
 		return nil, store.ErrNotFound
 	}
-	exp := expiry(now, ttl)
-	k, v := pack(key, value)
-	sh.m[k] = entry{val: v, exp: exp}
-	if exp < sh.minExp.Load() {
-		sh.minExp.Store(exp)
-	}
+	s.setLocked(sh, key, value, ttl, now)
 	sh.mu.Unlock()
 	return []byte(old.val), nil
 }
@@ -487,7 +517,7 @@ func (s *Store) PutBatch(ctx context.Context, writes []store.Write) []error {
 			errs[i] = err
 			continue
 		}
-		errs[i] = s.write("put-batch", w.Key, w.Value, w.TTL, w.IfAbsent)
+		errs[i] = s.fullIfNoRoom(s.write("put-batch", w.Key, w.Value, w.TTL, w.IfAbsent))
 	}
 	return errs
 }
@@ -501,6 +531,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		s.notify.close()
 		if s.stopJanitor != nil {
 			close(s.stopJanitor)
 			<-s.janitorDone
@@ -567,4 +598,108 @@ func (s *Store) janitor(every time.Duration) {
 			}
 		}
 	}
+}
+
+// Commit implements store.Committer: the shards of every key involved are
+// locked together (in index order, so commits never deadlock), and the
+// guard, the swap and the Then writes happen under those locks.
+func (s *Store) Commit(ctx context.Context, c store.Commit) ([]byte, []error, error) {
+	const op = "commit"
+	if err := s.begin(ctx, op); err != nil {
+		return nil, nil, err
+	}
+	if err := s.checkCommit(c); err != nil {
+		return nil, nil, err
+	}
+	// Room for the Then writes is made before the locks are taken: the
+	// sweep of every shard must not run under them.
+	if s.count.Load()+int64(len(c.Then)) > s.maxEntries {
+		s.sweepAll()
+	}
+	locked := s.lockShards(c)
+	defer unlockShards(locked)
+	for _, sh := range locked {
+		if sh.m == nil {
+			return nil, nil, closedErr(op)
+		}
+	}
+	sh := s.shardOf(c.Key)
+	now := s.now().UnixNano()
+	old, ok := s.live(sh, c.Key, now)
+	if !ok {
+		return nil, nil, store.ErrNotFound
+	}
+	if !strings.HasPrefix(old.val, string(c.IfPrefix)) {
+		return []byte(old.val), nil, fmt.Errorf("%w: the live value does not begin with the guard's prefix", store.ErrConflict)
+	}
+	s.setLocked(sh, c.Key, c.Value, c.TTL, now)
+	errs := make([]error, len(c.Then))
+	for i, w := range c.Then {
+		errs[i] = s.fullIfNoRoom(s.putLocked(s.shardOf(w.Key), w.Key, w.Value, w.TTL, w.IfAbsent, now))
+	}
+	return []byte(old.val), errs, nil
+}
+
+func (s *Store) checkCommit(c store.Commit) error {
+	if err := c.Check(); err != nil {
+		return err
+	}
+	if err := store.CheckValue(c.Value, s.maxValue); err != nil {
+		return err
+	}
+	for i, w := range c.Then {
+		if err := store.CheckValue(w.Value, s.maxValue); err != nil {
+			return fmt.Errorf("then[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// lockShards locks the shards of c's keys, each once, in index order, and
+// returns them.
+func (s *Store) lockShards(c store.Commit) []*shard {
+	idx := []uint64{s.shardIndex(c.Key)}
+	for _, w := range c.Then {
+		idx = append(idx, s.shardIndex(w.Key))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	locked := make([]*shard, len(idx))
+	for i, n := range idx {
+		locked[i] = &s.shards[n]
+		locked[i].mu.Lock()
+	}
+	return locked
+}
+
+func unlockShards(locked []*shard) {
+	for _, sh := range locked {
+		sh.mu.Unlock()
+	}
+}
+
+// GetMany implements store.MultiGetter: one Get per key, each under its
+// shard's lock.
+func (s *Store) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
+	const op = "get-many"
+	if err := s.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if err := store.CheckKey(k); err != nil {
+			return nil, err
+		}
+	}
+	vals := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, err := s.read(ctx, op, k)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			vals[i] = v
+		}
+	}
+	return vals, nil
 }

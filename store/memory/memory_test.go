@@ -136,6 +136,14 @@ func TestFullRefusesNewKeysOnly(t *testing.T) {
 		t.Fatalf("PutBatch replacing a present key in a full store: %v", errs[0])
 	}
 	wantFull("PutBatch", errs[1])
+	// A commit swaps a present key; its Then writes of new keys are
+	// refused one by one, and replacing a present one still works.
+	old, then, err := s.Commit(ctx, store.Commit{Key: "c", Value: []byte("T|"), TTL: time.Hour,
+		Then: []store.Write{{Key: "d", Value: []byte("d"), TTL: time.Hour}, {Key: "b", Value: []byte("b1"), TTL: time.Hour}}})
+	if err != nil || string(old) != "c" || len(then) != 2 || then[1] != nil {
+		t.Fatalf("Commit in a full store = %q, %v, %v; want the swap and the replacing write made", old, then, err)
+	}
+	wantFull("Commit's Then write", then[0])
 
 	// Existing keys still work.
 	if err := s.Put(ctx, "b", []byte("b2"), time.Hour); err != nil {

@@ -3,8 +3,9 @@
 // master found through Sentinel (redis-sentinel://) or a Redis Cluster
 // (redis-cluster://). See ParseURL for the URL forms and their parameters.
 //
-// Each operation is one Redis command on one key, so every replica sees
-// the same state and no operation spans two keys:
+// Each operation of store.Store is one Redis command on one key, and the
+// optional ones one command (or script) too, so every replica sees the
+// same state:
 //
 //	Put          SET k v PX ttl
 //	PutIfAbsent  SET k v NX PX ttl          (nil reply: ErrExists)
@@ -13,17 +14,31 @@
 //	Delete       DEL k
 //	PutBatch     the writes above in one pipeline (split by node on a Cluster)
 //	Ping         SET of a short-lived random key and DEL of it, pipelined
+//	Commit       EVALSHA of a Lua script (EVAL after NOSCRIPT); on a Cluster the
+//	             writes in other slots than the swapped key follow in one pipeline
+//	GetMany      MGET (a pipeline of GETs on a Cluster)
+//	Publish      PUBLISH (SPUBLISH on a Cluster)
+//	Subscribe    SUBSCRIBE (SSUBSCRIBE on a Cluster) on a connection of its own,
+//	             with heartbeats PUBLISHed to itself (see Subscribe)
 //
-// Keys are the prefix followed by the caller's key, byte for byte. Since no
-// operation touches two keys, a Cluster needs no hash tags: each key lives
-// in whatever slot it hashes to, and a "{" in a caller's key is harmless.
+// Keys are the prefix followed by the caller's key, byte for byte. Only
+// Commit touches several keys; on a Cluster it needs no hash tags (it
+// splits by slot), so a "{" in a caller's key is harmless, though hash
+// tags that put a commit's keys in one slot save its second round trip.
 // TTLs are rounded up to whole milliseconds.
 //
-// The commands that must not run twice (PutIfAbsent, Swap, and a
+// Behind Sentinels (redis-sentinel://) the store follows the master
+// itself rather than through go-redis's FailoverClient: see follower.
+//
+// The commands that must not run twice (PutIfAbsent, Swap, Commit, and a
 // batch holding an IfAbsent write) are never retried by the client after a
 // connection fails mid-call: a retry could report the command's own effect
 // (the key it set, the value it replaced) as somebody else's. They fail with
 // ErrUnavailable instead, and the operation may or may not have happened.
+// Behind Sentinels, a command (any of them) whose error shows it never
+// reached a server that ran it (a refused dial, READONLY from a demoted
+// master, ...; see neverRan) is sent again, within its timeout, to the
+// master the store follows by then.
 //
 // Errors are classified at this boundary: a nil reply becomes ErrNotFound
 // or ErrExists; an error of the caller's context matches that error; a
@@ -65,17 +80,28 @@ type Options struct {
 	Kind, Location string
 	// Logger receives the store's reports. Default: discard.
 	Logger *slog.Logger
+	// Heartbeat is how often a subscription publishes a heartbeat to
+	// itself, and Liveness how long it stays live without receiving one
+	// (its DeliveryBound). Zero means DefaultHeartbeat and
+	// DefaultLiveness; Liveness is raised to at least twice Heartbeat.
+	Heartbeat, Liveness time.Duration
 }
 
 // Store is a store.Store on Redis. Create it with Open, store.Open or New.
 type Store struct {
-	client   goredis.UniversalClient
+	client   atomic.Pointer[clientRef]
 	prefix   string
 	timeout  time.Duration
 	kind     string
 	location string
 	logger   *slog.Logger
 	closed   atomic.Bool
+	hooks    hooks
+
+	heartbeat, liveness time.Duration
+	subs                subscriptions
+
+	follow *follower // behind Sentinels: follows the master they name
 }
 
 var (
@@ -105,14 +131,24 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{
-		client:   client,
-		prefix:   opts.Prefix,
-		timeout:  opts.Timeout,
-		kind:     opts.Kind,
-		location: opts.Location,
-		logger:   opts.Logger,
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
 	}
+	if opts.Liveness <= 0 {
+		opts.Liveness = DefaultLiveness
+	}
+	opts.Liveness = max(opts.Liveness, 2*opts.Heartbeat)
+	s := &Store{
+		heartbeat: opts.Heartbeat,
+		liveness:  opts.Liveness,
+		prefix:    opts.Prefix,
+		timeout:   opts.Timeout,
+		kind:      opts.Kind,
+		location:  opts.Location,
+		logger:    opts.Logger,
+	}
+	s.client.Store(&clientRef{client})
+	return s
 }
 
 // Open opens the store that rawURL names (see ParseURL). Unless the URL
@@ -139,7 +175,12 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Options.Logger = logger
-	s := New(goredis.NewUniversalClient(&cfg.Client), cfg.Options)
+	var s *Store
+	if cfg.Client.MasterName != "" {
+		s = newFollowing(ctx, cfg)
+	} else {
+		s = New(goredis.NewUniversalClient(&cfg.Client), cfg.Options)
+	}
 	if cfg.Verify {
 		// The first round trip also dials (and may do a TLS handshake).
 		if err := s.ping(ctx, "verify", cfg.Client.DialTimeout+s.timeout); err != nil {
@@ -152,6 +193,24 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 	return s, nil
 }
 
+// newFollowing returns a store on the master that the Sentinels of cfg
+// name, following it through failovers (see follower). Its first client
+// dials whatever master a Sentinel names when it needs a connection; a
+// new client replaces it as soon as one does.
+func newFollowing(ctx context.Context, cfg *Config) *Store {
+	s := New(nil, cfg.Options)
+	s.follow = newFollower(s, cfg.Client)
+	s.client.Store(&clientRef{s.follow.newClient("")})
+	if cfg.Verify {
+		// Open's round trip will say it if no Sentinel answers.
+		cctx, cancel := context.WithTimeout(ctx, cfg.Client.DialTimeout+s.timeout)
+		_, _ = s.follow.ask(cctx)
+		cancel()
+	}
+	s.follow.start()
+	return s
+}
+
 // Kind implements store.Describer: redis, redis-sentinel or redis-cluster.
 func (s *Store) Kind() string { return s.kind }
 
@@ -162,8 +221,14 @@ func (s *Store) Location() string { return s.location }
 // Sentinel set, or Cluster) sees the same keys.
 func (s *Store) Shared() bool { return true }
 
-// Client returns the store's go-redis client, for diagnostics.
-func (s *Store) Client() goredis.UniversalClient { return s.client }
+// Client returns the store's go-redis client, for diagnostics: the one in
+// use now (after a Sentinel failover, the one that follows the new master).
+func (s *Store) Client() goredis.UniversalClient { return s.cli() }
+
+// clientRef holds the client in use, so that it can be replaced whole.
+type clientRef struct{ goredis.UniversalClient }
+
+func (s *Store) cli() goredis.UniversalClient { return s.client.Load().UniversalClient }
 
 // once marks a command that must not be sent twice: go-redis retries a
 // command whose connection failed, which for these could report the
@@ -270,9 +335,9 @@ func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl tim
 	defer cancel()
 	if ifAbsent {
 		cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl, "nx")...)
-		err = s.client.Process(cctx, once{cmd})
+		err = s.process(cctx, once{cmd})
 	} else {
-		err = s.client.Process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
+		err = s.process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
 	}
 	switch {
 	case err == nil:
@@ -296,7 +361,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	defer cancel()
 	cmd := goredis.NewStringCmd(cctx, "get", s.prefix+key)
-	return s.value(ctx, cctx, op, cmd, s.client.Process(cctx, cmd))
+	return s.value(ctx, cctx, op, cmd, s.process(cctx, cmd))
 }
 
 // value returns a copy of cmd's reply, or its error classified.
@@ -325,7 +390,7 @@ func (s *Store) Swap(ctx context.Context, key string, value []byte, ttl time.Dur
 	}
 	defer cancel()
 	cmd := goredis.NewStringCmd(cctx, s.setCmd(key, value, ttl, "xx", "get")...)
-	return s.value(ctx, cctx, op, cmd, s.client.Process(cctx, once{cmd}))
+	return s.value(ctx, cctx, op, cmd, s.process(cctx, once{cmd}))
 }
 
 // Delete implements store.Store.
@@ -339,10 +404,81 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer cancel()
-	if err := s.client.Process(cctx, goredis.NewIntCmd(cctx, "del", s.prefix+key)); err != nil {
+	if err := s.process(cctx, goredis.NewIntCmd(cctx, "del", s.prefix+key)); err != nil {
 		return s.fail(ctx, cctx, op, err)
 	}
 	return nil
+}
+
+// process sends cmd on the client in use (see retrying).
+func (s *Store) process(ctx context.Context, cmd goredis.Cmder) error {
+	err := s.retrying(ctx, func() error { return s.cli().Process(ctx, cmd) }, neverRan)
+	if err != nil {
+		cmd.SetErr(err)
+	}
+	return err
+}
+
+// pipeline sends cmds in one pipeline on the client in use (see retrying:
+// the pipeline is sent again only if none of its commands ran), and
+// returns the first error; each command carries its own.
+func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
+	sent := false
+	err := s.retrying(ctx, func() error {
+		sent = true
+		pipe := s.cli().Pipeline()
+		for _, c := range cmds {
+			c.SetErr(nil)
+			pipe.Process(ctx, c)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}, func(error) bool {
+		for _, c := range cmds {
+			if !neverRan(c.Err()) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		for _, c := range cmds {
+			if !sent || c.Err() != nil {
+				c.SetErr(err)
+			}
+		}
+	}
+	return err
+}
+
+// retrying runs send, one attempt of a command or pipeline. Behind a
+// Sentinel, it holds the attempt while a replica is being promoted (see
+// follower.event), and when an attempt failed without running (ran
+// reports it; see neverRan) it sends it again, within ctx, once the store
+// follows the new master or after a short wait; any failure makes the
+// store ask the Sentinels at once. If time runs out while retrying, the
+// error says why the retry was needed.
+func (s *Store) retrying(ctx context.Context, send func() error, neverRanAll func(error) bool) error {
+	var last error // why the previous attempt did not run
+	for {
+		if s.follow != nil {
+			if err := s.follow.hold(ctx); err != nil {
+				return err
+			}
+		}
+		err := send()
+		if err == nil || s.follow == nil {
+			return err
+		}
+		s.follow.suspect(err)
+		if last != nil && ctxErr(ctx) != nil {
+			return fmt.Errorf("%w (retried until: %v)", last, err)
+		}
+		if !neverRanAll(err) || !s.follow.retry(ctx) {
+			return err
+		}
+		last = err
+	}
 }
 
 // PutBatch implements store.Store: the valid writes go in one pipeline.
@@ -360,37 +496,45 @@ func (s *Store) PutBatch(ctx context.Context, writes []store.Write) []error {
 		return errs
 	}
 	defer cancel()
-	pipe := s.client.Pipeline()
-	cmds := make([]*goredis.StatusCmd, len(writes))
+	var valid []int
 	for i, w := range writes {
-		if errs[i] = checkWrite(w.Key, w.Value, w.TTL); errs[i] != nil {
-			continue
+		if errs[i] = checkWrite(w.Key, w.Value, w.TTL); errs[i] == nil {
+			valid = append(valid, i)
 		}
+	}
+	s.pipeWrites(ctx, cctx, op, writes, valid, errs)
+	return errs
+}
+
+// pipeWrites sends writes[i] for each i of which, in one pipeline, and
+// sets errs[i] to each one's result.
+func (s *Store) pipeWrites(ctx, cctx context.Context, op string, writes []store.Write, which []int, errs []error) {
+	if len(which) == 0 {
+		return
+	}
+	cmds := make([]*goredis.StatusCmd, len(which))
+	sent := make([]goredis.Cmder, len(which))
+	for j, i := range which {
+		w := writes[i]
 		if w.IfAbsent {
-			cmds[i] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL, "nx")...)
-			pipe.Process(cctx, once{cmds[i]})
+			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL, "nx")...)
+			sent[j] = once{cmds[j]}
 		} else {
-			cmds[i] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL)...)
-			pipe.Process(cctx, cmds[i])
+			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL)...)
+			sent[j] = cmds[j]
 		}
 	}
-	if pipe.Len() == 0 {
-		return errs
-	}
-	pipe.Exec(cctx) // each command carries its own error
-	for i, cmd := range cmds {
-		if cmd == nil {
-			continue
-		}
-		switch err := cmd.Err(); {
+	s.pipeline(cctx, sent) // each command carries its own error
+	for j, i := range which {
+		switch err := cmds[j].Err(); {
 		case err == nil:
+			errs[i] = nil
 		case writes[i].IfAbsent && errors.Is(err, goredis.Nil):
 			errs[i] = store.ErrExists
 		default:
 			errs[i] = s.fail(ctx, cctx, op, err)
 		}
 	}
-	return errs
 }
 
 // Ping implements store.Store, as a health check that does real work: it
@@ -408,11 +552,11 @@ func (s *Store) ping(ctx context.Context, op string, timeout time.Duration) erro
 	}
 	defer cancel()
 	key := s.prefix + "health:" + rand.Text()
-	pipe := s.client.Pipeline()
-	set := goredis.NewStatusCmd(cctx, "set", key, "1", "px", int64(10_000))
-	pipe.Process(cctx, set)
-	pipe.Process(cctx, goredis.NewIntCmd(cctx, "del", key))
-	if _, err := pipe.Exec(cctx); err != nil {
+	cmds := []goredis.Cmder{
+		goredis.NewStatusCmd(cctx, "set", key, "1", "px", int64(10_000)),
+		goredis.NewIntCmd(cctx, "del", key),
+	}
+	if err := s.pipeline(cctx, cmds); err != nil {
 		return s.fail(ctx, cctx, op, err)
 	}
 	return nil
@@ -424,7 +568,11 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if err := s.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
+	s.subs.closeAll()
+	if s.follow != nil {
+		s.follow.close()
+	}
+	if err := s.cli().Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("redis: close: %w", err)
 	}
 	return nil

@@ -17,20 +17,9 @@ import (
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	master := redistest.Start(t)
-	host, port, _ := strings.Cut(master.Addr(), ":")
-	replica := redistest.Start(t, redistest.WithArgs("--replicaof", host, port))
-	waitFor(t, 10*time.Second, "the replica to replicate", func() bool {
-		info, err := replica.Client().Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	})
-	sentinel := redistest.StartSentinel(t, master, "samlha-master")
-	waitFor(t, 10*time.Second, "the Sentinel to know the replica", func() bool {
-		replicas, err := sentinel.Client().Do(ctx, "SENTINEL", "REPLICAS", "samlha-master").Slice()
-		return err == nil && len(replicas) == 1
-	})
-
-	s := open(t, with(sentinel.URL(), "timeout=500ms"))
+	f := startFailoverSet(t)
+	master, replica := f.master, f.replica
+	s := open(t, with(f.sentinel.URL(), "timeout=500ms"))
 	if err := s.Put(ctx, "k", []byte("v"), time.Hour); err != nil {
 		t.Fatalf("Put before the failover: %v", err)
 	}
@@ -65,4 +54,36 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestSentinelUnreachable: with no Sentinel answering, Open fails at once,
+// as unavailable, saying so; with verify=false the store starts, reports
+// itself unavailable, and finds the master once a Sentinel answers.
+func TestSentinelUnreachable(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t, redistest.WithPassword(password))
+	sentinel := redistest.StartSentinel(t, master, masterName)
+	url := with(sentinel.URL(), "timeout=300ms&dial_timeout=300ms")
+	sentinel.Stop()
+
+	start := time.Now()
+	_, err := store.Open(t.Context(), url, nil)
+	took := time.Since(start)
+	switch {
+	case err == nil:
+		t.Fatal("store.Open with no Sentinel answering succeeded")
+	case !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "Sentinel"):
+		t.Fatalf("store.Open with no Sentinel answering: %v; want an unavailable error that names the Sentinels", err)
+	case strings.Contains(err.Error(), password):
+		t.Fatalf("store.Open error %q contains the password", err)
+	case took > 3*time.Second:
+		t.Fatalf("store.Open with no Sentinel answering took %v", took)
+	}
+
+	s := open(t, with(url, "verify=false"))
+	start = time.Now()
+	err = s.Put(t.Context(), "k", []byte("v"), time.Minute)
+	wantUnavailable(t, "Put with no Sentinel answering", err, time.Since(start), 2*time.Second)
+	sentinel.Restart()
+	waitPing(t, s)
 }

@@ -75,6 +75,14 @@ var commonParams = map[string]func(c *Config, v string) error{
 		c.Client.MinIdleConns, err = count("min_idle", v, 0)
 		return err
 	},
+	"heartbeat": func(c *Config, v string) (err error) {
+		c.Options.Heartbeat, err = positiveDuration("heartbeat", v)
+		return err
+	},
+	"liveness": func(c *Config, v string) (err error) {
+		c.Options.Liveness, err = positiveDuration("liveness", v)
+		return err
+	},
 	"verify": func(c *Config, v string) (err error) {
 		c.Verify, err = boolean("verify", v)
 		return err
@@ -109,6 +117,9 @@ func (f form) knownParams() []string {
 //	pool_size=N            connections per node (go-redis default: 10 per CPU)
 //	min_idle=N             idle connections kept open per node
 //	verify=true            Open makes a round trip and fails if it cannot
+//	heartbeat=250ms        how often a subscription proves itself alive
+//	liveness=1s            how long a subscription stays live unproven: the
+//	                       Notifier's DeliveryBound (at least 2 heartbeats)
 //	tls=true               TLS for redis-sentinel and redis-cluster (rediss: always)
 //	tls_ca_file=PATH       PEM roots to verify the server with, instead of the system's
 //	tls_cert_file=PATH, tls_key_file=PATH   a client certificate
@@ -154,6 +165,9 @@ func ParseURL(u *url.URL) (*Config, error) {
 	setClientDefaults(&cfg.Client)
 	if err := cfg.setParams(u.Scheme, q); err != nil {
 		return nil, err
+	}
+	if o := cfg.Options; o.Heartbeat > 0 && o.Liveness > 0 && o.Liveness < 2*o.Heartbeat {
+		return nil, fmt.Errorf("redis: liveness=%v is less than twice heartbeat=%v", o.Liveness, o.Heartbeat)
 	}
 	return cfg, nil
 }

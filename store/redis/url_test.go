@@ -30,6 +30,8 @@ type parsed struct {
 	PoolSize         int
 	MinIdle          int
 	NoVerify         bool
+	Heartbeat        time.Duration
+	Liveness         time.Duration
 	Kind             string
 	Location         string
 }
@@ -51,6 +53,8 @@ func summarize(c *redis.Config) parsed {
 		PoolSize:         c.Client.PoolSize,
 		MinIdle:          c.Client.MinIdleConns,
 		NoVerify:         !c.Verify,
+		Heartbeat:        c.Options.Heartbeat,
+		Liveness:         c.Options.Liveness,
 		Kind:             c.Options.Kind,
 		Location:         c.Options.Location,
 	}
@@ -95,6 +99,9 @@ func TestParseURL(t *testing.T) {
 		{"redis-cluster://n1:7000,n2:7001?tls=true&prefix=",
 			def(parsed{Addrs: []string{"n1:7000", "n2:7001"}, Cluster: true, TLS: true, Prefix: "", Kind: "redis-cluster",
 				Location: "redis-cluster://n1:7000,n2:7001?prefix=&tls=true"})},
+		{"redis://h?heartbeat=50ms&liveness=200ms",
+			def(parsed{Addrs: []string{"h:6379"}, Heartbeat: 50 * ms, Liveness: 200 * ms, Kind: "redis",
+				Location: "redis://h?heartbeat=50ms&liveness=200ms"})},
 		{"redis-cluster://n1:7000",
 			def(parsed{Addrs: []string{"n1:7000"}, Cluster: true, Kind: "redis-cluster", Location: "redis-cluster://n1:7000"})},
 		// The credentials and hosts of each form reach the right go-redis
@@ -150,6 +157,9 @@ func TestParseURLErrors(t *testing.T) {
 		{"redis://:" + secret + "@h?pool_size=0", "pool_size"},
 		{"redis://:" + secret + "@h?min_idle=-1", "min_idle"},
 		{"redis://:" + secret + "@h?verify=maybe", "verify"},
+		{"redis://:" + secret + "@h?heartbeat=0s", "heartbeat"},
+		{"redis://:" + secret + "@h?liveness=x", "liveness"},
+		{"redis://:" + secret + "@h?heartbeat=1s&liveness=1s", "less than twice"},
 		{"redis://:" + secret + "@h?tls_ca_file=/x", "needs TLS"},
 		{"redis://:" + secret + "@h?db=1", `unknown parameter "db"`},
 		{"redis://:" + secret + "@h?password=" + secret, `unknown parameter "password"`},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -52,8 +53,10 @@ func BenchValue() []byte {
 
 // Benchmark runs the store benchmarks, each against a new store from open:
 // Put, Get, PutIfAbsent, Swap, PutBatch of two writes (a replay
-// record and a session, as the ACS writes them), and Put and Get from
-// parallel goroutines. Every one reports allocations.
+// record and a session, as the ACS wrote them before Commit), Commit (the
+// ACS: the tracked login swapped, a replay record and a session written),
+// GetMany of three keys, and Put and Get from parallel goroutines. Every
+// one reports allocations.
 func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 	value := BenchValue()
 	ctx := context.Background()
@@ -131,6 +134,50 @@ func Benchmark(b *testing.B, open func(b *testing.B) store.Store) {
 			for _, err := range s.PutBatch(ctx, writes) {
 				must(b, "PutBatch", err)
 			}
+		}
+	})
+	run("Commit", func(b *testing.B, s store.Store) {
+		// The ACS: consume a pending login, record the replay, store the
+		// session, with store.CommitTo (the store's own Commit, if any).
+		pending := BenchKeys(b, benchChunk)
+		replay := BenchKeys(b, benchChunk)
+		sessions := BenchKeys(b, benchKeySpace)
+		login := append([]byte("P|"), value[2:]...)
+		refill := func() {
+			for k := range pending {
+				must(b, "Put", s.Put(ctx, pending[k], login, benchTTL))
+				must(b, "Delete", s.Delete(ctx, replay[k]))
+			}
+		}
+		refill()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if i > 0 && i%len(pending) == 0 {
+				b.StopTimer()
+				refill()
+				b.StartTimer()
+			}
+			k := i % len(pending)
+			_, then, err := store.CommitTo(ctx, s, store.Commit{Key: pending[k], Value: value[:40], TTL: benchTTL, IfPrefix: []byte("P|"),
+				Then: []store.Write{
+					{Key: replay[k], Value: value[:1], TTL: benchTTL, IfAbsent: true},
+					{Key: sessions[i%len(sessions)], Value: value, TTL: benchTTL},
+				}})
+			must(b, "Commit", errors.Join(append(then, err)...))
+		}
+	})
+	run("GetMany3", func(b *testing.B, s store.Store) {
+		// A request's reads: the session (present) and two revocation
+		// records (absent), with store.GetMany.
+		keys := BenchKeys(b, 3*benchKeySpace)
+		for i := 0; i < len(keys); i += 3 {
+			must(b, "Put", s.Put(ctx, keys[i], value, benchTTL))
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			j := 3 * (i % benchKeySpace)
+			_, err := store.GetMany(ctx, s, keys[j:j+3])
+			must(b, "GetMany", err)
 		}
 	})
 	run("PutParallel", func(b *testing.B, s store.Store) {

@@ -9,10 +9,15 @@
 //
 // The suite checks the contract of package store, and nothing that is one
 // backend's choice: round trips and replacement, TTL expiry, the atomic
-// operations under contention (PutIfAbsent, Swap), PutBatch, the
-// classification of errors (not found, exists, invalid, cancelled, closed),
-// large values, keys with unusual bytes, and that returned slices belong to
-// the caller.
+// operations under contention (PutIfAbsent, Swap, Commit), PutBatch,
+// GetMany, the classification of errors (not found, exists, conflict,
+// invalid, cancelled, closed), large values, keys with unusual bytes, and
+// that returned slices belong to the caller. The optional operations
+// (Commit, GetMany) are checked through the store's own implementation if
+// it has one and through the package helpers' fallback over the plain
+// methods; the Notifier tests (delivery, order, concurrent publishers, a
+// consumer that falls behind, Close, invalid channels) run if the store
+// is a Notifier.
 package storetest
 
 import (
@@ -73,6 +78,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SwapAbsentWritesNothing", testSwapAbsent},
 		{"SwapExactlyOnce", testSwapExactlyOnce},
 		{"PutBatch", testPutBatch},
+		{"Commit", testCommit},
+		{"CommitGuardFailsWritesNothing", testCommitGuardFails},
+		{"CommitAbsentWritesNothing", testCommitAbsent},
+		{"CommitThenIfAbsentExists", testCommitThenExists},
+		{"CommitSetsTTLs", testCommitTTL},
+		{"CommitInvalidWritesNothing", testCommitInvalid},
+		{"CommitExactlyOnce", testCommitExactlyOnce},
+		{"GetMany", testGetMany},
+		{"Notify", testNotify},
+		{"NotifyConcurrent", testNotifyConcurrent},
+		{"NotifySlowConsumer", testNotifySlowConsumer},
+		{"NotifyClose", testNotifyClose},
+		{"NotifyInvalid", testNotifyInvalid},
 		{"NotFoundIsNotUnavailable", testNotFoundIsNotUnavailable},
 		{"CancelledContext", testCancelledContext},
 		{"ExpiredContext", testExpiredContext},
@@ -551,6 +569,15 @@ func calls(s store.Store, present, absent string) []call {
 			return errs[0]
 		}},
 		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
+		{"Commit", func(ctx context.Context) error {
+			_, _, err := store.CommitTo(ctx, s, store.Commit{Key: present, Value: v, TTL: longTTL,
+				Then: []store.Write{{Key: absent, Value: v, TTL: longTTL}}})
+			return err
+		}},
+		{"GetMany", func(ctx context.Context) error {
+			_, err := store.GetMany(ctx, s, []string{present, absent})
+			return err
+		}},
 	}
 }
 
@@ -569,7 +596,7 @@ func testExpiredContext(t *testing.T, s store.Store, k keys) {
 func testDoneContext(t *testing.T, s store.Store, k keys, ctx context.Context, want error) {
 	present, absent := k.key("present"), k.key("absent")
 	mustPut(t, s, present, "kept", longTTL)
-	for _, c := range calls(s, present, absent) {
+	for _, c := range append(calls(s, present, absent), notifyCalls(s, k.prefix+"ch")...) {
 		err := c.do(ctx)
 		if !errors.Is(err, want) {
 			t.Errorf("%s with a done context: %v, want an error matching %v", c.name, err, want)
@@ -592,7 +619,7 @@ func testClosed(t *testing.T, s store.Store, k keys) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	for _, c := range calls(s, present, absent) {
+	for _, c := range append(calls(s, present, absent), notifyCalls(s, k.prefix+"ch")...) {
 		err := c.do(t.Context())
 		if !errors.Is(err, store.ErrClosed) || !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s after Close: %v, want an error matching ErrClosed and ErrUnavailable", c.name, err)

@@ -8,20 +8,32 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
-// sentinelConf is what a Sentinel is told to monitor.
+// sentinelConf is what a Sentinel is told to monitor, and how.
 type sentinelConf struct {
 	master     *Server
 	masterName string
+	downAfter  time.Duration
+}
+
+// SentinelOption configures StartSentinel.
+type SentinelOption func(*sentinelConf)
+
+// WithDownAfter sets the Sentinel's down-after-milliseconds: how long the
+// master must fail to answer before the Sentinel takes it for down and
+// fails over (default 1s here; Redis's own default is 30s).
+func WithDownAfter(d time.Duration) SentinelOption {
+	return func(c *sentinelConf) { c.downAfter = d }
 }
 
 // write writes the Sentinel's configuration file (Sentinel insists on one
 // it can rewrite) into dir and returns its path.
 func (c *sentinelConf) write(dir string) (string, error) {
 	host, port, _ := strings.Cut(c.master.Addr(), ":")
-	conf := fmt.Sprintf("sentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 1000\n",
-		c.masterName, host, port, c.masterName)
+	conf := fmt.Sprintf("sentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s %d\n",
+		c.masterName, host, port, c.masterName, c.downAfter.Milliseconds())
 	if pw := c.master.password; pw != "" {
 		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", c.masterName, pw)
 	}
@@ -43,13 +55,17 @@ type Sentinel struct {
 // on a free loopback port that monitors master under masterName, with a
 // quorum of one. It stops when the test ends. Without redis-server on PATH
 // it skips the test (fails it under CI=true).
-func StartSentinel(tb testing.TB, master *Server, masterName string) *Sentinel {
+func StartSentinel(tb testing.TB, master *Server, masterName string, opts ...SentinelOption) *Sentinel {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil || master.external != "" {
 		unavailable(tb, "a Sentinel needs redis-server on PATH")
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), sentinel: &sentinelConf{master: master, masterName: masterName}}
+	conf := &sentinelConf{master: master, masterName: masterName, downAfter: time.Second}
+	for _, o := range opts {
+		o(conf)
+	}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), sentinel: conf}
 	s.launch()
 	return &Sentinel{Server: s, master: master, masterName: masterName}
 }

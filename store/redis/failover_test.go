@@ -1,0 +1,303 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/store/redis/redistest"
+	"github.com/samlha/samlha/store/storetest"
+)
+
+// failoverSet is a master, a replica that follows it, and a Sentinel that
+// watches them.
+type failoverSet struct {
+	master, replica *redistest.Server
+	sentinel        *redistest.Sentinel
+}
+
+const masterName = "samlha-master"
+
+// startFailoverSet starts a master, a replica of it, and a Sentinel that
+// knows both, and waits until the replica replicates.
+func startFailoverSet(t *testing.T, opts ...redistest.SentinelOption) *failoverSet {
+	t.Helper()
+	ctx := t.Context()
+	f := &failoverSet{master: redistest.Start(t)}
+	host, port, _ := strings.Cut(f.master.Addr(), ":")
+	f.replica = redistest.Start(t, redistest.WithArgs("--replicaof", host, port))
+	waitFor(t, 10*time.Second, "the replica to replicate", func() bool {
+		info, err := f.replica.Client().Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	f.sentinel = redistest.StartSentinel(t, f.master, masterName, opts...)
+	waitFor(t, 10*time.Second, "the Sentinel to know the replica", func() bool {
+		replicas, err := f.sentinel.Client().Do(ctx, "SENTINEL", "REPLICAS", masterName).Slice()
+		return err == nil && len(replicas) == 1
+	})
+	return f
+}
+
+// watchSwitch subscribes to the Sentinel's +switch-master and returns a
+// function that waits for it and returns when it came and the new
+// master's address.
+func (f *failoverSet) watchSwitch(t *testing.T) func() (time.Time, string) {
+	t.Helper()
+	sc := goredis.NewSentinelClient(&goredis.Options{Addr: f.sentinel.Addr(), DisableIdentity: true})
+	t.Cleanup(func() { sc.Close() })
+	ps := sc.Subscribe(t.Context(), "+switch-master")
+	t.Cleanup(func() { ps.Close() })
+	if _, err := ps.ReceiveTimeout(t.Context(), 10*time.Second); err != nil {
+		t.Fatalf("subscribe to +switch-master: %v", err)
+	}
+	type sw struct {
+		at   time.Time
+		addr string
+	}
+	got := make(chan sw, 1)
+	go func() {
+		for {
+			msg, err := ps.ReceiveMessage(context.Background())
+			if err != nil {
+				return
+			}
+			// "<name> <old ip> <old port> <new ip> <new port>"
+			if f := strings.Fields(msg.Payload); len(f) == 5 && f[0] == masterName {
+				got <- sw{time.Now(), f[3] + ":" + f[4]}
+				return
+			}
+		}
+	}()
+	return func() (time.Time, string) {
+		select {
+		case s := <-got:
+			return s.at, s.addr
+		case <-time.After(60 * time.Second):
+			t.Fatal("no +switch-master within 60s")
+		}
+		return time.Time{}, ""
+	}
+}
+
+// attempt is one write of a failover run: its key, when it ended and how.
+type attempt struct {
+	key string
+	end time.Time
+	err error
+}
+
+// TestSentinelFollowsFailoverWithinASecond fails the master over under a
+// load of writes from several store instances (replicas of the SP), and
+// measures, for each, the time from the Sentinel's +switch-master to the
+// first of its writes the new master holds (every later one held too):
+// under a second each; every failure in between unavailable (never absent,
+// never a conflict); no acknowledged write lost. Two ways: the master is
+// killed (connections refused until the switch), or a Sentinel is told to
+// fail over (SENTINEL FAILOVER: the old master stays up and is demoted to
+// a replica, answering writes with READONLY). A subscription through one
+// of the instances must be Live again after the switch and receive what
+// another instance publishes.
+func TestSentinelFollowsFailoverWithinASecond(t *testing.T) {
+	t.Parallel()
+	for _, fault := range []string{"kill", "sentinel-failover"} {
+		t.Run(fault, func(t *testing.T) {
+			t.Parallel()
+			failoverRun(t, fault)
+		})
+	}
+}
+
+func failoverRun(t *testing.T, fault string) {
+	const (
+		instances = 4
+		writers   = 4 // concurrent callers per instance
+		bound     = time.Second
+	)
+	f := startFailoverSet(t)
+	waitSwitch := f.watchSwitch(t)
+	stores := make([]store.Store, instances)
+	for i := range stores {
+		stores[i] = open(t, with(f.sentinel.URL(), "timeout=500ms"))
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	// Instance i is idle for i*300ms after the kill, as a replica without
+	// traffic at that moment would be: each meets the outage at its own
+	// moment (and go-redis's dial breaker, if it trips, at its own phase).
+	var killedAt atomic.Int64
+	idle := func(i int) bool {
+		k := killedAt.Load()
+		return k != 0 && time.Since(time.Unix(0, k)) < time.Duration(i)*300*time.Millisecond
+	}
+	var (
+		mu       sync.Mutex
+		attempts = make([][]attempt, instances)
+		wg       sync.WaitGroup
+	)
+	for i, s := range stores {
+		for w := range writers {
+			wg.Go(func() {
+				tick := time.NewTicker(5 * time.Millisecond) // pacing, not waiting
+				defer tick.Stop()
+				for n := 0; ctx.Err() == nil; n++ {
+					if idle(i) {
+						select {
+						case <-ctx.Done():
+						case <-tick.C:
+						}
+						continue
+					}
+					key := fmt.Sprintf("k-%d-%d-%d", i, w, n)
+					err := s.Put(ctx, key, []byte("v"), time.Minute)
+					if ctx.Err() != nil {
+						return
+					}
+					mu.Lock()
+					attempts[i] = append(attempts[i], attempt{key, time.Now(), err})
+					mu.Unlock()
+					select {
+					case <-ctx.Done():
+					case <-tick.C:
+					}
+				}
+			})
+		}
+	}
+	// Load before the fault, so that every instance has its connections.
+	waitFor(t, 10*time.Second, "writes through every instance", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range attempts {
+			if len(a) < writers {
+				return false
+			}
+		}
+		return true
+	})
+	sub, err := stores[0].(store.Notifier).Subscribe(t.Context(), "failover")
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer sub.Close()
+	events := storetest.Watch(sub)
+	events.WaitFrom(t, 0, store.EventLive, 10*time.Second)
+	killed := time.Now()
+	killedAt.Store(killed.UnixNano())
+	from := events.Len()
+	switch fault {
+	case "kill":
+		f.master.Kill()
+	case "sentinel-failover":
+		if err := f.sentinel.Client().Do(t.Context(), "SENTINEL", "FAILOVER", masterName).Err(); err != nil {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
+	}
+	switched, newMaster := waitSwitch()
+	if newMaster != f.replica.Addr() {
+		t.Fatalf("+switch-master named %s, want the replica %s", newMaster, f.replica.Addr())
+	}
+	// Every instance writes for a while after the switch.
+	waitFor(t, bound+10*time.Second, "writes through every instance for a second after the switch", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, as := range attempts {
+			ok := false
+			for _, a := range as {
+				ok = ok || (a.err == nil && a.end.After(switched.Add(bound)))
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	stop()
+	wg.Wait()
+
+	// The subscription was lost with the old master, and is live on the
+	// new one: what another instance publishes now reaches it.
+	lost := events.WaitFrom(t, from, store.EventLost, 10*time.Second)
+	live := events.WaitFrom(t, lost, store.EventLive, 10*time.Second)
+	t.Logf("subscription: Lost %v after the fault, Live %v after +switch-master",
+		events.Events()[lost].At.Sub(killed).Round(time.Millisecond), events.Events()[live].At.Sub(switched).Round(time.Millisecond))
+	if err := stores[1].(store.Notifier).Publish(t.Context(), "failover", []byte("after")); err != nil {
+		t.Fatalf("Publish after the failover: %v", err)
+	}
+	events.WaitPayload(t, "after", 10*time.Second)
+
+	t.Logf("%s: +switch-master %v after the fault", fault, switched.Sub(killed).Round(time.Millisecond))
+	// Which acknowledged writes the new master holds.
+	onNew := map[string]bool{}
+	onMaster := f.replica.Client()
+	for _, as := range attempts {
+		for _, a := range as {
+			if a.err == nil {
+				n, err := onMaster.Exists(t.Context(), "samlha:"+a.key).Result()
+				if err != nil {
+					t.Fatalf("EXISTS on the new master: %v", err)
+				}
+				onNew[a.key] = n == 1
+			}
+		}
+	}
+	var report []string
+	for i, as := range attempts {
+		// The instance follows the new master from its first write after
+		// the switch that the new master holds, every later one with it.
+		var first time.Time
+		failed, lostBefore, lostAfter := 0, 0, 0
+		for _, a := range as {
+			switch {
+			case a.err != nil && a.end.After(killed):
+				failed++
+				if !errors.Is(a.err, store.ErrUnavailable) || errors.Is(a.err, store.ErrNotFound) {
+					t.Errorf("instance %d: a write during the failover failed with %v, want only ErrUnavailable", i, a.err)
+				}
+			case a.err != nil:
+			case !onNew[a.key] && a.end.After(switched):
+				lostAfter++
+				first = time.Time{}
+			case !onNew[a.key] && a.end.After(killed):
+				lostBefore++
+			case a.end.After(switched) && first.IsZero():
+				first = a.end
+			}
+		}
+		took := first.Sub(switched)
+		report = append(report, strconv.FormatInt(took.Milliseconds(), 10)+"ms")
+		t.Logf("instance %d: follows the new master %v after +switch-master; since the fault %d writes failed (unavailable), "+
+			"%d acknowledged writes were lost before the switch and %d after it",
+			i, took.Round(time.Millisecond), failed, lostBefore, lostAfter)
+		switch {
+		case first.IsZero():
+			t.Errorf("instance %d: no write reached the new master after +switch-master", i)
+		case took > bound:
+			t.Errorf("instance %d: follows the new master %v after +switch-master, want under %v", i, took, bound)
+		}
+		if lostBefore+lostAfter > 0 {
+			t.Errorf("instance %d: %d writes acknowledged after the fault are not on the new master", i, lostBefore+lostAfter)
+		}
+	}
+	if out := os.Getenv("SAMLHA_FAILOVER_REPORT"); out != "" {
+		line := fmt.Sprintf("%s: fault->switch %dms; switch->first write per instance: %s\n",
+			fault, switched.Sub(killed).Milliseconds(), strings.Join(report, " "))
+		fh, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, err = fh.WriteString(line)
+			fh.Close()
+		}
+		if err != nil {
+			t.Errorf("write %s: %v", out, err)
+		}
+	}
+}
