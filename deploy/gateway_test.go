@@ -115,7 +115,9 @@ func driveForwardAuth(t *testing.T, rootURL string) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != want || resp.Header.Get("X-Demoapp-Jwt") != "" {
+		// Caddy and HAProxy delete the forged headers before they ask
+		// samlsp (then it is 401); nginx cannot, and samlsp refuses them.
+		if (resp.StatusCode != want && (!forged || resp.StatusCode != http.StatusUnauthorized)) || resp.Header.Get("X-Demoapp-Jwt") != "" {
 			t.Fatalf("API call without a session (forged identity %v): %d (app answered: %q), want %d from samlsp", forged, resp.StatusCode, resp.Header.Get("X-Demoapp-Jwt"), want)
 		}
 	}

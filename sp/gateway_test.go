@@ -638,10 +638,10 @@ func mustGet(u string) *http.Request {
 func TestGatewayForwardedHeadersAreTheGatewaysOwn(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		trusted, wantXFF, wantRealIP string
+		trusted, wantXFF, wantRealIP, wantForwarded string
 	}{
-		{"127.0.0.1/32", "203.0.113.9, 127.0.0.1", "203.0.113.9"},
-		{"10.0.0.0/8", "127.0.0.1", "127.0.0.1"},
+		{"127.0.0.1/32", "203.0.113.9, 127.0.0.1", "203.0.113.9", "for=198.51.100.66;host=evil.example.test"}, // a trusted proxy's, passed on
+		{"10.0.0.0/8", "127.0.0.1", "127.0.0.1", ""},
 	} {
 		env := startGateway(t, 1, nil, nil, func(c *sp.Config) {
 			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix(tc.trusted)}
@@ -657,6 +657,8 @@ func TestGatewayForwardedHeadersAreTheGatewaysOwn(t *testing.T) {
 		req.Header.Set("X-Forwarded-Host", "evil.example.test")
 		req.Header.Set("X-Forwarded-Proto", "https")
 		req.Header.Set("X-Real-IP", "198.51.100.66")
+		req.Header["X_Real_IP"] = []string{"198.51.100.67"}
+		req.Header["X_Forwarded_Host"] = []string{"evil2.example.test"}
 		req.Header.Set("Forwarded", "for=198.51.100.66;host=evil.example.test")
 		if resp := do(t, req); resp.StatusCode != 200 {
 			t.Fatalf("trusted %s: %d", tc.trusted, resp.StatusCode)
@@ -664,10 +666,15 @@ func TestGatewayForwardedHeadersAreTheGatewaysOwn(t *testing.T) {
 		h := env.up.last()
 		root := mustURL(env.top.ProxyURL)
 		if got := strings.Join(h.Values("X-Forwarded-For"), ", "); got != tc.wantXFF || h.Get("X-Forwarded-Host") != root.Host ||
-			h.Get("X-Forwarded-Proto") != root.Scheme || h.Get("X-Real-Ip") != tc.wantRealIP || h.Get("Forwarded") != "" {
-			t.Errorf("trusted %s: upstream got X-Forwarded-For %q Host %q Proto %q X-Real-IP %q Forwarded %q; want %q %q %q %q none", tc.trusted,
+			h.Get("X-Forwarded-Proto") != root.Scheme || h.Get("X-Real-Ip") != tc.wantRealIP || h.Get("Forwarded") != tc.wantForwarded {
+			t.Errorf("trusted %s: upstream got X-Forwarded-For %q Host %q Proto %q X-Real-IP %q Forwarded %q; want %q %q %q %q %q", tc.trusted,
 				got, h.Get("X-Forwarded-Host"), h.Get("X-Forwarded-Proto"), h.Get("X-Real-Ip"), h.Get("Forwarded"),
-				tc.wantXFF, root.Host, root.Scheme, tc.wantRealIP)
+				tc.wantXFF, root.Host, root.Scheme, tc.wantRealIP, tc.wantForwarded)
+		}
+		for k := range h {
+			if strings.Contains(k, "_") {
+				t.Errorf("trusted %s: an underscore copy of a forwarding header reached the upstream: %s: %v", tc.trusted, k, h[k])
+			}
 		}
 		if c := h.Get("Cookie"); strings.Contains(c, "samlha_") || !strings.Contains(c, "app_pref=dark") {
 			t.Errorf("trusted %s: the upstream got Cookie %q: the SP's cookies must stay with the SP, the app's pass", tc.trusted, c)

@@ -46,6 +46,7 @@ import (
 	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/returnurl"
+	"github.com/samlha/samlha/stickyproxy/forward"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/web"
 )
@@ -120,6 +121,7 @@ type SP struct {
 	cfg       Config
 	log       *slog.Logger
 	storeKind string
+	trusted   forward.Trusted // Config.TrustedProxies
 	resp      *respond.Responder
 	engine    *login.Engine
 	logins    *limits.Gate
@@ -144,6 +146,7 @@ func New(cfg Config) (*SP, error) {
 		}
 	}
 	s.log = cfg.Logger.With("instance", cfg.InstanceID, "store", s.storeKind)
+	s.trusted = forward.NewTrusted(cfg.TrustedProxies)
 	s.registerMetrics()
 	ring, err := keyring.ForSP(cfg.SessionKeys, cfg.Key, cfg.NextKey)
 	if err != nil && cfg.Store != nil {
@@ -213,12 +216,12 @@ func (s *SP) newProtection(policy returnurl.Policy) error {
 	}
 	if s.cfg.Mode.Has(ModeGateway) {
 		s.gw = gateway.New(gateway.Options{Upstream: g.Upstream, PublicPaths: g.PublicPaths, Allow: g.Allow,
-			RootURL: s.cfg.RootURL, TrustedProxies: s.cfg.TrustedProxies, Transport: g.Transport,
+			RootURL: s.cfg.RootURL, TrustedProxies: s.trusted, Transport: g.Transport,
 			UpstreamHeaderTimeout: g.UpstreamHeaderTimeout, FlushInterval: flushInterval(g.FlushInterval), OwnPath: ownPath,
 			Engine: s.engine, Identity: s.ids, Responder: s.resp, Registry: s.cfg.Registry, Logger: s.log})
 	}
 	if s.cfg.Mode.Has(ModeForwardAuth) {
-		s.fa = forwardauth.New(forwardauth.Options{Allow: g.Allow, TrustedProxies: s.cfg.TrustedProxies, ReturnURL: policy,
+		s.fa = forwardauth.New(forwardauth.Options{Allow: g.Allow, TrustedProxies: s.trusted, ReturnURL: policy,
 			RootURL: s.cfg.RootURL, Engine: s.engine, Identity: s.ids, Responder: s.resp, Registry: s.cfg.Registry, Logger: s.log})
 	}
 	return nil
@@ -257,7 +260,7 @@ func (s *SP) MetricsHandler() http.Handler {
 // and only those.
 func (s *SP) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(limits.ClientIP(s.cfg.TrustedProxies))
+	r.Use(limits.ClientIP(s.trusted))
 	if s.gw != nil {
 		// First of all: no client's identity header gets any further.
 		r.Use(s.gw.Strip)

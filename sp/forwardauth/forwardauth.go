@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 
@@ -21,10 +20,10 @@ import (
 	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/identity"
-	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/returnurl"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // Options configure a Handler.
@@ -32,7 +31,7 @@ type Options struct {
 	Allow access.Rules
 	// TrustedProxies are the front proxies whose X-Forwarded-* and
 	// X-Original-URI describe the original request.
-	TrustedProxies []netip.Prefix
+	TrustedProxies forward.Trusted
 	ReturnURL      returnurl.Policy
 	RootURL        *url.URL
 
@@ -72,7 +71,7 @@ type original struct {
 // one of them on (and sets another) must not let the client choose the
 // path the rules judge; disagreement is an error.
 func (h *Handler) originalOf(r *http.Request) (o original, ok bool, err error) {
-	if !limits.PeerTrusted(r, h.o.TrustedProxies) {
+	if !h.o.TrustedProxies.PeerTrusted(r) {
 		return original{}, false, nil
 	}
 	hd := r.Header

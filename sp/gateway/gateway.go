@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"sync"
 	"time"
@@ -24,9 +23,9 @@ import (
 	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/identity"
-	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // DefaultUpstreamHeaderTimeout bounds how long the gateway waits for the
@@ -44,7 +43,7 @@ type Options struct {
 	RootURL *url.URL
 	// TrustedProxies are the peers whose X-Forwarded-For is kept (and
 	// appended to); from anyone else it is replaced.
-	TrustedProxies []netip.Prefix
+	TrustedProxies forward.Trusted
 	// Transport reaches the upstream; nil: a transport tuned for one busy
 	// upstream, whose response headers must come within
 	// UpstreamHeaderTimeout (default DefaultUpstreamHeaderTimeout).
@@ -66,8 +65,14 @@ type Options struct {
 
 // Gateway serves every path of the application.
 type Gateway struct {
-	o        Options
-	proxy    *httputil.ReverseProxy
+	o     Options
+	proxy *httputil.ReverseProxy
+	// fwd tells the upstream who asked and where, by the one rule every
+	// samlha proxy follows: X-Forwarded-For appended to from a trusted
+	// proxy and replaced from anyone else; X-Forwarded-Host and -Proto the
+	// root URL's, never a client's choice; X-Real-IP the client address the
+	// SP found; a client's copies of these dropped under any spelling.
+	fwd      forward.Policy
 	requests *prometheus.CounterVec // outcome
 	stripped prometheus.Counter
 }
@@ -85,6 +90,7 @@ func New(o Options) *Gateway {
 		}),
 	}
 	o.Registry.MustRegister(g.requests, g.stripped)
+	g.fwd = forward.Policy{Trusted: o.TrustedProxies, PublicURL: o.RootURL}
 	g.proxy = g.newProxy()
 	return g
 }
@@ -96,7 +102,7 @@ func New(o Options) *Gateway {
 func (g *Gateway) Strip(next http.Handler) http.Handler {
 	prot := g.o.Identity.Protected()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n := len(prot.Strip(r.Header)); n > 0 {
+		if n := prot.Strip(r.Header); n > 0 {
 			g.stripped.Add(float64(n))
 		}
 		next.ServeHTTP(w, r)
@@ -210,7 +216,7 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 		BufferPool:    newBufferPool(),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(g.o.Upstream)
-			g.setForwarded(pr)
+			g.fwd.Set(pr.Out.Header, pr.In)
 			login.StripOwnCookies(pr.Out.Header)
 			if hdr, ok := pr.In.Context().Value(identityHeadersKey{}).(http.Header); ok {
 				for k, v := range hdr {
@@ -237,28 +243,6 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, err err
 		g.requests.WithLabelValues("upstream-error").Inc()
 	}
 	g.o.Responder.Fail(w, r, f)
-}
-
-// setForwarded tells the upstream who asked and where: X-Forwarded-For is
-// appended to from a trusted proxy and replaced from anyone else;
-// X-Forwarded-Host and X-Forwarded-Proto are the SP's root URL's, never a
-// client's choice; X-Real-IP is the client address the SP found (or
-// absent), never a client's copy; Forwarded is dropped.
-func (g *Gateway) setForwarded(pr *httputil.ProxyRequest) {
-	trusted := limits.PeerTrusted(pr.In, g.o.TrustedProxies)
-	if trusted {
-		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			pr.Out.Header["X-Forwarded-For"] = append([]string(nil), xff...)
-		}
-	}
-	pr.SetXForwarded()
-	pr.Out.Header.Set("X-Forwarded-Host", g.o.RootURL.Host)
-	pr.Out.Header.Set("X-Forwarded-Proto", g.o.RootURL.Scheme)
-	pr.Out.Header.Del("Forwarded")
-	pr.Out.Header.Del("X-Real-Ip")
-	if a := limits.ClientAddress(pr.In); a.IsValid() {
-		pr.Out.Header.Set("X-Real-Ip", a.String())
-	}
 }
 
 // bufferPool is httputil.BufferPool over sync.Pool: 32 KiB copy buffers,

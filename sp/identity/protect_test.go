@@ -2,7 +2,6 @@ package identity
 
 import (
 	"net/http"
-	"slices"
 	"testing"
 )
 
@@ -30,10 +29,8 @@ func TestProtectedStripAndForged(t *testing.T) {
 	t.Parallel()
 	p := NewProtected([]string{"X-Samlha-"}, []string{"X-Groups"})
 	h := http.Header{"X_samlha_user": {"mallory"}, "X-Groups": {"admins"}, "Accept": {"*/*"}}
-	removed := p.Strip(h)
-	slices.Sort(removed)
-	if !slices.Equal(removed, []string{"X-Groups", "X_samlha_user"}) || len(h) != 1 {
-		t.Fatalf("Strip removed %v, left %v", removed, h)
+	if n := p.Strip(h); n != 2 || len(h) != 1 || h.Get("Accept") != "*/*" {
+		t.Fatalf("Strip removed %d, left %v", n, h)
 	}
 	for _, tc := range []struct {
 		h    http.Header

@@ -6,6 +6,7 @@ package limits
 
 import (
 	"container/list"
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -13,11 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
 // LoginLimits bound the logins a replica begins (README "Bounds on input").
@@ -117,7 +118,7 @@ func (g *Gate) Admit(client netip.Addr, now time.Time) (*failure.Failure, time.D
 	if g.clients != nil {
 		if ok, wait := g.clients.allow(client, now); !ok {
 			return &failure.Failure{Cause: failure.CauseLoginRateLimited, Reason: "client",
-				Detail: fmt.Sprintf("client %s is over its login rate; retry in %v", clientKey(client), wait.Round(time.Millisecond))}, wait
+				Detail: fmt.Sprintf("client %s is over its login rate; retry in %v", forward.ClientKey(client), wait.Round(time.Millisecond))}, wait
 		}
 	}
 	if g.total != nil {
@@ -158,17 +159,6 @@ func reserve(l *rate.Limiter, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
-// clientKey is the unit a client is limited as: an IPv4 address, or the
-// /64 an IPv6 address is in (one host usually holds a whole /64). An
-// unknown address is one shared key.
-func clientKey(a netip.Addr) netip.Addr {
-	if a.Is6() && !a.Is4In6() {
-		p, _ := a.WithZone("").Prefix(64)
-		return p.Addr()
-	}
-	return a.Unmap()
-}
-
 // clientLimiter is a token bucket per client, for at most max clients: the
 // least recently seen client is forgotten when a new one arrives, so a
 // flood from many addresses costs bounded memory (about 200 bytes a
@@ -192,7 +182,7 @@ func newClientLimiter(limit rate.Limit, burst, max int) *clientLimiter {
 }
 
 func (c *clientLimiter) allow(client netip.Addr, now time.Time) (bool, time.Duration) {
-	key := clientKey(client)
+	key := forward.ClientKey(client)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.byKey[key]
@@ -295,35 +285,25 @@ func (p *pendingWindow) count(now time.Time) int {
 	return p.total
 }
 
-// ClientAddress is the client address of r as the client-IP middleware
-// (mounted at the top of the router, see Config.TrustedProxies) found it:
-// the TCP peer, or, from a trusted proxy, the first untrusted address of
-// X-Forwarded-For. Invalid if neither could be read.
+// ClientAddress is the client address of r as the ClientIP middleware
+// (mounted at the top of the router) found it: the TCP peer, or, from a
+// trusted proxy, the first untrusted address of X-Forwarded-For
+// (forward.Trusted.ClientAddr). Invalid if neither could be read.
 func ClientAddress(r *http.Request) netip.Addr {
-	return middleware.GetClientIPAddr(r.Context())
+	a, _ := r.Context().Value(clientKeyCtx{}).(netip.Addr)
+	return a
 }
 
-// ClientIP is the middleware that finds the client address: from
-// X-Forwarded-For when the peer is one of trusted, else the peer itself.
-func ClientIP(trusted []netip.Prefix) func(http.Handler) http.Handler {
-	if len(trusted) == 0 {
-		return middleware.ClientIPFromRemoteAddr
-	}
-	cidrs := make([]string, len(trusted))
-	for i, p := range trusted {
-		cidrs[i] = p.String()
-	}
-	xff := middleware.ClientIPFromXFF(cidrs...)
+type clientKeyCtx struct{}
+
+// ClientIP is the middleware that finds the client address, by the one rule
+// every samlha proxy follows (package forward).
+func ClientIP(trusted forward.Trusted) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
-		// Fail closed to the peer: a trusted proxy that sent no usable
-		// X-Forwarded-For is itself the client.
-		return xff(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !middleware.GetClientIPAddr(r.Context()).IsValid() {
-				middleware.ClientIPFromRemoteAddr(next).ServeHTTP(w, r)
-				return
-			}
-			next.ServeHTTP(w, r)
-		}))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			a := trusted.ClientAddr(r)
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKeyCtx{}, a)))
+		})
 	}
 }
 
@@ -380,22 +360,4 @@ func (g *Gate) Capacity(now time.Time) string {
 		return fmt.Sprintf("full: %d of %d pending logins; new logins are refused with store-full, sessions and logins in progress are served", n, p.limit)
 	}
 	return fmt.Sprintf("ok: %d of %d pending logins", n, p.limit)
-}
-
-// PeerTrusted reports whether r's TCP peer is in trusted.
-func PeerTrusted(r *http.Request, trusted []netip.Prefix) bool {
-	if len(trusted) == 0 {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := ap.Addr().Unmap().WithZone("")
-	for _, p := range trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }

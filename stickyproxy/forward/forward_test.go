@@ -239,3 +239,24 @@ func BenchmarkRequestPath(b *testing.B) {
 		}
 	}
 }
+
+// A client's copy of a header the policy writes never passes under any
+// spelling an application reads as it (X_Real_IP is HTTP_X_REAL_IP to PHP).
+func TestPolicyOwnsEverySpelling(t *testing.T) {
+	p := &forward.Policy{}
+	for _, n := range []string{"X-Forwarded-Host", "x_forwarded_host", "X_Real_IP", "x-real_ip", "FORWARDED", "X-Forwarded_For", "x_forwarded_proto"} {
+		if !p.Owns(n) {
+			t.Errorf("Owns(%q) = false", n)
+		}
+	}
+	for _, n := range []string{"X-Forwarded", "X-Real", "Forward", "X-Forwarded-Hosts"} {
+		if p.Owns(n) {
+			t.Errorf("Owns(%q) = true", n)
+		}
+	}
+	out := http.Header{"X_forwarded_host": {"evil"}, "X_real_ip": {"6.6.6.6"}, "Accept": {"*/*"}}
+	p.Set(out, &http.Request{RemoteAddr: "192.0.2.1:1234", Host: "app.test", Header: http.Header{}})
+	if len(out["X_forwarded_host"])+len(out["X_real_ip"]) != 0 || out.Get("X-Real-Ip") != "192.0.2.1" || out.Get("Accept") != "*/*" {
+		t.Errorf("Set left %v", out)
+	}
+}

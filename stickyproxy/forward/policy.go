@@ -31,19 +31,21 @@ type Policy struct {
 	Forwarded bool
 }
 
-// owned are the request headers a Policy writes: a client's copies never
-// pass.
-var owned = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "Forwarded"}
+// ownedNorm are the request headers a Policy writes, normalised
+// (Normalize): a client's copies never pass, under any spelling.
+var ownedNorm = [...]string{"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "forwarded"}
 
-// Owns reports whether name (any case) is one of the headers the policy
-// writes, so that a proxy copying the other request headers itself (the
-// fast engine) skips the client's copy. It does not allocate.
+// Owns reports whether name is one of the headers the policy writes,
+// compared normalised (any case, '_' as '-': CGI, WSGI, Rack and PHP read
+// X_Real_IP as X-Real-IP), so that a proxy copying the other request
+// headers itself (the fast engine) skips every client copy. It does not
+// allocate.
 func (p *Policy) Owns(name string) bool {
 	if len(name) < 9 {
 		return false
 	}
-	for _, o := range owned {
-		if len(o) == len(name) && equalFold(o, name) {
+	for _, o := range ownedNorm {
+		if len(o) == len(name) && hasNormPrefix(name, o) {
 			return true
 		}
 	}
@@ -93,8 +95,10 @@ func (p *Policy) decide(in *http.Request) values {
 // names: for httputil.ReverseProxy's Rewrite.
 func (p *Policy) Set(out http.Header, in *http.Request) {
 	v := p.decide(in)
-	for _, o := range owned {
-		delete(out, o)
+	for k := range out {
+		if p.Owns(k) {
+			delete(out, k)
+		}
 	}
 	if v.peer.IsValid() {
 		var b []byte
