@@ -676,10 +676,10 @@ func TestSLORefusesDTD(t *testing.T) {
 			if withDTD {
 				doc = dtd + msg
 			}
-			before := len(r.log.records(t, "login refused"))
+			before := len(r.log.records(t, "logout refused"))
 			rec := httptest.NewRecorder()
 			r.sp.ServeHTTP(rec, tc.req(doc))
-			recs := r.log.records(t, "login refused")
+			recs := r.log.records(t, "logout refused")
 			if len(recs) != before+1 {
 				t.Fatalf("%s (DTD %v): %d, %d failures logged, want 1", tc.name, withDTD, rec.Code, len(recs)-before)
 			}

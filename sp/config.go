@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crewjam/saml"
 	"github.com/prometheus/client_golang/prometheus"
 	dsig "github.com/russellhaering/goxmldsig"
 
@@ -79,6 +80,13 @@ type Config struct {
 
 	// IDP provides the IdP's metadata.
 	IDP *login.IDPMetadata
+	// SignAuthnRequests signs every AuthnRequest (SimpleSAMLphp with
+	// validate.authnrequest, Keycloak's default, samlp want them); they are
+	// signed anyway when the IdP's metadata says WantAuthnRequestsSigned.
+	SignAuthnRequests bool
+	// NameIDFormat is the NameID format asked of the IdP: transient (the
+	// default), persistent, email, unspecified, or a format URN.
+	NameIDFormat string
 
 	RequestTTL     time.Duration // how long a login may take at the IdP; default 10m
 	TombstoneTTL   time.Duration // how long "already used"/"expired" is remembered; default 15m
@@ -306,6 +314,9 @@ func (c *Config) validateIdentity(ps *Problems) {
 	} else if err := c.IDP.Check(); err != nil {
 		ps.add("IDP", "%v", err)
 	}
+	if _, err := ParseNameIDFormat(c.NameIDFormat); err != nil {
+		ps.add("NameIDFormat", "%v", err)
+	}
 	if c.BindingSameSite == http.SameSiteNoneMode && c.RootURL != nil && c.RootURL.Scheme != "https" {
 		ps.add("BindingSameSite", "SameSite=None cookies need https: browsers refuse them without Secure")
 	}
@@ -455,4 +466,27 @@ func (c *Config) validateIDPInitiated(ps *Problems) {
 			ps.add("IDPInitiated.RedirectPrefixes", "%q must be a canonical local path: %v", p, err)
 		}
 	}
+}
+
+// nameIDFormats are the short names of the NameID formats.
+var nameIDFormats = map[string]saml.NameIDFormat{
+	"transient":   saml.TransientNameIDFormat,
+	"persistent":  saml.PersistentNameIDFormat,
+	"email":       saml.EmailAddressNameIDFormat,
+	"unspecified": saml.UnspecifiedNameIDFormat,
+}
+
+// ParseNameIDFormat turns a short name (transient, persistent, email,
+// unspecified) or a format URN into the format; "" is transient.
+func ParseNameIDFormat(s string) (saml.NameIDFormat, error) {
+	if s == "" {
+		return saml.TransientNameIDFormat, nil
+	}
+	if f, ok := nameIDFormats[s]; ok {
+		return f, nil
+	}
+	if strings.HasPrefix(s, "urn:") && !strings.ContainsAny(s, " \t\r\n<>\"&") {
+		return saml.NameIDFormat(s), nil
+	}
+	return "", fmt.Errorf("NameID format %q: want transient, persistent, email, unspecified or a format URN", s)
 }

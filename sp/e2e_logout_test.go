@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/sp"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/store/redis/redistest"
 )
 
@@ -48,12 +49,16 @@ func TestE2ELogout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if page.Status != http.StatusOK || page.URL.Path != "/" || page.Header.Get("X-Samlha-Instance") == "" {
+	// It ends on the signed-out page, which says the IdP confirmed it and
+	// starts no login by itself.
+	if page.Status != http.StatusOK || page.URL.Path != login.PathSignedOut || page.Header.Get("X-Samlha-Logout") != "confirmed" ||
+		page.Header.Get("X-Samlha-Instance") == "" || !strings.Contains(string(page.Body), `id="signed-out"`) {
 		var hops []string
 		for _, h := range page.Hops {
 			hops = append(hops, h.Method+" "+h.URL+" -> "+http.StatusText(h.Status))
 		}
-		t.Fatalf("logout ended with %d at %s, want the SP's home page:\n%s", page.Status, page.URL, strings.Join(hops, "\n"))
+		t.Fatalf("logout ended with %d at %s (X-Samlha-Logout %q), want the signed-out page:\n%s", page.Status, page.URL,
+			page.Header.Get("X-Samlha-Logout"), strings.Join(hops, "\n"))
 	}
 	sawSLO := false
 	for _, h := range page.Hops {

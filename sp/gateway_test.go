@@ -32,6 +32,7 @@ import (
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/access"
 	"github.com/samlha/samlha/sp/identity"
+	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/store"
@@ -827,5 +828,51 @@ func TestGatewayAllowHoldsForANormalisingUpstream(t *testing.T) {
 	loginVia(t, env, bob, "bob", "/app")
 	if resp := send(bob, "/admin/users"); resp.StatusCode != http.StatusOK || adminHits.Load() == 0 {
 		t.Fatalf("bob (admins) did not reach /admin/users: %d", resp.StatusCode)
+	}
+}
+
+// Logout in gateway mode: the logout page's form posts to the SP's own
+// /saml/logout (never to the application), the session ends on every
+// replica, single logout reaches the IdP, and the browser ends on the SP's
+// signed-out page, styled by the SP's own sheet, which starts no login by
+// itself (the IdP session would log the user in again at once).
+func TestGatewayLogout(t *testing.T) {
+	t.Parallel()
+	env := startGateway(t, 2, nil, nil)
+	b := newBrowser()
+	loginVia(t, env, b, "alice", "/app")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	seen := env.up.count()
+	confirm, err := b.Browse(ctx, env.top.ProxyURL+sp.PathLogout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if confirm.Status != http.StatusOK || !strings.Contains(string(confirm.Body), `action="`+sp.PathLogout+`"`) ||
+		!strings.Contains(string(confirm.Body), `href="/saml/static/style.css"`) {
+		t.Fatalf("GET %s: %d; want the SP's logout page, posting to %s with the SP's style sheet:\n%s", sp.PathLogout, confirm.Status, sp.PathLogout, confirm.Body)
+	}
+	page, err := b.SubmitForm(ctx, confirm, sp.PathLogout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Status != http.StatusOK || page.URL.Path != login.PathSignedOut || page.Header.Get("X-Samlha-Logout") != "confirmed" {
+		t.Fatalf("logout ended with %d at %s (%q), want the signed-out page, confirmed", page.Status, page.URL, page.Header.Get("X-Samlha-Logout"))
+	}
+	if strings.Contains(string(page.Body), "<script") || page.Header.Get("Refresh") != "" {
+		t.Error("the signed-out page may not start anything by itself")
+	}
+	if env.up.count() != seen {
+		t.Errorf("the application got %d requests during the logout: the SP's pages are the SP's", env.up.count()-seen)
+	}
+	for _, r := range env.top.Replicas {
+		req := mustGet(r.URL + "/x")
+		for _, c := range b.Cookies(mustURL(env.top.ProxyURL)) {
+			req.AddCookie(c)
+		}
+		req.Header.Set("Accept", "application/json")
+		if resp := do(t, req); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("after logout, %s still serves the session: %d", r.ID, resp.StatusCode)
+		}
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crewjam/saml"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
@@ -170,7 +171,7 @@ func New(cfg Config) (*SP, error) {
 	}
 	s.engine, err = login.New(login.Config{Instance: cfg.InstanceID, RootURL: cfg.RootURL, Store: cfg.Store, StoreKind: s.storeKind,
 		Key: cfg.Key, Certificate: cfg.Certificate, NextKey: cfg.NextKey, NextCertificate: cfg.NextCertificate, Ring: ring,
-		IDP: cfg.IDP, RequestTTL: cfg.RequestTTL, TombstoneTTL: cfg.TombstoneTTL, SessionIdleTTL: cfg.SessionIdleTTL,
+		IDP: cfg.IDP, SignAuthnRequests: cfg.SignAuthnRequests, NameIDFormat: nameIDFormat(cfg.NameIDFormat), RequestTTL: cfg.RequestTTL, TombstoneTTL: cfg.TombstoneTTL, SessionIdleTTL: cfg.SessionIdleTTL,
 		SessionMaxTTL: cfg.SessionMaxTTL, StoreTimeout: cfg.StoreTimeout, BindingSameSite: cfg.BindingSameSite,
 		MaxRelogins: cfg.MaxRelogins, IDPInitiated: cfg.IDPInitiated, SessionCacheTTL: cfg.SessionCacheTTL,
 		SessionCacheEntries: cfg.SessionCacheEntries, Clock: cfg.Clock, Responder: s.resp, ReturnURL: policy,
@@ -269,8 +270,10 @@ func (s *SP) routes() http.Handler {
 	e := s.engine
 	r.Get("/saml/metadata", e.ServeMetadata)
 	r.HandleFunc("/saml/acs", e.ServeACS)
-	r.HandleFunc("/saml/slo", e.ServeSLO)
-	r.HandleFunc(PathLogout, e.ServeLogout)
+	lo := e.Logout()
+	r.HandleFunc("/saml/slo", lo.ServeSLO)
+	r.HandleFunc(PathLogout, lo.ServePage)
+	r.Get(login.PathSignedOut, lo.ServeSignedOut)
 	loginStart := e.ServeLogin
 	if s.fa != nil {
 		loginStart = s.fa.ServeLogin // also reads nginx's X-Original-URI
@@ -284,7 +287,7 @@ func (s *SP) routes() http.Handler {
 		r.Get("/", s.serveIndex)
 		r.Handle("/app", e.RequireAccount(http.HandlerFunc(s.serveApp)))
 		r.Get("/whoami", s.serveWhoami)
-		r.HandleFunc("/logout", e.ServeLogout)
+		r.HandleFunc("/logout", lo.ServePage)
 		r.Get("/static/style.css", serveStyle) // the address of earlier releases' pages
 	}
 	if s.gw != nil {
@@ -381,4 +384,10 @@ func flushInterval(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// nameIDFormat is the validated NameID format.
+func nameIDFormat(s string) saml.NameIDFormat {
+	f, _ := ParseNameIDFormat(s)
+	return f
 }

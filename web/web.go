@@ -25,12 +25,12 @@ func Static() fs.FS {
 }
 
 // SPTemplates parses the SP's pages: layout.html with index.html, app.html,
-// error.html and logout.html. Execute the page by its file name, e.g.
+// error.html, logout.html and signedout.html. Execute the page by its file name, e.g.
 // "error.html".
 func SPTemplates(funcs template.FuncMap) (*template.Template, error) {
 	return template.New("sp").Funcs(funcs).ParseFS(FS,
 		"templates/layout.html", "templates/index.html", "templates/app.html", "templates/error.html",
-		"templates/logout.html")
+		"templates/logout.html", "templates/signedout.html")
 }
 
 // ReportTemplate parses the lab's report page, templates/report.html. The

@@ -89,6 +89,8 @@ type options struct {
 	readHeaderTimeout, readTimeout     time.Duration
 	writeTimeout, idleTimeout          time.Duration
 	mode                               string
+	signAuthnRequests                  bool
+	nameIDFormat                       string
 	gw                                 gatewayOptions
 	// parseFailed names the sp.Config fields whose flags could not be
 	// parsed, so the SP's validator is not asked about them again.
@@ -119,6 +121,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.idpMetadataURL, "idp-metadata-url", "", "URL of the IdP's SAML metadata, fetched at start (retried until it answers) and every --idp-metadata-refresh")
 	fs.StringVar(&o.idpMetadataFile, "idp-metadata-file", "", "file holding the IdP's SAML metadata (instead of --idp-metadata-url)")
 	fs.DurationVar(&o.idpRefresh, "idp-metadata-refresh", 10*time.Minute, "how often the IdP metadata is read again")
+	fs.BoolVar(&o.signAuthnRequests, "sign-authn-requests", false, "sign every AuthnRequest with --sp-key (IdPs such as SimpleSAMLphp with validate.authnrequest,\n"+
+		"Keycloak and samlp want them signed); they are signed anyway when the IdP's metadata says WantAuthnRequestsSigned=\"true\"")
+	fs.StringVar(&o.nameIDFormat, "name-id-format", "transient", "NameID format asked of the IdP: transient, persistent, email, unspecified, or a format URN")
 	fs.StringVar(&o.spKey, "sp-key", "", "PEM private key of the SP (required; every replica must use the same; create with: samlsp keygen)")
 	fs.StringVar(&o.spCert, "sp-cert", "", "PEM certificate for --sp-key (required)")
 	o.sessionKeys.Register(fs, "session-key", "`secret` of the SP's own key ring (repeatable; the first seals and signs, all open and verify), the same on every replica:\n"+
@@ -169,7 +174,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 // fieldFlags names the flag of each sp.Config field the SP's validator can
 // name (TestEveryConfigFieldHasAFlag holds it to sp's validator).
 var fieldFlags = map[string]string{
-	"InstanceID": "--instance-id", "RootURL": "--root-url", "Mode": "--mode", "StoreKind": "--store",
+	"InstanceID": "--instance-id", "NameIDFormat": "--name-id-format", "RootURL": "--root-url", "Mode": "--mode", "StoreKind": "--store",
 	"Key": "--sp-key/--sp-cert", "NextKey": "--sp-key-next/--sp-cert-next", "IDP": "--idp-metadata-url/--idp-metadata-file",
 	"RequestTTL": "--request-ttl", "TombstoneTTL": "--tombstone-ttl", "SessionIdleTTL": "--session-idle-ttl",
 	"SessionMaxTTL": "--session-max-ttl", "StoreTimeout": "--store-timeout", "BindingSameSite": "--cookie-samesite",
@@ -200,7 +205,7 @@ func (o *options) validate() error {
 		p.Addf("--mode: %v", err)
 	}
 	gw := o.gw.build(&p)
-	o.cfg = sp.Config{InstanceID: o.instanceID, Mode: mode, StoreKind: o.storeMode, SessionKeys: o.sessionKeyRing,
+	o.cfg = sp.Config{InstanceID: o.instanceID, Mode: mode, SignAuthnRequests: o.signAuthnRequests, NameIDFormat: o.nameIDFormat, StoreKind: o.storeMode, SessionKeys: o.sessionKeyRing,
 		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
 		StoreTimeout: o.storeTimeout, MaxRelogins: o.maxRelogins, TrustedProxies: o.trustedPrefixes,
 		MaxReturnURL: o.maxReturnURL, LoginLimits: o.loginLimits(), Gateway: gw.Gateway, IDPInitiated: gw.IDPInitiated,

@@ -205,8 +205,15 @@ var responseReasons = []struct {
 // (logout): log the private cause, never the XML, and explain.
 func (e *Engine) onLibraryError(w http.ResponseWriter, r *http.Request, err error) {
 	f := classifyResponseError(err)
+	f.Op = "logout"
 	if f.Cause == failure.CauseResponseInvalid {
 		f.Reason = "logout-" + f.Reason
+		if r.Context().Value(sloResponseKey{}) != nil {
+			// The logout began here and the session is gone already;
+			// only the IdP's confirmation could not be verified.
+			Logout{e}.unconfirmed(w, r, f)
+			return
+		}
 	}
 	e.resp.Fail(w, r, f)
 }

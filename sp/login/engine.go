@@ -51,6 +51,12 @@ type Config struct {
 	Ring *keyring.Ring
 
 	IDP *IDPMetadata
+	// SignAuthnRequests signs every AuthnRequest; they are signed anyway
+	// when the IdP's metadata says WantAuthnRequestsSigned="true".
+	SignAuthnRequests bool
+	// NameIDFormat is asked for in every AuthnRequest's NameIDPolicy and
+	// published in the metadata; "" is transient.
+	NameIDFormat saml.NameIDFormat
 
 	RequestTTL, TombstoneTTL      time.Duration
 	SessionIdleTTL, SessionMaxTTL time.Duration
@@ -142,6 +148,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.metadataOnly, err = samlsp.New(e.middlewareOptions(nil)); err != nil {
 		return nil, fmt.Errorf("configure SAML middleware: %w", err)
 	}
+	e.applySP(&e.metadataOnly.ServiceProvider)
 	return e, nil
 }
 
@@ -177,6 +184,11 @@ func (e *Engine) middlewareOptions(md *saml.EntityDescriptor) samlsp.Options {
 			return relaystate.New(e.cfg.Instance)
 		},
 		LogoutBindings: []string{saml.HTTPPostBinding, saml.HTTPRedirectBinding},
+		// The ACS serves the HTTP-POST binding only (an artifact would
+		// make the SP fetch the response from the IdP, and the ACS refuses
+		// SAMLart): the metadata advertises only what is served.
+		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
+		SignRequest:                      e.cfg.SignAuthnRequests || idpWantsSignedRequests(md),
 		// The single logout profile requires signed logout messages over
 		// the front-channel bindings, and IdPs (samlidp among them) refuse
 		// unsigned ones; it also puts the signing key in our metadata.
@@ -192,6 +204,10 @@ func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
 		return fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	mw.OnError = e.onLibraryError
+	e.applySP(&mw.ServiceProvider)
+	if !e.cfg.SignAuthnRequests && idpWantsSignedRequests(md) {
+		e.log.Info("signing AuthnRequests: the IdP's metadata asks for it (WantAuthnRequestsSigned)")
+	}
 	// mw.RequestTracker stays crewjam's default and is never read: only
 	// crewjam's ServeACS, HandleStartAuthFlow and RequireAccount read it,
 	// and the SP mounts none of them (rt.state tracks logins instead).
@@ -242,4 +258,32 @@ func (e *Engine) live(w http.ResponseWriter, r *http.Request) *liveConfig {
 
 func errMetadataNotLoaded() *failure.Failure {
 	return &failure.Failure{Cause: failure.CauseIdPMetadataUnavailable, Detail: "IdP metadata not loaded yet"}
+}
+
+// MetadataValidity is how long the SP metadata says it is valid
+// (validUntil): long enough that a copy an IdP was given by hand outlives
+// any ordinary change window. IdPs that fetch /saml/metadata refresh it as
+// cacheDuration (a day) says, and a key rollover takes a refresh anyway
+// (README, "SP certificate rollover").
+const MetadataValidity = 30 * 24 * time.Hour
+
+// applySP sets what crewjam's options cannot: the NameID format asked for
+// and the metadata's validity.
+func (e *Engine) applySP(sp *saml.ServiceProvider) {
+	sp.AuthnNameIDFormat = e.cfg.NameIDFormat
+	sp.MetadataValidDuration = MetadataValidity
+}
+
+// idpWantsSignedRequests reports whether the IdP's metadata asks for
+// signed AuthnRequests.
+func idpWantsSignedRequests(md *saml.EntityDescriptor) bool {
+	if md == nil {
+		return false
+	}
+	for _, d := range md.IDPSSODescriptors {
+		if d.WantAuthnRequestsSigned != nil && *d.WantAuthnRequestsSigned {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	sessionMisses   *prometheus.CounterVec // kind
 	idpMetadata     prometheus.Gauge
 	idpRefreshErrs  prometheus.Counter
+	logouts         *prometheus.CounterVec // outcome
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,7 +48,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed fetches of the IdP metadata.",
 		}),
 	}
+	m.logouts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "samlha_sp_logouts_total",
+		Help: "Logouts by outcome: local (the IdP offers no single logout), sent-to-idp (the session ended here, the browser went to the IdP), idp-confirmed (its LogoutResponse verified), idp-unconfirmed (it did not; the reason is in samlha_sp_failures_total), idp-initiated (a LogoutRequest from the IdP).",
+	}, []string{"outcome"})
 	reg.MustRegister(m.loginsStarted, m.loginsSucceeded, m.acsDuration, m.storeErrors,
-		m.sessionMisses, m.idpMetadata, m.idpRefreshErrs)
+		m.sessionMisses, m.idpMetadata, m.idpRefreshErrs, m.logouts)
 	return m
 }

@@ -101,8 +101,7 @@ func (r *Responder) Context() failure.Context { return r.cfg.Context }
 // 503 and 429 has one), the security headers, and the explanation as a page
 // or, for a program, as JSON.
 func (r *Responder) Fail(w http.ResponseWriter, req *http.Request, f *failure.Failure) {
-	r.failures.WithLabelValues(string(f.Cause), f.Reason).Inc()
-	r.log(req, f)
+	r.Record(req, f)
 	if f.Cause == failure.CauseClientGone {
 		return // nobody is listening
 	}
@@ -148,6 +147,14 @@ func (r *Responder) Fail(w http.ResponseWriter, req *http.Request, f *failure.Fa
 		Details  []nameValue
 		RetryURL string
 	}{r.PageData(ex.Title), string(f.Cause), status, ex.What, ex.Fixes, details, retry})
+}
+
+// Record counts and logs f without answering: for a refusal the caller
+// answers otherwise (a logout whose IdP confirmation was refused ends on
+// the signed-out page all the same).
+func (r *Responder) Record(req *http.Request, f *failure.Failure) {
+	r.failures.WithLabelValues(string(f.Cause), f.Reason).Inc()
+	r.log(req, f)
 }
 
 // log writes f's log line, sampled per cause.
