@@ -326,6 +326,19 @@ func (idp *IdP) LogoutURL(returnTo string) string {
 	return idp.URL + "/saml2/idp/SingleLogoutService.php?" + url.Values{"ReturnTo": {returnTo}}.Encode()
 }
 
+// AuthSourceURL is SimpleSAMLphp's test page of the IdP's auth source: to
+// a browser with a session at the IdP it shows the user's attributes; to
+// one without, the login form. Tests use it to see whether a logout ended
+// the IdP's session, without going through an SP.
+func (idp *IdP) AuthSourceURL() string {
+	return idp.URL + "/module.php/core/authenticate.php?" + url.Values{"as": {AuthSource}}.Encode()
+}
+
+// LoginFormPath is the path of SimpleSAMLphp's login form
+// (exampleauth:UserPass: inputs username and password, and the hidden
+// AuthState).
+const LoginFormPath = "/module.php/core/loginuserpass.php"
+
 // RegisterSP adds the SP described by metadata (an EntityDescriptor with an
 // SPSSODescriptor, as samlsp serves at /saml/metadata) to the IdP, read by
 // SimpleSAMLphp's metadata parser (see ParseSPMetadata), with sp's settings
@@ -391,7 +404,7 @@ func FetchMetadata(tb testing.TB, metadataURL string) []byte {
 type Endpoint struct {
 	Binding  string `json:"Binding"`
 	Location string `json:"Location"`
-	Index    *int   `json:"index,omitempty"`
+	Index    int    `json:"index,omitempty"`
 }
 
 // Key is a certificate of an entity, as the parser reads it.
