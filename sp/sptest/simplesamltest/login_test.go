@@ -15,7 +15,6 @@ import (
 // SP at the IdP from the metadata samlsp serves.
 func setup(t *testing.T, idpCfg simplesamltest.Config, spCfg simplesamltest.SPConfig, o spOptions) (*simplesamltest.IdP, *samlspProc, string) {
 	t.Helper()
-	simplesamltest.Require(t, idpCfg)
 	idp := simplesamltest.Start(t, idpCfg)
 	s := startSP(t, idp, o)
 	entityID := idp.RegisterSPFromURL(t, s.metadataURL(), spCfg)

@@ -93,8 +93,6 @@ type spOptions struct {
 	Store, StoreURL string
 	// Args are more flags, such as the ones the SP change adds.
 	Args []string
-	// MetadataURL is --idp-metadata-url (default the IdP's).
-	MetadataURL string
 }
 
 // samlspProc is a samlsp process serving one test on loopback.
@@ -117,9 +115,6 @@ func startSP(t *testing.T, idp *simplesamltest.IdP, o spOptions) *samlspProc {
 	if o.Store == "" {
 		o.Store = "memory"
 	}
-	if o.MetadataURL == "" {
-		o.MetadataURL = idp.MetadataURL
-	}
 	s := &samlspProc{ID: "sp-1"}
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -127,7 +122,7 @@ func startSP(t *testing.T, idp *simplesamltest.IdP, o spOptions) *samlspProc {
 	p, _, err := localproc.Launch(ctx, 1, 3, func(ports []int) (*localproc.Proc, []string) {
 		s.URL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 		args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--root-url", s.URL, "--instance-id", s.ID,
-			"--idp-metadata-url", o.MetadataURL, "--sp-key", key, "--sp-cert", cert, "--store", o.Store,
+			"--idp-metadata-url", idp.MetadataURL, "--sp-key", key, "--sp-cert", cert, "--store", o.Store,
 			"--log-level", "debug", "--shutdown-grace", "1s",
 			// Every test client is 127.0.0.1.
 			"--login-rate-per-client", "0", "--login-rate", "0"}

@@ -224,11 +224,11 @@ func Start(tb testing.TB, cfg Config) *IdP {
 			Env:     append(childEnv(), "SIMPLESAMLPHP_CONFIG_DIR="+idp.configDir()),
 		}, nil
 	}, func(_ *localproc.Proc, _ []int) func(context.Context) error {
+		if buildErr != nil {
+			return func(context.Context) error { return backoff.Permanent(buildErr) }
+		}
 		return idp.probe
 	})
-	if buildErr != nil {
-		tb.Fatalf("SimpleSAMLphp configuration: %v", buildErr)
-	}
 	if err != nil {
 		tb.Fatalf("starting SimpleSAMLphp: %v", err)
 	}
