@@ -33,15 +33,8 @@ func TestSPInitiatedLogout(t *testing.T) {
 	for _, signed := range []bool{true, false} {
 		t.Run(fmt.Sprintf("signed=%v", signed), func(t *testing.T) {
 			t.Parallel()
-			idp, s, _ := setup(t, simplesamltest.Config{}, simplesamltest.SPConfig{SignLogout: signed}, spOptions{})
-			b := browser()
-			if res := b.Login(ctx(t), s.URL+"/app", "alice", "alice-password"); !res.OK {
-				t.Fatalf("login failed:\n%s", describe(res))
-			}
-			confirm, err := b.Browse(ctx(t), s.URL+"/logout")
-			if err != nil {
-				t.Fatal(err)
-			}
+			idp, s, b := loggedIn(t, simplesamltest.SPConfig{SignLogout: signed})
+			confirm := browse(t, b, s.URL+"/logout")
 			if confirm.Status != http.StatusOK || confirm.URL.Path != "/logout" {
 				t.Fatalf("GET /logout: %d at %s, want samlsp's logout page", confirm.Status, confirm.URL)
 			}
@@ -77,15 +70,8 @@ func TestSPInitiatedLogout(t *testing.T) {
 // browser comes back to ReturnTo with both sessions gone.
 func TestIdPInitiatedLogout(t *testing.T) {
 	t.Parallel()
-	idp, s, _ := setup(t, simplesamltest.Config{}, simplesamltest.SPConfig{SignLogout: true}, spOptions{})
-	b := browser()
-	if res := b.Login(ctx(t), s.URL+"/app", "alice", "alice-password"); !res.OK {
-		t.Fatalf("login failed:\n%s", describe(res))
-	}
-	page, err := b.Browse(ctx(t), idp.LogoutURL(s.URL+"/"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	idp, s, b := loggedIn(t, simplesamltest.SPConfig{SignLogout: true})
+	page := browse(t, b, idp.LogoutURL(s.URL+"/"))
 	hops := describeHops(page.Hops)
 	if !slices.ContainsFunc(page.Hops, func(h sptest.Hop) bool { return hopHas(h, "/saml/slo", "SAMLRequest") }) {
 		t.Errorf("SimpleSAMLphp never sent samlsp a LogoutRequest:\n%s", hops)
@@ -105,15 +91,8 @@ func TestIdPInitiatedLogout(t *testing.T) {
 // able to log the user out (DESIGN.md, threat model).
 func TestIdPInitiatedLogoutUnsignedRefused(t *testing.T) {
 	t.Parallel()
-	idp, s, _ := setup(t, simplesamltest.Config{}, simplesamltest.SPConfig{}, spOptions{})
-	b := browser()
-	if res := b.Login(ctx(t), s.URL+"/app", "alice", "alice-password"); !res.OK {
-		t.Fatalf("login failed:\n%s", describe(res))
-	}
-	page, err := b.Browse(ctx(t), idp.LogoutURL(s.URL+"/"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	idp, s, b := loggedIn(t, simplesamltest.SPConfig{})
+	page := browse(t, b, idp.LogoutURL(s.URL+"/"))
 	last := page.Hops[len(page.Hops)-1]
 	if !hopHas(last, "/saml/slo", "SAMLRequest") || last.Status < 400 || last.Status >= 500 || last.Cause == "" {
 		t.Errorf("samlsp should refuse the unsigned LogoutRequest with a 4xx and a named cause; the flow ended at %s -> %d cause %q:\n%s",
@@ -125,15 +104,34 @@ func TestIdPInitiatedLogoutUnsignedRefused(t *testing.T) {
 	}
 }
 
+// loggedIn starts SimpleSAMLphp, with sp as its entry for samlsp, and
+// samlsp, and logs alice in.
+func loggedIn(t *testing.T, sp simplesamltest.SPConfig) (*simplesamltest.IdP, *samlspProc, *sptest.Browser) {
+	t.Helper()
+	idp, s, _ := setup(t, simplesamltest.Config{}, sp, spOptions{})
+	b := browser()
+	if res := b.Login(ctx(t), s.URL+"/app", "alice", "alice-password"); !res.OK {
+		t.Fatalf("login failed:\n%s", describe(res))
+	}
+	return idp, s, b
+}
+
+// browse is Browser.Browse; an error (no response at all) is fatal.
+func browse(t *testing.T, b *sptest.Browser, rawURL string) *sptest.Page {
+	t.Helper()
+	page, err := b.Browse(ctx(t), rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
 // idpSignedIn reports whether the browser has a session at SimpleSAMLphp:
 // its auth source's test page shows the user rather than sending the
 // browser to the login form.
 func idpSignedIn(t *testing.T, b *sptest.Browser, idp *simplesamltest.IdP) bool {
 	t.Helper()
-	page, err := b.Browse(ctx(t), idp.AuthSourceURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	page := browse(t, b, idp.AuthSourceURL())
 	switch {
 	case page.Status == http.StatusOK && page.URL.Path == simplesamltest.LoginFormPath:
 		return false

@@ -36,31 +36,50 @@ func readResponse(pf *sptest.PendingForm) (responseInfo, error) {
 		return responseInfo{}, fmt.Errorf("SAMLResponse is not base64: %w", err)
 	}
 	var info responseInfo
+	err = eachElement(raw, func(dec *xml.Decoder, path []string, e xml.StartElement) error {
+		switch {
+		case len(path) == 1 && e.Name.Local == "Response":
+			info.InResponseTo = attrValue(e, "InResponseTo")
+		case e.Name.Local == "EncryptedAssertion":
+			info.Encrypted = true
+		case e.Name.Local == "NameID" && strings.HasSuffix(strings.Join(path, "/"), "Assertion/Subject/NameID"):
+			info.NameIDFormat = attrValue(e, "Format")
+			var v string
+			if err := dec.DecodeElement(&v, &e); err != nil {
+				return fmt.Errorf("NameID: %w", err)
+			}
+			info.NameID = strings.TrimSpace(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return info, fmt.Errorf("SAMLResponse: %w", err)
+	}
+	return info, nil
+}
+
+// eachElement calls fn with every start element of the XML document data
+// and the local names of its ancestors and itself. fn may consume the
+// element with dec.DecodeElement.
+func eachElement(data []byte, fn func(dec *xml.Decoder, path []string, e xml.StartElement) error) error {
 	var path []string
-	dec := xml.NewDecoder(bytes.NewReader(raw))
+	dec := xml.NewDecoder(bytes.NewReader(data))
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
-			return info, nil
+			return nil
 		}
 		if err != nil {
-			return info, fmt.Errorf("SAMLResponse: %w", err)
+			return err
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
 			path = append(path, t.Name.Local)
-			switch {
-			case len(path) == 1 && t.Name.Local == "Response":
-				info.InResponseTo = attrValue(t, "InResponseTo")
-			case t.Name.Local == "EncryptedAssertion":
-				info.Encrypted = true
-			case t.Name.Local == "NameID" && strings.HasSuffix(strings.Join(path, "/"), "Assertion/Subject/NameID"):
-				info.NameIDFormat = attrValue(t, "Format")
-				var v string
-				if err := dec.DecodeElement(&v, &t); err != nil {
-					return info, fmt.Errorf("NameID: %w", err)
-				}
-				info.NameID = strings.TrimSpace(v)
+			before := dec.InputOffset()
+			if err := fn(dec, path, t); err != nil {
+				return err
+			}
+			if dec.InputOffset() != before { // fn consumed the element, end tag included
 				path = path[:len(path)-1]
 			}
 		case xml.EndElement:
@@ -110,24 +129,19 @@ func authnRequest(hops []sptest.Hop, path string) (requestInfo, error) {
 			return requestInfo{}, fmt.Errorf("SAMLRequest does not inflate: %w", err)
 		}
 		info := requestInfo{Signed: q.Get("Signature") != "" && q.Get("SigAlg") != ""}
-		dec := xml.NewDecoder(bytes.NewReader(xmlText))
-		for {
-			tok, err := dec.Token()
-			if errors.Is(err, io.EOF) {
-				return info, nil
+		err = eachElement(xmlText, func(_ *xml.Decoder, _ []string, e xml.StartElement) error {
+			switch e.Name.Local {
+			case "NameIDPolicy":
+				info.NameIDPolicyFormat = attrValue(e, "Format")
+			case "Signature":
+				info.Signed = true
 			}
-			if err != nil {
-				return info, fmt.Errorf("AuthnRequest: %w", err)
-			}
-			if t, ok := tok.(xml.StartElement); ok {
-				switch t.Name.Local {
-				case "NameIDPolicy":
-					info.NameIDPolicyFormat = attrValue(t, "Format")
-				case "Signature":
-					info.Signed = true
-				}
-			}
+			return nil
+		})
+		if err != nil {
+			return info, fmt.Errorf("AuthnRequest: %w", err)
 		}
+		return info, nil
 	}
 	return requestInfo{}, fmt.Errorf("no AuthnRequest reached %s over the HTTP-Redirect binding", path)
 }

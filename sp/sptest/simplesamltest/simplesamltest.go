@@ -3,9 +3,7 @@ package simplesamltest
 import (
 	"context"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
@@ -25,6 +23,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store/localproc"
 )
 
@@ -221,7 +220,7 @@ func Start(tb testing.TB, cfg Config) *IdP {
 			Args:    []string{"-d", "display_errors=stderr", "-d", "error_reporting=" + phpErrorReporting, "-S", idp.Addr, "-t", filepath.Join(cfg.Root, "www")},
 			LogPath: idp.LogPath(),
 			Dir:     idp.Dir,
-			Env:     append(childEnv(), "SIMPLESAMLPHP_CONFIG_DIR="+idp.configDir()),
+			Env:     idp.env(),
 		}, nil
 	}, func(_ *localproc.Proc, _ []int) func(context.Context) error {
 		if buildErr != nil {
@@ -245,18 +244,6 @@ func Start(tb testing.TB, cfg Config) *IdP {
 // phpErrorReporting leaves out the deprecation notices PHP 8.2 prints for
 // SimpleSAMLphp 1.19's code on every request.
 const phpErrorReporting = "E_ALL & ~E_DEPRECATED & ~E_STRICT"
-
-// childEnv is the environment without samlha's SAMLHA_* variables and any
-// SIMPLESAMLPHP_CONFIG_DIR of the caller's.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SAMLHA_") && !strings.HasPrefix(kv, "SIMPLESAMLPHP_CONFIG_DIR=") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
 
 func (idp *IdP) setPort(port int) {
 	idp.Addr = fmt.Sprintf("127.0.0.1:%d", port)
@@ -458,7 +445,7 @@ func (idp *IdP) ParseSPMetadata(metadata []byte) (*SPMetadata, error) {
 		return nil, err
 	}
 	cmd := exec.Command(idp.cfg.PHP, "-d", "display_errors=stderr", "-d", "error_reporting="+phpErrorReporting, "-f", idp.spmetaScript(), "--", idp.cfg.Root, in)
-	cmd.Env = append(childEnv(), "SIMPLESAMLPHP_CONFIG_DIR="+idp.configDir())
+	cmd.Env = idp.env()
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -520,6 +507,12 @@ func (idp *IdP) writeSP(entityID string, entry map[string]any, hosts []string) e
 	return idp.writeConfigLocked()
 }
 
+// env is the environment of php: ours, with SIMPLESAMLPHP_CONFIG_DIR
+// naming the IdP's configuration (os/exec keeps the last of duplicates).
+func (idp *IdP) env() []string {
+	return append(os.Environ(), "SIMPLESAMLPHP_CONFIG_DIR="+idp.configDir())
+}
+
 func (idp *IdP) configDir() string   { return filepath.Join(idp.Dir, "config") }
 func (idp *IdP) metadataDir() string { return filepath.Join(idp.Dir, "metadata") }
 func (idp *IdP) spRemoteDir() string { return filepath.Join(idp.metadataDir(), "sp-remote") }
@@ -543,7 +536,7 @@ func (idp *IdP) writeStatic(tb testing.TB) error {
 			return err
 		}
 	}
-	key, cert := keyPair(tb)
+	key, cert := devidptest.KeyPair(tb) // one RSA key per test process: generating one is slow
 	if err := keypair.Write(filepath.Join(idp.Dir, "cert", "idp.key"), filepath.Join(idp.Dir, "cert", "idp.crt"), key, cert); err != nil {
 		return err
 	}
@@ -669,26 +662,6 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
-}
-
-// keys is the IdP's key pair, made once per test process: generating an
-// RSA key takes a noticeable fraction of a second.
-var keys struct {
-	once sync.Once
-	key  *rsa.PrivateKey
-	cert *x509.Certificate
-	err  error
-}
-
-func keyPair(tb testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
-	tb.Helper()
-	keys.once.Do(func() {
-		keys.key, keys.cert, keys.err = keypair.Generate("simplesamlphp-test-idp", time.Now())
-	})
-	if keys.err != nil {
-		tb.Fatalf("generating the IdP's key pair: %v", keys.err)
-	}
-	return keys.key, keys.cert
 }
 
 func randomHex(tb testing.TB, n int) string {
