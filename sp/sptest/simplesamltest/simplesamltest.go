@@ -63,11 +63,11 @@ type User struct {
 }
 
 // Users returns the default users: alice / alice-password (staff, member)
-// and bob / bob-password (staff, member, admins), as devidp has them.
+// and bob / bob-password (employee, member, staff), the accounts devidp has.
 func Users() []User {
 	return []User{
 		{Name: "alice", Password: "alice-password", Mail: "alice@example.com", Affiliations: []string{"member", "staff"}},
-		{Name: "bob", Password: "bob-password", Mail: "bob@example.com", Affiliations: []string{"member", "staff", "admins"}},
+		{Name: "bob", Password: "bob-password", Mail: "bob@example.com", Affiliations: []string{"employee", "member", "staff"}},
 	}
 }
 
