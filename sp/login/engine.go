@@ -271,6 +271,9 @@ const MetadataValidity = 30 * 24 * time.Hour
 // and the metadata's validity.
 func (e *Engine) applySP(sp *saml.ServiceProvider) {
 	sp.AuthnNameIDFormat = e.cfg.NameIDFormat
+	// Asked for by name, "unspecified" is spelled out (crewjam leaves an
+	// unspecified format out, which means the same, but some IdPs differ).
+	sp.SendUnspecifiedNameIDFormat = e.cfg.NameIDFormat == saml.UnspecifiedNameIDFormat
 	sp.MetadataValidDuration = MetadataValidity
 }
 

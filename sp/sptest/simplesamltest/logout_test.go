@@ -38,7 +38,7 @@ func TestSPInitiatedLogout(t *testing.T) {
 			if confirm.Status != http.StatusOK || confirm.URL.Path != "/logout" {
 				t.Fatalf("GET /logout: %d at %s, want samlsp's logout page", confirm.Status, confirm.URL)
 			}
-			page, err := b.SubmitForm(ctx(t), confirm, "/logout")
+			page, err := b.SubmitForm(ctx(t), confirm, "/saml/logout")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,6 +57,13 @@ func TestSPInitiatedLogout(t *testing.T) {
 				t.Errorf("the logout ended at %s, want a page of samlsp (%s):\n%s", page.URL, s.URL, hops)
 			case cause != "" && (signed || !unsignedLogoutCause(cause)):
 				t.Errorf("the signed-out page names cause %q; want none%s:\n%s", cause, map[bool]string{false: " or the unsigned LogoutResponse"}[signed], hops)
+			case page.URL.Path != "/saml/signed-out":
+				t.Errorf("the logout ended at %s, want samlsp's signed-out page:\n%s", page.URL, hops)
+			}
+			// The page says what is known of the IdP's part.
+			want := map[bool]string{true: "confirmed", false: "unconfirmed; reason=logout-unsigned"}[signed]
+			if got := page.Header.Get("X-Samlha-Logout"); got != want {
+				t.Errorf("X-Samlha-Logout %q, want %q", got, want)
 			}
 			t.Logf("the logout ended on %d at %s (cause %q)", page.Status, page.URL, cause)
 			checkSignedOut(t, b, idp, s)
