@@ -80,3 +80,29 @@ func TestStoreFailure(t *testing.T) {
 		}
 	}
 }
+
+// Advice names what the operator would change for the cause at hand.
+func TestAdviceSpecificToTheCause(t *testing.T) {
+	t.Parallel()
+	c := Context{Instance: "sp-1", StoreKind: "redis", MetadataSource: "--idp-metadata-file /etc/idp.xml"}
+	ex := Explain(&Failure{Cause: CauseStateUnknown, Reason: ReasonUnsolicited}, c)
+	if !strings.Contains(strings.Join(ex.Fixes, " "), "--allow-idp-initiated") {
+		t.Errorf("an unsolicited response's advice does not mention --allow-idp-initiated: %v", ex.Fixes)
+	}
+	ex = Explain(&Failure{Cause: CauseIdPMetadataUnavailable}, c)
+	if f := strings.Join(ex.Fixes, " "); !strings.Contains(f, "--idp-metadata-file /etc/idp.xml") || strings.Contains(f, "--idp-metadata-url") {
+		t.Errorf("the metadata advice does not name the flag in use: %v", ex.Fixes)
+	}
+	ex = Explain(&Failure{Cause: CauseResponseInvalid, Reason: "status", IdPStatus: `Responder / AuthnFailed ("locked")`}, c)
+	if !strings.Contains(ex.What, "AuthnFailed") {
+		t.Errorf("the IdP's status is not shown: %s", ex.What)
+	}
+	ex = Explain(&Failure{Cause: CauseResponseInvalid, Reason: "expired"}, c)
+	if f := strings.Join(ex.Fixes, " "); !strings.Contains(f, "clocks") {
+		t.Errorf("an expired response's advice does not mention clocks: %v", ex.Fixes)
+	}
+	ex = Explain(&Failure{Cause: CauseResponseInvalid, Reason: "audience"}, c)
+	if f := strings.Join(ex.Fixes, " "); strings.Contains(f, "clocks") || !strings.Contains(f, "--root-url") {
+		t.Errorf("an audience mismatch's advice: %v", ex.Fixes)
+	}
+}

@@ -3,8 +3,11 @@ package login
 import (
 	"context"
 	"encoding/base64"
+	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/crewjam/saml"
@@ -79,8 +82,11 @@ func (e acs) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 	if e.cfg.IDPInitiated != nil && !isOurRelayState(rs) {
 		return e.finishIDPInitiated(w, r, rt, rs)
 	}
-	if rs == "" {
-		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Detail: "no RelayState: IdP-initiated login is not enabled"}
+	if !isOurRelayState(rs) {
+		// No RelayState of this SP's form: a response no login here
+		// asked for, most often an IdP-initiated login, which is off.
+		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Reason: failure.ReasonUnsolicited,
+			Detail: "no RelayState of this SP's form (" + failure.Truncate(rs, 80) + "): an unsolicited response, and IdP-initiated login is not enabled (--allow-idp-initiated)"}
 	}
 	tr, f := rt.state.Finish(w, r, rs)
 	if f != nil {
@@ -88,7 +94,7 @@ func (e acs) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 	}
 	assertion, err := rt.parser.ParseResponse(r, []string{tr.RequestID})
 	if err != nil {
-		return tr, classifyResponseError(err)
+		return tr, responseFailure(r, err)
 	}
 	if e.sessions != nil {
 		return tr, e.commitLogin(w, r, assertion, tr.Origin)
@@ -259,4 +265,59 @@ func (e acs) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml
 	}
 	e.sessions.ReplaceCookie(w, r, ck, sess)
 	return nil
+}
+
+// responseFailure classifies crewjam's refusal of the response r posted;
+// for a refusal by the IdP itself (reason "status") it adds what the IdP
+// said, for the page.
+func responseFailure(r *http.Request, err error) *failure.Failure {
+	f := classifyResponseError(err)
+	if f.Reason == "status" {
+		f.IdPStatus = idpStatus(r.PostForm.Get("SAMLResponse"))
+	}
+	return f
+}
+
+// maxStatusMessage bounds the IdP's StatusMessage shown on the page.
+const maxStatusMessage = 200
+
+// idpStatus is the status of the response b64 (a screened, DTD-free
+// document) as the page shows it: the status codes, outermost first, and
+// the IdP's message, quoted and bounded; "" if it has none. It is the
+// IdP's word (or whoever posted the response): the page says so.
+func idpStatus(b64 string) string {
+	doc, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return ""
+	}
+	var resp struct {
+		Status struct {
+			Code    statusCode `xml:"StatusCode"`
+			Message string     `xml:"StatusMessage"`
+		} `xml:"Status"`
+	}
+	if xml.Unmarshal(doc, &resp) != nil {
+		return ""
+	}
+	var codes []string
+	for c := &resp.Status.Code; c != nil && len(codes) < 3; c = c.Inner {
+		if v := strings.TrimPrefix(c.Value, "urn:oasis:names:tc:SAML:2.0:status:"); v != "" && printable(v) {
+			codes = append(codes, v)
+		}
+	}
+	out := strings.Join(codes, " / ")
+	if m := strings.TrimSpace(resp.Status.Message); m != "" && printable(m) {
+		out += fmt.Sprintf(" (%q)", failure.Truncate(m, maxStatusMessage))
+	}
+	return out
+}
+
+type statusCode struct {
+	Value string      `xml:"Value,attr"`
+	Inner *statusCode `xml:"StatusCode"`
+}
+
+// printable reports whether s has no control characters.
+func printable(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }

@@ -145,3 +145,22 @@ func BenchmarkScreenResponse(b *testing.B) {
 		}
 	}
 }
+
+// A refusal by the IdP itself shows its status codes and message, bounded.
+func TestIdPStatus(t *testing.T) {
+	t.Parallel()
+	doc := `<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"><samlp:Status>` +
+		`<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"/></samlp:StatusCode>` +
+		`<samlp:StatusMessage>Your account is locked</samlp:StatusMessage></samlp:Status></samlp:Response>`
+	got := idpStatus(base64.StdEncoding.EncodeToString([]byte(doc)))
+	if want := `Responder / AuthnFailed ("Your account is locked")`; got != want {
+		t.Errorf("idpStatus = %q, want %q", got, want)
+	}
+	long := strings.Replace(doc, "Your account is locked", strings.Repeat("x", 5000), 1)
+	if got := idpStatus(base64.StdEncoding.EncodeToString([]byte(long))); len(got) > 300 {
+		t.Errorf("a 5000-byte StatusMessage gave %d bytes", len(got))
+	}
+	if got := idpStatus("not base64"); got != "" {
+		t.Errorf("idpStatus(garbage) = %q", got)
+	}
+}

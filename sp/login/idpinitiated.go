@@ -58,7 +58,7 @@ func (e acs) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *live
 	tr := &loginstate.Tracked{Origin: "idp-initiated", URI: e.cfg.IDPInitiated.returnPath(e.cfg.ReturnURL, rs)}
 	assertion, err := rt.idpParser.ParseResponse(r, nil)
 	if err != nil {
-		return tr, classifyResponseError(err)
+		return tr, responseFailure(r, err)
 	}
 	if e.sessions != nil {
 		return tr, e.commitLogin(w, r, assertion, "")
