@@ -88,6 +88,11 @@ func (e acs) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Reason: failure.ReasonUnsolicited,
 			Detail: "no RelayState of this SP's form (" + failure.Truncate(rs, 80) + "): an unsolicited response, and IdP-initiated login is not enabled (--allow-idp-initiated)"}
 	}
+	if e.tracker != nil {
+		if tk, ok := e.tracker.Ticket(r, rs); ok && !e.recent.seen(rs, e.cfg.Now()) {
+			return e.finishTicket(w, r, rt, tk)
+		}
+	}
 	tr, f := rt.state.Finish(w, r, rs)
 	if f != nil {
 		return nil, f
@@ -224,47 +229,114 @@ func (e *Engine) onLibraryError(w http.ResponseWriter, r *http.Request, err erro
 	e.resp.Fail(w, r, f)
 }
 
-// commitLogin records the assertion as used and stores the new session in
-// one round trip (a pipelined PutBatch): the replay record is put-if-absent
-// and, if it already existed, the session just written is deleted and the
-// login refused. This is crewjam's AssertionReplayCache contract (the same
-// key as replayCache.Consume), batched with the session write.
-func (e acs) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *failure.Failure {
+// loginRecord is what a login writes: the assertion's replay record
+// (put-if-absent, crewjam's AssertionReplayCache contract, the same key as
+// session.ReplayCache.Consume) and the new session, sealed.
+type loginRecord struct {
+	cookie      session.Cookie
+	sess        *session.Session
+	assertionID string
+	writes      []store.Write // replay record, session
+}
+
+// newLoginRecord makes the record of a login whose assertion was accepted,
+// begun on loginInstance; it writes nothing.
+func (e acs) newLoginRecord(assertion *saml.Assertion, loginInstance string) (*loginRecord, *failure.Failure) {
 	if assertion.ID == "" {
-		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
+		return nil, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "missing-element", Detail: "assertion has no ID to check for replay"}
 	}
 	ck, sess, err := e.sessions.NewSession(assertion, loginInstance)
 	if err != nil {
-		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
+		return nil, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}
 	value, err := e.sessions.Seal(ck, sess)
 	if err != nil {
-		return &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
+		return nil, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: err.Error(), Err: err}
 	}
 	now := e.cfg.Now()
 	// An assertion is never accepted after IssueInstant + MaxIssueDelay
 	// (+ skew), so its record is kept that long.
 	until := assertion.IssueInstant.Add(saml.MaxIssueDelay + saml.MaxClockSkew)
+	return &loginRecord{cookie: ck, sess: sess, assertionID: assertion.ID, writes: []store.Write{
+		{Key: session.ReplayKey(assertion.ID), Value: []byte{1}, TTL: session.ReplayTTL(until, now), IfAbsent: true},
+		{Key: ck.StoreKey(), Value: value, TTL: e.sessions.TTL(sess, now)},
+	}}, nil
+}
+
+// written settles the results of rec's writes: a replayed assertion (its
+// record existed: the session just written is deleted), a store failure,
+// or the session cookie set on w.
+func (e acs) written(w http.ResponseWriter, r *http.Request, rec *loginRecord, res []error) *failure.Failure {
+	if len(res) == len(rec.writes) && res[0] == nil && res[1] == nil {
+		e.sessions.ReplaceCookie(w, r, rec.cookie, rec.sess)
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.StoreTimeout)
 	defer cancel()
-	sessKey := ck.StoreKey()
-	res := e.cfg.Store.PutBatch(ctx, []store.Write{
-		{Key: session.ReplayKey(assertion.ID), Value: []byte{1}, TTL: session.ReplayTTL(until, now), IfAbsent: true},
-		{Key: sessKey, Value: value, TTL: e.sessions.TTL(sess, now)},
-	})
-	if res[0] != nil || res[1] != nil {
-		if res[1] == nil {
-			_ = e.cfg.Store.Delete(ctx, sessKey)
-		}
-		if errors.Is(res[0], store.ErrExists) {
-			return &failure.Failure{Cause: failure.CauseAssertionReplayed, Detail: "assertion " + assertion.ID + " was accepted before"}
-		}
-		err := errors.Join(res[0], res[1])
-		e.storeError("put-batch", err)
-		return failure.FromStore(err, "")
+	if len(res) == len(rec.writes) && res[1] == nil {
+		_ = e.cfg.Store.Delete(ctx, rec.cookie.StoreKey())
 	}
-	e.sessions.ReplaceCookie(w, r, ck, sess)
-	return nil
+	if len(res) > 0 && errors.Is(res[0], store.ErrExists) {
+		return &failure.Failure{Cause: failure.CauseAssertionReplayed, Detail: "assertion " + rec.assertionID + " was accepted before"}
+	}
+	err := errors.Join(res...)
+	if err == nil {
+		err = errors.New("the store answered no result for the login's writes")
+	}
+	e.storeError("login-writes", err)
+	return failure.FromStore(err, "")
+}
+
+// commitLogin records the assertion as used and stores the new session in
+// one round trip (a pipelined PutBatch): the path of a login whose state
+// was consumed first (Finish).
+func (e acs) commitLogin(w http.ResponseWriter, r *http.Request, assertion *saml.Assertion, loginInstance string) *failure.Failure {
+	rec, f := e.newLoginRecord(assertion, loginInstance)
+	if f != nil {
+		return f
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), e.cfg.StoreTimeout)
+	defer cancel()
+	return e.written(w, r, rec, e.cfg.Store.PutBatch(ctx, rec.writes))
+}
+
+// finishTicket finishes a login whose browser proves, by its binding
+// cookie, which login it began (loginstate.Ticket): the response is
+// checked against the AuthnRequest first, then one atomic commit consumes
+// the login, records the assertion and stores the session: one round trip
+// on memory, standalone Redis and Sentinel. A response that is refused
+// burns the login (a second try is "already used" without a parse), and a
+// login seen here before goes the careful way (Finish), so no response
+// costs more than one full parse per replica.
+func (e acs) finishTicket(w http.ResponseWriter, r *http.Request, rt *liveConfig, tk loginstate.Ticket) (*loginstate.Tracked, *failure.Failure) {
+	e.recent.add(tk.RelayState, e.cfg.Now())
+	assertion, err := rt.parser.ParseResponse(r, []string{tk.RequestID})
+	if err != nil {
+		e.tracker.Burn(r, tk)
+		return &loginstate.Tracked{RequestID: tk.RequestID, Origin: tk.Origin}, responseFailure(r, err)
+	}
+	rec, f := e.newLoginRecord(assertion, tk.Origin)
+	if f != nil {
+		e.tracker.Burn(r, tk)
+		return &loginstate.Tracked{RequestID: tk.RequestID, Origin: tk.Origin}, f
+	}
+	tr, res, f, ok := e.tracker.Commit(w, r, tk, rec.writes)
+	if !ok {
+		// Begun by an earlier release: consume it as it did, then write.
+		if tr, f = rt.state.Finish(w, r, tk.RelayState); f != nil {
+			return tr, f
+		}
+		if tr.RequestID != tk.RequestID {
+			return tr, &failure.Failure{Cause: failure.CauseBindingMismatch, Origin: tk.Origin, RequestID: tr.RequestID,
+				Detail: "the binding cookie names another AuthnRequest than the login's"}
+		}
+		return tr, e.commitLogin(w, r, assertion, tr.Origin)
+	}
+	if f != nil {
+		f.RequestID = tk.RequestID
+		return &loginstate.Tracked{RequestID: tk.RequestID, Origin: tk.Origin}, f
+	}
+	return tr, e.written(w, r, rec, res)
 }
 
 // responseFailure classifies crewjam's refusal of the response r posted;

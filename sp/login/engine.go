@@ -86,6 +86,7 @@ type Engine struct {
 	tracker  *loginstate.StoreTracker // store mode
 	sessions *session.Provider        // store mode
 	cache    *session.Cache           // store mode with SessionCacheTTL
+	recent   *recent                  // logins whose response was parsed here
 	replay   saml.AssertionReplayCache
 	revoked  samlsp.SessionRevocationStore
 
@@ -112,7 +113,7 @@ type liveConfig struct {
 
 // New returns an engine. Call Run to load (and refresh) the IdP metadata.
 func New(cfg Config) (*Engine, error) {
-	e := &Engine{cfg: cfg, log: cfg.Logger, resp: cfg.Responder}
+	e := &Engine{cfg: cfg, log: cfg.Logger, resp: cfg.Responder, recent: newRecent(cfg.RequestTTL + cfg.TombstoneTTL)}
 	e.m = newMetrics(cfg.Registry)
 	e.cookies = loginstate.CookieSettings{Secure: cfg.RootURL.Scheme == "https", SameSite: cfg.BindingSameSite, Ring: cfg.Ring}
 	if cfg.Store != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"slices"
@@ -18,7 +19,13 @@ import (
 // its RelayState's nonce, whose value only this SP can make:
 //
 //	name:  samlha_binding_<RelayState nonce>   (__Host-samlha_binding_... on https without a cookie domain)
-//	value: base64url(key ID | issued, unix seconds (8) | HMAC-SHA256(binding key, "v1" | RelayState | issued)[:16])
+//	value: base64url(key ID | issued, unix seconds (8) | request ID (20) | HMAC-SHA256(binding key, "v2" | RelayState | issued | request ID)[:16])
+//	       (version 1, from earlier releases: without the request ID, and "v1" in the MAC)
+//
+// The request ID (the 20 random bytes of crewjam's "id-" + 40 hex digits)
+// lets the ACS check the response against its AuthnRequest before it reads
+// the store, and then consume the login, record the assertion and store the
+// session in one round trip (StoreTracker.Commit).
 //
 // The ACS accepts a response only with the cookie of its own login, and
 // only with a value that verifies under a key of the SP's ring. So:
@@ -43,6 +50,11 @@ const (
 	bindingRawLen       = 1 + 8 + bindingMACLen
 	bindingValueLen     = (bindingRawLen*8 + 5) / 6
 	labelBindingMessage = "v1\x00"
+	requestIDRawLen     = 20
+	bindingRawLenV2     = 1 + 8 + requestIDRawLen + bindingMACLen
+	bindingValueLenV2   = (bindingRawLenV2*8 + 5) / 6
+	labelBindingV2      = "v2\x00"
+	requestIDPrefix     = "id-"
 	// maxBindingCookies bounds the binding cookies one browser holds: at
 	// most this many logins pending at once (abandoned ones included);
 	// beginning one more expires the oldest, whose login then fails as
@@ -66,23 +78,43 @@ func (c CookieSettings) bindingName(rs string) string {
 	return c.bindingPrefix() + nonce
 }
 
-func bindingMAC(key []byte, rs string, issued []byte) []byte {
+func bindingMAC(key []byte, label, rs string, signed []byte) []byte {
 	h := keyring.MAC(key)
-	h.Write([]byte(labelBindingMessage))
+	h.Write([]byte(label))
 	h.Write([]byte(rs))
-	h.Write(issued)
+	h.Write(signed)
 	return h.Sum(nil)[:bindingMACLen]
 }
 
-// issueBinding returns a new binding value for the login rs, signed with the
-// sealing key.
-func issueBinding(r *keyring.Ring, rs string, now time.Time) string {
+// issueBinding returns a new binding value for the login rs with
+// AuthnRequest requestID, signed with the sealing key: version 2 when the
+// ID is of crewjam's form, else version 1 (the ACS then reads the store
+// first).
+func issueBinding(r *keyring.Ring, rs, requestID string, now time.Time) string {
 	k := r.Sealing()
-	raw := make([]byte, 0, bindingRawLen)
+	raw := make([]byte, 0, bindingRawLenV2)
 	raw = append(raw, k.ID)
 	raw = binary.BigEndian.AppendUint64(raw, uint64(now.Unix()))
-	raw = append(raw, bindingMAC(k.Binding, rs, raw[1:9])...)
+	if id, ok := rawRequestID(requestID); ok {
+		raw = append(raw, id...)
+		raw = append(raw, bindingMAC(k.Binding, labelBindingV2, rs, raw[1:])...)
+		return base64.RawURLEncoding.EncodeToString(raw)
+	}
+	raw = append(raw, bindingMAC(k.Binding, labelBindingMessage, rs, raw[1:9])...)
 	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// rawRequestID is the 20 bytes of a request ID of crewjam's form.
+func rawRequestID(id string) ([]byte, bool) {
+	h, ok := strings.CutPrefix(id, requestIDPrefix)
+	if !ok || len(h) != 2*requestIDRawLen {
+		return nil, false
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || hex.EncodeToString(b) != h {
+		return nil, false
+	}
+	return b, true
 }
 
 var (
@@ -93,26 +125,46 @@ var (
 // verifyBinding checks that value was issued, by a replica with a key of
 // this ring, for the login rs.
 func verifyBinding(r *keyring.Ring, rs, value string) error {
-	if len(value) != bindingValueLen {
-		return errBindingMalformed
+	_, err := openBinding(r, rs, value)
+	return err
+}
+
+// binding is what a verified binding value says.
+type binding struct {
+	issued    time.Time
+	requestID string // "" in a version 1 value
+}
+
+// openBinding verifies value as verifyBinding does and returns what it says.
+func openBinding(r *keyring.Ring, rs, value string) (binding, error) {
+	if len(value) != bindingValueLen && len(value) != bindingValueLenV2 {
+		return binding{}, errBindingMalformed
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) != bindingRawLen {
-		return errBindingMalformed
+	if err != nil || (len(raw) != bindingRawLen && len(raw) != bindingRawLenV2) {
+		return binding{}, errBindingMalformed
+	}
+	label, signed, mac := labelBindingMessage, raw[1:9], raw[9:]
+	if len(raw) == bindingRawLenV2 {
+		label, signed, mac = labelBindingV2, raw[1:9+requestIDRawLen], raw[9+requestIDRawLen:]
 	}
 	for _, k := range r.ByID(raw[0]) {
-		if hmac.Equal(raw[9:], bindingMAC(k.Binding, rs, raw[1:9])) {
-			return nil
+		if hmac.Equal(mac, bindingMAC(k.Binding, label, rs, signed)) {
+			b := binding{issued: time.Unix(int64(binary.BigEndian.Uint64(raw[1:9])), 0)}
+			if len(raw) == bindingRawLenV2 {
+				b.requestID = requestIDPrefix + hex.EncodeToString(raw[9:9+requestIDRawLen])
+			}
+			return b, nil
 		}
 	}
-	return errBindingForged
+	return binding{}, errBindingForged
 }
 
 // bindingIssued is the issue time a binding value claims (unverified), or
 // zero if it has none.
 func bindingIssued(value string) int64 {
 	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) != bindingRawLen {
+	if err != nil || (len(raw) != bindingRawLen && len(raw) != bindingRawLenV2) {
 		return 0
 	}
 	return int64(binary.BigEndian.Uint64(raw[1:9]))
@@ -146,7 +198,7 @@ func (c CookieSettings) bindingCookie(name, value string, maxAge int) *http.Cook
 // setBinding sets the binding cookie of the new login rs on w, lasting
 // maxAge, and expires the oldest of the browser's other binding cookies
 // beyond maxBindingCookies-1. It returns the value.
-func (c CookieSettings) setBinding(w http.ResponseWriter, r *http.Request, rs string, now time.Time, maxAge time.Duration) string {
+func (c CookieSettings) setBinding(w http.ResponseWriter, r *http.Request, rs, requestID string, now time.Time, maxAge time.Duration) string {
 	if old := c.bindingCookies(r); len(old) >= maxBindingCookies {
 		slices.SortFunc(old, func(a, b *http.Cookie) int {
 			return cmp.Compare(bindingIssued(a.Value), bindingIssued(b.Value))
@@ -155,7 +207,7 @@ func (c CookieSettings) setBinding(w http.ResponseWriter, r *http.Request, rs st
 			http.SetCookie(w, c.bindingCookie(ck.Name, "", -1))
 		}
 	}
-	v := issueBinding(c.Ring, rs, now)
+	v := issueBinding(c.Ring, rs, requestID, now)
 	http.SetCookie(w, c.bindingCookie(c.bindingName(rs), v, int(maxAge/time.Second)+1))
 	return v
 }

@@ -2,6 +2,7 @@ package loginstate
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -103,7 +104,7 @@ func TestBindingPlantedValueRefused(t *testing.T) {
 		// ...or to a real value they were issued for their own login...
 		"real value of another login": named(otherReal.Value),
 		// ...or to one made by another SP (another key ring).
-		"value signed by another SP": named(issueBinding(foreign.cookie.Ring, rs, f.clock.Now())),
+		"value signed by another SP": named(issueBinding(foreign.cookie.Ring, rs, testRequestID, f.clock.Now())),
 	} {
 		_, fail := finish(f.sp2, acsRequest(rs, planted), rs)
 		wantCause(t, fail, failure.CauseBindingMismatch)
@@ -156,7 +157,7 @@ func TestBindingKeyRotation(t *testing.T) {
 	t.Parallel()
 	old := keyringtest.Ring(t, "old")
 	rs := relaystate.New("sp-1")
-	v := issueBinding(old, rs, time.Now())
+	v := issueBinding(old, rs, testRequestID, time.Now())
 	if err := verifyBinding(keyringtest.Ring(t, "new", "old"), rs, v); err != nil {
 		t.Errorf("ring [new old] refused a value of old: %v", err)
 	}
@@ -166,7 +167,7 @@ func TestBindingKeyRotation(t *testing.T) {
 	if err := verifyBinding(old, relaystate.New("sp-1"), v); !errors.Is(err, errBindingForged) {
 		t.Errorf("a value verified for another login: %v", err)
 	}
-	if got := issueBinding(keyringtest.Ring(t, "new", "old"), rs, time.Now()); verifyBinding(keyringtest.Ring(t, "new"), rs, got) != nil {
+	if got := issueBinding(keyringtest.Ring(t, "new", "old"), rs, testRequestID, time.Now()); verifyBinding(keyringtest.Ring(t, "new"), rs, got) != nil {
 		t.Error("the first key of the ring does not sign")
 	}
 }
@@ -227,5 +228,31 @@ func TestBindingHostPrefix(t *testing.T) {
 	f.sp1.cookie.Domain = "example.org"
 	if _, c := begin(t, f.sp1); strings.HasPrefix(c.Name, "__Host-") {
 		t.Errorf("a cookie with a Domain cannot be __Host-: %s", c.Name)
+	}
+}
+
+// testRequestID is an AuthnRequest ID of crewjam's form.
+const testRequestID = "id-0123456789abcdef0123456789abcdef01234567"
+
+// A version 2 binding value carries the AuthnRequest ID, signed; a value of
+// a release before it (version 1) still verifies, without one.
+func TestBindingCarriesTheRequestID(t *testing.T) {
+	t.Parallel()
+	ring := keyringtest.Ring(t, "k1")
+	rs := "sp-1~AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	now := time.Unix(1_800_000_000, 0)
+	b, err := openBinding(ring, rs, issueBinding(ring, rs, testRequestID, now))
+	if err != nil || b.requestID != testRequestID || !b.issued.Equal(now) {
+		t.Fatalf("openBinding = %+v, %v; want %s issued %v", b, err, testRequestID, now)
+	}
+	v1 := issueBinding(ring, rs, "not-crewjams-form", now)
+	if b, err := openBinding(ring, rs, v1); err != nil || b.requestID != "" || len(v1) != bindingValueLen {
+		t.Fatalf("version 1 value %q: %+v, %v", v1, b, err)
+	}
+	// The ID is signed: another ID in the same value does not verify.
+	raw, _ := base64.RawURLEncoding.DecodeString(issueBinding(ring, rs, testRequestID, now))
+	raw[9] ^= 1
+	if _, err := openBinding(ring, rs, base64.RawURLEncoding.EncodeToString(raw)); !errors.Is(err, errBindingForged) {
+		t.Fatalf("a changed request ID verified: %v", err)
 	}
 }

@@ -34,7 +34,7 @@ func TestSessionKeyRingDefault(t *testing.T) {
 	b, _ := keyring.ForSP(nil, k1, nil)
 	c, _ := keyring.ForSP(nil, k2, nil)
 	rs := "sp-1~" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-	v := issueBinding(a, rs, time.Unix(1_800_000_000, 0))
+	v := issueBinding(a, rs, testRequestID, time.Unix(1_800_000_000, 0))
 	if err := verifyBinding(b, rs, v); err != nil {
 		t.Errorf("two replicas with one SP key disagree: %v", err)
 	}
@@ -72,7 +72,7 @@ func TestSessionKeyRingFollowsSPKeyRollover(t *testing.T) {
 	before, step1, step2, step3 := ring(k1, nil), ring(k1, k2), ring(k2, k1), ring(k2, nil)
 	rs := "sp-1~" + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	at := time.Unix(1_800_000_000, 0)
-	old := issueBinding(before, rs, at)
+	old := issueBinding(before, rs, testRequestID, at)
 	for name, r := range map[string]*keyring.Ring{"step 1 (next published)": step1, "step 2 (swapped)": step2} {
 		if err := verifyBinding(r, rs, old); err != nil {
 			t.Errorf("%s refuses what the old key issued: %v", name, err)
@@ -81,10 +81,10 @@ func TestSessionKeyRingFollowsSPKeyRollover(t *testing.T) {
 	if verifyBinding(step3, rs, old) == nil {
 		t.Error("step 3 (old key dropped) still accepts the old key's binding")
 	}
-	if err := verifyBinding(step1, rs, issueBinding(step2, rs, at)); err != nil {
+	if err := verifyBinding(step1, rs, issueBinding(step2, rs, testRequestID, at)); err != nil {
 		t.Errorf("step 1 refuses what step 2 issued (replicas mid-rollout): %v", err)
 	}
-	if err := verifyBinding(step3, rs, issueBinding(step2, rs, at)); err != nil {
+	if err := verifyBinding(step3, rs, issueBinding(step2, rs, testRequestID, at)); err != nil {
 		t.Errorf("step 3 refuses what step 2 issued: %v", err)
 	}
 }

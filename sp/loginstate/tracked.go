@@ -42,6 +42,11 @@ const (
 	magicTracked   = 'R'
 	magicTombstone = 'T'
 	trackedVersion = 1
+	// trackedVersion2 puts the binding hash first, so that "the live
+	// tracked request of this login" is a prefix a store can compare
+	// (store.Commit's IfPrefix) without knowing the rest. Tombstones keep
+	// version 1.
+	trackedVersion2 = 2
 )
 
 // The longest string each field may hold. The encoder's caller checks them
@@ -67,15 +72,20 @@ func (t *Tracked) bindingMatches(cookieValue string) bool {
 	return subtle.ConstantTimeCompare(h[:], t.Binding[:]) == 1
 }
 
+// guard is the prefix of the version 2 encoding of a tracked request
+// bound to the binding hash h.
+func guard(h [bindingHashLen]byte) []byte {
+	return append([]byte{magicTracked, trackedVersion2}, h[:]...)
+}
+
 func (t *Tracked) encode() []byte {
 	b := make([]byte, 0, 2+3*2+len(t.RequestID)+len(t.URI)+len(t.Origin)+2*binary.MaxVarintLen64+bindingHashLen)
-	b = append(b, magicTracked, trackedVersion)
+	b = append(b, guard(t.Binding)...)
 	b = appendString(b, t.RequestID)
 	b = appendString(b, t.URI)
 	b = appendString(b, t.Origin)
 	b = binary.AppendVarint(b, t.Created.UnixMilli())
 	b = binary.AppendVarint(b, t.Expires.UnixMilli())
-	b = append(b, t.Binding[:]...)
 	return b
 }
 
@@ -105,19 +115,25 @@ func (t *Tracked) check() error {
 // decodeState decodes a stored value into a tracked request or a tombstone
 // (exactly one of the results is non-nil when err is nil).
 func decodeState(b []byte) (*Tracked, *tombstone, error) {
-	if len(b) < 2 || b[1] != trackedVersion {
+	if len(b) < 2 || b[1] != trackedVersion && !(b[0] == magicTracked && b[1] == trackedVersion2) {
 		return nil, nil, fmt.Errorf("%w: unknown version", errCorrupt)
 	}
 	d := decoder{b: b[2:]}
 	switch b[0] {
 	case magicTracked:
 		t := &Tracked{}
+		v2 := b[1] == trackedVersion2
+		if v2 {
+			copy(t.Binding[:], d.bytes(bindingHashLen))
+		}
 		t.RequestID = d.string(maxEncodedRequestID)
 		t.URI = d.string(MaxURI)
 		t.Origin = d.string(maxEncodedInstance)
 		t.Created = time.UnixMilli(d.varint())
 		t.Expires = time.UnixMilli(d.varint())
-		copy(t.Binding[:], d.bytes(bindingHashLen))
+		if !v2 {
+			copy(t.Binding[:], d.bytes(bindingHashLen))
+		}
 		if d.err != nil {
 			return nil, nil, d.err
 		}

@@ -97,7 +97,7 @@ func (t *StoreTracker) Begin(w http.ResponseWriter, r *http.Request, requestID, 
 		Origin:    t.instance,
 		Created:   now,
 		Expires:   now.Add(t.ttl),
-		Binding:   bindingHash(t.cookie.setBinding(w, r, rs, now, t.ttl)),
+		Binding:   bindingHash(t.cookie.setBinding(w, r, rs, requestID, now, t.ttl)),
 	}
 	if err := tr.check(); err != nil {
 		return "", err
@@ -130,17 +130,7 @@ func (t *StoreTracker) Finish(w http.ResponseWriter, r *http.Request, rs string)
 	old, err := t.store.Swap(ctx, keyRequest+rs, ts.encode(), t.tombstone)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		f := &failure.Failure{Cause: failure.CauseStateUnknown, Origin: origin, Err: err}
-		switch {
-		case origin != t.instance && !t.shared:
-			f.Cause = failure.CauseStateCrossInstance
-			f.Detail = fmt.Sprintf("login began on %s; this is %s and the %s store is per instance", origin, t.instance, t.storeKind)
-		case origin == t.instance && !t.shared:
-			f.Detail = "no such login on this instance: never issued, expired long ago, or lost in a restart"
-		default:
-			f.Detail = fmt.Sprintf("no such login in the shared store (began on %s): never issued or expired long ago", origin)
-		}
-		return nil, f
+		return nil, t.notFound(origin, err)
 	case err != nil:
 		t.onStoreErr("swap", err)
 		return nil, failure.FromStore(err, origin)
@@ -157,12 +147,7 @@ func (t *StoreTracker) Finish(w http.ResponseWriter, r *http.Request, rs string)
 		} else {
 			_ = t.store.Delete(ctx, keyRequest+rs)
 		}
-		if prev.Kind == tombstoneExpired {
-			return nil, &failure.Failure{Cause: failure.CauseStateExpired, Origin: origin,
-				Detail: fmt.Sprintf("expired at %s, found by %s", prev.At.UTC().Format(time.RFC3339), prev.Instance)}
-		}
-		return nil, &failure.Failure{Cause: failure.CauseStateAlreadyUsed, Origin: origin,
-			Detail: fmt.Sprintf("consumed at %s by %s", prev.At.UTC().Format(time.RFC3339Nano), prev.Instance)}
+		return nil, prev.failure(origin)
 	}
 	if now.After(tr.Expires) {
 		// At is the moment it expired, so this tombstone, and any put
@@ -220,4 +205,121 @@ func (t *StoreTracker) checkBinding(r *http.Request, rs string, tr *Tracked) *fa
 			Detail: "the " + name + " cookie is not the one the login began with"}
 	}
 	return nil
+}
+
+// notFound is the failure of a login whose state is not in the store.
+func (t *StoreTracker) notFound(origin string, err error) *failure.Failure {
+	f := &failure.Failure{Cause: failure.CauseStateUnknown, Origin: origin, Err: err}
+	switch {
+	case origin != t.instance && !t.shared:
+		f.Cause = failure.CauseStateCrossInstance
+		f.Detail = fmt.Sprintf("login began on %s; this is %s and the %s store is per instance", origin, t.instance, t.storeKind)
+	case origin == t.instance && !t.shared:
+		f.Detail = "no such login on this instance: never issued, expired long ago, or lost in a restart"
+	default:
+		f.Detail = fmt.Sprintf("no such login in the shared store (began on %s): never issued or expired long ago", origin)
+	}
+	return f
+}
+
+// failure is the failure of a login whose state is this tombstone.
+func (ts *tombstone) failure(origin string) *failure.Failure {
+	if ts.Kind == tombstoneExpired {
+		return &failure.Failure{Cause: failure.CauseStateExpired, Origin: origin,
+			Detail: fmt.Sprintf("expired at %s, found by %s", ts.At.UTC().Format(time.RFC3339), ts.Instance)}
+	}
+	return &failure.Failure{Cause: failure.CauseStateAlreadyUsed, Origin: origin,
+		Detail: fmt.Sprintf("consumed at %s by %s", ts.At.UTC().Format(time.RFC3339Nano), ts.Instance)}
+}
+
+// Ticket is a login the browser proves it began, read from its binding
+// cookie alone: the ACS can check the IdP's response against RequestID
+// before it reads the store, and then finish the login in one round trip
+// (Commit).
+type Ticket struct {
+	RelayState string
+	RequestID  string
+	Origin     string
+	binding    string // the cookie's value
+}
+
+// Ticket returns the ticket of login rs that r's binding cookie proves,
+// if it does: a version 2 value, signed by this SP's ring for rs, whose
+// login has not expired. Without one (no cookie, a forged one, an expired
+// login, a cookie of an earlier release) the caller uses Finish, which
+// reads the store first and names the cause.
+func (t *StoreTracker) Ticket(r *http.Request, rs string) (Ticket, bool) {
+	origin, _, err := relaystate.Parse(rs)
+	if err != nil {
+		return Ticket{}, false
+	}
+	ck, err := r.Cookie(t.cookie.bindingName(rs))
+	if err != nil {
+		return Ticket{}, false
+	}
+	b, err := openBinding(t.cookie.Ring, rs, ck.Value)
+	if err != nil || b.requestID == "" || !t.now().Before(b.issued.Add(t.ttl)) {
+		return Ticket{}, false
+	}
+	return Ticket{RelayState: rs, RequestID: b.requestID, Origin: origin, binding: ck.Value}, true
+}
+
+// Commit finishes the login of tk, whose response has been checked: in one
+// atomic operation (one round trip on memory, standalone Redis and
+// Sentinel; store.Commit) its tracked request is replaced by a "used"
+// tombstone and then is written, if and only if the tracked request is
+// still the live one this browser's binding cookie began. It returns the
+// consumed request and the results of then. A login already used or
+// expired, one of another browser, one not found, and a store failure are
+// failures with their causes, and then nothing was written. ok false with
+// no failure: the tracked request is of an earlier release (no guard to
+// compare): use Finish.
+func (t *StoreTracker) Commit(w http.ResponseWriter, r *http.Request, tk Ticket, then []store.Write) (tr *Tracked, results []error, f *failure.Failure, ok bool) {
+	now := t.now()
+	ts := tombstone{Kind: tombstoneUsed, At: now, Instance: t.instance}
+	ctx, cancel := t.ctx(r)
+	defer cancel()
+	old, results, err := store.CommitTo(ctx, t.store, store.Commit{Key: keyRequest + tk.RelayState, Value: ts.encode(),
+		TTL: t.tombstone, IfPrefix: guard(bindingHash(tk.binding)), Then: then})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil, t.notFound(tk.Origin, err), true
+	case errors.Is(err, store.ErrConflict):
+		live, prev, derr := decodeState(old)
+		switch {
+		case derr != nil:
+			return nil, nil, &failure.Failure{Cause: failure.CauseStateUnknown, Origin: tk.Origin, Detail: derr.Error(), Err: derr}, true
+		case prev != nil:
+			return nil, nil, prev.failure(tk.Origin), true
+		case len(old) > 1 && old[1] == trackedVersion:
+			return nil, nil, nil, false // begun by an earlier release
+		default:
+			return nil, nil, &failure.Failure{Cause: failure.CauseBindingMismatch, Origin: tk.Origin, RequestID: live.RequestID,
+				Detail: "the binding cookie verifies for this login but is not the one the login began with"}, true
+		}
+	case err != nil:
+		t.onStoreErr("commit", err)
+		return nil, nil, failure.FromStore(err, tk.Origin), true
+	}
+	tr, _, derr := decodeState(old)
+	if derr != nil {
+		return nil, results, &failure.Failure{Cause: failure.CauseStateUnknown, Origin: tk.Origin, Detail: derr.Error(), Err: derr}, true
+	}
+	t.cookie.clearBinding(w, tk.RelayState)
+	return tr, results, nil, true
+}
+
+// Burn marks the login of tk used after its response was refused, as
+// Finish would have when it consumed the state first: a second try of the
+// same response is told "already used" on every replica, and cannot cost
+// another full parse. It writes only over the live tracked request of tk.
+func (t *StoreTracker) Burn(r *http.Request, tk Ticket) {
+	ts := tombstone{Kind: tombstoneUsed, At: t.now(), Instance: t.instance}
+	ctx, cancel := t.ctx(r)
+	defer cancel()
+	_, _, err := store.CommitTo(ctx, t.store, store.Commit{Key: keyRequest + tk.RelayState, Value: ts.encode(),
+		TTL: t.tombstone, IfPrefix: guard(bindingHash(tk.binding))})
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+		t.onStoreErr("commit", err)
+	}
 }
