@@ -88,3 +88,24 @@ func tripsBefore(trips [][]string, next ...string) int {
 
 var _ = fmt.Sprint
 var _ http.Handler
+
+// A session read that is not served from the replica's cache costs one
+// round trip: the record and its two revocation records at once.
+func TestSessionReadIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	stores, counter := countedRedis(t)
+	top := startTopology(t, topologyConfig{Replicas: 2, Store: stores, Configure: func(_ int, c *sp.Config) { c.SessionCacheTTL = 0 }})
+	b := top.browser()
+	if res := top.login(t, b, "alice"); !res.OK {
+		t.Fatalf("login: %s", describe(res))
+	}
+	for _, r := range top.Replicas {
+		counter.Reset()
+		if code, _ := whoami(t, top, b, r); code != http.StatusOK {
+			t.Fatalf("/whoami on %s: %d", r.ID, code)
+		}
+		if n := tripsBefore(counter.Trips()); n != 1 {
+			t.Errorf("a session read on %s made %d round trips, want 1: %v", r.ID, n, counter.Trips())
+		}
+	}
+}

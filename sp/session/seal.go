@@ -38,8 +38,13 @@ const (
 	sessionIDLen       = 22 // base64url of sessionIDBytes
 	sessionSecretLen   = 43 // base64url of sessionSecretBytes
 	sessionSecretSep   = "."
+	// tagsBytes is the length of the revocation tags a cookie carries: the
+	// ring key's ID and the two revocation keys' MACs.
+	tagsBytes = 1 + 2*sha256.Size
+	tagsLen   = 87 // base64url of tagsBytes
 	// maxSessionCookieLen is the longest session cookie value samlha issues.
-	maxSessionCookieLen = relaystate.MaxInstanceIDLen + len(relaystate.Sep) + sessionIDLen + len(sessionSecretSep) + sessionSecretLen
+	maxSessionCookieLen = relaystate.MaxInstanceIDLen + len(relaystate.Sep) + sessionIDLen + len(sessionSecretSep) + sessionSecretLen +
+		len(sessionSecretSep) + tagsLen
 
 	sealVersion    = 1
 	sealNonceLen   = 12
@@ -49,11 +54,22 @@ const (
 	maxSessionJSON = 256 << 10 // a session larger than this is refused, not stored
 )
 
-// Cookie is a parsed session cookie value.
+// Cookie is a parsed session cookie value:
+//
+//	<instance>~<id>.<secret>[.<tags>]
+//
+// tags (since the release that reads a session in one round trip) names the
+// session's revocation keys, so a replica reads the session and whether it
+// was revoked at once (Provider.GetSession): base64url(ring key ID | the
+// NameID revocation key's MAC | the SessionIndex revocation key's MAC).
+// They are checked against the session once it is open, so a cookie that
+// names other keys is refused; they reveal no identity (MACs under the SP's
+// pepper).
 type Cookie struct {
 	instance string
 	id       string
 	secret   []byte
+	tags     []byte // nil: a cookie of an earlier release
 }
 
 func NewCookie(instance string) Cookie {
@@ -64,7 +80,11 @@ func NewCookie(instance string) Cookie {
 
 // String is the cookie value.
 func (c Cookie) String() string {
-	return c.instance + relaystate.Sep + c.id + sessionSecretSep + base64.RawURLEncoding.EncodeToString(c.secret)
+	v := c.instance + relaystate.Sep + c.id + sessionSecretSep + base64.RawURLEncoding.EncodeToString(c.secret)
+	if c.tags != nil {
+		v += sessionSecretSep + base64.RawURLEncoding.EncodeToString(c.tags)
+	}
+	return v
 }
 
 // StoreKey is where the session's record lives. It hashes the public part
@@ -87,14 +107,22 @@ func ParseCookie(v string) (Cookie, error) {
 		return Cookie{}, fmt.Errorf("%w: no valid instance", errSessionCookie)
 	}
 	id, sec, ok := strings.Cut(rest, sessionSecretSep)
-	if !ok || !relaystate.ValidToken(id, sessionIDBytes) || !relaystate.ValidToken(sec, sessionSecretBytes) {
-		return Cookie{}, fmt.Errorf("%w: not <instance>~<id>.<secret>", errSessionCookie)
+	sec, tags, hasTags := strings.Cut(sec, sessionSecretSep)
+	if !ok || !relaystate.ValidToken(id, sessionIDBytes) || !relaystate.ValidToken(sec, sessionSecretBytes) ||
+		hasTags && !relaystate.ValidToken(tags, tagsBytes) {
+		return Cookie{}, fmt.Errorf("%w: not <instance>~<id>.<secret>[.<tags>]", errSessionCookie)
 	}
 	secret, err := base64.RawURLEncoding.DecodeString(sec)
 	if err != nil {
 		return Cookie{}, fmt.Errorf("%w: %v", errSessionCookie, err)
 	}
-	return Cookie{instance: inst, id: id, secret: secret}, nil
+	c := Cookie{instance: inst, id: id, secret: secret}
+	if hasTags {
+		if c.tags, err = base64.RawURLEncoding.DecodeString(tags); err != nil {
+			return Cookie{}, fmt.Errorf("%w: %v", errSessionCookie, err)
+		}
+	}
+	return c, nil
 }
 
 // Errors of openSession.

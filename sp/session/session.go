@@ -6,6 +6,8 @@ package session
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -144,7 +146,11 @@ func (p *Provider) NewSession(assertion *saml.Assertion, loginInstance string) (
 	now := p.now()
 	s := &Session{JWTSessionClaims: c, LoginInstance: loginInstance, ACSInstance: p.instance,
 		Created: now, Touched: now, Expires: c.ExpiresAt.Time}
-	return NewCookie(p.instance), s, nil
+	ck := NewCookie(p.instance)
+	if nameID, idx, ok := revocationSubject(s); ok {
+		ck.tags = revocationTags(p.ring.Sealing(), nameID, idx)
+	}
+	return ck, s, nil
 }
 
 // Seal is the stored value of session s of cookie c.
@@ -223,27 +229,14 @@ func (p *Provider) GetSession(r *http.Request) (samlsp.Session, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
 	key := c.StoreKey()
-	b, err := p.store.Get(ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, missErr(p.notFound(origin))
-	}
+	s, current, err := p.read(ctx, c)
 	if err != nil {
-		p.onErr("get", err)
 		return nil, err
-	}
-	s, current, err := Open(p.ring, c, b)
-	if err != nil {
-		// Not deleted: whoever presents a wrong secret for a real ID
-		// must not be able to end that session.
-		return nil, missErr(&Miss{Kind: "invalid", Origin: origin, Detail: err.Error()})
 	}
 	now := p.now()
 	if !now.Before(s.Expires) {
 		_ = p.store.Delete(ctx, key)
 		return nil, missErr(&Miss{Kind: "expired", Origin: origin, Detail: "session reached its absolute expiry"})
-	}
-	if err := p.checkRevoked(ctx, s); err != nil {
-		return nil, err
 	}
 	// Slide the idle timeout, but write at most once per quarter of it
 	// (and when a key being rotated out sealed the record). The write is
@@ -265,6 +258,127 @@ func (p *Provider) GetSession(r *http.Request) (samlsp.Session, error) {
 		}
 	}
 	return s, nil
+}
+
+// read reads the session of cookie c and whether it was revoked: in one
+// round trip (store.GetMany) when the cookie names its revocation keys
+// under a key of the ring, else the session first and its revocation
+// records after (a cookie of an earlier release, or of a key no longer in
+// the ring, or of a session with several SessionIndexes). It returns the
+// session open, whether the ring's sealing key sealed it, and a Miss or a
+// store error.
+func (p *Provider) read(ctx context.Context, c Cookie) (*Session, bool, error) {
+	key := c.StoreKey()
+	rk := p.tagKey(c)
+	if rk == nil {
+		b, err := p.get(ctx, c, key)
+		if err != nil {
+			return nil, false, err
+		}
+		s, current, err := p.open(c, b)
+		if err != nil {
+			return nil, false, err
+		}
+		return s, current, p.checkRevoked(ctx, s)
+	}
+	keys := []string{key, keyRevoked + "nameid:" + hex.EncodeToString(c.tags[1:1+sha256.Size]),
+		keyRevoked + "sessionindex:" + hex.EncodeToString(c.tags[1+sha256.Size:])}
+	vals, err := store.GetMany(ctx, p.store, keys)
+	if err != nil {
+		p.onErr("get-many", err)
+		return nil, false, err
+	}
+	if vals[0] == nil {
+		return nil, false, missErr(p.notFound(c.instance))
+	}
+	s, current, err := p.open(c, vals[0])
+	if err != nil {
+		return nil, false, err
+	}
+	nameID, idx, ok := revocationSubject(s)
+	if !ok || !hmac.Equal(c.tags, revocationTags(rk, nameID, idx)) {
+		// The cookie names revocation keys that are not this session's:
+		// it was altered, to skip a revocation.
+		return nil, false, missErr(&Miss{Kind: "invalid", Origin: c.instance, Detail: "the session cookie names revocation keys that are not its session's"})
+	}
+	for _, v := range vals[1:] {
+		if revokedBefore(v, s.Created) {
+			return nil, false, missErr(&Miss{Kind: "revoked", Detail: "session ended by single logout"})
+		}
+	}
+	return s, current, nil
+}
+
+// get reads the stored record of a session.
+func (p *Provider) get(ctx context.Context, c Cookie, key string) ([]byte, error) {
+	b, err := p.store.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, missErr(p.notFound(c.instance))
+	}
+	if err != nil {
+		p.onErr("get", err)
+		return nil, err
+	}
+	return b, nil
+}
+
+// open opens a stored record, or says why it cannot be used. A record that
+// does not open is not deleted: whoever presents a wrong secret for a real
+// ID must not be able to end that session.
+func (p *Provider) open(c Cookie, b []byte) (*Session, bool, error) {
+	s, current, err := Open(p.ring, c, b)
+	if err != nil {
+		return nil, false, missErr(&Miss{Kind: "invalid", Origin: c.instance, Detail: err.Error()})
+	}
+	return s, current, nil
+}
+
+// tagKey is the ring key a cookie's revocation tags were made with, nil if
+// it has none or that key is no longer in the ring (then the revocation
+// records are read under every key of the ring, the slow way).
+func (p *Provider) tagKey(c Cookie) *keyring.Key {
+	if len(c.tags) != tagsBytes {
+		return nil
+	}
+	if ks := p.ring.ByID(c.tags[0]); len(ks) == 1 {
+		return ks[0]
+	}
+	return nil
+}
+
+// revocationSubject is what a session's revocation keys are made of: its
+// NameID and its one SessionIndex ("" if none). ok is false for a session
+// without a NameID or with several SessionIndexes (its keys are read the
+// slow way).
+func revocationSubject(s *Session) (nameID, idx string, ok bool) {
+	nameID = s.GetNameID()
+	idxs := s.GetAttributes()["SessionIndex"]
+	if nameID == "" || len(idxs) > 1 {
+		return "", "", false
+	}
+	if len(idxs) == 1 {
+		idx = idxs[0]
+	}
+	return nameID, idx, true
+}
+
+// revocationTags are the tags of a session of nameID with SessionIndex idx,
+// under ring key k (Cookie).
+func revocationTags(k *keyring.Key, nameID, idx string) []byte {
+	t := make([]byte, 0, tagsBytes)
+	t = append(t, k.ID)
+	t = append(t, nameIDRevocationMAC(k.Pepper, nameID)...)
+	return append(t, sessionIndexRevocationMAC(k.Pepper, nameID, idx)...)
+}
+
+// revokedBefore reports whether the revocation record v (nil: none) ends a
+// session created at created.
+func revokedBefore(v []byte, created time.Time) bool {
+	if v == nil {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(v))
+	return err != nil || !created.After(at) // an unreadable record revokes: never guess in the session's favour
 }
 
 // notFound describes a session cookie whose record is not in the store.
@@ -364,13 +478,21 @@ func (p *Provider) checkRevoked(ctx context.Context, s *Session) error {
 // NameID (an e-mail address, often) could be confirmed by anyone with a
 // list of candidates and a copy of the store.
 func nameIDRevocationKey(pepper []byte, nameID string) string {
+	return "nameid:" + hex.EncodeToString(nameIDRevocationMAC(pepper, nameID))
+}
+
+func nameIDRevocationMAC(pepper []byte, nameID string) []byte {
 	h := keyring.MAC(pepper)
 	h.Write([]byte("nameid\x00"))
 	h.Write([]byte(nameID))
-	return "nameid:" + hex.EncodeToString(h.Sum(nil))
+	return h.Sum(nil)
 }
 
 func sessionIndexRevocationKey(pepper []byte, nameID, sessionIndex string) string {
+	return "sessionindex:" + hex.EncodeToString(sessionIndexRevocationMAC(pepper, nameID, sessionIndex))
+}
+
+func sessionIndexRevocationMAC(pepper []byte, nameID, sessionIndex string) []byte {
 	h := keyring.MAC(pepper)
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(nameID)))
@@ -378,5 +500,5 @@ func sessionIndexRevocationKey(pepper []byte, nameID, sessionIndex string) strin
 	h.Write(n[:])
 	h.Write([]byte(nameID))
 	h.Write([]byte(sessionIndex))
-	return "sessionindex:" + hex.EncodeToString(h.Sum(nil))
+	return h.Sum(nil)
 }

@@ -218,3 +218,35 @@ func TestCreateSessionThroughCrewjamRefused(t *testing.T) {
 		t.Error("CreateSession set a cookie")
 	}
 }
+
+// The revocation keys a cookie names are checked against its session: a
+// revoked session whose cookie was edited to name another user's keys (or
+// none, as a cookie of an earlier release) is refused all the same.
+func TestRevocationTagsCannotSkipARevocation(t *testing.T) {
+	t.Parallel()
+	f := newSessionFixture(t, "sp-1", "redis")
+	alice := f.login(t, assertionFor("alice@example.com", "idx-1", nil))
+	f.clock.Advance(time.Second)
+	if err := f.p.TerminateSessions(context.Background(), &saml.LogoutRequest{NameID: &saml.NameID{Value: "alice@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseCookie(alice.Value)
+	if err != nil || len(c.tags) != tagsBytes {
+		t.Fatalf("a new session's cookie has no revocation tags: %v", err)
+	}
+	wantMiss(t, func() error { _, err := f.get(alice); return err }(), "revoked")
+	edited := c
+	edited.tags = revocationTags(f.p.ring.Sealing(), "bob@example.com", "idx-9")
+	wantMiss(t, func() error { _, err := f.get(&http.Cookie{Name: CookieName, Value: edited.String()}); return err }(), "invalid")
+	untagged := c
+	untagged.tags = nil
+	wantMiss(t, func() error { _, err := f.get(&http.Cookie{Name: CookieName, Value: untagged.String()}); return err }(), "revoked")
+	// And a cookie of an earlier release (no tags) still reads a live
+	// session, the slow way.
+	bob := f.login(t, assertionFor("bob@example.com", "idx-9", nil))
+	bc, _ := ParseCookie(bob.Value)
+	bc.tags = nil
+	if _, err := f.get(&http.Cookie{Name: CookieName, Value: bc.String()}); err != nil {
+		t.Errorf("a session read with a cookie of an earlier release: %v", err)
+	}
+}
