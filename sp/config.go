@@ -39,6 +39,8 @@ const (
 	// 3,485 bytes with a 2,048-byte URL and passes the 4,096 bytes browsers
 	// keep of a cookie at about 2.5 KiB.
 	MaxStatelessReturnURL = DefaultMaxReturnURL
+	// DefaultSessionCacheTTL is the default of SessionCacheTTL.
+	DefaultSessionCacheTTL = time.Minute
 	// MaxSessionCacheTTL is the longest SessionCacheTTL.
 	MaxSessionCacheTTL = time.Minute
 	// MaxIdentityJWTTTL is the longest identity JWT lifetime.
@@ -128,10 +130,18 @@ type Config struct {
 	NextKey         crypto.Signer
 	NextCertificate *x509.Certificate
 
-	// SessionCacheTTL, when positive (store mode), serves a session from
-	// this replica's memory for that long after reading it from the store:
-	// a session ended elsewhere is refused here at most that much later.
-	// SessionCacheEntries bounds the cache (default 100000).
+	// SessionCacheTTL is how long a session read from a shared store is
+	// served from this replica's memory before it is read again (and its
+	// idle timeout slid in the store); default DefaultSessionCacheTTL,
+	// capped at a quarter of SessionIdleTTL; negative: no cache. The cache
+	// needs a store that carries invalidations (store.Notifier over a
+	// network, i.e. Redis): a session ended on any replica (logout, single
+	// logout, a new login replacing it) is dropped from every replica's
+	// cache as soon as the invalidation arrives (milliseconds), and a
+	// replica whose invalidation channel is down (for at most the store's
+	// delivery bound, 1 s) reads every session from the store until the
+	// channel is proven again. With the memory store (in-process reads)
+	// there is no cache. SessionCacheEntries bounds it (default 100000).
 	SessionCacheTTL     time.Duration
 	SessionCacheEntries int
 
@@ -197,6 +207,9 @@ func (c *Config) setDefaults() {
 	def(&c.SessionIdleTTL, 30*time.Minute)
 	def(&c.SessionMaxTTL, 8*time.Hour)
 	def(&c.StoreTimeout, 2*time.Second)
+	if c.SessionCacheTTL == 0 && !c.stateless() {
+		c.SessionCacheTTL = DefaultSessionCacheTTL
+	}
 	if c.MaxRelogins == 0 {
 		c.MaxRelogins = 2
 	}
@@ -366,8 +379,8 @@ func (c *Config) validateState(ps *Problems) {
 			ps.add(d.field, "%v is negative", d.d)
 		}
 	}
-	if c.SessionCacheTTL < 0 || c.SessionCacheTTL > MaxSessionCacheTTL {
-		ps.add("SessionCacheTTL", "%v: want 0 (off) to %v; it is how late a logout elsewhere reaches this replica", c.SessionCacheTTL, MaxSessionCacheTTL)
+	if c.SessionCacheTTL > MaxSessionCacheTTL {
+		ps.add("SessionCacheTTL", "%v: want at most %v (negative: no cache); it is how long a session is served from memory before the store is read again", c.SessionCacheTTL, MaxSessionCacheTTL)
 	}
 	if c.SessionCacheTTL > 0 && c.stateless() {
 		ps.add("SessionCacheTTL", "the session cache is for a store (memory or redis); stateless sessions are read from the cookie")

@@ -40,7 +40,7 @@ func countedRedis(t *testing.T) (func(testing.TB, int) store.Store, *redistest.C
 func TestACSIsOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	stores, counter := countedRedis(t)
-	top := startTopology(t, topologyConfig{Replicas: 2, Store: stores, Configure: func(_ int, c *sp.Config) { c.SessionCacheTTL = 0 }})
+	top := startTopology(t, topologyConfig{Replicas: 2, Store: stores, Configure: func(_ int, c *sp.Config) { c.SessionCacheTTL = -1 }})
 	for i := range 3 {
 		b := top.browser()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -94,7 +94,7 @@ var _ http.Handler
 func TestSessionReadIsOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	stores, counter := countedRedis(t)
-	top := startTopology(t, topologyConfig{Replicas: 2, Store: stores, Configure: func(_ int, c *sp.Config) { c.SessionCacheTTL = 0 }})
+	top := startTopology(t, topologyConfig{Replicas: 2, Store: stores, Configure: func(_ int, c *sp.Config) { c.SessionCacheTTL = -1 }})
 	b := top.browser()
 	if res := top.login(t, b, "alice"); !res.OK {
 		t.Fatalf("login: %s", describe(res))

@@ -243,6 +243,11 @@ func (s *SP) Run(ctx context.Context) error { return s.engine.Run(ctx) }
 // fail fast instead of running Run in the background.
 func (s *SP) LoadIDPMetadata(ctx context.Context) error { return s.engine.LoadIDPMetadata(ctx) }
 
+// Close stops what the SP runs beside requests (the session cache's
+// invalidation subscription). Call it after the server has shut down and
+// before the store is closed.
+func (s *SP) Close() error { return s.engine.Close() }
+
 // Ready reports whether the SP can serve logins: the IdP metadata is loaded.
 // (The store is checked by /readyz with a real round trip.)
 func (s *SP) Ready() bool { return s.engine.Ready() }

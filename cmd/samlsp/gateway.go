@@ -58,9 +58,22 @@ func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 	fs.Var(&g.idpInitiatedRedirects, "idp-initiated-redirect", "IdP-initiated login: path prefixes the RelayState may name as the landing page (repeatable); anything else lands on /")
 	fs.BoolVar(&g.idpInitiatedAcceptReplica, "idp-initiated-accept-replica-replay", false, "allow --allow-idp-initiated with a per-replica store (memory, stateless), accepting that a response\nreplayed to another replica logs in once more there")
 	fs.DurationVar(&g.upstreamHeaderTimeout, "upstream-header-timeout", gateway.DefaultUpstreamHeaderTimeout, "gateway mode: how long to wait for the upstream's response headers; past it the client gets 504 (streams send theirs at once)")
-	fs.DurationVar(&g.sessionCacheTTL, "session-cache-ttl", 0, "serve a session from this replica's memory for this long after reading it from the store (0: off; at most 1m);\na logout on another replica is refused here at most this much later (1s suits the gateway)")
+	fs.DurationVar(&g.sessionCacheTTL, "session-cache-ttl", sp.DefaultSessionCacheTTL, "with --store redis: serve a session from this replica's memory for up to this long before reading it\nfrom the store again (0: off; at most 1m). A logout on any replica reaches every replica's memory at once\n(Redis pub/sub, milliseconds); while that channel is down, sessions are read from the store")
 	fs.StringVar(&g.spKeyNext, "sp-key-next", "", "SP key rollover: the next PEM private key, used to decrypt responses encrypted to --sp-cert-next")
 	fs.StringVar(&g.spCertNext, "sp-cert-next", "", "SP key rollover: the next certificate, published in the metadata beside --sp-cert (which still signs)")
+}
+
+// cacheTTL maps --session-cache-ttl to the library's field: 0 turns the
+// cache off (negative there), the default leaves the choice to the
+// library (no cache where the store gains nothing from one).
+func (g *gatewayOptions) cacheTTL() time.Duration {
+	switch g.sessionCacheTTL {
+	case 0:
+		return -1
+	case sp.DefaultSessionCacheTTL:
+		return 0
+	}
+	return g.sessionCacheTTL
 }
 
 // build parses the flags of gateway mode, forward-auth, IdP-initiated
@@ -69,7 +82,7 @@ func (g *gatewayOptions) addFlags(fs *flag.FlagSet) {
 // validator's to say.
 func (g *gatewayOptions) build(p *cli.Problems) *sp.Config {
 	c := &sp.Config{Gateway: &sp.Gateway{HeaderPrefix: g.headerPrefix, PublicPaths: access.PublicPaths(g.publicPaths), AllowedRedirectHosts: g.redirectHosts,
-		UpstreamHeaderTimeout: g.upstreamHeaderTimeout}, SessionCacheTTL: g.sessionCacheTTL}
+		UpstreamHeaderTimeout: g.upstreamHeaderTimeout}, SessionCacheTTL: g.cacheTTL()}
 	if g.upstream != "" {
 		u, err := url.Parse(g.upstream)
 		if err != nil {

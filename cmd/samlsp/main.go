@@ -377,6 +377,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer s.Close() // before the store's Close (defers run last-in first)
 	keySource := "derived from --sp-key"
 	if len(o.sessionKeyRing) > 0 {
 		keySource = fmt.Sprintf("--session-key (%d in the ring)", len(o.sessionKeyRing))

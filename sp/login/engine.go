@@ -85,7 +85,7 @@ type Engine struct {
 
 	tracker  *loginstate.StoreTracker // store mode
 	sessions *session.Provider        // store mode
-	cache    *session.Cache           // store mode with SessionCacheTTL
+	cache    *session.Cache           // shared store with invalidations (startCache)
 	recent   *recent                  // logins whose response was parsed here
 	replay   saml.AssertionReplayCache
 	revoked  samlsp.SessionRevocationStore
@@ -128,12 +128,8 @@ func New(cfg Config) (*Engine, error) {
 		e.sessions.SetCodec(samlsp.JWTSessionCodec{MaxAge: cfg.SessionMaxTTL, Clock: cfg.Clock,
 			Audience: cfg.RootURL.String(), Issuer: cfg.RootURL.String()})
 		e.revoked = e.sessions.Revocations()
-		if cfg.SessionCacheTTL > 0 {
-			n := cfg.SessionCacheEntries
-			if n <= 0 {
-				n = 100000
-			}
-			e.cache = session.NewCache(e.sessions, cfg.SessionCacheTTL, n, cfg.Now)
+		if err := e.startCache(); err != nil {
+			return nil, err
 		}
 	} else {
 		// Stateless: crewjam's own in-process stores, as they are. They
@@ -151,6 +147,47 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.applySP(&e.metadataOnly.ServiceProvider)
 	return e, nil
+}
+
+// Close stops what the engine runs beside requests (the session cache's
+// subscription); call it before closing the store.
+func (e *Engine) Close() error {
+	if e.cache != nil {
+		return e.cache.Close()
+	}
+	return nil
+}
+
+// startCache puts the session cache in front of the store's sessions when
+// it is asked for (SessionCacheTTL > 0) and worth having: the store is
+// reached over a network and carries invalidations (a store.Notifier with
+// a non-zero delivery bound: Redis). The memory store's reads are
+// in-process already.
+func (e *Engine) startCache() error {
+	cfg := e.cfg
+	n, ok := cfg.Store.(store.Notifier)
+	switch {
+	case cfg.SessionCacheTTL <= 0:
+		return nil
+	case !ok:
+		e.log.Warn("session cache off: the store carries no invalidations, so a logout on another replica could not reach this one's memory", "store", cfg.StoreKind)
+		return nil
+	case n.DeliveryBound() == 0:
+		return nil // in-process: nothing to save
+	}
+	entries := cfg.SessionCacheEntries
+	if entries <= 0 {
+		entries = 100000
+	}
+	c, err := session.NewCache(e.sessions, session.CacheConfig{MaxAge: cfg.SessionCacheTTL, MaxEntries: entries,
+		Now: cfg.Now, Logger: e.log, Notifier: n})
+	if err != nil {
+		return fmt.Errorf("session cache: subscribe to invalidations: %w", err)
+	}
+	e.cache = c
+	e.m.cacheTrusted(cfg.Registry, c.Trusted)
+	e.log.Info("session cache on", "max_age", c.MaxAge(), "entries", entries, "invalidation_bound", n.DeliveryBound())
+	return nil
 }
 
 func (e *Engine) storeError(op string, err error) {

@@ -56,3 +56,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.sessionMisses, m.idpMetadata, m.idpRefreshErrs, m.logouts)
 	return m
 }
+
+// cacheTrusted registers the session cache's state: 1 while it serves
+// from memory, 0 while its invalidation channel is unproven.
+func (m *metrics) cacheTrusted(reg prometheus.Registerer, trusted func() bool) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "samlha_sp_session_cache_trusted",
+		Help: "1 while the session cache serves from memory (its invalidation channel is proven live), 0 while every session is read from the store.",
+	}, func() float64 {
+		if trusted() {
+			return 1
+		}
+		return 0
+	}))
+}

@@ -92,6 +92,9 @@ type Provider struct {
 	ring      *keyring.Ring
 	cookie    CookieSettings
 	onErr     func(op string, err error)
+	// ended, when set (by a Cache in front of the provider), is told of
+	// every session deleted from the store; its error fails a logout.
+	ended func(ctx context.Context, key string) error
 }
 
 var (
@@ -177,7 +180,9 @@ func (p *Provider) ReplaceCookie(w http.ResponseWriter, r *http.Request, c Cooki
 	if ck, err := r.Cookie(CookieName); err == nil {
 		if old, err := ParseCookie(ck.Value); err == nil && old.StoreKey() != c.StoreKey() {
 			ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-			_ = p.store.Delete(ctx, old.StoreKey())
+			if p.store.Delete(ctx, old.StoreKey()) == nil {
+				_ = p.end(ctx, old.StoreKey())
+			}
 			cancel()
 		}
 	}
@@ -195,6 +200,15 @@ func (p *Provider) ReplaceCookie(w http.ResponseWriter, r *http.Request, c Cooki
 	})
 }
 
+// end tells the hook (a Cache in front of p) that the session under key
+// was deleted from the store.
+func (p *Provider) end(ctx context.Context, key string) error {
+	if p.ended == nil {
+		return nil
+	}
+	return p.ended(ctx, key)
+}
+
 // DeleteSession implements samlsp.SessionProvider.
 func (p *Provider) DeleteSession(w http.ResponseWriter, r *http.Request) error {
 	if ck, err := r.Cookie(CookieName); err == nil {
@@ -203,6 +217,9 @@ func (p *Provider) DeleteSession(w http.ResponseWriter, r *http.Request) error {
 			defer cancel()
 			if err := p.store.Delete(ctx, c.StoreKey()); err != nil {
 				p.onErr("delete", err)
+				return err
+			}
+			if err := p.end(ctx, c.StoreKey()); err != nil {
 				return err
 			}
 		}

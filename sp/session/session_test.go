@@ -24,7 +24,7 @@ type sessionFixture struct {
 	p     *Provider
 }
 
-func newSessionFixture(t *testing.T, instance, kind string) *sessionFixture {
+func newSessionFixture(t testing.TB, instance, kind string) *sessionFixture {
 	t.Helper()
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	st := memory.New(memory.Options{Now: clock.Now, JanitorInterval: -1})
@@ -50,7 +50,7 @@ func assertionFor(nameID, sessionIndex string, notOnOrAfter *time.Time) *saml.As
 }
 
 // login creates a session and returns the cookie the browser got.
-func (f *sessionFixture) login(t *testing.T, a *saml.Assertion) *http.Cookie {
+func (f *sessionFixture) login(t testing.TB, a *saml.Assertion) *http.Cookie {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	if err := createSession(f.p, rec, httptest.NewRequest("POST", "/saml/acs", nil), a); err != nil {
