@@ -8,10 +8,11 @@
 # measures requests/s, p50 and p99 latency and errors for:
 #   direct          wrk -> backend (no authentication: the ceiling)
 #   samlsp-memory   samlsp --upstream, sessions in its memory (--store memory)
-#   samlsp-redis    samlsp --upstream, sessions in Redis (--store redis)
-#   samlsp-redis-cache  the same with --session-cache-ttl 1s: a session read
-#                   from Redis is served from memory for 1s (a logout elsewhere
-#                   reaches this replica within 1s)
+#   samlsp-redis    samlsp --upstream, sessions in Redis (--store redis),
+#                   default flags: a session read from Redis is served from
+#                   memory, dropped the moment any replica ends it (pub/sub)
+#   samlsp-redis-nocache  the same with --session-cache-ttl 0: every request
+#                   reads the session from Redis
 #   oauth2-proxy    oauth2-proxy v7.15.6, --session-store-type redis, OIDC
 #                   login at mockoidc (deploy/bench/mockoidc)
 # and prints each as a ratio to oauth2-proxy, with the proxy process's CPU
@@ -35,7 +36,7 @@ CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-3}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-CONTENDERS=${CONTENDERS:-"direct samlsp-memory samlsp-redis samlsp-redis-cache oauth2-proxy"}
+CONTENDERS=${CONTENDERS:-"direct samlsp-memory samlsp-redis samlsp-redis-nocache oauth2-proxy"}
 O2P_VERSION=v7.15.6
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -97,10 +98,10 @@ start_proxy() { # name -> url and cookie; starts the process, records its pid in
 		proxy_pid=""
 		url=http://127.0.0.1:25101/
 		return ;;
-	samlsp-memory | samlsp-redis | samlsp-redis-cache)
+	samlsp-memory | samlsp-redis | samlsp-redis-nocache)
 		local port=25081 store=(--store memory)
 		[ "$1" != samlsp-memory ] && port=25082 && store=(--store redis --store-url redis://127.0.0.1:25379/0)
-		[ "$1" = samlsp-redis-cache ] && store+=(--session-cache-ttl 1s)
+		[ "$1" = samlsp-redis-nocache ] && store+=(--session-cache-ttl 0)
 		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$work/samlsp" --instance-id bench --listen 127.0.0.1:$port \
 			--root-url http://127.0.0.1:$port --idp-metadata-url http://127.0.0.1:25100/metadata \
 			--sp-key "$work/keys/sp.key" --sp-cert "$work/keys/sp.crt" "${store[@]}" \
