@@ -326,6 +326,13 @@ func (c *Config) validateIdentity(ps *Problems) {
 		ps.add("IDP", "an IdP metadata source is required")
 	} else if err := c.IDP.Check(); err != nil {
 		ps.add("IDP", "%v", err)
+	} else {
+		if c.IDP.CacheFile != "" && c.IDP.URL == nil {
+			ps.add("IDP.CacheFile", "keeps the last good copy of metadata fetched from a URL; with a metadata file there is nothing to keep")
+		}
+		if c.IDP.MaxStale < 0 {
+			ps.add("IDP.MaxStale", "%v is negative", c.IDP.MaxStale)
+		}
 	}
 	if _, err := ParseNameIDFormat(c.NameIDFormat); err != nil {
 		ps.add("NameIDFormat", "%v", err)

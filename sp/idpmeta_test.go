@@ -2,10 +2,13 @@ package sp_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +19,8 @@ import (
 	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
+	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/store/redis/redistest"
 )
 
 // TestRunRetriesTheFirstMetadataLoad checks that Run keeps trying an IdP
@@ -73,5 +78,90 @@ func TestRunRetriesTheFirstMetadataLoad(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return within 10s of its context ending")
+	}
+}
+
+// A replica that restarts while the IdP's metadata URL is down is ready at
+// once with the last good copy another start kept: in Redis (shared with
+// every replica) or, with CacheFile, on disk. The URL answers 503 for the
+// second start from its first request, so readiness can only come from the
+// copy.
+func TestRestartIsReadyWithTheLastGoodMetadata(t *testing.T) {
+	t.Parallel()
+	for _, where := range []string{"redis", "file"} {
+		t.Run(where, func(t *testing.T) {
+			t.Parallel()
+			idp := devidptest.Start(t, devidp.Config{})
+			resp, err := http.Get(idp.URL + "/metadata")
+			if err != nil {
+				t.Fatal(err)
+			}
+			md, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var down atomic.Bool
+			var fetches atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				fetches.Add(1)
+				if down.Load() {
+					http.Error(w, "down", http.StatusServiceUnavailable)
+					return
+				}
+				w.Write(md)
+			}))
+			t.Cleanup(srv.Close)
+			mdURL, _ := url.Parse(srv.URL + "/metadata")
+			root, _ := url.Parse("http://127.0.0.1:8080")
+			key, cert := spKeyPair(t)
+			var stores func(testing.TB, int) store.Store
+			cacheFile := ""
+			if where == "redis" {
+				stores = redisStores(redistest.Start(t).URL())
+			} else {
+				stores = memoryStores
+				cacheFile = filepath.Join(t.TempDir(), "idp-metadata.xml")
+			}
+			start := func(i int) (*sp.SP, context.CancelFunc) {
+				s, err := sp.New(sp.Config{InstanceID: fmt.Sprint("sp-", i), RootURL: root, Store: stores(t, i), Key: key, Certificate: cert,
+					IDP: &login.IDPMetadata{URL: mdURL, Refresh: time.Hour, CacheFile: cacheFile}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				go s.Run(ctx)
+				t.Cleanup(cancel)
+				return s, cancel
+			}
+			waitReady := func(s *sp.SP) {
+				deadline := time.Now().Add(20 * time.Second)
+				for !s.Ready() {
+					if time.Now().After(deadline) {
+						t.Fatalf("not ready 20s after start (%d fetches)", fetches.Load())
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			first, stop := start(1)
+			waitReady(first)
+			stop()
+			down.Store(true)
+			before := fetches.Load()
+			second, _ := start(2)
+			waitReady(second)
+			if got := fetches.Load() - before; got > 1 {
+				t.Logf("the second start fetched %d times before it was ready", got)
+			}
+			// It serves the SP's own metadata and would start a login
+			// with the IdP named in the copy.
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/saml/login?rd=/app", nil)
+			req.Header.Set("Accept", "text/html")
+			second.ServeHTTP(rec, req)
+			if rec.Code != http.StatusFound && rec.Code != http.StatusOK {
+				t.Fatalf("a login start with the kept metadata: %d %s", rec.Code, rec.Body)
+			}
+			if loc := rec.Header().Get("Location"); rec.Code == http.StatusFound && !strings.HasPrefix(loc, idp.URL) {
+				t.Fatalf("the login went to %q, not to the IdP of the kept copy %s", loc, idp.URL)
+			}
+		})
 	}
 }

@@ -66,6 +66,8 @@ type options struct {
 	listen, rootURL, instanceID                    string
 	idpMetadataURL, idpMetadataFile                string
 	idpRefresh                                     time.Duration
+	idpMetadataCache                               string
+	idpMaxStale                                    time.Duration
 	spKey, spCert                                  string
 	sessionKeys                                    cli.KeyRing
 	sessionKeyRing                                 [][32]byte
@@ -121,6 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.idpMetadataURL, "idp-metadata-url", "", "URL of the IdP's SAML metadata, fetched at start (retried until it answers) and every --idp-metadata-refresh")
 	fs.StringVar(&o.idpMetadataFile, "idp-metadata-file", "", "file holding the IdP's SAML metadata (instead of --idp-metadata-url)")
 	fs.DurationVar(&o.idpRefresh, "idp-metadata-refresh", 10*time.Minute, "how often the IdP metadata is read again")
+	fs.StringVar(&o.idpMetadataCache, "idp-metadata-cache", "", "with --idp-metadata-url: a file that keeps the last good metadata, so that a start while the IdP's\nmetadata URL is down is ready at once (with --store redis a copy is kept in Redis in any case)")
+	fs.DurationVar(&o.idpMaxStale, "idp-metadata-max-stale", login.DefaultMetadataMaxStale, "how old a kept copy of the IdP metadata may be to be used at start (never past its validUntil)")
 	fs.BoolVar(&o.signAuthnRequests, "sign-authn-requests", false, "sign every AuthnRequest with --sp-key (IdPs such as SimpleSAMLphp with validate.authnrequest,\n"+
 		"Keycloak and samlp want them signed); they are signed anyway when the IdP's metadata says WantAuthnRequestsSigned=\"true\"")
 	fs.StringVar(&o.nameIDFormat, "name-id-format", "transient", "NameID format asked of the IdP: transient, persistent, email, unspecified, or a format URN")
@@ -186,7 +190,8 @@ var fieldFlags = map[string]string{
 	"Gateway.PassAttributes": "--pass-attribute", "Gateway.AllowedRedirectHosts": "--allowed-redirect-hosts",
 	"Gateway.UpstreamHeaderTimeout": "--upstream-header-timeout", "Gateway.JWT.Keys": "--identity-jwt-key",
 	"Gateway.JWT.TTL": "--identity-jwt-ttl", "IDPInitiated": "--allow-idp-initiated",
-	"IDPInitiated.RedirectPrefixes": "--idp-initiated-redirect",
+	"IDPInitiated.RedirectPrefixes": "--idp-initiated-redirect", "IDP.CacheFile": "--idp-metadata-cache",
+	"IDP.MaxStale": "--idp-metadata-max-stale",
 }
 
 // validate turns the flags into o.cfg: it parses what the flags name (URLs,
@@ -214,7 +219,7 @@ func (o *options) validate() error {
 	if o.cfg.RootURL != nil {
 		o.cfg.BindingSameSite = o.cookieSameSite.Mode(o.cfg.RootURL.Scheme == "https")
 	}
-	o.cfg.IDP = &login.IDPMetadata{File: o.idpMetadataFile, Refresh: o.idpRefresh}
+	o.cfg.IDP = &login.IDPMetadata{File: o.idpMetadataFile, Refresh: o.idpRefresh, CacheFile: o.idpMetadataCache, MaxStale: o.idpMaxStale}
 	if o.idpMetadataURL != "" {
 		o.cfg.IDP.URL, _ = url.Parse(o.idpMetadataURL)
 	}

@@ -27,6 +27,12 @@ type IDPMetadata struct {
 	Refresh time.Duration
 	// HTTPClient fetches URL; default a client with a 10s timeout.
 	HTTPClient *http.Client
+	// CacheFile, with URL, keeps the last good metadata on disk (it is
+	// kept in a shared store in any case); a start whose fetch fails uses
+	// it at once. MaxStale is how old a kept copy may be to be used;
+	// default DefaultMetadataMaxStale.
+	CacheFile string
+	MaxStale  time.Duration
 }
 
 // Check reports whether exactly one source is given.
@@ -104,10 +110,20 @@ func (e *Engine) Run(ctx context.Context) error {
 		refresh = 10 * time.Minute
 	}
 	var current []byte
+	if md := e.loadLastGood(ctx); md != nil {
+		if err := e.setIDPMetadata(md); err != nil {
+			e.log.Warn("last good IdP metadata not used", "err", err)
+		} else {
+			current, _ = xml.Marshal(md)
+		}
+	}
 	load := func() (struct{}, error) {
 		md, err := src.load(ctx)
 		if err == nil {
 			b, _ := xml.Marshal(md)
+			// Kept before it is put in use: a replica that is ready has
+			// left a copy for the next start.
+			e.saveLastGood(ctx, b)
 			if !bytes.Equal(b, current) {
 				if err = e.setIDPMetadata(md); err == nil {
 					current = b
@@ -126,8 +142,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	b.InitialInterval, b.Multiplier, b.MaxInterval = 250*time.Millisecond, 2, 10*time.Second
 	if _, err := backoff.Retry(ctx, load, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0),
 		backoff.WithNotify(func(err error, wait time.Duration) {
-			e.log.Warn("IdP metadata not available yet; retrying", "source", src.source(), "err", err,
-				"retry_in", wait.Round(time.Millisecond))
+			msg := "IdP metadata not available yet; retrying"
+			if current != nil {
+				msg = "IdP metadata URL not answering; serving with the last good copy and retrying"
+			}
+			e.log.Warn(msg, "source", src.source(), "err", err, "retry_in", wait.Round(time.Millisecond))
 		})); err != nil {
 		return nil
 	}
