@@ -342,11 +342,19 @@ func (sub *subscription) session(ctx context.Context) error {
 		ps.Close()
 	}()
 
-	// Both channels confirmed, within the liveness timeout.
+	if err := sub.confirm(ctx, ps); err != nil {
+		return err
+	}
+	return sub.deliver(ctx, ps, sub.now())
+}
+
+// confirm waits until the server has confirmed both channels, within the
+// liveness timeout.
+func (sub *subscription) confirm(ctx context.Context, ps *goredis.PubSub) error {
 	start := sub.now()
 	pending := map[string]bool{sub.name: true, sub.beat: true}
 	for len(pending) > 0 {
-		left := start + s.liveness - sub.now()
+		left := start + sub.s.liveness - sub.now()
 		if left <= 0 {
 			return errors.New("subscribe not confirmed within the liveness timeout")
 		}
@@ -358,8 +366,15 @@ func (sub *subscription) session(ctx context.Context) error {
 			delete(pending, m.Channel)
 		}
 	}
-	confirmed := sub.now()
 	sub.setConfirmed(true)
+	return nil
+}
+
+// deliver hands messages to the queue and proves liveness by heartbeats
+// sent after confirmed, until the connection fails or stays unproven for
+// the liveness timeout.
+func (sub *subscription) deliver(ctx context.Context, ps *goredis.PubSub, confirmed time.Duration) error {
+	s := sub.s
 
 	proven := time.Duration(-1) // when the last heartbeat received was sent
 	wasLive := false
