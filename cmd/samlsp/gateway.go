@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
@@ -164,6 +165,11 @@ func jwtkey(args []string, stdout, stderr io.Writer) error {
 	}
 	b, err := identity.MarshalJWTKey(k)
 	if err != nil {
+		return err
+	}
+	// The key ring's directory is made if missing, readable by its owner
+	// only (as keygen does for the SP's key).
+	if err := os.MkdirAll(filepath.Dir(*out), 0o700); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
