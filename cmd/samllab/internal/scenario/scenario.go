@@ -48,7 +48,7 @@ func (s Scenario) ID() string {
 }
 
 // NeedsRedis reports whether the scenario keeps state in Redis.
-func (s Scenario) NeedsRedis() bool { return s.Spec.Store == "redis" }
+func (s Scenario) NeedsRedis() bool { return s.Spec.Store == "redis" || s.Spec.Handoff }
 
 // Topology describes the scenario's topology in words.
 func (s Scenario) Topology() string {
@@ -77,7 +77,11 @@ func (s Scenario) Topology() string {
 	if sp.DistinctKeys {
 		keys = "a different SP key per replica"
 	}
-	t := fmt.Sprintf("%d x samlsp (store %s, %s) behind stickyproxy, %s", max(sp.Replicas, 3), sp.Store, keys, proxy)
+	store := sp.Store
+	if sp.Handoff {
+		store = "memory, --store-handoff to a Redis"
+	}
+	t := fmt.Sprintf("%d x samlsp (store %s, %s) behind stickyproxy, %s", max(sp.Replicas, 3), store, keys, proxy)
 	if sp.TLS {
 		t += "; https with the lab's CA"
 	}
@@ -135,6 +139,36 @@ func rolling(after float64) func(t *topo.Topology) []load.Fault {
 		}}}
 	}
 }
+
+// migrate moves every replica in turn from memory (with --store-handoff)
+// to Redis, as an operator's rolling deploy does, and then turns the
+// proxy's stickiness off.
+func migrate(after float64) func(t *topo.Topology) []load.Fault {
+	return func(t *topo.Topology) []load.Fault {
+		return []load.Fault{
+			{Kind: "migrate", Target: "every replica, memory to redis", After: after, Do: func(ctx context.Context) error {
+				for _, r := range t.Replicas {
+					if err := t.MigrateReplica(ctx, r.ID); err != nil {
+						return err
+					}
+					// Replicas differ for a while, as in a real roll:
+					// memory ones read through to Redis meanwhile.
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(migrateStep):
+					}
+				}
+				return nil
+			}},
+			{Kind: "stickiness-off", Target: "stickyproxy", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, false) }},
+		}
+	}
+}
+
+// migrateStep is how long the migrate scenario leaves its replicas mixed
+// (some on memory, some on Redis) after each one moves.
+const migrateStep = 700 * time.Millisecond
 
 // scaleOut starts the spare sp-4 a third of the way through.
 func scaleOut(t *topo.Topology) []load.Fault {
@@ -291,6 +325,18 @@ func All() []Scenario {
 			Pace:        time.Second,
 			Spec:        withSpare(base("roundrobin-redis-scaleout", "redis")),
 			Faults:      scaleOut,
+		},
+		{
+			Name: "migrate", Strategy: "migration", Fault: "rolling-restart",
+			Description: "Moving from affinity to shared state under load: three memory replicas with --store-handoff behind the sticky proxy (the SameSite=None twin) are rolled one by one to --store redis; on SIGTERM each hands its logins in flight and sessions to Redis before it stops accepting, and the memory replicas still running read through to Redis; then stickiness is turned off at the proxy (admin API), leaving plain round robin over Redis.",
+			Expect:      "No login fails and no session is lost, during the roll or after stickiness is off: the users re-pinned away from a stopping replica find their state in Redis, and every user comes back to a session at the end (compare sticky-memory-rolling, the same roll without the handoff).",
+			Pace:        rollingPace,
+			Spec: func() topo.Spec {
+				s := sticky(base("migrate", "memory"), true)
+				s.Handoff = true
+				return s
+			}(),
+			Faults: migrate(0.1),
 		},
 		{
 			Name: "roundrobin-saml-aware-memory", Strategy: "saml-aware (memory)", Fault: "none",

@@ -161,6 +161,10 @@ type Spec struct {
 	FixedPorts bool
 	// SPArgs are extra samlsp flags.
 	SPArgs []string
+	// Handoff (with Store memory) starts a Redis beside the memory
+	// replicas and gives them --store-handoff to it: the start of a move
+	// to shared state (MigrateReplica, SetStickiness).
+	Handoff bool
 	// Gateway puts samlsp in front of demoapp, an application with no SAML
 	// code that answers with the user only when the identity JWT
 	// verifies: "" (samlsp serves its own demo page), GatewayProxy (the
@@ -214,6 +218,9 @@ type Topology struct {
 	AdminURL, AdminToken, AdminTokenFile string
 	// StoreURL is the store URL the replicas use ("" for stateless).
 	StoreURL string
+	// HandoffURL is the shared store memory replicas hand off to
+	// (Spec.Handoff), "" otherwise.
+	HandoffURL string
 	// Resolve maps the lab's host names to loopback, for the browser.
 	Resolve map[string]string
 	// RootCAs trusts the lab CA.
@@ -337,6 +344,12 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 			return top, err
 		}
 	case "memory":
+		if spec.Handoff {
+			if err := top.startRedis(ctx); err != nil {
+				return top, err
+			}
+			top.HandoffURL = top.StoreURL
+		}
 		top.StoreURL = "memory://"
 	case "stateless":
 	default:
@@ -379,6 +392,9 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 			"--login-rate-per-client", "0", "--login-rate", "0"}
 		if top.StoreURL != "" {
 			args = append(args, "--store-url", top.StoreURL)
+		}
+		if top.HandoffURL != "" {
+			args = append(args, "--store-handoff", top.HandoffURL)
 		}
 		args = append(args, gwArgs...)
 		args = append(args, spec.SPArgs...)
