@@ -161,7 +161,7 @@ func migrate(after float64) func(t *topo.Topology) []load.Fault {
 				}
 				return nil
 			}},
-			{Kind: "stickiness-off", Target: "stickyproxy", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, false) }},
+			{Kind: "stickiness", Target: "off at stickyproxy (admin API)", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, false) }},
 		}
 	}
 }
