@@ -166,6 +166,29 @@ func migrate(after float64) func(t *topo.Topology) []load.Fault {
 	}
 }
 
+// migrateBack turns the proxy's stickiness on, then moves every replica
+// in turn from Redis back to memory with --store-handoff to that Redis.
+func migrateBack(after float64) func(t *topo.Topology) []load.Fault {
+	return func(t *topo.Topology) []load.Fault {
+		return []load.Fault{
+			{Kind: "stickiness", Target: "on at stickyproxy (admin API)", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, true) }},
+			{Kind: "migrate", Target: "every replica, redis to memory with --store-handoff", After: after, Do: func(ctx context.Context) error {
+				for _, r := range t.Replicas {
+					if err := t.MigrateReplicaBack(ctx, r.ID); err != nil {
+						return err
+					}
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(migrateStep):
+					}
+				}
+				return nil
+			}},
+		}
+	}
+}
+
 // migrateStep is how long the migrate scenario leaves its replicas mixed
 // (some on memory, some on Redis) after each one moves.
 const migrateStep = 700 * time.Millisecond
@@ -337,6 +360,18 @@ func All() []Scenario {
 				return s
 			}(),
 			Faults: migrate(0.1),
+		},
+		{
+			Name: "migrate-back", Strategy: "migration", Fault: "rolling-restart",
+			Description: "Back from shared state to affinity under load: three replicas on Redis behind the proxy with stickiness switched off (round robin); stickiness is switched on (admin API), then the replicas are rolled one by one to --store memory --store-handoff to the same Redis, which read through to Redis for the logins and sessions made there.",
+			Expect:      "No login fails and no session is lost: a user re-pinned away from a replica being rolled finds the state in Redis through the read-through, and new state stays in the memory of the replica its user is pinned to.",
+			Pace:        rollingPace,
+			Spec: func() topo.Spec {
+				s := sticky(base("migrate-back", "redis"), true)
+				s.Unpinned = true
+				return s
+			}(),
+			Faults: migrateBack(0.1),
 		},
 		{
 			Name: "roundrobin-saml-aware-memory", Strategy: "saml-aware (memory)", Fault: "none",

@@ -58,6 +58,51 @@ func redisArgs(args []string, shared string) ([]string, error) {
 	return out, nil
 }
 
+// MigrateReplicaBack moves a replica on --store redis back to memory, with
+// --store-handoff to the same Redis, as an operator's rolling deploy does:
+// SIGTERM, then the same replica again on memory, reading through to
+// Redis, and waits until the proxy lets it back in.
+func (t *Topology) MigrateReplicaBack(ctx context.Context, id string) error {
+	if t.Spec.Store != "redis" {
+		return errors.New("this topology's replicas are not on redis")
+	}
+	r, err := t.Replica(id)
+	if err != nil {
+		return err
+	}
+	args, err := memoryArgs(r.Proc.Args, t.StoreURL)
+	if err != nil {
+		return fmt.Errorf("%s: %w", id, err)
+	}
+	r.Proc.Args = args
+	return t.RestartReplica(ctx, id)
+}
+
+// memoryArgs turns a replica's arguments on --store redis --store-url URL
+// into those of a memory replica with --store-handoff URL.
+func memoryArgs(args []string, shared string) ([]string, error) {
+	var out []string
+	seen := 0
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--store" && i+1 < len(args) && args[i+1] == "redis":
+			out = append(out, "--store", "memory")
+			i++
+			seen++
+		case a == "--store-url" && i+1 < len(args) && args[i+1] == shared:
+			out = append(out, "--store-url", "memory://", "--store-handoff", shared)
+			i++
+			seen++
+		default:
+			out = append(out, a)
+		}
+	}
+	if seen != 2 {
+		return nil, fmt.Errorf("not a replica on --store redis --store-url %s: %q", shared, strings.Join(args, " "))
+	}
+	return out, nil
+}
+
 // SetStickiness turns the proxy's stickiness off (or on again) at run
 // time through its admin API, as an ALB target group's stickiness.enabled
 // does: the last step of a move to shared state.

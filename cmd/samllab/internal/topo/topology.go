@@ -165,6 +165,9 @@ type Spec struct {
 	// replicas and gives them --store-handoff to it: the start of a move
 	// to shared state (MigrateReplica, SetStickiness).
 	Handoff bool
+	// Unpinned starts a sticky proxy with its stickiness switched off
+	// (admin API), for a scenario that switches it on.
+	Unpinned bool
 	// Gateway puts samlsp in front of demoapp, an application with no SAML
 	// code that answers with the user only when the identity JWT
 	// verifies: "" (samlsp serves its own demo page), GatewayProxy (the
@@ -412,6 +415,11 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		}
 	} else if err := top.startStickyproxy(ctx); err != nil {
 		return top, err
+	}
+	if spec.Unpinned {
+		if err := top.SetStickiness(ctx, false); err != nil {
+			return top, err
+		}
 	}
 	if top.App != nil {
 		if err := localproc.Ready(ctx, top.App, []int{top.ports.app}, localproc.HTTPProbe(nil, top.AppURL+"/healthz")); err != nil {
