@@ -146,21 +146,7 @@ func rolling(after float64) func(t *topo.Topology) []load.Fault {
 func migrate(after float64) func(t *topo.Topology) []load.Fault {
 	return func(t *topo.Topology) []load.Fault {
 		return []load.Fault{
-			{Kind: "migrate", Target: "every replica, memory to redis", After: after, Do: func(ctx context.Context) error {
-				for _, r := range t.Replicas {
-					if err := t.MigrateReplica(ctx, r.ID); err != nil {
-						return err
-					}
-					// Replicas differ for a while, as in a real roll:
-					// memory ones read through to Redis meanwhile.
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-time.After(migrateStep):
-					}
-				}
-				return nil
-			}},
+			{Kind: "migrate", Target: "every replica, memory to redis", After: after, Do: rollEach(t, t.MigrateReplica)},
 			{Kind: "stickiness", Target: "off at stickyproxy (admin API)", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, false) }},
 		}
 	}
@@ -172,20 +158,27 @@ func migrateBack(after float64) func(t *topo.Topology) []load.Fault {
 	return func(t *topo.Topology) []load.Fault {
 		return []load.Fault{
 			{Kind: "stickiness", Target: "on at stickyproxy (admin API)", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, true) }},
-			{Kind: "migrate", Target: "every replica, redis to memory with --store-handoff", After: after, Do: func(ctx context.Context) error {
-				for _, r := range t.Replicas {
-					if err := t.MigrateReplicaBack(ctx, r.ID); err != nil {
-						return err
-					}
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-time.After(migrateStep):
-					}
-				}
-				return nil
-			}},
+			{Kind: "migrate", Target: "every replica, redis to memory with --store-handoff", After: after, Do: rollEach(t, t.MigrateReplicaBack)},
 		}
+	}
+}
+
+// rollEach moves every replica in turn with move, leaving the replicas
+// mixed for migrateStep after each, as in a real roll (memory replicas
+// read through to Redis meanwhile).
+func rollEach(t *topo.Topology, move func(ctx context.Context, id string) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		for _, r := range t.Replicas {
+			if err := move(ctx, r.ID); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(migrateStep):
+			}
+		}
+		return nil
 	}
 }
 

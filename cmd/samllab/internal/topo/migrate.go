@@ -18,11 +18,16 @@ func (t *Topology) MigrateReplica(ctx context.Context, id string) error {
 	if t.HandoffURL == "" {
 		return errors.New("this topology has no store to migrate to (Spec.Handoff)")
 	}
+	return t.restartWith(ctx, id, func(args []string) ([]string, error) { return redisArgs(args, t.HandoffURL) })
+}
+
+// restartWith restarts replica id with its arguments rewritten by rewrite.
+func (t *Topology) restartWith(ctx context.Context, id string, rewrite func([]string) ([]string, error)) error {
 	r, err := t.Replica(id)
 	if err != nil {
 		return err
 	}
-	args, err := redisArgs(r.Proc.Args, t.HandoffURL)
+	args, err := rewrite(r.Proc.Args)
 	if err != nil {
 		return fmt.Errorf("%s: %w", id, err)
 	}
@@ -66,16 +71,7 @@ func (t *Topology) MigrateReplicaBack(ctx context.Context, id string) error {
 	if t.Spec.Store != "redis" {
 		return errors.New("this topology's replicas are not on redis")
 	}
-	r, err := t.Replica(id)
-	if err != nil {
-		return err
-	}
-	args, err := memoryArgs(r.Proc.Args, t.StoreURL)
-	if err != nil {
-		return fmt.Errorf("%s: %w", id, err)
-	}
-	r.Proc.Args = args
-	return t.RestartReplica(ctx, id)
+	return t.restartWith(ctx, id, func(args []string) ([]string, error) { return memoryArgs(args, t.StoreURL) })
 }
 
 // memoryArgs turns a replica's arguments on --store redis --store-url URL
