@@ -184,7 +184,12 @@ func rollEach(t *topo.Topology, move func(ctx context.Context, id string) error)
 
 // migrateStep is how long the migrate scenario leaves its replicas mixed
 // (some on memory, some on Redis) after each one moves.
-const migrateStep = 700 * time.Millisecond
+const migrateStep = 500 * time.Millisecond
+
+// migratePace keeps users arriving through the roll (about 2.5 s) and
+// for a while after it, within about 5 s of load: the matrix must stay
+// short.
+const migratePace = time.Second
 
 // scaleOut starts the spare sp-4 a third of the way through.
 func scaleOut(t *topo.Topology) []load.Fault {
@@ -346,7 +351,7 @@ func All() []Scenario {
 			Name: "migrate", Strategy: "migration", Fault: "rolling-restart",
 			Description: "Moving from affinity to shared state under load: three memory replicas with --store-handoff behind the sticky proxy (the SameSite=None twin) are rolled one by one to --store redis; on SIGTERM each hands its logins in flight and sessions to Redis before it stops accepting, and the memory replicas still running read through to Redis; then stickiness is turned off at the proxy (admin API), leaving plain round robin over Redis.",
 			Expect:      "No login fails and no session is lost, during the roll or after stickiness is off: the users re-pinned away from a stopping replica find their state in Redis, and every user comes back to a session at the end (compare sticky-memory-rolling, the same roll without the handoff).",
-			Pace:        rollingPace,
+			Pace:        migratePace,
 			Spec: func() topo.Spec {
 				s := sticky(base("migrate", "memory"), true)
 				s.Handoff = true
@@ -358,7 +363,7 @@ func All() []Scenario {
 			Name: "migrate-back", Strategy: "migration", Fault: "rolling-restart",
 			Description: "Back from shared state to affinity under load: three replicas on Redis behind the proxy with stickiness switched off (round robin); stickiness is switched on (admin API), then the replicas are rolled one by one to --store memory --store-handoff to the same Redis, which read through to Redis for the logins and sessions made there.",
 			Expect:      "No login fails and no session is lost: a user re-pinned away from a replica being rolled finds the state in Redis through the read-through, and new state stays in the memory of the replica its user is pinned to.",
-			Pace:        rollingPace,
+			Pace:        migratePace,
 			Spec: func() topo.Spec {
 				s := sticky(base("migrate-back", "redis"), true)
 				s.Unpinned = true
