@@ -67,6 +67,13 @@ type Config struct {
 	// program can validate the configuration before it opens the store:
 	// "stateless" (or ""), "memory" (per replica) or another kind (shared).
 	StoreKind string
+	// StoreHandoff is the URL of a shared store (redis://...) that a
+	// memory replica moves to: it reads through to it on a miss and, on
+	// shutdown, hands its state over (store/handoff). The program opens
+	// it and wraps the memory store; it is validated here so that a
+	// mistake is reported with the other problems. Only with a memory
+	// store.
+	StoreHandoff string
 
 	// Key and Certificate sign SAML requests, decrypt assertions and, in
 	// stateless mode, sign the cookies. Every replica must have the same.
@@ -397,6 +404,27 @@ func (c *Config) validateState(ps *Problems) {
 	}
 	if c.Store != nil && c.StoreKind == "stateless" {
 		ps.add("StoreKind", "stateless, but a store is given")
+	}
+	c.validateHandoff(ps)
+}
+
+// validateHandoff checks the move of a memory replica to a shared store.
+func (c *Config) validateHandoff(ps *Problems) {
+	if c.StoreHandoff == "" {
+		return
+	}
+	if c.Store == nil && c.StoreKind != "memory" {
+		kind := c.StoreKind
+		if kind == "" {
+			kind = "stateless"
+		}
+		ps.add("StoreHandoff", "hands a memory replica's state to a shared store: it needs a memory store (the store is %s)", kind)
+	}
+	switch backend, err := store.Backend(c.StoreHandoff); {
+	case err != nil:
+		ps.add("StoreHandoff", "%v", err)
+	case backend == "memory":
+		ps.add("StoreHandoff", "%q is another process's memory: hand off to a shared store (redis://, rediss://, redis-sentinel://, redis-cluster://)", store.Redact(c.StoreHandoff))
 	}
 }
 

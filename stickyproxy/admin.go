@@ -73,6 +73,10 @@ func (p *Proxy) SetDraining(name string, draining bool) bool {
 //	POST /targets/{name}/drain    stop sending it new clients (and, with token
 //	                              --drain-mode=alb, pinned ones too)
 //	POST /targets/{name}/undrain  put it back                           token
+//	POST /stickiness/off          stop pinning: balance every request,  token
+//	                              as ALB's stickiness.enabled=false does
+//	                              (the end of a move to shared state)
+//	POST /stickiness/on           pin again (configured stickiness)     token
 //	GET  /metrics                 Prometheus metrics                    token
 //	GET  /healthz                 200 while the proxy runs
 //	GET  /readyz                  200 if some target is usable, else 503
@@ -99,6 +103,20 @@ func (p *Proxy) Admin() http.Handler {
 	}
 	mux.Handle("POST /targets/{name}/drain", drain(true))
 	mux.Handle("POST /targets/{name}/undrain", drain(false))
+	stick := func(on bool) http.Handler {
+		return p.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p.codec == nil {
+				writeJSON(w, http.StatusConflict, map[string]string{"error": "stickiness is off in the configuration; there is nothing to switch"})
+				return
+			}
+			if p.unpinned.Swap(!on) != !on {
+				p.log.Info("stickiness switched at run time", "pinning", on)
+			}
+			writeJSON(w, http.StatusOK, map[string]bool{"pinning": on})
+		}))
+	}
+	mux.Handle("POST /stickiness/off", stick(false))
+	mux.Handle("POST /stickiness/on", stick(true))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

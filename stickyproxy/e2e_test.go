@@ -1158,3 +1158,34 @@ func TestBodiesAndHead(t *testing.T) {
 		}
 	})
 }
+
+// Stickiness turned off at run time, as the last step of a move to shared
+// state: a pinned client is balanced from then on and gets no new cookie;
+// turned on again, new clients are pinned.
+func TestStickinessSwitchedAtRunTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, stickyproxy.EngineFast, nil)
+	_, resp := e.get("/")
+	cookie := affinityCookie(resp, "AWSALB")
+	if cookie == "" {
+		t.Fatal("no affinity cookie before the switch")
+	}
+	adminPost(t, e.admin.URL+"/stickiness/off", http.StatusOK)
+	seen := map[string]bool{}
+	for range 6 {
+		got, resp := e.get("/", cookie)
+		if got.Decision != "balanced" || affinityCookie(resp, "AWSALB") != "" {
+			t.Fatalf("a pinned client with stickiness off: %+v, cookie %q", got, affinityCookie(resp, "AWSALB"))
+		}
+		seen[got.Target] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("with stickiness off a pinned client still reached only %v", seen)
+	}
+	adminPost(t, e.admin.URL+"/stickiness/on", http.StatusOK)
+	if _, resp := e.get("/"); affinityCookie(resp, "AWSALB") == "" {
+		t.Error("stickiness on again: a new client got no cookie")
+	}
+	off := newEnv(t, stickyproxy.EngineFast, func(c *stickyproxy.Config) { c.Stickiness = stickyproxy.StickinessOff })
+	adminPost(t, off.admin.URL+"/stickiness/on", http.StatusConflict)
+}

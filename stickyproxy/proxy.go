@@ -37,11 +37,14 @@ type Proxy struct {
 	byName  map[string]*target
 	sel     selector // balances requests that are not pinned
 	codec   *affinity.Codec
-	m       *metrics
-	reg     *prometheus.Registry
-	log     *slog.Logger
-	now     func() time.Time
-	imb     *imbalance
+	// unpinned turns stickiness off at run time (admin POST
+	// /stickiness/off): every request is balanced, no cookie is set.
+	unpinned atomic.Bool
+	m        *metrics
+	reg      *prometheus.Registry
+	log      *slog.Logger
+	now      func() time.Time
+	imb      *imbalance
 
 	inflight atomic.Int64
 
@@ -602,7 +605,7 @@ func (x *exchange) decorate(h http.Header, status int) {
 	x.status = status
 	h[HeaderTarget] = x.t.hdrName
 	h[HeaderDecision] = decisionHeader[x.d]
-	if p.codec == nil {
+	if p.codec == nil || p.unpinned.Load() {
 		return
 	}
 	set := x.d.pinsClient() || x.d == DecisionPinned // refresh the expiry on every reply

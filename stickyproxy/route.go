@@ -17,9 +17,9 @@ import (
 func (p *Proxy) route(x *exchange, r *http.Request) {
 	f := filter{now: x.start.UnixNano(), balancing: true}
 	base, value, found := DecisionNew, "", false
-	if p.codec == nil {
-		// Stickiness off: nothing pins, but SAML-aware routing still
-		// applies below.
+	if p.codec == nil || p.unpinned.Load() {
+		// Stickiness off (from the start, or turned off at run time):
+		// nothing pins, but SAML-aware routing still applies below.
 		base = DecisionBalanced
 	} else {
 		value, found = cookieValue(r.Header["Cookie"], p.cfg.CookieName)

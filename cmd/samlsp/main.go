@@ -56,6 +56,8 @@ Stores (--store):
   memory     state in this process: a login must finish on the replica that began it (needs a sticky balancer)
   redis      state in Redis (--store-url redis://, rediss://, redis-sentinel://, redis-cluster://): any replica finishes any login
   stateless  crewjam's signed cookies: any replica with the same --sp-key finishes any login; replay protection per replica
+  memory with --store-handoff redis://...   a memory replica on its way to Redis (affinity to shared state, and back,
+             without losing a login: README "Moving from affinity to shared state")
 `
 
 func main() {
@@ -72,6 +74,7 @@ type options struct {
 	sessionKeys                                    cli.KeyRing
 	sessionKeyRing                                 [][32]byte
 	storeMode, storeURL                            string
+	storeHandoff                                   string
 	storeTimeout, storeWait                        time.Duration
 	requestTTL, tombstoneTTL, sessionIdle, sessMax time.Duration
 	cookieSameSite                                 cli.SameSite
@@ -136,6 +139,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		"Rotate: add the new key second on every replica, then move it first, then drop the old one after --session-max-ttl")
 	fs.StringVar(&o.storeMode, "store", "memory", "where login state lives: memory, redis or stateless")
 	fs.StringVar(&o.storeURL, "store-url", "", "store URL; default memory:// for --store memory, redis://127.0.0.1:6379/0 for --store redis\n(forms: memory://?max_entries=N, redis://[:password@]host:port/db, rediss://..., redis-sentinel://h1:p1,h2:p2/master, redis-cluster://h1:p1,h2:p2)")
+	fs.StringVar(&o.storeHandoff, "store-handoff", "", "with --store memory: the shared store (redis://...) this replica is moving to. A miss reads through to it,\n"+
+		"and on SIGTERM, before it stops accepting, the replica copies its live state there (time left kept) and then uses it only.\n"+
+		"Roll every replica to it, then to --store redis --store-url <the same URL>: no login or session is lost (README \"Moving from affinity to shared state\")")
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "limit on each store call")
 	fs.DurationVar(&o.storeWait, "store-wait", 10*time.Second, "how long to wait at start for the store to answer before giving up")
 	fs.DurationVar(&o.requestTTL, "request-ttl", 10*time.Minute, "how long a login may take at the IdP (MFA, password reset)")
@@ -178,7 +184,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 // fieldFlags names the flag of each sp.Config field the SP's validator can
 // name (TestEveryConfigFieldHasAFlag holds it to sp's validator).
 var fieldFlags = map[string]string{
-	"InstanceID": "--instance-id", "NameIDFormat": "--name-id-format", "RootURL": "--root-url", "Mode": "--mode", "StoreKind": "--store",
+	"InstanceID": "--instance-id", "StoreHandoff": "--store-handoff", "NameIDFormat": "--name-id-format", "RootURL": "--root-url", "Mode": "--mode", "StoreKind": "--store",
 	"Key": "--sp-key/--sp-cert", "NextKey": "--sp-key-next/--sp-cert-next", "IDP": "--idp-metadata-url/--idp-metadata-file",
 	"RequestTTL": "--request-ttl", "TombstoneTTL": "--tombstone-ttl", "SessionIdleTTL": "--session-idle-ttl",
 	"SessionMaxTTL": "--session-max-ttl", "StoreTimeout": "--store-timeout", "BindingSameSite": "--cookie-samesite",
@@ -214,7 +220,7 @@ func (o *options) validate() error {
 		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
 		StoreTimeout: o.storeTimeout, MaxRelogins: o.maxRelogins, TrustedProxies: o.trustedPrefixes,
 		MaxReturnURL: o.maxReturnURL, LoginLimits: o.loginLimits(), Gateway: gw.Gateway, IDPInitiated: gw.IDPInitiated,
-		NextKey: gw.NextKey, NextCertificate: gw.NextCertificate, SessionCacheTTL: gw.SessionCacheTTL}
+		NextKey: gw.NextKey, NextCertificate: gw.NextCertificate, SessionCacheTTL: gw.SessionCacheTTL, StoreHandoff: o.storeHandoff}
 	o.cfg.RootURL, _ = url.Parse(o.rootURL)
 	if o.cfg.RootURL != nil {
 		o.cfg.BindingSameSite = o.cookieSameSite.Mode(o.cfg.RootURL.Scheme == "https")
@@ -369,9 +375,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	var st store.Store
 	if o.storeMode != "stateless" {
-		st, err = openStore(ctx, o, ilog)
+		st, err = openStore(ctx, o, o.storeURL, ilog)
 		if err != nil {
 			return err
+		}
+		if o.storeHandoff != "" {
+			if st, err = withHandoff(ctx, o, st, ilog); err != nil {
+				return err
+			}
 		}
 		defer st.Close()
 	}
@@ -430,7 +441,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ilog.Error("IdP metadata loader stopped", "err", err)
 		}
 	}()
-	return cli.Serve(ctx, ilog, o.shutdownGrace, servers...)
+	serveCtx, release := handoffFirst(ctx, st, o.shutdownGrace, ilog)
+	defer release()
+	return cli.Serve(serveCtx, ilog, o.shutdownGrace, servers...)
 }
 
 // metricsMux serves /metrics, and nothing else, on the metrics listener.
@@ -459,9 +472,9 @@ func (o *options) loginLimits() limits.LoginLimits {
 
 // openStore opens the store, waiting up to --store-wait for it to answer,
 // so that a replica does not start serving logins it cannot track.
-func openStore(ctx context.Context, o *options, logger *slog.Logger) (store.Store, error) {
+func openStore(ctx context.Context, o *options, storeURL string, logger *slog.Logger) (store.Store, error) {
 	try := func() (store.Store, error) {
-		st, err := store.Open(ctx, o.storeURL, logger)
+		st, err := store.Open(ctx, storeURL, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -479,18 +492,18 @@ func openStore(ctx context.Context, o *options, logger *slog.Logger) (store.Stor
 	st, err := backoff.Retry(ctx, try, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(o.storeWait),
 		backoff.WithNotify(func(err error, wait time.Duration) {
 			last = err
-			logger.Warn("store not answering yet; retrying", "store_url", store.Redact(o.storeURL), "err", err,
+			logger.Warn("store not answering yet; retrying", "store_url", store.Redact(storeURL), "err", err,
 				"retry_in", wait.Round(time.Millisecond))
 		}))
 	switch {
 	case err == nil:
 		return st, nil
 	case ctx.Err() != nil && last != nil:
-		return nil, fmt.Errorf("stopped while waiting for store %s: %w (last failure: %v)", store.Redact(o.storeURL), ctx.Err(), last)
+		return nil, fmt.Errorf("stopped while waiting for store %s: %w (last failure: %v)", store.Redact(storeURL), ctx.Err(), last)
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	}
-	return nil, fmt.Errorf("store %s did not answer within --store-wait %v: %w", store.Redact(o.storeURL), o.storeWait, err)
+	return nil, fmt.Errorf("store %s did not answer within --store-wait %v: %w", store.Redact(storeURL), o.storeWait, err)
 }
 
 func keygen(args []string, stdout, stderr io.Writer) error {

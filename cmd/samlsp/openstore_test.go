@@ -45,7 +45,7 @@ func TestOpenStoreWaitsForTheStore(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := openStore(context.Background(), o, logger)
+		st, err := openStore(context.Background(), o, o.storeURL, logger)
 		if st != nil {
 			defer st.Close()
 		}

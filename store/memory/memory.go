@@ -97,6 +97,7 @@ var (
 	_ store.Describer   = (*Store)(nil)
 	_ store.Committer   = (*Store)(nil)
 	_ store.MultiGetter = (*Store)(nil)
+	_ store.Exporter    = (*Store)(nil)
 )
 
 // shard is one independently locked part of the store. The padding keeps
@@ -702,4 +703,51 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 		}
 	}
 	return vals, nil
+}
+
+// Export implements store.Exporter: shard by shard, the live entries of
+// each shard are copied out under its lock and handed to fn, batch at a
+// time, with the lock released.
+func (s *Store) Export(ctx context.Context, batch int, fn func([]store.Write) error) error {
+	if batch < 1 {
+		batch = 1
+	}
+	buf := make([]store.Write, 0, batch)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		out := buf
+		buf = make([]store.Write, 0, batch)
+		return fn(out)
+	}
+	for i := range s.shards {
+		if err := s.begin(ctx, "export"); err != nil {
+			return err
+		}
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.m == nil {
+			sh.mu.Unlock()
+			return closedErr("export")
+		}
+		now := s.now().UnixNano()
+		var part []store.Write
+		for k, e := range sh.m {
+			if e.exp <= now {
+				continue
+			}
+			part = append(part, store.Write{Key: strings.Clone(k), Value: []byte(e.val), TTL: time.Duration(e.exp - now)})
+		}
+		sh.mu.Unlock()
+		for _, w := range part {
+			buf = append(buf, w)
+			if len(buf) == batch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
 }

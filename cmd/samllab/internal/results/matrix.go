@@ -15,7 +15,7 @@ var MatrixColumns = []string{"none", "replica-killed", "drain", "rolling-restart
 // in the run (the gateway, when its scenarios are not selected) is a row
 // of empty cells, so the matrix shows what is not measured. A strategy not listed here goes
 // after them.
-var MatrixRows = []string{"affinity", "affinity (missing)", "saml-aware (memory)", "shared", "stateless", "gateway"}
+var MatrixRows = []string{"affinity", "affinity (missing)", "saml-aware (memory)", "shared", "stateless", "gateway", "migration"}
 
 // Matrix is the verdict at a glance.
 type Matrix struct {

@@ -48,7 +48,7 @@ func (s Scenario) ID() string {
 }
 
 // NeedsRedis reports whether the scenario keeps state in Redis.
-func (s Scenario) NeedsRedis() bool { return s.Spec.Store == "redis" }
+func (s Scenario) NeedsRedis() bool { return s.Spec.Store == "redis" || s.Spec.Handoff }
 
 // Topology describes the scenario's topology in words.
 func (s Scenario) Topology() string {
@@ -77,7 +77,11 @@ func (s Scenario) Topology() string {
 	if sp.DistinctKeys {
 		keys = "a different SP key per replica"
 	}
-	t := fmt.Sprintf("%d x samlsp (store %s, %s) behind stickyproxy, %s", max(sp.Replicas, 3), sp.Store, keys, proxy)
+	store := sp.Store
+	if sp.Handoff {
+		store = "memory, --store-handoff to a Redis"
+	}
+	t := fmt.Sprintf("%d x samlsp (store %s, %s) behind stickyproxy, %s", max(sp.Replicas, 3), store, keys, proxy)
 	if sp.TLS {
 		t += "; https with the lab's CA"
 	}
@@ -135,6 +139,57 @@ func rolling(after float64) func(t *topo.Topology) []load.Fault {
 		}}}
 	}
 }
+
+// migrate moves every replica in turn from memory (with --store-handoff)
+// to Redis, as an operator's rolling deploy does, and then turns the
+// proxy's stickiness off.
+func migrate(after float64) func(t *topo.Topology) []load.Fault {
+	return func(t *topo.Topology) []load.Fault {
+		return []load.Fault{
+			{Kind: "migrate", Target: "every replica, memory to redis", After: after, Do: rollEach(t, t.MigrateReplica)},
+			{Kind: "stickiness", Target: "off at stickyproxy (admin API)", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, false) }},
+		}
+	}
+}
+
+// migrateBack turns the proxy's stickiness on, then moves every replica
+// in turn from Redis back to memory with --store-handoff to that Redis.
+func migrateBack(after float64) func(t *topo.Topology) []load.Fault {
+	return func(t *topo.Topology) []load.Fault {
+		return []load.Fault{
+			{Kind: "stickiness", Target: "on at stickyproxy (admin API)", After: after, Do: func(ctx context.Context) error { return t.SetStickiness(ctx, true) }},
+			{Kind: "migrate", Target: "every replica, redis to memory with --store-handoff", After: after, Do: rollEach(t, t.MigrateReplicaBack)},
+		}
+	}
+}
+
+// rollEach moves every replica in turn with move, leaving the replicas
+// mixed for migrateStep after each, as in a real roll (memory replicas
+// read through to Redis meanwhile).
+func rollEach(t *topo.Topology, move func(ctx context.Context, id string) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		for _, r := range t.Replicas {
+			if err := move(ctx, r.ID); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(migrateStep):
+			}
+		}
+		return nil
+	}
+}
+
+// migrateStep is how long the migrate scenario leaves its replicas mixed
+// (some on memory, some on Redis) after each one moves.
+const migrateStep = 500 * time.Millisecond
+
+// migratePace keeps users arriving through the roll (about 2.5 s) and
+// for a while after it, within about 5 s of load: the matrix must stay
+// short.
+const migratePace = time.Second
 
 // scaleOut starts the spare sp-4 a third of the way through.
 func scaleOut(t *topo.Topology) []load.Fault {
@@ -291,6 +346,30 @@ func All() []Scenario {
 			Pace:        time.Second,
 			Spec:        withSpare(base("roundrobin-redis-scaleout", "redis")),
 			Faults:      scaleOut,
+		},
+		{
+			Name: "migrate", Strategy: "migration", Fault: "rolling-restart",
+			Description: "Moving from affinity to shared state under load: three memory replicas with --store-handoff behind the sticky proxy (the SameSite=None twin) are rolled one by one to --store redis; on SIGTERM each hands its logins in flight and sessions to Redis before it stops accepting, and the memory replicas still running read through to Redis; then stickiness is turned off at the proxy (admin API), leaving plain round robin over Redis.",
+			Expect:      "No login fails and no session is lost, during the roll or after stickiness is off: the users re-pinned away from a stopping replica find their state in Redis, and every user comes back to a session at the end (compare sticky-memory-rolling, the same roll without the handoff).",
+			Pace:        migratePace,
+			Spec: func() topo.Spec {
+				s := sticky(base("migrate", "memory"), true)
+				s.Handoff = true
+				return s
+			}(),
+			Faults: migrate(0.1),
+		},
+		{
+			Name: "migrate-back", Strategy: "migration", Fault: "rolling-restart",
+			Description: "Back from shared state to affinity under load: three replicas on Redis behind the proxy with stickiness switched off (round robin); stickiness is switched on (admin API), then the replicas are rolled one by one to --store memory --store-handoff to the same Redis, which read through to Redis for the logins and sessions made there.",
+			Expect:      "No login fails and no session is lost: a user re-pinned away from a replica being rolled finds the state in Redis through the read-through, and new state stays in the memory of the replica its user is pinned to.",
+			Pace:        migratePace,
+			Spec: func() topo.Spec {
+				s := sticky(base("migrate-back", "redis"), true)
+				s.Unpinned = true
+				return s
+			}(),
+			Faults: migrateBack(0.1),
 		},
 		{
 			Name: "roundrobin-saml-aware-memory", Strategy: "saml-aware (memory)", Fault: "none",

@@ -161,6 +161,13 @@ type Spec struct {
 	FixedPorts bool
 	// SPArgs are extra samlsp flags.
 	SPArgs []string
+	// Handoff (with Store memory) starts a Redis beside the memory
+	// replicas and gives them --store-handoff to it: the start of a move
+	// to shared state (MigrateReplica, SetStickiness).
+	Handoff bool
+	// Unpinned starts a sticky proxy with its stickiness switched off
+	// (admin API), for a scenario that switches it on.
+	Unpinned bool
 	// Gateway puts samlsp in front of demoapp, an application with no SAML
 	// code that answers with the user only when the identity JWT
 	// verifies: "" (samlsp serves its own demo page), GatewayProxy (the
@@ -214,6 +221,9 @@ type Topology struct {
 	AdminURL, AdminToken, AdminTokenFile string
 	// StoreURL is the store URL the replicas use ("" for stateless).
 	StoreURL string
+	// HandoffURL is the shared store memory replicas hand off to
+	// (Spec.Handoff), "" otherwise.
+	HandoffURL string
 	// Resolve maps the lab's host names to loopback, for the browser.
 	Resolve map[string]string
 	// RootCAs trusts the lab CA.
@@ -337,6 +347,12 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 			return top, err
 		}
 	case "memory":
+		if spec.Handoff {
+			if err := top.startRedis(ctx); err != nil {
+				return top, err
+			}
+			top.HandoffURL = top.StoreURL
+		}
 		top.StoreURL = "memory://"
 	case "stateless":
 	default:
@@ -380,6 +396,9 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		if top.StoreURL != "" {
 			args = append(args, "--store-url", top.StoreURL)
 		}
+		if top.HandoffURL != "" {
+			args = append(args, "--store-handoff", top.HandoffURL)
+		}
 		args = append(args, gwArgs...)
 		args = append(args, spec.SPArgs...)
 		r.Proc = top.proc(r.ID, env.Bins.SP, args)
@@ -396,6 +415,11 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		}
 	} else if err := top.startStickyproxy(ctx); err != nil {
 		return top, err
+	}
+	if spec.Unpinned {
+		if err := top.SetStickiness(ctx, false); err != nil {
+			return top, err
+		}
 	}
 	if top.App != nil {
 		if err := localproc.Ready(ctx, top.App, []int{top.ports.app}, localproc.HTTPProbe(nil, top.AppURL+"/healthz")); err != nil {
