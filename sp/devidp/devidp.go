@@ -133,59 +133,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Users == nil {
-		cfg.Users = DefaultUsers()
-	}
-	if err := ValidateUsers(cfg.Users); err != nil {
+	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	if cfg.BcryptCost == 0 {
-		cfg.BcryptCost = DefaultBcryptCost
-	}
-	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
-		return nil, fmt.Errorf("bcrypt cost %d: want %d to %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
-	}
-	if cfg.SessionLifetime == 0 {
-		cfg.SessionLifetime = DefaultSessionLifetime
-	}
-	if cfg.SessionLifetime < time.Second {
-		return nil, fmt.Errorf("session lifetime %s: want at least 1s", cfg.SessionLifetime)
-	}
-	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = 200 * time.Millisecond
-	}
-	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(5*time.Second, cfg.RetryMin)
-	}
-	if cfg.MetadataClient == nil {
-		cfg.MetadataClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	for _, u := range cfg.SPMetadataURLs {
-		if _, err := parseHTTPURL(u); err != nil {
-			return nil, fmt.Errorf("SP metadata URL %q: %w", u, err)
-		}
-	}
-
-	switch {
-	case cfg.Key != nil && cfg.Certificate != nil:
-	case cfg.Key != nil || cfg.Certificate != nil:
-		return nil, errors.New("give both Key and Certificate, or neither (to use DataDir)")
-	case cfg.DataDir == "":
-		return nil, errors.New("no Key and Certificate, and no DataDir to keep them in")
-	default:
-		key, cert, created, err := LoadOrCreateKeyPair(cfg.DataDir, base.Hostname(), now(cfg.Clock))
-		if err != nil {
-			return nil, err
-		}
-		cfg.Key, cfg.Certificate = key, cert
-		if created {
-			cfg.Logger.Info("generated the IdP key pair", "dir", cfg.DataDir)
-		} else {
-			cfg.Logger.Info("loaded the IdP key pair", "dir", cfg.DataDir)
-		}
+	if err := cfg.loadKeyPair(base.Hostname()); err != nil {
+		return nil, err
 	}
 
 	store := &sessionLifetimeStore{Store: &samlidp.MemoryStore{}, lifetime: cfg.SessionLifetime}
@@ -219,23 +171,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, u := range cfg.Users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), cfg.BcryptCost)
-		if err != nil {
-			return nil, fmt.Errorf("user %q: %w", u.Name, err)
-		}
-		err = store.Put("/users/"+u.Name, samlidp.User{
-			Name:           u.Name,
-			HashedPassword: hash,
-			Groups:         u.Groups,
-			Email:          u.Email,
-			CommonName:     u.CommonName,
-			GivenName:      u.GivenName,
-			Surname:        u.Surname,
-		})
-		if err != nil {
-			return nil, err
-		}
+	if err := putUsers(store, cfg.Users, cfg.BcryptCost); err != nil {
+		return nil, err
 	}
 	s.metrics.spsRegistered.Set(0)
 
@@ -510,4 +447,91 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		s.metrics.duration.WithLabelValues(route).Observe(d.Seconds())
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "duration", d)
 	})
+}
+
+// withDefaults fills what cfg leaves out and checks what it sets.
+func (cfg *Config) withDefaults() error {
+	if cfg.Users == nil {
+		cfg.Users = DefaultUsers()
+	}
+	if err := ValidateUsers(cfg.Users); err != nil {
+		return err
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = DefaultBcryptCost
+	}
+	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("bcrypt cost %d: want %d to %d", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	if cfg.SessionLifetime == 0 {
+		cfg.SessionLifetime = DefaultSessionLifetime
+	}
+	if cfg.SessionLifetime < time.Second {
+		return fmt.Errorf("session lifetime %s: want at least 1s", cfg.SessionLifetime)
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 200 * time.Millisecond
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(5*time.Second, cfg.RetryMin)
+	}
+	if cfg.MetadataClient == nil {
+		cfg.MetadataClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, u := range cfg.SPMetadataURLs {
+		if _, err := parseHTTPURL(u); err != nil {
+			return fmt.Errorf("SP metadata URL %q: %w", u, err)
+		}
+	}
+	return nil
+}
+
+// loadKeyPair takes the key pair cfg gives, or loads (or creates) one in
+// cfg.DataDir for host.
+func (cfg *Config) loadKeyPair(host string) error {
+	switch {
+	case cfg.Key != nil && cfg.Certificate != nil:
+		return nil
+	case cfg.Key != nil || cfg.Certificate != nil:
+		return errors.New("give both Key and Certificate, or neither (to use DataDir)")
+	case cfg.DataDir == "":
+		return errors.New("no Key and Certificate, and no DataDir to keep them in")
+	}
+	key, cert, created, err := LoadOrCreateKeyPair(cfg.DataDir, host, now(cfg.Clock))
+	if err != nil {
+		return err
+	}
+	cfg.Key, cfg.Certificate = key, cert
+	if created {
+		cfg.Logger.Info("generated the IdP key pair", "dir", cfg.DataDir)
+	} else {
+		cfg.Logger.Info("loaded the IdP key pair", "dir", cfg.DataDir)
+	}
+	return nil
+}
+
+// putUsers stores users in samlidp's store, their passwords hashed at cost.
+func putUsers(store samlidp.Store, users []User, cost int) error {
+	for _, u := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), cost)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", u.Name, err)
+		}
+		err = store.Put("/users/"+u.Name, samlidp.User{
+			Name:           u.Name,
+			HashedPassword: hash,
+			Groups:         u.Groups,
+			Email:          u.Email,
+			CommonName:     u.CommonName,
+			GivenName:      u.GivenName,
+			Surname:        u.Surname,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -109,58 +109,19 @@ func (j *jar) set(u *url.URL, c *http.Cookie) error {
 		created:  now,
 	}
 
-	// Domain (RFC 6265 §5.3 steps 4-6).
-	domain := strings.ToLower(strings.TrimPrefix(c.Domain, "."))
-	switch {
-	case domain == "":
-		sc.hostOnly, sc.domain = true, host
-	case isPublicSuffix(domain):
-		if domain != host {
-			return rejectf("Domain=%s is a public suffix", domain)
-		}
-		sc.hostOnly, sc.domain = true, host
-	case !domainMatch(host, domain):
-		return rejectf("Domain=%s does not match host %s", domain, host)
-	default:
-		sc.domain = domain
+	if err := sc.setDomain(c.Domain, host); err != nil {
+		return err
 	}
-
 	// Path (§5.2.4): a missing or relative path defaults to the directory
 	// of the request path.
 	sc.path = c.Path
 	if !strings.HasPrefix(sc.path, "/") {
 		sc.path = defaultPath(u)
 	}
-
-	// Secure and SameSite, as Chrome enforces them.
-	if sc.secure && !secureURL {
-		return rejectf("Secure cookie set over %s", u.Scheme)
+	if err := sc.setSecurity(c.SameSite, u); err != nil {
+		return err
 	}
-	switch c.SameSite {
-	case http.SameSiteLaxMode, http.SameSiteStrictMode, http.SameSiteNoneMode:
-		sc.sameSite, sc.sameSiteSet = c.SameSite, true
-	default: // unset or unknown: Lax by default
-		sc.sameSite = http.SameSiteLaxMode
-	}
-	if sc.sameSite == http.SameSiteNoneMode && !sc.secure {
-		return rejectf("SameSite=None without Secure")
-	}
-	if strings.HasPrefix(c.Name, "__Secure-") && !sc.secure {
-		return rejectf("__Secure- cookie without Secure")
-	}
-	if strings.HasPrefix(c.Name, "__Host-") && (!sc.secure || !sc.hostOnly || sc.path != "/") {
-		return rejectf("__Host- cookie needs Secure, no Domain and Path=/")
-	}
-
-	// Expiry: Max-Age wins over Expires (§5.3 step 3).
-	switch {
-	case c.MaxAge < 0:
-		sc.persistent, sc.expires = true, time.Time{}
-	case c.MaxAge > 0:
-		sc.persistent, sc.expires = true, now.Add(time.Duration(c.MaxAge)*time.Second)
-	case !c.Expires.IsZero():
-		sc.persistent, sc.expires = true, c.Expires
-	}
+	sc.setExpiry(c, now)
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -359,4 +320,61 @@ func isPublicSuffix(domain string) bool {
 	}
 	ps, _ := publicsuffix.PublicSuffix(domain)
 	return ps == domain
+}
+
+// setDomain applies the Domain attribute d of a cookie from host (RFC 6265
+// §5.3 steps 4-6).
+func (sc *storedCookie) setDomain(d, host string) error {
+	domain := strings.ToLower(strings.TrimPrefix(d, "."))
+	switch {
+	case domain == "":
+		sc.hostOnly, sc.domain = true, host
+	case isPublicSuffix(domain):
+		if domain != host {
+			return rejectf("Domain=%s is a public suffix", domain)
+		}
+		sc.hostOnly, sc.domain = true, host
+	case !domainMatch(host, domain):
+		return rejectf("Domain=%s does not match host %s", domain, host)
+	default:
+		sc.domain = domain
+	}
+	return nil
+}
+
+// setSecurity applies Secure, SameSite and the name prefixes as Chrome
+// enforces them; secureURL tells whether the cookie came over https.
+func (sc *storedCookie) setSecurity(sameSite http.SameSite, u *url.URL) error {
+	secureURL := isSecureScheme(u)
+	if sc.secure && !secureURL {
+		return rejectf("Secure cookie set over %s", u.Scheme)
+	}
+	switch sameSite {
+	case http.SameSiteLaxMode, http.SameSiteStrictMode, http.SameSiteNoneMode:
+		sc.sameSite, sc.sameSiteSet = sameSite, true
+	default: // unset or unknown: Lax by default
+		sc.sameSite = http.SameSiteLaxMode
+	}
+	if sc.sameSite == http.SameSiteNoneMode && !sc.secure {
+		return rejectf("SameSite=None without Secure")
+	}
+	if strings.HasPrefix(sc.name, "__Secure-") && !sc.secure {
+		return rejectf("__Secure- cookie without Secure")
+	}
+	if strings.HasPrefix(sc.name, "__Host-") && (!sc.secure || !sc.hostOnly || sc.path != "/") {
+		return rejectf("__Host- cookie needs Secure, no Domain and Path=/")
+	}
+	return nil
+}
+
+// setExpiry applies Max-Age, which wins over Expires (§5.3 step 3).
+func (sc *storedCookie) setExpiry(c *http.Cookie, now time.Time) {
+	switch {
+	case c.MaxAge < 0:
+		sc.persistent, sc.expires = true, time.Time{}
+	case c.MaxAge > 0:
+		sc.persistent, sc.expires = true, now.Add(time.Duration(c.MaxAge)*time.Second)
+	case !c.Expires.IsZero():
+		sc.persistent, sc.expires = true, c.Expires
+	}
 }
