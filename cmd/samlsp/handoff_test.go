@@ -20,8 +20,10 @@ func TestStoreHandoffFlagProblems(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--store", "redis", "--store-handoff", "redis://127.0.0.1:6379/0"}, "--store-handoff: hands a memory replica's state to a shared store: it needs a memory store (the store is redis)"},
-		{[]string{"--store", "stateless", "--store-handoff", "redis://127.0.0.1:6379/0"}, "it needs a memory store (the store is stateless)"},
+		{[]string{"--store", "redis", "--store-handoff", "redis://127.0.0.1:6379/0"}, "--store-handoff: moves a memory or stateless replica to a shared store: the store is redis already"},
+		{[]string{"--store", "stateless", "--accept-stateless"}, "--accept-stateless: a stateless replica accepts signed cookies anyway"},
+		{[]string{"--store", "memory", "--accept-stateless"}, "--accept-stateless: needs a shared store (redis)"},
+		{[]string{"--store", "stateless", "--store-handoff", "memory://"}, `--store-handoff: "memory://" is another process's memory`},
 		{[]string{"--store-handoff", "memory://"}, `--store-handoff: "memory://" is another process's memory`},
 		{[]string{"--store-handoff", "redix://:hunter2@127.0.0.1/0"}, `--store-handoff: store: unknown scheme "redix"`},
 	} {

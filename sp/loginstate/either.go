@@ -1,0 +1,83 @@
+package loginstate
+
+import (
+	"crypto"
+	"errors"
+	"net/http"
+
+	"github.com/crewjam/saml/samlsp"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/samlha/samlha/sp/failure"
+)
+
+// Either finishes logins tracked either way on a replica on the way from
+// stateless mode to a shared store (README "From stateless to shared
+// state"): a RelayState whose tracking cookie (or its tombstone) the
+// browser sent is finished by Cookies, as a stateless replica finishes it
+// (signature, RelayState binding, tombstone); any other by Store, taken
+// once from the shared store, binding cookie checked, as a store replica
+// finishes it. New logins are begun by the replica's own kind: Cookies
+// when CookiesFirst (a stateless replica), else Store.
+type Either struct {
+	Cookies      *StatelessTracker
+	Store        *StoreTracker
+	CookiesFirst bool
+}
+
+var _ Tracker = Either{}
+
+// Begin implements Tracker.
+func (e Either) Begin(w http.ResponseWriter, r *http.Request, requestID, returnURI string) (string, error) {
+	if e.CookiesFirst {
+		return e.Cookies.Begin(w, r, requestID, returnURI)
+	}
+	return e.Store.Begin(w, r, requestID, returnURI)
+}
+
+// Finish implements Tracker.
+func (e Either) Finish(w http.ResponseWriter, r *http.Request, rs string) (*Tracked, *failure.Failure) {
+	if e.Cookies.Sent(r, rs) {
+		return e.Cookies.Finish(w, r, rs)
+	}
+	tr, f := e.Store.Finish(w, r, rs)
+	if f != nil && f.Cause == failure.CauseStateUnknown && e.CookiesFirst {
+		// Not in the store either: most likely a login of this replica's
+		// own kind whose cookie did not come back; the stateless tracker
+		// names why (binding-cookie-missing, state-unknown).
+		return e.Cookies.Finish(w, r, rs)
+	}
+	return tr, f
+}
+
+// Sent reports whether r carries the tracking cookie of rs, or its
+// tombstone.
+func (t *StatelessTracker) Sent(r *http.Request, rs string) bool {
+	_, err := r.Cookie(t.cookieName(rs))
+	return err == nil
+}
+
+// KeysCodec is crewjam's JWTTrackedRequestCodec verifying with more than
+// one key: Key signs, and a tracking cookie signed by Key or by one of Next
+// (the SP key being rolled in, --sp-key-next) decodes. Audience, issuer,
+// expiry and algorithm are checked by crewjam's Decode under each key.
+type KeysCodec struct {
+	samlsp.JWTTrackedRequestCodec
+	Next []crypto.Signer
+}
+
+// Decode implements samlsp.TrackedRequestCodec.
+func (c KeysCodec) Decode(signed string) (*samlsp.TrackedRequest, error) {
+	tr, err := c.JWTTrackedRequestCodec.Decode(signed)
+	if err == nil || !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+		return tr, err
+	}
+	for _, k := range c.Next {
+		cc := c.JWTTrackedRequestCodec
+		cc.Key = k
+		if tr, nerr := cc.Decode(signed); nerr == nil || !errors.Is(nerr, jwt.ErrTokenSignatureInvalid) {
+			return tr, nerr
+		}
+	}
+	return nil, err
+}
