@@ -1,6 +1,7 @@
 package sp_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"net/http"
@@ -52,7 +53,8 @@ func cloneJar(t *testing.T, br *browserJar, u string) *browserJar {
 // A login begun in a stateless replica's signed cookie finishes on a
 // store replica with --accept-stateless, into a store session, and its
 // response is accepted once across both kinds: the same response with the
-// same tracking cookie, from another browser, is a replay on either.
+// same tracking cookie, from another browser, is refused on either: as
+// used (the store took the login once), and failing that as a replay.
 func TestMigrateStatelessLoginFinishesOnAStoreReplicaOnce(t *testing.T) {
 	t.Parallel()
 	b := newBattery(t, migrating(nil, nil))
@@ -62,6 +64,7 @@ func TestMigrateStatelessLoginFinishesOnAStoreReplicaOnce(t *testing.T) {
 	doc := b.respond(l, mint{encrypt: true})
 	thief := cloneJar(t, br, batteryRoot+"/saml/acs")
 	thief2 := cloneJar(t, br, batteryRoot+"/saml/acs")
+	br0 := cloneJar(t, br, batteryRoot+"/saml/acs")
 	p := b.postXML(br, step2, l.relayState, doc)
 	if p.status != http.StatusFound || !session.IsStoreCookie(p.sessionCookie) {
 		t.Fatalf("stateless login on the store replica: %d %s (%s), session cookie %q; want a store session", p.status, p.cause, p.detail, p.sessionCookie)
@@ -69,14 +72,39 @@ func TestMigrateStatelessLoginFinishesOnAStoreReplicaOnce(t *testing.T) {
 	if b.whoami(br, step1) != http.StatusOK || b.whoami(br, step2) != http.StatusOK {
 		t.Error("the store session it made is not a session on both replicas")
 	}
+	// Taken once in the store: the copy is refused as used before its
+	// response is parsed, on either kind of replica.
 	for _, tc := range []struct {
 		br *browserJar
 		r  *batteryReplica
 	}{{thief, step2}, {thief2, step1}} {
-		if p := b.postXML(tc.br, tc.r, l.relayState, doc); p.cause != string(failure.CauseAssertionReplayed) || p.sessionCookie != "" {
-			t.Errorf("the same response and tracking cookie on %s: %d %s (%s); want %s", tc.r.id, p.status, p.cause, p.detail, failure.CauseAssertionReplayed)
+		if p := b.postXML(tc.br, tc.r, l.relayState, doc); p.cause != string(failure.CauseStateAlreadyUsed) || p.sessionCookie != "" {
+			t.Errorf("the same response and tracking cookie on %s: %d %s (%s); want %s", tc.r.id, p.status, p.cause, p.detail, failure.CauseStateAlreadyUsed)
 		}
 	}
+	// And without that record, the assertion's replay record refuses it.
+	for _, r := range []*batteryReplica{step1, step2} {
+		if err := b.store.Delete(context.Background(), "req:"+l.relayState); err != nil {
+			t.Fatal(err)
+		}
+		thief3 := newBrowserJar()
+		thief3.jar.SetCookies(mustParseURL(t, batteryRoot+"/saml/acs"), []*http.Cookie{{Name: "saml_" + l.relayState, Value: tracking(t, br0, l.relayState), Path: "/saml/acs"}})
+		if p := b.postXML(thief3, r, l.relayState, doc); p.cause != string(failure.CauseAssertionReplayed) || p.sessionCookie != "" {
+			t.Errorf("the same response and tracking cookie on %s, its take-once record gone: %d %s (%s); want %s", r.id, p.status, p.cause, p.detail, failure.CauseAssertionReplayed)
+		}
+	}
+}
+
+// tracking is the value of br's tracking cookie of login rs.
+func tracking(t *testing.T, br *browserJar, rs string) string {
+	t.Helper()
+	for _, c := range br.jar.Cookies(mustParseURL(t, batteryRoot+"/saml/acs")) {
+		if c.Name == "saml_"+rs {
+			return c.Value
+		}
+	}
+	t.Fatal("no tracking cookie")
+	return ""
 }
 
 // A login begun on a store replica finishes on a step-1 stateless replica

@@ -21,7 +21,7 @@ import (
 // A login begun in sp-1's signed cookie finishes on sp-2, and sp-1's
 // session JWT is a session there; the same response, tracking cookie and
 // all, posted again from another browser is refused, because the store
-// recorded its assertion. A session and a pending login of sp-2 (in
+// took the login once. A session and a pending login of sp-2 (in
 // Redis) work on sp-3. A JWT logged out on sp-2 is refused on sp-3 too:
 // the revocation is in the store, not only the browser's cookie gone.
 func TestStatelessToRedisKeepsLoginsAndSessions(t *testing.T) {
@@ -56,8 +56,8 @@ func TestStatelessToRedisKeepsLoginsAndSessions(t *testing.T) {
 	if res := pending.Submit(ctx, form); !res.OK || res.FinishInstance != "sp-2" {
 		t.Errorf("the login begun on sp-1 (stateless), finished on sp-2 (redis): %+v", res)
 	}
-	if res := replay.Submit(ctx, form); res.OK || res.Cause != "assertion-replayed" {
-		t.Errorf("the same response and tracking cookie from another browser: OK %v cause %q; want assertion-replayed", res.OK, res.Cause)
+	if res := replay.Submit(ctx, form); res.OK || res.Cause != "state-already-used" {
+		t.Errorf("the same response and tracking cookie from another browser: OK %v cause %q; want state-already-used", res.OK, res.Cause)
 	}
 	wantSession(ctx, t, jwtUser, app, "alice", "sp-1's session JWT on sp-2")
 	storeUser := sptest.NewBrowser(sptest.Options{})

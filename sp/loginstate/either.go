@@ -9,6 +9,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/store"
 )
 
 // Either finishes logins tracked either way on a replica on the way from
@@ -38,7 +39,14 @@ func (e Either) Begin(w http.ResponseWriter, r *http.Request, requestID, returnU
 // Finish implements Tracker.
 func (e Either) Finish(w http.ResponseWriter, r *http.Request, rs string) (*Tracked, *failure.Failure) {
 	if e.Cookies.Sent(r, rs) {
-		return e.Cookies.Finish(w, r, rs)
+		tr, f := e.Cookies.Finish(w, r, rs)
+		if f == nil {
+			f = e.Store.Consume(r, rs, tr.Origin)
+		}
+		if f != nil {
+			return nil, f
+		}
+		return tr, nil
 	}
 	tr, f := e.Store.Finish(w, r, rs)
 	if f != nil && f.Cause == failure.CauseStateUnknown && e.CookiesFirst {
@@ -48,6 +56,35 @@ func (e Either) Finish(w http.ResponseWriter, r *http.Request, rs string) (*Trac
 		return e.Cookies.Finish(w, r, rs)
 	}
 	return tr, f
+}
+
+// Consume records in the store, once, that login rs, tracked in a
+// stateless replica's signed cookie, was consumed here: the first call for
+// rs on any replica sharing the store wins, and a later one (the same
+// cookie and response posted again, from another browser, to another
+// replica) is state-already-used before its response is parsed. (The
+// assertion's replay record refuses it anyway; this names it, and spares
+// the parse.) The record lives as long as the cookie could, and then a
+// tombstone's time.
+func (t *StoreTracker) Consume(r *http.Request, rs, origin string) *failure.Failure {
+	ts := tombstone{Kind: tombstoneUsed, At: t.now(), Instance: t.instance}
+	ctx, cancel := t.ctx(r)
+	defer cancel()
+	err := t.store.PutIfAbsent(ctx, keyRequest+rs, ts.encode(), t.ttl+t.tombstone)
+	switch {
+	case errors.Is(err, store.ErrExists):
+		if old, gerr := t.store.Get(ctx, keyRequest+rs); gerr == nil {
+			if _, prev, derr := decodeState(old); derr == nil && prev != nil {
+				return prev.failure(origin)
+			}
+		}
+		return &failure.Failure{Cause: failure.CauseStateAlreadyUsed, Origin: origin,
+			Detail: "the login of this tracking cookie was consumed before, on a replica sharing the store"}
+	case err != nil:
+		t.onStoreErr("put-if-absent", err)
+		return failure.FromStore(err, origin)
+	}
+	return nil
 }
 
 // Sent reports whether r carries the tracking cookie of rs, or its
