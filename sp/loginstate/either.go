@@ -9,6 +9,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/store"
 )
 
@@ -105,16 +106,9 @@ type KeysCodec struct {
 
 // Decode implements samlsp.TrackedRequestCodec.
 func (c KeysCodec) Decode(signed string) (*samlsp.TrackedRequest, error) {
-	tr, err := c.JWTTrackedRequestCodec.Decode(signed)
-	if err == nil || !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
-		return tr, err
-	}
-	for _, k := range c.Next {
+	return keypair.TryKeys(c.Key, c.Next, jwt.ErrTokenSignatureInvalid, func(k crypto.Signer) (*samlsp.TrackedRequest, error) {
 		cc := c.JWTTrackedRequestCodec
 		cc.Key = k
-		if tr, nerr := cc.Decode(signed); nerr == nil || !errors.Is(nerr, jwt.ErrTokenSignatureInvalid) {
-			return tr, nerr
-		}
-	}
-	return nil, err
+		return cc.Decode(signed)
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/crewjam/saml/samlsp"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/keyring"
 )
 
@@ -93,18 +94,11 @@ type JWTCodec struct {
 
 // Decode implements samlsp.SessionCodec.
 func (c JWTCodec) Decode(signed string) (samlsp.Session, error) {
-	s, err := c.JWTSessionCodec.Decode(signed)
-	if err == nil || !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
-		return s, err
-	}
-	for _, k := range c.Next {
+	return keypair.TryKeys(c.Key, c.Next, jwt.ErrTokenSignatureInvalid, func(k crypto.Signer) (samlsp.Session, error) {
 		cc := c.JWTSessionCodec
 		cc.Key = k
-		if s, nerr := cc.Decode(signed); nerr == nil || !errors.Is(nerr, jwt.ErrTokenSignatureInvalid) {
-			return s, nerr
-		}
-	}
-	return nil, err
+		return cc.Decode(signed)
+	})
 }
 
 // jwtRevocations keeps the revocations of crewjam's JWT sessions in the
