@@ -347,21 +347,15 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		if err := top.startRedis(ctx); err != nil {
 			return top, err
 		}
-	case "memory":
+	case "memory", "stateless":
 		if spec.Handoff {
 			if err := top.startRedis(ctx); err != nil {
 				return top, err
 			}
 			top.HandoffURL = top.StoreURL
 		}
-		top.StoreURL = "memory://"
-	case "stateless":
-		if spec.Handoff {
-			if err := top.startRedis(ctx); err != nil {
-				return top, err
-			}
-			top.HandoffURL, top.StoreURL = top.StoreURL, ""
-		}
+		// memory://, or none for stateless.
+		top.StoreURL = map[string]string{"memory": "memory://"}[spec.Store]
 	default:
 		return top, fmt.Errorf("unknown store %q", spec.Store)
 	}
