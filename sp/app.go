@@ -120,10 +120,14 @@ func (s *SP) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	if !s.engine.Ready() {
 		checks["idp_metadata"], ready = "not loaded", false
 	}
-	if s.cfg.Store != nil {
+	st := s.cfg.Store
+	if st == nil {
+		st = s.cfg.Handoff // stateless on the way to a shared store depends on it
+	}
+	if st != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.StoreTimeout)
 		defer cancel()
-		if err := s.cfg.Store.Ping(ctx); err != nil {
+		if err := st.Ping(ctx); err != nil {
 			checks["store"], ready = err.Error(), false
 		}
 	} else {

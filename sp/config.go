@@ -68,12 +68,26 @@ type Config struct {
 	// "stateless" (or ""), "memory" (per replica) or another kind (shared).
 	StoreKind string
 	// StoreHandoff is the URL of a shared store (redis://...) that a
-	// memory replica moves to: it reads through to it on a miss and, on
-	// shutdown, hands its state over (store/handoff). The program opens
-	// it and wraps the memory store; it is validated here so that a
-	// mistake is reported with the other problems. Only with a memory
-	// store.
+	// memory or stateless replica moves to. A memory replica reads through
+	// to it on a miss and, on shutdown, hands its state over
+	// (store/handoff): the program opens it and wraps the memory store. A
+	// stateless replica also finishes logins tracked there and reads
+	// sessions kept there, and records assertions and revocations there,
+	// while it still issues signed cookies: the program opens it and
+	// passes it as Handoff. It is validated here so that a mistake is
+	// reported with the other problems.
 	StoreHandoff string
+	// Handoff is the store StoreHandoff names, opened, for a stateless
+	// replica (README "From stateless to shared state").
+	Handoff store.Store
+	// AcceptStateless lets a replica on a shared store also accept what
+	// stateless replicas with the same Key (or NextKey) issued: a login
+	// tracked in crewjam's signed cookie is finished here, its assertion
+	// recorded in the store as any other, and a signed session JWT is a
+	// session until it expires or is revoked (revocations kept in the
+	// store). For the move from stateless mode to a shared store; drop it
+	// SessionMaxTTL after the move.
+	AcceptStateless bool
 
 	// Key and Certificate sign SAML requests, decrypt assertions and, in
 	// stateless mode, sign the cookies. Every replica must have the same.
@@ -408,17 +422,28 @@ func (c *Config) validateState(ps *Problems) {
 	c.validateHandoff(ps)
 }
 
-// validateHandoff checks the move of a memory replica to a shared store.
+// validateHandoff checks the moves to a shared store: a memory or
+// stateless replica with StoreHandoff, a shared-store replica that
+// accepts stateless artifacts.
 func (c *Config) validateHandoff(ps *Problems) {
+	if c.AcceptStateless {
+		switch {
+		case c.stateless():
+			ps.add("AcceptStateless", "a stateless replica accepts signed cookies anyway: this is for a replica on a shared store (redis) that stateless replicas move to")
+		case !c.shared():
+			ps.add("AcceptStateless", "needs a shared store (redis): on a per-replica store (memory) a stateless login's replay record would be per replica")
+		case c.StoreHandoff != "":
+			ps.add("AcceptStateless", "is for a replica on a shared store; a memory replica with a handoff is another move")
+		}
+	}
+	if c.Handoff != nil && (!c.stateless() || c.StoreHandoff == "") {
+		ps.add("StoreHandoff", "an opened handoff store is for a stateless replica with StoreHandoff; a memory replica's is wrapped around its store")
+	}
 	if c.StoreHandoff == "" {
 		return
 	}
-	if c.Store == nil && c.StoreKind != "memory" {
-		kind := c.StoreKind
-		if kind == "" {
-			kind = "stateless"
-		}
-		ps.add("StoreHandoff", "hands a memory replica's state to a shared store: it needs a memory store (the store is %s)", kind)
+	if c.Store == nil && c.StoreKind != "memory" && !c.stateless() {
+		ps.add("StoreHandoff", "moves a memory or stateless replica to a shared store: the store is %s already", c.StoreKind)
 	}
 	switch backend, err := store.Backend(c.StoreHandoff); {
 	case err != nil:

@@ -150,8 +150,11 @@ func New(cfg Config) (*SP, error) {
 	s.trusted = forward.NewTrusted(cfg.TrustedProxies)
 	s.registerMetrics()
 	ring, err := keyring.ForSP(cfg.SessionKeys, cfg.Key, cfg.NextKey)
-	if err != nil && cfg.Store != nil {
+	if err != nil && (cfg.Store != nil || cfg.Handoff != nil) {
 		return nil, err // stateless mode uses crewjam's cookies, signed with Key, and no ring
+	}
+	if cfg.stateless() && cfg.StoreHandoff != "" && cfg.Handoff == nil {
+		return nil, fmt.Errorf("StoreHandoff %s: a stateless replica needs it opened, as Handoff", store.Redact(cfg.StoreHandoff))
 	}
 	s.logins = limits.NewGate(cfg.LoginLimits, cfg.RequestTTL+cfg.TombstoneTTL, cfg.Store == nil)
 	s.logins.Register(cfg.Registry, s.now)
@@ -170,6 +173,7 @@ func New(cfg Config) (*SP, error) {
 		return nil, err
 	}
 	s.engine, err = login.New(login.Config{Instance: cfg.InstanceID, RootURL: cfg.RootURL, Store: cfg.Store, StoreKind: s.storeKind,
+		Shared: cfg.Handoff, AcceptStateless: cfg.AcceptStateless,
 		Key: cfg.Key, Certificate: cfg.Certificate, NextKey: cfg.NextKey, NextCertificate: cfg.NextCertificate, Ring: ring,
 		IDP: cfg.IDP, SignAuthnRequests: cfg.SignAuthnRequests, NameIDFormat: nameIDFormat(cfg.NameIDFormat), RequestTTL: cfg.RequestTTL, TombstoneTTL: cfg.TombstoneTTL, SessionIdleTTL: cfg.SessionIdleTTL,
 		SessionMaxTTL: cfg.SessionMaxTTL, StoreTimeout: cfg.StoreTimeout, BindingSameSite: cfg.BindingSameSite,

@@ -72,3 +72,17 @@ func handoffFirst(ctx context.Context, st store.Store, grace time.Duration, logg
 	}()
 	return serve, func() { stop(); <-done }
 }
+
+// statelessHandoff opens, and waits for, the shared store a stateless
+// replica moves to (--store-handoff): it finishes logins begun there,
+// reads the sessions kept there, and records assertions and logouts
+// there, while it still issues signed cookies.
+func statelessHandoff(ctx context.Context, o *options, logger *slog.Logger) (store.Store, error) {
+	shared, err := openStore(ctx, o, o.storeHandoff, logger)
+	if err != nil {
+		return nil, fmt.Errorf("--store-handoff: %w", err)
+	}
+	logger.Info("stateless with handoff: signed cookies as before; logins and sessions of the shared store accepted, assertions and logouts recorded there",
+		"store_handoff", store.Redact(o.storeHandoff))
+	return shared, nil
+}

@@ -20,8 +20,10 @@ func TestStoreHandoffFlagProblems(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--store", "redis", "--store-handoff", "redis://127.0.0.1:6379/0"}, "--store-handoff: hands a memory replica's state to a shared store: it needs a memory store (the store is redis)"},
-		{[]string{"--store", "stateless", "--store-handoff", "redis://127.0.0.1:6379/0"}, "it needs a memory store (the store is stateless)"},
+		{[]string{"--store", "redis", "--store-handoff", "redis://127.0.0.1:6379/0"}, "--store-handoff: moves a memory or stateless replica to a shared store: the store is redis already"},
+		{[]string{"--store", "stateless", "--accept-stateless"}, "--accept-stateless: a stateless replica accepts signed cookies anyway"},
+		{[]string{"--store", "memory", "--accept-stateless"}, "--accept-stateless: needs a shared store (redis)"},
+		{[]string{"--store", "stateless", "--store-handoff", "memory://"}, `--store-handoff: "memory://" is another process's memory`},
 		{[]string{"--store-handoff", "memory://"}, `--store-handoff: "memory://" is another process's memory`},
 		{[]string{"--store-handoff", "redix://:hunter2@127.0.0.1/0"}, `--store-handoff: store: unknown scheme "redix"`},
 	} {
@@ -41,40 +43,10 @@ func TestStoreHandoffFlagProblems(t *testing.T) {
 // SIGTERM, and a replica on --store redis at the same address finishes the
 // pending login and keeps the finished one's session.
 func TestHandoffOnShutdownKeepsLoginsAndSessions(t *testing.T) {
-	keys := t.TempDir()
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	srv := redistest.Start(t)
-	addr := freeAddr(t)
-	root := "http://" + addr
-	idp := devidptest.Start(t, devidp.Config{})
+	rs := newRolling(t)
+	root, srv, idp := rs.root, rs.redis, rs.idp
 	t.Setenv("SAMLHA_STORE_HANDOFF", srv.URL()) // the environment twin
-	common := []string{"--listen", addr, "--root-url", root, "--idp-metadata-url", idp.URL + "/metadata",
-		"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--log-format", "json",
-		"--session-key", "a session key of sixteen bytes or more", "--shutdown-grace", "2s"}
-	start := func(id string, args ...string) (context.CancelFunc, chan error, *bytes.Buffer) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		logs := &bytes.Buffer{}
-		go func() {
-			done <- run(ctx, append(append([]string{"--instance-id", id}, common...), args...), &out, logs)
-		}()
-		waitStatus(t, root+"/readyz", 200)
-		return cancel, done, logs
-	}
-	stop := func(cancel context.CancelFunc, done chan error) {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run returned %v after a graceful stop", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatal("no shutdown within 15s")
-		}
-	}
+	start, stop := rs.start, rs.stop
 
 	cancelA, doneA, logsA := start("sp-1", "--store", "memory")
 	_, md := get(t, root+"/saml/metadata")
@@ -105,5 +77,57 @@ func TestHandoffOnShutdownKeepsLoginsAndSessions(t *testing.T) {
 	page, err := done.Get(ctx, root+"/app")
 	if err != nil || page.Status != http.StatusOK || len(page.Hops) != 1 || page.Header.Get(sptest.HeaderUser) != "alice" {
 		t.Errorf("the session made on sp-1, used on sp-2: %v, status %d after %d hops, user %q", err, page.Status, len(page.Hops), page.Header.Get(sptest.HeaderUser))
+	}
+}
+
+// rolling runs samlsp replicas one after another at one address, as a
+// rolling deploy replaces them, with one key pair, IdP and Redis.
+type rolling struct {
+	t      *testing.T
+	root   string
+	redis  *redistest.Server
+	idp    *devidptest.IdP
+	common []string
+	out    bytes.Buffer
+}
+
+func newRolling(t *testing.T) *rolling {
+	keys := t.TempDir()
+	rs := &rolling{t: t}
+	if err := run(context.Background(), []string{"keygen", "--dir", keys}, &rs.out, &rs.out); err != nil {
+		t.Fatal(err)
+	}
+	rs.redis = redistest.Start(t)
+	addr := freeAddr(t)
+	rs.root = "http://" + addr
+	rs.idp = devidptest.Start(t, devidp.Config{})
+	rs.common = []string{"--listen", addr, "--root-url", rs.root, "--idp-metadata-url", rs.idp.URL + "/metadata",
+		"--sp-key", filepath.Join(keys, "sp.key"), "--sp-cert", filepath.Join(keys, "sp.crt"), "--log-format", "json",
+		"--session-key", "a session key of sixteen bytes or more", "--shutdown-grace", "2s"}
+	return rs
+}
+
+// start runs replica id with args and waits until it is ready.
+func (rs *rolling) start(id string, args ...string) (context.CancelFunc, chan error, *bytes.Buffer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &bytes.Buffer{}
+	go func() {
+		done <- run(ctx, append(append([]string{"--instance-id", id}, rs.common...), args...), &rs.out, logs)
+	}()
+	waitStatus(rs.t, rs.root+"/readyz", 200)
+	return cancel, done, logs
+}
+
+// stop stops a replica as SIGTERM does and waits for it.
+func (rs *rolling) stop(cancel context.CancelFunc, done chan error) {
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			rs.t.Fatalf("run returned %v after a graceful stop", err)
+		}
+	case <-time.After(15 * time.Second):
+		rs.t.Fatal("no shutdown within 15s")
 	}
 }

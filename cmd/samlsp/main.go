@@ -58,6 +58,8 @@ Stores (--store):
   stateless  crewjam's signed cookies: any replica with the same --sp-key finishes any login; replay protection per replica
   memory with --store-handoff redis://...   a memory replica on its way to Redis (affinity to shared state, and back,
              without losing a login: README "Moving from affinity to shared state")
+  stateless with --store-handoff redis://..., then redis with --accept-stateless   stateless to Redis without
+             losing a login or a session (README "From stateless to shared state")
 `
 
 func main() {
@@ -75,6 +77,7 @@ type options struct {
 	sessionKeyRing                                 [][32]byte
 	storeMode, storeURL                            string
 	storeHandoff                                   string
+	acceptStateless                                bool
 	storeTimeout, storeWait                        time.Duration
 	requestTTL, tombstoneTTL, sessionIdle, sessMax time.Duration
 	cookieSameSite                                 cli.SameSite
@@ -141,7 +144,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.storeURL, "store-url", "", "store URL; default memory:// for --store memory, redis://127.0.0.1:6379/0 for --store redis\n(forms: memory://?max_entries=N, redis://[:password@]host:port/db, rediss://..., redis-sentinel://h1:p1,h2:p2/master, redis-cluster://h1:p1,h2:p2)")
 	fs.StringVar(&o.storeHandoff, "store-handoff", "", "with --store memory: the shared store (redis://...) this replica is moving to. A miss reads through to it,\n"+
 		"and on SIGTERM, before it stops accepting, the replica copies its live state there (time left kept) and then uses it only.\n"+
-		"Roll every replica to it, then to --store redis --store-url <the same URL>: no login or session is lost (README \"Moving from affinity to shared state\")")
+		"Roll every replica to it, then to --store redis --store-url <the same URL>: no login or session is lost (README \"Moving from affinity to shared state\").\n"+
+		"With --store stateless: the replica still issues signed cookies, but also finishes logins begun on a Redis replica (taken once from the store),\n"+
+		"reads the sessions kept there, and records assertions and logouts there (README \"From stateless to shared state\")")
+	fs.BoolVar(&o.acceptStateless, "accept-stateless", false, "with --store redis: also accept what --store stateless replicas with the same --sp-key (or --sp-key-next) issued:\n"+
+		"a login begun in a signed tracking cookie finishes here (its assertion recorded in the store), and a signed session cookie\n"+
+		"is a session until it expires or is logged out. For the move from stateless to Redis; drop it --session-max-ttl after the move")
 	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "limit on each store call")
 	fs.DurationVar(&o.storeWait, "store-wait", 10*time.Second, "how long to wait at start for the store to answer before giving up")
 	fs.DurationVar(&o.requestTTL, "request-ttl", 10*time.Minute, "how long a login may take at the IdP (MFA, password reset)")
@@ -184,7 +192,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 // fieldFlags names the flag of each sp.Config field the SP's validator can
 // name (TestEveryConfigFieldHasAFlag holds it to sp's validator).
 var fieldFlags = map[string]string{
-	"InstanceID": "--instance-id", "StoreHandoff": "--store-handoff", "NameIDFormat": "--name-id-format", "RootURL": "--root-url", "Mode": "--mode", "StoreKind": "--store",
+	"InstanceID": "--instance-id", "StoreHandoff": "--store-handoff", "AcceptStateless": "--accept-stateless", "NameIDFormat": "--name-id-format", "RootURL": "--root-url", "Mode": "--mode", "StoreKind": "--store",
 	"Key": "--sp-key/--sp-cert", "NextKey": "--sp-key-next/--sp-cert-next", "IDP": "--idp-metadata-url/--idp-metadata-file",
 	"RequestTTL": "--request-ttl", "TombstoneTTL": "--tombstone-ttl", "SessionIdleTTL": "--session-idle-ttl",
 	"SessionMaxTTL": "--session-max-ttl", "StoreTimeout": "--store-timeout", "BindingSameSite": "--cookie-samesite",
@@ -220,7 +228,8 @@ func (o *options) validate() error {
 		RequestTTL: o.requestTTL, TombstoneTTL: o.tombstoneTTL, SessionIdleTTL: o.sessionIdle, SessionMaxTTL: o.sessMax,
 		StoreTimeout: o.storeTimeout, MaxRelogins: o.maxRelogins, TrustedProxies: o.trustedPrefixes,
 		MaxReturnURL: o.maxReturnURL, LoginLimits: o.loginLimits(), Gateway: gw.Gateway, IDPInitiated: gw.IDPInitiated,
-		NextKey: gw.NextKey, NextCertificate: gw.NextCertificate, SessionCacheTTL: gw.SessionCacheTTL, StoreHandoff: o.storeHandoff}
+		NextKey: gw.NextKey, NextCertificate: gw.NextCertificate, SessionCacheTTL: gw.SessionCacheTTL, StoreHandoff: o.storeHandoff,
+		AcceptStateless: o.acceptStateless}
 	o.cfg.RootURL, _ = url.Parse(o.rootURL)
 	if o.cfg.RootURL != nil {
 		o.cfg.BindingSameSite = o.cookieSameSite.Mode(o.cfg.RootURL.Scheme == "https")
@@ -389,6 +398,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	cfg := o.cfg
 	cfg.Store, cfg.StoreKind, cfg.Logger, cfg.Registry = st, "", logger, reg
+	if st == nil && o.storeHandoff != "" {
+		if cfg.Handoff, err = statelessHandoff(ctx, o, ilog); err != nil {
+			return err
+		}
+		defer cfg.Handoff.Close()
+	}
 	s, err := sp.New(cfg)
 	if err != nil {
 		return err

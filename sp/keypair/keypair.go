@@ -183,3 +183,21 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// TryKeys decodes a signed value with key and, only where the signature
+// does not verify with it (decode's error matches sig), with each of next
+// in turn: the SP key and, during a rollover, the next one. Any other
+// failure (expired, wrong audience, malformed) is final. When no key
+// verifies, the error is key's.
+func TryKeys[T any](key crypto.Signer, next []crypto.Signer, sig error, decode func(crypto.Signer) (T, error)) (T, error) {
+	v, err := decode(key)
+	if err == nil || !errors.Is(err, sig) {
+		return v, err
+	}
+	for _, k := range next {
+		if nv, nerr := decode(k); nerr == nil || !errors.Is(nerr, sig) {
+			return nv, nerr
+		}
+	}
+	return v, err
+}

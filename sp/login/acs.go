@@ -88,7 +88,7 @@ func (e acs) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 		return nil, &failure.Failure{Cause: failure.CauseStateUnknown, Reason: failure.ReasonUnsolicited,
 			Detail: "no RelayState of this SP's form (" + failure.Truncate(rs, 80) + "): an unsolicited response, and IdP-initiated login is not enabled (--allow-idp-initiated)"}
 	}
-	if e.tracker != nil {
+	if e.cfg.Store != nil {
 		if tk, ok := e.tracker.Ticket(r, rs); ok && !e.recent.seen(rs, e.cfg.Now()) {
 			return e.finishTicket(w, r, rt, tk)
 		}
@@ -101,9 +101,11 @@ func (e acs) finishLogin(w http.ResponseWriter, r *http.Request) (*loginstate.Tr
 	if err != nil {
 		return tr, responseFailure(r, err)
 	}
-	if e.sessions != nil {
+	if e.cfg.Store != nil {
 		return tr, e.commitLogin(w, r, assertion, tr.Origin)
 	}
+	// Stateless (also on the way to a shared store, whose replay record
+	// rt.parser checked): crewjam's signed session cookie.
 	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {
 		return tr, &failure.Failure{Cause: failure.CauseResponseInvalid, Reason: "session", Detail: "cannot create session: " + err.Error(), Err: err}
 	}

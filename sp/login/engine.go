@@ -42,6 +42,17 @@ type Config struct {
 	// cookies).
 	Store     store.Store
 	StoreKind string
+	// Shared, in stateless mode, is the shared store a move to it reads
+	// (README "From stateless to shared state"): logins tracked there are
+	// finished (taken once), sessions kept there are read, and assertions
+	// and revocations are recorded there. New logins and sessions stay
+	// crewjam's signed cookies.
+	Shared store.Store
+	// AcceptStateless, in store mode, also accepts what a stateless
+	// replica with the same Key issued: a login tracked in crewjam's signed
+	// cookie is finished (its assertion recorded in the store), and its
+	// signed session JWT is a session until it expires or is revoked.
+	AcceptStateless bool
 
 	Key             crypto.Signer
 	Certificate     *x509.Certificate
@@ -116,22 +127,19 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: cfg.Logger, resp: cfg.Responder, recent: newRecent(cfg.RequestTTL + cfg.TombstoneTTL)}
 	e.m = newMetrics(cfg.Registry)
 	e.cookies = loginstate.CookieSettings{Secure: cfg.RootURL.Scheme == "https", SameSite: cfg.BindingSameSite, Ring: cfg.Ring}
-	if cfg.Store != nil {
-		onErr := e.storeError
-		e.tracker = loginstate.NewStoreTracker(loginstate.StoreConfig{Store: cfg.Store, StoreKind: cfg.StoreKind, Instance: cfg.Instance,
-			TTL: cfg.RequestTTL, Tombstone: cfg.TombstoneTTL, Timeout: cfg.StoreTimeout, Now: cfg.Now,
-			Cookie: e.cookies, OnStoreError: onErr})
-		e.replay = session.NewReplayCache(cfg.Store, cfg.StoreTimeout, cfg.Now, onErr)
-		e.sessions = session.NewProvider(session.ProviderConfig{Store: cfg.Store, StoreKind: cfg.StoreKind, Instance: cfg.Instance,
-			Idle: cfg.SessionIdleTTL, Absolute: cfg.SessionMaxTTL, Timeout: cfg.StoreTimeout, Now: cfg.Now,
-			Ring: cfg.Ring, Cookie: session.CookieSettings{Secure: e.cookies.Secure}, OnStoreError: onErr})
-		e.sessions.SetCodec(samlsp.JWTSessionCodec{MaxAge: cfg.SessionMaxTTL, Clock: cfg.Clock,
-			Audience: cfg.RootURL.String(), Issuer: cfg.RootURL.String()})
+	switch {
+	case cfg.Store != nil:
+		e.onStore(cfg.Store, cfg.StoreKind)
 		e.revoked = e.sessions.Revocations()
 		if err := e.startCache(); err != nil {
 			return nil, err
 		}
-	} else {
+	case cfg.Shared != nil:
+		// Stateless on the way to a shared store: the store's replay
+		// record and revocations, shared with the store replicas.
+		e.onStore(cfg.Shared, "shared")
+		e.revoked = e.sessions.JWTRevocations()
+	default:
 		// Stateless: crewjam's own in-process stores, as they are. They
 		// protect one replica only; that is the point of this mode.
 		rc := samlsp.NewMemoryReplayCache(100000)
@@ -147,6 +155,21 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.applySP(&e.metadataOnly.ServiceProvider)
 	return e, nil
+}
+
+// onStore tracks logins, records assertions and keeps sessions in st.
+func (e *Engine) onStore(st store.Store, kind string) {
+	cfg := e.cfg
+	onErr := e.storeError
+	e.tracker = loginstate.NewStoreTracker(loginstate.StoreConfig{Store: st, StoreKind: kind, Instance: cfg.Instance,
+		TTL: cfg.RequestTTL, Tombstone: cfg.TombstoneTTL, Timeout: cfg.StoreTimeout, Now: cfg.Now,
+		Cookie: e.cookies, OnStoreError: onErr})
+	e.replay = session.NewReplayCache(st, cfg.StoreTimeout, cfg.Now, onErr)
+	e.sessions = session.NewProvider(session.ProviderConfig{Store: st, StoreKind: kind, Instance: cfg.Instance,
+		Idle: cfg.SessionIdleTTL, Absolute: cfg.SessionMaxTTL, Timeout: cfg.StoreTimeout, Now: cfg.Now,
+		Ring: cfg.Ring, Cookie: session.CookieSettings{Secure: e.cookies.Secure}, OnStoreError: onErr})
+	e.sessions.SetCodec(samlsp.JWTSessionCodec{MaxAge: cfg.SessionMaxTTL, Clock: cfg.Clock,
+		Audience: cfg.RootURL.String(), Issuer: cfg.RootURL.String()})
 }
 
 // Close stops what the engine runs beside requests (the session cache's
@@ -253,26 +276,27 @@ func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
 	mw.RequirePOSTToStartLogout = true
 	applyRollover(&mw.ServiceProvider, e.cfg.NextKey)
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
+	cookies := e.cookieSessions(mw)
+	tracker := e.cookieTracker(opts, mw)
 	if e.cfg.Store != nil {
 		parser := mw.ServiceProvider
 		parser.ReplayCache = nil
 		rt.parser = &parser
-		mw.Session = e.sessions
+		var sessions samlsp.SessionProvider = e.sessions
 		if e.cache != nil {
-			mw.Session = e.cache
+			sessions = e.cache
 		}
-		rt.state = e.tracker
+		mw.Session, rt.state = sessions, e.tracker
+		if e.cfg.AcceptStateless {
+			mw.Session = session.Either{Store: sessions, Cookies: cookies}
+			rt.state = loginstate.Either{Cookies: tracker, Store: e.tracker}
+		}
 	} else {
-		tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
-		tr.SameSite = e.cfg.BindingSameSite
-		rt.state = loginstate.NewStateless(tr, e.cfg.Instance, e.cfg.TombstoneTTL)
-		cp := mw.Session.(samlsp.CookieSessionProvider)
-		cp.MaxAge = e.cfg.SessionMaxTTL
-		codec := cp.Codec.(samlsp.JWTSessionCodec)
-		codec.MaxAge = e.cfg.SessionMaxTTL
-		cp.Codec = codec
-		cp.SameSite = http.SameSiteLaxMode
-		mw.Session = cp
+		mw.Session, rt.state = cookies, tracker
+		if e.tracker != nil { // on the way to a shared store
+			mw.Session = session.Either{Store: e.sessions, Cookies: cookies, CookiesFirst: true}
+			rt.state = loginstate.Either{Cookies: tracker, Store: e.tracker, CookiesFirst: true}
+		}
 	}
 	if e.cfg.IDPInitiated != nil {
 		p := *rt.parser
@@ -282,6 +306,42 @@ func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
 	e.rt.Store(rt)
 	e.m.idpMetadata.Set(1)
 	return nil
+}
+
+// cookieSessions is crewjam's signed-cookie session provider of mw as
+// stateless mode runs it; on a replica that shares a store its
+// revocations are kept there.
+func (e *Engine) cookieSessions(mw *samlsp.Middleware) samlsp.CookieSessionProvider {
+	cp := mw.Session.(samlsp.CookieSessionProvider)
+	cp.MaxAge = e.cfg.SessionMaxTTL
+	codec := cp.Codec.(samlsp.JWTSessionCodec)
+	codec.MaxAge = e.cfg.SessionMaxTTL
+	cp.Codec = session.JWTCodec{JWTSessionCodec: codec, Next: e.nextKeys()}
+	cp.SameSite = http.SameSiteLaxMode
+	if e.sessions != nil {
+		cp.Revocations = e.sessions.JWTRevocations()
+	}
+	return cp
+}
+
+// cookieTracker is stateless mode's tracker: crewjam's signed tracking
+// cookies, verified with the SP key and, during a rollover, the next one.
+func (e *Engine) cookieTracker(opts samlsp.Options, mw *samlsp.Middleware) *loginstate.StatelessTracker {
+	tr := samlsp.DefaultRequestTracker(opts, &mw.ServiceProvider)
+	tr.SameSite = e.cfg.BindingSameSite
+	if c, ok := tr.Codec.(samlsp.JWTTrackedRequestCodec); ok {
+		tr.Codec = loginstate.KeysCodec{JWTTrackedRequestCodec: c, Next: e.nextKeys()}
+	}
+	return loginstate.NewStateless(tr, e.cfg.Instance, e.cfg.TombstoneTTL)
+}
+
+// nextKeys are the keys a signed cookie may also verify with: the SP key
+// being rolled in.
+func (e *Engine) nextKeys() []crypto.Signer {
+	if e.cfg.NextKey == nil {
+		return nil
+	}
+	return []crypto.Signer{e.cfg.NextKey}
 }
 
 // live returns the configuration that depends on the IdP metadata or, if

@@ -60,7 +60,7 @@ func (e acs) finishIDPInitiated(w http.ResponseWriter, r *http.Request, rt *live
 	if err != nil {
 		return tr, responseFailure(r, err)
 	}
-	if e.sessions != nil {
+	if e.cfg.Store != nil {
 		return tr, e.commitLogin(w, r, assertion, "")
 	}
 	if err := rt.mw.Session.CreateSession(w, r, assertion); err != nil {

@@ -163,6 +163,15 @@ func migrateBack(after float64) func(t *topo.Topology) []load.Fault {
 	}
 }
 
+// migrateStateless moves every replica in turn from stateless (with
+// --store-handoff) to Redis with --accept-stateless.
+func migrateStateless(after float64) func(t *topo.Topology) []load.Fault {
+	return func(t *topo.Topology) []load.Fault {
+		return []load.Fault{{Kind: "migrate", Target: "every replica, stateless to redis with --accept-stateless", After: after,
+			Do: rollEach(t, t.MigrateStatelessReplica)}}
+	}
+}
+
 // rollEach moves every replica in turn with move, leaving the replicas
 // mixed for migrateStep after each, as in a real roll (memory replicas
 // read through to Redis meanwhile).
@@ -370,6 +379,18 @@ func All() []Scenario {
 				return s
 			}(),
 			Faults: migrateBack(0.1),
+		},
+		{
+			Name: "migrate-stateless", Strategy: "migration", Fault: "rolling-restart",
+			Description: "Moving from stateless to shared state under load: three stateless replicas with --store-handoff to Redis (the first roll of the move, which keeps issuing signed cookies), behind round robin, rolled one by one to --store redis --accept-stateless; the Redis replicas finish logins begun in the stateless replicas' signed tracking cookies and accept their signed session cookies, and the stateless replicas still running finish logins begun in Redis and read the sessions kept there.",
+			Expect:      "No login fails and no session is lost: whichever kind of replica a request lands on, it accepts the other kind's login in flight and session (compare roundrobin-stateless-rolling, a roll that changes nothing).",
+			Pace:        migratePace,
+			Spec: func() topo.Spec {
+				s := base("migrate-stateless", "stateless")
+				s.Handoff = true
+				return s
+			}(),
+			Faults: migrateStateless(0.1),
 		},
 		{
 			Name: "roundrobin-saml-aware-memory", Strategy: "saml-aware (memory)", Fault: "none",

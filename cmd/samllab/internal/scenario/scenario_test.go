@@ -13,7 +13,7 @@ func TestMatrixIsComplete(t *testing.T) {
 	want := []string{"roundrobin-memory", "sticky-memory", "roundrobin-redis", "roundrobin-stateless", "sticky-memory-kill",
 		"roundrobin-redis-kill", "roundrobin-redis-outage", "roundrobin-redis-aof-restart", "roundrobin-redis-failover",
 		"sticky-memory-rolling", "roundrobin-redis-rolling", "roundrobin-stateless-rolling", "sticky-memory-scaleout",
-		"roundrobin-redis-scaleout", "migrate", "migrate-back", "roundrobin-saml-aware-memory", "sticky-lax-cookie", "sticky-slow-user", "sticky-drain",
+		"roundrobin-redis-scaleout", "migrate", "migrate-back", "migrate-stateless", "roundrobin-saml-aware-memory", "sticky-lax-cookie", "sticky-slow-user", "sticky-drain",
 		"stateless-key-mismatch", "gateway-roundrobin-redis", "gateway-roundrobin-redis-rolling", "gateway-forward-auth"}
 	var got []string
 	for _, s := range All() {

@@ -32,3 +32,15 @@ func TestMemoryArgs(t *testing.T) {
 		t.Errorf("redisArgs(memoryArgs(x)) = %q, %v; want %q", there, err, in)
 	}
 }
+
+func TestAcceptStatelessArgs(t *testing.T) {
+	in := []string{"--listen", "127.0.0.1:1", "--store", "stateless", "--store-timeout", "500ms", "--store-handoff", "redis://127.0.0.1:2/0", "--log-level", "info"}
+	got, err := acceptStatelessArgs(in, "redis://127.0.0.1:2/0")
+	want := []string{"--listen", "127.0.0.1:1", "--store", "redis", "--store-url", "redis://127.0.0.1:2/0", "--accept-stateless", "--store-timeout", "500ms", "--log-level", "info"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("acceptStatelessArgs: %q, %v; want %q", got, err, want)
+	}
+	if _, err := acceptStatelessArgs(want, "redis://127.0.0.1:2/0"); err == nil {
+		t.Error("a replica already on redis was migrated again")
+	}
+}

@@ -161,9 +161,10 @@ type Spec struct {
 	FixedPorts bool
 	// SPArgs are extra samlsp flags.
 	SPArgs []string
-	// Handoff (with Store memory) starts a Redis beside the memory
+	// Handoff (with Store memory or stateless) starts a Redis beside the
 	// replicas and gives them --store-handoff to it: the start of a move
-	// to shared state (MigrateReplica, SetStickiness).
+	// to shared state (MigrateReplica, MigrateStatelessReplica,
+	// SetStickiness).
 	Handoff bool
 	// Unpinned starts a sticky proxy with its stickiness switched off
 	// (admin API), for a scenario that switches it on.
@@ -346,15 +347,15 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		if err := top.startRedis(ctx); err != nil {
 			return top, err
 		}
-	case "memory":
+	case "memory", "stateless":
 		if spec.Handoff {
 			if err := top.startRedis(ctx); err != nil {
 				return top, err
 			}
 			top.HandoffURL = top.StoreURL
 		}
-		top.StoreURL = "memory://"
-	case "stateless":
+		// memory://, or none for stateless.
+		top.StoreURL = map[string]string{"memory": "memory://"}[spec.Store]
 	default:
 		return top, fmt.Errorf("unknown store %q", spec.Store)
 	}
