@@ -8,7 +8,9 @@ import (
 
 var t0 = time.Unix(1764000000, 0)
 
-func addr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+func addr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
 
 // admitN starts n logins for client at now, failing the test on a refusal.
 func admitN(t *testing.T, g *Gate, client netip.Addr, now time.Time, n int) {
