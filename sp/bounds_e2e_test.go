@@ -572,7 +572,7 @@ func TestE2EIndexHidesStoreAddress(t *testing.T) {
 // and says "shedding", then "full", where /readyz?logins answers 503.
 func TestE2EHeavyClientsShedFirst(t *testing.T) {
 	t.Parallel()
-	const ceiling = 40 // share: 10
+	const ceiling = 40                  // share: 10
 	open, _ := sizedStores()[0].open(t) // memory
 	top := startTopology(t, topologyConfig{Replicas: 1, Store: open, LoginLimits: &limits.LoginLimits{MaxPending: ceiling, TotalRate: -1},
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Quiet: true})
