@@ -350,20 +350,7 @@ func TestE2EPendingLoginsCeiling(t *testing.T) {
 func TestE2ELoginRateLimits(t *testing.T) {
 	t.Parallel()
 	xff := func(addr string) http.Header { return http.Header{"X-Forwarded-For": {addr}} }
-	get := func(t *testing.T, target string, h http.Header) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequest("GET", target, nil)
-		for k, v := range h {
-			req.Header[k] = v
-		}
-		resp, err := noRedirects("").Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
+	get := getWithHeaders
 	expect := func(t *testing.T, resp *http.Response, status int, reason string) {
 		t.Helper()
 		if resp.StatusCode != status {
@@ -578,16 +565,7 @@ func TestE2EHeavyClientsShedFirst(t *testing.T) {
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Quiet: true})
 	rep := top.Replicas[0]
 	start := func(from string) *http.Response {
-		req, _ := http.NewRequest("GET", rep.URL+"/app", nil)
-		req.Header.Set("Accept", "text/html")
-		req.Header.Set("X-Forwarded-For", from)
-		resp, err := noRedirects("").Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
+		return getWithHeaders(t, rep.URL+"/app", http.Header{"X-Forwarded-For": {from}})
 	}
 	readyz := func(query string) (int, string) {
 		resp, err := http.Get(rep.URL + "/readyz" + query)
@@ -637,4 +615,21 @@ func TestE2EHeavyClientsShedFirst(t *testing.T) {
 	if v := metricValue(t, rep.Reg, "samlha_sp_pending_logins_top_client", nil); v != 10 {
 		t.Errorf("samlha_sp_pending_logins_top_client = %v, want 10", v)
 	}
+}
+
+// getWithHeaders GETs target with h, following no redirect, and returns
+// the response with its body read and closed.
+func getWithHeaders(t *testing.T, target string, h http.Header) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", target, nil)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := noRedirects("").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
