@@ -24,17 +24,7 @@ func TestValidateStoreHandoff(t *testing.T) {
 		{"memory", "memory://", "another process's memory"},
 		{"memory", "mongo://:hunter2@db/0", `unknown scheme "mongo"`},
 	} {
-		cfg := sp.Config{StoreKind: tc.kind, StoreHandoff: tc.url}
-		var got []string
-		var ps sp.Problems
-		if err := cfg.Validate(); errors.As(err, &ps) {
-			for _, p := range ps {
-				if p.Field == "StoreHandoff" {
-					got = append(got, p.Msg)
-				}
-			}
-		}
-		msg := strings.Join(got, "; ")
+		msg := problemsOf(sp.Config{StoreKind: tc.kind, StoreHandoff: tc.url}, "StoreHandoff")
 		switch {
 		case tc.want == "" && msg != "":
 			t.Errorf("%s with %q: %s; want no StoreHandoff problem", tc.kind, tc.url, msg)
@@ -44,4 +34,19 @@ func TestValidateStoreHandoff(t *testing.T) {
 			t.Errorf("the password is in the problem: %s", msg)
 		}
 	}
+}
+
+// problemsOf is what the validator says of cfg's field, its problems
+// joined by "; " ("" for none).
+func problemsOf(cfg sp.Config, field string) string {
+	var got []string
+	var ps sp.Problems
+	if err := cfg.Validate(); errors.As(err, &ps) {
+		for _, p := range ps {
+			if p.Field == field {
+				got = append(got, p.Msg)
+			}
+		}
+	}
+	return strings.Join(got, "; ")
 }

@@ -1,7 +1,6 @@
 package sp_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -23,17 +22,8 @@ func TestValidatePerClientPending(t *testing.T) {
 		{20001, 20000, "over the pending-logins ceiling"},
 		{50, -1, ""},
 	} {
-		cfg := sp.Config{StoreKind: "memory", LoginLimits: limits.LoginLimits{PerClientPending: tc.share, MaxPending: tc.ceiling}}
-		var got []string
-		var ps sp.Problems
-		if err := cfg.Validate(); errors.As(err, &ps) {
-			for _, p := range ps {
-				if p.Field == "LoginLimits.PerClientPending" {
-					got = append(got, p.Msg)
-				}
-			}
-		}
-		msg := strings.Join(got, "; ")
+		msg := problemsOf(sp.Config{StoreKind: "memory", LoginLimits: limits.LoginLimits{PerClientPending: tc.share, MaxPending: tc.ceiling}},
+			"LoginLimits.PerClientPending")
 		if tc.want == "" && msg != "" || tc.want != "" && !strings.Contains(msg, tc.want) {
 			t.Errorf("share %d of ceiling %d: %q, want %q", tc.share, tc.ceiling, msg, tc.want)
 		}
