@@ -134,11 +134,20 @@ func (s *SP) serveReadyz(w http.ResponseWriter, r *http.Request) {
 		checks["store"] = "stateless (none)"
 	}
 	// A replica at its pending-logins ceiling stays ready: it still serves
-	// sessions and finishes logins in progress; only new logins wait.
-	checks["login_capacity"] = s.logins.Capacity(s.now())
+	// sessions and finishes logins in progress; only new logins wait. A
+	// flood reaches every replica, and taking them all out of the balancer
+	// would log everyone out for nothing. /readyz?logins is for a balancer
+	// that routes login starts apart: 503 while this replica refuses every
+	// new login.
+	now := s.now()
+	checks["login_capacity"] = s.logins.Capacity(now)
+	logins := s.logins.Logins(now)
+	if r.URL.Query().Has("logins") && logins == "full" {
+		ready = false
+	}
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	respond.JSON(w, status, map[string]any{"ready": ready, "instance": s.cfg.InstanceID, "store": s.storeKind, "checks": checks})
+	respond.JSON(w, status, map[string]any{"ready": ready, "instance": s.cfg.InstanceID, "store": s.storeKind, "logins": logins, "checks": checks})
 }

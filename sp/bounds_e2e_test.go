@@ -350,20 +350,7 @@ func TestE2EPendingLoginsCeiling(t *testing.T) {
 func TestE2ELoginRateLimits(t *testing.T) {
 	t.Parallel()
 	xff := func(addr string) http.Header { return http.Header{"X-Forwarded-For": {addr}} }
-	get := func(t *testing.T, target string, h http.Header) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequest("GET", target, nil)
-		for k, v := range h {
-			req.Header[k] = v
-		}
-		resp, err := noRedirects("").Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
+	get := getWithHeaders
 	expect := func(t *testing.T, resp *http.Response, status int, reason string) {
 		t.Helper()
 		if resp.StatusCode != status {
@@ -564,4 +551,85 @@ func TestE2EIndexHidesStoreAddress(t *testing.T) {
 	if !strings.Contains(string(body), "<b>redis</b>") || strings.Contains(string(body), port) || strings.Contains(string(body), "redis://") {
 		t.Errorf("the index must name the store kind and not its address %s:\n%s", u.Host, body)
 	}
+}
+
+// Over HTTP, many clients behind a trusted proxy: heavy clients hold their
+// share and are shed past half the ceiling, a new client still begins a
+// login there, and only the full ceiling refuses it; /readyz stays 200
+// and says "shedding", then "full", where /readyz?logins answers 503.
+func TestE2EHeavyClientsShedFirst(t *testing.T) {
+	t.Parallel()
+	const ceiling = 40                  // share: 10
+	open, _ := sizedStores()[0].open(t) // memory
+	top := startTopology(t, topologyConfig{Replicas: 1, Store: open, LoginLimits: &limits.LoginLimits{MaxPending: ceiling, TotalRate: -1},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Quiet: true})
+	rep := top.Replicas[0]
+	start := func(from string) *http.Response {
+		return getWithHeaders(t, rep.URL+"/app", http.Header{"X-Forwarded-For": {from}})
+	}
+	readyz := func(query string) (int, string) {
+		resp, err := http.Get(rep.URL + "/readyz" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Logins string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Logins
+	}
+	started, refused := 0, map[string]int{}
+	for c := range 4 { // four heavy clients, 15 starts each
+		for range 15 {
+			resp := start(fmt.Sprintf("198.18.0.%d", c+1))
+			if resp.StatusCode == http.StatusFound {
+				started++
+			} else {
+				refused[resp.Header.Get(respond.HeaderCause)+"/"+resp.Header.Get("Retry-After")]++
+			}
+		}
+	}
+	// 10 + 10 reach half; the other two start while light (fewer than 4
+	// starts), then are shed.
+	if want := ceiling/2 + 2*limits.LightStarts; started != want {
+		t.Errorf("heavy clients started %d logins, want %d (two shares to half the ceiling, then 4 each while light); refused %v", started, want, refused)
+	}
+	if code, logins := readyz(""); code != 200 || logins != "shedding" {
+		t.Errorf("/readyz past half: %d %q, want 200 shedding", code, logins)
+	}
+	for i := range ceiling - started { // light clients fill the rest
+		if resp := start(fmt.Sprintf("198.18.1.%d", i+1)); resp.StatusCode != http.StatusFound {
+			t.Fatalf("light client %d past half the ceiling: %d %s", i+1, resp.StatusCode, resp.Header.Get(respond.HeaderCause))
+		}
+	}
+	resp := start("198.18.2.1")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(respond.HeaderCause) != string(failure.CauseStoreFull) || retryAfter(resp.Header) < 60 {
+		t.Errorf("a new client at the full ceiling: %d %s Retry-After %q, want 503 store-full with minutes", resp.StatusCode,
+			resp.Header.Get(respond.HeaderCause), resp.Header.Get("Retry-After"))
+	}
+	if code, logins := readyz(""); code != 200 || logins != "full" {
+		t.Errorf("/readyz at the ceiling: %d %q, want 200 full", code, logins)
+	}
+	if code, _ := readyz("?logins"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz?logins at the ceiling: %d, want 503", code)
+	}
+	if v := metricValue(t, rep.Reg, "samlha_sp_pending_logins_top_client", nil); v != 10 {
+		t.Errorf("samlha_sp_pending_logins_top_client = %v, want 10", v)
+	}
+}
+
+// getWithHeaders GETs target with h, following no redirect, and returns
+// the response with its body read and closed.
+func getWithHeaders(t *testing.T, target string, h http.Header) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", target, nil)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := noRedirects("").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }

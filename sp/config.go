@@ -479,6 +479,11 @@ func (c *Config) validateLimits(ps *Problems) {
 	if l.Clients < 1 {
 		ps.add("LoginLimits.Clients", "%d must be at least 1", l.Clients)
 	}
+	if l.PerClientPending < -1 {
+		ps.add("LoginLimits.PerClientPending", "%d must not be negative (0: 1%% of the pending-logins ceiling, at least 10)", l.PerClientPending)
+	} else if l.MaxPending > 0 && l.PerClientPending > l.MaxPending {
+		ps.add("LoginLimits.PerClientPending", "%d is over the pending-logins ceiling %d", l.PerClientPending, l.MaxPending)
+	}
 }
 
 // validateGateway checks the gateway and forward-auth settings.

@@ -729,17 +729,40 @@ func TestGatewayDeadlines(t *testing.T) {
 		t.Errorf("an upstream that never answers: %d, want 504", resp.StatusCode)
 	}
 
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	// A body that has arrived lifts the read deadline: the stream after it
+	// is not cut by net/http's background read.
+	resp, err = http.Post(srv.URL+"/x/stream", "text/plain", strings.NewReader("an upload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(body), "chunk 2") {
+		t.Errorf("a 750 ms stream after an upload: %q, %v; want all three chunks", body, err)
+	}
+
+	// An anonymous client trickling its body to a public path is cut off
+	// at the read deadline, as on the SP's own routes.
+	for _, path := range []string{"/x/upload", "/saml/acs"} {
+		trickleCutOff(t, srv.Listener.Addr().String(), path)
+	}
+}
+
+// trickleCutOff sends headers announcing a 100-byte body to path and only
+// part of it, and fails unless the server gives up within 3 s.
+func trickleCutOff(t *testing.T, addr, path string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /saml/acs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nSAMLResponse=")
+	io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nSAMLResponse=") //nolint:errcheck // a failed write shows as a quick close
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
 	_, _ = io.ReadAll(conn) // the server answers or closes once its read deadline passes
 	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("a client trickling its ACS body held the connection for %v; the read deadline is 300 ms", d)
+		t.Errorf("a client trickling its body to %s held the connection for %v; the read deadline is 300 ms", path, d)
 	}
 }
 

@@ -26,17 +26,7 @@ func TestValidateStoreHandoff(t *testing.T) {
 		{"memory", "memory://", "another process's memory"},
 		{"memory", "mongo://:hunter2@db/0", `unknown scheme "mongo"`},
 	} {
-		cfg := sp.Config{StoreKind: tc.kind, StoreHandoff: tc.url}
-		var got []string
-		var ps sp.Problems
-		if err := cfg.Validate(); errors.As(err, &ps) {
-			for _, p := range ps {
-				if p.Field == "StoreHandoff" {
-					got = append(got, p.Msg)
-				}
-			}
-		}
-		msg := strings.Join(got, "; ")
+		msg := problemsOf(sp.Config{StoreKind: tc.kind, StoreHandoff: tc.url}, "StoreHandoff")
 		switch {
 		case tc.want == "" && msg != "":
 			t.Errorf("%s with %q: %s; want no StoreHandoff problem", tc.kind, tc.url, msg)
@@ -74,7 +64,8 @@ func TestValidateAcceptStateless(t *testing.T) {
 	}
 }
 
-// problemsOf is what Validate says of field in cfg, joined.
+// problemsOf is what the validator says of cfg's field, its problems
+// joined by "; " ("" for none).
 func problemsOf(cfg sp.Config, field string) string {
 	var got []string
 	var ps sp.Problems

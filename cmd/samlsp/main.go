@@ -93,6 +93,7 @@ type options struct {
 	loginRatePerClient, loginRate      float64
 	loginBurstPerClient, loginBurst    int
 	maxPendingLogins, rateLimitClients int
+	maxPendingPerClient                int
 	maxConnections                     int
 	readHeaderTimeout, readTimeout     time.Duration
 	writeTimeout, idleTimeout          time.Duration
@@ -170,6 +171,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.loginRate, "login-rate", 50, "login starts per second of all clients together on this replica; over it: 429 login-rate-limited; 0 switches it off")
 	fs.IntVar(&o.loginBurst, "login-burst", 200, "login starts all clients may make at once before --login-rate applies")
 	fs.IntVar(&o.maxPendingLogins, "max-pending-logins", 20000, "ceiling of logins this replica began within the last --request-ttl + --tombstone-ttl (each may leave one key in the store,\nso a shared store holds at most replicas × this); over it: 503 store-full with Retry-After; 0 switches it off")
+	fs.IntVar(&o.maxPendingPerClient, "max-pending-logins-per-client", 0, "the pending logins one client may hold (its starts in the window less the logins it finished); over it:\n429 login-rate-limited (client-share). 0: 1% of --max-pending-logins, at least 10. Off with --login-rate-per-client 0 and in stateless mode")
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send a request's line and headers (slow clients are cut off)")
 	fs.DurationVar(&o.readTimeout, "read-timeout", 30*time.Second, "time a client has to send a whole request, body included")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", 30*time.Second, "time to write a reply, from the end of the request's headers")
@@ -199,8 +201,9 @@ var fieldFlags = map[string]string{
 	"MaxRelogins": "--max-relogins", "TrustedProxies": "--trusted-proxies", "MaxReturnURL": "--max-return-url",
 	"LoginLimits.PerClientRate": "--login-rate-per-client", "LoginLimits.PerClientBurst": "--login-burst-per-client",
 	"LoginLimits.TotalRate": "--login-rate", "LoginLimits.TotalBurst": "--login-burst", "LoginLimits.Clients": "--rate-limit-clients",
-	"SessionCacheTTL":  "--session-cache-ttl",
-	"Gateway.Upstream": "--upstream", "Gateway.PublicPaths": "--public-path", "Gateway.HeaderPrefix": "--identity-header-prefix",
+	"LoginLimits.PerClientPending": "--max-pending-logins-per-client",
+	"SessionCacheTTL":              "--session-cache-ttl",
+	"Gateway.Upstream":             "--upstream", "Gateway.PublicPaths": "--public-path", "Gateway.HeaderPrefix": "--identity-header-prefix",
 	"Gateway.PassAttributes": "--pass-attribute", "Gateway.AllowedRedirectHosts": "--allowed-redirect-hosts",
 	"Gateway.UpstreamHeaderTimeout": "--upstream-header-timeout", "Gateway.JWT.Keys": "--identity-jwt-key",
 	"Gateway.JWT.TTL": "--identity-jwt-ttl", "IDPInitiated": "--allow-idp-initiated",
@@ -478,7 +481,8 @@ func (o *options) loginLimits() limits.LoginLimits {
 		return v
 	}
 	l := limits.LoginLimits{PerClientRate: off(o.loginRatePerClient), PerClientBurst: o.loginBurstPerClient,
-		TotalRate: off(o.loginRate), TotalBurst: o.loginBurst, MaxPending: o.maxPendingLogins, Clients: o.rateLimitClients}
+		TotalRate: off(o.loginRate), TotalBurst: o.loginBurst, MaxPending: o.maxPendingLogins, Clients: o.rateLimitClients,
+		PerClientPending: o.maxPendingPerClient}
 	if l.MaxPending == 0 {
 		l.MaxPending = -1
 	}

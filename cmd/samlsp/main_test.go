@@ -35,7 +35,7 @@ func TestHelpNamesEveryFlagAndTwin(t *testing.T) {
 
 		"--metrics-listen", "$SAMLHA_METRICS_LISTEN", "--trusted-proxies", "$SAMLHA_TRUSTED_PROXIES", "--max-return-url",
 		"--login-rate-per-client", "--login-burst-per-client", "--login-rate", "--login-burst", "--max-pending-logins",
-		"$SAMLHA_MAX_PENDING_LOGINS", "--rate-limit-clients"} {
+		"$SAMLHA_MAX_PENDING_LOGINS", "--rate-limit-clients", "--max-pending-logins-per-client", "$SAMLHA_MAX_PENDING_LOGINS_PER_CLIENT"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
@@ -48,7 +48,7 @@ func TestProblemsReportedAtOnce(t *testing.T) {
 		"--session-key", "a key of sixteen bytes or more", "--session-key", "tooshort", "--session-key-file", "/nonexistent/keys",
 
 		"--trusted-proxies", "10.0.0.0/8,not-a-cidr", "--max-return-url", "9000", "--login-rate", "-1", "--login-burst-per-client", "0",
-		"--max-pending-logins", "-3"}, &out, &out)
+		"--max-pending-logins", "-3", "--max-pending-logins-per-client", "-7"}, &out, &out)
 	if err == nil {
 		t.Fatal("bad flags accepted")
 	}
@@ -56,7 +56,7 @@ func TestProblemsReportedAtOnce(t *testing.T) {
 		"--session-key #2", "--session-key-file",
 
 		`--trusted-proxies: "not-a-cidr"`, "--max-return-url: 9000 must be 1 to 8192", "--login-rate must be", "--login-burst-per-client must be at least 1",
-		"--max-pending-logins must not be negative"} {
+		"--max-pending-logins must not be negative", "--max-pending-logins-per-client: -7 must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -184,8 +184,17 @@ var explanations = map[Cause]func(f *Failure, c Context) Explanation{
 	},
 	CauseLoginRateLimited: func(f *Failure, c Context) Explanation {
 		who := "Your address has"
-		if f.Reason == "replica" {
+		switch f.Reason {
+		case "replica":
 			who = fmt.Sprintf("Replica %q has", c.Instance)
+		case "client-share", "shedding":
+			return Explanation{
+				Title: "Too many logins in progress from your address",
+				What: fmt.Sprintf("Logins begun from your address and not finished hold more than their share of what replica %q keeps pending, "+
+					"so this one was not started and nothing was stored. Logins already under way, and users who are logged in, are still served.", c.Instance),
+				Fixes: []string{"Finish a login already open in another tab, or wait (the Retry-After header says how long) and try again.",
+					"Operators: many users behind one address (a NAT) need a higher --max-pending-logins-per-client; behind a proxy set --trusted-proxies so each user's own address counts."},
+			}
 		}
 		return Explanation{
 			Title: "Too many logins at once",

@@ -9,6 +9,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -124,7 +125,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if g.o.PublicPaths.Match(p) {
 		g.requests.WithLabelValues("public").Inc()
-		g.forward(w, r)
+		g.forward(w, r, true)
 		return
 	}
 	if login.Navigation(r) {
@@ -172,7 +173,7 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request) {
 	// The headers are set on the outbound request in Rewrite, after
 	// ReverseProxy has removed the hop-by-hop headers, so a client's
 	// "Connection: X-Samlha-User" cannot strip them.
-	g.forward(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)))
+	g.forward(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)), false)
 }
 
 // identityHeadersKey carries the identity headers from serveUpstream to
@@ -180,15 +181,43 @@ func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request) {
 type identityHeadersKey struct{}
 
 // forward sends r to the upstream. Only here, for a request the gateway
-// has admitted, are the server's whole-request read and write deadlines
-// lifted: server-sent events, WebSockets, long downloads and large uploads
-// last as long as they last, while the SP's own routes (the ACS, login
-// starts, refusals) keep them against slow clients.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request) {
+// has admitted, are the server's whole-request deadlines lifted, so that
+// server-sent events, WebSockets, long downloads and large uploads last as
+// long as they last, while the SP's own routes (the ACS, login starts,
+// refusals) keep them against slow clients. The write deadline is lifted
+// at once. The read deadline is lifted at once for a request without a
+// body (a WebSocket upgrade included) and for an authenticated one; an
+// anonymous request to a public path keeps it until its body has fully
+// arrived (README "Bounds on input": such an upload must arrive within
+// --read-timeout), so a client trickling bodies cannot hold connections.
+// It is lifted once the body is in, not left: net/http's background read
+// would otherwise cut a long download or stream short.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, anonymous bool) {
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})  // no deadline to lift: nothing to do
-	_ = rc.SetWriteDeadline(time.Time{}) // likewise
+	_ = rc.SetWriteDeadline(time.Time{}) // no deadline to lift: nothing to do
+	if !anonymous || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		_ = rc.SetReadDeadline(time.Time{}) // likewise
+	} else {
+		r.Body = &liftOnEnd{ReadCloser: r.Body, rc: rc}
+	}
 	g.proxy.ServeHTTP(w, r)
+}
+
+// liftOnEnd lifts the connection's read deadline once the request body it
+// wraps has been read to its end.
+type liftOnEnd struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	lifted bool
+}
+
+func (b *liftOnEnd) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // newProxy is the reverse proxy to the upstream.

@@ -39,8 +39,8 @@ func Body(w http.ResponseWriter, r *http.Request, n int64) *failure.Failure {
 
 // Describe names the limits, for the startup log.
 func (l LoginLimits) Describe() string {
-	return fmt.Sprintf("login-rate-per-client=%s login-rate=%s max-pending-logins=%d",
-		describeRate(l.PerClientRate, l.PerClientBurst), describeRate(l.TotalRate, l.TotalBurst), l.MaxPending)
+	return fmt.Sprintf("login-rate-per-client=%s login-rate=%s max-pending-logins=%d max-pending-logins-per-client=%d",
+		describeRate(l.PerClientRate, l.PerClientBurst), describeRate(l.TotalRate, l.TotalBurst), l.MaxPending, l.share())
 }
 
 func describeRate(r float64, burst int) string {

@@ -48,7 +48,7 @@ func TestPendingWindow(t *testing.T) {
 func TestClientLimiter(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1764000000, 0)
-	c := newClientLimiter(1, 2, 100)
+	c := newClientLimiter(1, 2, 100, time.Hour)
 	a := netip.MustParseAddr("192.0.2.1")
 	for i := range 2 {
 		if ok, _ := c.allow(a, now); !ok {
@@ -66,7 +66,7 @@ func TestClientLimiter(t *testing.T) {
 		t.Fatal("a start a second later (rate 1/s) was refused")
 	}
 	// Two addresses of one /64 are one client.
-	v6 := newClientLimiter(1, 1, 100)
+	v6 := newClientLimiter(1, 1, 100, time.Hour)
 	if ok, _ := v6.allow(netip.MustParseAddr("2001:db8:1:2::1"), now); !ok {
 		t.Fatal("first IPv6 start refused")
 	}

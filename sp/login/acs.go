@@ -41,6 +41,9 @@ func (e acs) serve(w http.ResponseWriter, r *http.Request) {
 		e.resp.Fail(w, r, f)
 	} else {
 		e.m.loginsSucceeded.Inc()
+		// The client's share of pending logins gets this one back (on
+		// the replica that began it, when the ACS lands there).
+		e.cfg.Gate.Done(limits.ClientAddress(r), e.cfg.Now())
 		e.log.Info("login succeeded", "request_id", tr.RequestID, "login_instance", tr.Origin,
 			"cross_instance", tr.Origin != e.cfg.Instance, "duration", time.Since(start))
 		http.Redirect(w, r, e.cfg.ReturnURL.Landing(tr.URI), http.StatusFound)

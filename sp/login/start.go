@@ -109,7 +109,7 @@ func (e starter) login(w http.ResponseWriter, r *http.Request, rt *liveConfig, t
 	}
 	rs, err := rt.state.Begin(w, r, authReq.ID, uri)
 	if err != nil {
-		e.cfg.Gate.Release(now)
+		e.cfg.Gate.Release(limits.ClientAddress(r), now)
 		e.resp.Fail(w, r, failure.FromStore(err, e.cfg.Instance))
 		return
 	}
