@@ -122,6 +122,11 @@ func TestNginxConfig(t *testing.T) {
 	if !regexp.MustCompile(`#\s*sticky cookie \S+ .*samesite=none`).MatchString(text) {
 		t.Errorf("%s lacks the commented nginx Plus `sticky cookie ... samesite=none` line", name)
 	}
+	// Open source nginx has passive checks only; the nginx Plus active
+	// check it suggests must be on readiness, not liveness.
+	if !strings.Contains(text, "health_check uri=/readyz;") || strings.Contains(text, "uri=/healthz") {
+		t.Errorf("%s: the suggested nginx Plus health_check must check /readyz, not /healthz", name)
+	}
 	for _, d := range []string{"pid", "error_log"} {
 		for _, l := range active {
 			if strings.HasPrefix(l, d+" ") {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,7 +29,12 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	flag.Parse()
+	if oldLaxPlusPOST.wanted() {
+		oldLaxPlusPOST.begin(dir)
+	}
 	code := m.Run()
+	oldLaxPlusPOST.abandon()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -438,7 +438,11 @@ func (top *Topology) startStickyproxy(ctx context.Context) error {
 	pargs := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", top.ports.proxy), "--admin-listen", fmt.Sprintf("127.0.0.1:%d", top.ports.admin),
 		"--stickiness", spec.Stickiness, "--cookie-samesite", spec.CookieSameSite, "--drain-mode", spec.DrainMode,
 		"--cookie-key-file", env.cookieKeyFile, "--health-interval", "300ms", "--health-timeout", "250ms", "--health-fall", "1", "--health-rise", "2",
-		"--access-log", "anomalies", "--log-format", "json", "--shutdown-grace", "2s"}
+		"--access-log", "anomalies", "--log-format", "json", "--shutdown-grace", "2s",
+		// Readiness, not liveness: a replica that has not loaded the
+		// IdP's metadata (or lost its store) gets no traffic until it can
+		// serve a login (TestRestartedReplicaGetsNoTrafficUntilReady).
+		"--health-path", "/readyz"}
 	if env.Bins.ProxyHas("--admin-token-file") {
 		// A token of its own for each topology, in a file (not on a
 		// command line that ps would show).
