@@ -107,7 +107,8 @@ func listen(t *testing.T, ctx context.Context) *tab {
 	if err := chromedp.Listen(ctx, tb.event); err != nil {
 		t.Fatalf("start Chromium: %v", err)
 	}
-	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+	maxPost := int64(1 << 20)
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{MaxPostDataSize: &maxPost}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := chromedp.Call(ctx, runtime.Enable, cdp.Empty{}); err != nil {
@@ -181,6 +182,15 @@ func (b *tab) event(ev any) {
 	}
 }
 
+// front brings the tab to the front: a background tab's screenshot and
+// clicks wait for a frame that never comes.
+func (b *tab) front(t *testing.T) {
+	t.Helper()
+	if _, err := chromedp.Call(b.ctx, page.BringToFront, cdp.Empty{}); err != nil {
+		t.Fatalf("bring the tab to the front: %v", err)
+	}
+}
+
 // reset forgets what the tab has seen.
 func (b *tab) reset() {
 	b.mu.Lock()
@@ -207,6 +217,7 @@ func (b *tab) consoleLines() []string {
 
 func (b *tab) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
+	b.front(t)
 	if err := chromedp.Do(b.ctx, steps...); err != nil {
 		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
 		t.Fatalf("%s: %v (at %s)", what, err, loc)
@@ -261,7 +272,7 @@ func looksRight(t *testing.T, b *tab, w want) []string {
 		t.Fatalf("location %q: %v", loc, err)
 	}
 	origin := u.Scheme + "://" + u.Host
-	if w.Path != "" && u.RequestURI() != w.Path {
+	if w.Path != "" && !samePath(u, w.Path) {
 		fail("navigation", "the browser is at %s, want %s", loc, w.Path)
 	}
 	// The page does not move on by itself.
@@ -358,6 +369,7 @@ func looksRight(t *testing.T, b *tab, w want) []string {
 	if v := eval[[]string](t, b, `window.__walkCSP || []`); len(v) > 0 {
 		fail("csp", "violations: %q", v)
 	}
+	b.front(t)
 	shot, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
