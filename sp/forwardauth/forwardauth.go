@@ -139,10 +139,13 @@ func (h *Handler) ServeAuth(w http.ResponseWriter, r *http.Request) {
 			Detail: "the request carries " + failure.Truncate(name, 100) + ", which only this SP may set"})
 		return
 	}
+	// A path that is not canonical is a page for a browser, JSON for a
+	// program (the Responder decides by Accept): nginx asks /saml/auth
+	// again, as a plain request, to show samlsp's answer to the client.
 	o, trusted, err := h.originalOf(r)
 	if err != nil {
 		h.answers.WithLabelValues("path-refused").Inc()
-		h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth", API: true, Detail: err.Error(), Err: err})
+		h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth", Detail: err.Error(), Err: err})
 		return
 	}
 	sess, _, ok := h.o.Engine.Session(w, r)
@@ -160,7 +163,7 @@ func (h *Handler) ServeAuth(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if p, err = o.path(); err != nil {
 			h.answers.WithLabelValues("path-refused").Inc()
-			h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth", API: true,
+			h.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "forward-auth",
 				Detail: "original URI " + failure.Truncate(o.uri, 200) + ": " + err.Error(), Err: err})
 			return
 		}
