@@ -28,8 +28,27 @@ func TestRestartedReplicaGetsNoTrafficUntilReady(t *testing.T) {
 
 	// The IdP goes away, then sp-2 restarts: it has no copy of the
 	// metadata (memory store, no --idp-metadata-cache).
+	// The proxy must have seen sp-2 go (its checks find nothing
+	// listening) before the new process starts, as in a rolling deploy:
+	// a restart quicker than one health interval (300 ms, fall 1)
+	// is invisible to any health-checking balancer, HAProxy's included,
+	// and would leave sp-2 marked up while its new process is not ready.
 	top.IdP.Stop(3 * time.Second)
 	sp2.Proc.Stop(5 * time.Second)
+	if err := localproc.Poll(ctx, func(ctx context.Context) error {
+		ts, err := top.Targets(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range ts {
+			if s.Name == "sp-2" && s.Healthy {
+				return fmt.Errorf("the proxy still sees sp-2 healthy")
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("sp-2 stopped: %v", err)
+	}
 	if err := sp2.Proc.Start(); err != nil {
 		t.Fatal(err)
 	}
