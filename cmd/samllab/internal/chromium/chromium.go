@@ -87,128 +87,22 @@ func Login(ctx context.Context, o Options, appURL, user, password string) (Resul
 		return Result{}, err
 	}
 	defer os.RemoveAll(dir)
-	var rules []string
-	for host, addr := range o.Resolve {
-		rules = append(rules, "MAP "+host+" "+addr)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(o.ExecPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("host-resolver-rules", strings.Join(rules, ", ")),
-		// The lab's throwaway CA is not in Chromium's store.
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(dir),
-	)
-	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
+	actx, cancel := chromedp.NewExecAllocator(ctx, allocatorOptions(o, dir)...)
 	defer cancel()
 	tctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
 	tctx, cancel = context.WithTimeout(tctx, o.Timeout+o.ThinkTime+o.AgeFirst)
 	defer cancel()
 
-	var mu sync.Mutex
-	res := Result{CookiesBlocked: map[string][]string{}}
-	// A redirect keeps the request ID: the ACS POST and the GET it is
-	// redirected to share one. The ACS's own cookies are in the first
-	// ExtraInfo of the ID; its response comes as the next request's
-	// RedirectResponse, or as ResponseReceived when it does not redirect.
-	acsRequests := map[network.RequestID]bool{}
-	extraSeen := map[network.RequestID]bool{}
-	acsHeaders := func(h network.Headers) {
-		for k, v := range h {
-			s, _ := v.(string)
-			switch strings.ToLower(k) {
-			case "x-stickyproxy-decision":
-				res.Decision = s
-			case "x-samlha-instance":
-				res.ACSInstance = s
-			case "x-samlha-cause":
-				res.Cause = s
-			}
-		}
-	}
-	firstHeaders := func(h network.Headers) {
-		for k, v := range h {
-			if s, _ := v.(string); strings.EqualFold(k, "x-samlha-instance") && res.StartInstance == "" {
-				res.StartInstance = s
-			}
-		}
-	}
-	onRequest := func(e *network.EventRequestWillBeSent) {
-		logf("chromium: %s %s", e.Request.Method, e.Request.URL)
-		if e.RedirectResponse != nil {
-			if acsRequests[e.RequestID] && strings.HasSuffix(e.RedirectResponse.URL, "/saml/acs") {
-				acsHeaders(e.RedirectResponse.Headers)
-			} else if strings.HasPrefix(e.RedirectResponse.URL, appURL) {
-				firstHeaders(e.RedirectResponse.Headers)
-			}
-		}
-		if e.Request.Method == "POST" && strings.HasSuffix(e.Request.URL, "/saml/acs") {
-			acsRequests[e.RequestID] = true
-		}
-	}
-	onExtra := func(e *network.EventRequestWillBeSentExtraInfo) {
-		if !acsRequests[e.RequestID] || extraSeen[e.RequestID] {
-			return
-		}
-		extraSeen[e.RequestID] = true
-		for _, c := range e.AssociatedCookies {
-			if len(c.BlockedReasons) == 0 {
-				res.CookiesSent = append(res.CookiesSent, c.Cookie.Name)
-				continue
-			}
-			for _, r := range c.BlockedReasons {
-				res.CookiesBlocked[c.Cookie.Name] = append(res.CookiesBlocked[c.Cookie.Name], r.String())
-			}
-		}
-	}
-	onResponse := func(e *network.EventResponseReceived) {
-		if acsRequests[e.RequestID] && strings.HasSuffix(e.Response.URL, "/saml/acs") {
-			acsHeaders(e.Response.Headers)
-		}
-	}
+	rec := &recorder{appURL: appURL, logf: logf, res: Result{CookiesBlocked: map[string][]string{}},
+		acsRequests: map[network.RequestID]bool{}, extraSeen: map[network.RequestID]bool{}}
 	// The listener runs in the tab's event loop: record, return at once.
-	err = chromedp.Listen(tctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			onRequest(e)
-		case network.EventRequestWillBeSent:
-			onRequest(&e)
-		case *network.EventRequestWillBeSentExtraInfo:
-			onExtra(e)
-		case network.EventRequestWillBeSentExtraInfo:
-			onExtra(&e)
-		case *network.EventResponseReceived:
-			onResponse(e)
-		case network.EventResponseReceived:
-			onResponse(&e)
-		}
-	})
-	if err != nil {
-		return res, fmt.Errorf("start Chromium: %w", err)
+	if err := chromedp.Listen(tctx, rec.event); err != nil {
+		return rec.result(), fmt.Errorf("start Chromium: %w", err)
 	}
 	if o.AgeFirst > 0 {
-		u := strings.TrimSuffix(appURL, "/app") + "/healthz"
-		// A cookie of the page's own (no SameSite), which nothing
-		// refreshes afterwards, ages beside the balancer's.
-		err := chromedp.Do(tctx, chromedp.Navigate(u))
-		if err == nil {
-			_, err = chromedp.Run(tctx, chromedp.Evaluate[any](`document.cookie = "`+ProbeCookie+`=1; path=/; max-age=600; secure"`))
-		}
-		if err == nil {
-			err = chromedp.Do(tctx, chromedp.Sleep(o.AgeFirst))
-		}
-		if err != nil {
-			return res, fmt.Errorf("Chromium at %s: %w", u, err)
+		if err := ageFirst(tctx, appURL, o.AgeFirst); err != nil {
+			return rec.result(), err
 		}
 	}
 	err = chromedp.Do(tctx,
@@ -225,8 +119,7 @@ func Login(ctx context.Context, o Options, appURL, user, password string) (Resul
 	if err == nil {
 		shown, _ = chromedp.Run(tctx, chromedp.Evaluate[string](`(document.querySelector('#user')||{}).textContent||''`))
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	res := rec.result()
 	if err != nil {
 		return res, fmt.Errorf("Chromium login: %w", err)
 	}
@@ -235,4 +128,146 @@ func Login(ctx context.Context, o Options, appURL, user, password string) (Resul
 		return res, errors.New("Chromium's ACS POST was not seen")
 	}
 	return res, nil
+}
+
+// allocatorOptions are Chromium's flags for one login in profile dir.
+func allocatorOptions(o Options, dir string) []chromedp.ExecAllocatorOption {
+	var rules []string
+	for host, addr := range o.Resolve {
+		rules = append(rules, "MAP "+host+" "+addr)
+	}
+	return append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(o.ExecPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("host-resolver-rules", strings.Join(rules, ", ")),
+		// The lab's throwaway CA is not in Chromium's store.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.UserDataDir(dir),
+	)
+}
+
+// ageFirst sets a cookie of the page's own (no SameSite), which nothing
+// refreshes afterwards, and lets it age beside the balancer's for d.
+func ageFirst(tctx context.Context, appURL string, d time.Duration) error {
+	u := strings.TrimSuffix(appURL, "/app") + "/healthz"
+	err := chromedp.Do(tctx, chromedp.Navigate(u))
+	if err == nil {
+		_, err = chromedp.Run(tctx, chromedp.Evaluate[any](`document.cookie = "`+ProbeCookie+`=1; path=/; max-age=600; secure"`))
+	}
+	if err == nil {
+		err = chromedp.Do(tctx, chromedp.Sleep(d))
+	}
+	if err != nil {
+		return fmt.Errorf("Chromium at %s: %w", u, err)
+	}
+	return nil
+}
+
+// recorder keeps what Chromium's network events say about the login: the
+// replica that began it, and the ACS POST's cookies and answer.
+//
+// A redirect keeps the request ID: the ACS POST and the GET it is
+// redirected to share one. The ACS's own cookies are in the first
+// ExtraInfo of the ID; its response comes as the next request's
+// RedirectResponse, or as ResponseReceived when it does not redirect.
+type recorder struct {
+	appURL string
+	logf   func(string, ...any)
+
+	mu          sync.Mutex
+	res         Result
+	acsRequests map[network.RequestID]bool
+	extraSeen   map[network.RequestID]bool
+}
+
+// result is a copy of what has been recorded so far.
+func (r *recorder) result() Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.res
+}
+
+// event records one of Chromium's events.
+func (r *recorder) event(ev any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch e := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		r.onRequest(e)
+	case network.EventRequestWillBeSent:
+		r.onRequest(&e)
+	case *network.EventRequestWillBeSentExtraInfo:
+		r.onExtra(e)
+	case network.EventRequestWillBeSentExtraInfo:
+		r.onExtra(&e)
+	case *network.EventResponseReceived:
+		r.onResponse(e)
+	case network.EventResponseReceived:
+		r.onResponse(&e)
+	}
+}
+
+func (r *recorder) acsHeaders(h network.Headers) {
+	for k, v := range h {
+		s, _ := v.(string)
+		switch strings.ToLower(k) {
+		case "x-stickyproxy-decision":
+			r.res.Decision = s
+		case "x-samlha-instance":
+			r.res.ACSInstance = s
+		case "x-samlha-cause":
+			r.res.Cause = s
+		}
+	}
+}
+
+func (r *recorder) firstHeaders(h network.Headers) {
+	for k, v := range h {
+		if s, _ := v.(string); strings.EqualFold(k, "x-samlha-instance") && r.res.StartInstance == "" {
+			r.res.StartInstance = s
+		}
+	}
+}
+
+func (r *recorder) onRequest(e *network.EventRequestWillBeSent) {
+	r.logf("chromium: %s %s", e.Request.Method, e.Request.URL)
+	if e.RedirectResponse != nil {
+		if r.acsRequests[e.RequestID] && strings.HasSuffix(e.RedirectResponse.URL, "/saml/acs") {
+			r.acsHeaders(e.RedirectResponse.Headers)
+		} else if strings.HasPrefix(e.RedirectResponse.URL, r.appURL) {
+			r.firstHeaders(e.RedirectResponse.Headers)
+		}
+	}
+	if e.Request.Method == "POST" && strings.HasSuffix(e.Request.URL, "/saml/acs") {
+		r.acsRequests[e.RequestID] = true
+	}
+}
+
+func (r *recorder) onExtra(e *network.EventRequestWillBeSentExtraInfo) {
+	if !r.acsRequests[e.RequestID] || r.extraSeen[e.RequestID] {
+		return
+	}
+	r.extraSeen[e.RequestID] = true
+	for _, c := range e.AssociatedCookies {
+		if len(c.BlockedReasons) == 0 {
+			r.res.CookiesSent = append(r.res.CookiesSent, c.Cookie.Name)
+			continue
+		}
+		for _, why := range c.BlockedReasons {
+			r.res.CookiesBlocked[c.Cookie.Name] = append(r.res.CookiesBlocked[c.Cookie.Name], why.String())
+		}
+	}
+}
+
+func (r *recorder) onResponse(e *network.EventResponseReceived) {
+	if r.acsRequests[e.RequestID] && strings.HasSuffix(e.Response.URL, "/saml/acs") {
+		r.acsHeaders(e.Response.Headers)
+	}
 }

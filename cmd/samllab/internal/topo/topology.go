@@ -260,32 +260,9 @@ func Start(ctx context.Context, env *Env, spec Spec) (*Topology, error) {
 }
 
 func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology, err error) {
-	if spec.Replicas <= 0 {
-		spec.Replicas = 3
-	}
-	if spec.Stickiness == "" {
-		spec.Stickiness = "off"
-	}
-	if spec.CookieSameSite == "" {
-		spec.CookieSameSite = "lax"
-	}
-	if spec.DrainMode == "" {
-		spec.DrainMode = "alb"
-	}
-	switch spec.Gateway {
-	case "", GatewayProxy:
-	case GatewayForwardAuth:
-		if spec.Replicas != 3 || spec.Spare != 0 || spec.Stickiness != "off" || spec.SAMLAware {
-			return nil, errors.New("the forward-auth topology runs nginx's reference config: exactly 3 replicas, no spares, no stickiness")
-		}
-	default:
-		return nil, fmt.Errorf("unknown gateway mode %q", spec.Gateway)
-	}
-	if spec.Gateway != "" && env.Bins.DemoApp == "" {
-		return nil, errors.New("the gateway topologies need demoapp beside samlsp (go build ./cmd/demoapp)")
-	}
-	if spec.Gateway == GatewayForwardAuth && env.Bins.Nginx == "" {
-		return nil, errors.New("the forward-auth topology needs nginx (apt-get install -y nginx)")
+	spec = spec.withDefaults()
+	if err := spec.check(env); err != nil {
+		return nil, err
 	}
 	dir := filepath.Join(env.Dir, spec.Name)
 	if attempt > 1 {
@@ -305,6 +282,90 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 
+	top.assignAddresses()
+	// Redis first: the replicas wait for their store.
+	if err := top.startStore(ctx); err != nil {
+		return top, err
+	}
+	if err := top.startIdP(); err != nil {
+		return top, err
+	}
+	var gwArgs []string
+	if spec.Gateway != "" {
+		if gwArgs, err = top.startApp(); err != nil {
+			return top, err
+		}
+	}
+	if err := top.startReplicas(gwArgs); err != nil {
+		return top, err
+	}
+	if spec.Gateway == GatewayForwardAuth {
+		if err := top.startNginx(ctx); err != nil {
+			return top, err
+		}
+	} else if err := top.startStickyproxy(ctx); err != nil {
+		return top, err
+	}
+	if spec.Unpinned {
+		if err := top.SetStickiness(ctx, false); err != nil {
+			return top, err
+		}
+	}
+	if top.App != nil {
+		if err := localproc.Ready(ctx, top.App, []int{top.ports.app}, localproc.HTTPProbe(nil, top.AppURL+"/healthz")); err != nil {
+			return top, err
+		}
+	}
+	env.Logger.Debug("topology ready", "name", spec.Name, "public_url", top.PublicURL)
+	return top, nil
+}
+
+// withDefaults fills what the spec leaves unset.
+func (spec Spec) withDefaults() Spec {
+	if spec.Replicas <= 0 {
+		spec.Replicas = 3
+	}
+	if spec.Stickiness == "" {
+		spec.Stickiness = "off"
+	}
+	if spec.CookieSameSite == "" {
+		spec.CookieSameSite = "lax"
+	}
+	if spec.DrainMode == "" {
+		spec.DrainMode = "alb"
+	}
+	return spec
+}
+
+// check refuses a spec that cannot run, or cannot run with env's binaries.
+func (spec Spec) check(env *Env) error {
+	switch spec.Gateway {
+	case "", GatewayProxy:
+	case GatewayForwardAuth:
+		if spec.Replicas != 3 || spec.Spare != 0 || spec.Stickiness != "off" || spec.SAMLAware {
+			return errors.New("the forward-auth topology runs nginx's reference config: exactly 3 replicas, no spares, no stickiness")
+		}
+	default:
+		return fmt.Errorf("unknown gateway mode %q", spec.Gateway)
+	}
+	if spec.Gateway != "" && env.Bins.DemoApp == "" {
+		return errors.New("the gateway topologies need demoapp beside samlsp (go build ./cmd/demoapp)")
+	}
+	if spec.Gateway == GatewayForwardAuth && env.Bins.Nginx == "" {
+		return errors.New("the forward-auth topology needs nginx (apt-get install -y nginx)")
+	}
+	switch spec.Store {
+	case "redis", "memory", "stateless":
+		return nil
+	default:
+		return fmt.Errorf("unknown store %q", spec.Store)
+	}
+}
+
+// assignAddresses picks every port and URL of the topology: the lab's
+// fixed ports with spec.FixedPorts, free ones otherwise.
+func (top *Topology) assignAddresses() {
+	spec, env := top.Spec, top.env
 	port := func(fixed int) int {
 		if spec.FixedPorts {
 			return fixed
@@ -340,50 +401,49 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 			top.Spares = append(top.Spares, r)
 		}
 	}
+}
 
-	// Redis first: the replicas wait for their store.
-	switch spec.Store {
-	case "redis":
-		if err := top.startRedis(ctx); err != nil {
-			return top, err
-		}
-	case "memory", "stateless":
-		if spec.Handoff {
-			if err := top.startRedis(ctx); err != nil {
-				return top, err
-			}
-			top.HandoffURL = top.StoreURL
-		}
-		// memory://, or none for stateless.
-		top.StoreURL = map[string]string{"memory": "memory://"}[spec.Store]
-	default:
-		return top, fmt.Errorf("unknown store %q", spec.Store)
+// startStore starts the private Redis the spec's store (or handoff) needs
+// and sets StoreURL and HandoffURL.
+func (top *Topology) startStore(ctx context.Context) error {
+	spec := top.Spec
+	if spec.Store == "redis" {
+		return top.startRedis(ctx)
 	}
+	if spec.Handoff {
+		if err := top.startRedis(ctx); err != nil {
+			return err
+		}
+		top.HandoffURL = top.StoreURL
+	}
+	// memory://, or none for stateless.
+	top.StoreURL = map[string]string{"memory": "memory://"}[spec.Store]
+	return nil
+}
 
+// startIdP starts devidp; it fetches the SP metadata from a replica.
+func (top *Topology) startIdP() error {
 	idpArgs := []string{
 		"--listen", fmt.Sprintf("127.0.0.1:%d", top.ports.idp), "--public-url", top.IdPURL,
-		"--data-dir", filepath.Join(env.Dir, "idp-data"),
+		"--data-dir", filepath.Join(top.env.Dir, "idp-data"),
 		// The IdP fetches the SP metadata from a replica directly: every
 		// replica serves the same (same root URL, same key), and the
 		// proxy's TLS certificate is the lab's own.
 		"--sp-metadata", top.Replicas[0].URL + "/saml/metadata",
 		"--register-timeout", "0", "--log-format", "json", "--log-level", "warn",
 	}
-	top.IdP = top.proc("devidp", env.Bins.IdP, idpArgs)
-	if err := top.IdP.Start(); err != nil {
-		return top, err
-	}
-	var gwArgs []string
-	if spec.Gateway != "" {
-		if gwArgs, err = top.startApp(); err != nil {
-			return top, err
-		}
-	}
+	top.IdP = top.proc("devidp", top.env.Bins.IdP, idpArgs)
+	return top.IdP.Start()
+}
 
+// startReplicas prepares every replica's samlsp (spares included, with
+// gwArgs for gateway modes) and starts those that are not spares.
+func (top *Topology) startReplicas(gwArgs []string) error {
+	spec, env := top.Spec, top.env
 	for i, r := range append(append([]*Replica{}, top.Replicas...), top.Spares...) {
 		key, cert, err := env.keyPair(i, spec.DistinctKeys)
 		if err != nil {
-			return top, err
+			return err
 		}
 		args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", r.Port), "--root-url", top.PublicURL, "--instance-id", r.ID,
 			"--idp-metadata-url", fmt.Sprintf("http://127.0.0.1:%d/metadata", top.ports.idp),
@@ -405,30 +465,11 @@ func start(ctx context.Context, env *Env, spec Spec, attempt int) (top *Topology
 		r.Proc = top.proc(r.ID, env.Bins.SP, args)
 		if i < spec.Replicas {
 			if err := r.Proc.Start(); err != nil {
-				return top, err
+				return err
 			}
 		}
 	}
-
-	if spec.Gateway == GatewayForwardAuth {
-		if err := top.startNginx(ctx); err != nil {
-			return top, err
-		}
-	} else if err := top.startStickyproxy(ctx); err != nil {
-		return top, err
-	}
-	if spec.Unpinned {
-		if err := top.SetStickiness(ctx, false); err != nil {
-			return top, err
-		}
-	}
-	if top.App != nil {
-		if err := localproc.Ready(ctx, top.App, []int{top.ports.app}, localproc.HTTPProbe(nil, top.AppURL+"/healthz")); err != nil {
-			return top, err
-		}
-	}
-	env.Logger.Debug("topology ready", "name", spec.Name, "public_url", top.PublicURL)
-	return top, nil
+	return nil
 }
 
 // startStickyproxy starts the proxy in front of the replicas and waits
