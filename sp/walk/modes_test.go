@@ -142,7 +142,7 @@ func walkFront(t *testing.T, f front) {
 	// Checked when the test ends, even if the walk stopped early: what
 	// reached go-httpbin says where a refusal came from.
 	t.Cleanup(func() {
-		for _, m := range []string{stylePath, "/static/", "/admin", "jsessionid"} {
+		for _, m := range []string{stylePath, "/static/", "/admin", "jsessionid", "walk-metadata-down"} {
 			if got := bin.Finished(m); len(got) > 0 {
 				t.Errorf("go-httpbin received %s (%d times): the SP's own request or a refused one reached the app", got[0].URI, len(got))
 			}
