@@ -4,7 +4,7 @@
 // nginx, Caddy, Traefik and AWS ALB configurations. See README.md in this directory.
 //
 // The package's only code is NginxForwardAuth (the nginx forward-auth
-// config, embedded for samllab); its tests load the compose file with
+// config, embedded for samllab and sp/walk); its tests load the compose file with
 // compose-spec/compose-go, render the kustomize overlays with kustomize's
 // krusty, check every flag and environment variable they pass against the
 // --help of the binary that receives it, and run haproxy -c, nginx -t and

@@ -4,66 +4,34 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/failure"
-	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/sptest"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
+	"github.com/samlha/samlha/sp/sptest/samlspbin"
 	"github.com/samlha/samlha/store/localproc"
 )
 
-// The samlsp the walks run is built once per test process from
-// ./cmd/samlsp, with one key pair for every SP.
-var bin struct {
-	once                  sync.Once
-	dir, samlsp, key, crt string
-	err                   error
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin.dir != "" {
-		os.RemoveAll(bin.dir)
-	}
+	samlspbin.Remove()
 	os.Exit(code)
 }
 
-func samlspBinary(t *testing.T) {
+// samlspBinary builds samlsp once per test process (with one key pair
+// for every SP).
+func samlspBinary(t *testing.T) samlspbin.Binary {
 	t.Helper()
-	bin.once.Do(func() {
-		if bin.dir, bin.err = os.MkdirTemp("", "samlha-walk-"); bin.err != nil {
-			return
-		}
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			bin.err = fmt.Errorf("go env GOMOD: %v", err)
-			return
-		}
-		bin.samlsp = filepath.Join(bin.dir, "samlsp")
-		cmd := exec.Command("go", "build", "-o", bin.samlsp, "./cmd/samlsp")
-		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			bin.err = fmt.Errorf("go build ./cmd/samlsp: %v\n%s", err, out)
-			return
-		}
-		k, c, err := keypair.Generate("samlha-walk-sp", time.Now())
-		if err != nil {
-			bin.err = err
-			return
-		}
-		bin.key, bin.crt = filepath.Join(bin.dir, "sp.key"), filepath.Join(bin.dir, "sp.crt")
-		bin.err = keypair.Write(bin.key, bin.crt, k, c)
-	})
-	if bin.err != nil {
-		t.Fatal(bin.err)
+	b, err := samlspbin.Build()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return b
 }
 
 // startIdP starts devidp for the test.
@@ -85,7 +53,7 @@ type samlsp struct {
 // SP is registered at idp when idp is not nil.
 func startSP(t *testing.T, idp *devidptest.IdP, metadataURL string, rootURL func(port int) string, ready bool, args ...string) *samlsp {
 	t.Helper()
-	samlspBinary(t)
+	bin := samlspBinary(t)
 	s := &samlsp{}
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -101,10 +69,9 @@ func startSP(t *testing.T, idp *devidptest.IdP, metadataURL string, rootURL func
 			root = rootURL(ports[0])
 		}
 		a := append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--root-url", root, "--instance-id", "sp-1",
-			"--idp-metadata-url", metadataURL, "--sp-key", bin.key, "--sp-cert", bin.crt, "--store", "memory",
+			"--idp-metadata-url", metadataURL, "--sp-key", bin.Key, "--sp-cert", bin.Cert, "--store", "memory",
 			"--log-level", "debug", "--shutdown-grace", "1s", "--login-rate-per-client", "0", "--login-rate", "0"}, args...)
-		return &localproc.Proc{Name: "samlsp", Path: bin.samlsp, Args: a, LogPath: filepath.Join(dir, "samlsp.log"),
-			Env: []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}}, nil
+		return &localproc.Proc{Name: "samlsp", Path: bin.Path, Args: a, LogPath: filepath.Join(dir, "samlsp.log"), Env: samlspbin.Env()}, nil
 	}, func(_ *localproc.Proc, ports []int) func(context.Context) error {
 		return localproc.HTTPProbe(nil, fmt.Sprintf("http://127.0.0.1:%d%s", ports[0], probe), sptest.HeaderInstance, "sp-1")
 	})

@@ -88,7 +88,7 @@ func newBrowser(t *testing.T) *tab {
 		chromedp.WindowSize(1000, 700), chromedp.UserDataDir(t.TempDir()))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
 	return listen(t, ctx)
 }
@@ -215,12 +215,21 @@ func (b *tab) consoleLines() []string {
 	return append([]string(nil), b.console...)
 }
 
+// stepTimeout bounds each do: a page that never shows what a step waits
+// for fails the step, not the whole browser's time.
+const stepTimeout = 30 * time.Second
+
+// do runs steps in the tab, failing the test with where the tab is and
+// what it shows if they fail or take longer than stepTimeout.
 func (b *tab) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	b.front(t)
-	if err := chromedp.Do(b.ctx, steps...); err != nil {
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
 		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
-		t.Fatalf("%s: %v (at %s)", what, err, loc)
+		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 300) : ''`))
+		t.Fatalf("%s: %v (at %s, showing %q)", what, err, loc, text)
 	}
 }
 

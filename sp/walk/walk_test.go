@@ -189,9 +189,9 @@ func logOut(t *testing.T, b, stale *tab, s site) {
 		Title: titleOf(failure.CauseLogoutTokenInvalid), Path: "/saml/logout"})
 }
 
-// walk is the whole walk of one mode, in one browser.
-func walk(t *testing.T, s site, refusals func(t *testing.T, b *tab)) {
-	b := newBrowser(t)
+// walk is the whole walk of one mode, in tab b of a new browser;
+// refusals, if not nil, walks the mode's refusals while alice is logged in.
+func walk(t *testing.T, b *tab, s site, refusals func(t *testing.T, b *tab)) {
 	acs := logIn(t, b, s)
 	replay(t, b, s, acs)
 	if refusals != nil {
@@ -212,5 +212,5 @@ func TestWalkApp(t *testing.T) {
 	}
 	idp := startIdP(t)
 	sp := startSP(t, idp, idp.URL+"/metadata", nil, true, "--mode", "app")
-	walk(t, site{Root: sp.URL, Protected: "/app", LogoutPath: "/logout", App: true}, nil)
+	walk(t, newBrowser(t), site{Root: sp.URL, Protected: "/app", LogoutPath: "/logout", App: true}, nil)
 }

@@ -13,78 +13,46 @@ import (
 	"testing"
 	"time"
 
-	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/sp/sptest"
+	"github.com/samlha/samlha/sp/sptest/samlspbin"
 	"github.com/samlha/samlha/sp/sptest/simplesamltest"
 	"github.com/samlha/samlha/store/localproc"
 )
 
-// The samlsp these tests run is built once per test process from
-// ./cmd/samlsp of the module under test, with one key pair for every SP.
-var bin struct {
-	once          sync.Once
-	dir           string
-	samlsp        string
-	spKey, spCert string
-	err           error
-	helpOnce      sync.Once
-	help          string
+// samlsp's --help, read once per test process.
+var help struct {
+	once sync.Once
+	text string
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin.dir != "" {
-		os.RemoveAll(bin.dir)
-	}
+	samlspbin.Remove()
 	os.Exit(code)
 }
 
-// samlspBinary builds samlsp (once) and returns its path and the SP's key
-// and certificate files.
+// samlspBinary builds samlsp (once per test process) and returns its path
+// and the SP's key and certificate files.
 func samlspBinary(t *testing.T) (exe, key, cert string) {
 	t.Helper()
-	bin.once.Do(func() {
-		bin.dir, bin.err = os.MkdirTemp("", "samlha-simplesamltest-")
-		if bin.err != nil {
-			return
-		}
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			bin.err = fmt.Errorf("go env GOMOD: %v", err)
-			return
-		}
-		bin.samlsp = filepath.Join(bin.dir, "samlsp")
-		cmd := exec.Command("go", "build", "-o", bin.samlsp, "./cmd/samlsp")
-		cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			bin.err = fmt.Errorf("go build ./cmd/samlsp: %v\n%s", err, out)
-			return
-		}
-		k, c, err := keypair.Generate("samlha-simplesamltest-sp", time.Now())
-		if err != nil {
-			bin.err = err
-			return
-		}
-		bin.spKey, bin.spCert = filepath.Join(bin.dir, "sp.key"), filepath.Join(bin.dir, "sp.crt")
-		bin.err = keypair.Write(bin.spKey, bin.spCert, k, c)
-	})
-	if bin.err != nil {
-		t.Fatal(bin.err)
+	b, err := samlspbin.Build()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return bin.samlsp, bin.spKey, bin.spCert
+	return b.Path, b.Key, b.Cert
 }
 
 // samlspHas reports whether samlsp's --help lists the flag --name.
 func samlspHas(t *testing.T, name string) bool {
 	t.Helper()
 	exe, _, _ := samlspBinary(t)
-	bin.helpOnce.Do(func() {
+	help.once.Do(func() {
 		cmd := exec.Command(exe, "--help")
-		cmd.Env = spEnv()
+		cmd.Env = samlspbin.Env()
 		out, _ := cmd.CombinedOutput() // --help may exit non-zero; the text is what counts
-		bin.help = string(out)
+		help.text = string(out)
 	})
-	return strings.Contains(bin.help, "\n  --"+name+" ") || strings.Contains(bin.help, "\n  --"+name+"\n")
+	return strings.Contains(help.text, "\n  --"+name+" ") || strings.Contains(help.text, "\n  --"+name+"\n")
 }
 
 // spOptions configure one samlsp.
@@ -130,7 +98,7 @@ func startSP(t *testing.T, idp *simplesamltest.IdP, o spOptions) *samlspProc {
 			args = append(args, "--store-url", o.StoreURL)
 		}
 		args = append(args, o.Args...)
-		return &localproc.Proc{Name: "samlsp", Path: exe, Args: args, LogPath: filepath.Join(dir, "samlsp.log"), Env: spEnv()}, nil
+		return &localproc.Proc{Name: "samlsp", Path: exe, Args: args, LogPath: filepath.Join(dir, "samlsp.log"), Env: samlspbin.Env()}, nil
 	}, func(_ *localproc.Proc, ports []int) func(context.Context) error {
 		return localproc.HTTPProbe(nil, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[0]), sptest.HeaderInstance, s.ID)
 	})
@@ -145,18 +113,6 @@ func startSP(t *testing.T, idp *simplesamltest.IdP, o spOptions) *samlspProc {
 		}
 	})
 	return s
-}
-
-// spEnv is the environment without samlha's SAMLHA_* variables, which
-// would configure samlsp behind the test's back.
-func spEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SAMLHA_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func (s *samlspProc) metadataURL() string { return s.URL + "/saml/metadata" }
