@@ -93,7 +93,12 @@ func newFollower(s *Store, client goredis.UniversalOptions) *follower {
 		}
 	}
 	opts := client.Simple()
-	opts.MaxRetries = client.MaxRetries
+	// The store retries itself (see Store.retrying): to the master the
+	// store follows by then, within the failover budget, and only what is
+	// safe to send again. go-redis's own retries would spend an attempt's
+	// timeout redialling a dead master and report the deadline rather than
+	// why.
+	opts.MaxRetries = -1
 	dial := goredis.NewDialer(opts)
 	// Every data client dials the master named last: a command retried
 	// after a switch reaches the new master even on the client it began on.
