@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -66,6 +67,10 @@ type follower struct {
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// via, if set, maps the master's address to the one dialled instead
+	// (tests put a proxy there).
+	via atomic.Pointer[func(addr string) string]
 }
 
 // newFollower returns the follower of the master name that the Sentinels at
@@ -109,6 +114,9 @@ func newFollower(s *Store, client goredis.UniversalOptions) *follower {
 			if addr, err = f.ask(ctx); err != nil {
 				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 			}
+		}
+		if via := f.via.Load(); via != nil {
+			addr = (*via)(addr)
 		}
 		return dial(ctx, network, addr)
 	}
