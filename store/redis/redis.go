@@ -208,7 +208,7 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 		}
 	}
 	logger.Info("store opened", "kind", s.kind, "location", s.location, "prefix", s.prefix,
-		"timeout", s.timeout, "verified", cfg.Verify)
+		"timeout", s.timeout, "failover_budget", s.FailoverBudget(), "verified", cfg.Verify)
 	return s, nil
 }
 
