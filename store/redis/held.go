@@ -63,9 +63,10 @@ func (h *heldOps) retried(op string) {
 	h.nRetried++
 }
 
-// gaveUp counts a call of op that failed after waiting for the master.
+// gaveUp counts a call of op that failed after waiting for the master
+// (not a readiness check: Ping and Open's verify do not spend the budget).
 func (h *heldOps) gaveUp(op string) {
-	if op == "" {
+	if op == "" || op == "ping" || op == "verify" {
 		return
 	}
 	h.mu.Lock()
@@ -91,5 +92,5 @@ func (h *heldOps) succeeded(s *Store, began time.Time, op string, wasRetried boo
 	}
 	s.logger.Info("redis-sentinel: operations go through again after the master was unreachable",
 		"master", master, "held", held.Round(time.Millisecond), "retries", retried,
-		"gave_up", gaveUp, "failover_budget", s.budget, "first_op", op, "first_op_retried", wasRetried)
+		"failed_after_waiting", gaveUp, "failover_budget", s.budget, "first_op", op, "first_op_retried", wasRetried)
 }
