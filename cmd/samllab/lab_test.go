@@ -405,9 +405,10 @@ func TestDeployDayScenarios(t *testing.T) {
 	if fo.Logins.Succeeded*100 < fo.Logins.Tried*95 {
 		t.Errorf("roundrobin-redis-failover: %d of %d logins succeeded, want at least 95%%: %+v", fo.Logins.Succeeded, fo.Logins.Tried, fo.Logins.Failed)
 	}
-	if !slices.ContainsFunc(fo.Notes, func(n string) bool {
-		return strings.HasPrefix(n, "failover window: ") && strings.Contains(n, "+switch-master") && strings.Contains(n, "after the master was killed")
-	}) {
+	if w := fo.Window; w == nil || !w.Switched || w.Switch <= 0 || len(w.Held) == 0 {
+		t.Errorf("roundrobin-redis-failover: window %+v; want the time from the kill to +switch-master and the replicas' holds", w)
+	}
+	if !slices.ContainsFunc(fo.Notes, func(n string) bool { return strings.HasPrefix(n, "failover window: ") }) {
 		t.Errorf("roundrobin-redis-failover: no note says how long the failover window was: %q", fo.Notes)
 	}
 	if s := scenarioByName(t, r, "roundrobin-redis-rolling"); len(s.Faults) != 1 || s.Sessions.Gone != 0 {

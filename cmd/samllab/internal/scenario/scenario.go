@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/cmd/samllab/internal/load"
+	"github.com/samlha/samlha/cmd/samllab/internal/results"
 	"github.com/samlha/samlha/cmd/samllab/internal/topo"
 )
 
@@ -32,9 +33,9 @@ type Scenario struct {
 	// NeedsPrivateRedis: the scenario stops and starts Redis, so an
 	// external --redis-url will not do.
 	NeedsPrivateRedis bool
-	// Notes, if set, adds what the scenario observed beyond the load's
-	// records, once the load is over (the failover window, say).
-	Notes func(t *topo.Topology) []string
+	// Observe, if set, adds to the result what the scenario saw beyond
+	// the load's records, once the load is over (the failover window).
+	Observe func(t *topo.Topology, rs *results.Scenario)
 	// Pace, if set, is the least time a simulated user takes (see
 	// load.Options.Pace): it keeps users arriving at a steady rate while
 	// logins fail fast, so an outage lasts long enough to see, and so
@@ -241,6 +242,20 @@ func SlowUserThink(i int) time.Duration {
 	return 3 * time.Minute
 }
 
+// observeFailover records the failover window KillMasterWatched saw.
+func observeFailover(t *topo.Topology, rs *results.Scenario) {
+	fw, ok := t.Failover()
+	if !ok {
+		return
+	}
+	w := &results.Window{Switch: results.Duration(fw.Switch), Switched: fw.Switched, Held: map[string]results.Duration{}}
+	for id, d := range fw.Held {
+		w.Held[id] = results.Duration(d)
+	}
+	rs.Window = w
+	rs.Notes = append(rs.Notes, t.FailoverNotes()...)
+}
+
 func redisRestart(t *topo.Topology) []load.Fault {
 	return []load.Fault{
 		{Kind: "stop", Target: "redis", After: 1.0 / 3, Do: func(context.Context) error { return t.StopRedis() }},
@@ -317,7 +332,7 @@ func All() []Scenario {
 			Faults: func(t *topo.Topology) []load.Fault {
 				return []load.Fault{{Kind: "kill", Target: "redis master", After: 1.0 / 3, Do: func(context.Context) error { return t.KillMasterWatched() }}}
 			},
-			Notes:             (*topo.Topology).FailoverNotes,
+			Observe:           observeFailover,
 			NeedsPrivateRedis: true,
 		},
 		{

@@ -89,35 +89,63 @@ func (w *failoverWatch) listen(ctx context.Context, ps *goredis.PubSub) {
 	}
 }
 
-// FailoverNotes says how long the failover window was: from the kill to
-// the Sentinel's +switch-master, and how long each replica's store held
-// its operations (from the first that found the master gone to the first
-// that went through again, as the replica logged it). Nil if the
-// topology's master was not killed with KillMasterWatched.
-func (t *Topology) FailoverNotes() []string {
+// FailoverWindow is what the lab saw of a failover begun with
+// KillMasterWatched: the time from the kill to the Sentinel's
+// +switch-master (Switched false if none was heard, Why says why), the
+// new master, and how long each replica's store held its operations (from
+// the first that found the master gone to the first that went through
+// again), as the replica logged it, by replica ID.
+type FailoverWindow struct {
+	Switch   time.Duration
+	Switched bool
+	Why      string
+	Master   string
+	Held     map[string]time.Duration
+}
+
+// Failover returns the failover window, false if the topology's master
+// was not killed with KillMasterWatched.
+func (t *Topology) Failover() (FailoverWindow, bool) {
 	w := t.failover.Load()
 	if w == nil {
-		return nil
+		return FailoverWindow{}, false
 	}
 	w.mu.Lock()
-	switched, addr, err := w.switched, w.addr, w.err
-	w.mu.Unlock()
-	var notes []string
-	if switched.IsZero() {
-		why := "the run ended first"
-		if err != nil {
-			why = err.Error()
-		}
-		notes = append(notes, fmt.Sprintf("failover window: no +switch-master heard (%s)", why))
+	fw := FailoverWindow{Switched: !w.switched.IsZero(), Master: w.addr, Held: map[string]time.Duration{}}
+	if fw.Switched {
+		fw.Switch = w.switched.Sub(w.killed)
 	} else {
-		notes = append(notes, fmt.Sprintf("failover window: the Sentinel announced the new master (%s) %.2fs after the master was killed (+switch-master)",
-			addr, switched.Sub(w.killed).Seconds()))
+		fw.Why = "the run ended first"
+		if w.err != nil {
+			fw.Why = w.err.Error()
+		}
 	}
-	var held []string
+	w.mu.Unlock()
 	for _, r := range t.Replicas {
 		if d, ok := heldFor(r.Proc.LogPath); ok {
-			held = append(held, fmt.Sprintf("%s %.2fs", r.ID, d.Seconds()))
+			fw.Held[r.ID] = d
 		}
+	}
+	return fw, true
+}
+
+// FailoverNotes says the failover window in words (see Failover); nil if
+// there was none.
+func (t *Topology) FailoverNotes() []string {
+	fw, ok := t.Failover()
+	if !ok {
+		return nil
+	}
+	var notes []string
+	if fw.Switched {
+		notes = append(notes, fmt.Sprintf("failover window: the Sentinel announced the new master (%s) %.2fs after the master was killed (+switch-master)",
+			fw.Master, fw.Switch.Seconds()))
+	} else {
+		notes = append(notes, fmt.Sprintf("failover window: no +switch-master heard (%s)", fw.Why))
+	}
+	var held []string
+	for id, d := range fw.Held {
+		held = append(held, fmt.Sprintf("%s %.2fs", id, d.Seconds()))
 	}
 	if len(held) > 0 {
 		slices.Sort(held)
