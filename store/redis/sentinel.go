@@ -27,7 +27,7 @@ const (
 	holdMax = 3 * time.Second
 	// retryWait bounds the wait before a command that never ran (a dial
 	// refused by a dead master, READONLY from a demoted one) is sent again,
-	// to the master the store follows by then, within the call's timeout.
+	// to the master the store follows by then, within the call's timeout and failover budget.
 	retryWait = 50 * time.Millisecond
 )
 
