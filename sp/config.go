@@ -115,7 +115,7 @@ type Config struct {
 	TombstoneTTL   time.Duration // how long "already used"/"expired" is remembered; default 15m
 	SessionIdleTTL time.Duration // default 30m
 	SessionMaxTTL  time.Duration // default 8h, capped by the IdP's SessionNotOnOrAfter
-	StoreTimeout   time.Duration // per store call; default 2s
+	StoreTimeout   time.Duration // per store call; default 2s (logins and sessions add the store's failover budget, store.FailoverBudget)
 
 	// BindingSameSite is the SameSite attribute of the cookie that binds a
 	// login to its browser (and of crewjam's tracking cookie in stateless

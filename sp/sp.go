@@ -176,7 +176,7 @@ func New(cfg Config) (*SP, error) {
 		Shared: cfg.Handoff, AcceptStateless: cfg.AcceptStateless,
 		Key: cfg.Key, Certificate: cfg.Certificate, NextKey: cfg.NextKey, NextCertificate: cfg.NextCertificate, Ring: ring,
 		IDP: cfg.IDP, SignAuthnRequests: cfg.SignAuthnRequests, NameIDFormat: nameIDFormat(cfg.NameIDFormat), RequestTTL: cfg.RequestTTL, TombstoneTTL: cfg.TombstoneTTL, SessionIdleTTL: cfg.SessionIdleTTL,
-		SessionMaxTTL: cfg.SessionMaxTTL, StoreTimeout: cfg.StoreTimeout, BindingSameSite: cfg.BindingSameSite,
+		SessionMaxTTL: cfg.SessionMaxTTL, StoreTimeout: s.storeCallTimeout(), BindingSameSite: cfg.BindingSameSite,
 		MaxRelogins: cfg.MaxRelogins, IDPInitiated: cfg.IDPInitiated, SessionCacheTTL: cfg.SessionCacheTTL,
 		SessionCacheEntries: cfg.SessionCacheEntries, Clock: cfg.Clock, Responder: s.resp, ReturnURL: policy,
 		Gate: s.logins, Logger: s.log, Registry: cfg.Registry, Now: s.now})
@@ -375,6 +375,7 @@ func (s *SP) registerMetrics() {
 	info.Set(1)
 	s.cfg.Registry.MustRegister(s.requests, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreRetries(s.cfg.Registry, s.cfg.Store, s.cfg.Handoff)
 }
 
 // serveStyle serves the SP pages' style sheet. The SP's pages need only the

@@ -126,3 +126,30 @@ func Shared(s Store) bool {
 	d, ok := s.(Describer)
 	return !ok || d.Shared()
 }
+
+// FailoverWaiter is implemented by a store that rides out a failover of
+// its server: while the server is gone (a master killed, a replica being
+// promoted) an operation waits and retries for up to FailoverBudget beyond
+// the store's per-call timeout, instead of failing at once; past it, it
+// fails with ErrUnavailable. A caller that bounds each store call with a
+// context deadline should allow that much more, or the budget is never
+// spent (the SP adds it to --store-timeout). Redis behind Sentinels
+// (redis-sentinel://, URL parameter failover_budget) implements it.
+type FailoverWaiter interface {
+	// FailoverBudget is how much longer than its timeout a call may take
+	// during a failover; 0 if the store does not wait.
+	FailoverBudget() time.Duration
+	// Retries returns how many times each operation (put, put-if-absent,
+	// get, swap, delete, put-batch, commit, get-many, publish, ping) was
+	// sent again since the store was opened.
+	Retries() map[string]uint64
+}
+
+// FailoverBudget returns s's failover budget (see FailoverWaiter), 0 if it
+// has none.
+func FailoverBudget(s Store) time.Duration {
+	if w, ok := s.(FailoverWaiter); ok {
+		return w.FailoverBudget()
+	}
+	return 0
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -396,6 +397,19 @@ func TestDeployDayScenarios(t *testing.T) {
 				t.Errorf("%s: a failure other than store-unavailable: %s", name, c)
 			}
 		}
+	}
+	// The failover window is ridden out: logins in it wait (within the
+	// store's failover budget) rather than fail, and the notes say how
+	// long the window was.
+	fo := scenarioByName(t, r, "roundrobin-redis-failover")
+	if fo.Logins.Succeeded*100 < fo.Logins.Tried*95 {
+		t.Errorf("roundrobin-redis-failover: %d of %d logins succeeded, want at least 95%%: %+v", fo.Logins.Succeeded, fo.Logins.Tried, fo.Logins.Failed)
+	}
+	if w := fo.Window; w == nil || !w.Switched || w.Switch <= 0 || len(w.Held) == 0 {
+		t.Errorf("roundrobin-redis-failover: window %+v; want the time from the kill to +switch-master and the replicas' holds", w)
+	}
+	if !slices.ContainsFunc(fo.Notes, func(n string) bool { return strings.HasPrefix(n, "failover window: ") }) {
+		t.Errorf("roundrobin-redis-failover: no note says how long the failover window was: %q", fo.Notes)
 	}
 	if s := scenarioByName(t, r, "roundrobin-redis-rolling"); len(s.Faults) != 1 || s.Sessions.Gone != 0 {
 		t.Errorf("roundrobin-redis-rolling: faults %+v sessions %+v; want no session gone", s.Faults, s.Sessions)

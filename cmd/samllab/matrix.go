@@ -295,6 +295,9 @@ func runScenario(ctx context.Context, env *topo.Env, s scenario.Scenario, lo loa
 		ids = append(ids, r.ID)
 	}
 	load.Summarize(rs, out, slo, ids, faulted)
+	if s.Observe != nil {
+		s.Observe(top, rs)
+	}
 	if o.chromium > 0 {
 		rs.Chromium = compareChromium(ctx, o, top, slo)
 	}

@@ -151,7 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.acceptStateless, "accept-stateless", false, "with --store redis: also accept what --store stateless replicas with the same --sp-key (or --sp-key-next) issued:\n"+
 		"a login begun in a signed tracking cookie finishes here (its assertion recorded in the store), and a signed session cookie\n"+
 		"is a session until it expires or is logged out. For the move from stateless to Redis; drop it --session-max-ttl after the move")
-	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "limit on each store call")
+	fs.DurationVar(&o.storeTimeout, "store-timeout", 2*time.Second, "limit on each store call (logins and sessions add the store URL's failover_budget, redis-sentinel:// only)")
 	fs.DurationVar(&o.storeWait, "store-wait", 10*time.Second, "how long to wait at start for the store to answer before giving up")
 	fs.DurationVar(&o.requestTTL, "request-ttl", 10*time.Minute, "how long a login may take at the IdP (MFA, password reset)")
 	fs.DurationVar(&o.tombstoneTTL, "tombstone-ttl", 15*time.Minute, "how long a used or expired login is remembered, to tell \"already used\" and \"expired\" from \"unknown\"")

@@ -19,31 +19,52 @@ var (
 // commitScript is Commit's step on the server: the guard, the swap and
 // the Then writes whose keys it is given, atomically (a script runs alone).
 //
-//	KEYS[1]      the key to swap; KEYS[2..n] the Then writes' keys
-//	ARGV[1..3]   the new value, its TTL in ms, the guard's prefix
-//	ARGV[4..]    per Then write: value, TTL in ms, "nx" or ""
+//	KEYS[1]      the key to swap; KEYS[2..] the Then writes' keys, then
+//	             the record's key if ARGV[4] is not 0 (see once.go)
+//	ARGV[1..4]   the new value, its TTL in ms, the guard's prefix, the
+//	             record's TTL in ms (0: no record)
+//	ARGV[5..]    per Then write: value, TTL in ms, "nx" or ""
 //
 // Reply: {0} no live value; {1, live} guard failed; {2, old, r...} swapped,
 // with r 1 for a write made and 0 for an NX write refused. Nothing is
 // written before the guard passes, so a refusal (READONLY, OOM) of the
-// first write leaves everything as it was.
+// first write leaves everything as it was. With a record, a swap writes
+// "r...:old" under it, and a call that finds it (its own earlier attempt
+// ran) returns that swap's reply without running again.
 var commitScript = newScript(`
+local rec = tonumber(ARGV[4])
+local n = #KEYS - 1
+local recKey
+if rec > 0 then
+  recKey = KEYS[#KEYS]
+  n = n - 1
+  local done = redis.call('GET', recKey)
+  if done then
+    local sep = string.find(done, ':', 1, true)
+    local res = {2, string.sub(done, sep + 1)}
+    for i = 1, sep - 1 do res[i + 2] = tonumber(string.sub(done, i, i)) end
+    return res
+  end
+end
 local old = redis.call('GET', KEYS[1])
 if old == false then return {0} end
 local p = ARGV[3]
 if string.sub(old, 1, #p) ~= p then return {1, old} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local res = {2, old}
-for i = 2, #KEYS do
-  local a = 4 + (i - 2) * 3
+local made = ''
+for i = 1, n do
+  local a = 5 + (i - 1) * 3
   local r
   if ARGV[a + 2] == 'nx' then
-    r = redis.call('SET', KEYS[i], ARGV[a], 'PX', ARGV[a + 1], 'NX')
+    r = redis.call('SET', KEYS[i + 1], ARGV[a], 'PX', ARGV[a + 1], 'NX')
   else
-    r = redis.call('SET', KEYS[i], ARGV[a], 'PX', ARGV[a + 1])
+    r = redis.call('SET', KEYS[i + 1], ARGV[a], 'PX', ARGV[a + 1])
   end
-  res[i + 1] = r and 1 or 0
+  res[i + 2] = r and 1 or 0
+  made = made .. (r and '1' or '0')
 end
+if recKey then redis.call('SET', recKey, made .. ':' .. old, 'PX', rec) end
 return res
 `)
 
@@ -64,10 +85,14 @@ func (s *Store) Commit(ctx context.Context, c store.Commit) ([]byte, []error, er
 	}
 	defer cancel()
 	inScript, after := s.splitBySlot(c)
-	keys := make([]string, 0, 1+len(inScript))
-	args := make([]any, 0, 3+3*len(inScript))
+	keys := make([]string, 0, 2+len(inScript))
+	args := make([]any, 0, 4+3*len(inScript))
 	keys = append(keys, s.prefix+c.Key)
-	args = append(args, c.Value, ttlArg(c.TTL), c.IfPrefix)
+	var rec int64
+	if s.recording() {
+		rec = s.recordTTL()
+	}
+	args = append(args, c.Value, ttlArg(c.TTL), c.IfPrefix, rec)
 	for _, i := range inScript {
 		w := c.Then[i]
 		nx := ""
@@ -77,7 +102,10 @@ func (s *Store) Commit(ctx context.Context, c store.Commit) ([]byte, []error, er
 		keys = append(keys, s.prefix+w.Key)
 		args = append(args, w.Value, ttlArg(w.TTL), nx)
 	}
-	reply, err := s.runOnce(cctx, commitScript, keys, args)
+	if rec > 0 {
+		keys = append(keys, s.recordKey())
+	}
+	reply, err := s.runOnce(cctx, commitScript, keys, args, rec > 0)
 	if err != nil {
 		return nil, nil, s.fail(ctx, cctx, op, err)
 	}
@@ -139,8 +167,9 @@ func (s *Store) splitBySlot(c store.Commit) (inScript, after []int) {
 // runOnce runs script by its SHA, and by its source if the server answers
 // NOSCRIPT (it has not seen it since it started): a NOSCRIPT reply means
 // the script did not run, so sending it again is its first run. Neither
-// command is ever resent by the client (see once).
-func (s *Store) runOnce(ctx context.Context, sc script, keys []string, args []any) (any, error) {
+// command is ever resent by go-redis (see once); the store resends them
+// after a lost reply only if recorded (the script records its result).
+func (s *Store) runOnce(ctx context.Context, sc script, keys []string, args []any, recorded bool) (any, error) {
 	run := func(name, body string) (any, error) {
 		cmdArgs := make([]any, 0, 3+len(keys)+len(args))
 		cmdArgs = append(cmdArgs, name, body, len(keys))
@@ -149,7 +178,7 @@ func (s *Store) runOnce(ctx context.Context, sc script, keys []string, args []an
 		}
 		cmdArgs = append(cmdArgs, args...)
 		cmd := goredis.NewCmd(ctx, cmdArgs...)
-		err := s.process(ctx, once{cmd})
+		err := s.process(ctx, once{Cmder: cmd, recorded: recorded})
 		return cmd.Val(), err
 	}
 	reply, err := run("evalsha", sc.sha)

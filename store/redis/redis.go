@@ -33,12 +33,22 @@
 // The commands that must not run twice (PutIfAbsent, Swap, Commit, and a
 // batch holding an IfAbsent write) are never retried by the client after a
 // connection fails mid-call: a retry could report the command's own effect
-// (the key it set, the value it replaced) as somebody else's. They fail with
-// ErrUnavailable instead, and the operation may or may not have happened.
-// Behind Sentinels, a command (any of them) whose error shows it never
-// reached a server that ran it (a refused dial, READONLY from a demoted
-// master, ...; see neverRan) is sent again, within its timeout, to the
-// master the store follows by then.
+// (the key it set, the value it replaced) as somebody else's. On a
+// standalone server or a Cluster they fail with ErrUnavailable instead, and
+// the operation may or may not have happened.
+//
+// Behind Sentinels the store rides out a failover within a budget (URL
+// parameter failover_budget, default DefaultFailoverBudget): a command
+// whose error shows it never reached a server that ran it (a refused dial,
+// READONLY from a demoted master, ...; see neverRan), or whose connection
+// broke before its reply came (see connLost), is sent again, each attempt
+// within the store's timeout, to the master the store follows by then,
+// until it succeeds or the timeout plus the budget has passed. So that a
+// retried write is never mistaken for another caller's, the commands that
+// must not run twice are Lua scripts there that record their result under
+// a key of their own, named by a random token per call, in the same
+// atomic step (see once.go): a retry whose first attempt ran finds that
+// record and returns the first attempt's result.
 //
 // Errors are classified at this boundary: a nil reply becomes ErrNotFound
 // or ErrExists; an error of the caller's context matches that error; a
@@ -85,6 +95,12 @@ type Options struct {
 	// (its DeliveryBound). Zero means DefaultHeartbeat and
 	// DefaultLiveness; Liveness is raised to at least twice Heartbeat.
 	Heartbeat, Liveness time.Duration
+	// FailoverBudget is how much longer than Timeout a call may take
+	// behind Sentinels while the master fails over: the time it waits and
+	// retries when the master is gone. Zero means none (retries only
+	// within Timeout). ParseURL sets DefaultFailoverBudget for
+	// redis-sentinel:// unless the URL says failover_budget.
+	FailoverBudget time.Duration
 }
 
 // Store is a store.Store on Redis. Create it with Open, store.Open or New.
@@ -102,6 +118,8 @@ type Store struct {
 	subs                subscriptions
 
 	follow *follower // behind Sentinels: follows the master they name
+	budget time.Duration
+	held   heldOps // retries and how long operations were held, per failover
 }
 
 var (
@@ -139,6 +157,7 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	}
 	opts.Liveness = max(opts.Liveness, 2*opts.Heartbeat)
 	s := &Store{
+		budget:    max(opts.FailoverBudget, 0),
 		heartbeat: opts.Heartbeat,
 		liveness:  opts.Liveness,
 		prefix:    opts.Prefix,
@@ -189,7 +208,7 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 		}
 	}
 	logger.Info("store opened", "kind", s.kind, "location", s.location, "prefix", s.prefix,
-		"timeout", s.timeout, "verified", cfg.Verify)
+		"timeout", s.timeout, "failover_budget", s.FailoverBudget(), "verified", cfg.Verify)
 	return s, nil
 }
 
@@ -230,17 +249,32 @@ type clientRef struct{ goredis.UniversalClient }
 
 func (s *Store) cli() goredis.UniversalClient { return s.client.Load().UniversalClient }
 
-// once marks a command that must not be sent twice: go-redis retries a
-// command whose connection failed, which for these could report the
-// command's own effect as another caller's.
-type once struct{ goredis.Cmder }
+// once marks a command that must not be sent twice as it is: go-redis
+// retries a command whose connection failed, which for these could report
+// the command's own effect as another caller's. recorded marks one that
+// records its result under a token of its own (see once.go): the store's
+// own retries may send it again, which go-redis's cannot (they would not
+// follow the master).
+type once struct {
+	goredis.Cmder
+	recorded bool
+}
 
 func (once) NoRetry() bool { return true }
 
-// call bounds ctx by the store's timeout, after checking that the store is
-// open and ctx is not done.
+// resendable reports whether cmd may be sent again after its connection
+// broke before the reply: it does the same thing twice, or it recognises
+// its own earlier run.
+func resendable(cmd goredis.Cmder) bool {
+	o, ok := cmd.(once)
+	return !ok || o.recorded
+}
+
+// call bounds ctx by the store's timeout (behind Sentinels, plus the
+// failover budget, which only retries spend: each attempt is bounded by
+// the timeout), after checking that the store is open and ctx is not done.
 func (s *Store) call(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
-	return s.callWithin(ctx, op, s.timeout)
+	return s.callWithin(ctx, op, s.timeout+s.FailoverBudget())
 }
 
 func (s *Store) callWithin(ctx context.Context, op string, timeout time.Duration) (context.Context, context.CancelFunc, error) {
@@ -250,8 +284,17 @@ func (s *Store) callWithin(ctx context.Context, op string, timeout time.Duration
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("redis %s: %w", op, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeout(context.WithValue(ctx, opKey{}, op), timeout)
 	return cctx, cancel, nil
+}
+
+type opKey struct{}
+
+// opOf returns the name of the operation whose call ctx is ("" for the
+// store's own background work).
+func opOf(ctx context.Context) string {
+	op, _ := ctx.Value(opKey{}).(string)
+	return op
 }
 
 // fail classifies err, returned by op under cctx, a child of the caller's
@@ -269,7 +312,11 @@ func (s *Store) fail(ctx, cctx context.Context, op string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || ctxErr(cctx) != nil {
 		// Our own deadline, not the caller's: describe it without wrapping
 		// the context error, which the caller would take for its own.
-		err = fmt.Errorf("no reply within the store's timeout of %v (%v)", s.timeout, err)
+		within := fmt.Sprintf("the store's timeout of %v", s.timeout)
+		if b := s.FailoverBudget(); b > 0 && op != "ping" && op != "verify" {
+			within += fmt.Sprintf(" and failover budget of %v", b)
+		}
+		err = fmt.Errorf("no reply within %s (%v)", within, err)
 	}
 	return store.Unavailable("redis "+op, err)
 }
@@ -334,8 +381,11 @@ func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl tim
 	}
 	defer cancel()
 	if ifAbsent {
-		cmd := goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl, "nx")...)
-		err = s.process(cctx, once{cmd})
+		cmd := s.putIfAbsentCmd(cctx, key, value, ttl)
+		err = s.process(cctx, cmd)
+		if err == nil && !s.created(cmd) {
+			err = goredis.Nil
+		}
 	} else {
 		err = s.process(cctx, goredis.NewStatusCmd(cctx, s.setCmd(key, value, ttl)...))
 	}
@@ -389,8 +439,11 @@ func (s *Store) Swap(ctx context.Context, key string, value []byte, ttl time.Dur
 		return nil, err
 	}
 	defer cancel()
+	if s.recording() {
+		return s.swapRecorded(ctx, cctx, key, value, ttl)
+	}
 	cmd := goredis.NewStringCmd(cctx, s.setCmd(key, value, ttl, "xx", "get")...)
-	return s.value(ctx, cctx, op, cmd, s.process(cctx, once{cmd}))
+	return s.value(ctx, cctx, op, cmd, s.process(cctx, once{Cmder: cmd}))
 }
 
 // Delete implements store.Store.
@@ -412,30 +465,39 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // process sends cmd on the client in use (see retrying).
 func (s *Store) process(ctx context.Context, cmd goredis.Cmder) error {
-	err := s.retrying(ctx, func() error { return s.cli().Process(ctx, cmd) }, neverRan)
+	err := s.retrying(ctx, func(actx context.Context) error { return s.cli().Process(actx, cmd) },
+		func(err error) bool { return s.mayResend(cmd, err) })
 	if err != nil {
 		cmd.SetErr(err)
 	}
 	return err
 }
 
+// mayResend reports whether cmd, which failed with err, may be sent again:
+// it never ran, or its connection broke before the reply and sending it
+// again is safe (see resendable).
+func (s *Store) mayResend(cmd goredis.Cmder, err error) bool {
+	return neverRan(err) || connLost(err) && resendable(cmd)
+}
+
 // pipeline sends cmds in one pipeline on the client in use (see retrying:
-// the pipeline is sent again only if none of its commands ran), and
-// returns the first error; each command carries its own.
+// the pipeline is sent again only if each of its commands either never ran
+// or may be resent), and returns the first error; each command carries
+// its own.
 func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
 	sent := false
-	err := s.retrying(ctx, func() error {
+	err := s.retrying(ctx, func(actx context.Context) error {
 		sent = true
 		pipe := s.cli().Pipeline()
 		for _, c := range cmds {
 			c.SetErr(nil)
-			pipe.Process(ctx, c)
+			pipe.Process(actx, c)
 		}
-		_, err := pipe.Exec(ctx)
+		_, err := pipe.Exec(actx)
 		return err
 	}, func(error) bool {
 		for _, c := range cmds {
-			if !neverRan(c.Err()) {
+			if c.Err() != nil && !s.mayResend(c, c.Err()) {
 				return false
 			}
 		}
@@ -451,32 +513,54 @@ func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
 	return err
 }
 
-// retrying runs send, one attempt of a command or pipeline. Behind a
-// Sentinel, it holds the attempt while a replica is being promoted (see
-// follower.event), and when an attempt failed without running (ran
-// reports it; see neverRan) it sends it again, within ctx, once the store
+// retrying runs send, one attempt of a command or pipeline, each attempt
+// within the store's timeout. Behind a Sentinel, it holds the attempt
+// while a replica is being promoted (see follower.event), and when an
+// attempt failed in a way that allows another (resend reports it: it never
+// ran, or it is safe to send again after a lost reply), it sends it again,
+// within ctx (the timeout plus the failover budget), once the store
 // follows the new master or after a short wait; any failure makes the
 // store ask the Sentinels at once. If time runs out while retrying, the
 // error says why the retry was needed.
-func (s *Store) retrying(ctx context.Context, send func() error, neverRanAll func(error) bool) error {
-	var last error // why the previous attempt did not run
+func (s *Store) retrying(ctx context.Context, send func(context.Context) error, resend func(error) bool) error {
+	if s.follow == nil {
+		return send(ctx)
+	}
+	op := opOf(ctx)
+	var last error // why the previous attempt was not enough
 	for {
-		if s.follow != nil {
-			if err := s.follow.hold(ctx); err != nil {
-				return err
+		if err := s.follow.hold(ctx); err != nil {
+			if last == nil {
+				s.held.failing(op, time.Now())
 			}
-		}
-		err := send()
-		if err == nil || s.follow == nil {
+			s.held.gaveUp(op)
 			return err
+		}
+		began := time.Now()
+		actx, cancel := context.WithTimeout(ctx, s.timeout)
+		err := send(actx)
+		cancel()
+		if err == nil {
+			s.held.succeeded(s, began, op, last != nil)
+			return nil
 		}
 		s.follow.suspect(err)
 		if last != nil && ctxErr(ctx) != nil {
+			s.held.gaveUp(op)
 			return fmt.Errorf("%w (retried until: %v)", last, err)
 		}
-		if !neverRanAll(err) || !s.follow.retry(ctx) {
+		if !resend(err) || ctxErr(ctx) != nil {
+			if last != nil {
+				s.held.gaveUp(op)
+			}
 			return err
 		}
+		s.held.failing(op, began)
+		if !s.follow.retry(ctx) {
+			s.held.gaveUp(op)
+			return err
+		}
+		s.held.retried(op)
 		last = err
 	}
 }
@@ -512,13 +596,12 @@ func (s *Store) pipeWrites(ctx, cctx context.Context, op string, writes []store.
 	if len(which) == 0 {
 		return
 	}
-	cmds := make([]*goredis.StatusCmd, len(which))
+	cmds := make([]*goredis.StatusCmd, len(which)) // the plain SETs
 	sent := make([]goredis.Cmder, len(which))
 	for j, i := range which {
 		w := writes[i]
 		if w.IfAbsent {
-			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL, "nx")...)
-			sent[j] = once{cmds[j]}
+			sent[j] = s.putIfAbsentCmd(cctx, w.Key, w.Value, w.TTL)
 		} else {
 			cmds[j] = goredis.NewStatusCmd(cctx, s.setCmd(w.Key, w.Value, w.TTL)...)
 			sent[j] = cmds[j]
@@ -526,7 +609,9 @@ func (s *Store) pipeWrites(ctx, cctx context.Context, op string, writes []store.
 	}
 	s.pipeline(cctx, sent) // each command carries its own error
 	for j, i := range which {
-		switch err := cmds[j].Err(); {
+		switch err := sent[j].Err(); {
+		case err == nil && writes[i].IfAbsent && !s.created(sent[j]):
+			errs[i] = store.ErrExists
 		case err == nil:
 			errs[i] = nil
 		case writes[i].IfAbsent && errors.Is(err, goredis.Nil):
@@ -540,7 +625,8 @@ func (s *Store) pipeWrites(ctx, cctx context.Context, op string, writes []store.
 // Ping implements store.Store, as a health check that does real work: it
 // writes a short-lived random key and deletes it, so that a server that
 // answers PING but cannot write (a read-only replica after a failover, a
-// full server) is reported.
+// full server) is reported. It says so within the timeout: a readiness
+// check does not wait out a failover (the failover budget is not spent).
 func (s *Store) Ping(ctx context.Context) error {
 	return s.ping(ctx, "ping", s.timeout)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -26,7 +27,7 @@ const (
 	holdMax = 3 * time.Second
 	// retryWait bounds the wait before a command that never ran (a dial
 	// refused by a dead master, READONLY from a demoted one) is sent again,
-	// to the master the store follows by then, within the call's timeout.
+	// to the master the store follows by then, within the call's timeout and failover budget.
 	retryWait = 50 * time.Millisecond
 )
 
@@ -66,6 +67,10 @@ type follower struct {
 	kick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// via, if set, maps the master's address to the one dialled instead
+	// (tests put a proxy there).
+	via atomic.Pointer[func(addr string) string]
 }
 
 // newFollower returns the follower of the master name that the Sentinels at
@@ -93,7 +98,12 @@ func newFollower(s *Store, client goredis.UniversalOptions) *follower {
 		}
 	}
 	opts := client.Simple()
-	opts.MaxRetries = client.MaxRetries
+	// The store retries itself (see Store.retrying): to the master the
+	// store follows by then, within the failover budget, and only what is
+	// safe to send again. go-redis's own retries would spend an attempt's
+	// timeout redialling a dead master and report the deadline rather than
+	// why.
+	opts.MaxRetries = -1
 	dial := goredis.NewDialer(opts)
 	// Every data client dials the master named last: a command retried
 	// after a switch reaches the new master even on the client it began on.
@@ -104,6 +114,9 @@ func newFollower(s *Store, client goredis.UniversalOptions) *follower {
 			if addr, err = f.ask(ctx); err != nil {
 				return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 			}
+		}
+		if via := f.via.Load(); via != nil {
+			addr = (*via)(addr)
 		}
 		return dial(ctx, network, addr)
 	}

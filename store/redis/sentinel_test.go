@@ -80,10 +80,15 @@ func TestSentinelUnreachable(t *testing.T) {
 		t.Fatalf("store.Open with no Sentinel answering took %v", took)
 	}
 
-	s := open(t, with(url, "verify=false"))
+	// No master named is a failover not over yet: the Put waits out its
+	// failover budget (1s here), then fails.
+	s := open(t, with(url, "verify=false&failover_budget=1s"))
 	start = time.Now()
 	err = s.Put(t.Context(), "k", []byte("v"), time.Minute)
 	wantUnavailable(t, "Put with no Sentinel answering", err, time.Since(start), 2*time.Second)
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("Put with no Sentinel answering failed after %v, before its failover budget of 1s", took)
+	}
 	sentinel.Restart()
 	waitPing(t, s)
 }

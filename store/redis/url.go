@@ -51,7 +51,7 @@ type form struct {
 var forms = map[string]form{
 	"redis":          {defaultPort: "6379", client: standalone},
 	"rediss":         {defaultPort: "6379", client: standalone},
-	"redis-sentinel": {params: []string{"db", "sentinel_username", "sentinel_password", "tls"}, defaultPort: "26379", client: sentinel},
+	"redis-sentinel": {params: []string{"db", "sentinel_username", "sentinel_password", "tls", "failover_budget"}, defaultPort: "26379", client: sentinel},
 	"redis-cluster":  {params: []string{"tls"}, defaultPort: "6379", client: cluster},
 }
 
@@ -121,6 +121,9 @@ func (f form) knownParams() []string {
 //	liveness=1s            how long a subscription stays live unproven: the
 //	                       Notifier's DeliveryBound (at least 2 heartbeats)
 //	tls=true               TLS for redis-sentinel and redis-cluster (rediss: always)
+//	failover_budget=5s     redis-sentinel only: how much longer than timeout a
+//	                       call may wait and retry while the master fails over
+//	                       (0: retries only within timeout); see Store
 //	tls_ca_file=PATH       PEM roots to verify the server with, instead of the system's
 //	tls_cert_file=PATH, tls_key_file=PATH   a client certificate
 //	tls_server_name=NAME   name to verify the certificate against
@@ -165,6 +168,16 @@ func ParseURL(u *url.URL) (*Config, error) {
 	setClientDefaults(&cfg.Client)
 	if err := cfg.setParams(u.Scheme, q); err != nil {
 		return nil, err
+	}
+	if u.Scheme == "redis-sentinel" {
+		cfg.Options.FailoverBudget = DefaultFailoverBudget
+		if v, ok := last(q, "failover_budget"); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return nil, fmt.Errorf("redis: failover_budget=%q is not a duration of zero or more, such as 5s", v)
+			}
+			cfg.Options.FailoverBudget = d
+		}
 	}
 	if o := cfg.Options; o.Heartbeat > 0 && o.Liveness > 0 && o.Liveness < 2*o.Heartbeat {
 		return nil, fmt.Errorf("redis: liveness=%v is less than twice heartbeat=%v", o.Liveness, o.Heartbeat)

@@ -32,6 +32,7 @@ type parsed struct {
 	NoVerify         bool
 	Heartbeat        time.Duration
 	Liveness         time.Duration
+	FailoverBudget   time.Duration
 	Kind             string
 	Location         string
 }
@@ -55,6 +56,7 @@ func summarize(c *redis.Config) parsed {
 		NoVerify:         !c.Verify,
 		Heartbeat:        c.Options.Heartbeat,
 		Liveness:         c.Options.Liveness,
+		FailoverBudget:   c.Options.FailoverBudget,
 		Kind:             c.Options.Kind,
 		Location:         c.Options.Location,
 	}
@@ -77,6 +79,11 @@ func TestParseURL(t *testing.T) {
 		}
 		if p.DialTimeout == 0 {
 			p.DialTimeout = time.Second
+		}
+		if p.Kind == "redis-sentinel" && p.FailoverBudget == 0 {
+			p.FailoverBudget = redis.DefaultFailoverBudget
+		} else if p.FailoverBudget < 0 {
+			p.FailoverBudget = 0 // failover_budget=0, said in the URL
 		}
 		return p
 	}
@@ -114,6 +121,10 @@ func TestParseURL(t *testing.T) {
 				Kind: "redis-sentinel", Location: "redis-sentinel://app:xxxxx@s1:5000/m?sentinel_password=xxxxx&sentinel_username=watch"})},
 		{"redis-sentinel://s1,s2,s3/m",
 			def(parsed{Addrs: []string{"s1:26379", "s2:26379", "s3:26379"}, MasterName: "m", Kind: "redis-sentinel", Location: "redis-sentinel://s1,s2,s3/m"})},
+		{"redis-sentinel://s1/m?failover_budget=2500ms",
+			def(parsed{Addrs: []string{"s1:26379"}, MasterName: "m", FailoverBudget: 2500 * ms, Kind: "redis-sentinel", Location: "redis-sentinel://s1/m?failover_budget=2500ms"})},
+		{"redis-sentinel://s1/m?failover_budget=0",
+			def(parsed{Addrs: []string{"s1:26379"}, MasterName: "m", FailoverBudget: -1, Kind: "redis-sentinel", Location: "redis-sentinel://s1/m?failover_budget=0"})},
 		{"redis://[::1]:6380/2",
 			def(parsed{Addrs: []string{"[::1]:6380"}, DB: 2, Kind: "redis", Location: "redis://[::1]:6380/2"})},
 		{"redis://%2Fodd:p%40ss%3Aw0rd@h",
@@ -169,6 +180,9 @@ func TestParseURLErrors(t *testing.T) {
 		{"redis-sentinel://:" + secret + "@s1/m/x", "master's name"},
 		{"redis-sentinel://:" + secret + "@s1/m?db=x", "database"},
 		{"redis-sentinel://:" + secret + "@s1/m?db=-1", "database"},
+		{"redis-sentinel://:" + secret + "@s1/m?failover_budget=-1s", "failover_budget"},
+		{"redis-sentinel://:" + secret + "@s1/m?failover_budget=soon", "failover_budget"},
+		{"redis://:" + secret + "@h?failover_budget=5s", `unknown parameter "failover_budget"`},
 		{"redis://:" + secret + "@h/1/2", "path"},
 		{"redis-cluster://:" + secret + "@n1/0", "no path"},
 		{"redis-cluster://:" + secret + "@n1,,n2", "empty host"},

@@ -59,6 +59,11 @@ func matrixTable(w io.Writer, run *results.Run) {
 			wrap(w, "  gateway: ", strings.Fields("no gateway scenario in this run yet (gateway-roundrobin-redis and gateway-forward-auth fill this row)"), 4)
 		}
 	}
+	for _, s := range run.Scenarios {
+		if s.Window != nil {
+			wrap(w, "  "+matrixHeads[s.Fault]+" window ("+s.Name+"): ", strings.Fields(s.Window.String()), 4)
+		}
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Cells: % of logins that succeeded / % of sessions that survived to the end (- none to keep). . not measured;")
 	fmt.Fprintln(w, "* several scenarios, the worst shown; err: the scenario did not run as planned.")

@@ -167,6 +167,9 @@ func newTableRow(s results.Scenario) tableRow {
 	if s.Sessions.RevisitErrors > 0 {
 		r.more = append(r.more, continuation{fmt.Sprintf("errors at end %d", s.Sessions.RevisitErrors), causeTokens(s.Sessions.RevisitErrorsBy)})
 	}
+	if w := s.Window; w != nil {
+		r.more = append(r.more, continuation{"failover window", strings.Fields(w.String())})
+	}
 	if c := s.Chromium; c != nil {
 		r.more = append(r.more, continuation{"chromium", strings.Fields(chromiumText(c))})
 	}

@@ -3,6 +3,7 @@ package results
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // The matrix puts each scenario in its strategy's row and its fault's
@@ -50,5 +51,21 @@ func TestMatrix(t *testing.T) {
 	}
 	if gw := row("gateway"); gw.Worst != "" {
 		t.Errorf("gateway row: %+v", gw)
+	}
+}
+
+func TestWindowString(t *testing.T) {
+	ms := func(n int) Duration { return Duration(time.Duration(n) * time.Millisecond) }
+	for _, tc := range []struct {
+		w    Window
+		want string
+	}{
+		{Window{Switch: ms(2150), Switched: true, Held: map[string]Duration{"sp-1": ms(2120), "sp-2": ms(2160), "sp-3": ms(2150)}},
+			"+switch-master 2.15s after the kill; store operations held 2.12s to 2.16s (3 replicas)"},
+		{Window{}, "no +switch-master heard before the run ended"},
+	} {
+		if got := tc.w.String(); got != tc.want {
+			t.Errorf("Window.String() = %q, want %q", got, tc.want)
+		}
 	}
 }

@@ -83,6 +83,44 @@ type Scenario struct {
 	Chromium *Chromium `json:"chromium,omitempty"`
 	// Notes are observations the lab made (e.g. "sp-2 was killed at 3.1s").
 	Notes []string `json:"notes,omitempty"`
+	// Window is the store failover as the lab saw it (nil but for a
+	// store-failover scenario).
+	Window *Window `json:"failover_window,omitempty"`
+}
+
+// Window is a store failover as the lab saw it: the time from the master's
+// kill to the Sentinel's +switch-master (Switched false if none was heard
+// before the run ended), and how long each replica's store held its
+// operations (from the first that found the master gone to the first that
+// went through again), as the replica logged it, by replica ID.
+type Window struct {
+	Switch   Duration            `json:"switch"`
+	Switched bool                `json:"switched"`
+	Held     map[string]Duration `json:"held,omitempty"`
+}
+
+// String says it in one line: "+switch-master 2.15s after the kill; store
+// operations held 2.12s to 2.16s (3 replicas)".
+func (w Window) String() string {
+	s := "no +switch-master heard before the run ended"
+	if w.Switched {
+		s = fmt.Sprintf("+switch-master %.2fs after the kill", time.Duration(w.Switch).Seconds())
+	}
+	if len(w.Held) == 0 {
+		return s
+	}
+	var lo, hi time.Duration
+	first := true
+	for _, d := range w.Held {
+		if first || time.Duration(d) < lo {
+			lo = time.Duration(d)
+		}
+		if first || time.Duration(d) > hi {
+			hi = time.Duration(d)
+		}
+		first = false
+	}
+	return s + fmt.Sprintf("; store operations held %.2fs to %.2fs (%d replicas)", lo.Seconds(), hi.Seconds(), len(w.Held))
 }
 
 // Chromium compares real Chromium logins with the scripted browser's, made

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -233,6 +234,7 @@ type Topology struct {
 	ports                              ports
 	redisPort, replicaPort, sentinelPt int
 	spArgs                             map[string][]string
+	failover                           atomic.Pointer[failoverWatch] // see KillMasterWatched
 }
 
 type ports struct{ idp, proxy, admin, app int }
