@@ -154,6 +154,10 @@ func TestChromiumConfirmsSameSiteTrap(t *testing.T) {
 // TestJarLaxPlusPOST's). The old half runs in parallel with the other
 // tests and not under -short.
 func TestChromiumConfirmsLaxPlusPOST(t *testing.T) {
+	// Parallel: it runs after the package's other tests, by when the
+	// old half's two minutes (begun by TestMain) have mostly passed,
+	// instead of waiting them out first.
+	t.Parallel()
 	bin := chromiumPath(t)
 	env := newEnv(t)
 	for _, tc := range []struct {

@@ -380,6 +380,8 @@ func TestRunSurvivesACrashingChild(t *testing.T) {
 // time gets requests; the slow users of the Lax+POST trap fail cross-
 // instance while the fast ones pass.
 func TestDeployDayScenarios(t *testing.T) {
+	// Beside TestChromiumConfirmsLaxPlusPOST, whose old half mostly waits.
+	t.Parallel()
 	r, _ := runLab(t, "--scenarios", "roundrobin-redis-failover,roundrobin-redis-aof-restart,roundrobin-redis-rolling,roundrobin-redis-scaleout,sticky-slow-user",
 		"--logins", "30", "--concurrency", "4")
 	for _, s := range r.Scenarios {
