@@ -7,6 +7,7 @@
 #   stickyproxy            --stickiness duration, access log off (the default engine "fast")
 #   stickyproxy+log        the same with --access-log all, written to a file
 #   stickyproxy-rp         --engine reverseproxy: a tuned httputil.ReverseProxy, for comparison
+#   stickyproxy-base       stickyproxy built from $BASE_REV (only with BASE_REV)
 #   haproxy                cookie SRV insert indirect nocache (deploy/bench/haproxy.cfg)
 #   caddy                  lb_policy cookie (deploy/bench/Caddyfile)
 # and prints each as a ratio to HAProxy. Each contender runs ROUNDS times,
@@ -19,6 +20,9 @@
 #
 # Installs haproxy, caddy and wrk from Debian's packages if missing.
 # Usage: deploy/bench/run.sh            (DURATION=10s CONNS=256 ROUNDS=3)
+# BASE_REV=<git revision> adds the contender stickyproxy-base: stickyproxy
+# built from that revision, run as stickyproxy is, to compare a change with
+# its base side by side in the same rounds.
 # Ports: PORT_BASE (default 20100) + 1 and + 2 for the backends, + 80, + 81
 # and + 82 for stickyproxy, HAProxy and Caddy (20101, 20102, 20180-20182 by
 # default); give two runs on one machine different PORT_BASEs.
@@ -33,6 +37,11 @@ ROUNDS=${ROUNDS:-3}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 CONTENDERS=${CONTENDERS:-"direct stickyproxy stickyproxy+log stickyproxy-rp haproxy caddy"}
+BASE_REV=${BASE_REV:-}
+if [ -n "$BASE_REV" ] && [[ " $CONTENDERS " != *" stickyproxy-base "* ]]; then
+	CONTENDERS="${CONTENDERS/stickyproxy /stickyproxy stickyproxy-base }"
+	[[ " $CONTENDERS " == *" stickyproxy-base "* ]] || CONTENDERS="$CONTENDERS stickyproxy-base"
+fi
 PORT_BASE=${PORT_BASE:-20100}
 case "$PORT_BASE" in
 '' | *[!0-9]*) echo "PORT_BASE must be a number" >&2; exit 2 ;;
@@ -74,6 +83,12 @@ sed "${ports_sed[@]}" "$here/Caddyfile" >"$work/Caddyfile"
 
 echo "building stickyproxy and the backend" >&2
 (cd "$top" && go build -o "$work/stickyproxy" ./cmd/stickyproxy && go build -o "$work/backend" ./deploy/bench/backend)
+if [ -n "$BASE_REV" ]; then
+	echo "building stickyproxy at $BASE_REV ($(git -C "$top" rev-parse --short "$BASE_REV"))" >&2
+	mkdir "$work/base"
+	git -C "$top" archive "$BASE_REV" | tar -x -C "$work/base"
+	(cd "$work/base" && go build -o "$work/stickyproxy-base" ./cmd/stickyproxy)
+fi
 
 wait_port() {
 	for _ in $(seq 100); do
@@ -93,13 +108,14 @@ key=$(head -c 32 /dev/urandom | base64)
 start_proxy() { # name -> url, starts the process, records its pid in proxy_pid
 	case "$1" in
 	direct) proxy_pid=""; url=http://127.0.0.1:$port_sp1/ ;;
-	stickyproxy | stickyproxy+log | stickyproxy-rp)
-		local extra=(--access-log off) log=/dev/null
+	stickyproxy | stickyproxy+log | stickyproxy-rp | stickyproxy-base)
+		local extra=(--access-log off) log=/dev/null bin="$work/stickyproxy"
+		[ "$1" = stickyproxy-base ] && bin="$work/stickyproxy-base"
 		[ "$1" = stickyproxy+log ] && extra=(--access-log all) && log="$out/access.log"
 		[ "$1" = stickyproxy-rp ] && extra=(--access-log off --engine reverseproxy)
 		# wrk's connections all come from one address: its share of
 		# connections and requests in flight must hold all of them.
-		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$work/stickyproxy" --listen 127.0.0.1:$port_sticky --admin-listen "" \
+		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$bin" --listen 127.0.0.1:$port_sticky --admin-listen "" \
 			--target sp-1=http://127.0.0.1:$port_sp1 --target sp-2=http://127.0.0.1:$port_sp2 \
 			--max-conns-per-client $((CONNS > 512 ? CONNS : 512)) --max-in-flight-per-client $((CONNS > 256 ? CONNS : 256)) \
 			--stickiness duration --cookie-key "$key" --log-format json "${extra[@]}" 2>"$log" &
