@@ -66,6 +66,7 @@ type upConn struct {
 	idleSince time.Time
 	nread     int64 // bytes read from c, to tell "closed before any reply byte"
 	limit     int64 // while reading a reply's head: nread may not pass it (0: no limit)
+	rh        replyHead
 }
 
 // errHeadTooLarge is a reply head over MaxResponseHeaderBytes.
@@ -190,14 +191,22 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 		return err
 	}
 	x.upstream = time.Since(x.sent)
-	if err := p.fastReply(w, r, x, uc, resp); err != nil {
+	closeAfter := false
+	if resp == nil { // the head is in uc.rh
+		err = p.fastReplyHead(w, x, uc)
+		closeAfter = uc.rh.close
+	} else {
+		err = p.fastReply(w, r, x, resp)
+		closeAfter = resp.Close
+	}
+	if err != nil {
 		uc.c.Close()
 		return err
 	}
 	// Bytes beyond the reply (a 204 or 304 with a body, a miscounted
 	// length) would be read as the next reply: such a connection is not
 	// reused, as http.Transport drops an "unsolicited response".
-	if !stop() || resp.Close || r.Close || uc.br.Buffered() > 0 {
+	if !stop() || closeAfter || r.Close || uc.br.Buffered() > 0 {
 		uc.c.Close()
 	} else {
 		x.t.pool.put(uc, time.Now())
@@ -205,9 +214,10 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	return nil
 }
 
-// fastExchange writes r on uc and reads the reply's head; on an error uc
-// is closed. errStaleConn means the target had closed a reused connection
-// before the request could matter.
+// fastExchange writes r on uc and reads the reply's head: into uc.rh
+// (resp nil) when it is of the common kind, else with http.ReadResponse.
+// On an error uc is closed. errStaleConn means the target had closed a
+// reused connection before the request could matter.
 func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bool) (*http.Response, error) {
 	if p.cfg.ResponseHeaderTimeout > 0 {
 		// One deadline for writing the request (a target that does not
@@ -246,26 +256,48 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 		return nil, fmt.Errorf("reading response: %w", err)
 	}
 	if werr != nil {
-		resp.Close = true // the request was cut short: never reuse
+		// The request was cut short: never reuse.
+		if resp == nil {
+			uc.rh.close = true
+		} else {
+			resp.Close = true
+		}
 	}
 	if p.cfg.ResponseHeaderTimeout > 0 {
 		uc.c.SetDeadline(time.Time{})
 	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
+	if resp != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		uc.c.Close()
 		return nil, errors.New("target switched protocols on a request that did not ask to upgrade")
 	}
 	return resp, nil
 }
 
-// readHead reads the reply's head, skipping 1xx replies (100 Continue is
-// the proxy's own to send; others are informational and dropped), with the
-// head bounded by MaxResponseHeaderBytes. stale says the target closed (or
-// reset) the connection before any byte of a reply.
+// readHead reads the reply's head: into uc.rh (resp nil) if it is of the
+// common kind (replyHead.parse), else with http.ReadResponse, skipping 1xx
+// replies (100 Continue is the proxy's own to send; others are
+// informational and dropped), with the head bounded by
+// MaxResponseHeaderBytes. stale says the target closed (or reset) the
+// connection before any byte of a reply.
 func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
 	before := uc.nread
 	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
 	defer func() { uc.limit = 0 }()
+	if _, err := uc.br.Peek(1); err != nil {
+		// As http.ReadResponse reports them: a clean close as
+		// io.ErrUnexpectedEOF, a reset as ECONNRESET.
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, uc.nread == before && (errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)), err
+	}
+	if r.Method != http.MethodHead {
+		b, _ := uc.br.Peek(uc.br.Buffered())
+		if n, ok := uc.rh.parse(b); ok {
+			uc.br.Discard(n)
+			return nil, false, nil
+		}
+	}
 	for {
 		resp, err := http.ReadResponse(uc.br, r)
 		if err != nil {
@@ -280,10 +312,100 @@ func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err
 	}
 }
 
+// fastReplyHead is fastReply for a head parsed in place (uc.rh), whose
+// body of rh.length bytes is read from uc.br: what is buffered already
+// goes to the client from the read buffer.
+func (p *Proxy) fastReplyHead(w http.ResponseWriter, x *exchange, uc *upConn) error {
+	rh := &uc.rh
+	h := w.Header()
+	h["Content-Type"] = nil // none from the target: none sniffed (see fastReply)
+	vals := make([]string, len(rh.fields))
+	for i, f := range rh.fields {
+		if !forward.ForwardableWith(rh.conn, f.key) {
+			continue
+		}
+		vals[i] = f.value
+		if seenKey(rh.fields[:i], f.key) {
+			h[f.key] = append(h[f.key], f.value)
+		} else {
+			h[f.key] = vals[i : i+1 : i+1]
+		}
+	}
+	if h["Content-Length"] == nil {
+		h["Content-Length"] = []string{strconv.FormatInt(rh.length, 10)}
+	}
+	x.decorate(h, rh.status)
+	w.WriteHeader(rh.status)
+	rerr, werr := p.copyLength(w, uc.br, rh.length, strings.HasPrefix(rh.ctype, "text/event-stream"))
+	switch {
+	case rerr != nil:
+		return fmt.Errorf("reading response body: %w", rerr)
+	case werr != nil:
+		return fmt.Errorf("writing response body to client: %w", werr)
+	}
+	return nil
+}
+
+func seenKey(fs []headField, k string) bool {
+	for _, f := range fs {
+		if f.key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// copyLength copies n bytes from br to w, flushing after each write if
+// flush: first what br holds, written from its buffer, then the rest read
+// into a pooled buffer.
+func (p *Proxy) copyLength(w http.ResponseWriter, br *bufio.Reader, n int64, flush bool) (rerr, werr error) {
+	var fl http.Flusher
+	if flush {
+		fl, _ = w.(http.Flusher)
+	}
+	var bufp *[]byte
+	defer func() {
+		if bufp != nil {
+			p.bufs.Put(bufp)
+		}
+	}()
+	for n > 0 {
+		var chunk []byte
+		buffered := br.Buffered()
+		if buffered > 0 {
+			chunk, _ = br.Peek(int(min(int64(buffered), n)))
+		} else {
+			if bufp == nil {
+				bufp = p.bufs.Get().(*[]byte)
+			}
+			m, err := br.Read((*bufp)[:min(int64(len(*bufp)), n)])
+			if m == 0 {
+				if err == io.EOF || err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				return err, nil
+			}
+			chunk = (*bufp)[:m]
+		}
+		_, werr = w.Write(chunk)
+		if buffered > 0 {
+			br.Discard(len(chunk))
+		}
+		if werr != nil {
+			return nil, werr
+		}
+		n -= int64(len(chunk))
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	return nil, nil
+}
+
 // fastReply writes the target's reply to the client: its end-to-end
 // headers, the proxy's, the body (flushed as it comes when streamed) and
 // its trailers.
-func (p *Proxy) fastReply(w http.ResponseWriter, r *http.Request, x *exchange, uc *upConn, resp *http.Response) error {
+func (p *Proxy) fastReply(w http.ResponseWriter, r *http.Request, x *exchange, resp *http.Response) error {
 	h := w.Header()
 	// No Content-Type from the target means none to the client: a nil
 	// value stops net/http from sniffing one from the body (which could
