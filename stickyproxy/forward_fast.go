@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,9 @@ type connPool struct {
 	dialer net.Dialer
 	mu     sync.Mutex
 	idle   []*upConn
+	// misses counts the replies not there yet at the first read, and the
+	// first reads skipped since, from the last one that was (readHead).
+	misses atomic.Uint32
 }
 
 type upConn struct {
@@ -67,6 +71,49 @@ type upConn struct {
 	nread     int64 // bytes read from c, to tell "closed before any reply byte"
 	limit     int64 // while reading a reply's head: nread may not pass it (0: no limit)
 	rh        replyHead
+
+	// dl is the deadline set on c (zero: none). It is moved only when it
+	// would fire before ResponseHeaderTimeout or later than a slack past
+	// it (upDeadline), and lifted only before a read of a body would wait
+	// (Read): not twice per request.
+	dl time.Time
+	// While an exchange runs: the client's request context, and the stop
+	// of the hook that aborts the exchange when the client goes away. The
+	// hook is armed only before something that may wait on the target (a
+	// read that finds nothing yet, a request body), since under load the
+	// whole reply is usually there at the first read, and arming costs an
+	// allocation and two locks.
+	ctx      context.Context
+	stop     func() bool
+	headDone bool // the reply's head is read: lift the deadline before waiting
+
+	// readNow's: the connection's syscall.RawConn and read function (nil:
+	// not available), its arguments and results.
+	rc       syscall.RawConn
+	readFn   func(uintptr) bool
+	rbuf     []byte
+	rn       int
+	rerr     error
+	nonblock bool // Read does not wait: errWouldBlock if nothing has arrived
+}
+
+// errWouldBlock is a read without waiting that found nothing.
+var errWouldBlock = errors.New("would block")
+
+// arm arms the abort hook for the running exchange, if it is not armed.
+func (uc *upConn) arm() {
+	if uc.stop == nil && uc.ctx != nil {
+		uc.stop = context.AfterFunc(uc.ctx, uc.abort)
+	}
+}
+
+// release ends the exchange's hold on uc: it disarms the hook and says
+// whether the hook has not run (false: the connection was aborted, and
+// its deadline is in the past).
+func (uc *upConn) release() bool {
+	ok := uc.stop == nil || uc.stop()
+	uc.stop, uc.ctx, uc.headDone = nil, nil, false
+	return ok
 }
 
 // errHeadTooLarge is a reply head over MaxResponseHeaderBytes.
@@ -80,9 +127,39 @@ func (uc *upConn) Read(p []byte) (int, error) {
 	if uc.limit > 0 && uc.nread >= uc.limit {
 		return 0, errHeadTooLarge
 	}
-	n, err := uc.c.Read(p)
+	var n int
+	var err error
+	if uc.nonblock {
+		n, err = uc.readNow(p)
+	} else {
+		uc.arm()
+		if uc.headDone && !uc.dl.IsZero() {
+			// A body that takes its time is not bounded by the head's
+			// deadline.
+			uc.c.SetDeadline(time.Time{})
+			uc.dl = time.Time{}
+		}
+		n, err = uc.c.Read(p)
+	}
 	uc.nread += int64(n)
 	return n, err
+}
+
+// upDeadline makes sure uc's deadline fires between ResponseHeaderTimeout
+// and that plus a slack (an eighth, at most a second) after sent, setting
+// it only when it does not: once a slack per connection under load, not
+// twice per request.
+func (p *Proxy) upDeadline(uc *upConn, sent time.Time) {
+	rht := p.cfg.ResponseHeaderTimeout
+	if rht <= 0 {
+		return
+	}
+	want := sent.Add(rht)
+	slack := min(rht/8, time.Second)
+	if uc.dl.IsZero() || uc.dl.Before(want) || uc.dl.After(want.Add(slack)) {
+		uc.dl = want.Add(slack)
+		uc.c.SetDeadline(uc.dl)
+	}
 }
 
 func (cp *connPool) init(u *url.URL, max int) {
@@ -115,6 +192,12 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 		cp.idle = cp.idle[:n-1]
 		cp.mu.Unlock()
 		idle := now.Sub(uc.idleSince)
+		if !uc.dl.IsZero() && !uc.dl.After(now) {
+			// Left from the last exchange and passed while idle: an
+			// expired deadline would fail the check below, and any read.
+			uc.c.SetDeadline(time.Time{})
+			uc.dl = time.Time{}
+		}
 		if idle > idleTimeout || (check || idle > idleCheckAfter) && !connAlive(uc.c) {
 			uc.c.Close()
 			continue
@@ -128,6 +211,7 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 	uc := &upConn{c: c, bw: bufio.NewWriterSize(c, 8<<10)}
 	uc.br = bufio.NewReaderSize(uc, 8<<10)
 	uc.abort = func() { c.SetDeadline(time.Unix(1, 0)) }
+	uc.initRaw()
 	return uc, false, nil
 }
 
@@ -181,13 +265,14 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	if err != nil {
 		return err
 	}
-	// Abort the exchange if the client goes away. stop must run before the
-	// connection goes back to the pool, and a connection whose abort ran is
-	// not pooled: its deadline is in the past.
-	stop := context.AfterFunc(r.Context(), uc.abort)
-	defer stop()
+	// Abort the exchange if the client goes away (uc.arm, before anything
+	// that may wait). The hook is disarmed (release) before the connection
+	// goes back to the pool, and a connection whose abort ran is not
+	// pooled: its deadline is in the past.
+	uc.ctx = r.Context()
 	resp, err := p.fastExchange(uc, r, x, reused)
 	if err != nil {
+		uc.release()
 		return err
 	}
 	x.upstream = time.Since(x.sent)
@@ -201,12 +286,13 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	}
 	if err != nil {
 		uc.c.Close()
+		uc.release()
 		return err
 	}
 	// Bytes beyond the reply (a 204 or 304 with a body, a miscounted
 	// length) would be read as the next reply: such a connection is not
 	// reused, as http.Transport drops an "unsolicited response".
-	if !stop() || closeAfter || r.Close || uc.br.Buffered() > 0 {
+	if !uc.release() || closeAfter || r.Close || uc.br.Buffered() > 0 {
 		uc.c.Close()
 	} else {
 		x.t.pool.put(uc, time.Now())
@@ -219,10 +305,11 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 // On an error uc is closed. errStaleConn means the target had closed a
 // reused connection before the request could matter.
 func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bool) (*http.Response, error) {
-	if p.cfg.ResponseHeaderTimeout > 0 {
-		// One deadline for writing the request (a target that does not
-		// take the body would stall it) and reading the reply's head.
-		uc.c.SetDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
+	// One deadline for writing the request (a target that does not take
+	// the body would stall it) and reading the reply's head.
+	p.upDeadline(uc, x.sent)
+	if x.hasBody() {
+		uc.arm() // writing the body may wait on the target
 	}
 	werr := p.writeRequest(uc, r)
 	switch {
@@ -244,7 +331,7 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 	// After a write error the target may have answered (413, 400...) and
 	// closed before taking the whole body: read its reply, if any, as
 	// http.Transport does.
-	resp, stale, err := readHead(uc, r)
+	resp, stale, err := readHead(&x.t.pool, uc, r)
 	if err != nil {
 		uc.c.Close()
 		if werr != nil {
@@ -263,9 +350,6 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 			resp.Close = true
 		}
 	}
-	if p.cfg.ResponseHeaderTimeout > 0 {
-		uc.c.SetDeadline(time.Time{})
-	}
 	if resp != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		uc.c.Close()
 		return nil, errors.New("target switched protocols on a request that did not ask to upgrade")
@@ -279,11 +363,31 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 // informational and dropped), with the head bounded by
 // MaxResponseHeaderBytes. stale says the target closed (or reset) the
 // connection before any byte of a reply.
-func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
+func readHead(cp *connPool, uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
 	before := uc.nread
 	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
 	defer func() { uc.limit = 0 }()
-	if _, err := uc.br.Peek(1); err != nil {
+	// First without waiting: if the reply is there, the exchange may end
+	// without arming the abort hook (Read arms it before it waits). Under
+	// load it usually is; when it is not (a light load, a slow target),
+	// the attempt is a wasted read(2), so after 8 misses in a row only one
+	// request in 4 tries (not fewer: misses come in bursts when the proxy
+	// loses its CPU for a while, and each skip costs the hook).
+	if m := cp.misses.Load(); m < 8 || m%4 == 0 {
+		uc.nonblock = true
+		_, err = uc.br.Peek(1)
+		uc.nonblock = false
+		if err == errWouldBlock {
+			cp.misses.Add(1)
+			_, err = uc.br.Peek(1)
+		} else if m != 0 {
+			cp.misses.Store(0)
+		}
+	} else {
+		cp.misses.Add(1)
+		_, err = uc.br.Peek(1)
+	}
+	if err != nil {
 		// As http.ReadResponse reports them: a clean close as
 		// io.ErrUnexpectedEOF, a reset as ECONNRESET.
 		if err == io.EOF {
@@ -295,6 +399,7 @@ func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err
 		b, _ := uc.br.Peek(uc.br.Buffered())
 		if n, ok := uc.rh.parse(b); ok {
 			uc.br.Discard(n)
+			uc.headDone = true
 			return nil, false, nil
 		}
 	}
@@ -307,6 +412,7 @@ func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err
 			return nil, stale, err
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			uc.headDone = true
 			return resp, false, nil
 		}
 	}

@@ -395,6 +395,42 @@ func BenchmarkServeHTTP(b *testing.B) {
 					}
 				}
 			})
+			// The same from 64 goroutines at once: under load the reply
+			// is usually there at the first read, which the fast engine
+			// turns to account (readHead).
+			b.Run(name+"/parallel", func(b *testing.B) {
+				p, err := New(Config{Targets: []Target{{Name: "sp-1", URL: u}}, Keys: [][32]byte{internalKey}, Engine: engine,
+					AccessLog: AccessLogOff, MaxInFlightPerClient: 1024})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				var cookie string
+				if pinned {
+					v, _ := p.codec.Seal("sp-1", time.Now().Add(time.Hour))
+					cookie = "AWSALB=" + v
+				}
+				b.SetParallelism(64)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					r := httptest.NewRequest("GET", "/path?q=1", nil)
+					r.RemoteAddr = "192.0.2.1:1234"
+					r.Header.Set("User-Agent", "bench")
+					r.Header.Set("Accept", "*/*")
+					if cookie != "" {
+						r.Header.Set("Cookie", cookie)
+					}
+					w := &discardWriter{h: http.Header{}}
+					for pb.Next() {
+						clear(w.h)
+						p.ServeHTTP(w, r)
+						if w.code != 200 {
+							b.Errorf("status %d", w.code)
+							return
+						}
+					}
+				})
+			})
 		}
 	}
 }
