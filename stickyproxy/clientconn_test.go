@@ -59,10 +59,21 @@ func TestClientConnLazyDeadline(t *testing.T) {
 		t.Fatal("a deadline set while a read waited did not end it")
 	}
 
-	// A deadline fires no earlier than asked, and at most deadlineSlack later.
-	c.SetReadDeadline(time.Now().Add(time.Hour))
+	// Deadlines a little later each time (net/http's idle deadline, one
+	// per request) are not set again within deadlineSlack.
+	hour := time.Now().Add(time.Hour)
+	c.SetReadDeadline(hour)
 	peer.Write([]byte("y"))
 	c.Read(buf) // sets the hour on the connection
+	set := c.set
+	c.SetReadDeadline(hour.Add(deadlineSlack / 2))
+	peer.Write([]byte("z"))
+	c.Read(buf)
+	if !c.set.Equal(set) {
+		t.Errorf("deadline moved from %v to %v for a later one within the slack", set, c.set)
+	}
+
+	// A deadline fires no earlier than asked, and at most deadlineSlack later.
 	start := time.Now()
 	c.SetReadDeadline(start.Add(50 * time.Millisecond))
 	_, err = c.Read(buf)

@@ -151,8 +151,9 @@ type clientConn struct {
 	// read's abort twice, idle), each a trip into the runtime's timers,
 	// while only a read that waits needs it. So SetReadDeadline records
 	// it (want), and it is set on Conn (set) before a read, or at once if
-	// a read is under way; a deadline already set that fires at most
-	// deadlineSlack after the one asked for is kept.
+	// a read is under way, deadlineSlack later than asked; a deadline
+	// already set that fires no earlier and at most deadlineSlack later
+	// than the one asked for is kept.
 	dmu     sync.Mutex
 	want    time.Time
 	set     time.Time
@@ -195,15 +196,22 @@ func (c *clientConn) Read(b []byte) (int, error) {
 }
 
 // applyDeadline sets the read deadline asked for on Conn, unless the one
-// set there fires at most deadlineSlack after it. c.dmu is held.
+// set there fires no earlier and at most deadlineSlack later. It sets it
+// deadlineSlack later than asked, so that the deadlines that follow (each
+// request's idle deadline a little later than the last) keep it for that
+// long. c.dmu is held.
 func (c *clientConn) applyDeadline() error {
 	if c.set.Equal(c.want) || !c.want.IsZero() && !c.set.IsZero() && !c.set.Before(c.want) && !c.set.After(c.want.Add(deadlineSlack)) {
 		return nil
 	}
-	if err := c.Conn.SetReadDeadline(c.want); err != nil {
+	t := c.want
+	if !t.IsZero() {
+		t = t.Add(deadlineSlack)
+	}
+	if err := c.Conn.SetReadDeadline(t); err != nil {
 		return err
 	}
-	c.set = c.want
+	c.set = t
 	return nil
 }
 
