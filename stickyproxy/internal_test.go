@@ -325,7 +325,7 @@ func BenchmarkRoute(b *testing.B) {
 // rawBackend is an upstream that allocates almost nothing per request, so
 // that a benchmark's allocations are the proxy's: it reads a request head
 // (GET, no body) and writes a fixed reply.
-func rawBackend(b *testing.B) *url.URL {
+func rawBackend(b testing.TB) *url.URL {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
