@@ -24,9 +24,9 @@ import (
 
 // The fast engine is an HTTP/1.1 client driven from the request's own
 // goroutine: it takes an idle upstream connection (or dials one), writes the
-// request, reads the reply with http.ReadResponse (which does the framing:
-// Content-Length, chunked, HEAD, 204/304, close-delimited) and copies it to
-// the client. Unlike http.Transport it starts no goroutines per connection
+// request, reads the reply's head (the common kind in place, replyhead.go;
+// any other with http.ReadResponse, which does the framing: chunked, HEAD,
+// 204/304, close-delimited) and copies the reply to the client. Unlike http.Transport it starts no goroutines per connection
 // and hands nothing between goroutines, which is where a plain
 // ReverseProxy spends much of its time on a small machine.
 //
