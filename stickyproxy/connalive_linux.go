@@ -1,7 +1,9 @@
 package stickyproxy
 
 import (
+	"io"
 	"net"
+	"os"
 	"syscall"
 )
 
@@ -26,4 +28,51 @@ func connAlive(c net.Conn) bool {
 		return true
 	})
 	return err == nil && alive
+}
+
+// readNow reads what the kernel holds for uc's connection, without
+// waiting: errWouldBlock if nothing has arrived yet.
+func (uc *upConn) readNow(p []byte) (int, error) {
+	if uc.rc == nil {
+		return 0, errWouldBlock
+	}
+	uc.rbuf = p
+	err := uc.rc.Read(uc.readFn)
+	uc.rbuf = nil
+	if err != nil {
+		return 0, err
+	}
+	n, err := uc.rn, uc.rerr
+	uc.rn, uc.rerr = 0, nil
+	return n, err
+}
+
+// tryRead is readNow's one read(2), made once per connection as a method
+// value so that readNow does not allocate.
+func (uc *upConn) tryRead(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), uc.rbuf)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			uc.rn, uc.rerr = 0, errWouldBlock
+		case err != nil:
+			uc.rn, uc.rerr = 0, &net.OpError{Op: "read", Net: "tcp", Source: uc.c.LocalAddr(), Addr: uc.c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+		case n == 0:
+			uc.rn, uc.rerr = 0, io.EOF
+		default:
+			uc.rn, uc.rerr = n, nil
+		}
+		return true
+	}
+}
+
+// initRaw readies readNow for a new connection.
+func (uc *upConn) initRaw() {
+	if sc, ok := uc.c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			uc.rc, uc.readFn = rc, uc.tryRead
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,9 +24,9 @@ import (
 
 // The fast engine is an HTTP/1.1 client driven from the request's own
 // goroutine: it takes an idle upstream connection (or dials one), writes the
-// request, reads the reply with http.ReadResponse (which does the framing:
-// Content-Length, chunked, HEAD, 204/304, close-delimited) and copies it to
-// the client. Unlike http.Transport it starts no goroutines per connection
+// request, reads the reply's head (the common kind in place, replyhead.go;
+// any other with http.ReadResponse, which does the framing: chunked, HEAD,
+// 204/304, close-delimited) and copies the reply to the client. Unlike http.Transport it starts no goroutines per connection
 // and hands nothing between goroutines, which is where a plain
 // ReverseProxy spends much of its time on a small machine.
 //
@@ -55,6 +56,9 @@ type connPool struct {
 	dialer net.Dialer
 	mu     sync.Mutex
 	idle   []*upConn
+	// misses counts the replies not there yet at the first read, and the
+	// first reads skipped since, from the last one that was (readHead).
+	misses atomic.Uint32
 }
 
 type upConn struct {
@@ -66,6 +70,50 @@ type upConn struct {
 	idleSince time.Time
 	nread     int64 // bytes read from c, to tell "closed before any reply byte"
 	limit     int64 // while reading a reply's head: nread may not pass it (0: no limit)
+	rh        replyHead
+
+	// dl is the deadline set on c (zero: none). It is moved only when it
+	// would fire before ResponseHeaderTimeout or later than a slack past
+	// it (upDeadline), and lifted only before a read of a body would wait
+	// (Read): not twice per request.
+	dl time.Time
+	// While an exchange runs: the client's request context, and the stop
+	// of the hook that aborts the exchange when the client goes away. The
+	// hook is armed only before something that may wait on the target (a
+	// read that finds nothing yet, a request body), since under load the
+	// whole reply is usually there at the first read, and arming costs an
+	// allocation and two locks.
+	ctx      context.Context
+	stop     func() bool
+	headDone bool // the reply's head is read: lift the deadline before waiting
+
+	// readNow's: the connection's syscall.RawConn and read function (nil:
+	// not available), its arguments and results.
+	rc       syscall.RawConn
+	readFn   func(uintptr) bool
+	rbuf     []byte
+	rn       int
+	rerr     error
+	nonblock bool // Read does not wait: errWouldBlock if nothing has arrived
+}
+
+// errWouldBlock is a read without waiting that found nothing.
+var errWouldBlock = errors.New("would block")
+
+// arm arms the abort hook for the running exchange, if it is not armed.
+func (uc *upConn) arm() {
+	if uc.stop == nil && uc.ctx != nil {
+		uc.stop = context.AfterFunc(uc.ctx, uc.abort)
+	}
+}
+
+// release ends the exchange's hold on uc: it disarms the hook and says
+// whether the hook has not run (false: the connection was aborted, and
+// its deadline is in the past).
+func (uc *upConn) release() bool {
+	ok := uc.stop == nil || uc.stop()
+	uc.stop, uc.ctx, uc.headDone = nil, nil, false
+	return ok
 }
 
 // errHeadTooLarge is a reply head over MaxResponseHeaderBytes.
@@ -79,9 +127,39 @@ func (uc *upConn) Read(p []byte) (int, error) {
 	if uc.limit > 0 && uc.nread >= uc.limit {
 		return 0, errHeadTooLarge
 	}
-	n, err := uc.c.Read(p)
+	var n int
+	var err error
+	if uc.nonblock {
+		n, err = uc.readNow(p)
+	} else {
+		uc.arm()
+		if uc.headDone && !uc.dl.IsZero() {
+			// A body that takes its time is not bounded by the head's
+			// deadline.
+			uc.c.SetDeadline(time.Time{})
+			uc.dl = time.Time{}
+		}
+		n, err = uc.c.Read(p)
+	}
 	uc.nread += int64(n)
 	return n, err
+}
+
+// upDeadline makes sure uc's deadline fires between ResponseHeaderTimeout
+// and that plus a slack (an eighth, at most a second) after sent, setting
+// it only when it does not: once a slack per connection under load, not
+// twice per request.
+func (p *Proxy) upDeadline(uc *upConn, sent time.Time) {
+	rht := p.cfg.ResponseHeaderTimeout
+	if rht <= 0 {
+		return
+	}
+	want := sent.Add(rht)
+	slack := min(rht/8, time.Second)
+	if uc.dl.IsZero() || uc.dl.Before(want) || uc.dl.After(want.Add(slack)) {
+		uc.dl = want.Add(slack)
+		uc.c.SetDeadline(uc.dl)
+	}
 }
 
 func (cp *connPool) init(u *url.URL, max int) {
@@ -114,6 +192,12 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 		cp.idle = cp.idle[:n-1]
 		cp.mu.Unlock()
 		idle := now.Sub(uc.idleSince)
+		if !uc.dl.IsZero() && !uc.dl.After(now) {
+			// Left from the last exchange and passed while idle: an
+			// expired deadline would fail the check below, and any read.
+			uc.c.SetDeadline(time.Time{})
+			uc.dl = time.Time{}
+		}
 		if idle > idleTimeout || (check || idle > idleCheckAfter) && !connAlive(uc.c) {
 			uc.c.Close()
 			continue
@@ -127,6 +211,7 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 	uc := &upConn{c: c, bw: bufio.NewWriterSize(c, 8<<10)}
 	uc.br = bufio.NewReaderSize(uc, 8<<10)
 	uc.abort = func() { c.SetDeadline(time.Unix(1, 0)) }
+	uc.initRaw()
 	return uc, false, nil
 }
 
@@ -180,24 +265,34 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	if err != nil {
 		return err
 	}
-	// Abort the exchange if the client goes away. stop must run before the
-	// connection goes back to the pool, and a connection whose abort ran is
-	// not pooled: its deadline is in the past.
-	stop := context.AfterFunc(r.Context(), uc.abort)
-	defer stop()
+	// Abort the exchange if the client goes away (uc.arm, before anything
+	// that may wait). The hook is disarmed (release) before the connection
+	// goes back to the pool, and a connection whose abort ran is not
+	// pooled: its deadline is in the past.
+	uc.ctx = r.Context()
 	resp, err := p.fastExchange(uc, r, x, reused)
 	if err != nil {
+		uc.release()
 		return err
 	}
 	x.upstream = time.Since(x.sent)
-	if err := p.fastReply(w, r, x, uc, resp); err != nil {
+	closeAfter := false
+	if resp == nil { // the head is in uc.rh
+		err = p.fastReplyHead(w, x, uc)
+		closeAfter = uc.rh.close
+	} else {
+		err = p.fastReply(w, r, x, resp)
+		closeAfter = resp.Close
+	}
+	if err != nil {
 		uc.c.Close()
+		uc.release()
 		return err
 	}
 	// Bytes beyond the reply (a 204 or 304 with a body, a miscounted
 	// length) would be read as the next reply: such a connection is not
 	// reused, as http.Transport drops an "unsolicited response".
-	if !stop() || resp.Close || r.Close || uc.br.Buffered() > 0 {
+	if !uc.release() || closeAfter || r.Close || uc.br.Buffered() > 0 {
 		uc.c.Close()
 	} else {
 		x.t.pool.put(uc, time.Now())
@@ -205,14 +300,16 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	return nil
 }
 
-// fastExchange writes r on uc and reads the reply's head; on an error uc
-// is closed. errStaleConn means the target had closed a reused connection
-// before the request could matter.
+// fastExchange writes r on uc and reads the reply's head: into uc.rh
+// (resp nil) when it is of the common kind, else with http.ReadResponse.
+// On an error uc is closed. errStaleConn means the target had closed a
+// reused connection before the request could matter.
 func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bool) (*http.Response, error) {
-	if p.cfg.ResponseHeaderTimeout > 0 {
-		// One deadline for writing the request (a target that does not
-		// take the body would stall it) and reading the reply's head.
-		uc.c.SetDeadline(x.sent.Add(p.cfg.ResponseHeaderTimeout))
+	// One deadline for writing the request (a target that does not take
+	// the body would stall it) and reading the reply's head.
+	p.upDeadline(uc, x.sent)
+	if x.hasBody() {
+		uc.arm() // writing the body may wait on the target
 	}
 	werr := p.writeRequest(uc, r)
 	switch {
@@ -234,7 +331,7 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 	// After a write error the target may have answered (413, 400...) and
 	// closed before taking the whole body: read its reply, if any, as
 	// http.Transport does.
-	resp, stale, err := readHead(uc, r)
+	resp, stale, err := readHead(&x.t.pool, uc, r)
 	if err != nil {
 		uc.c.Close()
 		if werr != nil {
@@ -246,26 +343,66 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 		return nil, fmt.Errorf("reading response: %w", err)
 	}
 	if werr != nil {
-		resp.Close = true // the request was cut short: never reuse
+		// The request was cut short: never reuse.
+		if resp == nil {
+			uc.rh.close = true
+		} else {
+			resp.Close = true
+		}
 	}
-	if p.cfg.ResponseHeaderTimeout > 0 {
-		uc.c.SetDeadline(time.Time{})
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
+	if resp != nil && resp.StatusCode == http.StatusSwitchingProtocols {
 		uc.c.Close()
 		return nil, errors.New("target switched protocols on a request that did not ask to upgrade")
 	}
 	return resp, nil
 }
 
-// readHead reads the reply's head, skipping 1xx replies (100 Continue is
-// the proxy's own to send; others are informational and dropped), with the
-// head bounded by MaxResponseHeaderBytes. stale says the target closed (or
-// reset) the connection before any byte of a reply.
-func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
+// readHead reads the reply's head: into uc.rh (resp nil) if it is of the
+// common kind (replyHead.parse), else with http.ReadResponse, skipping 1xx
+// replies (100 Continue is the proxy's own to send; others are
+// informational and dropped), with the head bounded by
+// MaxResponseHeaderBytes. stale says the target closed (or reset) the
+// connection before any byte of a reply.
+func readHead(cp *connPool, uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
 	before := uc.nread
 	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
 	defer func() { uc.limit = 0 }()
+	// First without waiting: if the reply is there, the exchange may end
+	// without arming the abort hook (Read arms it before it waits). Under
+	// load it usually is; when it is not (a light load, a slow target),
+	// the attempt is a wasted read(2), so after 8 misses in a row only one
+	// request in 4 tries (not fewer: misses come in bursts when the proxy
+	// loses its CPU for a while, and each skip costs the hook).
+	if m := cp.misses.Load(); m < 8 || m%4 == 0 {
+		uc.nonblock = true
+		_, err = uc.br.Peek(1)
+		uc.nonblock = false
+		if err == errWouldBlock {
+			cp.misses.Add(1)
+			_, err = uc.br.Peek(1)
+		} else if m != 0 {
+			cp.misses.Store(0)
+		}
+	} else {
+		cp.misses.Add(1)
+		_, err = uc.br.Peek(1)
+	}
+	if err != nil {
+		// As http.ReadResponse reports them: a clean close as
+		// io.ErrUnexpectedEOF, a reset as ECONNRESET.
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, uc.nread == before && (errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)), err
+	}
+	if r.Method != http.MethodHead {
+		b, _ := uc.br.Peek(uc.br.Buffered())
+		if n, ok := uc.rh.parse(b); ok {
+			uc.br.Discard(n)
+			uc.headDone = true
+			return nil, false, nil
+		}
+	}
 	for {
 		resp, err := http.ReadResponse(uc.br, r)
 		if err != nil {
@@ -275,15 +412,106 @@ func readHead(uc *upConn, r *http.Request) (resp *http.Response, stale bool, err
 			return nil, stale, err
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			uc.headDone = true
 			return resp, false, nil
 		}
 	}
 }
 
+// fastReplyHead is fastReply for a head parsed in place (uc.rh), whose
+// body of rh.length bytes is read from uc.br: what is buffered already
+// goes to the client from the read buffer.
+func (p *Proxy) fastReplyHead(w http.ResponseWriter, x *exchange, uc *upConn) error {
+	rh := &uc.rh
+	h := w.Header()
+	h["Content-Type"] = nil // none from the target: none sniffed (see fastReply)
+	vals := make([]string, len(rh.fields))
+	for i, f := range rh.fields {
+		if !forward.ForwardableWith(rh.conn, f.key) {
+			continue
+		}
+		vals[i] = f.value
+		if seenKey(rh.fields[:i], f.key) {
+			h[f.key] = append(h[f.key], f.value)
+		} else {
+			h[f.key] = vals[i : i+1 : i+1]
+		}
+	}
+	if h["Content-Length"] == nil {
+		h["Content-Length"] = []string{strconv.FormatInt(rh.length, 10)}
+	}
+	x.decorate(h, rh.status)
+	w.WriteHeader(rh.status)
+	rerr, werr := p.copyLength(w, uc.br, rh.length, strings.HasPrefix(rh.ctype, "text/event-stream"))
+	switch {
+	case rerr != nil:
+		return fmt.Errorf("reading response body: %w", rerr)
+	case werr != nil:
+		return fmt.Errorf("writing response body to client: %w", werr)
+	}
+	return nil
+}
+
+func seenKey(fs []headField, k string) bool {
+	for _, f := range fs {
+		if f.key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// copyLength copies n bytes from br to w, flushing after each write if
+// flush: first what br holds, written from its buffer, then the rest read
+// into a pooled buffer.
+func (p *Proxy) copyLength(w http.ResponseWriter, br *bufio.Reader, n int64, flush bool) (rerr, werr error) {
+	var fl http.Flusher
+	if flush {
+		fl, _ = w.(http.Flusher)
+	}
+	var bufp *[]byte
+	defer func() {
+		if bufp != nil {
+			p.bufs.Put(bufp)
+		}
+	}()
+	for n > 0 {
+		var chunk []byte
+		buffered := br.Buffered()
+		if buffered > 0 {
+			chunk, _ = br.Peek(int(min(int64(buffered), n)))
+		} else {
+			if bufp == nil {
+				bufp = p.bufs.Get().(*[]byte)
+			}
+			m, err := br.Read((*bufp)[:min(int64(len(*bufp)), n)])
+			if m == 0 {
+				if err == io.EOF || err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				return err, nil
+			}
+			chunk = (*bufp)[:m]
+		}
+		_, werr = w.Write(chunk)
+		if buffered > 0 {
+			br.Discard(len(chunk))
+		}
+		if werr != nil {
+			return nil, werr
+		}
+		n -= int64(len(chunk))
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	return nil, nil
+}
+
 // fastReply writes the target's reply to the client: its end-to-end
 // headers, the proxy's, the body (flushed as it comes when streamed) and
 // its trailers.
-func (p *Proxy) fastReply(w http.ResponseWriter, r *http.Request, x *exchange, uc *upConn, resp *http.Response) error {
+func (p *Proxy) fastReply(w http.ResponseWriter, r *http.Request, x *exchange, resp *http.Response) error {
 	h := w.Header()
 	// No Content-Type from the target means none to the client: a nil
 	// value stops net/http from sniffing one from the body (which could

@@ -325,7 +325,7 @@ func BenchmarkRoute(b *testing.B) {
 // rawBackend is an upstream that allocates almost nothing per request, so
 // that a benchmark's allocations are the proxy's: it reads a request head
 // (GET, no body) and writes a fixed reply.
-func rawBackend(b *testing.B) *url.URL {
+func rawBackend(b testing.TB) *url.URL {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -394,6 +394,42 @@ func BenchmarkServeHTTP(b *testing.B) {
 						b.Fatal(w.code)
 					}
 				}
+			})
+			// The same from 64 goroutines at once: under load the reply
+			// is usually there at the first read, which the fast engine
+			// turns to account (readHead).
+			b.Run(name+"/parallel", func(b *testing.B) {
+				p, err := New(Config{Targets: []Target{{Name: "sp-1", URL: u}}, Keys: [][32]byte{internalKey}, Engine: engine,
+					AccessLog: AccessLogOff, MaxInFlightPerClient: 1024})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				var cookie string
+				if pinned {
+					v, _ := p.codec.Seal("sp-1", time.Now().Add(time.Hour))
+					cookie = "AWSALB=" + v
+				}
+				b.SetParallelism(64)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					r := httptest.NewRequest("GET", "/path?q=1", nil)
+					r.RemoteAddr = "192.0.2.1:1234"
+					r.Header.Set("User-Agent", "bench")
+					r.Header.Set("Accept", "*/*")
+					if cookie != "" {
+						r.Header.Set("Cookie", cookie)
+					}
+					w := &discardWriter{h: http.Header{}}
+					for pb.Next() {
+						clear(w.h)
+						p.ServeHTTP(w, r)
+						if w.code != 200 {
+							b.Errorf("status %d", w.code)
+							return
+						}
+					}
+				})
 			})
 		}
 	}

@@ -145,7 +145,24 @@ type clientConn struct {
 	wake  chan struct{} // a read deadline was set
 	timer *time.Timer   // the deferred read's (one at a time)
 	wrote atomic.Bool   // written to since the last read
+
+	// The read deadline is set on Conn lazily: net/http sets it four or
+	// five times per request (header, whole request, the background
+	// read's abort twice, idle), each a trip into the runtime's timers,
+	// while only a read that waits needs it. So SetReadDeadline records
+	// it (want), and it is set on Conn (set) before a read, or at once if
+	// a read is under way, deadlineSlack later than asked; a deadline
+	// already set that fires no earlier and at most deadlineSlack later
+	// than the one asked for is kept.
+	dmu     sync.Mutex
+	want    time.Time
+	set     time.Time
+	reading int // reads under way on Conn
 }
+
+// deadlineSlack is how much later than asked a client's read deadline
+// (ReadHeaderTimeout, IdleTimeout, ClientBodyTimeout) may fire.
+const deadlineSlack = 100 * time.Millisecond
 
 // backgroundReadDelay is how long a client that leaves during a request
 // may go unnoticed (the request's context is cancelled that much later).
@@ -163,7 +180,39 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		// poller). When nothing else is ready this returns at once.
 		runtime.Gosched()
 	}
-	return c.Conn.Read(b)
+	c.dmu.Lock()
+	err := c.applyDeadline()
+	if err != nil {
+		c.dmu.Unlock()
+		return 0, err
+	}
+	c.reading++
+	c.dmu.Unlock()
+	n, err := c.Conn.Read(b)
+	c.dmu.Lock()
+	c.reading--
+	c.dmu.Unlock()
+	return n, err
+}
+
+// applyDeadline sets the read deadline asked for on Conn, unless the one
+// set there fires no earlier and at most deadlineSlack later. It sets it
+// deadlineSlack later than asked, so that the deadlines that follow (each
+// request's idle deadline a little later than the last) keep it for that
+// long. c.dmu is held.
+func (c *clientConn) applyDeadline() error {
+	if c.set.Equal(c.want) || !c.want.IsZero() && !c.set.IsZero() && !c.set.Before(c.want) && !c.set.After(c.want.Add(deadlineSlack)) {
+		return nil
+	}
+	t := c.want
+	if !t.IsZero() {
+		t = t.Add(deadlineSlack)
+	}
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	c.set = t
+	return nil
 }
 
 func (c *clientConn) Write(b []byte) (int, error) {
@@ -206,12 +255,20 @@ func (c *clientConn) noteReadDeadline(t time.Time) {
 
 func (c *clientConn) SetReadDeadline(t time.Time) error {
 	c.noteReadDeadline(t)
-	return c.Conn.SetReadDeadline(t)
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.want = t
+	if c.reading > 0 {
+		return c.applyDeadline()
+	}
+	return nil
 }
 
 func (c *clientConn) SetDeadline(t time.Time) error {
-	c.noteReadDeadline(t)
-	return c.Conn.SetDeadline(t)
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
 }
 
 func (c *clientConn) Close() error {

@@ -7,6 +7,7 @@
 #   stickyproxy            --stickiness duration, access log off (the default engine "fast")
 #   stickyproxy+log        the same with --access-log all, written to a file
 #   stickyproxy-rp         --engine reverseproxy: a tuned httputil.ReverseProxy, for comparison
+#   stickyproxy-base       stickyproxy built from $BASE_REV (only with BASE_REV)
 #   haproxy                cookie SRV insert indirect nocache (deploy/bench/haproxy.cfg)
 #   caddy                  lb_policy cookie (deploy/bench/Caddyfile)
 # and prints each as a ratio to HAProxy. Each contender runs ROUNDS times,
@@ -19,6 +20,12 @@
 #
 # Installs haproxy, caddy and wrk from Debian's packages if missing.
 # Usage: deploy/bench/run.sh            (DURATION=10s CONNS=256 ROUNDS=3)
+# BASE_REV=<git revision> adds the contender stickyproxy-base: stickyproxy
+# built from that revision, run as stickyproxy is, to compare a change with
+# its base side by side in the same rounds.
+# Ports: PORT_BASE (default 20100) + 1 and + 2 for the backends, + 80, + 81
+# and + 82 for stickyproxy, HAProxy and Caddy (20101, 20102, 20180-20182 by
+# default); give two runs on one machine different PORT_BASEs.
 # Also prints the machine's load average before and after, since other work
 # on the machine moves every figure.
 set -euo pipefail
@@ -30,6 +37,21 @@ ROUNDS=${ROUNDS:-3}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 CONTENDERS=${CONTENDERS:-"direct stickyproxy stickyproxy+log stickyproxy-rp haproxy caddy"}
+BASE_REV=${BASE_REV:-}
+if [ -n "$BASE_REV" ] && [[ " $CONTENDERS " != *" stickyproxy-base "* ]]; then
+	CONTENDERS="${CONTENDERS/stickyproxy /stickyproxy stickyproxy-base }"
+	[[ " $CONTENDERS " == *" stickyproxy-base "* ]] || CONTENDERS="$CONTENDERS stickyproxy-base"
+fi
+PORT_BASE=${PORT_BASE:-20100}
+case "$PORT_BASE" in
+'' | *[!0-9]*) echo "PORT_BASE must be a number" >&2; exit 2 ;;
+esac
+if [ "$PORT_BASE" -lt 1024 ] || [ "$PORT_BASE" -gt 65400 ]; then
+	echo "PORT_BASE must be between 1024 and 65400" >&2
+	exit 2
+fi
+port_sp1=$((PORT_BASE + 1)) port_sp2=$((PORT_BASE + 2))
+port_sticky=$((PORT_BASE + 80)) port_haproxy=$((PORT_BASE + 81)) port_caddy=$((PORT_BASE + 82))
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -46,15 +68,27 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
-for port in 20101 20102 20180 20181 20182; do
+for port in $port_sp1 $port_sp2 $port_sticky $port_haproxy $port_caddy; do
 	if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-		echo "port $port is in use; the benchmark needs 20101, 20102, 20180-20182" >&2
+		echo "port $port is in use; the benchmark needs $port_sp1, $port_sp2, $port_sticky-$port_caddy (set PORT_BASE to move them)" >&2
 		exit 1
 	fi
 done
 
+# The reference configs name the default ports: rewrite them for PORT_BASE.
+ports_sed=(-e "s/127\.0\.0\.1:20101/127.0.0.1:$port_sp1/g" -e "s/127\.0\.0\.1:20102/127.0.0.1:$port_sp2/g"
+	-e "s/127\.0\.0\.1:20181/127.0.0.1:$port_haproxy/g" -e "s/127\.0\.0\.1:20182/127.0.0.1:$port_caddy/g")
+sed "${ports_sed[@]}" "$here/haproxy.cfg" >"$work/haproxy.cfg"
+sed "${ports_sed[@]}" "$here/Caddyfile" >"$work/Caddyfile"
+
 echo "building stickyproxy and the backend" >&2
 (cd "$top" && go build -o "$work/stickyproxy" ./cmd/stickyproxy && go build -o "$work/backend" ./deploy/bench/backend)
+if [ -n "$BASE_REV" ]; then
+	echo "building stickyproxy at $BASE_REV ($(git -C "$top" rev-parse --short "$BASE_REV"))" >&2
+	mkdir "$work/base"
+	git -C "$top" archive "$BASE_REV" | tar -x -C "$work/base"
+	(cd "$work/base" && go build -o "$work/stickyproxy-base" ./cmd/stickyproxy)
+fi
 
 wait_port() {
 	for _ in $(seq 100); do
@@ -65,39 +99,40 @@ wait_port() {
 	return 1
 }
 
-taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:20101 --instance-id sp-1 & pids+=($!)
-taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:20102 --instance-id sp-2 & pids+=($!)
-wait_port 20101
-wait_port 20102
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:$port_sp1 --instance-id sp-1 & pids+=($!)
+taskset -c "$LOAD_CPU" env GOMAXPROCS=1 "$work/backend" --listen 127.0.0.1:$port_sp2 --instance-id sp-2 & pids+=($!)
+wait_port $port_sp1
+wait_port $port_sp2
 
 key=$(head -c 32 /dev/urandom | base64)
 start_proxy() { # name -> url, starts the process, records its pid in proxy_pid
 	case "$1" in
-	direct) proxy_pid=""; url=http://127.0.0.1:20101/ ;;
-	stickyproxy | stickyproxy+log | stickyproxy-rp)
-		local extra=(--access-log off) log=/dev/null
+	direct) proxy_pid=""; url=http://127.0.0.1:$port_sp1/ ;;
+	stickyproxy | stickyproxy+log | stickyproxy-rp | stickyproxy-base)
+		local extra=(--access-log off) log=/dev/null bin="$work/stickyproxy"
+		[ "$1" = stickyproxy-base ] && bin="$work/stickyproxy-base"
 		[ "$1" = stickyproxy+log ] && extra=(--access-log all) && log="$out/access.log"
 		[ "$1" = stickyproxy-rp ] && extra=(--access-log off --engine reverseproxy)
 		# wrk's connections all come from one address: its share of
 		# connections and requests in flight must hold all of them.
-		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$work/stickyproxy" --listen 127.0.0.1:20180 --admin-listen "" \
-			--target sp-1=http://127.0.0.1:20101 --target sp-2=http://127.0.0.1:20102 \
+		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 "$bin" --listen 127.0.0.1:$port_sticky --admin-listen "" \
+			--target sp-1=http://127.0.0.1:$port_sp1 --target sp-2=http://127.0.0.1:$port_sp2 \
 			--max-conns-per-client $((CONNS > 512 ? CONNS : 512)) --max-in-flight-per-client $((CONNS > 256 ? CONNS : 256)) \
 			--stickiness duration --cookie-key "$key" --log-format json "${extra[@]}" 2>"$log" &
 		proxy_pid=$!
-		url=http://127.0.0.1:20180/
-		wait_port 20180 ;;
+		url=http://127.0.0.1:$port_sticky/
+		wait_port $port_sticky ;;
 	haproxy)
-		taskset -c "$PROXY_CPU" haproxy -f "$here/haproxy.cfg" >/dev/null 2>&1 &
+		taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" >/dev/null 2>&1 &
 		proxy_pid=$!
-		url=http://127.0.0.1:20181/
-		wait_port 20181 ;;
+		url=http://127.0.0.1:$port_haproxy/
+		wait_port $port_haproxy ;;
 	caddy)
 		taskset -c "$PROXY_CPU" env GOMAXPROCS=1 HOME="$work" XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" \
-			caddy run --config "$here/Caddyfile" --adapter caddyfile >/dev/null 2>&1 &
+			caddy run --config "$work/Caddyfile" --adapter caddyfile >/dev/null 2>&1 &
 		proxy_pid=$!
-		url=http://127.0.0.1:20182/
-		wait_port 20182 ;;
+		url=http://127.0.0.1:$port_caddy/
+		wait_port $port_caddy ;;
 	esac
 }
 

@@ -41,11 +41,17 @@ func IsHopByHop(name string) bool {
 // on to the next hop: it is not hop-by-hop and h's Connection header does
 // not name it. It does not allocate.
 func Forwardable(h http.Header, name string) bool {
+	return ForwardableWith(h["Connection"], name)
+}
+
+// ForwardableWith is Forwardable for a message whose Connection header
+// has the values connection, for a proxy that holds a message's headers
+// other than in an http.Header. It does not allocate.
+func ForwardableWith(connection []string, name string) bool {
 	if IsHopByHop(name) {
 		return false
 	}
-	c := h["Connection"]
-	return len(c) == 0 || !httpguts.HeaderValuesContainsToken(c, name)
+	return len(connection) == 0 || !httpguts.HeaderValuesContainsToken(connection, name)
 }
 
 // UpgradeType returns the protocol a request asks to switch to (the
