@@ -54,27 +54,9 @@ func (rh *replyHead) parse(b []byte) (n int, ok bool) {
 	}
 	n = end + 4
 	b = b[:n]
-	// Status line: "HTTP/1.1 200" then " reason" or nothing.
-	const proto = "HTTP/1.1 "
-	if len(b) < len(proto)+5 || string(b[:len(proto)]) != proto {
+	status, i, ok := statusLine(b)
+	if !ok {
 		return 0, false
-	}
-	d0, d1, d2 := b[9], b[10], b[11]
-	if d0 < '2' || d0 > '5' || d1 < '0' || d1 > '9' || d2 < '0' || d2 > '9' {
-		return 0, false
-	}
-	status := int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0')
-	if status == http.StatusNoContent || status == http.StatusNotModified {
-		return 0, false
-	}
-	i := bytes.IndexByte(b, '\n')
-	if i < 13 || b[i-1] != '\r' || b[12] != ' ' && i != 13 {
-		return 0, false
-	}
-	for _, c := range b[12 : i-1] {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, false
-		}
 	}
 	// Header lines, first pass: check every byte and find the framing.
 	spans := rh.spans[:0]
@@ -84,57 +66,115 @@ func (rh *replyHead) parse(b []byte) (n int, ok bool) {
 		if e < p+2 || b[e-1] != '\r' || len(spans) == maxFastFields {
 			return 0, false
 		}
-		line := b[p : e-1]
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
+		sp, ok := headLine(b, p, e-1)
+		if !ok {
 			return 0, false
 		}
-		for _, c := range line[:colon] {
-			if !httpguts.IsTokenRune(rune(c)) {
-				return 0, false
-			}
-		}
-		v0, v1 := colon+1, len(line)
-		for v0 < v1 && (line[v0] == ' ' || line[v0] == '\t') {
-			v0++
-		}
-		for v1 > v0 && (line[v1-1] == ' ' || line[v1-1] == '\t') {
-			v1--
-		}
-		for _, c := range line[v0:v1] {
-			if c < ' ' && c != '\t' || c == 0x7f {
-				return 0, false
-			}
-		}
-		key := line[:colon]
+		key, value := b[sp.k0:sp.k1], b[sp.v0:sp.v1]
 		switch {
 		case equalFoldBytes(key, "Content-Length"):
-			if length >= 0 || v1-v0 == 0 || v1-v0 > 18 {
+			if length >= 0 {
 				return 0, false
 			}
-			length = 0
-			for _, c := range line[v0:v1] {
-				if c < '0' || c > '9' {
-					return 0, false
-				}
-				length = length*10 + int64(c-'0')
+			if length, ok = contentLength(value); !ok {
+				return 0, false
 			}
 		case equalFoldBytes(key, "Transfer-Encoding"), equalFoldBytes(key, "Trailer"), equalFoldBytes(key, "Pragma"):
 			return 0, false
 		}
-		spans = append(spans, headSpan{p, p + colon, p + v0, p + v1})
+		spans = append(spans, sp)
 		p = e + 1
 	}
 	rh.spans = spans
 	if length < 0 {
 		return 0, false
 	}
-	// Second pass: the strings, all in one.
-	s := string(b)
+	rh.fill(string(b), status, length)
+	return n, true
+}
+
+// statusLine reads "HTTP/1.1 200" then " reason" or nothing, at the start
+// of the head b; i is the offset of its '\n'. ok is false for anything
+// else, and for 1xx, 204 and 304.
+func statusLine(b []byte) (status, i int, ok bool) {
+	const proto = "HTTP/1.1 "
+	if len(b) < len(proto)+5 || string(b[:len(proto)]) != proto {
+		return 0, 0, false
+	}
+	d0, d1, d2 := b[9], b[10], b[11]
+	if d0 < '2' || d0 > '5' || d1 < '0' || d1 > '9' || d2 < '0' || d2 > '9' {
+		return 0, 0, false
+	}
+	status = int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0')
+	if status == http.StatusNoContent || status == http.StatusNotModified {
+		return 0, 0, false
+	}
+	i = bytes.IndexByte(b, '\n')
+	if i < 13 || b[i-1] != '\r' || b[12] != ' ' && i != 13 || !plainValue(b[12:i-1]) {
+		return 0, 0, false
+	}
+	return status, i, true
+}
+
+// headLine checks the header line b[p:e] (without its CRLF): a token name,
+// a colon, a value of plain bytes; the span has the name and the value
+// with its surrounding blanks trimmed.
+func headLine(b []byte, p, e int) (headSpan, bool) {
+	line := b[p:e]
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return headSpan{}, false
+	}
+	for _, c := range line[:colon] {
+		if !httpguts.IsTokenRune(rune(c)) {
+			return headSpan{}, false
+		}
+	}
+	v0, v1 := colon+1, len(line)
+	for v0 < v1 && (line[v0] == ' ' || line[v0] == '\t') {
+		v0++
+	}
+	for v1 > v0 && (line[v1-1] == ' ' || line[v1-1] == '\t') {
+		v1--
+	}
+	if !plainValue(line[v0:v1]) {
+		return headSpan{}, false
+	}
+	return headSpan{p, p + colon, p + v0, p + v1}, true
+}
+
+// plainValue says whether v has no control bytes but tabs.
+func plainValue(v []byte) bool {
+	for _, c := range v {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// contentLength reads a Content-Length value: 1 to 18 digits.
+func contentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// fill makes the head's strings, all sharing s (the head's text), from
+// the spans the first pass found.
+func (rh *replyHead) fill(s string, status int, length int64) {
 	rh.status, rh.length, rh.close, rh.ctype = status, length, false, ""
 	rh.conn = rh.conn[:0]
 	rh.fields = rh.fields[:0]
-	for _, sp := range spans {
+	for _, sp := range rh.spans {
 		key := s[sp.k0:sp.k1]
 		if !canonicalKey(key) {
 			key = http.CanonicalHeaderKey(key)
@@ -151,7 +191,6 @@ func (rh *replyHead) parse(b []byte) (n int, ok bool) {
 		rh.fields = append(rh.fields, f)
 	}
 	rh.close = len(rh.conn) > 0 && httpguts.HeaderValuesContainsToken(rh.conn, "close")
-	return n, true
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
