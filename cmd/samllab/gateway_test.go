@@ -114,6 +114,9 @@ func TestForwardAuthScenarioRequiredUnderCI(t *testing.T) {
 // in at the printed URL; the app receives the identity headers and
 // verifies the JWT; a forged identity sent to the app directly gets 401.
 func TestUpGateway(t *testing.T) {
+	// Parallel (free ports, its own directory): it mostly waits, so it
+	// overlaps the deploy-day scenarios after the serial tests.
+	t.Parallel()
 	up := startUp(t, "--mode", "gateway", "--replicas", "2", "--store", "redis")
 	for _, want := range []string{"demoapp (no SAML code) behind 2 samlsp gateways", "identity headers it received", "JWKS", "/saml/jwks.json"} {
 		if !strings.Contains(up.printed, want) {

@@ -241,6 +241,9 @@ func TestRunAgainstTarget(t *testing.T) {
 // The README's quick start: samllab up serves a topology a person can log
 // in to, prints where, and stops everything on cancel.
 func TestUp(t *testing.T) {
+	// Parallel (free ports, its own directory): it mostly waits, so it
+	// overlaps the deploy-day scenarios after the serial tests.
+	t.Parallel()
 	up := startUp(t, "--replicas", "2", "--store", "redis")
 	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer lcancel()
