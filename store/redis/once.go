@@ -24,6 +24,12 @@ import (
 // response timeout (60 s by default in stickyproxy).
 const DefaultFailoverBudget = 5 * time.Second
 
+// MaxFailoverBudget bounds failover_budget: a call held longer would
+// outlast the SP's HTTP write timeout (30 s, with the store's timeout on
+// top) and a balancer's response timeout, so its answer would reach
+// nobody while the held request kept its goroutine and connection.
+const MaxFailoverBudget = 20 * time.Second
+
 // Operations that must not run twice are made safe to resend behind
 // Sentinels: each call draws a random token, and its script writes, in the
 // same atomic step as its effect, a record of its result under

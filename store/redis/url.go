@@ -123,7 +123,7 @@ func (f form) knownParams() []string {
 //	tls=true               TLS for redis-sentinel and redis-cluster (rediss: always)
 //	failover_budget=5s     redis-sentinel only: how much longer than timeout a
 //	                       call may wait and retry while the master fails over
-//	                       (0: retries only within timeout); see Store
+//	                       (0: retries only within timeout; at most 20s); see Store
 //	tls_ca_file=PATH       PEM roots to verify the server with, instead of the system's
 //	tls_cert_file=PATH, tls_key_file=PATH   a client certificate
 //	tls_server_name=NAME   name to verify the certificate against
@@ -175,6 +175,9 @@ func ParseURL(u *url.URL) (*Config, error) {
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 {
 				return nil, fmt.Errorf("redis: failover_budget=%q is not a duration of zero or more, such as 5s", v)
+			}
+			if d > MaxFailoverBudget {
+				return nil, fmt.Errorf("redis: failover_budget=%v is over %v: a request would outwait the SP's write timeout and every balancer's, holding its connection for nothing", d, MaxFailoverBudget)
 			}
 			cfg.Options.FailoverBudget = d
 		}
