@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -59,6 +62,62 @@ func TestNeverRan(t *testing.T) {
 	} {
 		if got := neverRan(tc.err); got != tc.want {
 			t.Errorf("neverRan(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// A failover holds commands from its first step (+try-failover), not only
+// from the step before the promotion: a store that heard the later event
+// one Sentinel tick too late lost the old master's last writes. A later
+// step of the same failover does not extend the hold; an abort ends it.
+func TestHoldFromTheFailoversFirstStep(t *testing.T) {
+	t.Parallel()
+	s := &Store{logger: slog.New(slog.DiscardHandler)}
+	f := &follower{s: s, name: "mymaster", changed: make(chan struct{})}
+	held := func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return !f.holdUntil.IsZero() && time.Now().Before(f.holdUntil)
+	}
+	master := "master mymaster 127.0.0.1 6379"
+	f.event("+try-failover", "master other 127.0.0.1 6390")
+	if held() {
+		t.Fatal("another master's failover holds this store's commands")
+	}
+	f.event("+try-failover", master)
+	if !held() {
+		t.Fatal("+try-failover did not hold commands")
+	}
+	f.mu.Lock()
+	first := f.holdUntil
+	f.mu.Unlock()
+	f.event("+elected-leader", master)
+	f.event("+failover-state-select-slave", master)
+	f.event("+failover-state-send-slaveof-noone", master)
+	f.mu.Lock()
+	later := f.holdUntil
+	f.mu.Unlock()
+	if !later.Equal(first) {
+		t.Errorf("a later step moved the hold's end from %v to %v", first, later)
+	}
+	f.event("-failover-abort-no-good-slave", master)
+	if held() {
+		t.Fatal("an abort did not end the hold")
+	}
+	// A store that connected midway holds from the step it hears.
+	f.event("+failover-state-send-slaveof-noone", master)
+	if !held() {
+		t.Fatal("+failover-state-send-slaveof-noone did not hold commands")
+	}
+	for _, ev := range failoverEvents {
+		if holdFrom[ev] || ev == "+switch-master" || strings.HasPrefix(ev, "-failover-abort") || strings.HasPrefix(ev, "+failover-end") {
+			continue
+		}
+		t.Errorf("%s is listened to but neither holds nor ends a hold", ev)
+	}
+	for ev := range holdFrom {
+		if !slices.Contains(failoverEvents, ev) {
+			t.Errorf("%s holds commands but is not subscribed to", ev)
 		}
 	}
 }
