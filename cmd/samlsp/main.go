@@ -76,6 +76,7 @@ type options struct {
 	sessionKeys                                    cli.KeyRing
 	sessionKeyRing                                 [][32]byte
 	storeMode, storeURL                            string
+	storeBudget                                    time.Duration // the --store-url's failover budget (redis-sentinel://)
 	storeHandoff                                   string
 	acceptStateless                                bool
 	storeTimeout, storeWait                        time.Duration
@@ -285,16 +286,31 @@ func (o *options) parseSource(p *cli.Problems) {
 
 // parseStore checks --store and --store-url against the store registry.
 func (o *options) parseStore(p *cli.Problems) {
+	o.storeBudget = 0
 	switch o.storeMode {
 	case "memory", "redis":
 		if o.storeURL == "" {
 			o.storeURL = map[string]string{"memory": "memory://", "redis": "redis://127.0.0.1:6379/0"}[o.storeMode]
 		} else if backend, err := store.Backend(o.storeURL); err != nil {
 			p.Addf("--store-url: %v", err)
+			break
 		} else if backend != o.storeMode {
 			// The store registry knows which backend opens which schemes.
 			p.Addf("--store %s takes a %s:// --store-url, not %q", o.storeMode,
 				strings.Join(store.Schemes(o.storeMode), "://, "), store.Redact(o.storeURL))
+			break
+		}
+		if o.storeMode == "redis" {
+			// Read now, not at the first connection: a mistyped parameter is
+			// reported with every other problem, and the failover budget
+			// is checked against --write-timeout (checkWriteTimeout).
+			if u, err := url.Parse(o.storeURL); err == nil {
+				if cfg, err := redis.ParseURL(u); err != nil {
+					p.Addf("--store-url: %v", err)
+				} else {
+					o.storeBudget = cfg.Options.FailoverBudget
+				}
+			}
 		}
 	case "stateless":
 		if o.storeURL != "" {
@@ -357,6 +373,23 @@ func (o *options) parseBounds(p *cli.Problems) {
 		if d.d <= 0 {
 			p.Addf("%s must be positive, got %v", d.flag, d.d)
 		}
+	}
+	o.checkWriteTimeout(p)
+}
+
+// checkWriteTimeout refuses a --write-timeout that a store call may
+// outlast: the SP bounds each call by --store-timeout plus the store's
+// failover budget (redis-sentinel://, failover_budget, default 5s), and the
+// server cuts a reply at --write-timeout, so with a shorter one a login
+// held through a failover would be lost with its answer on the way.
+func (o *options) checkWriteTimeout(p *cli.Problems) {
+	if o.storeTimeout <= 0 || o.writeTimeout <= 0 {
+		return // refused above
+	}
+	if call := o.storeTimeout + o.storeBudget; call >= o.writeTimeout {
+		p.Addf("--write-timeout %v must be longer than a store call may take, --store-timeout %v plus the --store-url's failover_budget %v: "+
+			"a login held through a failover would be cut off before the store answers (raise --write-timeout, or lower --store-timeout or failover_budget)",
+			o.writeTimeout, o.storeTimeout, o.storeBudget)
 	}
 }
 

@@ -89,6 +89,44 @@ func TestStoreURLMustMatchStore(t *testing.T) {
 	}
 }
 
+// A store call may take --store-timeout plus the store's failover budget;
+// a --write-timeout no longer than that would cut a login held through a
+// failover off before the store answers. Refused at start, with the three
+// figures; a mistyped store URL parameter is reported with the rest.
+func TestWriteTimeoutCoversAStoreCall(t *testing.T) {
+	sentinel := "redis-sentinel://:hunter2@127.0.0.1:26379/mymaster"
+	for _, tc := range []struct {
+		url, storeTimeout, writeTimeout string
+		want                            string // "" when the timeouts are fine
+	}{
+		{sentinel, "2s", "5s", "--write-timeout 5s must be longer than a store call may take, --store-timeout 2s plus the --store-url's failover_budget 5s"},
+		{sentinel, "2s", "7s", "--write-timeout 7s must be longer"},
+		{sentinel, "2s", "8s", ""},
+		{sentinel + "?failover_budget=0s", "2s", "3s", ""},
+		{sentinel + "?failover_budget=20s", "2s", "30s", ""},
+		{"redis://:hunter2@127.0.0.1:6379/0", "2s", "2s", "--write-timeout 2s must be longer than a store call may take, --store-timeout 2s plus the --store-url's failover_budget 0s"},
+		{"redis://:hunter2@127.0.0.1:6379/0", "2s", "3s", ""},
+		{"redis://:hunter2@127.0.0.1:6379/0?bogus=1", "2s", "30s", `--store-url: redis: unknown parameter "bogus"`},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"--store", "redis", "--store-url", tc.url,
+			"--store-timeout", tc.storeTimeout, "--write-timeout", tc.writeTimeout}, &out, &out)
+		if err == nil {
+			t.Fatalf("%s: run without --sp-key started", tc.url) // the other flags are missing on purpose
+		}
+		msg := err.Error()
+		switch {
+		case tc.want == "" && strings.Contains(msg, "--write-timeout"):
+			t.Errorf("%s --store-timeout %s --write-timeout %s: refused:\n%v", tc.url, tc.storeTimeout, tc.writeTimeout, err)
+		case tc.want != "" && !strings.Contains(msg, tc.want):
+			t.Errorf("%s --store-timeout %s --write-timeout %s: err lacks %q:\n%v", tc.url, tc.storeTimeout, tc.writeTimeout, tc.want, err)
+		}
+		if strings.Contains(msg, "hunter2") {
+			t.Errorf("the password leaked into the error: %v", err)
+		}
+	}
+}
+
 func TestKeygen(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
