@@ -1,13 +1,18 @@
 package sp_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,31 +71,43 @@ func (c acsCase) request() *http.Request {
 
 // bareParser is crewjam's ServiceProvider configured as the SP's, without
 // any state: what ParseResponse costs on its own.
-func bareParser(b *testing.B, top *topology) func(acsCase) {
+func bareParser(b *testing.B, top *topology) func(acsCase) error {
 	root, _ := url.Parse(top.ProxyURL)
 	key, cert := spKeyPair(b)
 	mw, err := samlsp.New(samlsp.Options{URL: *root, Key: key, Certificate: cert, IDPMetadata: top.IdP.Metadata()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return func(c acsCase) {
+	return func(c acsCase) error {
 		req := c.request()
 		if err := req.ParseForm(); err != nil {
-			b.Fatal(err)
+			return err
 		}
 		if _, err := mw.ServiceProvider.ParseResponse(req, []string{c.requestID}); err != nil {
-			b.Fatalf("bare ParseResponse: %v", err)
+			return fmt.Errorf("bare ParseResponse: %v", err)
 		}
+		return nil
 	}
 }
 
-func postACS(b *testing.B, top *topology) func(acsCase) {
+func postACS(top *topology) func(acsCase) error {
 	h := top.Replicas[0].SP
-	return func(c acsCase) {
+	return func(c acsCase) error {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, c.request())
 		if rec.Code != http.StatusFound {
-			b.Fatalf("ACS answered %d (%s): %s", rec.Code, rec.Header().Get("X-Samlha-Cause"), rec.Body.String())
+			return fmt.Errorf("ACS answered %d (%s): %s", rec.Code, rec.Header().Get("X-Samlha-Cause"), rec.Body.String())
+		}
+		return nil
+	}
+}
+
+// must runs f, failing the benchmark on its error; only from the
+// benchmark's own goroutine.
+func must(b *testing.B, f func(acsCase) error) func(acsCase) {
+	return func(c acsCase) {
+		if err := f(c); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -102,7 +119,7 @@ func postACS(b *testing.B, top *topology) func(acsCase) {
 //	go test -run '^$' -bench ACS -benchtime 300x ./sp
 func benchACS(b *testing.B, stores func(testing.TB, int) store.Store) {
 	top := startTopology(b, topologyConfig{Replicas: 1, Store: stores, Quiet: true})
-	bare, acs := bareParser(b, top), postACS(b, top)
+	bare, acs := must(b, bareParser(b, top)), must(b, postACS(top))
 	cases := prepareACS(b, top, b.N)
 	// Warm both paths (first-use allocations, connection set-up).
 	warm := prepareACS(b, top, 2)
@@ -129,3 +146,64 @@ func benchACS(b *testing.B, stores func(testing.TB, int) store.Store) {
 }
 
 func BenchmarkACSMemory(b *testing.B) { benchACS(b, memoryStores) }
+
+// benchACSCapacity is benchACS's throughput twin: how many ACS a replica
+// finishes per second against how many bare parses, both run by two
+// goroutines per CPU over the same responses (so one's wait for the store
+// is filled by another's parse, as a replica under load does), in
+// alternating chunks so that both see the same machine. benchACS's ratio
+// is one login's latency; this one is the replica's cost per login, what
+// sizes a deployment.
+//
+//	go test -run '^$' -bench ACSCapacity -benchtime 300x ./sp
+func benchACSCapacity(b *testing.B, stores func(testing.TB, int) store.Store) {
+	top := startTopology(b, topologyConfig{Replicas: 1, Store: stores, Quiet: true})
+	bare, acs := bareParser(b, top), postACS(top)
+	cases := prepareACS(b, top, b.N)
+	warm := prepareACS(b, top, 2)
+	must(b, bare)(warm[0])
+	must(b, acs)(warm[1])
+
+	workers := 2 * runtime.GOMAXPROCS(0)
+	run := func(f func(acsCase) error, cs []acsCase) time.Duration {
+		var (
+			next     atomic.Int64
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			firstErr error
+		)
+		t0 := time.Now()
+		for range workers {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < int64(len(cs)); i = next.Add(1) - 1 {
+					if err := f(cs[i]); err != nil {
+						mu.Lock()
+						firstErr = cmp.Or(firstErr, err)
+						mu.Unlock()
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if firstErr != nil {
+			b.Fatal(firstErr)
+		}
+		return time.Since(t0)
+	}
+	chunk := 8 * workers
+	var tBare, tACS time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for lo := 0; lo < b.N; lo += chunk {
+		cs := cases[lo:min(lo+chunk, b.N)]
+		tBare += run(bare, cs)
+		tACS += run(acs, cs)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/tBare.Seconds(), "bare/s")
+	b.ReportMetric(float64(b.N)/tACS.Seconds(), "acs/s")
+	b.ReportMetric(float64(tACS)/float64(tBare), "acs/bare")
+}
+
+func BenchmarkACSCapacityMemory(b *testing.B) { benchACSCapacity(b, memoryStores) }

@@ -180,3 +180,10 @@ func BenchmarkACSRedis(b *testing.B) {
 	srv := redistest.Start(b)
 	benchACS(b, redisStores(srv.URL()))
 }
+
+// BenchmarkACSCapacityRedis is BenchmarkACSCapacityMemory with the state in
+// a private redis-server.
+func BenchmarkACSCapacityRedis(b *testing.B) {
+	srv := redistest.Start(b)
+	benchACSCapacity(b, redisStores(srv.URL()))
+}
