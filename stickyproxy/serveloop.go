@@ -349,9 +349,6 @@ func (fc *fastConn) serveOne(n int) (keep bool) {
 	fc.br.Discard(n)
 	w := &fc.w
 	w.reset(r)
-	if fc.l.fast.draining.Load() {
-		w.closeAfter = true
-	}
 	aborted := false
 	func() {
 		defer func() {
@@ -543,7 +540,7 @@ func (w *fastWriter) WriteHeader(code int) {
 func (w *fastWriter) writeHead() {
 	w.headOut = true
 	h := w.h
-	if c := h["Connection"]; len(c) > 0 && c[0] == "close" {
+	if c := h["Connection"]; len(c) > 0 && c[0] == "close" || w.fc.l.fast.draining.Load() {
 		w.closeAfter = true
 	}
 	if !w.noBody && !w.head && w.fc.body.n > 0 {
@@ -807,7 +804,9 @@ func (c *connCtx) AfterFunc(f func()) func() bool {
 	c.next++
 	id := c.next
 	c.fns = append(c.fns, afterFn{id, f})
-	if !c.watching {
+	// Not while the request's body is unread: the watcher would take
+	// its bytes (a client that leaves then fails the body's read).
+	if !c.watching && c.fc.body.n == 0 {
 		c.watching, c.stopping = true, false
 		go c.watch()
 	}
