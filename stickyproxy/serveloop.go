@@ -264,6 +264,9 @@ func (fc *fastConn) serve() {
 	defer func() {
 		fc.l.fast.remove(fc)
 		if !handedOff {
+			if fc.body.n > 0 {
+				fc.lingerClose()
+			}
 			_ = fc.c.Close()
 		}
 	}()
@@ -308,6 +311,25 @@ func (fc *fastConn) serve() {
 			return
 		}
 	}
+}
+
+// lingerTime bounds how long a request body left unread is read and
+// dropped before a close (net/http's figure).
+const lingerTime = 500 * time.Millisecond
+
+// lingerClose prepares the close of a connection whose request body was
+// left unread (a refusal): it ends the sending side, then reads what the
+// client still sends, for up to lingerTime and lingerBytes, so that the
+// close does not reset the connection before the client has read the
+// reply (a close with unread data sends RST, and the client's stack may
+// drop the reply it had not read yet). net/http's server does the same
+// (closeWriteAndWait), sleeping rather than reading.
+func (fc *fastConn) lingerClose() {
+	if cw, ok := fc.c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = fc.c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, fc.br)
 }
 
 // readHead reads until the buffered bytes hold a whole head the parse

@@ -265,3 +265,23 @@ func TestStreamedBodyHandedOff(t *testing.T) {
 		t.Errorf("the target got %q, want %q", got, want)
 	}
 }
+
+// TestRefusalLingerBounded: a request refused before its body was read
+// (here over the client's buffer share) gets its reply, then the fast
+// loop ends its side and drops what the client still sends, for a
+// bounded time only: a client that keeps the connection open and sends
+// nothing more does not keep it.
+func TestRefusalLingerBounded(t *testing.T) {
+	t.Parallel()
+	u1, _ := sink(t, "sp-1")
+	h := newHostile(t, stickyproxy.EngineFast, nil, both(ordered(u1), func(c *stickyproxy.Config) {
+		c.MaxBufferedBody, c.MaxBufferPerClient = 100_000, 100_000
+	}))
+	stallPOST(t, "127.0.0.1", h.addr, "/a", 70_000, 100) // holds 70 KB of the share
+	waitFor(t, "a stalled POST inside the proxy", func() bool { return inFlight(h)() == 1 })
+	c := stallPOST(t, "127.0.0.1", h.addr, "/b", 70_000, 100)
+	wantReply(t, "a body over the client's share", replyOn(t, c), 429, "client-limit")
+	waitFor(t, "the refused connection closed by the proxy", func() bool {
+		return gaugeValue(t, h.proxy, "stickyproxy_client_conns") == 1
+	})
+}
