@@ -43,9 +43,10 @@ import (
 // (http.ErrAbortHandler) or a body left unread, and a request context
 // that is cancelled when the client goes away while the proxy waits on a
 // target: the context's AfterFunc (which the fast engine arms only when a
-// read from the target has to wait) starts a one-byte read of the client,
-// as net/http's background read, and stopping it aborts that read and
-// keeps any byte it got.
+// read from the target has to wait) starts, once the wait has lasted
+// backgroundReadDelay, a one-byte read of the client, as net/http's
+// background read (deferred the same way by clientConn), and stopping it
+// aborts that read and keeps any byte it got.
 
 // readBufSize is the fast loop's read buffer; a request head that does
 // not fit goes to net/http (whose limit is MaxHeaderBytes).
@@ -796,6 +797,7 @@ type connCtx struct {
 	err      error
 	fns      []afterFn
 	next     uint64
+	timer    *time.Timer // starts the watcher (startWatch)
 	watching bool
 	stopping bool
 }
@@ -826,14 +828,32 @@ func (c *connCtx) AfterFunc(f func()) func() bool {
 	c.next++
 	id := c.next
 	c.fns = append(c.fns, afterFn{id, f})
-	// Not while the request's body is unread: the watcher would take
-	// its bytes (a client that leaves then fails the body's read).
+	// The watcher starts only if the wait lasts backgroundReadDelay (as
+	// net/http's deferred background read, clientConn), and not while
+	// the request's body is unread: it would take the body's bytes (a
+	// client that leaves then fails the body's read).
 	if !c.watching && c.fc.body.n == 0 {
-		c.watching, c.stopping = true, false
-		go c.watch()
+		if c.timer == nil {
+			c.timer = time.AfterFunc(backgroundReadDelay, c.startWatch)
+		} else {
+			c.timer.Reset(backgroundReadDelay)
+		}
 	}
 	c.mu.Unlock()
 	return func() bool { return c.stop(id) }
+}
+
+// startWatch starts the watcher, on the timer's goroutine, if a function
+// is still registered.
+func (c *connCtx) startWatch() {
+	c.mu.Lock()
+	if len(c.fns) == 0 || c.watching || c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.watching, c.stopping = true, false
+	c.mu.Unlock()
+	c.watch()
 }
 
 func (c *connCtx) stop(id uint64) bool {
@@ -847,7 +867,14 @@ func (c *connCtx) stop(id uint64) bool {
 		return false // ran, or stopped before
 	}
 	c.fns = append(c.fns[:i], c.fns[i+1:]...)
-	if len(c.fns) > 0 || !c.watching {
+	if len(c.fns) > 0 {
+		c.mu.Unlock()
+		return true
+	}
+	if !c.watching {
+		if c.timer != nil {
+			c.timer.Stop() // if it fires meanwhile, startWatch finds nothing to watch for
+		}
 		c.mu.Unlock()
 		return true
 	}
