@@ -802,6 +802,8 @@ type connCtx struct {
 	stopping bool
 }
 
+var _ afterFuncer = (*connCtx)(nil)
+
 type afterFn struct {
 	id uint64
 	f  func()
@@ -817,7 +819,8 @@ func (c *connCtx) Err() error {
 	return c.err
 }
 
-// AfterFunc is what context.AfterFunc (and a child context) call.
+// AfterFunc is what context.AfterFunc (and a child context) call, and the
+// fast engine's abort hook directly (afterFuncer).
 func (c *connCtx) AfterFunc(f func()) func() bool {
 	c.mu.Lock()
 	if c.err != nil {
