@@ -72,12 +72,8 @@ func (rq *reqHead) parse(b []byte) (n int, st reqHeadState) {
 	hostAt, length := -1, int64(0)
 	haveLength := false
 	for p := i + 1; p < end+2; {
-		e := p + bytes.IndexByte(b[p:], '\n')
-		if e < p+2 || b[e-1] != '\r' || len(spans) == maxReqFields {
-			return 0, reqRefused
-		}
-		sp, ok := headLine(b, p, e-1)
-		if !ok {
+		sp, next, ok := nextHeadLine(b, p)
+		if !ok || len(spans) == maxReqFields {
 			return 0, reqRefused
 		}
 		key, value := b[sp.k0:sp.k1], b[sp.v0:sp.v1]
@@ -100,7 +96,7 @@ func (rq *reqHead) parse(b []byte) (n int, st reqHeadState) {
 			return 0, reqRefused
 		}
 		spans = append(spans, sp)
-		p = e + 1
+		p = next
 	}
 	rq.spans = spans
 	if hostAt < 0 {

@@ -157,19 +157,10 @@ func TestDrainWaitsForFastConns(t *testing.T) {
 				io.WriteString(w, "done")
 			}))
 			t.Cleanup(backend.Close)
-			p, err := stickyproxy.New(stickyproxy.Config{Keys: [][32]byte{testKey}, Targets: []stickyproxy.Target{{Name: "sp-1", URL: mustURL(backend.URL)}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := p.PublicServer()
-			go srv.Serve(p.Listener(ln))
-			t.Cleanup(func() { srv.Close(); p.Close() })
+			h := newHostile(t, stickyproxy.EngineFast, map[string]string{"sp-1": backend.URL}, nil)
+			srv, p := h.srv, h.proxy
 
-			idle := dialFrom(t, "127.0.0.1", ln.Addr().String())
+			idle := dialFrom(t, "127.0.0.1", h.addr)
 			io.WriteString(idle, "GET /a HTTP/1.1\r\nHost: p\r\n\r\n")
 			idle.SetReadDeadline(time.Now().Add(10 * time.Second))
 			ibr := bufio.NewReader(idle)
@@ -178,7 +169,7 @@ func TestDrainWaitsForFastConns(t *testing.T) {
 			} else {
 				io.Copy(io.Discard, resp.Body)
 			}
-			busy := dialFrom(t, "127.0.0.1", ln.Addr().String())
+			busy := dialFrom(t, "127.0.0.1", h.addr)
 			io.WriteString(busy, "GET /hold HTTP/1.1\r\nHost: p\r\n\r\n")
 			<-arrived
 
