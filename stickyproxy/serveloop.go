@@ -232,7 +232,7 @@ type fastConn struct {
 
 func newFastConn(l *limitListener, c *clientConn) *fastConn {
 	fc := &fastConn{p: l.p, l: l, c: c, hdr: http.Header{}, remote: c.RemoteAddr().String()}
-	fc.ctx = &connCtx{fc: fc, done: make(chan struct{}), exited: make(chan struct{}, 1)}
+	fc.ctx = &connCtx{fc: fc, done: make(chan struct{})}
 	fc.r = new(http.Request).WithContext(fc.ctx)
 	fc.br = bufio.NewReaderSize(fastReader{fc}, readBufSize)
 	fc.body.fc = fc
@@ -387,6 +387,7 @@ func (fc *fastConn) serveOne(n int) (keep bool) {
 		}()
 		fc.p.ServeHTTP(w, r)
 	}()
+	fc.ctx.endRequest()
 	if aborted {
 		// As net/http: what is still buffered is dropped (a reply not yet
 		// sent is not sent at all; one under way is cut).
@@ -792,7 +793,7 @@ func appendDate(b []byte, now time.Time) []byte {
 type connCtx struct {
 	fc       *fastConn
 	done     chan struct{}
-	exited   chan struct{} // the watcher ended after stopping
+	watched  chan struct{} // closed when the running watcher ends
 	mu       sync.Mutex
 	err      error
 	fns      []afterFn
@@ -855,6 +856,7 @@ func (c *connCtx) startWatch() {
 		return
 	}
 	c.watching, c.stopping = true, false
+	c.watched = make(chan struct{})
 	c.mu.Unlock()
 	c.watch()
 }
@@ -881,12 +883,39 @@ func (c *connCtx) stop(id uint64) bool {
 		c.mu.Unlock()
 		return true
 	}
-	c.stopping = true
-	c.mu.Unlock()
-	_ = c.fc.c.SetReadDeadline(time.Unix(1, 0))
-	<-c.exited
+	c.abortWatch()
 	_ = c.fc.c.SetReadDeadline(time.Time{}) // lazily: no system call
 	return true
+}
+
+// endRequest drops what is still registered when a request ends (each
+// registration is stopped by its owner; this is a safety net): no
+// watcher may read the client while the loop reads the next request.
+func (c *connCtx) endRequest() {
+	c.mu.Lock()
+	if len(c.fns) == 0 && !c.watching {
+		c.mu.Unlock()
+		return
+	}
+	c.fns = nil
+	if !c.watching {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.abortWatch()
+}
+
+// abortWatch ends the running watcher's read and waits for it to end.
+// c.mu is held, and released.
+func (c *connCtx) abortWatch() {
+	c.stopping = true
+	watched := c.watched
+	c.mu.Unlock()
+	_ = c.fc.c.SetReadDeadline(time.Unix(1, 0))
+	<-watched
 }
 
 // watch reads one byte of the client: an error (not the abort of stop)
@@ -906,12 +935,9 @@ func (c *connCtx) watch() {
 		close(c.done)
 	}
 	c.watching = false
-	stopping := c.stopping
+	close(c.watched)
 	c.mu.Unlock()
 	for _, f := range fns {
 		f.f()
-	}
-	if stopping {
-		c.exited <- struct{}{}
 	}
 }
