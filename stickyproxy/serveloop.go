@@ -192,10 +192,33 @@ func (l *limitListener) handoff(c net.Conn) {
 }
 
 // handoffConn is a connection handed to net/http: the bytes the fast loop
-// had read come first.
+// had read come first, and the read-header deadline the loop had set for
+// the head it hands over still holds: net/http's read deadlines are kept
+// no later than it until net/http clears the deadline, which it does once
+// the head is read. (Otherwise a head over the loop's buffer, sent slowly,
+// would get the timeout twice.)
 type handoffConn struct {
 	*clientConn
-	pre []byte
+	pre      []byte
+	hdrLimit atomic.Int64 // unix nanoseconds; 0: none (any more)
+}
+
+func (h *handoffConn) SetReadDeadline(t time.Time) error {
+	if lim := h.hdrLimit.Load(); lim != 0 {
+		if t.IsZero() {
+			h.hdrLimit.Store(0)
+		} else if t.UnixNano() > lim {
+			t = time.Unix(0, lim)
+		}
+	}
+	return h.clientConn.SetReadDeadline(t)
+}
+
+func (h *handoffConn) SetDeadline(t time.Time) error {
+	if err := h.clientConn.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return h.SetReadDeadline(t)
 }
 
 func (h *handoffConn) Read(b []byte) (int, error) {
@@ -227,7 +250,10 @@ type fastConn struct {
 	// says so (the watcher's goroutine writes it).
 	pend    []byte
 	hasPend atomic.Bool
-	idle    atomic.Bool // waiting for a request: drain may close it
+	// hdrDeadline is the read-header deadline of the head being read
+	// (zero: none), kept on a hand-off (handoffConn).
+	hdrDeadline time.Time
+	idle        atomic.Bool // waiting for a request: drain may close it
 }
 
 func newFastConn(l *limitListener, c *clientConn) *fastConn {
@@ -272,7 +298,8 @@ func (fc *fastConn) serve() {
 		}
 	}()
 	if d := p.cfg.ReadHeaderTimeout; d > 0 {
-		_ = fc.c.SetReadDeadline(time.Now().Add(d))
+		fc.hdrDeadline = time.Now().Add(d)
+		_ = fc.c.SetReadDeadline(fc.hdrDeadline)
 	}
 	for first := true; ; first = false {
 		if !first {
@@ -293,7 +320,8 @@ func (fc *fastConn) serve() {
 		}
 		fc.idle.Store(false)
 		if d := p.cfg.ReadHeaderTimeout; !first && d > 0 {
-			_ = fc.c.SetReadDeadline(time.Now().Add(d))
+			fc.hdrDeadline = time.Now().Add(d)
+			_ = fc.c.SetReadDeadline(fc.hdrDeadline)
 		}
 		n, ok, err := fc.readHead()
 		if err != nil {
@@ -362,7 +390,11 @@ func (fc *fastConn) handoff() {
 	if fc.hasPend.Load() {
 		pre = append(pre, fc.pend...)
 	}
-	fc.l.handoff(&handoffConn{clientConn: fc.c, pre: pre})
+	hc := &handoffConn{clientConn: fc.c, pre: pre}
+	if !fc.hdrDeadline.IsZero() {
+		hc.hdrLimit.Store(fc.hdrDeadline.UnixNano())
+	}
+	fc.l.handoff(hc)
 }
 
 // serveOne serves the request whose head is the first n buffered bytes.

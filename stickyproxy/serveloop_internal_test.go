@@ -71,3 +71,46 @@ func TestConnCtxWatcher(t *testing.T) {
 		t.Error("stop after the function ran: true, want false")
 	}
 }
+
+// TestHandoffKeepsHeaderDeadline: a connection handed to net/http in the
+// middle of a head keeps the read-header deadline the fast loop had set:
+// net/http's later one is held to it until net/http clears the deadline
+// (the head is read); after that its deadlines are its own.
+func TestHandoffKeepsHeaderDeadline(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	cc := &clientConn{Conn: raw, wake: make(chan struct{}, 1)}
+	limit := time.Now().Add(time.Hour)
+	hc := &handoffConn{clientConn: cc}
+	hc.hdrLimit.Store(limit.UnixNano())
+	want := func(what string, t0 time.Time) {
+		t.Helper()
+		if !cc.want.Equal(t0) {
+			t.Errorf("%s: read deadline %v, want %v", what, cc.want, t0)
+		}
+	}
+	hc.SetReadDeadline(limit.Add(time.Hour)) // net/http's header deadline, later
+	want("a later header deadline", limit)
+	early := limit.Add(-time.Minute)
+	hc.SetReadDeadline(early)
+	want("an earlier one", early)
+	hc.SetReadDeadline(time.Time{}) // the head is read
+	want("cleared", time.Time{})
+	late := limit.Add(2 * time.Hour)
+	hc.SetReadDeadline(late) // a body or idle deadline
+	want("after the head", late)
+}
