@@ -15,21 +15,7 @@ import (
 // fires it and cancels the context, and stopping it then says so.
 func TestConnCtxWatcher(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	peer, raw := loopbackPair(t)
 	fc := newFastConn(&limitListener{p: &Proxy{}}, &clientConn{Conn: raw, wake: make(chan struct{}, 1)})
 	within := func(what string, cond func() bool) {
 		t.Helper()
@@ -78,21 +64,7 @@ func TestConnCtxWatcher(t *testing.T) {
 // (the head is read); after that its deadlines are its own.
 func TestHandoffKeepsHeaderDeadline(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	_, raw := loopbackPair(t)
 	cc := &clientConn{Conn: raw, wake: make(chan struct{}, 1)}
 	limit := time.Now().Add(time.Hour)
 	hc := &handoffConn{clientConn: cc}
@@ -113,4 +85,26 @@ func TestHandoffKeepsHeaderDeadline(t *testing.T) {
 	late := limit.Add(2 * time.Hour)
 	hc.SetReadDeadline(late) // a body or idle deadline
 	want("after the head", late)
+}
+
+// loopbackPair is a TCP connection on loopback: the client's end and the
+// accepted one, closed when the test ends.
+func loopbackPair(t *testing.T) (peer, raw net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	raw, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return peer, raw
 }
