@@ -12,16 +12,25 @@ import (
 // BenchmarkPublicServer is the whole per-request path under concurrent
 // load, as deploy/bench/run.sh drives it but inside one process: 64
 // keep-alive client connections (raw, allocating nothing per request)
-// send GETs through PublicServer and Listener (net/http's server, the
-// client-connection wrapper) and the engine to rawBackend. Run it with
+// send GETs through PublicServer and Listener (the fast serve loop, or
+// net/http's server, and the client-connection wrapper) and the engine
+// to rawBackend. Run it with
 // -cpu 1 to compare CPU per request (ns/op) as run.sh's GOMAXPROCS=1
 // proxy does; allocs/op are the proxy's and net/http's server's.
 func BenchmarkPublicServer(b *testing.B) {
 	u := rawBackend(b)
-	for _, engine := range []Engine{EngineFast, EngineReverseProxy} {
-		b.Run(string(engine), func(b *testing.B) {
-			p, err := New(Config{Targets: []Target{{Name: "sp-1", URL: u}}, Keys: [][32]byte{internalKey}, Engine: engine,
-				AccessLog: AccessLogOff, MaxConnsPerClient: 1024, MaxInFlightPerClient: 1024})
+	for _, c := range []struct {
+		name   string
+		engine Engine
+		server HTTPServer
+	}{
+		{"fast", EngineFast, HTTPServerFast},
+		{"fast-nethttp", EngineFast, HTTPServerNetHTTP},
+		{"reverseproxy", EngineReverseProxy, HTTPServerNetHTTP},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p, err := New(Config{Targets: []Target{{Name: "sp-1", URL: u}}, Keys: [][32]byte{internalKey}, Engine: c.engine,
+				HTTPServer: c.server, AccessLog: AccessLogOff, MaxConnsPerClient: 1024, MaxInFlightPerClient: 1024})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -2,7 +2,6 @@ package stickyproxy
 
 import (
 	"errors"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -14,20 +13,7 @@ import (
 // lets it through, one set while a read waits ends that read.
 func TestClientConnLazyDeadline(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	raw, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, raw := loopbackPair(t)
 	c := &clientConn{Conn: raw, wake: make(chan struct{}, 1)}
 	defer c.Conn.Close()
 	buf := make([]byte, 16)
@@ -76,7 +62,7 @@ func TestClientConnLazyDeadline(t *testing.T) {
 	// A deadline fires no earlier than asked, and at most deadlineSlack later.
 	start := time.Now()
 	c.SetReadDeadline(start.Add(50 * time.Millisecond))
-	_, err = c.Read(buf)
+	_, err := c.Read(buf)
 	if el := time.Since(start); !errors.Is(err, os.ErrDeadlineExceeded) || el < 50*time.Millisecond {
 		t.Fatalf("read with a 50ms deadline: %v after %v", err, el)
 	}

@@ -105,6 +105,20 @@ const (
 	EngineReverseProxy Engine = "reverseproxy"
 )
 
+// HTTPServer selects what serves the public listener's HTTP/1.1 (through
+// Listener).
+type HTTPServer string
+
+const (
+	// HTTPServerFast is stickyproxy's own serve loop for plain keep-alive
+	// requests (serveloop.go), with net/http's server taking over any
+	// connection that sends something else. It serves only with the fast
+	// engine and http:// targets; otherwise net/http serves everything.
+	HTTPServerFast HTTPServer = "fast"
+	// HTTPServerNetHTTP is net/http's server for every request.
+	HTTPServerNetHTTP HTTPServer = "net/http"
+)
+
 // Target is a named upstream. The name is what the affinity cookie (sealed)
 // and the X-Stickyproxy-Target header carry; for samlha it is the SP
 // replica's instance ID.
@@ -214,6 +228,7 @@ type Config struct {
 	AccessLog       AccessLog
 	ImbalanceWindow time.Duration
 	Engine          Engine
+	HTTPServer      HTTPServer
 
 	// Client bounds (see the README's "Security and failure behaviour").
 	// ReadHeaderTimeout and IdleTimeout are for PublicServer;
@@ -300,6 +315,7 @@ func (c *Config) Defaults() {
 	def((*string)(&c.AllDown), string(AllDownFailOpen))
 	def((*string)(&c.AccessLog), string(AccessLogAll))
 	def((*string)(&c.Engine), string(EngineFast))
+	def((*string)(&c.HTTPServer), string(HTTPServerFast))
 	if c.CookieSameSite == 0 {
 		c.CookieSameSite = http.SameSiteLaxMode
 	}
@@ -366,6 +382,7 @@ func (c *Config) Validate() []error {
 	oneOf(p.add, "AllDown", c.AllDown, AllDownFailOpen, AllDown503)
 	oneOf(p.add, "AccessLog", c.AccessLog, AccessLogAll, AccessLogAnomalies, AccessLogOff)
 	oneOf(p.add, "Engine", c.Engine, EngineFast, EngineReverseProxy)
+	oneOf(p.add, "HTTPServer", c.HTTPServer, HTTPServerFast, HTTPServerNetHTTP)
 	p.check(c.ImbalanceWindow >= time.Second, "ImbalanceWindow", "%v, want at least 1s", c.ImbalanceWindow)
 	p.check(c.AdminToken == "" || len(c.AdminToken) >= 16, "AdminToken", "%d bytes, want at least 16", len(c.AdminToken))
 	if _, err := forward.NewProtected(c.StripRequestHeaders, nil); err != nil {

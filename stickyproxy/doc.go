@@ -82,7 +82,8 @@
 // # Bounds
 //
 // PublicServer and Listener apply the connection bounds (header deadline,
-// MaxClientConns, MaxConnsPerClient); ServeHTTP the rest, in this order:
+// MaxClientConns, MaxConnsPerClient), for the fast serve loop and net/http's
+// server alike; ServeHTTP the rest, in this order:
 // the body deadline; a body of known length up to MaxBufferedBody read
 // whole, its length reserved first against the client's buffer share and
 // the total (MaxBufferPerClient, MaxBufferTotal), or else counted among
@@ -108,4 +109,16 @@
 // (a client's own values kept only when its address is in TrustedProxies),
 // and the headers StripRequestHeaders and StripRequestHeaderPrefixes name
 // removed under any spelling.
+//
+// # Serving
+//
+// With HTTPServerFast (the default, with the fast engine and http://
+// targets), Listener serves each connection with the fast serve loop: the
+// common request head parsed in place, the reply written directly, no
+// per-request goroutine or context. The first request it does not take
+// (malformed or unusual: HTTP/1.0, Transfer-Encoding, Expect, Upgrade, a
+// head over 4 KiB, a body that streams...) hands the connection, with the
+// bytes already read, to the http.Server that called Accept, for the rest
+// of its life. Drain, after that server's Shutdown, waits for the loop's
+// connections.
 package stickyproxy

@@ -174,7 +174,7 @@ func newEnv(t *testing.T, engine stickyproxy.Engine, edit func(*stickyproxy.Conf
 		t.Fatal(err)
 	}
 	e.proxy = p
-	e.srv = httptest.NewServer(p)
+	e.srv = publicServer(t, p)
 	e.admin = httptest.NewServer(p.Admin())
 	t.Cleanup(func() { e.srv.Close(); e.admin.Close(); p.Close() })
 	return e

@@ -103,8 +103,20 @@ var errWouldBlock = errors.New("would block")
 // arm arms the abort hook for the running exchange, if it is not armed.
 func (uc *upConn) arm() {
 	if uc.stop == nil && uc.ctx != nil {
+		if af, ok := uc.ctx.(afterFuncer); ok {
+			// The fast serve loop's request context: its own hook, without
+			// context.AfterFunc's child context (four allocations).
+			uc.stop = af.AfterFunc(uc.abort)
+			return
+		}
 		uc.stop = context.AfterFunc(uc.ctx, uc.abort)
 	}
+}
+
+// afterFuncer is a context with its own AfterFunc, with context.AfterFunc's
+// meaning (connCtx).
+type afterFuncer interface {
+	AfterFunc(func()) (stop func() bool)
 }
 
 // release ends the exchange's hold on uc: it disarms the hook and says

@@ -22,6 +22,7 @@ import (
 // the command serves it (PublicServer, Listener).
 type hostile struct {
 	t     testing.TB
+	srv   *http.Server
 	proxy *stickyproxy.Proxy
 	url   string // the public listener
 	addr  string
@@ -57,7 +58,7 @@ func newHostile(t testing.TB, engine stickyproxy.Engine, targets map[string]stri
 	srv := p.PublicServer()
 	go srv.Serve(p.Listener(ln))
 	t.Cleanup(func() { srv.Close(); p.Close() })
-	return &hostile{t: t, proxy: p, url: "http://" + ln.Addr().String(), addr: ln.Addr().String()}
+	return &hostile{t: t, srv: srv, proxy: p, url: "http://" + ln.Addr().String(), addr: ln.Addr().String()}
 }
 
 func (h *hostile) healthy(name string) bool {

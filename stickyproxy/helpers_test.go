@@ -1,6 +1,7 @@
 package stickyproxy_test
 
 import (
+	"net/http/httptest"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,4 +44,16 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...
 func gaugeValue(t *testing.T, p *stickyproxy.Proxy, name string) float64 {
 	t.Helper()
 	return metricValue(t, p.Registry(), name)
+}
+
+// publicServer serves p as the command does (PublicServer, Listener: the
+// fast serve loop unless the configuration says otherwise) on a loopback
+// port, as an httptest.Server.
+func publicServer(t testing.TB, p *stickyproxy.Proxy) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(p)
+	srv.Config = p.PublicServer()
+	srv.Listener = p.Listener(srv.Listener)
+	srv.Start()
+	return srv
 }

@@ -68,6 +68,9 @@ type Proxy struct {
 	conns    atomic.Int64 // client connections open (Listener)
 	samplers map[string]*logSampler
 
+	fastMu   sync.Mutex
+	fastSets []*fastConns // the fast loop's connections, per listener (Drain)
+
 	checkMu   sync.Mutex // guards targets' rise/fall counters
 	realClock bool       // Config.Now was nil: start and began are one reading
 }

@@ -62,12 +62,8 @@ func (rh *replyHead) parse(b []byte) (n int, ok bool) {
 	spans := rh.spans[:0]
 	length := int64(-1)
 	for p := i + 1; p < end+2; {
-		e := p + bytes.IndexByte(b[p:], '\n')
-		if e < p+2 || b[e-1] != '\r' || len(spans) == maxFastFields {
-			return 0, false
-		}
-		sp, ok := headLine(b, p, e-1)
-		if !ok {
+		sp, next, ok := nextHeadLine(b, p)
+		if !ok || len(spans) == maxFastFields {
 			return 0, false
 		}
 		key, value := b[sp.k0:sp.k1], b[sp.v0:sp.v1]
@@ -83,7 +79,7 @@ func (rh *replyHead) parse(b []byte) (n int, ok bool) {
 			return 0, false
 		}
 		spans = append(spans, sp)
-		p = e + 1
+		p = next
 	}
 	rh.spans = spans
 	if length < 0 {
@@ -114,6 +110,17 @@ func statusLine(b []byte) (status, i int, ok bool) {
 		return 0, 0, false
 	}
 	return status, i, true
+}
+
+// nextHeadLine checks the header line at b[p:] (up to its CRLF, which
+// must be there) as headLine does; next is the offset of the line after.
+func nextHeadLine(b []byte, p int) (sp headSpan, next int, ok bool) {
+	e := p + bytes.IndexByte(b[p:], '\n')
+	if e < p+2 || b[e-1] != '\r' {
+		return headSpan{}, 0, false
+	}
+	sp, ok = headLine(b, p, e-1)
+	return sp, e + 1, ok
 }
 
 // headLine checks the header line b[p:e] (without its CRLF): a token name,

@@ -52,29 +52,71 @@ const (
 //
 // Its connections also spare net/http a system call per request: see
 // clientConn.
+//
+// With HTTPServerFast (the default; with the fast engine and http://
+// targets), the connections are served by the fast loop (serveloop.go)
+// and Accept returns only those it hands to net/http's server; after the
+// server's Shutdown, Drain waits for the others.
 func (p *Proxy) Listener(ln net.Listener) net.Listener {
-	return &limitListener{Listener: ln, p: p}
+	l := &limitListener{Listener: ln, p: p, closed: make(chan struct{})}
+	if p.fastServing() {
+		l.fast = &fastConns{m: map[*fastConn]struct{}{}}
+		l.handoffs = make(chan net.Conn)
+		l.errs = make(chan error)
+		p.fastMu.Lock()
+		p.fastSets = append(p.fastSets, l.fast)
+		p.fastMu.Unlock()
+	}
+	return l
 }
 
 // TLSListener is Listener for a listener that TLS will wrap (ServeTLS): a
 // connection over a limit is closed without the plain-text reply, which a
 // TLS client would read as a broken handshake; the metric and the log
 // still count it.
+// net/http's server serves every connection.
 func (p *Proxy) TLSListener(ln net.Listener) net.Listener {
-	l := p.Listener(ln)
-	if ll, ok := l.(*limitListener); ok {
-		ll.silent = true
-	}
-	return l
+	return &limitListener{Listener: ln, p: p, silent: true, closed: make(chan struct{})}
 }
 
 type limitListener struct {
 	net.Listener
 	p      *Proxy
 	silent bool // TLS follows: close without the plain-text reply
+
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	// The fast loop's (nil without it): its connections, those handed to
+	// net/http, and errors of the real Accept for net/http to judge.
+	fast      *fastConns
+	handoffs  chan net.Conn
+	errs      chan error
+	startOnce sync.Once
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		if l.fast != nil {
+			l.fast.drain()
+		}
+	})
+	return l.Listener.Close()
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
+	if l.fast != nil {
+		l.startOnce.Do(func() { go l.fastListen() })
+		select {
+		case c := <-l.handoffs:
+			return c, nil
+		case err := <-l.errs:
+			return nil, err
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
+	}
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -180,6 +222,12 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		// poller). When nothing else is ready this returns at once.
 		runtime.Gosched()
 	}
+	return c.readDirect(b)
+}
+
+// readDirect is Read without the deferral of one-byte reads or the
+// yield: the fast loop's client-gone watcher.
+func (c *clientConn) readDirect(b []byte) (int, error) {
 	c.dmu.Lock()
 	err := c.applyDeadline()
 	if err != nil {

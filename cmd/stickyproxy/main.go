@@ -106,6 +106,7 @@ func flags(fs *flag.FlagSet) *options {
 	fs.Var(&o.stripPrefix, "strip-request-header-prefix", "request header `prefix` (e.g. X-Remote-) whose headers no client may send to a target; like --strip-request-header (repeatable or comma-separated)")
 	fs.StringVar((*string)(&c.AccessLog), "access-log", "all", "access log: all, anomalies (decisions other than new/pinned/balanced, and 5xx) or off")
 	fs.DurationVar(&c.ImbalanceWindow, "imbalance-window", time.Minute, "sliding window of the load-imbalance gauge")
+	fs.StringVar((*string)(&c.HTTPServer), "http-server", "fast", "public listener's HTTP/1.1 server: fast (own serve loop for plain keep-alive requests, net/http for the rest of a connection that sends anything else; with --engine fast and http:// targets) or net/http (net/http's server for everything)")
 	fs.StringVar((*string)(&c.Engine), "engine", "fast", "forwarding path: fast (own HTTP/1.1 client; upgrades and large or chunked bodies still use ReverseProxy) or reverseproxy (httputil.ReverseProxy for everything)")
 	fs.IntVar(&c.MaxIdleConnsPerHost, "max-idle-conns-per-target", 1024, "idle upstream connections kept per target (size it for the concurrency)")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to a target")
@@ -184,6 +185,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		pub.Listener = p.Listener(pub.Listener)
 	}
 	pub.CertFile, pub.KeyFile = o.tlsCert, o.tlsKey
+	pub.Drain = p.Drain
 	servers = append(servers, pub)
 	if o.adminListen != "" {
 		h := p.Admin()
@@ -349,7 +351,7 @@ var flagNames = map[string]string{
 	"HealthInterval": "--health-interval", "HealthTimeout": "--health-timeout", "HealthRise": "--health-rise",
 	"HealthFall": "--health-fall", "PassiveFall": "--passive-fall", "Passive5xx": "--passive-5xx",
 	"DrainMode": "--drain-mode", "OnPinnedDown": "--on-pinned-down", "AllDown": "--all-down",
-	"AccessLog": "--access-log", "Engine": "--engine", "ImbalanceWindow": "--imbalance-window",
+	"AccessLog": "--access-log", "Engine": "--engine", "HTTPServer": "--http-server", "ImbalanceWindow": "--imbalance-window",
 	"MaxIdleConnsPerHost": "--max-idle-conns-per-target", "ReadHeaderTimeout": "--read-header-timeout",
 	"IdleTimeout": "--idle-timeout", "AdminToken": "--admin-token",
 	"StripRequestHeaders": "--strip-request-header", "StripRequestHeaderPrefixes": "--strip-request-header-prefix",

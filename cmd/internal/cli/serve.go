@@ -27,6 +27,10 @@ type Server struct {
 	Listener net.Listener
 	// TLS, if set, makes Serve use ServeTLS with these files.
 	CertFile, KeyFile string
+	// Drain, if set, is called after Server's Shutdown, with the same
+	// deadline, for connections served outside Server (stickyproxy's fast
+	// loop).
+	Drain func(context.Context) error
 }
 
 // Listen binds addr for srv.
@@ -73,6 +77,11 @@ func Serve(ctx context.Context, logger *slog.Logger, grace time.Duration, server
 		if serr := s.Server.Shutdown(sctx); serr != nil {
 			logger.Warn("graceful shutdown incomplete", "server", s.Name, "err", serr)
 			_ = s.Server.Close()
+		}
+		if s.Drain != nil {
+			if derr := s.Drain(sctx); derr != nil {
+				logger.Warn("graceful shutdown incomplete", "server", s.Name, "err", derr)
+			}
 		}
 	}
 	wg.Wait()
