@@ -1,4 +1,10 @@
-package stickyproxy
+// Package upstream is the fast HTTP/1.1 hop to an upstream that
+// stickyproxy's fast engine and the SP's gateway share: a pool of
+// connections per upstream, driven from the request's own goroutine, with
+// the common reply head parsed in place (replyhead.go). A caller keeps
+// httputil.ReverseProxy for what Takes refuses (upgrades, trailers, large
+// or unknown-length bodies, https).
+package upstream
 
 import (
 	"bufio"
@@ -22,7 +28,7 @@ import (
 	"github.com/samlha/samlha/stickyproxy/forward"
 )
 
-// The fast engine is an HTTP/1.1 client driven from the request's own
+// The engine is an HTTP/1.1 client driven from the request's own
 // goroutine: it takes an idle upstream connection (or dials one), writes the
 // request, reads the reply's head (the common kind in place, replyhead.go;
 // any other with http.ReadResponse, which does the framing: chunked, HEAD,
@@ -36,22 +42,83 @@ import (
 // an http:// target. Everything else goes through httputil.ReverseProxy.
 
 const (
-	fastMaxBody = 1 << 20
+	// MaxBody is the largest request body of known length the engine
+	// takes (a body already in memory may be larger).
+	MaxBody = 1 << 20
 	// idleCheckAfter is how long a pooled connection may sit idle before it
 	// is checked for a close by the target before reuse.
 	idleCheckAfter = 500 * time.Millisecond
 	idleTimeout    = 90 * time.Second
 )
 
-// fastOK says whether the fast engine can take r for x.t: a body already
-// in memory of any size, else one of known length up to fastMaxBody.
-func fastOK(r *http.Request, x *exchange) bool {
-	return x.t.pool.addr != "" && r.Trailer == nil && r.Header["Upgrade"] == nil &&
-		(x.buffered != nil || r.ContentLength >= 0 && r.ContentLength <= fastMaxBody)
+// Takes says whether the engine can take r for cp's upstream: no upgrade,
+// no trailers, and a body already in memory (buffered) of any size, else
+// one of known length up to MaxBody.
+func (cp *Pool) Takes(r *http.Request, buffered bool) bool {
+	return cp.addr != "" && r.Trailer == nil && r.Header["Upgrade"] == nil &&
+		(buffered || r.ContentLength >= 0 && r.ContentLength <= MaxBody)
 }
 
-type connPool struct {
-	addr   string // host:port; empty for https targets (not handled by the fast engine)
+// Engine sends requests over Pools. Its fields are set before its first
+// request and not changed after.
+type Engine struct {
+	// ResponseHeaderTimeout bounds writing a request and reading its
+	// reply's head (0: no bound).
+	ResponseHeaderTimeout time.Duration
+	// Policy owns the forwarding headers: a client's are dropped, the
+	// policy's are written.
+	Policy *forward.Policy
+	// Strip are request headers never sent on (nil: none); OnStrip, if
+	// set, is called for each one dropped.
+	Strip   *forward.Protected
+	OnStrip func()
+	// URIFromURL writes the request's URL (r.URL.RequestURI(), as
+	// httputil.ReverseProxy does) as the request target, rather than the
+	// target as the client sent it.
+	URIFromURL bool
+	// FlushWrites flushes each write of a reply's body to the client but
+	// the last (the server flushes that one when the handler returns), as
+	// ReverseProxy's FlushInterval -1 does; without it, only streams
+	// (text/event-stream, unknown length) are flushed as they come.
+	FlushWrites bool
+	// Bufs holds *[]byte copy buffers (32 KiB).
+	Bufs *sync.Pool
+}
+
+// Exchange is what the engine asks of its caller about one request.
+type Exchange interface {
+	// Sent is called when an attempt starts, Answered when the reply's head
+	// has been read, d after the attempt's Sent.
+	Sent(t time.Time)
+	Answered(d time.Duration)
+	// HasBody says whether the request has a body; BodyRead whether any
+	// of a streamed body has been read (it cannot be sent again);
+	// BodyFailed whether reading the client's body failed.
+	HasBody() bool
+	BodyRead() bool
+	BodyFailed() bool
+	// AppendHead appends the caller's own request header lines, after
+	// the forwarding headers.
+	AppendHead(b []byte) []byte
+	// Decorate adds the caller's headers to the reply's just before they
+	// are written.
+	Decorate(h http.Header, status int)
+}
+
+// Buffered is a request body held whole in memory: it goes out with the
+// request's head in one write.
+type Buffered interface {
+	Rest() []byte // what has not been sent
+	Consume()     // all of it has been sent
+}
+
+// Pool is the connections to one upstream. Init it before use.
+type Pool struct {
+	// Host, if set, is the Host header of every request sent over the
+	// pool; empty: the request's own.
+	Host string
+
+	addr   string // host:port; empty for https targets (not handled by the engine)
 	max    int
 	dialer net.Dialer
 	mu     sync.Mutex
@@ -149,8 +216,8 @@ func (uc *upConn) Read(p []byte) (int, error) {
 // and that plus a slack (an eighth, at most a second) after sent, setting
 // it only when it does not: once a slack per connection under load, not
 // twice per request.
-func (p *Proxy) upDeadline(uc *upConn, sent time.Time) {
-	rht := p.cfg.ResponseHeaderTimeout
+func (e *Engine) upDeadline(uc *upConn, sent time.Time) {
+	rht := e.ResponseHeaderTimeout
 	if rht <= 0 {
 		return
 	}
@@ -162,7 +229,9 @@ func (p *Proxy) upDeadline(uc *upConn, sent time.Time) {
 	}
 }
 
-func (cp *connPool) init(u *url.URL, max int) {
+// Init readies cp for the upstream u (http only: for another scheme,
+// Takes is false), keeping at most max idle connections.
+func (cp *Pool) Init(u *url.URL, max int) {
 	cp.max = max
 	cp.dialer = net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	if u.Scheme != "http" {
@@ -176,10 +245,10 @@ func (cp *connPool) init(u *url.URL, max int) {
 }
 
 // get returns an idle connection (reused true) or a new one. A dial
-// failure is returned as *dialError. check asks to check any idle connection
+// failure is returned as *DialError. check asks to check any idle connection
 // for a close by the target, however briefly it was idle; fresh asks for a
 // new connection.
-func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (*upConn, bool, error) {
+func (cp *Pool) get(ctx context.Context, now time.Time, check, fresh bool) (*upConn, bool, error) {
 	for !fresh {
 		cp.mu.Lock()
 		n := len(cp.idle)
@@ -206,7 +275,7 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 	}
 	c, err := cp.dialer.DialContext(ctx, "tcp", cp.addr)
 	if err != nil {
-		return nil, false, &dialError{err}
+		return nil, false, &DialError{err}
 	}
 	uc := &upConn{c: c, bw: bufio.NewWriterSize(c, 8<<10)}
 	uc.br = bufio.NewReaderSize(uc, 8<<10)
@@ -215,7 +284,7 @@ func (cp *connPool) get(ctx context.Context, now time.Time, check, fresh bool) (
 	return uc, false, nil
 }
 
-func (cp *connPool) put(uc *upConn, now time.Time) {
+func (cp *Pool) put(uc *upConn, now time.Time) {
 	uc.idleSince = now
 	cp.mu.Lock()
 	if len(cp.idle) < cp.max {
@@ -227,7 +296,8 @@ func (cp *connPool) put(uc *upConn, now time.Time) {
 	uc.c.Close()
 }
 
-func (cp *connPool) closeIdle() {
+// CloseIdle closes the idle connections.
+func (cp *Pool) CloseIdle() {
 	cp.mu.Lock()
 	idle := cp.idle
 	cp.idle = nil
@@ -247,21 +317,29 @@ func dropOnRequest(k string) bool {
 // any of the request could matter: retried on a fresh connection.
 var errStaleConn = errors.New("reused connection closed by target")
 
-// forwardFast forwards r to x.t over the target's connection pool.
-func (p *Proxy) forwardFast(w http.ResponseWriter, r *http.Request, x *exchange) error {
-	err := p.fastOnce(w, r, x, false)
+// DialError marks a failure to connect: nothing was sent.
+type DialError struct{ Err error }
+
+func (e *DialError) Error() string { return "dial: " + e.Err.Error() }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Forward forwards r over pool, for a request pool.Takes. An error before
+// x.Decorate was called means nothing was written to w.
+func (e *Engine) Forward(w http.ResponseWriter, r *http.Request, pool *Pool, x Exchange) error {
+	err := e.fastOnce(w, r, pool, x, false)
 	if err == errStaleConn && r.Context().Err() == nil {
 		// Once more, on a new connection.
-		err = p.fastOnce(w, r, x, true)
+		err = e.fastOnce(w, r, pool, x, true)
 	}
 	return err
 }
 
 // fastOnce is one attempt: a connection, the request, the reply's head,
 // then the reply to the client.
-func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fresh bool) error {
-	x.sent = time.Now()
-	uc, reused, err := x.t.pool.get(r.Context(), x.sent, !replayable(r), fresh)
+func (e *Engine) fastOnce(w http.ResponseWriter, r *http.Request, pool *Pool, x Exchange, fresh bool) error {
+	sent := time.Now()
+	x.Sent(sent)
+	uc, reused, err := pool.get(r.Context(), sent, !replayable(r), fresh)
 	if err != nil {
 		return err
 	}
@@ -270,18 +348,18 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	// goes back to the pool, and a connection whose abort ran is not
 	// pooled: its deadline is in the past.
 	uc.ctx = r.Context()
-	resp, err := p.fastExchange(uc, r, x, reused)
+	resp, err := e.fastExchange(uc, r, pool, x, sent, reused)
 	if err != nil {
 		uc.release()
 		return err
 	}
-	x.upstream = time.Since(x.sent)
+	x.Answered(time.Since(sent))
 	closeAfter := false
 	if resp == nil { // the head is in uc.rh
-		err = p.fastReplyHead(w, x, uc)
+		err = e.fastReplyHead(w, x, uc)
 		closeAfter = uc.rh.close
 	} else {
-		err = p.fastReply(w, r, x, resp)
+		err = e.fastReply(w, r, x, resp)
 		closeAfter = resp.Close
 	}
 	if err != nil {
@@ -295,7 +373,7 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 	if !uc.release() || closeAfter || r.Close || uc.br.Buffered() > 0 {
 		uc.c.Close()
 	} else {
-		x.t.pool.put(uc, time.Now())
+		pool.put(uc, time.Now())
 	}
 	return nil
 }
@@ -304,14 +382,14 @@ func (p *Proxy) fastOnce(w http.ResponseWriter, r *http.Request, x *exchange, fr
 // (resp nil) when it is of the common kind, else with http.ReadResponse.
 // On an error uc is closed. errStaleConn means the target had closed a
 // reused connection before the request could matter.
-func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bool) (*http.Response, error) {
+func (e *Engine) fastExchange(uc *upConn, r *http.Request, pool *Pool, x Exchange, sent time.Time, reused bool) (*http.Response, error) {
 	// One deadline for writing the request (a target that does not take
 	// the body would stall it) and reading the reply's head.
-	p.upDeadline(uc, x.sent)
-	if x.hasBody() {
+	e.upDeadline(uc, sent)
+	if x.HasBody() {
 		uc.arm() // writing the body may wait on the target
 	}
-	werr := p.writeRequest(uc, r)
+	werr := e.writeRequest(uc, r, pool, x)
 	switch {
 	case werr == nil:
 		// Let the other requests that are ready run before reading the
@@ -321,23 +399,23 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 		// (Measured: 7 to 20% more requests per CPU second at 256
 		// connections.)
 		runtime.Gosched()
-	case x.cbody != nil && x.cbody.err != nil:
+	case x.BodyFailed():
 		uc.c.Close()
 		return nil, fmt.Errorf("reading request body: %w", werr)
-	case reused && !x.bodyRead() && replayable(r):
+	case reused && !x.BodyRead() && replayable(r):
 		uc.c.Close()
 		return nil, errStaleConn
 	}
 	// After a write error the target may have answered (413, 400...) and
 	// closed before taking the whole body: read its reply, if any, as
 	// http.Transport does.
-	resp, stale, err := readHead(&x.t.pool, uc, r)
+	resp, stale, err := readHead(pool, uc, r)
 	if err != nil {
 		uc.c.Close()
 		if werr != nil {
 			return nil, fmt.Errorf("writing request: %w", werr)
 		}
-		if stale && reused && !x.bodyRead() && replayable(r) {
+		if stale && reused && !x.BodyRead() && replayable(r) {
 			return nil, errStaleConn
 		}
 		return nil, fmt.Errorf("reading response: %w", err)
@@ -363,7 +441,7 @@ func (p *Proxy) fastExchange(uc *upConn, r *http.Request, x *exchange, reused bo
 // informational and dropped), with the head bounded by
 // MaxResponseHeaderBytes. stale says the target closed (or reset) the
 // connection before any byte of a reply.
-func readHead(cp *connPool, uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
+func readHead(cp *Pool, uc *upConn, r *http.Request) (resp *http.Response, stale bool, err error) {
 	before := uc.nread
 	uc.limit = before + MaxResponseHeaderBytes + int64(uc.br.Size())
 	defer func() { uc.limit = 0 }()
@@ -421,7 +499,7 @@ func readHead(cp *connPool, uc *upConn, r *http.Request) (resp *http.Response, s
 // fastReplyHead is fastReply for a head parsed in place (uc.rh), whose
 // body of rh.length bytes is read from uc.br: what is buffered already
 // goes to the client from the read buffer.
-func (p *Proxy) fastReplyHead(w http.ResponseWriter, x *exchange, uc *upConn) error {
+func (e *Engine) fastReplyHead(w http.ResponseWriter, x Exchange, uc *upConn) error {
 	rh := &uc.rh
 	h := w.Header()
 	h["Content-Type"] = nil // none from the target: none sniffed (see fastReply)
@@ -440,9 +518,9 @@ func (p *Proxy) fastReplyHead(w http.ResponseWriter, x *exchange, uc *upConn) er
 	if h["Content-Length"] == nil {
 		h["Content-Length"] = []string{strconv.FormatInt(rh.length, 10)}
 	}
-	x.decorate(h, rh.status)
+	x.Decorate(h, rh.status)
 	w.WriteHeader(rh.status)
-	rerr, werr := p.copyLength(w, uc.br, rh.length, strings.HasPrefix(rh.ctype, "text/event-stream"))
+	rerr, werr := e.copyLength(w, uc.br, rh.length, strings.HasPrefix(rh.ctype, "text/event-stream"))
 	switch {
 	case rerr != nil:
 		return fmt.Errorf("reading response body: %w", rerr)
@@ -462,17 +540,17 @@ func seenKey(fs []headField, k string) bool {
 }
 
 // copyLength copies n bytes from br to w, flushing after each write if
-// flush: first what br holds, written from its buffer, then the rest read
-// into a pooled buffer.
-func (p *Proxy) copyLength(w http.ResponseWriter, br *bufio.Reader, n int64, flush bool) (rerr, werr error) {
+// flush (with FlushWrites, after each write but the last): first what br
+// holds, written from its buffer, then the rest read into a pooled buffer.
+func (e *Engine) copyLength(w http.ResponseWriter, br *bufio.Reader, n int64, flush bool) (rerr, werr error) {
 	var fl http.Flusher
-	if flush {
+	if flush || e.FlushWrites {
 		fl, _ = w.(http.Flusher)
 	}
 	var bufp *[]byte
 	defer func() {
 		if bufp != nil {
-			p.bufs.Put(bufp)
+			e.Bufs.Put(bufp)
 		}
 	}()
 	for n > 0 {
@@ -482,7 +560,7 @@ func (p *Proxy) copyLength(w http.ResponseWriter, br *bufio.Reader, n int64, flu
 			chunk, _ = br.Peek(int(min(int64(buffered), n)))
 		} else {
 			if bufp == nil {
-				bufp = p.bufs.Get().(*[]byte)
+				bufp = e.Bufs.Get().(*[]byte)
 			}
 			m, err := br.Read((*bufp)[:min(int64(len(*bufp)), n)])
 			if m == 0 {
@@ -501,7 +579,7 @@ func (p *Proxy) copyLength(w http.ResponseWriter, br *bufio.Reader, n int64, flu
 			return nil, werr
 		}
 		n -= int64(len(chunk))
-		if fl != nil {
+		if fl != nil && (flush || n > 0) {
 			fl.Flush()
 		}
 	}
@@ -511,7 +589,7 @@ func (p *Proxy) copyLength(w http.ResponseWriter, br *bufio.Reader, n int64, flu
 // fastReply writes the target's reply to the client: its end-to-end
 // headers, the proxy's, the body (flushed as it comes when streamed) and
 // its trailers.
-func (p *Proxy) fastReply(w http.ResponseWriter, r *http.Request, x *exchange, resp *http.Response) error {
+func (e *Engine) fastReply(w http.ResponseWriter, r *http.Request, x Exchange, resp *http.Response) error {
 	h := w.Header()
 	// No Content-Type from the target means none to the client: a nil
 	// value stops net/http from sniffing one from the body (which could
@@ -528,16 +606,16 @@ func (p *Proxy) fastReply(w http.ResponseWriter, r *http.Request, x *exchange, r
 	for k := range resp.Trailer {
 		h.Add("Trailer", k)
 	}
-	x.decorate(h, resp.StatusCode)
+	x.Decorate(h, resp.StatusCode)
 	w.WriteHeader(resp.StatusCode)
 
-	flush := resp.ContentLength < 0
+	flush := resp.ContentLength < 0 || e.FlushWrites
 	if ct := resp.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream") {
 		flush = true
 	}
-	bufp := p.bufs.Get().(*[]byte)
+	bufp := e.Bufs.Get().(*[]byte)
 	rerr, werr := copyBody(w, resp.Body, *bufp, flush)
-	p.bufs.Put(bufp)
+	e.Bufs.Put(bufp)
 	switch {
 	case rerr != nil:
 		return fmt.Errorf("reading response body: %w", rerr)
@@ -577,23 +655,30 @@ func copyBody(w http.ResponseWriter, src io.Reader, buf []byte, flush bool) (rer
 
 // writeRequest writes r to uc as an HTTP/1.1 request: its end-to-end
 // headers but those the forwarding policy owns and those stripped, the
-// policy's, and its body. The head is built in uc's buffer and written
-// with the body, in one system call when the body fits.
-func (p *Proxy) writeRequest(uc *upConn, r *http.Request) error {
+// policy's, the caller's (x.AppendHead), and its body. The head is built
+// in uc's buffer and written with the body, in one system call when the
+// body fits.
+func (e *Engine) writeRequest(uc *upConn, r *http.Request, pool *Pool, x Exchange) error {
 	b := append(uc.head[:0], r.Method...)
 	b = append(b, ' ')
-	if uri := r.RequestURI; len(uri) > 0 && uri[0] == '/' {
+	if uri := r.RequestURI; !e.URIFromURL && len(uri) > 0 && uri[0] == '/' {
 		b = append(b, uri...)
 	} else {
-		b = append(b, r.URL.RequestURI()...)
+		b = appendRequestURI(b, r.URL)
 	}
-	b = append(append(append(b, " HTTP/1.1\r\nHost: "...), r.Host...), "\r\n"...)
+	host := pool.Host
+	if host == "" {
+		host = r.Host
+	}
+	b = append(append(append(b, " HTTP/1.1\r\nHost: "...), host...), "\r\n"...)
 	for k, vv := range r.Header {
-		if dropOnRequest(k) || !forward.Forwardable(r.Header, k) || p.fwd.Owns(k) {
+		if dropOnRequest(k) || !forward.Forwardable(r.Header, k) || e.Policy.Owns(k) {
 			continue
 		}
-		if p.strip.Match(k) {
-			p.m.stripped.Inc()
+		if e.Strip.Match(k) {
+			if e.OnStrip != nil {
+				e.OnStrip()
+			}
 			continue
 		}
 		for _, v := range vv {
@@ -603,7 +688,8 @@ func (p *Proxy) writeRequest(uc *upConn, r *http.Request) error {
 	if te := r.Header["Te"]; len(te) > 0 && httpguts.HeaderValuesContainsToken(te, "trailers") {
 		b = append(b, "Te: trailers\r\n"...)
 	}
-	b = p.fwd.Append(b, r)
+	b = e.Policy.Append(b, r)
+	b = x.AppendHead(b)
 	if r.ContentLength > 0 || r.ContentLength == 0 && (r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch) {
 		b = strconv.AppendInt(append(b, "Content-Length: "...), r.ContentLength, 10)
 		b = append(b, "\r\n"...)
@@ -613,17 +699,34 @@ func (p *Proxy) writeRequest(uc *upConn, r *http.Request) error {
 	return uc.writeWithBody(b, r.Body, r.ContentLength)
 }
 
+// appendRequestURI appends u.RequestURI() to b, without allocating for
+// the common URL (no opaque part, a path in its escaped form).
+func appendRequestURI(b []byte, u *url.URL) []byte {
+	if u.Opaque != "" {
+		return append(b, u.RequestURI()...)
+	}
+	p := u.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	b = append(b, p...)
+	if u.ForceQuery || u.RawQuery != "" {
+		b = append(append(b, '?'), u.RawQuery...)
+	}
+	return b
+}
+
 // writeWithBody writes head and then n bytes of body. A body already in
-// memory (bufferedBody) goes out with the head in one write.
+// memory (Buffered) goes out with the head in one write.
 func (uc *upConn) writeWithBody(head []byte, body io.Reader, n int64) error {
 	if n <= 0 {
 		_, err := uc.c.Write(head)
 		return err
 	}
-	if bb, ok := body.(*bufferedBody); ok && int64(len(bb.rest())) == n {
-		bufs := net.Buffers{head, bb.rest()}
+	if bb, ok := body.(Buffered); ok && int64(len(bb.Rest())) == n {
+		bufs := net.Buffers{head, bb.Rest()}
 		_, err := bufs.WriteTo(uc.c)
-		bb.consume()
+		bb.Consume()
 		return err
 	}
 	uc.bw.Reset(uc.c)
