@@ -129,17 +129,20 @@ func (c Config) prefix() string {
 // Headers writes identities as headers for one SP.
 type Headers struct {
 	prefix string
-	pass   []PassAttribute
-	signer *jwtSigner // nil without Config.JWT
-	log    *slog.Logger
-	now    func() time.Time
-	prot   Protected
+	// The prefixed names, made once: nameID, user, jwt.
+	nameID, user, jwt string
+	pass              []PassAttribute
+	signer            *jwtSigner // nil without Config.JWT
+	log               *slog.Logger
+	now               func() time.Time
+	prot              Protected
 }
 
 // NewHeaders returns the headers c configures; the JWT (if any) is issued
 // by issuer for audience (its own Audience, if set, wins).
 func NewHeaders(c Config, issuer, audience string, log *slog.Logger, now func() time.Time) (*Headers, error) {
 	h := &Headers{prefix: c.prefix(), pass: c.PassAttributes, log: log, now: now}
+	h.nameID, h.user, h.jwt = h.prefix+suffixNameID, h.prefix+suffixUser, h.prefix+suffixJWT
 	names := make([]string, 0, len(c.PassAttributes))
 	for _, a := range c.PassAttributes {
 		names = append(names, a.Header)
@@ -179,8 +182,8 @@ func (h *Headers) Set(hdr http.Header, id Identity) error {
 		}
 		hdr[name] = []string{v}
 	}
-	set(h.prefix+suffixNameID, id.NameID)
-	set(h.prefix+suffixUser, id.User)
+	set(h.nameID, id.NameID)
+	set(h.user, id.User)
 	for _, a := range h.pass {
 		vals := id.Attrs[a.Attribute]
 		ok := vals[:0:0]
@@ -200,7 +203,7 @@ func (h *Headers) Set(hdr http.Header, id Identity) error {
 		if err != nil {
 			return err
 		}
-		hdr[h.prefix+suffixJWT] = []string{tok}
+		hdr[h.jwt] = []string{tok}
 	}
 	return nil
 }
