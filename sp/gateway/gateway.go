@@ -112,6 +112,7 @@ func New(o Options) *Gateway {
 		*c = g.requests.WithLabelValues(outcome)
 	}
 	g.fwd = forward.Policy{Trusted: o.TrustedProxies, PublicURL: o.RootURL}
+	g.exchanges.New = func() any { return new(exchange) }
 	g.proxy = g.newProxy()
 	g.newEngine()
 	return g
@@ -190,14 +191,16 @@ func (g *Gateway) serveSession(w http.ResponseWriter, r *http.Request, sess saml
 		g.o.Responder.Fail(w, r, f)
 		return
 	}
-	hdr := make(http.Header, 8)
-	if err := g.o.Identity.Set(hdr, id); err != nil {
+	x := g.getExchange()
+	defer g.putExchange(x)
+	var err error
+	if x.fields, err = g.o.Identity.AppendFields(x.fields[:0], id); err != nil {
 		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseInternal, Op: "gateway",
 			Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 		return
 	}
 	g.cAuthenticated.Inc()
-	g.forward(w, r, false, hdr)
+	g.forward(w, r, false, x)
 }
 
 // identityHeadersKey carries the identity headers from forward to the
@@ -217,10 +220,10 @@ type identityHeadersKey struct{}
 // It is lifted once the body is in, not left: net/http's background read
 // would otherwise cut a long download or stream short.
 //
-// The identity headers hdr (nil for a public path) are set on the
+// The identity headers in x (nil for a public path) are set on the
 // outbound request after the hop-by-hop headers are removed, so a
 // client's "Connection: X-Samlha-User" cannot strip them.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, anonymous bool, hdr http.Header) {
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, anonymous bool, x *exchange) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // no deadline to lift: nothing to do
 	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
@@ -230,10 +233,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, anonymous bool
 		r.Body = &liftOnEnd{ReadCloser: r.Body, rc: rc}
 	}
 	if g.engine != nil && noBody && r.ContentLength == 0 && g.pool.Takes(r, false) {
-		g.forwardFast(w, r, hdr)
+		g.forwardFast(w, r, x)
 		return
 	}
-	if hdr != nil {
+	if x != nil {
+		hdr := make(http.Header, len(x.fields))
+		for _, f := range x.fields {
+			hdr[f.Name] = []string{f.Value}
+		}
 		r = r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr))
 	}
 	g.proxy.ServeHTTP(w, r)
@@ -348,7 +355,6 @@ func (g *Gateway) newEngine() {
 	// As ReverseProxy's SetURL: the upstream's own host, not the client's.
 	g.pool.Host = u.Host
 	g.engBufs.New = func() any { b := make([]byte, proxyBufferSize); return &b }
-	g.exchanges.New = func() any { return new(exchange) }
 	g.engine = &upstream.Engine{ResponseHeaderTimeout: g.headerTimeout(), Policy: &g.fwd,
 		URIFromURL: true, FlushWrites: g.o.FlushInterval < 0, Bufs: &g.engBufs}
 }
@@ -356,18 +362,18 @@ func (g *Gateway) newEngine() {
 // forwardFast sends r, which has no body, to the upstream over the fast
 // hop, with the same headers as the reverse proxy's Rewrite: the client's
 // end-to-end headers but the forwarding ones and the SP's own cookies, the
-// forwarding policy's, then the identity headers hdr.
-func (g *Gateway) forwardFast(w http.ResponseWriter, r *http.Request, hdr http.Header) {
+// forwarding policy's, then the identity headers in x (nil: none).
+func (g *Gateway) forwardFast(w http.ResponseWriter, r *http.Request, x *exchange) {
 	login.StripOwnCookies(r.Header)
-	x := g.exchanges.Get().(*exchange)
-	x.hdr, x.wroteHead = hdr, false
+	if x == nil {
+		x = g.getExchange()
+		defer g.putExchange(x)
+	}
+	x.wroteHead = false
 	err := g.engine.Forward(w, r, &g.pool, x)
-	wrote := x.wroteHead
-	x.hdr = nil
-	g.exchanges.Put(x)
 	switch {
 	case err == nil:
-	case wrote:
+	case x.wroteHead:
 		// The reply is under way: all that is left is to cut it, as
 		// ReverseProxy does.
 		panic(http.ErrAbortHandler)
@@ -376,11 +382,21 @@ func (g *Gateway) forwardFast(w http.ResponseWriter, r *http.Request, hdr http.H
 	}
 }
 
-// exchange is one request on the fast hop (upstream.Exchange): no body,
-// the identity headers to add, whether the reply's head went out.
+// exchange is one request's identity headers (pooled, so that they cost
+// no allocation on the fast hop) and, on the fast hop (as its
+// upstream.Exchange: no body), whether the reply's head went out.
 type exchange struct {
-	hdr       http.Header
+	fields    []identity.Field
 	wroteHead bool
+}
+
+func (g *Gateway) getExchange() *exchange { return g.exchanges.Get().(*exchange) }
+
+// putExchange returns x to the pool, holding no identity.
+func (g *Gateway) putExchange(x *exchange) {
+	clear(x.fields)
+	x.fields = x.fields[:0]
+	g.exchanges.Put(x)
 }
 
 var _ upstream.Exchange = (*exchange)(nil)
@@ -395,10 +411,8 @@ func (*exchange) BodyFailed() bool       { return false }
 // client's: they are not among r.Header, so no Connection header of the
 // client's can name them away.
 func (x *exchange) AppendHead(b []byte) []byte {
-	for k, vv := range x.hdr {
-		for _, v := range vv {
-			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
-		}
+	for _, f := range x.fields {
+		b = append(append(append(append(b, f.Name...), ": "...), f.Value...), "\r\n"...)
 	}
 	return b
 }

@@ -189,8 +189,11 @@ func (c *Cache) GetSession(r *http.Request) (samlsp.Session, error) {
 	if err != nil {
 		return c.inner.GetSession(r)
 	}
+	// Both the key and the cookie's bytes for its hash stay on the stack
+	// (ParseCookie has bounded the cookie's length).
 	var kb [storeKeyLen]byte
-	key, sum := parsed.AppendStoreKey(kb[:0]), sha256.Sum256([]byte(ck.Value))
+	var vb [maxSessionCookieLen]byte
+	key, sum := parsed.AppendStoreKey(kb[:0]), sha256.Sum256(append(vb[:0], ck.Value...))
 	now := c.now()
 	c.mu.Lock()
 	e, hit := c.entries[string(key)] // no string made for the look-up
