@@ -161,8 +161,9 @@ type Config struct {
 	// cache as soon as the invalidation arrives (milliseconds), and a
 	// replica whose invalidation channel is down (for at most the store's
 	// delivery bound, 1 s) reads every session from the store until the
-	// channel is proven again. With the memory store (in-process reads)
-	// there is no cache. SessionCacheEntries bounds it (default 100000).
+	// channel is proven again. The memory store's channel is in-process
+	// (always live): the cache saves opening the sealed record on every
+	// request. SessionCacheEntries bounds it (default 100000).
 	SessionCacheTTL     time.Duration
 	SessionCacheEntries int
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/access"
@@ -897,5 +898,132 @@ func TestGatewayLogout(t *testing.T) {
 		if resp := do(t, req); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("after logout, %s still serves the session: %d", r.ID, resp.StatusCode)
 		}
+	}
+}
+
+// The gateway's fast hop to the upstream (package stickyproxy/upstream,
+// taken for plain requests without a body) sends the upstream what the
+// reverse proxy sends (taken when a Transport is configured) and gives
+// the client what the reverse proxy gives: the same request line, Host,
+// headers (hop-by-hop ones and those a Connection header names dropped,
+// the SP's cookies stripped, the forwarding headers and the identity the
+// gateway's own), and the same reply. Both gateways run side by side,
+// each with its own upstream, and get the same requests.
+func TestGatewayFastHopAgreesWithReverseProxy(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		method, uri, host string
+		header            http.Header
+	}
+	start := func(rp bool) (*gatewayEnv, chan seen, []*http.Cookie) {
+		got := make(chan seen, 1)
+		extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got <- seen{r.Method, r.RequestURI, r.Host, r.Header.Clone()}
+			w.Header().Set("X-Reply", "1")
+			w.Header().Add("Set-Cookie", "a=1")
+			w.Header().Add("Set-Cookie", "b=2")
+			w.Header().Set("Connection", "X-Hop")
+			w.Header().Set("X-Hop", "dropped")
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			switch r.URL.Query().Get("reply") {
+			case "chunked":
+				w.Write([]byte("part one, "))
+				w.(http.Flusher).Flush()
+				w.Write([]byte("part two"))
+			case "404":
+				w.WriteHeader(http.StatusNotFound)
+				w.Write([]byte("no such thing"))
+			case "204":
+				w.WriteHeader(http.StatusNoContent)
+			default:
+				w.Header().Set("Content-Length", "5")
+				w.Write([]byte("hello"))
+			}
+		})
+		env := startGateway(t, 1, extra, func(g *sp.Gateway) {
+			if rp {
+				g.Transport = &http.Transport{DisableCompression: true}
+			}
+		})
+		b := newBrowser()
+		loginVia(t, env, b, "alice", "/app")
+		return env, got, b.Cookies(mustURL(env.top.ProxyURL))
+	}
+	fastEnv, fastGot, fastCookies := start(false)
+	rpEnv, rpGot, rpCookies := start(true)
+	for _, tc := range []struct {
+		method, path string
+		header       http.Header
+	}{
+		{"GET", "/x/plain", nil},
+		{"GET", "/x/q?a=1&b=%2F&c=caf%C3%A9&reply=chunked", http.Header{"Accept": {"text/html", "*/*"}}},
+		{"GET", "/x/caf%C3%A9/a%20b?reply=404", http.Header{"Connection": {"X-Gone, keep-alive"}, "X-Gone": {"1"},
+			"Keep-Alive": {"timeout=5"}, "Te": {"trailers, deflate"}, "X-Kept": {"1", "2"}}},
+		{"HEAD", "/x/head", nil},
+		{"DELETE", "/x/del?reply=204", http.Header{"X-Forwarded-For": {"203.0.113.9"}, "Forwarded": {"for=1.2.3.4"},
+			"Proxy-Authorization": {"Basic eA=="}, "Cookie": {"app=1; samlha_other=2"}}},
+		{"OPTIONS", "/x/opt?", http.Header{"Accept-Encoding": {"gzip"}}},
+		{"POST", "/x/empty-post", http.Header{"Expect": {"100-continue"}}},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			do1 := func(env *gatewayEnv, got chan seen, cookies []*http.Cookie) (seen, *http.Response, string) {
+				req, err := http.NewRequest(tc.method, env.top.Replicas[0].URL+tc.path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for k, v := range tc.header {
+					req.Header[k] = v
+				}
+				for _, c := range cookies {
+					if strings.HasPrefix(c.Name, "samlha") { // not the IdP's, on the same host
+						req.AddCookie(c)
+					}
+				}
+				resp, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				select {
+				case s := <-got:
+					return s, resp, string(body)
+				default:
+					t.Fatalf("the upstream got nothing; the gateway answered %d %q", resp.StatusCode, body)
+				}
+				return seen{}, nil, ""
+			}
+			fs, fresp, fbody := do1(fastEnv, fastGot, fastCookies)
+			rs, rresp, rbody := do1(rpEnv, rpGot, rpCookies)
+			// What differs by construction: the upstream's address (Host,
+			// by the gateway's choice), and the replica's root URL in
+			// X-Forwarded-Host.
+			fastUp, rpUp := mustURL(fastEnv.up.URL).Host, mustURL(rpEnv.up.URL).Host
+			if fs.host != fastUp || rs.host != rpUp {
+				t.Errorf("Host: fast hop %q (want %q), reverse proxy %q (want %q)", fs.host, fastUp, rs.host, rpUp)
+			}
+			for _, h := range []http.Header{fs.header, rs.header} {
+				h.Del("X-Forwarded-Host")
+			}
+			// The one header the hops treat apart: Expect, which net/http
+			// answers to the client itself; the fast hop never sends it
+			// on (there is no body to wait for).
+			if fs.header["Expect"] != nil {
+				t.Errorf("the fast hop sent Expect %q", fs.header["Expect"])
+			}
+			rs.header.Del("Expect")
+			fs.host, rs.host = "", ""
+			if diff := cmp.Diff(rs, fs, cmp.AllowUnexported(seen{})); diff != "" {
+				t.Errorf("the upstream's request (-reverse proxy +fast hop):\n%s", diff)
+			}
+			for _, h := range []http.Header{fresp.Header, rresp.Header} {
+				h.Del("Date")
+				h.Del(respond.HeaderInstance)
+			}
+			if fresp.StatusCode != rresp.StatusCode || fbody != rbody || !cmp.Equal(rresp.Header, fresp.Header) {
+				t.Errorf("the client's reply: fast hop %d %q %v, reverse proxy %d %q %v\n(-reverse proxy +fast hop) %s",
+					fresp.StatusCode, fbody, fresp.Header, rresp.StatusCode, rbody, rresp.Header, cmp.Diff(rresp.Header, fresp.Header))
+			}
+		})
 	}
 }

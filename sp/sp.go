@@ -323,8 +323,11 @@ func (s *SP) jwks() []byte {
 }
 
 func (s *SP) instanceHeader(next http.Handler) http.Handler {
+	// One value for every reply (full, so an Add elsewhere copies it):
+	// Header.Set would make a slice per request.
+	key, vals := http.CanonicalHeaderKey(respond.HeaderInstance), []string{s.cfg.InstanceID}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(respond.HeaderInstance, s.cfg.InstanceID)
+		w.Header()[key] = vals[:1:1]
 		next.ServeHTTP(w, r)
 	})
 }
@@ -356,8 +359,24 @@ func (s *SP) countRequests(next http.Handler) http.Handler {
 		if code == 0 { // nothing written: net/http sends 200
 			code = http.StatusOK
 		}
-		s.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		s.requests.WithLabelValues(route, statusLabel(code)).Inc()
 	})
+}
+
+// statusLabels are the status codes' label values, made once rather than
+// on every request.
+var statusLabels = func() (l [600]string) {
+	for i := 100; i < len(l); i++ {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func statusLabel(code int) string {
+	if code >= 100 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return strconv.Itoa(code)
 }
 
 // registerMetrics registers the replica's own series: requests by route,

@@ -22,6 +22,7 @@ func (b *bufferedBody) Read(p []byte) (int, error) {
 // Close is a no-op: the bytes stay until the request is done.
 func (b *bufferedBody) Close() error { return nil }
 
-func (b *bufferedBody) rest() []byte { return b.buf[b.off:] }
-func (b *bufferedBody) consume()     { b.off = len(b.buf) }
+// Rest and Consume make it an upstream.Buffered.
+func (b *bufferedBody) Rest() []byte { return b.buf[b.off:] }
+func (b *bufferedBody) Consume()     { b.off = len(b.buf) }
 func (b *bufferedBody) rewind()      { b.off = 0 }

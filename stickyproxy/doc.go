@@ -99,7 +99,8 @@
 // # Forwarding
 //
 // The default "fast" engine is an HTTP/1.1 client driven from the request's
-// goroutine over a per-target pool of connections; requests it does not take
+// goroutine over a per-target pool of connections (package
+// stickyproxy/upstream, which the SP's gateway shares); requests it does not take
 // (upgrades such as WebSocket, bodies of unknown length or over 1 MiB,
 // request trailers, https targets) and the whole of the "reverseproxy" engine
 // go through httputil.ReverseProxy with Rewrite over one shared, tuned

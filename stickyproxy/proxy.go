@@ -20,6 +20,7 @@ import (
 
 	"github.com/samlha/samlha/stickyproxy/affinity"
 	"github.com/samlha/samlha/stickyproxy/forward"
+	"github.com/samlha/samlha/stickyproxy/upstream"
 )
 
 // Response headers set on every reply.
@@ -51,6 +52,7 @@ type Proxy struct {
 	fwd   forward.Policy     // X-Forwarded-*, X-Real-IP, Forwarded
 	strip *forward.Protected // request headers no client may send on
 
+	engine    upstream.Engine // the fast engine
 	transport *http.Transport
 	rp        *httputil.ReverseProxy
 	bufs      sync.Pool // *[]byte, 32 KiB copy buffers
@@ -95,7 +97,7 @@ func New(cfg Config) (*Proxy, error) {
 		u := *tc.URL
 		t := &target{name: tc.Name, url: &u, weight: max(tc.Weight, 1), idx: i, hdrName: []string{tc.Name}}
 		t.healthy.Store(true)
-		t.pool.init(&u, cfg.MaxIdleConnsPerHost)
+		t.pool.Init(&u, cfg.MaxIdleConnsPerHost)
 		p.targets = append(p.targets, t)
 		p.byName[t.name] = t
 	}
@@ -124,6 +126,8 @@ func New(cfg Config) (*Proxy, error) {
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.openBufs.New = func() any { return new(affinity.Buffer) }
 	p.exchanges.New = func() any { return &exchange{p: p} }
+	p.engine = upstream.Engine{ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, Policy: &p.fwd,
+		Strip: p.strip, OnStrip: p.m.stripped.Inc, Bufs: &p.bufs}
 	p.transport = &http.Transport{
 		Proxy:                  nil,
 		DialContext:            (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -149,7 +153,7 @@ func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
 func (p *Proxy) Close() {
 	p.transport.CloseIdleConnections()
 	for _, t := range p.targets {
-		t.pool.closeIdle()
+		t.pool.CloseIdle()
 	}
 }
 
@@ -775,19 +779,13 @@ func (p *Proxy) account(r *http.Request, x *exchange) {
 // isDialError says whether err means the connection to the target was never
 // established, so that nothing was sent and a retry elsewhere is safe.
 func isDialError(err error) bool {
-	var d *dialError
+	var d *upstream.DialError
 	if errors.As(err, &d) {
 		return true
 	}
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
-
-// dialError marks a failure to connect in the fast engine.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return "dial: " + e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
 
 // passiveFail counts a failure of t itself. Past the threshold, only a
 // target that is up now is marked down (under the health lock): the

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/samlha/samlha/stickyproxy/httphead"
 )
 
 // The fast serve loop (serveloop.go) reads the common request head itself,
@@ -36,9 +38,9 @@ type reqHead struct {
 	host        string
 	length      int64 // Content-Length; 0 when absent
 	close       bool  // Connection: close
-	fields      []headField
-	spans       []headSpan // scratch
-	conn        []string   // scratch: Connection values
+	fields      []httphead.Field
+	spans       []httphead.Span // scratch
+	conn        []string        // scratch: Connection values
 }
 
 // reqHeadState is what scanning the buffered bytes found.
@@ -53,7 +55,7 @@ const (
 // parse reads the request head at the start of b (the bytes buffered so
 // far).
 func (rq *reqHead) parse(b []byte) (n int, st reqHeadState) {
-	end := bytes.Index(b, crlfcrlf)
+	end := bytes.Index(b, httphead.CRLFCRLF)
 	if end < 0 {
 		// A line ending in a bare LF, or a CR not before an LF, will never
 		// make a head of ours: hand it on now rather than wait for more.
@@ -72,27 +74,27 @@ func (rq *reqHead) parse(b []byte) (n int, st reqHeadState) {
 	hostAt, length := -1, int64(0)
 	haveLength := false
 	for p := i + 1; p < end+2; {
-		sp, next, ok := nextHeadLine(b, p)
+		sp, next, ok := httphead.NextLine(b, p)
 		if !ok || len(spans) == maxReqFields {
 			return 0, reqRefused
 		}
-		key, value := b[sp.k0:sp.k1], b[sp.v0:sp.v1]
+		key, value := b[sp.K0:sp.K1], b[sp.V0:sp.V1]
 		switch {
-		case equalFoldBytes(key, "Host"):
+		case httphead.EqualFold(key, "Host"):
 			if hostAt >= 0 || !httpguts.ValidHostHeader(string(value)) {
 				return 0, reqRefused
 			}
 			hostAt = len(spans)
-		case equalFoldBytes(key, "Content-Length"):
+		case httphead.EqualFold(key, "Content-Length"):
 			if haveLength {
 				return 0, reqRefused
 			}
-			if length, ok = contentLength(value); !ok {
+			if length, ok = httphead.ContentLength(value); !ok {
 				return 0, reqRefused
 			}
 			haveLength = true
-		case equalFoldBytes(key, "Transfer-Encoding"), equalFoldBytes(key, "Expect"), equalFoldBytes(key, "Upgrade"),
-			equalFoldBytes(key, "Trailer"), equalFoldBytes(key, "Pragma"):
+		case httphead.EqualFold(key, "Transfer-Encoding"), httphead.EqualFold(key, "Expect"), httphead.EqualFold(key, "Upgrade"),
+			httphead.EqualFold(key, "Trailer"), httphead.EqualFold(key, "Pragma"):
 			return 0, reqRefused
 		}
 		spans = append(spans, sp)
@@ -210,16 +212,16 @@ func (rq *reqHead) fill(s string, eol, hostAt int, length int64) {
 	rq.conn = rq.conn[:0]
 	rq.fields = rq.fields[:0]
 	for j, sp := range rq.spans {
-		key := s[sp.k0:sp.k1]
-		if !canonicalKey(key) {
+		key := s[sp.K0:sp.K1]
+		if !httphead.CanonicalKey(key) {
 			key = http.CanonicalHeaderKey(key)
 		}
-		f := headField{key, s[sp.v0:sp.v1]}
+		f := httphead.Field{Key: key, Value: s[sp.V0:sp.V1]}
 		if j == hostAt {
-			rq.host = f.value
+			rq.host = f.Value
 		}
-		if f.key == "Connection" {
-			rq.conn = append(rq.conn, f.value)
+		if f.Key == "Connection" {
+			rq.conn = append(rq.conn, f.Value)
 		}
 		rq.fields = append(rq.fields, f)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/samlha/samlha/stickyproxy/httphead"
 )
 
 // requestHeads are seeds for FuzzRequestHead and cases for
@@ -81,7 +83,7 @@ func TestRequestHeadParse(t *testing.T) {
 	}
 	var keys []string
 	for _, f := range rq.fields {
-		keys = append(keys, f.key+"="+f.value)
+		keys = append(keys, f.Key+"="+f.Value)
 	}
 	if got, want := strings.Join(keys, ";"), "Host=idp.example;Cookie=a=1;Cookie=b=2;Content-Length=2;Connection=close"; got != want {
 		t.Errorf("fields %s, want %s", got, want)
@@ -103,7 +105,7 @@ func FuzzRequestHead(f *testing.F) {
 		n, st := rq.parse(data)
 		switch st {
 		case reqIncomplete:
-			if bytes.Contains(data, crlfcrlf) {
+			if bytes.Contains(data, httphead.CRLFCRLF) {
 				t.Fatalf("incomplete, but the head has its end: %q", data)
 			}
 			return
@@ -142,8 +144,8 @@ func FuzzRequestHead(f *testing.F) {
 		got := parsed{Method: rq.method, RequestURI: rq.uri, Path: rq.path, RawQuery: rq.query, Host: rq.host, Proto: "HTTP/1.1",
 			ForceQuery: rq.forceQuery, Close: rq.close, ContentLength: rq.length, Header: http.Header{}}
 		for _, f := range rq.fields {
-			if f.key != "Host" { // as net/http: only in Host (fillRequest)
-				got.Header[f.key] = append(got.Header[f.key], f.value)
+			if f.Key != "Host" { // as net/http: only in Host (fillRequest)
+				got.Header[f.Key] = append(got.Header[f.Key], f.Value)
 			}
 		}
 		want := parsed{Method: req.Method, RequestURI: req.RequestURI, Path: req.URL.Path, RawPath: req.URL.RawPath,

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/samlha/samlha/stickyproxy/upstream"
 )
 
 // The fast serve loop: stickyproxy's own HTTP/1.1 server for plain
@@ -64,7 +66,7 @@ func (p *Proxy) fastServing() bool {
 		return false
 	}
 	for _, t := range p.targets {
-		if t.pool.addr == "" {
+		if !t.pool.Plain() {
 			return false
 		}
 	}
@@ -439,15 +441,15 @@ func (fc *fastConn) fillRequest() *http.Request {
 	clear(fc.hdr)
 	vals := fc.vals[:0]
 	for _, f := range rq.fields {
-		if f.key == "Host" {
+		if f.Key == "Host" {
 			continue // net/http's server keeps it only in Host
 		}
-		if have, ok := fc.hdr[f.key]; ok {
-			fc.hdr[f.key] = append(have, f.value)
+		if have, ok := fc.hdr[f.Key]; ok {
+			fc.hdr[f.Key] = append(have, f.Value)
 			continue
 		}
-		vals = append(vals, f.value)
-		fc.hdr[f.key] = vals[len(vals)-1 : len(vals) : len(vals)]
+		vals = append(vals, f.Value)
+		fc.hdr[f.Key] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	fc.vals = vals
 	r := fc.r
@@ -835,7 +837,7 @@ type connCtx struct {
 	stopping bool
 }
 
-var _ afterFuncer = (*connCtx)(nil)
+var _ upstream.AfterFuncer = (*connCtx)(nil)
 
 type afterFn struct {
 	id uint64
@@ -853,7 +855,7 @@ func (c *connCtx) Err() error {
 }
 
 // AfterFunc is what context.AfterFunc (and a child context) call, and the
-// fast engine's abort hook directly (afterFuncer).
+// fast engine's abort hook directly (upstream.AfterFuncer).
 func (c *connCtx) AfterFunc(f func()) func() bool {
 	c.mu.Lock()
 	if c.err != nil {

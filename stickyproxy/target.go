@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/samlha/samlha/stickyproxy/upstream"
 )
 
 // target is the live state of one upstream.
@@ -43,7 +45,7 @@ type target struct {
 	rise, fall int
 
 	// fast engine connection pool.
-	pool connPool
+	pool upstream.Pool
 }
 
 // sealedCookie is the Set-Cookie header values for one target and one

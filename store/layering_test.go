@@ -67,10 +67,24 @@ func TestImportsPointDown(t *testing.T) {
 			t.Errorf("%s depends on %s: it may use the standard library and golang.org/x/net only", fwdLeaf, d)
 		}
 	}
+	// The in-place head scanner, shared by stickyproxy's serve loop and
+	// the upstream hop: a leaf.
+	const headLeaf = "github.com/samlha/samlha/stickyproxy/httphead"
+	for _, d := range ourDeps(t, headLeaf)[headLeaf] {
+		t.Errorf("%s imports %s; it must stay a leaf", headLeaf, d)
+	}
+	// The upstream hop (stickyproxy's fast engine, which the gateway
+	// uses too) stands on the forwarding rules and the head scanner alone.
+	const hop = "github.com/samlha/samlha/stickyproxy/upstream"
+	for _, d := range ourDeps(t, hop)[hop] {
+		if d != fwdLeaf && d != headLeaf {
+			t.Errorf("%s imports %s; of ours it may import only %s and %s", hop, d, fwdLeaf, headLeaf)
+		}
+	}
 	for pkg, deps := range ourDeps(t, "github.com/samlha/samlha/sp/...") {
 		for _, d := range deps {
-			if strings.HasPrefix(d, "github.com/samlha/samlha/stickyproxy") && d != fwdLeaf {
-				t.Errorf("%s imports %s: of stickyproxy, the SP may import only %s", pkg, d, fwdLeaf)
+			if strings.HasPrefix(d, "github.com/samlha/samlha/stickyproxy") && d != fwdLeaf && d != hop && d != headLeaf {
+				t.Errorf("%s imports %s: of stickyproxy, the SP may import only %s, %s and %s", pkg, d, fwdLeaf, hop, headLeaf)
 			}
 		}
 	}

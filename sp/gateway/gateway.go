@@ -27,6 +27,7 @@ import (
 	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/stickyproxy/forward"
+	"github.com/samlha/samlha/stickyproxy/upstream"
 )
 
 // DefaultUpstreamHeaderTimeout bounds how long the gateway waits for the
@@ -68,6 +69,17 @@ type Options struct {
 type Gateway struct {
 	o     Options
 	proxy *httputil.ReverseProxy
+	// engine and pool are the fast hop to the upstream (package upstream,
+	// stickyproxy's): for a plain http upstream and a plain request without
+	// a body, driven from the request's goroutine, where ReverseProxy and
+	// http.Transport hand each request between three goroutines and flush
+	// the reply's head apart from its body. nil: everything goes through
+	// proxy (a Transport of the caller's, an https upstream or one with a
+	// path, a positive FlushInterval).
+	engine    *upstream.Engine
+	pool      upstream.Pool
+	exchanges sync.Pool // *exchange
+	engBufs   sync.Pool // *[]byte, the engine's copy buffers
 	// fwd tells the upstream who asked and where, by the one rule every
 	// samlha proxy follows: X-Forwarded-For appended to from a trusted
 	// proxy and replaced from anyone else; X-Forwarded-Host and -Proto the
@@ -76,6 +88,9 @@ type Gateway struct {
 	fwd      forward.Policy
 	requests *prometheus.CounterVec // outcome
 	stripped prometheus.Counter
+	// The requests counters of each outcome, looked up once.
+	cAuthenticated, cPublic, cUnauthenticated, cForbidden prometheus.Counter
+	cPathRefused, cUpstreamError, cClientGone             prometheus.Counter
 }
 
 // New returns the gateway o configures, with its metrics registered.
@@ -91,8 +106,15 @@ func New(o Options) *Gateway {
 		}),
 	}
 	o.Registry.MustRegister(g.requests, g.stripped)
+	for c, outcome := range map[*prometheus.Counter]string{&g.cAuthenticated: "authenticated", &g.cPublic: "public",
+		&g.cUnauthenticated: "unauthenticated", &g.cForbidden: "forbidden", &g.cPathRefused: "path-refused",
+		&g.cUpstreamError: "upstream-error", &g.cClientGone: "client-gone"} {
+		*c = g.requests.WithLabelValues(outcome)
+	}
 	g.fwd = forward.Policy{Trusted: o.TrustedProxies, PublicURL: o.RootURL}
+	g.exchanges.New = func() any { return new(exchange) }
 	g.proxy = g.newProxy()
+	g.newEngine()
 	return g
 }
 
@@ -118,14 +140,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := access.Canonical(r.URL.EscapedPath())
 	if err != nil {
-		g.requests.WithLabelValues("path-refused").Inc()
+		g.cPathRefused.Inc()
 		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CausePathNotCanonical, Op: "gateway",
 			Detail: failure.Truncate(r.URL.EscapedPath(), 200) + ": " + err.Error(), Err: err})
 		return
 	}
 	if g.o.PublicPaths.Match(p) {
-		g.requests.WithLabelValues("public").Inc()
-		g.forward(w, r, true)
+		g.cPublic.Inc()
+		g.forward(w, r, true, nil)
 		return
 	}
 	if login.Navigation(r) {
@@ -140,12 +162,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if sess == nil {
 		// An API call: no login is started and no state is created.
-		g.requests.WithLabelValues("unauthenticated").Inc()
+		g.cUnauthenticated.Inc()
 		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseSessionRequired, Op: "gateway", API: true,
 			Detail: r.Method + " without a session, not a browser navigation", LoginURL: g.loginURL(r.URL.RequestURI())})
 		return
 	}
-	g.serveUpstream(w, r.WithContext(samlsp.ContextWithSession(r.Context(), sess)))
+	g.serveSession(w, r, sess)
 }
 
 // loginURL is the URL that starts a login returning to rd.
@@ -156,28 +178,33 @@ func (g *Gateway) loginURL(rd string) string {
 // serveUpstream authorizes the session in r's context for r's path and
 // sends r upstream with the identity headers.
 func (g *Gateway) serveUpstream(w http.ResponseWriter, r *http.Request) {
-	id := identity.Of(samlsp.SessionFromContext(r.Context()))
+	g.serveSession(w, r, samlsp.SessionFromContext(r.Context()))
+}
+
+// serveSession authorizes sess for r's path and sends r upstream with the
+// identity headers.
+func (g *Gateway) serveSession(w http.ResponseWriter, r *http.Request, sess samlsp.Session) {
+	id := identity.Of(sess)
 	if f := g.o.Allow.Decide(r.URL.Path, id.User, id.Attrs); f != nil {
 		f.Op = "gateway"
-		g.requests.WithLabelValues("forbidden").Inc()
+		g.cForbidden.Inc()
 		g.o.Responder.Fail(w, r, f)
 		return
 	}
-	hdr := make(http.Header, 8)
-	if err := g.o.Identity.Set(hdr, id); err != nil {
+	x := g.getExchange()
+	defer g.putExchange(x)
+	var err error
+	if x.fields, err = g.o.Identity.AppendFields(x.fields[:0], id); err != nil {
 		g.o.Responder.Fail(w, r, &failure.Failure{Cause: failure.CauseInternal, Op: "gateway",
 			Detail: "cannot sign the identity JWT: " + err.Error(), Err: err})
 		return
 	}
-	g.requests.WithLabelValues("authenticated").Inc()
-	// The headers are set on the outbound request in Rewrite, after
-	// ReverseProxy has removed the hop-by-hop headers, so a client's
-	// "Connection: X-Samlha-User" cannot strip them.
-	g.forward(w, r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr)), false)
+	g.cAuthenticated.Inc()
+	g.forward(w, r, false, x)
 }
 
-// identityHeadersKey carries the identity headers from serveUpstream to
-// the proxy's Rewrite.
+// identityHeadersKey carries the identity headers from forward to the
+// proxy's Rewrite.
 type identityHeadersKey struct{}
 
 // forward sends r to the upstream. Only here, for a request the gateway
@@ -192,13 +219,29 @@ type identityHeadersKey struct{}
 // --read-timeout), so a client trickling bodies cannot hold connections.
 // It is lifted once the body is in, not left: net/http's background read
 // would otherwise cut a long download or stream short.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, anonymous bool) {
+//
+// The identity headers in x (nil for a public path) are set on the
+// outbound request after the hop-by-hop headers are removed, so a
+// client's "Connection: X-Samlha-User" cannot strip them.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, anonymous bool, x *exchange) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // no deadline to lift: nothing to do
-	if !anonymous || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	if !anonymous || noBody {
 		_ = rc.SetReadDeadline(time.Time{}) // likewise
 	} else {
 		r.Body = &liftOnEnd{ReadCloser: r.Body, rc: rc}
+	}
+	if g.engine != nil && noBody && r.ContentLength == 0 && g.pool.Takes(r, false) {
+		g.forwardFast(w, r, x)
+		return
+	}
+	if x != nil {
+		hdr := make(http.Header, len(x.fields))
+		for _, f := range x.fields {
+			hdr[f.Name] = []string{f.Value}
+		}
+		r = r.WithContext(context.WithValue(r.Context(), identityHeadersKey{}, hdr))
 	}
 	g.proxy.ServeHTTP(w, r)
 }
@@ -220,6 +263,14 @@ func (b *liftOnEnd) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// headerTimeout is the bound on the upstream's response headers.
+func (g *Gateway) headerTimeout() time.Duration {
+	if g.o.UpstreamHeaderTimeout <= 0 {
+		return DefaultUpstreamHeaderTimeout
+	}
+	return g.o.UpstreamHeaderTimeout
+}
+
 // newProxy is the reverse proxy to the upstream.
 func (g *Gateway) newProxy() *httputil.ReverseProxy {
 	tr := g.o.Transport
@@ -233,10 +284,7 @@ func (g *Gateway) newProxy() *httputil.ReverseProxy {
 		// An upstream that never answers does not hold a gateway
 		// goroutine and connection forever (streams are fine: their
 		// headers come at once).
-		t.ResponseHeaderTimeout = g.o.UpstreamHeaderTimeout
-		if t.ResponseHeaderTimeout <= 0 {
-			t.ResponseHeaderTimeout = DefaultUpstreamHeaderTimeout
-		}
+		t.ResponseHeaderTimeout = g.headerTimeout()
 		tr = t
 	}
 	return &httputil.ReverseProxy{
@@ -264,12 +312,12 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, r *http.Request, err err
 	switch {
 	case r.Context().Err() != nil:
 		f.Cause = failure.CauseClientGone
-		g.requests.WithLabelValues("client-gone").Inc()
+		g.cClientGone.Inc()
 	case errors.As(err, &ne) && ne.Timeout():
 		f.Cause = failure.CauseUpstreamTimeout
-		g.requests.WithLabelValues("upstream-error").Inc()
+		g.cUpstreamError.Inc()
 	default:
-		g.requests.WithLabelValues("upstream-error").Inc()
+		g.cUpstreamError.Inc()
 	}
 	g.o.Responder.Fail(w, r, f)
 }
@@ -292,3 +340,81 @@ func (b *bufferPool) Put(x []byte) {
 		b.p.Put((*[proxyBufferSize]byte)(x[:proxyBufferSize]))
 	}
 }
+
+// newEngine sets up the fast hop (g.engine) when it can do what the
+// reverse proxy does: no Transport of the caller's (a test's, a TLS
+// setting), a plain http upstream with no path or query to join, and a
+// flush policy it has (FlushInterval -1: every write; 0: streams only).
+func (g *Gateway) newEngine() {
+	u := g.o.Upstream
+	if g.o.Transport != nil || u == nil || u.Scheme != "http" || u.User != nil || u.Path != "" && u.Path != "/" ||
+		u.RawQuery != "" || u.Fragment != "" || g.o.FlushInterval > 0 {
+		return
+	}
+	g.pool.Init(u, 1024)
+	// As ReverseProxy's SetURL: the upstream's own host, not the client's.
+	g.pool.Host = u.Host
+	g.engBufs.New = func() any { b := make([]byte, proxyBufferSize); return &b }
+	g.engine = &upstream.Engine{ResponseHeaderTimeout: g.headerTimeout(), Policy: &g.fwd,
+		URIFromURL: true, FlushWrites: g.o.FlushInterval < 0, Bufs: &g.engBufs}
+}
+
+// forwardFast sends r, which has no body, to the upstream over the fast
+// hop, with the same headers as the reverse proxy's Rewrite: the client's
+// end-to-end headers but the forwarding ones and the SP's own cookies, the
+// forwarding policy's, then the identity headers in x (nil: none).
+func (g *Gateway) forwardFast(w http.ResponseWriter, r *http.Request, x *exchange) {
+	login.StripOwnCookies(r.Header)
+	if x == nil {
+		x = g.getExchange()
+		defer g.putExchange(x)
+	}
+	x.wroteHead = false
+	err := g.engine.Forward(w, r, &g.pool, x)
+	switch {
+	case err == nil:
+	case x.wroteHead:
+		// The reply is under way: all that is left is to cut it, as
+		// ReverseProxy does.
+		panic(http.ErrAbortHandler)
+	default:
+		g.upstreamFailed(w, r, err)
+	}
+}
+
+// exchange is one request's identity headers (pooled, so that they cost
+// no allocation on the fast hop) and, on the fast hop (as its
+// upstream.Exchange: no body), whether the reply's head went out.
+type exchange struct {
+	fields    []identity.Field
+	wroteHead bool
+}
+
+func (g *Gateway) getExchange() *exchange { return g.exchanges.Get().(*exchange) }
+
+// putExchange returns x to the pool, holding no identity.
+func (g *Gateway) putExchange(x *exchange) {
+	clear(x.fields)
+	x.fields = x.fields[:0]
+	g.exchanges.Put(x)
+}
+
+var _ upstream.Exchange = (*exchange)(nil)
+
+func (*exchange) Sent(time.Time)         {}
+func (*exchange) Answered(time.Duration) {}
+func (*exchange) HasBody() bool          { return false }
+func (*exchange) BodyRead() bool         { return false }
+func (*exchange) BodyFailed() bool       { return false }
+
+// AppendHead appends the identity headers, after every header of the
+// client's: they are not among r.Header, so no Connection header of the
+// client's can name them away.
+func (x *exchange) AppendHead(b []byte) []byte {
+	for _, f := range x.fields {
+		b = append(append(append(append(b, f.Name...), ": "...), f.Value...), "\r\n"...)
+	}
+	return b
+}
+
+func (x *exchange) Decorate(http.Header, int) { x.wroteHead = true }

@@ -129,17 +129,20 @@ func (c Config) prefix() string {
 // Headers writes identities as headers for one SP.
 type Headers struct {
 	prefix string
-	pass   []PassAttribute
-	signer *jwtSigner // nil without Config.JWT
-	log    *slog.Logger
-	now    func() time.Time
-	prot   Protected
+	// The prefixed names, made once: nameID, user, jwt.
+	nameID, user, jwt string
+	pass              []PassAttribute
+	signer            *jwtSigner // nil without Config.JWT
+	log               *slog.Logger
+	now               func() time.Time
+	prot              Protected
 }
 
 // NewHeaders returns the headers c configures; the JWT (if any) is issued
 // by issuer for audience (its own Audience, if set, wins).
 func NewHeaders(c Config, issuer, audience string, log *slog.Logger, now func() time.Time) (*Headers, error) {
 	h := &Headers{prefix: c.prefix(), pass: c.PassAttributes, log: log, now: now}
+	h.nameID, h.user, h.jwt = h.prefix+suffixNameID, h.prefix+suffixUser, h.prefix+suffixJWT
 	names := make([]string, 0, len(c.PassAttributes))
 	for _, a := range c.PassAttributes {
 		names = append(names, a.Header)
@@ -169,7 +172,36 @@ func (h *Headers) JWKS() []byte {
 // attribute and, if configured, the signed JWT. Values that are not valid
 // header values are left out (and logged), never sent broken.
 func (h *Headers) Set(hdr http.Header, id Identity) error {
-	set := func(name, v string) {
+	var buf [8]Field
+	fs, err := h.AppendFields(buf[:0], id)
+	for _, f := range fs {
+		hdr[f.Name] = []string{f.Value}
+	}
+	return err
+}
+
+// Field is one identity header.
+type Field struct{ Name, Value string }
+
+// AppendFields appends to dst the headers Set writes, in its order, for a
+// caller that writes them other than into an http.Header (the gateway's
+// fast hop, straight into the request head). On an error (the JWT could
+// not be signed) the fields before it are returned with it.
+func (h *Headers) AppendFields(dst []Field, id Identity) ([]Field, error) {
+	start := len(dst)
+	// put sets a header as Set's map would: a later one of the same name
+	// (a passed attribute configured under the user header's name)
+	// replaces the earlier.
+	put := func(name, v string) {
+		for i := start; i < len(dst); i++ {
+			if dst[i].Name == name {
+				dst[i].Value = v
+				return
+			}
+		}
+		dst = append(dst, Field{name, v})
+	}
+	add := func(name, v string) {
 		if v == "" {
 			return
 		}
@@ -177,12 +209,16 @@ func (h *Headers) Set(hdr http.Header, id Identity) error {
 			h.log.Warn("identity value is not a valid header value; not sent", "header", name)
 			return
 		}
-		hdr[name] = []string{v}
+		put(name, v)
 	}
-	set(h.prefix+suffixNameID, id.NameID)
-	set(h.prefix+suffixUser, id.User)
+	add(h.nameID, id.NameID)
+	add(h.user, id.User)
 	for _, a := range h.pass {
 		vals := id.Attrs[a.Attribute]
+		if len(vals) == 1 && httpguts.ValidHeaderFieldValue(vals[0]) {
+			put(a.Header, vals[0]) // the common case, without a copy
+			continue
+		}
 		ok := vals[:0:0]
 		for _, v := range vals {
 			if httpguts.ValidHeaderFieldValue(v) {
@@ -192,17 +228,17 @@ func (h *Headers) Set(hdr http.Header, id Identity) error {
 			}
 		}
 		if len(ok) > 0 {
-			hdr[a.Header] = []string{strings.Join(ok, ", ")}
+			put(a.Header, strings.Join(ok, ", "))
 		}
 	}
 	if h.signer != nil {
 		tok, err := h.signer.token(id, h.passed(id), h.pass, h.now())
 		if err != nil {
-			return err
+			return dst, err
 		}
-		hdr[h.prefix+suffixJWT] = []string{tok}
+		put(h.jwt, tok)
 	}
-	return nil
+	return dst, nil
 }
 
 // passed are the attributes the JWT carries: those named by PassAttributes,

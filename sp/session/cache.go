@@ -189,10 +189,14 @@ func (c *Cache) GetSession(r *http.Request) (samlsp.Session, error) {
 	if err != nil {
 		return c.inner.GetSession(r)
 	}
-	key, sum := parsed.StoreKey(), sha256.Sum256([]byte(ck.Value))
+	// Both the key and the cookie's bytes for its hash stay on the stack
+	// (ParseCookie has bounded the cookie's length).
+	var kb [storeKeyLen]byte
+	var vb [maxSessionCookieLen]byte
+	key, sum := parsed.AppendStoreKey(kb[:0]), sha256.Sum256(append(vb[:0], ck.Value...))
 	now := c.now()
 	c.mu.Lock()
-	e, hit := c.entries[key]
+	e, hit := c.entries[string(key)] // no string made for the look-up
 	live, gen := c.live, c.gen
 	c.mu.Unlock()
 	if live && hit && now.Before(e.expires) && subtle.ConstantTimeCompare(e.cookie[:], sum[:]) == 1 {
@@ -208,7 +212,7 @@ func (c *Cache) GetSession(r *http.Request) (samlsp.Session, error) {
 	}
 	c.mu.Lock()
 	if c.gen == gen && c.live {
-		c.insertLocked(key, cachedSession{sess: sess, cookie: sum, expires: expires}, now)
+		c.insertLocked(string(key), cachedSession{sess: sess, cookie: sum, expires: expires}, now)
 	}
 	c.mu.Unlock()
 	return sess, nil

@@ -90,8 +90,20 @@ func (c Cookie) String() string {
 // StoreKey is where the session's record lives. It hashes the public part
 // only, so the store never holds anything that opens a record.
 func (c Cookie) StoreKey() string {
-	sum := sha256.Sum256([]byte(c.instance + relaystate.Sep + c.id))
-	return keySession + base64.RawURLEncoding.EncodeToString(sum[:])
+	var buf [storeKeyLen]byte
+	return string(c.AppendStoreKey(buf[:0]))
+}
+
+// storeKeyLen is the length of a store key: the prefix and the base64 of
+// a SHA-256.
+const storeKeyLen = len(keySession) + 43
+
+// AppendStoreKey appends StoreKey to b, without allocating when b has
+// room: the session cache looks its entries up on every request.
+func (c Cookie) AppendStoreKey(b []byte) []byte {
+	var in [128]byte // on the stack for any cookie ParseCookie accepts
+	sum := sha256.Sum256(append(append(append(in[:0], c.instance...), relaystate.Sep...), c.id...))
+	return base64.RawURLEncoding.AppendEncode(append(b, keySession...), sum[:])
 }
 
 var errSessionCookie = errors.New("not a samlha session cookie")

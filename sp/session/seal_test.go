@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/samlha/samlha/sp/keyring/keyringtest"
+	"github.com/samlha/samlha/sp/relaystate"
 	"github.com/samlha/samlha/store"
 )
 
@@ -204,5 +206,20 @@ func TestRevocationAcrossKeyRotation(t *testing.T) {
 	}
 	if _, err := f.p.store.Get(context.Background(), keyRevoked+nameIDRevocationKey(f.p.ring.Sealing().Pepper, "alice@example.com")); err != nil {
 		t.Errorf("no revocation under the peppered key: %v", err)
+	}
+}
+
+// The store key, now made in a caller's buffer, is the one records were
+// always stored under: the prefix and the base64 of SHA-256(instance, Sep,
+// id), for the longest instance ID too.
+func TestStoreKeyIsTheStoredOne(t *testing.T) {
+	t.Parallel()
+	for _, inst := range []string{"sp-1", strings.Repeat("i", relaystate.MaxInstanceIDLen)} {
+		c := NewCookie(inst)
+		sum := sha256.Sum256([]byte(c.instance + relaystate.Sep + c.id))
+		want := keySession + base64.RawURLEncoding.EncodeToString(sum[:])
+		if got := c.StoreKey(); got != want || len(got) != storeKeyLen {
+			t.Errorf("instance %q: StoreKey %q (%d bytes), want %q (%d)", inst, got, len(got), want, storeKeyLen)
+		}
 	}
 }

@@ -1,10 +1,12 @@
-package stickyproxy
+package upstream
 
 import (
 	"bytes"
 	"net/http"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/samlha/samlha/stickyproxy/httphead"
 )
 
 // The fast engine reads the common reply head itself, in place in the
@@ -36,19 +38,15 @@ type replyHead struct {
 	// which deletes a Connection header that says close, and with it the
 	// other names it lists, it is kept: those names are hop-by-hop too.
 	conn   []string
-	fields []headField
-	spans  []headSpan // scratch: byte offsets found by the first pass
+	fields []httphead.Field
+	spans  []httphead.Span // scratch: byte offsets found by the first pass
 }
-
-type headField struct{ key, value string }
-
-type headSpan struct{ k0, k1, v0, v1 int }
 
 // parse reads the head at the start of b (the bytes buffered so far). ok
 // false means "not the common case": nothing is consumed and the head is
 // left to http.ReadResponse. On success it returns the head's length in b.
 func (rh *replyHead) parse(b []byte) (n int, ok bool) {
-	end := bytes.Index(b, crlfcrlf)
+	end := bytes.Index(b, httphead.CRLFCRLF)
 	if end < 0 {
 		return 0, false
 	}
@@ -62,20 +60,20 @@ func (rh *replyHead) parse(b []byte) (n int, ok bool) {
 	spans := rh.spans[:0]
 	length := int64(-1)
 	for p := i + 1; p < end+2; {
-		sp, next, ok := nextHeadLine(b, p)
+		sp, next, ok := httphead.NextLine(b, p)
 		if !ok || len(spans) == maxFastFields {
 			return 0, false
 		}
-		key, value := b[sp.k0:sp.k1], b[sp.v0:sp.v1]
+		key, value := b[sp.K0:sp.K1], b[sp.V0:sp.V1]
 		switch {
-		case equalFoldBytes(key, "Content-Length"):
+		case httphead.EqualFold(key, "Content-Length"):
 			if length >= 0 {
 				return 0, false
 			}
-			if length, ok = contentLength(value); !ok {
+			if length, ok = httphead.ContentLength(value); !ok {
 				return 0, false
 			}
-		case equalFoldBytes(key, "Transfer-Encoding"), equalFoldBytes(key, "Trailer"), equalFoldBytes(key, "Pragma"):
+		case httphead.EqualFold(key, "Transfer-Encoding"), httphead.EqualFold(key, "Trailer"), httphead.EqualFold(key, "Pragma"):
 			return 0, false
 		}
 		spans = append(spans, sp)
@@ -106,73 +104,10 @@ func statusLine(b []byte) (status, i int, ok bool) {
 		return 0, 0, false
 	}
 	i = bytes.IndexByte(b, '\n')
-	if i < 13 || b[i-1] != '\r' || b[12] != ' ' && i != 13 || !plainValue(b[12:i-1]) {
+	if i < 13 || b[i-1] != '\r' || b[12] != ' ' && i != 13 || !httphead.PlainValue(b[12:i-1]) {
 		return 0, 0, false
 	}
 	return status, i, true
-}
-
-// nextHeadLine checks the header line at b[p:] (up to its CRLF, which
-// must be there) as headLine does; next is the offset of the line after.
-func nextHeadLine(b []byte, p int) (sp headSpan, next int, ok bool) {
-	e := p + bytes.IndexByte(b[p:], '\n')
-	if e < p+2 || b[e-1] != '\r' {
-		return headSpan{}, 0, false
-	}
-	sp, ok = headLine(b, p, e-1)
-	return sp, e + 1, ok
-}
-
-// headLine checks the header line b[p:e] (without its CRLF): a token name,
-// a colon, a value of plain bytes; the span has the name and the value
-// with its surrounding blanks trimmed.
-func headLine(b []byte, p, e int) (headSpan, bool) {
-	line := b[p:e]
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 {
-		return headSpan{}, false
-	}
-	for _, c := range line[:colon] {
-		if !httpguts.IsTokenRune(rune(c)) {
-			return headSpan{}, false
-		}
-	}
-	v0, v1 := colon+1, len(line)
-	for v0 < v1 && (line[v0] == ' ' || line[v0] == '\t') {
-		v0++
-	}
-	for v1 > v0 && (line[v1-1] == ' ' || line[v1-1] == '\t') {
-		v1--
-	}
-	if !plainValue(line[v0:v1]) {
-		return headSpan{}, false
-	}
-	return headSpan{p, p + colon, p + v0, p + v1}, true
-}
-
-// plainValue says whether v has no control bytes but tabs.
-func plainValue(v []byte) bool {
-	for _, c := range v {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// contentLength reads a Content-Length value: 1 to 18 digits.
-func contentLength(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // fill makes the head's strings, all sharing s (the head's text), from
@@ -182,57 +117,20 @@ func (rh *replyHead) fill(s string, status int, length int64) {
 	rh.conn = rh.conn[:0]
 	rh.fields = rh.fields[:0]
 	for _, sp := range rh.spans {
-		key := s[sp.k0:sp.k1]
-		if !canonicalKey(key) {
+		key := s[sp.K0:sp.K1]
+		if !httphead.CanonicalKey(key) {
 			key = http.CanonicalHeaderKey(key)
 		}
-		f := headField{key, s[sp.v0:sp.v1]}
-		switch f.key {
+		f := httphead.Field{Key: key, Value: s[sp.V0:sp.V1]}
+		switch f.Key {
 		case "Connection":
-			rh.conn = append(rh.conn, f.value)
+			rh.conn = append(rh.conn, f.Value)
 		case "Content-Type":
 			if rh.ctype == "" {
-				rh.ctype = f.value
+				rh.ctype = f.Value
 			}
 		}
 		rh.fields = append(rh.fields, f)
 	}
 	rh.close = len(rh.conn) > 0 && httpguts.HeaderValuesContainsToken(rh.conn, "close")
-}
-
-var crlfcrlf = []byte("\r\n\r\n")
-
-// canonicalKey says whether a token is in net/http's canonical form
-// ("Content-Type"): an upper-case letter first and after each '-', lower
-// case elsewhere.
-func canonicalKey(k string) bool {
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return false
-		}
-		upper = c == '-'
-	}
-	return true
-}
-
-// equalFoldBytes is ASCII case-insensitive equality of a header name.
-func equalFoldBytes(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c, d := b[i], s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
 }

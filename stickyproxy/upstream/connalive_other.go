@@ -1,6 +1,6 @@
 //go:build !linux
 
-package stickyproxy
+package upstream
 
 import "net"
 

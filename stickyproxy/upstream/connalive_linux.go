@@ -1,4 +1,4 @@
-package stickyproxy
+package upstream
 
 import (
 	"io"

@@ -1,4 +1,4 @@
-package stickyproxy
+package upstream
 
 import (
 	"bufio"
@@ -75,7 +75,7 @@ func FuzzReplyHead(f *testing.F) {
 		}
 		h := http.Header{}
 		for _, f := range rh.fields {
-			h[f.key] = append(h[f.key], f.value)
+			h[f.Key] = append(h[f.Key], f.Value)
 		}
 		if rh.close {
 			// http.ReadResponse drops a Connection header that says close
@@ -118,7 +118,7 @@ func TestReplyHeadParse(t *testing.T) {
 	}
 	var keys []string
 	for _, f := range rh.fields {
-		keys = append(keys, f.key+"="+f.value)
+		keys = append(keys, f.Key+"="+f.Value)
 	}
 	if got, want := strings.Join(keys, ";"), "Location=/x;Content-Type=text/html;Set-Cookie=a=1;Connection=close;Set-Cookie=b=2;Content-Length=2"; got != want {
 		t.Errorf("fields %s, want %s", got, want)
