@@ -36,6 +36,14 @@ func newProgress(w io.Writer, mode string) *progress {
 	return pr
 }
 
+// lane is pr writing its plain lines to w (the terminal's bars are
+// shared: they are added in matrix order, so they show in it).
+func (pr *progress) lane(w io.Writer) *progress {
+	c := *pr
+	c.w = w
+	return &c
+}
+
 type bar struct {
 	pr       *progress
 	name     string

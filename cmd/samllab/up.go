@@ -187,7 +187,11 @@ func listScenarios(stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tSTRATEGY\tWHAT IT SHOWS")
 	for _, s := range scenario.All() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID(), s.Strategy, s.Description)
+		what := s.Description
+		if s.Alone != "" {
+			what += " Runs alone (whatever --parallel says): " + s.Alone + "."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID(), s.Strategy, what)
 	}
 	return tw.Flush()
 }
