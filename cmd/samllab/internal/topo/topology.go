@@ -575,6 +575,10 @@ func (t *Topology) startRedis(ctx context.Context) error {
 		// Every write reaches the disk before the reply: a restart (or a
 		// promoted replica) keeps every session.
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--appendfilename", "master.aof", "--appenddirname", "aof-master")
+		// The replica's first sync starts at once: by default a master
+		// waits 5 s for more replicas to share a diskless transfer, and
+		// the topology waits for that sync before it starts the Sentinel.
+		args = append(args, "--repl-diskless-sync-delay", "0")
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
