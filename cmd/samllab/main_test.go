@@ -33,8 +33,12 @@ func TestMain(m *testing.M) {
 	if oldLaxPlusPOST.wanted() {
 		oldLaxPlusPOST.begin(dir)
 	}
+	if tests := sharedRunTests(); len(tests) > 0 {
+		sharedRun.begin(dir, tests)
+	}
 	code := m.Run()
 	oldLaxPlusPOST.abandon()
+	sharedRun.wait()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
