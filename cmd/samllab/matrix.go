@@ -70,7 +70,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.progress, "progress", "auto", "progress bars: auto (on a terminal), on or off")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "samllab's own log level (the children log to files in the run directory)")
 	fs.IntVar(&o.chromium, "chromium", 0, "after each scenario's load, also log in N times with headless Chromium, each beside a scripted\nlogin, and report whether the two browsers agree (needs chromium on PATH; at most 20)")
-	fs.IntVar(&o.parallel, "parallel", defaultParallel(), "scenarios run at once, each on its own ports, processes and directory (1: one after another);\nthe scenarios that measure a timing window run alone whatever this says (see samllab scenarios)")
+	fs.IntVar(&o.parallel, "parallel", defaultParallel(), "scenarios run at once, each on its own ports, processes and directory (1: one after another);\nthe scenarios that measure a timing window run alone, after the others, whatever this says (see samllab scenarios)")
 	if err := cli.Parse(fs, args, "SAMLLAB", summary); err != nil {
 		return nil, err
 	}
@@ -222,45 +222,47 @@ func runScenarios(ctx context.Context, o *runOptions, lo load.Options, bars *pro
 	if bins.Redis == "" && o.redisURL == "" {
 		fmt.Fprintln(stdout, "note: redis-server is not installed and no --redis-url was given: the Redis scenarios will be skipped (apt-get install redis-server)")
 	}
-	// Scenarios start in matrix order, up to o.parallel at once (a
-	// scenario marked Alone waits for the others to finish and runs with
-	// nothing beside it); each writes its own slot of the results and its
-	// own lane of the progress lines, which come out in matrix order.
+	// Up to o.parallel scenarios run at once: first those that may share
+	// the machine, in matrix order, then, one at a time with nothing beside
+	// them, those marked Alone (one wait for the machine to empty, not one
+	// before each). Each writes its own slot of the results and its own
+	// lane of the progress lines, which come out in matrix order.
 	out := make([]results.Scenario, len(scs))
 	lanes := newLanes(stdout, len(scs))
-	slots := newSlots(o.parallel)
-	var wg sync.WaitGroup
+	var shared, alone []int
 	for i, s := range scs {
 		rs := &out[i]
 		*rs = results.Scenario{Name: s.ID(), Description: s.Description, Strategy: s.Strategy, Fault: s.Fault, Topology: s.Topology(), Expect: s.Expect}
-		if ctx.Err() != nil {
-			rs.Skipped = "interrupted before it began"
-			lanes.done(i)
-			continue
-		}
-		pr := bars.lane(lanes.lane(i))
-		if skipped, failed := notRun(s, bins, o.redisURL); failed != "" {
+		pr := bars.lane(i, lanes.lane(i))
+		switch skipped, failed := notRun(s, bins, o.redisURL); {
+		case failed != "":
 			rs.Error = failed
 			pr.Fail(s.ID(), failed)
 			lanes.done(i)
-			continue
-		} else if skipped != "" {
+		case skipped != "":
 			rs.Skipped = skipped
 			pr.Skip(s.ID(), skipped)
 			lanes.done(i)
-			continue
+		case s.Alone != "":
+			alone = append(alone, i)
+		default:
+			shared = append(shared, i)
 		}
+	}
+	slots := newSlots(o.parallel)
+	var wg sync.WaitGroup
+	for _, i := range append(shared, alone...) {
+		s, rs := scs[i], &out[i]
 		n := 1
 		if s.Alone != "" {
 			n = o.parallel
 		}
-		if !slots.take(ctx, n) {
+		if ctx.Err() != nil || !slots.take(ctx, n) {
 			rs.Skipped = "interrupted before it began"
 			lanes.done(i)
 			continue
 		}
-		// The bar is added here, in matrix order, not in the goroutine.
-		bar := pr.Add(s.ID(), lo.Logins)
+		bar := bars.lane(i, lanes.lane(i)).Add(s.ID(), lo.Logins)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -16,15 +16,15 @@ const maxParallel = 8
 // machine has CPUs, at most four. The scenarios mostly wait (think time at
 // the IdP, paced users, restarts), so on 2 CPUs three at once keep them
 // busy without starving any; the scenarios that measure a timing window
-// run alone anyway (scenario.Scenario.Alone).
+// run alone anyway, after the others (scenario.Scenario.Alone).
 func defaultParallel() int {
 	return min(runtime.NumCPU()+1, 4)
 }
 
 // slots are the places for scenarios running at once. One goroutine takes
-// them, in matrix order, so a scenario that needs every slot (Alone) is not
-// overtaken by later ones: it waits for the running ones to finish, and the
-// ones after it wait for it.
+// them, scenario after scenario, so a scenario that needs every slot
+// (Alone) is not overtaken by later ones: it waits for the running ones to
+// finish, and the ones after it wait for it.
 type slots chan struct{}
 
 func newSlots(n int) slots { return make(slots, n) }
