@@ -18,12 +18,12 @@ import (
 var testBins topo.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "samllab-test-bin-")
+	dir, err := os.MkdirTemp("", "samllab-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	testBins, err = topo.Build(context.Background(), dir)
+	testBins, err = topo.Build(context.Background(), "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "building the binaries for the lab's tests:", err)
 		os.RemoveAll(dir)

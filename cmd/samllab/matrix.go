@@ -209,7 +209,7 @@ func runScenarios(ctx context.Context, o *runOptions, lo load.Options, bars *pro
 	} else {
 		fmt.Fprintln(stdout, "building samlsp, stickyproxy, devidp and demoapp ...")
 		began := time.Now()
-		bins, err = topo.Build(ctx, filepath.Join(run.Dir, "bin"))
+		bins, err = topo.Build(ctx, "")
 		logger.Debug("binaries built", "took", time.Since(began))
 	}
 	if err != nil {
