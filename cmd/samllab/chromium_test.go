@@ -310,14 +310,20 @@ func (r *laxPlusPOSTRun) wanted() bool {
 	if testing.Short() || os.Getenv("SAMLLAB_SKIP_CHROMIUM") == "1" || chromium.Find() == "" {
 		return false
 	}
+	return selected("TestChromiumConfirmsLaxPlusPOST", "old")
+}
+
+// selected says whether -run selects the test named top (and, if sub is
+// not empty, its subtest sub), for work TestMain begins before the tests.
+func selected(top, sub string) bool {
 	f := flag.Lookup("test.run")
 	if f == nil || f.Value.String() == "" {
 		return true
 	}
-	top, sub, _ := strings.Cut(f.Value.String(), "/")
+	ptop, psub, _ := strings.Cut(f.Value.String(), "/")
 	matches := func(pattern, name string) bool {
 		re, err := regexp.Compile(pattern)
 		return err == nil && re.MatchString(name)
 	}
-	return matches(top, "TestChromiumConfirmsLaxPlusPOST") && matches(sub, "old")
+	return matches(ptop, top) && (sub == "" || matches(psub, sub))
 }

@@ -20,11 +20,9 @@ import (
 // succeeds and no session is lost. Through nginx auth_request (the
 // reference config): every login succeeds and every session holds.
 func TestGatewayScenarios(t *testing.T) {
-	names := "gateway-roundrobin-redis,gateway-roundrobin-redis-rolling"
-	if testBins.Nginx != "" {
-		names += ",gateway-forward-auth"
-	}
-	r, _ := runLab(t, "--scenarios", names, "--logins", "30", "--concurrency", "4")
+	// Parallel: it only reads the shared run, begun by TestMain.
+	t.Parallel()
+	r, _ := sharedRun.get(t, "TestGatewayScenarios")
 	for _, s := range r.Scenarios {
 		if s.Skipped != "" || s.Error != "" {
 			t.Fatalf("%s: skipped %q, error %q", s.Name, s.Skipped, s.Error)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -125,20 +126,29 @@ func TestTopologyFaults(t *testing.T) {
 // results and the printed output.
 func runLab(t *testing.T, args ...string) (*results.Run, string) {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "run")
-	var stdout, stderr bytes.Buffer
-	args = append([]string{"run", "--out", out, "--bin-dir", filepath.Dir(testBins.SP), "--progress", "off"}, args...)
-	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
-		t.Fatalf("samllab %s: %v\n%s\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	r, err := results.Read(filepath.Join(out, "results.json"))
+	r, printed, err := runLabIn(filepath.Join(t.TempDir(), "run"), args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Stat(filepath.Join(out, "report.html")); err != nil || st.Size() == 0 {
-		t.Fatalf("report.html: %v", err)
+	return r, printed
+}
+
+// runLabIn runs samllab with args into the run directory out, with the
+// test binaries, and checks that it wrote results.json and report.html.
+func runLabIn(out string, args ...string) (*results.Run, string, error) {
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"run", "--out", out, "--bin-dir", filepath.Dir(testBins.SP), "--progress", "off"}, args...)
+	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+		return nil, "", fmt.Errorf("samllab %s: %v\n%s\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
-	return r, stdout.String()
+	r, err := results.Read(filepath.Join(out, "results.json"))
+	if err != nil {
+		return nil, "", err
+	}
+	if st, err := os.Stat(filepath.Join(out, "report.html")); err != nil || st.Size() == 0 {
+		return nil, "", fmt.Errorf("report.html: %v", err)
+	}
+	return r, stdout.String(), nil
 }
 
 func scenarioByName(t *testing.T, r *results.Run, name string) results.Scenario {
@@ -154,8 +164,9 @@ func scenarioByName(t *testing.T, r *results.Run, name string) results.Scenario 
 
 // The scenarios show what they are meant to, with the accounting adding up.
 func TestScenarioOutcomes(t *testing.T) {
-	r, printed := runLab(t, "--scenarios", "roundrobin-memory,sticky-lax-cookie,roundrobin-redis-outage,sticky-memory-kill",
-		"--logins", "30", "--concurrency", "4", "--follow-ups", "2")
+	// Parallel: it only reads the shared run, begun by TestMain.
+	t.Parallel()
+	r, printed := sharedRun.get(t, "TestScenarioOutcomes")
 	for _, s := range r.Scenarios {
 		if s.Skipped != "" {
 			t.Fatalf("%s skipped: %s", s.Name, s.Skipped)
@@ -383,10 +394,9 @@ func TestRunSurvivesACrashingChild(t *testing.T) {
 // time gets requests; the slow users of the Lax+POST trap fail cross-
 // instance while the fast ones pass.
 func TestDeployDayScenarios(t *testing.T) {
-	// Beside TestChromiumConfirmsLaxPlusPOST, whose old half mostly waits.
+	// Parallel: it only reads the shared run, begun by TestMain.
 	t.Parallel()
-	r, _ := runLab(t, "--scenarios", "roundrobin-redis-failover,roundrobin-redis-aof-restart,roundrobin-redis-rolling,roundrobin-redis-scaleout,sticky-slow-user",
-		"--logins", "30", "--concurrency", "4")
+	r, _ := sharedRun.get(t, "TestDeployDayScenarios")
 	for _, s := range r.Scenarios {
 		if s.Skipped != "" || s.Error != "" {
 			t.Fatalf("%s: skipped %q, error %q", s.Name, s.Skipped, s.Error)

@@ -25,7 +25,7 @@ Usage:
   samllab report --in FILE     render report.html (and the table) again from a results.json
 
 Examples:
-  go run ./cmd/samllab                                  # the whole matrix, about two and a half minutes on 2 cores
+  go run ./cmd/samllab                                  # the whole matrix, under two minutes on 2 cores
   go run ./cmd/samllab run --scenarios roundrobin-memory,sticky-lax-cookie --logins 300
   go run ./cmd/samllab run --scenarios sticky-lax-cookie --chromium 3   # and real Chromium beside it
   go run ./cmd/samllab up --replicas 2 --store redis    # then open the URL it prints

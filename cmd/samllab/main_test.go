@@ -18,12 +18,12 @@ import (
 var testBins topo.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "samllab-test-bin-")
+	dir, err := os.MkdirTemp("", "samllab-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	testBins, err = topo.Build(context.Background(), dir)
+	testBins, err = topo.Build(context.Background(), "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "building the binaries for the lab's tests:", err)
 		os.RemoveAll(dir)
@@ -33,8 +33,12 @@ func TestMain(m *testing.M) {
 	if oldLaxPlusPOST.wanted() {
 		oldLaxPlusPOST.begin(dir)
 	}
+	if tests := sharedRunTests(); len(tests) > 0 {
+		sharedRun.begin(dir, tests)
+	}
 	code := m.Run()
 	oldLaxPlusPOST.abandon()
+	sharedRun.wait()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/samlha/samlha/cmd/internal/cli"
@@ -46,6 +47,7 @@ type runOptions struct {
 	logLevel    string
 	chromium    int
 	chromiumBin string
+	parallel    int
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
@@ -68,6 +70,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&o.progress, "progress", "auto", "progress bars: auto (on a terminal), on or off")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "samllab's own log level (the children log to files in the run directory)")
 	fs.IntVar(&o.chromium, "chromium", 0, "after each scenario's load, also log in N times with headless Chromium, each beside a scripted\nlogin, and report whether the two browsers agree (needs chromium on PATH; at most 20)")
+	fs.IntVar(&o.parallel, "parallel", defaultParallel(), "scenarios run at once, each on its own ports, processes and directory (1: one after another);\nthe scenarios that measure a timing window run alone, after the others, whatever this says (see samllab scenarios)")
 	if err := cli.Parse(fs, args, "SAMLLAB", summary); err != nil {
 		return nil, err
 	}
@@ -94,6 +97,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	if _, err := scenario.Select(o.scenarios); err != nil {
 		p.Addf("--scenarios: %v", err)
+	}
+	if o.parallel < 1 || o.parallel > maxParallel {
+		p.Addf("--parallel %d: want 1 to %d", o.parallel, maxParallel)
 	}
 	if o.chromium < 0 || o.chromium > maxChromium {
 		p.Addf("--chromium %d: want 0 to %d", o.chromium, maxChromium)
@@ -145,6 +151,7 @@ func runMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if o.target != "" {
 		runErr = driveTarget(ctx, o, lo, bars, run)
 	} else {
+		run.Parallel = o.parallel
 		runErr = runScenarios(ctx, o, lo, bars, run, logger, stdout)
 	}
 	bars.Wait()
@@ -201,7 +208,9 @@ func runScenarios(ctx context.Context, o *runOptions, lo load.Options, bars *pro
 		bins, err = topo.Find(o.binDir)
 	} else {
 		fmt.Fprintln(stdout, "building samlsp, stickyproxy, devidp and demoapp ...")
-		bins, err = topo.Build(ctx, filepath.Join(run.Dir, "bin"))
+		began := time.Now()
+		bins, err = topo.Build(ctx, "")
+		logger.Debug("binaries built", "took", time.Since(began))
 	}
 	if err != nil {
 		return err
@@ -213,30 +222,60 @@ func runScenarios(ctx context.Context, o *runOptions, lo load.Options, bars *pro
 	if bins.Redis == "" && o.redisURL == "" {
 		fmt.Fprintln(stdout, "note: redis-server is not installed and no --redis-url was given: the Redis scenarios will be skipped (apt-get install redis-server)")
 	}
-	for _, s := range scs {
-		rs := results.Scenario{Name: s.ID(), Description: s.Description, Strategy: s.Strategy, Fault: s.Fault, Topology: s.Topology(), Expect: s.Expect}
-		if ctx.Err() != nil {
-			rs.Skipped = "interrupted before it began"
-			run.Scenarios = append(run.Scenarios, rs)
-			continue
-		}
-		if skipped, failed := notRun(s, bins, o.redisURL); failed != "" {
+	// Up to o.parallel scenarios run at once: first those that may share
+	// the machine, in matrix order, then, one at a time with nothing beside
+	// them, those marked Alone (one wait for the machine to empty, not one
+	// before each). Each writes its own slot of the results and its own
+	// lane of the progress lines, which come out in matrix order.
+	out := make([]results.Scenario, len(scs))
+	lanes := newLanes(stdout, len(scs))
+	var shared, alone []int
+	for i, s := range scs {
+		rs := &out[i]
+		*rs = results.Scenario{Name: s.ID(), Description: s.Description, Strategy: s.Strategy, Fault: s.Fault, Topology: s.Topology(), Expect: s.Expect}
+		pr := bars.lane(i, lanes.lane(i))
+		switch skipped, failed := notRun(s, bins, o.redisURL); {
+		case failed != "":
 			rs.Error = failed
-			run.Scenarios = append(run.Scenarios, rs)
-			bars.Fail(s.ID(), failed)
-			continue
-		} else if skipped != "" {
+			pr.Fail(s.ID(), failed)
+			lanes.done(i)
+		case skipped != "":
 			rs.Skipped = skipped
-			run.Scenarios = append(run.Scenarios, rs)
-			bars.Skip(s.ID(), skipped)
+			pr.Skip(s.ID(), skipped)
+			lanes.done(i)
+		case s.Alone != "":
+			alone = append(alone, i)
+		default:
+			shared = append(shared, i)
+		}
+	}
+	slots := newSlots(o.parallel)
+	var wg sync.WaitGroup
+	for _, i := range append(shared, alone...) {
+		s, rs := scs[i], &out[i]
+		n := 1
+		if s.Alone != "" {
+			n = o.parallel
+		}
+		if ctx.Err() != nil || !slots.take(ctx, n) {
+			rs.Skipped = "interrupted before it began"
+			lanes.done(i)
 			continue
 		}
-		runScenario(ctx, env, s, lo, bars, &rs, o)
-		if rs.Error != "" {
-			logger.Warn("scenario failed", "scenario", rs.Name, "reason", rs.Error)
-		}
-		run.Scenarios = append(run.Scenarios, rs)
+		bar := bars.lane(i, lanes.lane(i)).Add(s.ID(), lo.Logins)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer lanes.done(i)
+			defer slots.give(n)
+			runScenario(ctx, env, s, lo, bar, rs, o)
+			if rs.Error != "" {
+				logger.Warn("scenario failed", "scenario", rs.Name, "reason", rs.Error)
+			}
+		}()
 	}
+	wg.Wait()
+	run.Scenarios = append(run.Scenarios, out...)
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
@@ -246,8 +285,7 @@ func runScenarios(ctx context.Context, o *runOptions, lo load.Options, bars *pro
 // runScenario runs one scenario into rs. A topology that does not start,
 // a process that crashes without a fault causing it, even a panic in the
 // lab, is recorded in rs.Error with the logs: the run goes on.
-func runScenario(ctx context.Context, env *topo.Env, s scenario.Scenario, lo load.Options, bars *progress, rs *results.Scenario, o *runOptions) {
-	bar := bars.Add(s.ID(), lo.Logins)
+func runScenario(ctx context.Context, env *topo.Env, s scenario.Scenario, lo load.Options, bar *bar, rs *results.Scenario, o *runOptions) {
 	var top *topo.Topology
 	defer func() {
 		if p := recover(); p != nil {
@@ -255,7 +293,9 @@ func runScenario(ctx context.Context, env *topo.Env, s scenario.Scenario, lo loa
 		}
 		if top != nil {
 			rs.Logs = top.Logs()
+			began := time.Now()
 			top.Stop()
+			env.Logger.Debug("topology stopped", "scenario", s.ID(), "took", time.Since(began))
 		}
 		if rs.Error != "" {
 			bar.Abort()
@@ -264,7 +304,9 @@ func runScenario(ctx context.Context, env *topo.Env, s scenario.Scenario, lo loa
 		}
 	}()
 	var err error
+	began := time.Now()
 	top, err = topo.Start(ctx, env, s.Spec)
+	env.Logger.Debug("topology started", "scenario", s.ID(), "took", time.Since(began), "err", err)
 	if err != nil {
 		rs.Error = "the topology did not start: " + err.Error()
 		rs.Logs = logsUnder(env.Dir, s.Spec.Name)

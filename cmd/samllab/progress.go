@@ -17,9 +17,10 @@ import (
 // progress shows a live bar per scenario on a terminal (mpb), and a plain
 // line per scenario elsewhere (CI logs, pipes).
 type progress struct {
-	w   io.Writer
-	p   *mpb.Progress // nil: plain lines
-	col int
+	w    io.Writer
+	p    *mpb.Progress // nil: plain lines
+	col  int
+	prio int // the bar's place on the terminal (mpb.BarPriority)
 }
 
 func newProgress(w io.Writer, mode string) *progress {
@@ -36,6 +37,15 @@ func newProgress(w io.Writer, mode string) *progress {
 	return pr
 }
 
+// lane is pr for the scenario i of the matrix: its plain lines go to w,
+// its bar on the terminal goes in its place in the matrix, whenever it
+// starts.
+func (pr *progress) lane(i int, w io.Writer) *progress {
+	c := *pr
+	c.w, c.prio = w, i
+	return &c
+}
+
 type bar struct {
 	pr       *progress
 	name     string
@@ -47,7 +57,7 @@ type bar struct {
 func (pr *progress) Add(name string, total int) *bar {
 	b := &bar{pr: pr, name: name}
 	if pr.p != nil {
-		b.b = pr.p.AddBar(int64(total),
+		b.b = pr.p.AddBar(int64(total), mpb.BarPriority(pr.prio),
 			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-*s", pr.col, name))),
 			mpb.AppendDecorators(
 				decor.CountersNoUnit("%d/%d"),
@@ -65,7 +75,7 @@ func (pr *progress) Add(name string, total int) *bar {
 // Skip reports a scenario that did not run.
 func (pr *progress) Skip(name, reason string) {
 	if pr.p != nil {
-		pr.p.AddBar(1, mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-*s skipped: %s", pr.col, name, reason)))).SetTotal(1, true)
+		pr.p.AddBar(1, mpb.BarPriority(pr.prio), mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-*s skipped: %s", pr.col, name, reason)))).SetTotal(1, true)
 		return
 	}
 	fmt.Fprintf(pr.w, "%-*s skipped: %s\n", pr.col, name, reason)
@@ -74,7 +84,7 @@ func (pr *progress) Skip(name, reason string) {
 // Fail reports a scenario that could not run and must have.
 func (pr *progress) Fail(name, reason string) {
 	if pr.p != nil {
-		pr.p.AddBar(1, mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-*s FAILED: %s", pr.col, name, reason)))).SetTotal(1, true)
+		pr.p.AddBar(1, mpb.BarPriority(pr.prio), mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-*s FAILED: %s", pr.col, name, reason)))).SetTotal(1, true)
 		return
 	}
 	fmt.Fprintf(pr.w, "%-*s FAILED: %s\n", pr.col, name, reason)

@@ -93,7 +93,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	bins, err := upBinaries(ctx, o, dir, stdout)
+	bins, err := upBinaries(ctx, o, stdout)
 	if err != nil {
 		return err
 	}
@@ -123,14 +123,14 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // upBinaries finds (--bin-dir) or builds the binaries and checks that the
 // mode's are there.
-func upBinaries(ctx context.Context, o upOptions, dir string, stdout io.Writer) (topo.Binaries, error) {
+func upBinaries(ctx context.Context, o upOptions, stdout io.Writer) (topo.Binaries, error) {
 	var bins topo.Binaries
 	var err error
 	if o.binDir != "" {
 		bins, err = topo.Find(o.binDir)
 	} else {
 		fmt.Fprintln(stdout, "building samlsp, stickyproxy, devidp and demoapp ...")
-		bins, err = topo.Build(ctx, filepath.Join(dir, "bin"))
+		bins, err = topo.Build(ctx, "")
 	}
 	if err != nil {
 		return bins, err
@@ -187,7 +187,11 @@ func listScenarios(stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tSTRATEGY\tWHAT IT SHOWS")
 	for _, s := range scenario.All() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID(), s.Strategy, s.Description)
+		what := s.Description
+		if s.Alone != "" {
+			what += " Runs alone (whatever --parallel says): " + s.Alone + "."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID(), s.Strategy, what)
 	}
 	return tw.Flush()
 }

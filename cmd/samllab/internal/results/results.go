@@ -28,7 +28,12 @@ type Run struct {
 	Target string `json:"target,omitempty"`
 	// Dir is the run directory holding this file, the report and the
 	// children's logs.
-	Dir       string     `json:"dir"`
+	Dir string `json:"dir"`
+	// Parallel is how many scenarios ran at once at most (samllab run
+	// --parallel; 0 in a file from before it): the latencies of a
+	// scenario that ran beside others include their load. Those marked to
+	// run alone ran alone.
+	Parallel  int        `json:"parallel,omitempty"`
 	Scenarios []Scenario `json:"scenarios"`
 	// Error says why the run as a whole stopped early (the binaries did
 	// not build, Ctrl-C), if it did.

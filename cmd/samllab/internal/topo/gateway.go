@@ -110,8 +110,10 @@ func (t *Topology) nginxConfig(conf string) (string, error) {
 		newListen = fmt.Sprintf("listen 127.0.0.1:%d ssl;\n        ssl_certificate %s;\n        ssl_certificate_key %s;",
 			t.ports.proxy, t.env.CA.CertFile, t.env.CA.KeyFile)
 	}
-	conf = strings.Replace(conf, listen, newListen, 1)
-	pairs := []string{refNginxApp, fmt.Sprintf("127.0.0.1:%d", t.ports.app)}
+	// One pass, so that no address is moved twice: the listener moved to
+	// 127.0.0.1:3000x, say, must not then be taken for the app's
+	// 127.0.0.1:3000 (nginx refused "127.0.0.1:226652").
+	pairs := []string{listen, newListen, refNginxApp, fmt.Sprintf("127.0.0.1:%d", t.ports.app)}
 	for i, a := range refNginxReplicas {
 		pairs = append(pairs, a, fmt.Sprintf("127.0.0.1:%d", t.Replicas[i].Port))
 	}

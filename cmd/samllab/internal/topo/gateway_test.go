@@ -4,12 +4,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/samlha/samlha/deploy"
 	"github.com/samlha/samlha/store/localproc"
 )
+
+// refAddress is an address of the reference config the lab moves.
+var refAddress = regexp.MustCompile(`127\.0\.0\.1:(808\d|3000)\b`)
 
 // The forward-auth topology runs deploy/nginx-forward-auth.conf with only
 // its addresses moved and, over https, the lab's certificate on its
@@ -20,20 +24,22 @@ func TestNginxConfigPlacesTheReferenceConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	top := &Topology{Spec: Spec{TLS: true}, env: &Env{CA: ca}, ports: ports{proxy: 27001, app: 27002},
+	// The listener on 30002, whose address begins with the reference
+	// app's 127.0.0.1:3000: it must be moved once, not twice.
+	top := &Topology{Spec: Spec{TLS: true}, env: &Env{CA: ca}, ports: ports{proxy: 30002, app: 27002},
 		Replicas: []*Replica{{Port: 27003}, {Port: 27004}, {Port: 27005}}}
 	conf, err := top.nginxConfig(deploy.NginxForwardAuth)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"listen 127.0.0.1:27001 ssl;", "ssl_certificate " + ca.CertFile + ";", "ssl_certificate_key " + ca.KeyFile + ";",
+	for _, want := range []string{"listen 127.0.0.1:30002 ssl;", "ssl_certificate " + ca.CertFile + ";", "ssl_certificate_key " + ca.KeyFile + ";",
 		"server 127.0.0.1:27002;", "server 127.0.0.1:27003 ", "server 127.0.0.1:27004 ", "server 127.0.0.1:27005 ", "auth_request /_samlha_auth;"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("the config lacks %q", want)
 		}
 	}
 	for _, line := range strings.Split(conf, "\n") {
-		if l := strings.TrimSpace(line); !strings.HasPrefix(l, "#") && (strings.Contains(l, "127.0.0.1:808") || strings.Contains(l, "127.0.0.1:3000")) {
+		if l := strings.TrimSpace(line); !strings.HasPrefix(l, "#") && refAddress.MatchString(l) {
 			t.Errorf("a reference address is left: %q", l)
 		}
 	}

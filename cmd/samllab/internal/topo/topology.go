@@ -22,6 +22,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/samlha/samlha/sp/devidp"
 	"github.com/samlha/samlha/sp/keypair"
 	"github.com/samlha/samlha/stickyproxy"
 	"github.com/samlha/samlha/store/localproc"
@@ -89,6 +90,12 @@ func NewEnv(dir string, bins Binaries, redisURL string, logger *slog.Logger) (*E
 	if e.spKey, e.spCert, err = writeKeyPair(filepath.Join(dir, "keys", "shared")); err != nil {
 		return nil, err
 	}
+	// The IdP's key pair, made once here: every topology's devidp loads it
+	// from this directory, and topologies started at once (samllab run
+	// --parallel) would otherwise race to create it there.
+	if _, _, _, err := devidp.LoadOrCreateKeyPair(e.idpDataDir(), IdPHost, time.Now()); err != nil {
+		return nil, fmt.Errorf("the IdP's key pair: %w", err)
+	}
 	// The proxy's cookie key goes in a file, not on a command line that
 	// ps and the logs would show.
 	e.cookieKeyFile = filepath.Join(dir, "keys", "proxy-cookie.key")
@@ -97,6 +104,9 @@ func NewEnv(dir string, bins Binaries, redisURL string, logger *slog.Logger) (*E
 	}
 	return e, nil
 }
+
+// idpDataDir holds the IdP's key pair, shared by every topology of the run.
+func (e *Env) idpDataDir() string { return filepath.Join(e.Dir, "idp-data") }
 
 func writeKeyPair(dir string) (key, cert string, err error) {
 	k, c, err := keypair.Generate("samllab-sp", time.Now())
@@ -427,7 +437,7 @@ func (top *Topology) startStore(ctx context.Context) error {
 func (top *Topology) startIdP() error {
 	idpArgs := []string{
 		"--listen", fmt.Sprintf("127.0.0.1:%d", top.ports.idp), "--public-url", top.IdPURL,
-		"--data-dir", filepath.Join(top.env.Dir, "idp-data"),
+		"--data-dir", top.env.idpDataDir(),
 		// The IdP fetches the SP metadata from a replica directly: every
 		// replica serves the same (same root URL, same key), and the
 		// proxy's TLS certificate is the lab's own.
@@ -565,6 +575,10 @@ func (t *Topology) startRedis(ctx context.Context) error {
 		// Every write reaches the disk before the reply: a restart (or a
 		// promoted replica) keeps every session.
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--appendfilename", "master.aof", "--appenddirname", "aof-master")
+		// The replica's first sync starts at once: by default a master
+		// waits 5 s for more replicas to share a diskless transfer, and
+		// the topology waits for that sync before it starts the Sentinel.
+		args = append(args, "--repl-diskless-sync-delay", "0")
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
