@@ -490,7 +490,12 @@ func (top *Topology) startStickyproxy(ctx context.Context) error {
 	env, spec, dir := top.env, top.Spec, top.Dir
 	pargs := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", top.ports.proxy), "--admin-listen", fmt.Sprintf("127.0.0.1:%d", top.ports.admin),
 		"--stickiness", spec.Stickiness, "--cookie-samesite", spec.CookieSameSite, "--drain-mode", spec.DrainMode,
-		"--cookie-key-file", env.cookieKeyFile, "--health-interval", "300ms", "--health-timeout", "250ms", "--health-fall", "1", "--health-rise", "2",
+		// One failed check takes a replica out (a killed one refuses the
+		// connection at once, so faults are seen within an interval), but
+		// a check may take up to 1 s: /readyz makes a store round trip,
+		// and on a loaded machine (the lab beside CI's other tests) a
+		// 250 ms bound marked live replicas down and re-pinned their users.
+		"--cookie-key-file", env.cookieKeyFile, "--health-interval", "300ms", "--health-timeout", "1s", "--health-fall", "1", "--health-rise", "2",
 		"--access-log", "anomalies", "--log-format", "json", "--shutdown-grace", "2s",
 		// Readiness, not liveness: a replica that has not loaded the
 		// IdP's metadata (or lost its store) gets no traffic until it can
