@@ -66,20 +66,11 @@ func TestPipelinedRequests(t *testing.T) {
 func TestSlowBodyOutlivesHeaderTimeout(t *testing.T) {
 	t.Parallel()
 	forEngine(t, func(t *testing.T, engine stickyproxy.Engine) {
-		var conns atomic.Int32
-		backend := rawServer(t, func(c net.Conn, br *bufio.Reader) {
-			conns.Add(1)
-			for {
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nab")
-				for _, s := range []string{"cd", "ef", "gh"} {
-					time.Sleep(120 * time.Millisecond)
-					io.WriteString(c, s)
-				}
+		backend, conns := keepAliveServer(t, func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nab")
+			for _, s := range []string{"cd", "ef", "gh"} {
+				time.Sleep(120 * time.Millisecond)
+				io.WriteString(c, s)
 			}
 		})
 		h := newHostile(t, engine, map[string]string{"sp-1": backend}, func(c *stickyproxy.Config) {
@@ -136,17 +127,8 @@ func TestClientGoneDuringBody(t *testing.T) {
 // between requests).
 func TestPooledConnOutlivesItsDeadline(t *testing.T) {
 	t.Parallel()
-	var conns atomic.Int32
-	backend := rawServer(t, func(c net.Conn, br *bufio.Reader) {
-		conns.Add(1)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
-		}
+	backend, conns := keepAliveServer(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
 	})
 	h := newHostile(t, stickyproxy.EngineFast, map[string]string{"sp-1": backend}, func(c *stickyproxy.Config) {
 		c.ResponseHeaderTimeout = 40 * time.Millisecond
@@ -162,4 +144,23 @@ func TestPooledConnOutlivesItsDeadline(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d connections to the target, want 1 (reused)", n)
 	}
+}
+
+// keepAliveServer is a raw target that reads each request whole and
+// answers it with reply, keeping the connection; conns counts the
+// connections it accepted.
+func keepAliveServer(t *testing.T, reply func(c net.Conn)) (addr string, conns *atomic.Int32) {
+	conns = new(atomic.Int32)
+	addr = rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			reply(c)
+		}
+	})
+	return addr, conns
 }

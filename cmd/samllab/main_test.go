@@ -72,6 +72,8 @@ func TestRunFlagBounds(t *testing.T) {
 		{[]string{"--chromium", "21"}, "--chromium 21: want 0 to 20"},
 		{[]string{"--chromium", "-1"}, "--chromium -1: want 0 to 20"},
 		{[]string{"--logins", "0"}, "--logins must be at least 1"},
+		{[]string{"--parallel", "0"}, "--parallel 0: want 1 to 8"},
+		{[]string{"--parallel", "9"}, "--parallel 9: want 1 to 8"},
 	} {
 		_, err := parseRunFlags(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

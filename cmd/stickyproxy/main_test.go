@@ -195,9 +195,9 @@ func TestEveryProblemReported(t *testing.T) {
 	// problems, including one set from the environment.
 	err = run(context.Background(), []string{"--target", "sp-1=http://127.0.0.1:1", "--stickiness", "maybe", "--relaystate-peek", "1B",
 		"--cookie-samesite", "none", "--admin-token", "short", "--max-buffered-body", "1MiB", "--max-buffer-per-client", "512KiB",
-		"--strip-request-header", "bad name"}, io.Discard, io.Discard)
+		"--strip-request-header", "bad name", "--http-server", "nginx"}, io.Discard, io.Discard)
 	for _, flag := range []string{"--stickiness", "--drain-mode", "--relaystate-peek", "--cookie-samesite", "--admin-token",
-		"--max-buffer-per-client", "--strip-request-header"} {
+		"--max-buffer-per-client", "--strip-request-header", "--http-server"} {
 		if err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("error does not name %s:\n%v", flag, err)
 		}
