@@ -271,15 +271,18 @@ func (g *Gateway) headerTimeout() time.Duration {
 	return g.o.UpstreamHeaderTimeout
 }
 
+// maxIdleUpstreamConns is how many idle connections to the upstream each
+// hop keeps (Go's default of two per host would open a new one for most
+// requests under load).
+const maxIdleUpstreamConns = 1024
+
 // newProxy is the reverse proxy to the upstream.
 func (g *Gateway) newProxy() *httputil.ReverseProxy {
 	tr := g.o.Transport
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		// Go's default keeps two idle connections per host: under load,
-		// most requests would open a new one.
-		t.MaxIdleConns = 1024
-		t.MaxIdleConnsPerHost = 1024
+		t.MaxIdleConns = maxIdleUpstreamConns
+		t.MaxIdleConnsPerHost = maxIdleUpstreamConns
 		t.IdleConnTimeout = 90 * time.Second
 		// An upstream that never answers does not hold a gateway
 		// goroutine and connection forever (streams are fine: their
@@ -351,7 +354,7 @@ func (g *Gateway) newEngine() {
 		u.RawQuery != "" || u.Fragment != "" || g.o.FlushInterval > 0 {
 		return
 	}
-	g.pool.Init(u, 1024)
+	g.pool.Init(u, maxIdleUpstreamConns)
 	// As ReverseProxy's SetURL: the upstream's own host, not the client's.
 	g.pool.Host = u.Host
 	g.engBufs.New = func() any { b := make([]byte, proxyBufferSize); return &b }
