@@ -332,7 +332,7 @@ func (f *follower) event(channel, payload string) {
 		f.holdUntil = time.Now().Add(holdMax)
 		f.mu.Unlock()
 		f.s.subs.resetAll()
-		f.s.logger.Info("redis-sentinel: a replica is being promoted; holding commands until the switch", "master", f.name, "for_at_most", holdMax)
+		f.s.logger.Info("redis-sentinel: a failover has begun; holding commands until the switch", "master", f.name, "event", channel, "for_at_most", holdMax)
 	default: // the failover ended or was aborted
 		f.mu.Lock()
 		held := !f.holdUntil.IsZero()
