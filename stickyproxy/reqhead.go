@@ -209,21 +209,6 @@ func (rq *reqHead) fill(s string, eol, hostAt int, length int64) {
 		}
 	}
 	rq.length = length
-	rq.conn = rq.conn[:0]
-	rq.fields = rq.fields[:0]
-	for j, sp := range rq.spans {
-		key := s[sp.K0:sp.K1]
-		if !httphead.CanonicalKey(key) {
-			key = http.CanonicalHeaderKey(key)
-		}
-		f := httphead.Field{Key: key, Value: s[sp.V0:sp.V1]}
-		if j == hostAt {
-			rq.host = f.Value
-		}
-		if f.Key == "Connection" {
-			rq.conn = append(rq.conn, f.Value)
-		}
-		rq.fields = append(rq.fields, f)
-	}
-	rq.close = len(rq.conn) > 0 && httpguts.HeaderValuesContainsToken(rq.conn, "close")
+	rq.fields, rq.conn, rq.close = httphead.Fields(rq.fields[:0], rq.conn[:0], s, rq.spans)
+	rq.host = rq.fields[hostAt].Value
 }

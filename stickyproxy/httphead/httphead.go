@@ -8,6 +8,7 @@ package httphead
 
 import (
 	"bytes"
+	"net/http"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -118,4 +119,23 @@ func EqualFold(b []byte, s string) bool {
 		}
 	}
 	return true
+}
+
+// Fields appends to dst the header fields at spans in s (the head's text,
+// whose memory they share), names in net/http's canonical form, and to
+// conn the Connection header's values; closing says whether those ask
+// for the connection to close.
+func Fields(dst []Field, conn []string, s string, spans []Span) (fields []Field, connVals []string, closing bool) {
+	for _, sp := range spans {
+		key := s[sp.K0:sp.K1]
+		if !CanonicalKey(key) {
+			key = http.CanonicalHeaderKey(key)
+		}
+		f := Field{Key: key, Value: s[sp.V0:sp.V1]}
+		if f.Key == "Connection" {
+			conn = append(conn, f.Value)
+		}
+		dst = append(dst, f)
+	}
+	return dst, conn, len(conn) > 0 && httpguts.HeaderValuesContainsToken(conn, "close")
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"net/http"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/samlha/samlha/stickyproxy/httphead"
 )
 
@@ -114,23 +112,11 @@ func statusLine(b []byte) (status, i int, ok bool) {
 // the spans the first pass found.
 func (rh *replyHead) fill(s string, status int, length int64) {
 	rh.status, rh.length, rh.close, rh.ctype = status, length, false, ""
-	rh.conn = rh.conn[:0]
-	rh.fields = rh.fields[:0]
-	for _, sp := range rh.spans {
-		key := s[sp.K0:sp.K1]
-		if !httphead.CanonicalKey(key) {
-			key = http.CanonicalHeaderKey(key)
+	rh.fields, rh.conn, rh.close = httphead.Fields(rh.fields[:0], rh.conn[:0], s, rh.spans)
+	for _, f := range rh.fields {
+		if f.Key == "Content-Type" {
+			rh.ctype = f.Value
+			break
 		}
-		f := httphead.Field{Key: key, Value: s[sp.V0:sp.V1]}
-		switch f.Key {
-		case "Connection":
-			rh.conn = append(rh.conn, f.Value)
-		case "Content-Type":
-			if rh.ctype == "" {
-				rh.ctype = f.Value
-			}
-		}
-		rh.fields = append(rh.fields, f)
 	}
-	rh.close = len(rh.conn) > 0 && httpguts.HeaderValuesContainsToken(rh.conn, "close")
 }
