@@ -217,3 +217,19 @@ func TestCA(t *testing.T) {
 		t.Errorf("%s is not a PEM certificate", ca.CAFile)
 	}
 }
+
+func TestEnvWithout(t *testing.T) {
+	t.Setenv("SAMLHA_ENVWITHOUT_TEST", "1")
+	t.Setenv("ENVWITHOUT_TEST_KEPT", "2")
+	env := EnvWithout("SAMLHA_")
+	var kept bool
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "SAMLHA_") {
+			t.Errorf("%s passed to the child", kv)
+		}
+		kept = kept || kv == "ENVWITHOUT_TEST_KEPT=2"
+	}
+	if !kept {
+		t.Error("a variable without the prefix was dropped")
+	}
+}

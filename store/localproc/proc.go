@@ -31,6 +31,20 @@ type Proc struct {
 	exitErr error
 }
 
+// EnvWithout is this process's environment without the variables whose
+// names begin with prefix: a child given it is not configured behind the
+// caller's back by variables meant for the caller (samlha's binaries read
+// SAMLHA_* as flags).
+func EnvWithout(prefix string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, prefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // Start starts the process. A Proc that has exited may be started again,
 // with the same arguments (a restart); its log is appended to.
 func (p *Proc) Start() error {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/sp/keypair"
+	"github.com/samlha/samlha/store/localproc"
 )
 
 // Binary is the built samlsp and its SP key pair's files.
@@ -67,12 +68,4 @@ func Remove() {
 
 // Env is this process's environment without samlha's SAMLHA_* variables,
 // which would configure samlsp behind the test's back.
-func Env() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SAMLHA_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+func Env() []string { return localproc.EnvWithout("SAMLHA_") }

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/samlha/samlha/store/localproc"
 )
 
 // Binaries are the paths of the programs a topology runs.
@@ -49,15 +51,7 @@ func helpText(path string) string {
 
 // childEnv is the lab's environment without samlha's SAMLHA_* variables,
 // which would otherwise configure every child behind the lab's back.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SAMLHA_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+func childEnv() []string { return localproc.EnvWithout("SAMLHA_") }
 
 // Build compiles samlsp, stickyproxy, devidp and demoapp from the samlha module that
 // contains the working directory into dir; with dir "", into a directory of
