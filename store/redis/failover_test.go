@@ -19,11 +19,12 @@ import (
 	"github.com/samlha/samlha/store/storetest"
 )
 
-// failoverSet is a master, a replica that follows it, and a Sentinel that
-// watches them.
+// failoverSet is a master, a replica that follows it, and the Sentinels
+// that watch them.
 type failoverSet struct {
 	master, replica *redistest.Server
-	sentinel        *redistest.Sentinel
+	sentinel        *redistest.Sentinel // the first of sentinels
+	sentinels       []*redistest.Sentinel
 }
 
 const masterName = "samlha-master"
@@ -31,6 +32,14 @@ const masterName = "samlha-master"
 // startFailoverSet starts a master, a replica of it, and a Sentinel that
 // knows both, and waits until the replica replicates.
 func startFailoverSet(t *testing.T, opts ...redistest.SentinelOption) *failoverSet {
+	t.Helper()
+	return startSentinelSet(t, 1, opts...)
+}
+
+// startSentinelSet is startFailoverSet with n Sentinels, and waits also
+// until each knows the others (they find each other through the master's
+// hello channel, every 2 s).
+func startSentinelSet(t *testing.T, n int, opts ...redistest.SentinelOption) *failoverSet {
 	t.Helper()
 	ctx := t.Context()
 	f := &failoverSet{master: redistest.Start(t)}
@@ -40,20 +49,30 @@ func startFailoverSet(t *testing.T, opts ...redistest.SentinelOption) *failoverS
 		info, err := f.replica.Client().Info(ctx, "replication").Result()
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
-	f.sentinel = redistest.StartSentinel(t, f.master, masterName, opts...)
-	waitFor(t, 10*time.Second, "the Sentinel to know the replica", func() bool {
-		replicas, err := f.sentinel.Client().Do(ctx, "SENTINEL", "REPLICAS", masterName).Slice()
-		return err == nil && len(replicas) == 1
-	})
+	for range n {
+		f.sentinels = append(f.sentinels, redistest.StartSentinel(t, f.master, masterName, opts...))
+	}
+	f.sentinel = f.sentinels[0]
+	for i, s := range f.sentinels {
+		waitFor(t, 20*time.Second, fmt.Sprintf("Sentinel %d to know the replica and %d other Sentinels", i, n-1), func() bool {
+			replicas, err := s.Client().Do(ctx, "SENTINEL", "REPLICAS", masterName).Slice()
+			if err != nil || len(replicas) != 1 {
+				return false
+			}
+			others, err := s.Client().Do(ctx, "SENTINEL", "SENTINELS", masterName).Slice()
+			return err == nil && len(others) == n-1
+		})
+	}
 	return f
 }
 
-// watchSwitch subscribes to the Sentinel's +switch-master and returns a
-// function that waits for it and returns when it came and the new
+// watchSwitch subscribes to the last Sentinel's +switch-master and returns
+// a function that waits for it and returns when it came and the new
 // master's address.
 func (f *failoverSet) watchSwitch(t *testing.T) func() (time.Time, string) {
 	t.Helper()
-	sc := goredis.NewSentinelClient(&goredis.Options{Addr: f.sentinel.Addr(), DisableIdentity: true})
+	last := f.sentinels[len(f.sentinels)-1]
+	sc := goredis.NewSentinelClient(&goredis.Options{Addr: last.Addr(), DisableIdentity: true})
 	t.Cleanup(func() { sc.Close() })
 	ps := sc.Subscribe(t.Context(), "+switch-master")
 	t.Cleanup(func() { ps.Close() })
@@ -104,12 +123,16 @@ type attempt struct {
 // never a conflict); no acknowledged write lost. Two ways: the master is
 // killed (connections refused until the switch), or a Sentinel is told to
 // fail over (SENTINEL FAILOVER: the old master stays up and is demoted to
-// a replica, answering writes with READONLY). A subscription through one
-// of the instances must be Live again after the switch and receive what
-// another instance publishes.
+// a replica, answering writes with READONLY). And the production shape,
+// an election: three Sentinels with a quorum of two, the one the URL lists
+// first killed before the master, so that the two left must agree that the
+// master is down and elect one of them to fail over, and the store must
+// find the new master through a Sentinel list whose first entry refuses
+// connections. A subscription through one of the instances must be Live
+// again after the switch and receive what another instance publishes.
 func TestSentinelFollowsFailoverWithinASecond(t *testing.T) {
 	t.Parallel()
-	for _, fault := range []string{"kill", "sentinel-failover"} {
+	for _, fault := range []string{"kill", "sentinel-failover", "election"} {
 		t.Run(fault, func(t *testing.T) {
 			t.Parallel()
 			failoverRun(t, fault)
@@ -123,11 +146,19 @@ func failoverRun(t *testing.T, fault string) {
 		writers   = 4 // concurrent callers per instance
 		bound     = time.Second
 	)
-	f := startFailoverSet(t)
+	var f *failoverSet
+	if fault == "election" {
+		// failover-timeout bounds the retry after an election that chose
+		// nobody (both Sentinels asked for votes in the same epoch): 2x.
+		f = startSentinelSet(t, 3, redistest.WithQuorum(2), redistest.WithFailoverTimeout(3*time.Second))
+	} else {
+		f = startFailoverSet(t)
+	}
 	waitSwitch := f.watchSwitch(t)
+	url := redistest.SentinelsURL(f.sentinels...)
 	stores := make([]store.Store, instances)
 	for i := range stores {
-		stores[i] = open(t, with(f.sentinel.URL(), "timeout=500ms"))
+		stores[i] = open(t, with(url, "timeout=500ms"))
 	}
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
@@ -201,6 +232,9 @@ func failoverRun(t *testing.T, fault string) {
 		if err := f.sentinel.Client().Do(t.Context(), "SENTINEL", "FAILOVER", masterName).Err(); err != nil {
 			t.Fatalf("SENTINEL FAILOVER: %v", err)
 		}
+	case "election":
+		f.sentinels[0].Kill()
+		f.master.Kill()
 	}
 	switched, newMaster := waitSwitch()
 	if newMaster != f.replica.Addr() {

@@ -13,9 +13,11 @@ import (
 
 // sentinelConf is what a Sentinel is told to monitor, and how.
 type sentinelConf struct {
-	master     *Server
-	masterName string
-	downAfter  time.Duration
+	master          *Server
+	masterName      string
+	downAfter       time.Duration
+	quorum          int
+	failoverTimeout time.Duration
 }
 
 // SentinelOption configures StartSentinel.
@@ -28,12 +30,31 @@ func WithDownAfter(d time.Duration) SentinelOption {
 	return func(c *sentinelConf) { c.downAfter = d }
 }
 
+// WithQuorum sets how many Sentinels must agree that the master is down
+// before one of them may fail over (default 1). With several Sentinels the
+// one that fails over must also be elected by a majority of those it
+// knows, whatever the quorum.
+func WithQuorum(n int) SentinelOption {
+	return func(c *sentinelConf) { c.quorum = n }
+}
+
+// WithFailoverTimeout sets the Sentinel's failover-timeout (default 180s,
+// Redis's): among other things, how long a Sentinel waits before it tries
+// again after an election that chose nobody (twice this), which happens
+// when two Sentinels ask for votes in the same epoch.
+func WithFailoverTimeout(d time.Duration) SentinelOption {
+	return func(c *sentinelConf) { c.failoverTimeout = d }
+}
+
 // write writes the Sentinel's configuration file (Sentinel insists on one
 // it can rewrite) into dir and returns its path.
 func (c *sentinelConf) write(dir string) (string, error) {
 	host, port, _ := strings.Cut(c.master.Addr(), ":")
-	conf := fmt.Sprintf("sentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s %d\n",
-		c.masterName, host, port, c.masterName, c.downAfter.Milliseconds())
+	conf := fmt.Sprintf("sentinel monitor %s %s %s %d\nsentinel down-after-milliseconds %s %d\n",
+		c.masterName, host, port, c.quorum, c.masterName, c.downAfter.Milliseconds())
+	if c.failoverTimeout > 0 {
+		conf += fmt.Sprintf("sentinel failover-timeout %s %d\n", c.masterName, c.failoverTimeout.Milliseconds())
+	}
 	if pw := c.master.password; pw != "" {
 		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", c.masterName, pw)
 	}
@@ -53,7 +74,7 @@ type Sentinel struct {
 
 // StartSentinel starts a private Redis Sentinel (redis-server --sentinel)
 // on a free loopback port that monitors master under masterName, with a
-// quorum of one. It stops when the test ends. Without redis-server on PATH
+// quorum of one unless WithQuorum says otherwise. It stops when the test ends. Without redis-server on PATH
 // it skips the test (fails it under CI=true).
 func StartSentinel(tb testing.TB, master *Server, masterName string, opts ...SentinelOption) *Sentinel {
 	tb.Helper()
@@ -61,7 +82,7 @@ func StartSentinel(tb testing.TB, master *Server, masterName string, opts ...Sen
 	if err != nil || master.external != "" {
 		unavailable(tb, "a Sentinel needs redis-server on PATH")
 	}
-	conf := &sentinelConf{master: master, masterName: masterName, downAfter: time.Second}
+	conf := &sentinelConf{master: master, masterName: masterName, downAfter: time.Second, quorum: 1}
 	for _, o := range opts {
 		o(conf)
 	}
@@ -72,9 +93,17 @@ func StartSentinel(tb testing.TB, master *Server, masterName string, opts ...Sen
 
 // URL returns a redis-sentinel:// URL that finds the master through this
 // Sentinel, with the master's password if it has one.
-func (s *Sentinel) URL() string {
-	u := url.URL{Scheme: "redis-sentinel", Host: s.Addr(), Path: "/" + s.masterName}
-	if pw := s.master.password; pw != "" {
+func (s *Sentinel) URL() string { return SentinelsURL(s) }
+
+// SentinelsURL returns a redis-sentinel:// URL that lists all of ss (which
+// monitor the same master under the same name), in that order.
+func SentinelsURL(ss ...*Sentinel) string {
+	addrs := make([]string, len(ss))
+	for i, s := range ss {
+		addrs[i] = s.Addr()
+	}
+	u := url.URL{Scheme: "redis-sentinel", Host: strings.Join(addrs, ","), Path: "/" + ss[0].masterName}
+	if pw := ss[0].master.password; pw != "" {
 		u.User = url.UserPassword("", pw)
 	}
 	return u.String()
