@@ -132,7 +132,7 @@ type attempt struct {
 // again after the switch and receive what another instance publishes.
 func TestSentinelFollowsFailoverWithinASecond(t *testing.T) {
 	t.Parallel()
-	for _, fault := range []string{"kill", "sentinel-failover", "election"} {
+	for _, fault := range []string{"kill", "sentinel-failover", "election", "failover-elsewhere"} {
 		t.Run(fault, func(t *testing.T) {
 			t.Parallel()
 			failoverRun(t, fault)
@@ -147,7 +147,7 @@ func failoverRun(t *testing.T, fault string) {
 		bound     = time.Second
 	)
 	var f *failoverSet
-	if fault == "election" {
+	if fault == "election" || fault == "failover-elsewhere" {
 		// failover-timeout bounds the retry after an election that chose
 		// nobody (both Sentinels asked for votes in the same epoch): 2x.
 		f = startSentinelSet(t, 3, redistest.WithQuorum(2), redistest.WithFailoverTimeout(3*time.Second))
@@ -235,6 +235,11 @@ func failoverRun(t *testing.T, fault string) {
 	case "election":
 		f.sentinels[0].Kill()
 		f.master.Kill()
+	case "failover-elsewhere":
+		last := f.sentinels[len(f.sentinels)-1]
+		if err := last.Client().Do(t.Context(), "SENTINEL", "FAILOVER", masterName).Err(); err != nil {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
 	}
 	switched, newMaster := waitSwitch()
 	if newMaster != f.replica.Addr() {

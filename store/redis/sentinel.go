@@ -60,9 +60,11 @@ type follower struct {
 	next    int // the Sentinel to ask first
 	retired []goredis.UniversalClient
 	closed  bool // no client replaces the store's any more
-	// holdUntil: a Sentinel is promoting a replica; until the switch, an
-	// abort or this time, no command goes to the old master.
-	holdUntil time.Time
+	// holdUntil, by Sentinel: that Sentinel is promoting a replica; until
+	// the switch, its abort or end of the failover, or this time, no
+	// command goes to the old master. Kept per Sentinel because the one
+	// that loses an election announces its abort while the winner goes on.
+	holdUntil map[string]time.Time
 
 	kick chan struct{}
 	stop chan struct{}
@@ -132,7 +134,9 @@ func newFollower(s *Store, client goredis.UniversalOptions) *follower {
 }
 
 func (f *follower) start() {
-	f.wg.Go(f.listen)
+	for _, addr := range f.sentinels {
+		f.wg.Go(func() { f.listen(addr) })
+	}
 	f.wg.Go(f.poll)
 }
 
@@ -158,7 +162,7 @@ func (f *follower) follow(addr string) {
 	s.addHooksTo(c)
 	prev := s.client.Swap(&clientRef{c})
 	s.hooks.mu.Unlock()
-	f.holdUntil = time.Time{}
+	clear(f.holdUntil)
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.retired = append(f.retired, prev.UniversalClient)
@@ -249,14 +253,21 @@ func (f *follower) suspect(err error) {
 	}
 }
 
-// listen follows +switch-master from a Sentinel, moving to the next one
-// when its connection fails.
-func (f *follower) listen() {
+// listen follows the failover events of the Sentinel at addr, and
+// subscribes again when its connection fails: after sentinelKickEvery, then
+// waiting twice as long each time up to sentinelPoll while it keeps
+// failing. The store listens to every Sentinel it was given, not one: a
+// planned failover (SENTINEL FAILOVER) is announced step by step only by
+// the Sentinel that runs it, and one that wins an election is not always
+// the one a store would have picked; a store that heard only another
+// Sentinel learned of the promotion from the winner's +switch-master,
+// gossiped a second later, and in that second the old master acknowledged
+// writes it then discarded (hundreds per store in
+// TestSentinelFollowsFailoverWithinASecond/failover-elsewhere).
+func (f *follower) listen(addr string) {
 	ctx := background(context.Background())
-	for n := 0; ; n++ {
-		f.mu.Lock()
-		addr := f.sentinels[(f.next+n)%len(f.sentinels)]
-		f.mu.Unlock()
+	wait := sentinelKickEvery
+	for {
 		ps := f.sentinelClient(addr).Subscribe(ctx, failoverEvents...)
 		done := make(chan struct{})
 		go func() {
@@ -270,12 +281,15 @@ func (f *follower) listen() {
 			msg, err := ps.ReceiveTimeout(ctx, 2*sentinelPoll)
 			if err != nil {
 				if isTimeout(err) {
-					continue // idle: the poll checks the Sentinel
+					continue // idle: the poll checks the Sentinels
 				}
 				break
 			}
-			if m, ok := msg.(*goredis.Message); ok {
-				f.event(m.Channel, m.Payload)
+			switch m := msg.(type) {
+			case *goredis.Message:
+				f.event(addr, m.Channel, m.Payload)
+			case *goredis.Subscription:
+				wait = sentinelKickEvery // connected again
 			}
 		}
 		close(done)
@@ -283,8 +297,9 @@ func (f *follower) listen() {
 		select {
 		case <-f.stop:
 			return
-		case <-time.After(sentinelKickEvery):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, sentinelPoll)
 	}
 }
 
@@ -296,7 +311,8 @@ var failoverEvents = []string{
 	"-failover-abort-not-elected", "-failover-abort-no-good-slave", "-failover-abort-slave-timeout",
 }
 
-// event acts on a Sentinel event about the followed master.
+// event acts on an event about the followed master from the Sentinel at
+// sentinel.
 //
 // A planned failover (SENTINEL FAILOVER, or one whose old master is still
 // up) promotes the replica while the old master, which does not know it
@@ -314,7 +330,11 @@ var failoverEvents = []string{
 // the promotion and lost the writes in between (34 in one test run at a
 // load average of 15). +try-failover comes two ticks earlier; the later
 // steps hold too, for a store that connected to the Sentinel midway.
-func (f *follower) event(channel, payload string) {
+//
+// With several Sentinels each holds on its own account: the hold lasts
+// while any of them is promoting, so that the abort of one that lost an
+// election does not end the hold of the one that won.
+func (f *follower) event(sentinel, channel, payload string) {
 	p := strings.Fields(payload)
 	switch {
 	case channel == "+switch-master":
@@ -325,25 +345,40 @@ func (f *follower) event(channel, payload string) {
 	case eventMaster(p) != f.name:
 	case holdFrom[channel]:
 		f.mu.Lock()
-		if !f.holdUntil.IsZero() && time.Now().Before(f.holdUntil) {
+		if until, ok := f.holdUntil[sentinel]; ok && time.Now().Before(until) {
 			f.mu.Unlock()
 			return // already held since an earlier step of this failover
 		}
-		f.holdUntil = time.Now().Add(holdMax)
+		if f.holdUntil == nil {
+			f.holdUntil = map[string]time.Time{}
+		}
+		f.holdUntil[sentinel] = time.Now().Add(holdMax)
 		f.mu.Unlock()
 		f.s.subs.resetAll()
-		f.s.logger.Info("redis-sentinel: a failover has begun; holding commands until the switch", "master", f.name, "event", channel, "for_at_most", holdMax)
-	default: // the failover ended or was aborted
+		f.s.logger.Info("redis-sentinel: a failover has begun; holding commands until the switch", "master", f.name,
+			"sentinel", sentinel, "event", channel, "for_at_most", holdMax)
+	default: // this Sentinel's failover ended or was aborted
 		f.mu.Lock()
-		held := !f.holdUntil.IsZero()
-		f.holdUntil = time.Time{}
+		_, held := f.holdUntil[sentinel]
+		delete(f.holdUntil, sentinel)
 		close(f.changed)
 		f.changed = make(chan struct{})
 		f.mu.Unlock()
 		if held {
-			f.s.logger.Info("redis-sentinel: failover over; commands go on", "master", f.name, "event", channel)
+			f.s.logger.Info("redis-sentinel: failover over; commands go on", "master", f.name, "sentinel", sentinel, "event", channel)
 		}
 	}
+}
+
+// heldUntil is when the latest hold ends (zero: none); f.mu is held.
+func (f *follower) heldUntil() time.Time {
+	var last time.Time
+	for _, until := range f.holdUntil {
+		if until.After(last) {
+			last = until
+		}
+	}
+	return last
 }
 
 // holdFrom are the events of a failover's steps before the promotion.
@@ -375,7 +410,7 @@ var errFailingOver = errors.New("a Sentinel is promoting a replica; the command 
 func (f *follower) hold(ctx context.Context) error {
 	for {
 		f.mu.Lock()
-		until, changed := f.holdUntil, f.changed
+		until, changed := f.heldUntil(), f.changed
 		f.mu.Unlock()
 		left := time.Until(until)
 		if until.IsZero() || left <= 0 {

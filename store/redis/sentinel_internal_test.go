@@ -77,37 +77,53 @@ func TestHoldFromTheFailoversFirstStep(t *testing.T) {
 	held := func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return !f.holdUntil.IsZero() && time.Now().Before(f.holdUntil)
+		return time.Now().Before(f.heldUntil())
 	}
 	master := "master mymaster 127.0.0.1 6379"
-	f.event("+try-failover", "master other 127.0.0.1 6390")
+	const s1, s2 = "127.0.0.1:26379", "127.0.0.1:26380"
+	f.event(s1, "+try-failover", "master other 127.0.0.1 6390")
 	if held() {
 		t.Fatal("another master's failover holds this store's commands")
 	}
-	f.event("+try-failover", master)
+	f.event(s1, "+try-failover", master)
 	if !held() {
 		t.Fatal("+try-failover did not hold commands")
 	}
 	f.mu.Lock()
-	first := f.holdUntil
+	first := f.heldUntil()
 	f.mu.Unlock()
-	f.event("+elected-leader", master)
-	f.event("+failover-state-select-slave", master)
-	f.event("+failover-state-send-slaveof-noone", master)
+	f.event(s1, "+elected-leader", master)
+	f.event(s1, "+failover-state-select-slave", master)
+	f.event(s1, "+failover-state-send-slaveof-noone", master)
 	f.mu.Lock()
-	later := f.holdUntil
+	later := f.heldUntil()
 	f.mu.Unlock()
 	if !later.Equal(first) {
 		t.Errorf("a later step moved the hold's end from %v to %v", first, later)
 	}
-	f.event("-failover-abort-no-good-slave", master)
+	f.event(s1, "-failover-abort-no-good-slave", master)
 	if held() {
 		t.Fatal("an abort did not end the hold")
 	}
 	// A store that connected midway holds from the step it hears.
-	f.event("+failover-state-send-slaveof-noone", master)
+	f.event(s1, "+failover-state-send-slaveof-noone", master)
 	if !held() {
 		t.Fatal("+failover-state-send-slaveof-noone did not hold commands")
+	}
+	// Two Sentinels ask for votes; the one that loses the election aborts,
+	// and the winner goes on promoting: still held. The winner's end ends
+	// it.
+	f.event(s1, "-failover-abort-no-good-slave", master)
+	f.event(s1, "+try-failover", master)
+	f.event(s2, "+try-failover", master)
+	f.event(s1, "-failover-abort-not-elected", master)
+	if !held() {
+		t.Fatal("the abort of the Sentinel that lost the election ended the hold of the one that won")
+	}
+	f.event(s2, "+failover-state-send-slaveof-noone", master)
+	f.event(s2, "+failover-end", master)
+	if held() {
+		t.Fatal("the winner's +failover-end did not end the hold")
 	}
 	for _, ev := range failoverEvents {
 		if holdFrom[ev] || ev == "+switch-master" || strings.HasPrefix(ev, "-failover-abort") || strings.HasPrefix(ev, "+failover-end") {
