@@ -294,6 +294,7 @@ func (sub *subscription) receive() {
 			}
 		}
 		err := sub.session(ctx)
+		s.nudgeCluster(err)
 		sub.setConfirmed(false)
 		sub.q.SetHealthy(false)
 		if sub.stopped() {

@@ -530,7 +530,9 @@ func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
 // error says why the retry was needed.
 func (s *Store) retrying(ctx context.Context, send func(context.Context) error, resend func(error) bool) error {
 	if s.follow == nil {
-		return send(ctx)
+		err := send(ctx)
+		s.nudgeCluster(err)
+		return err
 	}
 	op := opOf(ctx)
 	var last error // why the previous attempt was not enough
@@ -568,6 +570,29 @@ func (s *Store) retrying(ctx context.Context, send func(context.Context) error, 
 		}
 		s.held.retried(op)
 		last = err
+	}
+}
+
+// nudgeCluster makes a Cluster client reload its slot map after a failure
+// that shows a node may be gone: a refused dial, a broken connection, a
+// timeout, CLUSTERDOWN or TRYAGAIN. go-redis reloads it by itself on MOVED
+// and READONLY, and otherwise only every ClusterStateReloadInterval (60 s
+// by default): when a master dies and the cluster promotes its replica,
+// nobody answers MOVED, and the commands for the dead master's slots went
+// on dialling it for up to a minute after the promotion
+// (TestClusterFollowsFailover). go-redis runs one reload at a time, and
+// one more at most every 200 ms however many failures ask for it.
+func (s *Store) nudgeCluster(err error) {
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return
+	}
+	c, ok := s.cli().(*goredis.ClusterClient)
+	if !ok {
+		return
+	}
+	if neverRan(err) || connLost(err) || isTimeout(err) || errors.Is(err, context.DeadlineExceeded) ||
+		goredis.HasErrorPrefix(err, "CLUSTERDOWN") || goredis.HasErrorPrefix(err, "TRYAGAIN") {
+		c.ReloadState(context.Background())
 	}
 }
 

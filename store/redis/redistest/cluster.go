@@ -17,10 +17,11 @@ import (
 // whole.
 const clusterTimeout = 30 * time.Second
 
-// Cluster is a Redis Cluster of masters without replicas, each a private
-// redis-server.
+// Cluster is a Redis Cluster of masters, each a private redis-server, and
+// (StartClusterWithReplicas) their replicas.
 type Cluster struct {
-	Nodes []*Server
+	Nodes    []*Server // the masters, each with an even share of the slots
+	Replicas []*Server // Replicas[i] replicates Nodes[i % len(Nodes)]
 }
 
 // StartCluster builds a Redis Cluster of masters (at least 1) from private
@@ -32,20 +33,41 @@ type Cluster struct {
 // the test (fails it under CI=true): REDIS_URL cannot stand in for a cluster.
 func StartCluster(tb testing.TB, masters int) *Cluster {
 	tb.Helper()
-	if masters < 1 {
-		tb.Fatalf("redistest: StartCluster(%d): want at least one master", masters)
+	return StartClusterWithReplicas(tb, masters, 0)
+}
+
+// clusterNodeTimeout is the nodes' cluster-node-timeout: how long a master
+// may fail to answer before the others take it for failed and one of its
+// replicas is promoted (Redis's default is 15 s).
+const clusterNodeTimeout = 3 * time.Second
+
+// StartClusterWithReplicas is StartCluster with replicas more nodes, each
+// made a replica (CLUSTER REPLICATE) of a master in turn; it waits also
+// until each replicates. When a master fails, the cluster promotes one of
+// its replicas within a few seconds (cluster-node-timeout 3 s, then the
+// election).
+func StartClusterWithReplicas(tb testing.TB, masters, replicas int) *Cluster {
+	tb.Helper()
+	if masters < 1 || replicas < 0 {
+		tb.Fatalf("redistest: StartClusterWithReplicas(%d, %d): want at least one master", masters, replicas)
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		unavailable(tb, "a Redis Cluster needs redis-server on PATH")
 	}
-	c := &Cluster{}
-	for range masters {
-		c.Nodes = append(c.Nodes, Start(tb, WithArgs(
+	node := func() *Server {
+		return Start(tb, WithArgs(
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "3000",
+			"--cluster-node-timeout", strconv.FormatInt(clusterNodeTimeout.Milliseconds(), 10),
 			"--cluster-announce-ip", "127.0.0.1",
-		)))
+		))
+	}
+	c := &Cluster{}
+	for range masters {
+		c.Nodes = append(c.Nodes, node())
+	}
+	for range replicas {
+		c.Replicas = append(c.Replicas, node())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
@@ -57,24 +79,73 @@ func StartCluster(tb testing.TB, masters int) *Cluster {
 		}
 	}
 	seed := c.Nodes[0].Client()
-	for _, n := range c.Nodes[1:] {
+	all := append(append([]*Server{}, c.Nodes...), c.Replicas...)
+	for _, n := range all[1:] {
 		if err := seed.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(n.port)).Err(); err != nil {
 			tb.Fatalf("redistest: CLUSTER MEET %s from %s: %v", n.Addr(), c.Nodes[0].Addr(), err)
 		}
 	}
-	for _, n := range c.Nodes {
-		if err := waitClusterOK(ctx, n, masters); err != nil {
+	for _, n := range all {
+		if err := waitClusterOK(ctx, n, masters, len(all)); err != nil {
 			tb.Fatalf("redistest: cluster node %s: %v\n%s", n.Addr(), err, tail(n.logPath()))
+		}
+	}
+	for i, r := range c.Replicas {
+		m := c.Nodes[i%masters]
+		id, err := m.Client().ClusterMyID(ctx).Result()
+		if err == nil {
+			// The replica must know the master as a master first: gossip
+			// may still be on its way (CLUSTER REPLICATE then fails with
+			// "Unknown node"), so it is polled.
+			err = localproc.Poll(ctx, func(ctx context.Context) error {
+				return r.Client().ClusterReplicate(ctx, id).Err()
+			})
+		}
+		if err != nil {
+			tb.Fatalf("redistest: CLUSTER REPLICATE %s on %s: %v", m.Addr(), r.Addr(), err)
+		}
+		if err := localproc.Poll(ctx, func(ctx context.Context) error {
+			info, err := r.Client().Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "master_link_status:up") {
+				return errors.New("not replicating yet")
+			}
+			return nil
+		}); err != nil {
+			tb.Fatalf("redistest: replica %s of %s: %v\n%s", r.Addr(), m.Addr(), err, tail(r.logPath()))
 		}
 	}
 	return c
 }
 
+// MasterOf returns the address of the node that serves key's slot now, as
+// node asks the cluster (CLUSTER SHARDS is not in Redis 7.0's every build;
+// CLUSTER KEYSLOT and CLUSTER SLOTS are).
+func (c *Cluster) MasterOf(ctx context.Context, node *Server, key string) (string, error) {
+	cl := node.Client()
+	slot, err := cl.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		return "", err
+	}
+	ranges, err := cl.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	for _, r := range ranges {
+		if int64(r.Start) <= slot && slot <= int64(r.End) && len(r.Nodes) > 0 {
+			return r.Nodes[0].Addr, nil
+		}
+	}
+	return "", fmt.Errorf("no node serves slot %d", slot)
+}
+
 // waitClusterOK polls CLUSTER INFO on n until it reports the cluster ok with
-// all masters known, or ctx ends.
-func waitClusterOK(ctx context.Context, n *Server, masters int) error {
+// all masters serving and all nodes known, or ctx ends.
+func waitClusterOK(ctx context.Context, n *Server, masters, nodes int) error {
 	client := n.Client()
-	want := []string{"cluster_state:ok", "cluster_known_nodes:" + strconv.Itoa(masters), "cluster_size:" + strconv.Itoa(masters)}
+	want := []string{"cluster_state:ok", "cluster_known_nodes:" + strconv.Itoa(nodes), "cluster_size:" + strconv.Itoa(masters)}
 	var last string
 	err := localproc.Poll(ctx, func(ctx context.Context) error {
 		info, err := client.ClusterInfo(ctx).Result()
@@ -106,7 +177,7 @@ func hasAll(info string, want []string) bool {
 	return true
 }
 
-// Addrs returns the nodes' host:port addresses.
+// Addrs returns the masters' host:port addresses.
 func (c *Cluster) Addrs() []string {
 	addrs := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
@@ -115,7 +186,7 @@ func (c *Cluster) Addrs() []string {
 	return addrs
 }
 
-// URL returns a redis-cluster:// URL that lists every node.
+// URL returns a redis-cluster:// URL that lists every master.
 func (c *Cluster) URL() string {
 	return "redis-cluster://" + strings.Join(c.Addrs(), ",")
 }

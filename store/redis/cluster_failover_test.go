@@ -1,0 +1,205 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/samlha/samlha/store"
+	"github.com/samlha/samlha/store/redis/redistest"
+	"github.com/samlha/samlha/store/storetest"
+)
+
+// TestClusterFollowsFailover kills a master of a Redis Cluster (three
+// masters, each with a replica) under writes from several store instances:
+// half of them to keys in the dead master's slot (the slot of the
+// subscription's channel, too), half to keys another master serves. Until
+// the cluster promotes the dead master's replica every failure must be
+// unavailable (never absent, never another error): refused dials for the
+// dead master's keys, and CLUSTERDOWN for every key once the cluster marks
+// itself failed (cluster-require-full-coverage, Redis's default). After the
+// promotion every instance must write to the new master within
+// clusterFollowBound, no write acknowledged after the promotion may be
+// missing from it, and the subscription must be Lost, then Live on the new
+// master, and receive what another instance publishes.
+func TestClusterFollowsFailover(t *testing.T) {
+	t.Parallel()
+	const (
+		instances = 3
+		writers   = 2 // per instance and per slot: the dead master's, another's
+		channel   = "failover"
+	)
+	ctx := t.Context()
+	c := redistest.StartClusterWithReplicas(t, 3, 3)
+	victimAddr, err := c.MasterOf(ctx, c.Nodes[0], "{"+channel+"}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := -1
+	for i, n := range c.Nodes {
+		if n.Addr() == victimAddr {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		t.Fatalf("the channel's slot is served by %s, not one of the masters %v", victimAddr, c.Addrs())
+	}
+	heir := c.Replicas[victim]
+	// A hash tag whose slot another master serves.
+	other := ""
+	for i := 0; other == ""; i++ {
+		tag := fmt.Sprintf("other%d", i)
+		if addr, err := c.MasterOf(ctx, c.Nodes[0], "{"+tag+"}"); err != nil {
+			t.Fatal(err)
+		} else if addr != victimAddr {
+			other = tag
+		}
+	}
+	tags := []string{channel, other}
+
+	url := with(c.URL(), "timeout=500ms&"+notifyParams)
+	stores := make([]store.Store, instances)
+	for i := range stores {
+		stores[i] = open(t, url)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		mu       sync.Mutex
+		attempts = map[string][]attempt{} // by "instance/tag"
+		wg       sync.WaitGroup
+	)
+	for i, s := range stores {
+		for _, tag := range tags {
+			for w := range writers {
+				wg.Go(func() {
+					tick := time.NewTicker(5 * time.Millisecond) // pacing, not waiting
+					defer tick.Stop()
+					for n := 0; wctx.Err() == nil; n++ {
+						key := fmt.Sprintf("{%s}k-%d-%d-%d", tag, i, w, n)
+						err := s.Put(wctx, key, []byte("v"), time.Minute)
+						if wctx.Err() != nil {
+							return
+						}
+						mu.Lock()
+						attempts[fmt.Sprintf("%d/%s", i, tag)] = append(attempts[fmt.Sprintf("%d/%s", i, tag)], attempt{key, time.Now(), err})
+						mu.Unlock()
+						select {
+						case <-wctx.Done():
+						case <-tick.C:
+						}
+					}
+				})
+			}
+		}
+	}
+	waitFor(t, 10*time.Second, "writes through every instance to both slots", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempts) == instances*len(tags)
+	})
+	sub, err := stores[0].(store.Notifier).Subscribe(ctx, channel)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer sub.Close()
+	events := storetest.Watch(sub)
+	events.WaitFrom(t, 0, store.EventLive, 10*time.Second)
+
+	from := events.Len()
+	killed := time.Now()
+	c.Nodes[victim].Kill()
+	var promoted time.Time
+	waitFor(t, 30*time.Second, "the cluster to promote the dead master's replica", func() bool {
+		info, err := heir.Client().Info(ctx, "replication").Result()
+		if err == nil && strings.Contains(info, "role:master") {
+			promoted = time.Now()
+			return true
+		}
+		return false
+	})
+	deadline := time.Now().Add(clusterFollowBound + 10*time.Second)
+	for {
+		mu.Lock()
+		var behind []string
+		for name, as := range attempts {
+			ok := false
+			for _, a := range as {
+				ok = ok || a.err == nil && a.end.After(promoted.Add(clusterFollowBound))
+			}
+			if !ok {
+				last := as[len(as)-1]
+				behind = append(behind, fmt.Sprintf("%s (last attempt %v after the promotion: %v)", name, last.end.Sub(promoted).Round(time.Millisecond), last.err))
+			}
+		}
+		mu.Unlock()
+		if len(behind) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			slices.Sort(behind)
+			t.Fatalf("%v after the promotion, no write has gone through since %v after it on:\n%s",
+				time.Since(promoted).Round(time.Millisecond), clusterFollowBound, strings.Join(behind, "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	wg.Wait()
+
+	lost := events.WaitFrom(t, from, store.EventLost, 10*time.Second)
+	live := events.WaitFrom(t, lost, store.EventLive, 20*time.Second)
+	t.Logf("subscription: Lost %v after the kill, Live %v after the promotion",
+		events.Events()[lost].At.Sub(killed).Round(time.Millisecond), events.Events()[live].At.Sub(promoted).Round(time.Millisecond))
+	if err := stores[1].(store.Notifier).Publish(ctx, channel, []byte("after")); err != nil {
+		t.Fatalf("Publish after the failover: %v", err)
+	}
+	events.WaitPayload(t, "after", 10*time.Second)
+
+	t.Logf("replica promoted %v after the kill", promoted.Sub(killed).Round(time.Millisecond))
+	for _, name := range slices.Sorted(maps.Keys(attempts)) {
+		as := attempts[name]
+		var first time.Time
+		failed, missing := 0, 0
+		for _, a := range as {
+			switch {
+			case a.err != nil:
+				failed++
+				if !errors.Is(a.err, store.ErrUnavailable) || errors.Is(a.err, store.ErrNotFound) {
+					t.Errorf("%s: a write failed with %v, want only ErrUnavailable", name, a.err)
+				}
+			case a.end.After(promoted):
+				if strings.HasPrefix(a.key, "{"+channel+"}") {
+					n, err := heir.Client().Exists(ctx, "samlha:"+a.key).Result()
+					if err != nil {
+						t.Fatalf("EXISTS on the new master: %v", err)
+					}
+					if n == 0 {
+						missing++
+					}
+				}
+				if first.IsZero() {
+					first = a.end
+				}
+			}
+		}
+		took := first.Sub(promoted)
+		t.Logf("%s: first write after the promotion %v after it; %d writes failed (unavailable); %d acknowledged after it missing from the new master",
+			name, took.Round(time.Millisecond), failed, missing)
+		if took > clusterFollowBound {
+			t.Errorf("%s: first write %v after the promotion, want under %v", name, took, clusterFollowBound)
+		}
+		if missing > 0 {
+			t.Errorf("%s: %d writes acknowledged after the promotion are not on the new master", name, missing)
+		}
+	}
+}
+
+// clusterFollowBound bounds how long after a Cluster promoted a replica
+// every store writes again, to the dead master's slots and the others.
+const clusterFollowBound = 2 * time.Second
