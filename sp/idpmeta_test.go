@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/samlha/samlha/sp"
 	"github.com/samlha/samlha/sp/devidp"
+	"github.com/samlha/samlha/sp/failure"
+	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/login"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
@@ -161,6 +164,75 @@ func TestRestartIsReadyWithTheLastGoodMetadata(t *testing.T) {
 			}
 			if loc := rec.Header().Get("Location"); rec.Code == http.StatusFound && !strings.HasPrefix(loc, idp.URL) {
 				t.Fatalf("the login went to %q, not to the IdP of the kept copy %s", loc, idp.URL)
+			}
+		})
+	}
+}
+
+// A replica that has not loaded the IdP metadata (it has just started, or
+// the IdP is down) still serves the sessions it can read, from the shared
+// store or a signed cookie: only a request that would have to log in is
+// answered idp-metadata-unavailable. Before, every request was, and in a
+// rolling restart a logged-in user's request that reached a replica still
+// loading its metadata got a 503 (the lab's roundrobin-stateless-rolling,
+// "follow-up errors 1: idp-metadata-unavailable").
+func TestSessionsServedBeforeMetadata(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"shared-store", "stateless"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			var st store.Store
+			var stores func(testing.TB, int) store.Store
+			if mode == "shared-store" {
+				st = memoryStores(t, 0)
+				stores = func(testing.TB, int) store.Store { return st }
+			}
+			top := startTopology(t, topologyConfig{Replicas: 1, Store: stores})
+			b := top.browser()
+			if res := top.login(t, b, "alice"); !res.OK {
+				t.Fatalf("login: %s", describe(res))
+			}
+			root, _ := url.Parse(top.ProxyURL)
+			// A replica with the same store and key whose IdP metadata URL
+			// refuses connections: it never loads.
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mdURL, _ := url.Parse("http://" + l.Addr().String() + "/metadata")
+			l.Close()
+			key, cert := spKeyPair(t)
+			s, err := sp.New(sp.Config{InstanceID: "sp-2", RootURL: root, Store: st, Key: key, Certificate: cert,
+				IDP:         &login.IDPMetadata{URL: mdURL, Refresh: time.Hour},
+				LoginLimits: limits.LoginLimits{PerClientRate: -1, TotalRate: -1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Ready() {
+				t.Fatal("the replica is ready without IdP metadata")
+			}
+			get := func(path string, session bool) *httptest.ResponseRecorder {
+				req := httptest.NewRequest("GET", top.ProxyURL+path, nil)
+				req.Header.Set("Accept", "text/html")
+				req.Header.Set("Sec-Fetch-Mode", "navigate")
+				if session {
+					for _, c := range b.Cookies(root) {
+						req.AddCookie(c)
+					}
+				}
+				rec := httptest.NewRecorder()
+				s.ServeHTTP(rec, req)
+				return rec
+			}
+			for _, path := range []string{"/app", "/whoami"} {
+				if rec := get(path, true); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "alice") {
+					t.Errorf("GET %s with alice's session before the metadata loaded: %d %s, want 200 with alice\n%s",
+						path, rec.Code, rec.Header().Get("X-Samlha-Cause"), failure.Truncate(rec.Body.String(), 300))
+				}
+				if rec := get(path, false); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("X-Samlha-Cause") != "idp-metadata-unavailable" {
+					t.Errorf("GET %s without a session before the metadata loaded: %d %q, want 503 idp-metadata-unavailable",
+						path, rec.Code, rec.Header().Get("X-Samlha-Cause"))
+				}
 			}
 		})
 	}

@@ -22,11 +22,8 @@ const reloginCookie = "samlha_relogin"
 // after that the SP explains instead of looping.
 func (e *Engine) RequireAccount(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rt := e.live(w, r)
-		if rt == nil {
-			return
-		}
-		sess, err := rt.mw.Session.GetSession(r)
+		rt := e.rt.Load()
+		sess, err := e.sessionsOf(rt).GetSession(r)
 		if err == nil && sess != nil {
 			if _, err := r.Cookie(reloginCookie); err == nil {
 				http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: e.cookies.Secure, SameSite: http.SameSiteLaxMode})
@@ -36,6 +33,11 @@ func (e *Engine) RequireAccount(next http.Handler) http.Handler {
 		}
 		if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
 			e.resp.Fail(w, r, failure.FromStore(err, ""))
+			return
+		}
+		if rt == nil {
+			// Only a login needs the metadata.
+			e.resp.Fail(w, r, errMetadataNotLoaded())
 			return
 		}
 		if _, ckErr := r.Cookie(session.CookieName); ckErr != nil {
@@ -76,19 +78,23 @@ func errString(err error) string {
 
 // Session reads r's session: nil without one, with err the session miss
 // (samlsp.ErrNoSession, wrapping a *session.Miss when the cookie named
-// one). When the IdP metadata is not loaded or the store fails it answers
-// r with the named cause and returns ok false: nothing is guessed, no login
-// is started.
+// one). When the store fails, or r has no session and the IdP metadata is
+// not loaded (a login could not start), it answers r with the named cause
+// and returns ok false: nothing is guessed, no login is started. A session
+// needs no metadata: a replica that has just started, or whose IdP is
+// down, serves the sessions it can read.
 func (e *Engine) Session(w http.ResponseWriter, r *http.Request) (sess samlsp.Session, err error, ok bool) {
-	rt := e.live(w, r)
-	if rt == nil {
+	rt := e.rt.Load()
+	sess, err, ok = e.session(w, r, e.sessionsOf(rt))
+	if ok && sess == nil && rt == nil {
+		e.resp.Fail(w, r, errMetadataNotLoaded())
 		return nil, nil, false
 	}
-	return e.session(w, r, rt)
+	return sess, err, ok
 }
 
-func (e *Engine) session(w http.ResponseWriter, r *http.Request, rt *liveConfig) (sess samlsp.Session, err error, ok bool) {
-	sess, err = rt.mw.Session.GetSession(r)
+func (e *Engine) session(w http.ResponseWriter, r *http.Request, sessions samlsp.SessionProvider) (sess samlsp.Session, err error, ok bool) {
+	sess, err = sessions.GetSession(r)
 	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
 		f := failure.FromStore(err, "")
 		f.Op = "session"

@@ -276,25 +276,19 @@ func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
 	mw.RequirePOSTToStartLogout = true
 	applyRollover(&mw.ServiceProvider, e.cfg.NextKey)
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
-	cookies := e.cookieSessions(mw)
+	mw.Session = e.sessionProvider(e.cookieSessions(mw))
 	tracker := e.cookieTracker(opts, mw)
 	if e.cfg.Store != nil {
 		parser := mw.ServiceProvider
 		parser.ReplayCache = nil
 		rt.parser = &parser
-		var sessions samlsp.SessionProvider = e.sessions
-		if e.cache != nil {
-			sessions = e.cache
-		}
-		mw.Session, rt.state = sessions, e.tracker
+		rt.state = e.tracker
 		if e.cfg.AcceptStateless {
-			mw.Session = session.Either{Store: sessions, Cookies: cookies}
 			rt.state = loginstate.Either{Cookies: tracker, Store: e.tracker}
 		}
 	} else {
-		mw.Session, rt.state = cookies, tracker
+		rt.state = tracker
 		if e.tracker != nil { // on the way to a shared store
-			mw.Session = session.Either{Store: e.sessions, Cookies: cookies, CookiesFirst: true}
 			rt.state = loginstate.Either{Cookies: tracker, Store: e.tracker, CookiesFirst: true}
 		}
 	}
@@ -306,6 +300,38 @@ func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
 	e.rt.Store(rt)
 	e.m.idpMetadata.Set(1)
 	return nil
+}
+
+// sessionProvider is where this engine's sessions are read and ended: the
+// store's (through the session cache when it runs), crewjam's signed
+// cookies (cookies) in stateless mode, or either while moving between the
+// two. None of it depends on the IdP metadata.
+func (e *Engine) sessionProvider(cookies samlsp.CookieSessionProvider) samlsp.SessionProvider {
+	if e.cfg.Store != nil {
+		var sessions samlsp.SessionProvider = e.sessions
+		if e.cache != nil {
+			sessions = e.cache
+		}
+		if e.cfg.AcceptStateless {
+			return session.Either{Store: sessions, Cookies: cookies}
+		}
+		return sessions
+	}
+	if e.tracker != nil { // on the way to a shared store
+		return session.Either{Store: e.sessions, Cookies: cookies, CookiesFirst: true}
+	}
+	return cookies
+}
+
+// sessionsOf returns the session provider of rt, the live configuration,
+// or, before the IdP metadata is loaded (rt nil), the same provider built
+// without it: a replica that has just started, or whose IdP is down, still
+// serves the sessions it can read.
+func (e *Engine) sessionsOf(rt *liveConfig) samlsp.SessionProvider {
+	if rt != nil {
+		return rt.mw.Session
+	}
+	return e.sessionProvider(e.cookieSessions(e.metadataOnly))
 }
 
 // cookieSessions is crewjam's signed-cookie session provider of mw as
