@@ -430,3 +430,21 @@ func TestClusterNodeDownIsUnavailable(t *testing.T) {
 		t.Fatalf("every one of %d keys answered with a third of the slots' master down", nkeys)
 	}
 }
+
+// aclPassword is the password of the least-privilege ACL user.
+const aclPassword = "acl-pw-3b9d"
+
+// leastPrivilege is the ACL rule of a Redis user that may do what the store
+// does and nothing more: the commands store/README.md lists ("Redis ACL"),
+// on keys and channels under the default prefix only.
+var leastPrivilege = []string{"on", ">" + aclPassword, "resetkeys", "~samlha:*", "resetchannels", "&samlha:*",
+	"-@all", "+get", "+set", "+del", "+mget", "+eval", "+evalsha", "+publish", "+subscribe"}
+
+// TestConformanceLeastPrivilege runs the suite, subscriptions included, as a
+// Redis ACL user with only leastPrivilege: a command the store sends that
+// the list lacks, or a key or channel outside the prefix, fails the suite
+// (NOPERM).
+func TestConformanceLeastPrivilege(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithArgs(append([]string{"--user", "samlha"}, leastPrivilege...)...))
+	storetest.Run(t, opener(with("redis://samlha:"+aclPassword+"@"+srv.Addr(), suiteParams)))
+}
