@@ -72,7 +72,7 @@ func startSentinelSet(t *testing.T, n int, opts ...redistest.SentinelOption) *fa
 func (f *failoverSet) watchSwitch(t *testing.T) func() (time.Time, string) {
 	t.Helper()
 	last := f.sentinels[len(f.sentinels)-1]
-	sc := goredis.NewSentinelClient(&goredis.Options{Addr: last.Addr(), DisableIdentity: true})
+	sc := goredis.NewSentinelClient(&goredis.Options{Addr: last.Addr(), Password: last.Password(), DisableIdentity: true})
 	t.Cleanup(func() { sc.Close() })
 	ps := sc.Subscribe(t.Context(), "+switch-master")
 	t.Cleanup(func() { ps.Close() })
@@ -108,6 +108,9 @@ func (f *failoverSet) watchSwitch(t *testing.T) func() (time.Time, string) {
 	}
 }
 
+// sentinelPassword is the Sentinels' own password where they have one.
+const sentinelPassword = "sentinel-pw-71c4"
+
 // attempt is one write of a failover run: its key, when it ended and how.
 type attempt struct {
 	key string
@@ -128,11 +131,14 @@ type attempt struct {
 // first killed before the master, so that the two left must agree that the
 // master is down and elect one of them to fail over, and the store must
 // find the new master through a Sentinel list whose first entry refuses
-// connections. A subscription through one of the instances must be Live
-// again after the switch and receive what another instance publishes.
+// connections. And a planned failover behind a Sentinel with a password of
+// its own (sentinel_password in the URL), which the store's listener must
+// give to hear the failover begin. A subscription through one of the
+// instances must be Live again after the switch and receive what another
+// instance publishes.
 func TestSentinelFollowsFailoverWithinASecond(t *testing.T) {
 	t.Parallel()
-	for _, fault := range []string{"kill", "sentinel-failover", "election", "failover-elsewhere"} {
+	for _, fault := range []string{"kill", "sentinel-failover", "election", "failover-elsewhere", "sentinel-password"} {
 		t.Run(fault, func(t *testing.T) {
 			t.Parallel()
 			failoverRun(t, fault)
@@ -151,6 +157,8 @@ func failoverRun(t *testing.T, fault string) {
 		// failover-timeout bounds the retry after an election that chose
 		// nobody (both Sentinels asked for votes in the same epoch): 2x.
 		f = startSentinelSet(t, 3, redistest.WithQuorum(2), redistest.WithFailoverTimeout(3*time.Second))
+	} else if fault == "sentinel-password" {
+		f = startFailoverSet(t, redistest.WithSentinelPassword(sentinelPassword))
 	} else {
 		f = startFailoverSet(t)
 	}
@@ -228,7 +236,7 @@ func failoverRun(t *testing.T, fault string) {
 	switch fault {
 	case "kill":
 		f.master.Kill()
-	case "sentinel-failover":
+	case "sentinel-failover", "sentinel-password":
 		if err := f.sentinel.Client().Do(t.Context(), "SENTINEL", "FAILOVER", masterName).Err(); err != nil {
 			t.Fatalf("SENTINEL FAILOVER: %v", err)
 		}

@@ -92,3 +92,35 @@ func TestSentinelUnreachable(t *testing.T) {
 	sentinel.Restart()
 	waitPing(t, s)
 }
+
+// TestSentinelPassword: behind Sentinels with a password of their own, a
+// URL without sentinel_password, or with a wrong one, fails to open, and
+// says that the Sentinels refused it (not that the master is down), without
+// the password in the message; with it, the store works.
+func TestSentinelPassword(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t, redistest.WithPassword(password))
+	sentinel := redistest.StartSentinel(t, master, masterName, redistest.WithSentinelPassword(sentinelPassword))
+	good := with(sentinel.URL(), "timeout=500ms")
+	if !strings.Contains(good, "sentinel_password=") {
+		t.Fatalf("SentinelsURL = %q, want sentinel_password", good)
+	}
+	for name, url := range map[string]string{
+		"none":  strings.Replace(good, "sentinel_password="+sentinelPassword, "sentinel_password=", 1),
+		"wrong": strings.Replace(good, "sentinel_password="+sentinelPassword, "sentinel_password=not-"+sentinelPassword, 1),
+	} {
+		_, err := store.Open(t.Context(), url, nil)
+		switch {
+		case err == nil:
+			t.Errorf("%s: store.Open without the Sentinels' password succeeded", name)
+		case !strings.Contains(err.Error(), "Sentinel") || !strings.Contains(err.Error(), "NOAUTH") && !strings.Contains(err.Error(), "WRONGPASS"):
+			t.Errorf("%s: store.Open: %v; want an error that says the Sentinels refused the authentication", name, err)
+		case strings.Contains(err.Error(), sentinelPassword) || strings.Contains(err.Error(), password):
+			t.Errorf("%s: store.Open error %q contains a password", name, err)
+		}
+	}
+	s := open(t, good)
+	if err := s.Put(t.Context(), "k", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("Put with the Sentinels' password: %v", err)
+	}
+}

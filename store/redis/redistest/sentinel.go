@@ -18,6 +18,7 @@ type sentinelConf struct {
 	downAfter       time.Duration
 	quorum          int
 	failoverTimeout time.Duration
+	password        string // the Sentinel's own (requirepass)
 }
 
 // SentinelOption configures StartSentinel.
@@ -46,12 +47,22 @@ func WithFailoverTimeout(d time.Duration) SentinelOption {
 	return func(c *sentinelConf) { c.failoverTimeout = d }
 }
 
+// WithSentinelPassword makes the Sentinel require password of its clients
+// (requirepass in sentinel.conf); SentinelsURL then carries it as
+// sentinel_password.
+func WithSentinelPassword(password string) SentinelOption {
+	return func(c *sentinelConf) { c.password = password }
+}
+
 // write writes the Sentinel's configuration file (Sentinel insists on one
 // it can rewrite) into dir and returns its path.
 func (c *sentinelConf) write(dir string) (string, error) {
 	host, port, _ := strings.Cut(c.master.Addr(), ":")
 	conf := fmt.Sprintf("sentinel monitor %s %s %s %d\nsentinel down-after-milliseconds %s %d\n",
 		c.masterName, host, port, c.quorum, c.masterName, c.downAfter.Milliseconds())
+	if c.password != "" {
+		conf += fmt.Sprintf("requirepass %s\n", c.password)
+	}
 	if c.failoverTimeout > 0 {
 		conf += fmt.Sprintf("sentinel failover-timeout %s %d\n", c.masterName, c.failoverTimeout.Milliseconds())
 	}
@@ -86,7 +97,7 @@ func StartSentinel(tb testing.TB, master *Server, masterName string, opts ...Sen
 	for _, o := range opts {
 		o(conf)
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), sentinel: conf}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), sentinel: conf, password: conf.password}
 	s.launch()
 	return &Sentinel{Server: s, master: master, masterName: masterName}
 }
@@ -96,7 +107,8 @@ func StartSentinel(tb testing.TB, master *Server, masterName string, opts ...Sen
 func (s *Sentinel) URL() string { return SentinelsURL(s) }
 
 // SentinelsURL returns a redis-sentinel:// URL that lists all of ss (which
-// monitor the same master under the same name), in that order.
+// monitor the same master under the same name), in that order, with the
+// master's password and the Sentinels' (the first's) if they have them.
 func SentinelsURL(ss ...*Sentinel) string {
 	addrs := make([]string, len(ss))
 	for i, s := range ss {
@@ -105,6 +117,9 @@ func SentinelsURL(ss ...*Sentinel) string {
 	u := url.URL{Scheme: "redis-sentinel", Host: strings.Join(addrs, ","), Path: "/" + ss[0].masterName}
 	if pw := ss[0].master.password; pw != "" {
 		u.User = url.UserPassword("", pw)
+	}
+	if pw := ss[0].sentinel.password; pw != "" {
+		u.RawQuery = url.Values{"sentinel_password": {pw}}.Encode()
 	}
 	return u.String()
 }
