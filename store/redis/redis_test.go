@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -447,4 +448,16 @@ var leastPrivilege = []string{"on", ">" + aclPassword, "resetkeys", "~samlha:*",
 func TestConformanceLeastPrivilege(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs(append([]string{"--user", "samlha"}, leastPrivilege...)...))
 	storetest.Run(t, opener(with("redis://samlha:"+aclPassword+"@"+srv.Addr(), suiteParams)))
+}
+
+// leastPrivilegeCluster is leastPrivilege on a Cluster: sharded pub/sub,
+// and the slot map go-redis reads.
+var leastPrivilegeCluster = append(slices.Clone(leastPrivilege), "+spublish", "+ssubscribe", "+cluster|slots")
+
+// TestConformanceLeastPrivilegeCluster is TestConformanceLeastPrivilege on
+// a 3-master Cluster whose nodes all have the user.
+func TestConformanceLeastPrivilegeCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3, redistest.WithArgs(append([]string{"--user", "samlha"}, leastPrivilegeCluster...)...))
+	u := strings.Replace(c.URL(), "redis-cluster://", "redis-cluster://samlha:"+aclPassword+"@", 1)
+	storetest.Run(t, opener(with(u, suiteParams)))
 }

@@ -25,15 +25,16 @@ type Cluster struct {
 }
 
 // StartCluster builds a Redis Cluster of masters (at least 1) from private
-// redis-server processes on free loopback ports: it starts each with
+// redis-server processes on free loopback ports (each started with opts
+// too, such as an ACL user): it starts each with
 // cluster mode on, gives each an even share of the 16384 hash slots
 // (CLUSTER ADDSLOTSRANGE), introduces them to each other (CLUSTER MEET), and
 // waits until every node reports cluster_state:ok and knows every other.
 // The nodes stop when the test ends. Without redis-server on PATH it skips
 // the test (fails it under CI=true): REDIS_URL cannot stand in for a cluster.
-func StartCluster(tb testing.TB, masters int) *Cluster {
+func StartCluster(tb testing.TB, masters int, opts ...Option) *Cluster {
 	tb.Helper()
-	return StartClusterWithReplicas(tb, masters, 0)
+	return StartClusterWithReplicas(tb, masters, 0, opts...)
 }
 
 // clusterNodeTimeout is the nodes' cluster-node-timeout: how long a master
@@ -46,7 +47,7 @@ const clusterNodeTimeout = 3 * time.Second
 // until each replicates. When a master fails, the cluster promotes one of
 // its replicas within a few seconds (cluster-node-timeout 3 s, then the
 // election).
-func StartClusterWithReplicas(tb testing.TB, masters, replicas int) *Cluster {
+func StartClusterWithReplicas(tb testing.TB, masters, replicas int, opts ...Option) *Cluster {
 	tb.Helper()
 	if masters < 1 || replicas < 0 {
 		tb.Fatalf("redistest: StartClusterWithReplicas(%d, %d): want at least one master", masters, replicas)
@@ -55,12 +56,12 @@ func StartClusterWithReplicas(tb testing.TB, masters, replicas int) *Cluster {
 		unavailable(tb, "a Redis Cluster needs redis-server on PATH")
 	}
 	node := func() *Server {
-		return Start(tb, WithArgs(
+		return Start(tb, append([]Option{WithArgs(
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.FormatInt(clusterNodeTimeout.Milliseconds(), 10),
 			"--cluster-announce-ip", "127.0.0.1",
-		))
+		)}, opts...)...)
 	}
 	c := &Cluster{}
 	for range masters {
