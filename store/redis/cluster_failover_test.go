@@ -1,13 +1,11 @@
 package redis_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,41 +79,16 @@ func clusterFailoverRun(t *testing.T, fault string) {
 	for i := range stores {
 		stores[i] = open(t, url)
 	}
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var (
-		mu       sync.Mutex
-		attempts = map[string][]attempt{} // by "instance/tag"
-		wg       sync.WaitGroup
-	)
+	load := newWriteLoad(t)
 	for i, s := range stores {
 		for _, tag := range tags {
 			for w := range writers {
-				wg.Go(func() {
-					tick := time.NewTicker(5 * time.Millisecond) // pacing, not waiting
-					defer tick.Stop()
-					for n := 0; wctx.Err() == nil; n++ {
-						key := fmt.Sprintf("{%s}k-%d-%d-%d", tag, i, w, n)
-						err := s.Put(wctx, key, []byte("v"), time.Minute)
-						if wctx.Err() != nil {
-							return
-						}
-						mu.Lock()
-						attempts[fmt.Sprintf("%d/%s", i, tag)] = append(attempts[fmt.Sprintf("%d/%s", i, tag)], attempt{key, time.Now(), err})
-						mu.Unlock()
-						select {
-						case <-wctx.Done():
-						case <-tick.C:
-						}
-					}
-				})
+				load.writer(fmt.Sprintf("%d/%s", i, tag), s, func(n int) string { return fmt.Sprintf("{%s}k-%d-%d-%d", tag, i, w, n) }, nil)
 			}
 		}
 	}
 	waitFor(t, 10*time.Second, "writes through every instance to both slots", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(attempts) == instances*len(tags)
+		return len(load.attempts()) == instances*len(tags)
 	})
 	sub, err := stores[0].(store.Notifier).Subscribe(ctx, channel)
 	if err != nil {
@@ -145,32 +118,21 @@ func clusterFailoverRun(t *testing.T, fault string) {
 		return false
 	})
 	deadline := time.Now().Add(clusterFollowBound + 10*time.Second)
-	for {
-		mu.Lock()
-		var behind []string
-		for name, as := range attempts {
-			ok := false
-			for _, a := range as {
-				ok = ok || a.err == nil && a.end.After(promoted.Add(clusterFollowBound))
-			}
-			if !ok {
+	for !load.succeededAfter(promoted.Add(clusterFollowBound), instances*len(tags)) {
+		if time.Now().After(deadline) {
+			var behind []string
+			for name, as := range load.attempts() {
 				last := as[len(as)-1]
 				behind = append(behind, fmt.Sprintf("%s (last attempt %v after the promotion: %v)", name, last.end.Sub(promoted).Round(time.Millisecond), last.err))
 			}
-		}
-		mu.Unlock()
-		if len(behind) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
 			slices.Sort(behind)
-			t.Fatalf("%v after the promotion, no write has gone through since %v after it on:\n%s",
+			t.Fatalf("%v after the promotion, not every instance has written to both slots since %v after it; last attempts:\n%s",
 				time.Since(promoted).Round(time.Millisecond), clusterFollowBound, strings.Join(behind, "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	stop()
-	wg.Wait()
+	load.end()
+	attempts := load.attempts()
 
 	lost := events.WaitFrom(t, from, store.EventLost, 10*time.Second)
 	live := events.WaitFrom(t, lost, store.EventLive, 20*time.Second)

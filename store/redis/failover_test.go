@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -118,6 +119,81 @@ type attempt struct {
 	err error
 }
 
+// writeLoad is paced writers, each a Put every 5 ms through its store,
+// with every attempt recorded by group, until end (or the test's end).
+type writeLoad struct {
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	byGroup map[string][]attempt
+}
+
+func newWriteLoad(t *testing.T) *writeLoad {
+	ctx, stop := context.WithCancel(t.Context())
+	l := &writeLoad{ctx: ctx, stop: stop, byGroup: map[string][]attempt{}}
+	t.Cleanup(l.end)
+	return l
+}
+
+// writer starts a writer through s whose attempts go to group, its n-th
+// write to key(n); while pause (if not nil) says so it skips its turns.
+func (l *writeLoad) writer(group string, s store.Store, key func(n int) string, pause func() bool) {
+	l.wg.Go(func() {
+		tick := time.NewTicker(5 * time.Millisecond) // pacing, not waiting
+		defer tick.Stop()
+		for n := 0; l.ctx.Err() == nil; n++ {
+			if pause == nil || !pause() {
+				k := key(n)
+				err := s.Put(l.ctx, k, []byte("v"), time.Minute)
+				if l.ctx.Err() != nil {
+					return
+				}
+				l.mu.Lock()
+				l.byGroup[group] = append(l.byGroup[group], attempt{k, time.Now(), err})
+				l.mu.Unlock()
+			}
+			select {
+			case <-l.ctx.Done():
+			case <-tick.C:
+			}
+		}
+	})
+}
+
+// attempts returns the attempts so far, by group.
+func (l *writeLoad) attempts() map[string][]attempt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.byGroup)
+}
+
+// succeededAfter reports whether every one of groups has a write that
+// succeeded after t.
+func (l *writeLoad) succeededAfter(t time.Time, groups int) bool {
+	all := l.attempts()
+	if len(all) < groups {
+		return false
+	}
+	for _, as := range all {
+		ok := false
+		for _, a := range as {
+			ok = ok || a.err == nil && a.end.After(t)
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// end stops the writers and waits for them.
+func (l *writeLoad) end() {
+	l.stop()
+	l.wg.Wait()
+}
+
 // TestSentinelFollowsFailoverWithinASecond fails the master over under a
 // load of writes from several store instances (replicas of the SP), and
 // measures, for each, the time from the Sentinel's +switch-master to the
@@ -168,56 +244,25 @@ func failoverRun(t *testing.T, fault string) {
 	for i := range stores {
 		stores[i] = open(t, with(url, "timeout=500ms"))
 	}
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
+	load := newWriteLoad(t)
 	// Instance i is idle for i*300ms after the kill, as a replica without
 	// traffic at that moment would be: each meets the outage at its own
 	// moment (and go-redis's dial breaker, if it trips, at its own phase).
 	var killedAt atomic.Int64
-	idle := func(i int) bool {
-		k := killedAt.Load()
-		return k != 0 && time.Since(time.Unix(0, k)) < time.Duration(i)*300*time.Millisecond
-	}
-	var (
-		mu       sync.Mutex
-		attempts = make([][]attempt, instances)
-		wg       sync.WaitGroup
-	)
 	for i, s := range stores {
+		idle := func() bool {
+			k := killedAt.Load()
+			return k != 0 && time.Since(time.Unix(0, k)) < time.Duration(i)*300*time.Millisecond
+		}
 		for w := range writers {
-			wg.Go(func() {
-				tick := time.NewTicker(5 * time.Millisecond) // pacing, not waiting
-				defer tick.Stop()
-				for n := 0; ctx.Err() == nil; n++ {
-					if idle(i) {
-						select {
-						case <-ctx.Done():
-						case <-tick.C:
-						}
-						continue
-					}
-					key := fmt.Sprintf("k-%d-%d-%d", i, w, n)
-					err := s.Put(ctx, key, []byte("v"), time.Minute)
-					if ctx.Err() != nil {
-						return
-					}
-					mu.Lock()
-					attempts[i] = append(attempts[i], attempt{key, time.Now(), err})
-					mu.Unlock()
-					select {
-					case <-ctx.Done():
-					case <-tick.C:
-					}
-				}
-			})
+			load.writer(strconv.Itoa(i), s, func(n int) string { return fmt.Sprintf("k-%d-%d-%d", i, w, n) }, idle)
 		}
 	}
 	// Load before the fault, so that every instance has its connections.
 	waitFor(t, 10*time.Second, "writes through every instance", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, a := range attempts {
-			if len(a) < writers {
+		all := load.attempts()
+		for i := range instances {
+			if len(all[strconv.Itoa(i)]) < writers {
 				return false
 			}
 		}
@@ -255,21 +300,10 @@ func failoverRun(t *testing.T, fault string) {
 	}
 	// Every instance writes for a while after the switch.
 	waitFor(t, bound+10*time.Second, "writes through every instance for a second after the switch", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, as := range attempts {
-			ok := false
-			for _, a := range as {
-				ok = ok || (a.err == nil && a.end.After(switched.Add(bound)))
-			}
-			if !ok {
-				return false
-			}
-		}
-		return true
+		return load.succeededAfter(switched.Add(bound), instances)
 	})
-	stop()
-	wg.Wait()
+	load.end()
+	attempts := load.attempts()
 
 	// The subscription was lost with the old master, and is live on the
 	// new one: what another instance publishes now reaches it.
@@ -298,7 +332,8 @@ func failoverRun(t *testing.T, fault string) {
 		}
 	}
 	var report []string
-	for i, as := range attempts {
+	for i := range instances {
+		as := attempts[strconv.Itoa(i)]
 		// The instance follows the new master from its first write after
 		// the switch that the new master holds, every later one with it.
 		var first time.Time
