@@ -530,9 +530,13 @@ func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
 // error says why the retry was needed.
 func (s *Store) retrying(ctx context.Context, send func(context.Context) error, resend func(error) bool) error {
 	if s.follow == nil {
-		err := send(ctx)
-		s.nudgeCluster(err)
-		return err
+		for {
+			err := send(ctx)
+			s.nudgeCluster(err)
+			if !goredis.HasErrorPrefix(err, "TRYAGAIN") || !sleepWithin(ctx, tryAgainWait) {
+				return err
+			}
+		}
 	}
 	op := opOf(ctx)
 	var last error // why the previous attempt was not enough
@@ -570,6 +574,31 @@ func (s *Store) retrying(ctx context.Context, send func(context.Context) error, 
 		}
 		s.held.retried(op)
 		last = err
+	}
+}
+
+// tryAgainWait is how long a command refused with TRYAGAIN waits before it
+// is sent again. A Cluster node answers TRYAGAIN to a command on several
+// keys of a slot being moved to another node when the keys are not all on
+// one of the two: the command did not run, so it is safe to send again
+// (go-redis does not, for the store's commands it must not resend after a
+// lost reply, such as Commit). It goes through once the keys are together
+// or the move has ended, within the call's timeout.
+const tryAgainWait = 20 * time.Millisecond
+
+// sleepWithin waits d unless ctx would end first (then it reports false at
+// once).
+func sleepWithin(ctx context.Context, d time.Duration) bool {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
