@@ -198,7 +198,7 @@ const clusterFollowBound = 2 * time.Second
 // store sends again. No call may fail with anything but ErrUnavailable,
 // fewer than one commit in ten may fail at all, none may find a key it
 // wrote missing, and every acknowledged key must be on the new master
-// after.
+// after. A subscription to a channel in the slot must follow it.
 func TestClusterReshardingUnderLoad(t *testing.T) {
 	t.Parallel()
 	const tag = "moving"
@@ -219,7 +219,15 @@ func TestClusterReshardingUnderLoad(t *testing.T) {
 	srcID, _ := src.Client().ClusterMyID(ctx).Result()
 	dstID, _ := dst.Client().ClusterMyID(ctx).Result()
 
-	st := open(t, with(c.URL(), "timeout=500ms"))
+	st := open(t, with(c.URL(), "timeout=500ms&"+notifyParams))
+	// The channel's slot is the moving one too (its name is a hash tag).
+	sub, err := st.(store.Notifier).Subscribe(ctx, tag)
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	defer sub.Close()
+	events := storetest.Watch(sub)
+	events.WaitFrom(t, 0, store.EventLive, 10*time.Second)
 	type result struct {
 		op, key string
 		err     error
@@ -289,6 +297,15 @@ func TestClusterReshardingUnderLoad(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	stop()
 	wg.Wait()
+
+	// The subscription was on the node that gave the slot away: it is
+	// told so (Redis unsubscribes it), and subscribes again on the new one.
+	lost := events.WaitFrom(t, 0, store.EventLost, 10*time.Second)
+	events.WaitFrom(t, lost, store.EventLive, 10*time.Second)
+	if err := open(t, c.URL()).(store.Notifier).Publish(ctx, tag, []byte("after")); err != nil {
+		t.Fatalf("Publish after the move: %v", err)
+	}
+	events.WaitPayload(t, "after", 10*time.Second)
 
 	counts := map[string]int{}
 	for _, r := range results {
