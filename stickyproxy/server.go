@@ -31,6 +31,9 @@ func (p *Proxy) PublicServer() *http.Server {
 // MaxHeaderBytes bounds a client's request line and headers.
 const MaxHeaderBytes = 64 << 10
 
+// refuseWriteTimeout bounds the write of a refusal's reply.
+const refuseWriteTimeout = 2 * time.Second
+
 // busyReply is what a connection over MaxClientConns gets before it is
 // closed; clientBusyReply, one over MaxConnsPerClient.
 const (
@@ -156,9 +159,13 @@ func (l *limitListener) refuse(c net.Conn, reason, reply string) {
 			"max_conns_per_client", l.p.cfg.MaxConnsPerClient, "client", c.RemoteAddr().String(), "refused_since_last_line", dropped)
 	}
 	// A fresh socket's send buffer takes this at once; the deadline only
-	// guards against the impossible.
+	// guards against the impossible. It is not shorter: it counts from
+	// SetWriteDeadline, and on a loaded machine the goroutine may wait
+	// that long for a CPU before the write, which then fails at once and
+	// the client gets a bare close instead of the reply (it was 100 ms,
+	// and TestStalledClientsBounded failed so under a CI run's load).
 	if !l.silent {
-		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 		_, _ = io.WriteString(c, reply)
 	}
 	_ = c.Close()
