@@ -25,7 +25,8 @@ type CA struct {
 }
 
 // NewCA creates a CA and a server certificate for names (DNS names or IP
-// addresses) in dir.
+// addresses) in dir; the certificate is good for client authentication
+// too.
 func NewCA(dir string, names ...string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -59,7 +60,9 @@ func NewCA(dir string, names ...string) (*CA, error) {
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		// Client use too: the nodes of a TLS Redis Cluster present it to
+		// each other on the cluster bus.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {

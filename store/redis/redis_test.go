@@ -72,6 +72,18 @@ func TestConformanceCluster(t *testing.T) {
 	storetest.Run(t, opener(with(c.URL(), suiteParams)))
 }
 
+// TestConformanceClusterTLS: a Cluster whose nodes speak TLS only (the
+// cluster bus and replication too), through redis-cluster://...?tls=true
+// with the CA: go-redis dials every node the slot map names with the
+// URL's TLS settings.
+func TestConformanceClusterTLS(t *testing.T) {
+	c := redistest.StartCluster(t, 3, redistest.WithTLS())
+	if !strings.Contains(c.URL(), "tls=true") {
+		t.Fatalf("cluster URL %q has no tls=true", c.URL())
+	}
+	storetest.Run(t, opener(with(c.URL(), suiteParams)))
+}
+
 func TestConformanceSentinel(t *testing.T) {
 	master := redistest.Start(t, redistest.WithPassword(password))
 	sentinel := redistest.StartSentinel(t, master, "samlha-master")

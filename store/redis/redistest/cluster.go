@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ const clusterTimeout = 30 * time.Second
 type Cluster struct {
 	Nodes    []*Server // the masters, each with an even share of the slots
 	Replicas []*Server // Replicas[i] replicates Nodes[i % len(Nodes)]
+	ca       *localproc.CA
 }
 
 // StartCluster builds a Redis Cluster of masters (at least 1) from private
@@ -55,6 +57,22 @@ func StartClusterWithReplicas(tb testing.TB, masters, replicas int, opts ...Opti
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		unavailable(tb, "a Redis Cluster needs redis-server on PATH")
 	}
+	c := &Cluster{}
+	// With TLS every node has a certificate from one CA, and the cluster
+	// bus and replication run over TLS too.
+	var probe config
+	for _, o := range opts {
+		o(&probe)
+	}
+	if probe.tls {
+		ca, err := localproc.NewCA(tb.TempDir(), "127.0.0.1", "localhost")
+		if err != nil {
+			tb.Fatalf("redistest: TLS files: %v", err)
+		}
+		opts = append(opts, func(c *config) { c.ca = ca },
+			WithArgs("--tls-cluster", "yes", "--tls-replication", "yes"))
+		c.ca = ca
+	}
 	node := func() *Server {
 		return Start(tb, append([]Option{WithArgs(
 			"--cluster-enabled", "yes",
@@ -63,7 +81,6 @@ func StartClusterWithReplicas(tb testing.TB, masters, replicas int, opts ...Opti
 			"--cluster-announce-ip", "127.0.0.1",
 		)}, opts...)...)
 	}
-	c := &Cluster{}
 	for range masters {
 		c.Nodes = append(c.Nodes, node())
 	}
@@ -187,7 +204,12 @@ func (c *Cluster) Addrs() []string {
 	return addrs
 }
 
-// URL returns a redis-cluster:// URL that lists every master.
+// URL returns a redis-cluster:// URL that lists every master, with
+// tls=true and the CA's file for a cluster started WithTLS.
 func (c *Cluster) URL() string {
-	return "redis-cluster://" + strings.Join(c.Addrs(), ",")
+	u := "redis-cluster://" + strings.Join(c.Addrs(), ",")
+	if c.ca != nil {
+		u += "?" + url.Values{"tls": {"true"}, "tls_ca_file": {c.ca.CAFile}}.Encode()
+	}
+	return u
 }

@@ -67,6 +67,7 @@ type config struct {
 	password string
 	args     []string
 	tls      bool
+	ca       *localproc.CA // with tls: a CA shared with other servers; nil: one of its own
 }
 
 // WithPassword starts the server with requirepass, so that clients must
@@ -96,8 +97,11 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	}
 	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), password: c.password, args: c.args, tls: c.tls}
 	if c.tls {
-		if s.ca, err = localproc.NewCA(s.dir, "127.0.0.1", "localhost"); err != nil {
-			tb.Fatalf("redistest: TLS files: %v", err)
+		s.ca = c.ca
+		if s.ca == nil {
+			if s.ca, err = localproc.NewCA(s.dir, "127.0.0.1", "localhost"); err != nil {
+				tb.Fatalf("redistest: TLS files: %v", err)
+			}
 		}
 	}
 	s.launch()
