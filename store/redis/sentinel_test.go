@@ -8,6 +8,7 @@ import (
 
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/redis/redistest"
+	"github.com/samlha/samlha/store/storetest"
 )
 
 // TestSentinelFailover kills the master behind a Sentinel: until the
@@ -122,5 +123,60 @@ func TestSentinelPassword(t *testing.T) {
 	s := open(t, good)
 	if err := s.Put(t.Context(), "k", []byte("v"), time.Minute); err != nil {
 		t.Fatalf("Put with the Sentinels' password: %v", err)
+	}
+}
+
+// TestSentinelTLS: a master, its replica and a Sentinel that all speak TLS
+// only (replication and the Sentinel's links too), through
+// redis-sentinel://...?tls=true: the conformance suite passes, and after a
+// SENTINEL FAILOVER (which the store must hear over TLS to hold its
+// writes) the store writes to the promoted replica, which holds what was
+// written before.
+func TestSentinelTLS(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	master := redistest.Start(t, redistest.WithTLS(), redistest.WithPassword(password))
+	host, port, _ := strings.Cut(master.Addr(), ":")
+	replica := redistest.Start(t, redistest.WithTLSLike(master), redistest.WithPassword(password),
+		redistest.WithArgs("--replicaof", host, port, "--masterauth", password))
+	waitFor(t, 10*time.Second, "the replica to replicate over TLS", func() bool {
+		info, err := replica.Client().Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	sentinel := redistest.StartSentinel(t, master, masterName)
+	waitFor(t, 10*time.Second, "the Sentinel to know the replica", func() bool {
+		replicas, err := sentinel.Client().Do(ctx, "SENTINEL", "REPLICAS", masterName).Slice()
+		return err == nil && len(replicas) == 1
+	})
+	url := with(sentinel.URL(), "timeout=500ms")
+	if !strings.Contains(url, "tls=true") {
+		t.Fatalf("Sentinel URL %q has no tls=true", url)
+	}
+	t.Run("conformance", func(t *testing.T) { storetest.Run(t, opener(with(url, "pool_size=64"))) })
+
+	s := open(t, url)
+	if err := s.Put(ctx, "before", []byte("v"), time.Hour); err != nil {
+		t.Fatalf("Put before the failover: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the key to reach the replica", func() bool {
+		n, err := replica.Client().Exists(ctx, "samlha:before").Result()
+		return err == nil && n == 1
+	})
+	if err := sentinel.Client().Do(ctx, "SENTINEL", "FAILOVER", masterName).Err(); err != nil {
+		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the store to write to the promoted replica", func() bool {
+		info, err := replica.Client().Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "role:master") {
+			return false
+		}
+		if err := s.Put(ctx, "after", []byte("v"), time.Hour); err != nil {
+			return false
+		}
+		n, err := replica.Client().Exists(ctx, "samlha:after").Result()
+		return err == nil && n == 1
+	})
+	if got, err := s.Get(ctx, "before"); err != nil || string(got) != "v" {
+		t.Fatalf("Get after the failover = %q, %v; want the replicated value", got, err)
 	}
 }

@@ -98,6 +98,12 @@ func StartSentinel(tb testing.TB, master *Server, masterName string, opts ...Sen
 		o(conf)
 	}
 	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), sentinel: conf, password: conf.password}
+	if master.tls {
+		// A Sentinel of a TLS master speaks TLS only too, to its clients
+		// and to the servers it watches, under the master's CA.
+		s.tls, s.ca = true, master.ca
+		s.args = append(s.args, "--tls-replication", "yes")
+	}
 	s.launch()
 	return &Sentinel{Server: s, master: master, masterName: masterName}
 }
@@ -108,7 +114,8 @@ func (s *Sentinel) URL() string { return SentinelsURL(s) }
 
 // SentinelsURL returns a redis-sentinel:// URL that lists all of ss (which
 // monitor the same master under the same name), in that order, with the
-// master's password and the Sentinels' (the first's) if they have them.
+// master's password and the Sentinels' (the first's) if they have them, and
+// tls=true with the CA's file for Sentinels of a TLS master.
 func SentinelsURL(ss ...*Sentinel) string {
 	addrs := make([]string, len(ss))
 	for i, s := range ss {
@@ -118,8 +125,14 @@ func SentinelsURL(ss ...*Sentinel) string {
 	if pw := ss[0].master.password; pw != "" {
 		u.User = url.UserPassword("", pw)
 	}
+	q := url.Values{}
 	if pw := ss[0].sentinel.password; pw != "" {
-		u.RawQuery = url.Values{"sentinel_password": {pw}}.Encode()
+		q.Set("sentinel_password", pw)
 	}
+	if ss[0].tls {
+		q.Set("tls", "true")
+		q.Set("tls_ca_file", ss[0].ca.CAFile)
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
 }

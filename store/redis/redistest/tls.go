@@ -15,3 +15,13 @@ func (s *Server) CAFile() string {
 	}
 	return s.ca.CAFile
 }
+
+// WithTLSLike starts the server with TLS only, under a certificate from
+// the CA of other (a WithTLS server), and replicating over TLS: a replica
+// of other, or another node of its set.
+func WithTLSLike(other *Server) Option {
+	return func(c *config) {
+		c.tls, c.ca = true, other.ca
+		c.args = append(c.args, "--tls-replication", "yes")
+	}
+}
