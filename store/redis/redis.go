@@ -66,6 +66,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -206,10 +207,59 @@ func open(ctx context.Context, u *url.URL, logger *slog.Logger) (*Store, error) 
 			s.Close()
 			return nil, fmt.Errorf("no round trip to %s (add verify=false to the URL to start without one, and let readiness report it): %w", s.kind, err)
 		}
+		s.checkEviction(ctx)
 	}
 	logger.Info("store opened", "kind", s.kind, "location", s.location, "prefix", s.prefix,
 		"timeout", s.timeout, "failover_budget", s.FailoverBudget(), "verified", cfg.Verify)
 	return s, nil
+}
+
+// checkEviction warns if the server may evict the store's keys: a
+// maxmemory with a policy other than noeviction. Every key the store
+// writes has a TTL, so the volatile-* policies take them as readily as the
+// allkeys-* ones, and under memory pressure Redis would silently drop
+// pending logins, sessions, and the records that refuse a replayed
+// assertion or a second use of a login (a replay that should have been
+// refused would then be accepted). With noeviction a full server refuses
+// writes instead (ErrFull: a named failure). It reads INFO memory from
+// each master (a Cluster's every one); a server that refuses INFO (an ACL
+// without it, a managed Redis) is noted at debug level only, and nothing
+// here fails the open.
+func (s *Store) checkEviction(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	check := func(ctx context.Context, c goredis.Cmdable) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return err
+		}
+		maxmemory, policy := infoField(info, "maxmemory"), infoField(info, "maxmemory_policy")
+		if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
+			s.logger.Warn("redis may evict samlha's state under memory pressure: set maxmemory-policy noeviction, or maxmemory 0",
+				"maxmemory", maxmemory, "maxmemory_policy", policy,
+				"at_risk", "pending logins, sessions, and the records that refuse replayed assertions and reused logins")
+		}
+		return nil
+	}
+	var err error
+	if cc, ok := s.cli().(*goredis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error { return check(ctx, c) })
+	} else {
+		err = check(ctx, s.cli())
+	}
+	if err != nil {
+		s.logger.Debug("could not read the server's maxmemory-policy", "err", err)
+	}
+}
+
+// infoField returns the value of field in an INFO reply, or "".
+func infoField(info, field string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), field+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // newFollowing returns a store on the master that the Sentinels of cfg

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -472,4 +474,68 @@ func TestConformanceLeastPrivilegeCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3, redistest.WithArgs(append([]string{"--user", "samlha"}, leastPrivilegeCluster...)...))
 	u := strings.Replace(c.URL(), "redis-cluster://", "redis-cluster://samlha:"+aclPassword+"@", 1)
 	storetest.Run(t, opener(with(u, suiteParams)))
+}
+
+// TestEvictionPolicyWarned: Open warns, naming the fix, when the server
+// may evict the store's keys (a maxmemory with any policy but noeviction:
+// every key has a TTL, so volatile-lru takes them too), on each master of a
+// Cluster as on one server; it says nothing when eviction cannot happen,
+// and a user without INFO opens as before.
+func TestEvictionPolicyWarned(t *testing.T) {
+	t.Parallel()
+	const warning = "redis may evict samlha's state"
+	for _, tc := range []struct {
+		name    string
+		url     func(t *testing.T) string
+		warning bool
+	}{
+		{"allkeys-lru", func(t *testing.T) string {
+			return redistest.Start(t, redistest.WithArgs("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")).URL()
+		}, true},
+		{"volatile-lru", func(t *testing.T) string {
+			return redistest.Start(t, redistest.WithArgs("--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru")).URL()
+		}, true},
+		{"noeviction", func(t *testing.T) string {
+			return redistest.Start(t, redistest.WithArgs("--maxmemory", "64mb", "--maxmemory-policy", "noeviction")).URL()
+		}, false},
+		{"no-maxmemory", func(t *testing.T) string {
+			return redistest.Start(t, redistest.WithArgs("--maxmemory-policy", "allkeys-lru")).URL()
+		}, false},
+		{"cluster", func(t *testing.T) string {
+			return redistest.StartCluster(t, 1, redistest.WithArgs("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lfu")).URL()
+		}, true},
+		{"no-info-allowed", func(t *testing.T) string {
+			srv := redistest.Start(t, redistest.WithArgs(append([]string{"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru", "--user", "samlha"}, leastPrivilege...)...))
+			return "redis://samlha:" + aclPassword + "@" + srv.Addr()
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs strings.Builder
+			var mu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			s, err := store.Open(t.Context(), tc.url(t), logger)
+			if err != nil {
+				t.Fatalf("store.Open: %v", err)
+			}
+			s.Close()
+			mu.Lock()
+			got := logs.String()
+			mu.Unlock()
+			if strings.Contains(got, warning) != tc.warning {
+				t.Errorf("warned: %v, want %v; the log:\n%s", !tc.warning, tc.warning, got)
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
