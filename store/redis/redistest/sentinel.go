@@ -61,7 +61,9 @@ func (c *sentinelConf) write(dir string) (string, error) {
 	conf := fmt.Sprintf("sentinel monitor %s %s %s %d\nsentinel down-after-milliseconds %s %d\n",
 		c.masterName, host, port, c.quorum, c.masterName, c.downAfter.Milliseconds())
 	if c.password != "" {
-		conf += fmt.Sprintf("requirepass %s\n", c.password)
+		// sentinel-pass: what it gives the other Sentinels, which have
+		// the same password.
+		conf += fmt.Sprintf("requirepass %s\nsentinel sentinel-pass %s\n", c.password, c.password)
 	}
 	if c.failoverTimeout > 0 {
 		conf += fmt.Sprintf("sentinel failover-timeout %s %d\n", c.masterName, c.failoverTimeout.Milliseconds())
