@@ -8,14 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/respond"
 	"github.com/samlha/samlha/store"
-	_ "github.com/samlha/samlha/store/redis"
+	"github.com/samlha/samlha/store/redis"
 	"github.com/samlha/samlha/store/redis/redistest"
 )
 
@@ -184,15 +183,12 @@ func redisBench(srv *redistest.Server) benchStore {
 			tb.Fatal(err)
 		}
 		var secs float64
-		for line := range strings.Lines(info) {
-			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-			if k == "used_cpu_sys" || k == "used_cpu_user" {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					tb.Fatalf("INFO cpu: %s: %v", line, err)
-				}
-				secs += f
+		for _, k := range []string{"used_cpu_sys", "used_cpu_user"} {
+			f, err := strconv.ParseFloat(redis.InfoField(info, k), 64)
+			if err != nil {
+				tb.Fatalf("INFO cpu: %s: %v", k, err)
 			}
+			secs += f
 		}
 		return time.Duration(secs * float64(time.Second))
 	}}

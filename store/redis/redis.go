@@ -233,7 +233,7 @@ func (s *Store) checkEviction(ctx context.Context) {
 		if err != nil {
 			return err
 		}
-		maxmemory, policy := infoField(info, "maxmemory"), infoField(info, "maxmemory_policy")
+		maxmemory, policy := InfoField(info, "maxmemory"), InfoField(info, "maxmemory_policy")
 		if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
 			s.logger.Warn("redis may evict samlha's state under memory pressure: set maxmemory-policy noeviction, or maxmemory 0",
 				"maxmemory", maxmemory, "maxmemory_policy", policy,
@@ -252,8 +252,9 @@ func (s *Store) checkEviction(ctx context.Context) {
 	}
 }
 
-// infoField returns the value of field in an INFO reply, or "".
-func infoField(info, field string) string {
+// InfoField returns the value of field in an INFO reply ("field:value"
+// lines), or "".
+func InfoField(info, field string) string {
 	for line := range strings.Lines(info) {
 		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), field+":"); ok {
 			return v

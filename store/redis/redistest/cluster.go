@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/samlha/samlha/store/localproc"
+	"github.com/samlha/samlha/store/redis"
 )
 
 // clusterTimeout bounds the wait for a new cluster to agree that it is
@@ -183,12 +184,9 @@ func waitClusterOK(ctx context.Context, n *Server, masters, nodes int) error {
 }
 
 func hasAll(info string, want []string) bool {
-	lines := map[string]bool{}
-	for l := range strings.Lines(info) {
-		lines[strings.TrimSpace(l)] = true
-	}
 	for _, w := range want {
-		if !lines[w] {
+		k, v, _ := strings.Cut(w, ":")
+		if redis.InfoField(info, k) != v {
 			return false
 		}
 	}
