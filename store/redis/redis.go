@@ -520,14 +520,21 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// process sends cmd on the client in use (see retrying).
+// process sends cmd on the client in use (see retrying), and again, on a
+// Cluster, while it is refused with TRYAGAIN (see tryAgainWait). Only a
+// single command is: in a pipeline the other commands may have run.
 func (s *Store) process(ctx context.Context, cmd goredis.Cmder) error {
-	err := s.retrying(ctx, func(actx context.Context) error { return s.cli().Process(actx, cmd) },
-		func(err error) bool { return s.mayResend(cmd, err) })
-	if err != nil {
-		cmd.SetErr(err)
+	for {
+		err := s.retrying(ctx, func(actx context.Context) error { return s.cli().Process(actx, cmd) },
+			func(err error) bool { return s.mayResend(cmd, err) })
+		if err != nil && s.follow == nil && goredis.HasErrorPrefix(err, "TRYAGAIN") && sleepWithin(ctx, tryAgainWait) {
+			continue
+		}
+		if err != nil {
+			cmd.SetErr(err)
+		}
+		return err
 	}
-	return err
 }
 
 // mayResend reports whether cmd, which failed with err, may be sent again:
@@ -581,13 +588,9 @@ func (s *Store) pipeline(ctx context.Context, cmds []goredis.Cmder) error {
 // error says why the retry was needed.
 func (s *Store) retrying(ctx context.Context, send func(context.Context) error, resend func(error) bool) error {
 	if s.follow == nil {
-		for {
-			err := send(ctx)
-			s.nudgeCluster(err)
-			if !goredis.HasErrorPrefix(err, "TRYAGAIN") || !sleepWithin(ctx, tryAgainWait) {
-				return err
-			}
-		}
+		err := send(ctx)
+		s.nudgeCluster(err)
+		return err
 	}
 	op := opOf(ctx)
 	var last error // why the previous attempt was not enough
