@@ -23,7 +23,7 @@ const reloginCookie = "samlha_relogin"
 func (e *Engine) RequireAccount(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt := e.rt.Load()
-		sess, err := e.sessionsOf(rt).GetSession(r)
+		sess, err := e.provider.GetSession(r)
 		if err == nil && sess != nil {
 			if _, err := r.Cookie(reloginCookie); err == nil {
 				http.SetCookie(w, &http.Cookie{Name: reloginCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: e.cookies.Secure, SameSite: http.SameSiteLaxMode})
@@ -85,7 +85,7 @@ func errString(err error) string {
 // down, serves the sessions it can read.
 func (e *Engine) Session(w http.ResponseWriter, r *http.Request) (sess samlsp.Session, err error, ok bool) {
 	rt := e.rt.Load()
-	sess, err, ok = e.session(w, r, e.sessionsOf(rt))
+	sess, err, ok = e.session(w, r)
 	if ok && sess == nil && rt == nil {
 		e.resp.Fail(w, r, errMetadataNotLoaded())
 		return nil, nil, false
@@ -93,8 +93,8 @@ func (e *Engine) Session(w http.ResponseWriter, r *http.Request) (sess samlsp.Se
 	return sess, err, ok
 }
 
-func (e *Engine) session(w http.ResponseWriter, r *http.Request, sessions samlsp.SessionProvider) (sess samlsp.Session, err error, ok bool) {
-	sess, err = sessions.GetSession(r)
+func (e *Engine) session(w http.ResponseWriter, r *http.Request) (sess samlsp.Session, err error, ok bool) {
+	sess, err = e.provider.GetSession(r)
 	if err != nil && !errors.Is(err, samlsp.ErrNoSession) {
 		f := failure.FromStore(err, "")
 		f.Op = "session"

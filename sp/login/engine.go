@@ -105,6 +105,11 @@ type Engine struct {
 	// metadataOnly serves this SP's metadata until the IdP's is loaded, so
 	// the IdP can register the SP first.
 	metadataOnly *samlsp.Middleware
+	// provider is where sessions are read and ended (sessionProvider),
+	// built once: it needs no IdP metadata, so a replica that has just
+	// started, or whose IdP is down, serves the sessions it can read, and
+	// every liveConfig's middleware uses it.
+	provider samlsp.SessionProvider
 }
 
 // liveConfig is what depends on the IdP metadata; it is rebuilt, and swapped
@@ -154,6 +159,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("configure SAML middleware: %w", err)
 	}
 	e.applySP(&e.metadataOnly.ServiceProvider)
+	e.provider = e.sessionProvider(e.cookieSessions(e.metadataOnly))
 	return e, nil
 }
 
@@ -276,7 +282,7 @@ func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
 	mw.RequirePOSTToStartLogout = true
 	applyRollover(&mw.ServiceProvider, e.cfg.NextKey)
 	rt := &liveConfig{mw: mw, parser: &mw.ServiceProvider}
-	mw.Session = e.sessionProvider(e.cookieSessions(mw))
+	mw.Session = e.provider
 	tracker := e.cookieTracker(opts, mw)
 	if e.cfg.Store != nil {
 		parser := mw.ServiceProvider
@@ -305,7 +311,8 @@ func (e *Engine) setIDPMetadata(md *saml.EntityDescriptor) error {
 // sessionProvider is where this engine's sessions are read and ended: the
 // store's (through the session cache when it runs), crewjam's signed
 // cookies (cookies) in stateless mode, or either while moving between the
-// two. None of it depends on the IdP metadata.
+// two. None of it depends on the IdP metadata (e.provider is built with it
+// once, in New, after the cache).
 func (e *Engine) sessionProvider(cookies samlsp.CookieSessionProvider) samlsp.SessionProvider {
 	if e.cfg.Store != nil {
 		var sessions samlsp.SessionProvider = e.sessions
@@ -321,17 +328,6 @@ func (e *Engine) sessionProvider(cookies samlsp.CookieSessionProvider) samlsp.Se
 		return session.Either{Store: e.sessions, Cookies: cookies, CookiesFirst: true}
 	}
 	return cookies
-}
-
-// sessionsOf returns the session provider of rt, the live configuration,
-// or, before the IdP metadata is loaded (rt nil), the same provider built
-// without it: a replica that has just started, or whose IdP is down, still
-// serves the sessions it can read.
-func (e *Engine) sessionsOf(rt *liveConfig) samlsp.SessionProvider {
-	if rt != nil {
-		return rt.mw.Session
-	}
-	return e.sessionProvider(e.cookieSessions(e.metadataOnly))
 }
 
 // cookieSessions is crewjam's signed-cookie session provider of mw as

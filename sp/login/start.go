@@ -45,7 +45,7 @@ func (e *Engine) StartTo(w http.ResponseWriter, r *http.Request, rd string) {
 	if rt == nil {
 		return
 	}
-	sess, _, ok := e.session(w, r, rt.mw.Session)
+	sess, _, ok := e.session(w, r)
 	if !ok {
 		return
 	}
