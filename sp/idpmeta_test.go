@@ -21,6 +21,7 @@ import (
 	"github.com/samlha/samlha/sp/failure"
 	"github.com/samlha/samlha/sp/limits"
 	"github.com/samlha/samlha/sp/login"
+	"github.com/samlha/samlha/sp/session"
 	"github.com/samlha/samlha/sp/sptest/devidptest"
 	"github.com/samlha/samlha/store"
 	"github.com/samlha/samlha/store/redis/redistest"
@@ -171,8 +172,8 @@ func TestRestartIsReadyWithTheLastGoodMetadata(t *testing.T) {
 
 // A replica that has not loaded the IdP metadata (it has just started, or
 // the IdP is down) still serves the sessions it can read, from the shared
-// store or a signed cookie: only a request that would have to log in is
-// answered idp-metadata-unavailable. Before, every request was, and in a
+// store or a signed cookie: only a request that would have to log in (no
+// session, or a forged one) is answered idp-metadata-unavailable. Before, every request was, and in a
 // rolling restart a logged-in user's request that reached a replica still
 // loading its metadata got a 503 (the lab's roundrobin-stateless-rolling,
 // "follow-up errors 1: idp-metadata-unavailable").
@@ -211,12 +212,25 @@ func TestSessionsServedBeforeMetadata(t *testing.T) {
 			if s.Ready() {
 				t.Fatal("the replica is ready without IdP metadata")
 			}
-			get := func(path string, session bool) *httptest.ResponseRecorder {
+			get := func(path string, cookies string) *httptest.ResponseRecorder {
 				req := httptest.NewRequest("GET", top.ProxyURL+path, nil)
 				req.Header.Set("Accept", "text/html")
 				req.Header.Set("Sec-Fetch-Mode", "navigate")
-				if session {
-					for _, c := range b.Cookies(root) {
+				for _, c := range b.Cookies(root) {
+					switch {
+					case cookies == "none":
+					case cookies == "forged" && c.Name == session.CookieName:
+						// The same cookie with a character in its middle
+						// changed (not the last, whose low bits base64
+						// may ignore): a forged or tampered session.
+						v := []byte(c.Value)
+						if v[len(v)/2] == 'A' {
+							v[len(v)/2] = 'B'
+						} else {
+							v[len(v)/2] = 'A'
+						}
+						req.AddCookie(&http.Cookie{Name: c.Name, Value: string(v)})
+					default:
 						req.AddCookie(c)
 					}
 				}
@@ -225,13 +239,19 @@ func TestSessionsServedBeforeMetadata(t *testing.T) {
 				return rec
 			}
 			for _, path := range []string{"/app", "/whoami"} {
-				if rec := get(path, true); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "alice") {
+				if rec := get(path, "alice"); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "alice") {
 					t.Errorf("GET %s with alice's session before the metadata loaded: %d %s, want 200 with alice\n%s",
 						path, rec.Code, rec.Header().Get("X-Samlha-Cause"), failure.Truncate(rec.Body.String(), 300))
 				}
-				if rec := get(path, false); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("X-Samlha-Cause") != "idp-metadata-unavailable" {
-					t.Errorf("GET %s without a session before the metadata loaded: %d %q, want 503 idp-metadata-unavailable",
-						path, rec.Code, rec.Header().Get("X-Samlha-Cause"))
+				// Without a session, or with a forged one, a login would
+				// be needed: refused, and nothing of alice's shown.
+				for _, cookies := range []string{"none", "forged"} {
+					rec := get(path, cookies)
+					if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("X-Samlha-Cause") != "idp-metadata-unavailable" ||
+						strings.Contains(rec.Body.String(), "alice") {
+						t.Errorf("GET %s with session cookie %s before the metadata loaded: %d %q, want 503 idp-metadata-unavailable without alice",
+							path, cookies, rec.Code, rec.Header().Get("X-Samlha-Cause"))
+					}
 				}
 			}
 		})
