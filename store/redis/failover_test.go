@@ -46,10 +46,7 @@ func startSentinelSet(t *testing.T, n int, opts ...redistest.SentinelOption) *fa
 	f := &failoverSet{master: redistest.Start(t)}
 	host, port, _ := strings.Cut(f.master.Addr(), ":")
 	f.replica = redistest.Start(t, redistest.WithArgs("--replicaof", host, port))
-	waitFor(t, 10*time.Second, "the replica to replicate", func() bool {
-		info, err := f.replica.Client().Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	})
+	f.replica.WaitReplicating(t)
 	for range n {
 		f.sentinels = append(f.sentinels, redistest.StartSentinel(t, f.master, masterName, opts...))
 	}

@@ -140,10 +140,7 @@ func TestSentinelTLS(t *testing.T) {
 	host, port, _ := strings.Cut(master.Addr(), ":")
 	replica := redistest.Start(t, redistest.WithTLSLike(master), redistest.WithPassword(password),
 		redistest.WithArgs("--replicaof", host, port, "--masterauth", password))
-	waitFor(t, 10*time.Second, "the replica to replicate over TLS", func() bool {
-		info, err := replica.Client().Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	})
+	replica.WaitReplicating(t)
 	sentinel := redistest.StartSentinel(t, master, masterName)
 	waitFor(t, 10*time.Second, "the Sentinel to know the replica", func() bool {
 		replicas, err := sentinel.Client().Do(ctx, "SENTINEL", "REPLICAS", masterName).Slice()

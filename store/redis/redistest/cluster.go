@@ -123,18 +123,7 @@ func StartClusterWithReplicas(tb testing.TB, masters, replicas int, opts ...Opti
 		if err != nil {
 			tb.Fatalf("redistest: CLUSTER REPLICATE %s on %s: %v", m.Addr(), r.Addr(), err)
 		}
-		if err := localproc.Poll(ctx, func(ctx context.Context) error {
-			info, err := r.Client().Info(ctx, "replication").Result()
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(info, "master_link_status:up") {
-				return errors.New("not replicating yet")
-			}
-			return nil
-		}); err != nil {
-			tb.Fatalf("redistest: replica %s of %s: %v\n%s", r.Addr(), m.Addr(), err, tail(r.logPath()))
-		}
+		r.WaitReplicating(tb)
 	}
 	return c
 }

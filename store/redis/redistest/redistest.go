@@ -29,6 +29,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/samlha/samlha/store/localproc"
+	"github.com/samlha/samlha/store/redis"
 )
 
 // Timings.
@@ -346,4 +347,30 @@ func (s *Server) Client() *goredis.Client {
 	c := goredis.NewClient(opts)
 	s.tb.Cleanup(func() { c.Close() })
 	return c
+}
+
+// replicateTimeout bounds WaitReplicating.
+const replicateTimeout = 20 * time.Second
+
+// WaitReplicating waits until s, a replica, reports its link to its master
+// up (INFO replication), and fails the test with the end of s's log if it
+// does not within replicateTimeout.
+func (s *Server) WaitReplicating(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), replicateTimeout)
+	defer cancel()
+	var last string
+	err := localproc.Poll(ctx, func(ctx context.Context) error {
+		info, err := s.Client().Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if last = redis.InfoField(info, "master_link_status"); last != "up" {
+			return errors.New("not replicating yet")
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("redistest: replica %s: master_link_status %q after %v: %v\n%s", s.Addr(), last, replicateTimeout, err, tail(s.logPath()))
+	}
 }
